@@ -1,0 +1,46 @@
+# TossIt: `make up` runs a local cluster, `make test` runs the whole suite.
+# Everything is installed into .venv by these targets (Python 3.11+ required).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: up test lint bench clean help
+
+help:
+	@echo "make up     - install (first time) and run brain + 3 nodes on http://localhost:8000"
+	@echo "make test   - install test tools (first time) and run the whole test suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - throughput/latency benchmark (bench/README.md)"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+	  { echo "TossIt needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || \
+	  { echo "could not create a virtual environment; on Debian/Ubuntu: sudo apt install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	bash scripts/install-test-deps.sh $(BIN)/python
+	@touch $@ $(VENV)/.installed-run
+
+up: $(VENV)/.installed-run
+	$(BIN)/tossit up
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/bench_cluster.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

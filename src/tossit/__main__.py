@@ -1,0 +1,3 @@
+from tossit.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The brain process: metadata, REST API and the cluster's background loops."""

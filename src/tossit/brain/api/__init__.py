@@ -1,0 +1,1 @@
+"""The brain's HTTP routes, one module per resource."""

@@ -1,0 +1,98 @@
+"""Cluster-wide views: health, status, events, metrics and admin one-shots."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tossit import __version__
+from tossit.brain.api.common import brain_of, iso
+from tossit.brain.registry import READABLE_STATES
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["cluster"], summary="Brain health (200 only if metadata answers)")
+async def health(request: Request) -> Response:
+    brain = brain_of(request)
+    try:
+        await brain.store.ping()
+        db = "ok"
+    except Exception as exc:
+        return JSONResponse(
+            {"status": "unhealthy", "database": f"error: {type(exc).__name__}"}, status_code=503
+        )
+    online = sum(1 for n in brain.registry.nodes.values() if n.state == "online")
+    return JSONResponse({
+        "status": "ok", "database": db, "version": __version__,
+        "nodes_online": online, "nodes_total": len(brain.registry.nodes),
+        "uptime_s": round(time.time() - brain.started, 1),
+    })
+
+
+@router.get("/api/status", tags=["cluster"], summary="Capacity, usage and replication health")
+async def status(request: Request) -> dict[str, Any]:
+    brain = brain_of(request)
+    nodes = list(brain.registry.nodes.values())
+    live = [n for n in nodes if n.state in READABLE_STATES]
+    totals = await brain.store.totals([n.id for n in live])
+    r = brain.settings.replicas
+    hist = totals.pop("replica_histogram")
+    at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
+    raw = sum(n.capacity for n in live)
+    used = sum(n.used for n in live)
+    return {
+        "replicas": r,
+        "write_quorum": brain.settings.quorum,
+        "chunk_size": brain.settings.chunk_size,
+        "nodes": {"total": len(nodes), "online": sum(1 for n in nodes if n.state == "online"),
+                  "by_state": {s: sum(1 for n in nodes if n.state == s)
+                               for s in sorted({n.state for n in nodes})}},
+        "capacity": {"raw": raw, "used": used, "free": sum(n.free for n in live),
+                     "usable": raw // r if r else raw},
+        **totals,
+        "replication": {
+            "by_copies": {str(k): v for k, v in hist.items()},
+            "chunks_below_target": sum(v["chunks"] for k, v in hist.items() if k < r),
+            "chunks_unavailable": hist.get(0, {}).get("chunks", 0),
+            "bytes_at_risk": at_risk,
+        },
+    }
+
+
+@router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first")
+async def events(
+    request: Request,
+    limit: int = Query(100, ge=1, le=1000),
+    kind: str | None = Query(None, max_length=48, pattern=r"^[a-z_]+$"),
+) -> list[dict[str, Any]]:
+    rows = await brain_of(request).store.list_events(limit=limit, kind=kind)
+    return [
+        {"id": e.id, "time": iso(e.ts), "kind": e.kind, "severity": e.severity,
+         "message": e.message, "node_id": e.node_id, "data": e.data}
+        for e in rows
+    ]
+
+
+@router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now")
+async def run_gc(request: Request, orphans: bool = True) -> dict[str, Any]:
+    return await brain_of(request).collector.run_once(sweep_orphans=orphans)
+
+
+@router.post("/api/admin/monitor", tags=["admin"], summary="Run one failure-detection pass now")
+async def run_monitor(request: Request) -> dict[str, Any]:
+    changes = await brain_of(request).monitor.run_once()
+    return {"changes": [{"node": n, "from": a, "to": b} for n, a, b in changes]}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    from tossit.brain.metrics import refresh
+
+    refresh(brain_of(request))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+

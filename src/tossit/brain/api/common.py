@@ -1,0 +1,60 @@
+"""Helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+
+from tossit.brain.service import Brain
+from tossit.errors import ApiError
+
+MAX_NAME_BYTES = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def brain_of(request: Request) -> Brain:
+    brain: Brain = request.app.state.brain
+    return brain
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def check_name(name: str) -> str:
+    """A file name (object key): 1-1024 UTF-8 bytes, no control characters, no
+    empty, ``.`` or ``..`` path segments, no leading slash."""
+    name = unicodedata.normalize("NFC", name)
+    if not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ApiError(400, "invalid_name", f"a file name is 1 to {MAX_NAME_BYTES} bytes")
+    if _CONTROL.search(name):
+        raise ApiError(400, "invalid_name", "a file name cannot contain control characters")
+    if name.startswith("/") or any(seg in ("", ".", "..") for seg in name.split("/")):
+        raise ApiError(
+            400, "invalid_name", "a file name cannot start with '/' or contain '.', '..' "
+            "or empty path segments"
+        )
+    return name
+
+
+def upload_filename(raw: str) -> str:
+    """The name a browser or curl sent in a multipart part, without any directory."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return check_name(base)
+
+
+def content_type_for(name: str, declared: str | None) -> str:
+    if declared and declared.lower() not in ("application/octet-stream", "") and len(declared) < 200:
+        return declared
+    guess, _ = mimetypes.guess_type(posixpath.basename(name), strict=False)
+    return guess or "application/octet-stream"
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "message": message, **extra}

@@ -1,0 +1,243 @@
+"""Files: the seed-compatible REST API over objects in the ``default`` bucket."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from tossit.brain.api.common import (
+    brain_of,
+    check_name,
+    content_type_for,
+    iso,
+    upload_filename,
+)
+from tossit.brain.ingest import UploadResult
+from tossit.brain.models import Object
+from tossit.brain.multipart import StreamingMultipart
+from tossit.brain.service import Brain
+from tossit.errors import ApiError
+from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
+
+log = logging.getLogger("tossit.brain.api")
+router = APIRouter(tags=["files"])
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        }}},
+    }
+}
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                             "format": "binary"}}},
+    }
+}
+
+
+def _replication(brain: Brain, chunk_nodes: list[set[str]]) -> dict[str, Any]:
+    live = set(brain.registry.online_ids())
+    target = brain.settings.replicas
+    if not chunk_nodes:
+        return {"state": "healthy", "min_copies": target, "target": target,
+                "under_replicated_chunks": 0}
+    counts = [len(nodes & live) for nodes in chunk_nodes]
+    low = min(counts)
+    state = "healthy" if low >= target else ("degraded" if low > 0 else "unavailable")
+    return {"state": state, "min_copies": low, "target": target,
+            "under_replicated_chunks": sum(1 for c in counts if c < target)}
+
+
+async def _describe(brain: Brain, objs: list[Object]) -> list[dict[str, Any]]:
+    per_obj = await brain.store.ok_replica_nodes([o.id for o in objs])
+    return [
+        {
+            "id": o.id,
+            "name": o.key,
+            "size": o.size,
+            "content_type": o.content_type,
+            "sha256": o.sha256,
+            "chunks": o.chunk_count,
+            "chunk_size": o.chunk_size,
+            "replication": _replication(brain, per_obj.get(o.id, [])),
+            "created": iso(o.created_at),
+        }
+        for o in objs
+    ]
+
+
+async def _uploaded(brain: Brain, result: UploadResult) -> JSONResponse:
+    (body,) = await _describe(brain, [result.obj])
+    body["bucket"] = result.bucket
+    headers = {"Location": f"/api/files/{result.obj.id}"}
+    return JSONResponse(body, status_code=201, headers=headers)
+
+
+async def _object(brain: Brain, file_id: int) -> Object:
+    obj = await brain.store.get_object(file_id)
+    if obj is None:
+        raise ApiError(404, "file_not_found", f"no file with id {file_id}")
+    return obj
+
+
+@router.post("/api/files/upload", status_code=201, openapi_extra=_MULTIPART_BODY,
+             summary="Upload a file (multipart form field 'file')")
+async def upload_multipart(request: Request) -> Response:
+    """Streams the ``file`` part to the nodes as it arrives; nothing is spooled.
+
+    A file with the same name replaces the old one atomically (new id).
+    """
+    brain = brain_of(request)
+    brain.ingest.check_capacity()
+    form = StreamingMultipart(request.headers.get("content-type", ""), request.stream())
+    try:
+        part = await form.file_part("file")
+        name = upload_filename(part.filename)
+        result = await brain.ingest.put(
+            part.body, key=name, content_type=content_type_for(name, part.content_type),
+        )
+        await form.drain()
+    except ClientDisconnect:
+        log.info("client went away during an upload; nothing committed")
+        return Response(status_code=499)
+    return await _uploaded(brain, result)
+
+
+@router.put("/api/files/{name:path}", status_code=201, openapi_extra=_RAW_BODY,
+            summary="Upload a file from the raw request body (curl -T)")
+async def upload_raw(name: str, request: Request) -> Response:
+    """For scripts and big files: ``curl -T big.iso http://HOST:8000/api/files/big.iso``,
+    also from a pipe (chunked transfer encoding, no Content-Length)."""
+    brain = brain_of(request)
+    key = check_name(name)
+    declared = request.headers.get("content-length")
+    size_hint = int(declared) if declared and declared.isdigit() else None
+    try:
+        result = await brain.ingest.put(
+            request.stream(), key=key,
+            content_type=content_type_for(key, request.headers.get("content-type")),
+            size_hint=size_hint,
+        )
+    except ClientDisconnect:
+        log.info("client went away during an upload of %r; nothing committed", key)
+        return Response(status_code=499)
+    if size_hint is not None and result.obj.size != size_hint:  # pragma: no cover - uvicorn checks
+        raise ApiError(400, "size_mismatch", "body length differs from Content-Length")
+    return await _uploaded(brain, result)
+
+
+@router.get("/api/files", summary="List files")
+async def list_files(
+    request: Request,
+    response: Response,
+    search: str | None = Query(None, max_length=1024, description="substring of the name"),
+    prefix: str | None = Query(None, max_length=1024),
+    sort: str = Query("created", pattern="^(created|name|size|id)$"),
+    order: str = Query("desc", pattern="^(asc|desc)$"),
+    limit: int = Query(1000, ge=1, le=10000),
+    offset: int = Query(0, ge=0, le=10**9),
+) -> list[dict[str, Any]]:
+    """A JSON list, newest first by default; ``X-Total-Count`` has the total."""
+    brain = brain_of(request)
+    objs, total = await brain.store.list_objects(
+        search=search, prefix=prefix, sort=sort, descending=order == "desc",
+        limit=limit, offset=offset,
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return await _describe(brain, objs)
+
+
+@router.get("/api/files/{file_id}", summary="One file's metadata")
+async def get_file(file_id: int, request: Request) -> dict[str, Any]:
+    brain = brain_of(request)
+    (body,) = await _describe(brain, [await _object(brain, file_id)])
+    return body
+
+
+@router.get("/api/files/{file_id}/info", summary="A file's chunk map")
+async def file_info(file_id: int, request: Request) -> dict[str, Any]:
+    """Each chunk's hash, size, offset, the nodes holding it and where placement wants it."""
+    brain = brain_of(request)
+    obj = await _object(brain, file_id)
+    (body,) = await _describe(brain, [obj])
+    placements = await brain.store.object_chunks(obj.id)
+    chunks = []
+    offset = 0
+    for p in placements:
+        nodes = []
+        for node_id, state in p.replicas:
+            view = brain.registry.get(node_id)
+            nodes.append({
+                "id": node_id,
+                "name": view.name if view else node_id,
+                "node_state": view.state if view else "unknown",
+                "replica_state": state,
+            })
+        chunks.append({
+            "index": p.seq, "id": p.chunk_id, "size": p.size, "offset": offset,
+            "nodes": nodes, "desired_nodes": brain.registry.desired(p.chunk_id),
+        })
+        offset += p.size
+    body["chunk_map"] = chunks
+    return body
+
+
+@router.get("/api/files/{file_id}/download", summary="Download a file (Range supported)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       206: {"content": {"application/octet-stream": {}}}})
+async def download(file_id: int, request: Request) -> Response:
+    brain = brain_of(request)
+    obj = await _object(brain, file_id)
+    try:
+        rng = parse_range(request.headers.get("range"), obj.size)
+    except MalformedRange as exc:
+        raise ApiError(400, "invalid_range", str(exc)) from None
+    except RangeNotSatisfiable:
+        return JSONResponse(
+            {"error": "range_not_satisfiable", "message": f"the file has {obj.size} bytes"},
+            status_code=416, headers={"Content-Range": f"bytes */{obj.size}"},
+        )
+    if request.headers.get("if-range") and request.headers["if-range"].strip('"') != obj.sha256:
+        rng = None
+    placements = await brain.store.object_chunks(obj.id)
+    dl = await brain.reader.open(placements, rng)
+    filename = obj.key.rsplit("/", 1)[-1]
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    headers = {
+        "Content-Length": str(dl.length),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{obj.sha256}"',
+        "Content-Disposition": (
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+        ),
+        "X-Content-SHA256": obj.sha256,
+    }
+    status = 200
+    if rng is not None:
+        status = 206
+        headers["Content-Range"] = rng.content_range(obj.size)
+    return StreamingResponse(dl.body, status_code=status, headers=headers,
+                             media_type=obj.content_type)
+
+
+@router.delete("/api/files/{file_id}", summary="Delete a file")
+async def delete_file(file_id: int, request: Request) -> dict[str, Any]:
+    """Gone from listings at once; chunks no other file uses are freed on the nodes."""
+    brain = brain_of(request)
+    garbage = await brain.store.delete_object(file_id)
+    if garbage is None:
+        raise ApiError(404, "file_not_found", f"no file with id {file_id}")
+    brain.collector.release(garbage)
+    return {"id": file_id, "deleted": True, "chunks_released": len(garbage)}
+

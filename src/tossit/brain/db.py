@@ -1,0 +1,66 @@
+"""Database engine set-up and schema migration.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: an upload is acknowledged
+only after its metadata commit is on disk, and WAL lets downloads and listings
+read while an upload commits. SQLite allows one writer at a time, so the store
+serialises its write transactions in-process (see ``Store.write``) rather than
+letting connections collide on the database lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, pool_size=8, max_overflow=8)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _upgrade(url: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+async def migrate(url: str) -> None:
+    """Bring the schema to the newest revision.
+
+    Alembic's env runs its own event loop, so it gets a thread of its own.
+    """
+    err: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _upgrade(url)
+        except BaseException as exc:  # re-raised in the caller's task
+            err.append(exc)
+
+    t = threading.Thread(target=run, name="migrate")
+    t.start()
+    await asyncio.to_thread(t.join)
+    if err:
+        raise err[0]

@@ -1,0 +1,213 @@
+"""The garbage collector: frees chunk copies that no object uses any more.
+
+Three sources of garbage, one procedure:
+
+* chunks a delete or an overwrite left at zero references (``release``),
+* chunks written for an upload that failed before it committed (``release``),
+* chunks found on a node that the metadata does not know at all (the orphan
+  sweep, e.g. after a brain crash mid-upload), once older than ``gc_grace``.
+
+A chunk is claimed (``ChunkPins.begin_delete``) before the metadata is checked
+and its copies deleted, so an upload that starts using it in the meantime waits
+for the delete to finish and then writes it again: no committed object ever
+points at a chunk the collector removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tossit.brain.nodeclient import NodeClient, NodeError
+from tossit.brain.pins import ChunkPins
+from tossit.brain.registry import READABLE_STATES, Registry
+from tossit.brain.store import Store
+from tossit.config import BrainSettings, format_size
+
+log = logging.getLogger("tossit.brain.gc")
+_PARALLEL_DELETES = 16
+
+
+class Collector:
+    def __init__(
+        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
+        pins: ChunkPins,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.nodes = nodes
+        self.pins = pins
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(_PARALLEL_DELETES)
+
+    def release(self, chunk_ids: Iterable[str]) -> None:
+        """These chunks may have become garbage; check them soon."""
+        self._pending.update(chunk_ids)
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.gc_interval)
+            self._wake.clear()
+            sweep = time.monotonic() - last_sweep >= self.settings.gc_interval
+            try:
+                await self.run_once(sweep_orphans=sweep)
+            except Exception:
+                log.exception("garbage collection pass failed; retrying later")
+            if sweep:
+                last_sweep = time.monotonic()
+            await asyncio.sleep(0.2)  # batch bursts of releases
+
+    async def run_once(self, sweep_orphans: bool = True) -> dict[str, Any]:
+        """One pass: released chunks, zero-reference rows, then (optionally) orphans."""
+        async with self._lock:
+            stats = {"replicas_deleted": 0, "chunks_dropped": 0, "orphans_deleted": 0,
+                     "adopted": 0, "bytes_freed": 0}
+            pending, self._pending = self._pending, set()
+            await self._collect_unknown(pending, stats)
+            while True:
+                garbage = await self.store.garbage_chunks(limit=1000)
+                garbage = [(c, n) for c, n in garbage if c not in self.pins._deleting]
+                if not garbage:
+                    break
+                done = await self._collect_garbage(garbage, stats)
+                if not done:
+                    break  # what is left waits for offline nodes or pinned uploads
+            if sweep_orphans:
+                await self._sweep_orphans(stats)
+            if stats["chunks_dropped"] or stats["orphans_deleted"]:
+                msg = (f"garbage collection freed {stats['chunks_dropped']} chunks and "
+                       f"{stats['orphans_deleted']} orphan copies "
+                       f"({format_size(stats['bytes_freed'])})")
+                log.info(msg)
+                await self.store.add_event("gc", msg, data=stats)
+            return stats
+
+    async def _delete_copy(self, node_id: str, cid: str) -> bool:
+        node = self.registry.get(node_id)
+        if node is None:
+            return True  # the node is unknown: nothing to delete there
+        if node.state not in READABLE_STATES:
+            return False
+        async with self._sem:
+            try:
+                await self.nodes.delete_chunk(node, cid)
+                return True
+            except NodeError as exc:
+                log.info("could not delete chunk %s on %s yet: %s", cid[:12], node.name, exc)
+                return False
+
+    async def _claim(self, cids: Iterable[str]) -> list[str]:
+        """Claim chunks that no upload holds and that the metadata does not use."""
+        claimed = [c for c in cids if self.pins.begin_delete(c)]
+        known = await self.store.known_chunks(claimed)
+        keep = [c for c in claimed if known.get(c, 0) > 0]
+        for c in keep:
+            self.pins.end_delete(c)
+        return [c for c in claimed if known.get(c, 0) <= 0]
+
+    async def _collect_unknown(self, pending: set[str], stats: dict[str, Any]) -> None:
+        """Released chunks with no metadata row: delete everywhere they may be."""
+        if not pending:
+            return
+        known = await self.store.known_chunks(list(pending))
+        unknown = [c for c in pending if c not in known]
+        retry = {c for c in unknown if self.pins.is_pinned(c)}
+        claimed = await self._claim(c for c in unknown if c not in retry)
+        claimed = [c for c in claimed if c not in known]
+        live = self.registry.online_ids()
+        try:
+            results = await asyncio.gather(
+                *(self._delete_copy(n, c) for c in claimed for n in live)
+            )
+            stats["orphans_deleted"] += sum(results)
+        finally:
+            for c in claimed:
+                self.pins.end_delete(c)
+        self._pending |= retry
+
+    async def _collect_garbage(
+        self, garbage: list[tuple[str, list[str]]], stats: dict[str, Any]
+    ) -> int:
+        claimed = set(await self._claim(c for c, _ in garbage))
+        fully: list[str] = []
+        try:
+            for cid, holders in garbage:
+                if cid not in claimed:
+                    continue
+                ok = await asyncio.gather(*(self._delete_copy(n, cid) for n in holders))
+                for node_id, gone in zip(holders, ok, strict=True):
+                    if gone:
+                        await self.store.remove_replica(cid, node_id)
+                        stats["replicas_deleted"] += 1
+                if all(ok):
+                    fully.append(cid)
+            sizes = await self._sizes(fully)
+            dropped = await self.store.drop_unreferenced(fully)
+            stats["chunks_dropped"] += dropped
+            stats["bytes_freed"] += sizes
+        finally:
+            for c in claimed:
+                self.pins.end_delete(c)
+        return len(fully)
+
+    async def _sizes(self, cids: list[str]) -> int:
+        if not cids:
+            return 0
+        from sqlalchemy import func, select
+
+        from tossit.brain.models import Chunk
+
+        async with self.store.read() as s:
+            total = await s.scalar(select(func.coalesce(func.sum(Chunk.size), 0))
+                                   .where(Chunk.id.in_(cids[:500])))
+        return int(total or 0)
+
+    async def _sweep_orphans(self, stats: dict[str, Any]) -> None:
+        """Compare each live node's inventory with the metadata."""
+        cutoff = time.time() - self.settings.gc_grace
+        for node_id in self.registry.online_ids():
+            node = self.registry.get(node_id)
+            if node is None:
+                continue
+            after = ""
+            while True:
+                try:
+                    page = await self.nodes.inventory(node, after, 5000)
+                except NodeError as exc:
+                    log.info("inventory of %s failed: %s", node.name, exc)
+                    break
+                entries: list[dict[str, Any]] = page["chunks"]  # type: ignore[assignment]
+                if not entries:
+                    break
+                ids = [e["id"] for e in entries]
+                known = await self.store.known_chunks(ids)
+                recorded = await self.store.replicas_on_node(node_id, ids)
+                for e in entries:
+                    cid = e["id"]
+                    if known.get(cid, 0) > 0 and cid not in recorded:
+                        # A verified copy the metadata lost track of (e.g. a retried
+                        # write): count it rather than delete good data.
+                        await self.store.add_replicas(cid, [node_id])
+                        stats["adopted"] += 1
+                old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff]
+                claimed = await self._claim(old)
+                try:
+                    for cid in claimed:
+                        if await self._delete_copy(node_id, cid):
+                            stats["orphans_deleted"] += 1
+                finally:
+                    for cid in claimed:
+                        self.pins.end_delete(cid)
+                after = page.get("next") or ""  # type: ignore[assignment]
+                if not after:
+                    break

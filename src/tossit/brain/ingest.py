@@ -1,0 +1,193 @@
+"""The write path: a byte stream in, a committed, replicated object out.
+
+The stream is cut into chunks as it arrives; each chunk is hashed (in a thread)
+and sent to its placement's nodes while the next one is read, with at most
+``upload_parallel_chunks`` in flight, so memory is bounded by a few chunks
+whatever the file size. A node that fails is replaced by the next node in the
+chunk's preference list. The object is committed in one transaction once every
+chunk is fsynced on at least ``write_quorum`` nodes; on any failure nothing is
+committed and the chunks written for it are handed to the collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+
+from tossit.brain.gc import Collector
+from tossit.brain.models import Object
+from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
+from tossit.brain.pins import ChunkPins
+from tossit.brain.registry import READABLE_STATES, NodeView, Registry
+from tossit.brain.store import Store
+from tossit.chunking import StreamHasher, rechunk
+from tossit.config import BrainSettings
+from tossit.errors import ApiError
+
+log = logging.getLogger("tossit.brain.ingest")
+
+_HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread hop
+
+
+class NotEnoughNodes(ApiError):
+    def __init__(self, needed: int, available: int, detail: str = "") -> None:
+        msg = (
+            f"not enough storage nodes to store the data safely: {needed} needed, "
+            f"{available} available"
+        )
+        super().__init__(503, "not_enough_nodes", msg + (f" ({detail})" if detail else ""),
+                         needed=needed, available=available)
+
+
+@dataclass
+class UploadResult:
+    obj: Object
+    bucket: str
+    under_replicated: int
+    replicas: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Ingest:
+    def __init__(
+        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
+        pins: ChunkPins, collector: Collector,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.nodes = nodes
+        self.pins = pins
+        self.collector = collector
+
+    def check_capacity(self, size_hint: int | None = None) -> None:
+        """Refuse early, before reading the body, when the cluster cannot take it."""
+        quorum = self.settings.quorum
+        writable = self.registry.writable(min(size_hint or 0, self.settings.chunk_size))
+        if len(writable) < quorum:
+            raise NotEnoughNodes(quorum, len(writable), "nodes that are online and not full")
+        free = sum(n.free for n in writable)
+        if size_hint and size_hint * quorum > free:
+            raise ApiError(
+                507, "insufficient_storage",
+                f"the cluster has {free} bytes free, not enough for {size_hint} bytes "
+                f"stored {quorum} times",
+                free=free,
+            )
+
+    async def put(
+        self,
+        pieces: AsyncIterable[bytes],
+        *,
+        key: str,
+        content_type: str,
+        bucket: str = "default",
+        size_hint: int | None = None,
+    ) -> UploadResult:
+        self.check_capacity(size_hint)
+        hasher = StreamHasher()
+        chunk_list: list[tuple[str, int]] = []
+        placing: dict[str, asyncio.Task[list[str]]] = {}
+        pinned: set[str] = set()
+        slots = asyncio.Semaphore(self.settings.upload_parallel_chunks)
+        committed = False
+        try:
+            async for data in rechunk(pieces, self.settings.chunk_size):
+                if len(data) < _HASH_INLINE_BELOW:
+                    cid = hasher.update_and_chunk_id(data)
+                else:
+                    cid = await asyncio.to_thread(hasher.update_and_chunk_id, data)
+                chunk_list.append((cid, len(data)))
+                if cid in placing:
+                    continue  # repeated content inside this object: store once
+                for task in placing.values():
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                await self.pins.pin(cid)
+                pinned.add(cid)
+                await slots.acquire()
+                task = asyncio.create_task(self._place(cid, data))
+                task.add_done_callback(lambda _t: slots.release())
+                placing[cid] = task
+            results = await asyncio.gather(*placing.values())
+            replicas = dict(zip(placing, results, strict=True))
+            obj, garbage = await self.store.commit_object(
+                bucket=bucket, key=key, size=hasher.size, sha256=hasher.hexdigest(),
+                content_type=content_type, chunk_size=self.settings.chunk_size,
+                chunks=chunk_list, replicas=replicas,
+            )
+            committed = True
+            if garbage:
+                self.collector.release(garbage)
+            under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
+            if under:
+                log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
+            return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
+        finally:
+            for task in placing.values():
+                task.cancel()
+            for task in placing.values():
+                with contextlib.suppress(BaseException):
+                    await task
+            for cid in pinned:
+                self.pins.unpin(cid)
+            if not committed and placing:
+                # Chunks written for a failed upload: the collector frees the
+                # ones no committed object uses (it re-checks under its lock).
+                self.collector.release(list(placing))
+
+    async def _place(self, cid: str, data: bytes) -> list[str]:
+        """Store one chunk on R nodes (or at least W); returns the nodes holding it."""
+        replicas = self.settings.replicas
+        quorum = self.settings.quorum
+        holders = [
+            n for n in await self.store.ok_replicas(cid)
+            if (v := self.registry.get(n)) is not None and v.state in READABLE_STATES
+        ]
+        if len(holders) >= replicas:
+            return holders  # deduplicated: already stored safely
+        candidates = self.registry.write_order(cid, len(data), exclude=set(holders))
+        want = replicas - len(holders)
+        acked: list[str] = []
+        errors: list[str] = []
+        queue = list(candidates)
+        running: dict[asyncio.Task[None], NodeView] = {}
+
+        def launch() -> None:
+            while queue and len(running) + len(acked) < want:
+                node = queue.pop(0)
+                node.reserved += len(data)
+                running[asyncio.create_task(self.nodes.put_chunk(node, cid, data))] = node
+
+        launch()
+        try:
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    node = running.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        acked.append(node.id)
+                        continue
+                    node.reserved = max(0, node.reserved - len(data))
+                    if isinstance(exc, NodeFull):
+                        node.free = 0  # until its next heartbeat says otherwise
+                    if not isinstance(exc, NodeError):
+                        raise exc
+                    errors.append(str(exc))
+                    log.warning("chunk %s: %s; trying another node", cid[:12], exc)
+                launch()
+        finally:
+            for task in running:
+                task.cancel()
+        total = holders + acked
+        if len(total) < quorum:
+            available = len(holders) + len(candidates) - len(errors)
+            raise NotEnoughNodes(
+                quorum, max(0, available),
+                f"chunk stored on {len(total)} node(s); " + "; ".join(errors[-3:]),
+            )
+        return total
+

@@ -1,0 +1,135 @@
+"""The metadata schema (SQLAlchemy 2 declarative). Alembic migrations in
+``migrations/`` create and evolve it; this module is their source of truth.
+
+Times are stored as float seconds since the epoch: identical on SQLite and
+PostgreSQL, cheap to compare, and turned into ISO 8601 at the API edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Bucket(Base):
+    __tablename__ = "buckets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Object(Base):
+    """A stored file: an ordered list of chunks under (bucket, key)."""
+
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("bucket_id", "key", name="uq_objects_bucket_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))
+    key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    user_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class ObjectChunk(Base):
+    """Position ``seq`` of an object is chunk ``chunk_id``."""
+
+    __tablename__ = "object_chunks"
+
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(ForeignKey("chunks.id"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class Chunk(Base):
+    """Unique content: one row per distinct SHA-256, shared by every object using it.
+
+    ``refcount`` counts object positions that use it; at 0 the chunk is garbage
+    and the collector frees its replicas, then the row.
+    """
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_refcount_zero", "refcount"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    refcount: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Replica(Base):
+    """A copy of a chunk on a node. ``state``: ok, corrupt, missing."""
+
+    __tablename__ = "replicas"
+
+    chunk_id: Mapped[str] = mapped_column(
+        ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), primary_key=True, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="ok")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Node(Base):
+    """A storage node as last reported. ``state`` is one of online, suspect,
+    offline, dead, draining, drained (the last three used by the healing work)."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(255))
+    zone: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    admin_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    capacity: Mapped[int] = mapped_column(BigInteger)
+    used: Mapped[int] = mapped_column(BigInteger)
+    free: Mapped[int] = mapped_column(BigInteger)
+    disk_total: Mapped[int] = mapped_column(BigInteger)
+    disk_free: Mapped[int] = mapped_column(BigInteger)
+    chunk_count: Mapped[int] = mapped_column(BigInteger)
+    load: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    version: Mapped[str] = mapped_column(String(32))
+    registered_at: Mapped[float] = mapped_column(Float)
+    last_heartbeat: Mapped[float] = mapped_column(Float)
+
+
+class Event(Base):
+    """A plain-words record of what the cluster did and why."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(48), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

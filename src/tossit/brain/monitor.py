@@ -1,0 +1,68 @@
+"""Failure detection: ages heartbeats into node states.
+
+``online`` -> ``suspect`` after ``suspect_after`` seconds of silence (still
+used for reads, no new writes) -> ``offline`` after ``offline_after`` (skipped
+by reads and writes). The later ``dead`` state and the repairs it triggers are
+the healing work's, built on these transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from tossit.brain.registry import OFFLINE, ONLINE, SUSPECT, Registry
+from tossit.brain.store import Store
+from tossit.config import BrainSettings
+
+log = logging.getLogger("tossit.brain.monitor")
+
+
+class Monitor:
+    def __init__(self, settings: BrainSettings, store: Store, registry: Registry) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+
+    async def run_forever(self) -> None:
+        period = min(1.0, self.settings.heartbeat_interval / 2)
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("monitor pass failed")
+            await asyncio.sleep(period)
+
+    async def run_once(self) -> list[tuple[str, str, str]]:
+        """Update every node's state from its heartbeat age; returns the changes."""
+        changes = []
+        now = time.monotonic()
+        for node in list(self.registry.nodes.values()):
+            silent = now - node.seen_mono
+            if silent >= self.settings.offline_after:
+                state = OFFLINE
+            elif silent >= self.settings.suspect_after:
+                state = SUSPECT
+            else:
+                state = ONLINE
+            if state == node.state:
+                continue
+            old, node.state = node.state, state
+            changes.append((node.id, old, state))
+            await self.store.set_node_state(node.id, state, node.latency_ms)
+            since = datetime.fromtimestamp(node.last_heartbeat, UTC).strftime("%H:%M:%S")
+            missed = int(silent // self.settings.heartbeat_interval)
+            if state == OFFLINE:
+                msg = f"{node.name} offline since {since} UTC (missed {missed} heartbeats)"
+                sev = "error"
+            elif state == SUSPECT:
+                msg = f"{node.name} suspect: no heartbeat for {silent:.0f} s"
+                sev = "warning"
+            else:
+                msg = f"{node.name} back online"
+                sev = "info"
+            log.warning(msg) if sev != "info" else log.info(msg)
+            await self.store.add_event(f"node_{state}", msg, severity=sev, node_id=node.id)
+        return changes

@@ -1,0 +1,141 @@
+"""The brain's live view of the storage nodes.
+
+Placement and reads consult this in-memory table on every chunk, so it must not
+cost a database query. Heartbeats update it (and the database, for listings and
+restarts); the monitor loop ages it into ``suspect`` and ``offline``; a failed
+request marks a node unreachable for a few seconds so that the next chunks route
+around it at once instead of waiting for the heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tossit.placement import Candidate, preference_list
+
+ONLINE, SUSPECT, OFFLINE = "online", "suspect", "offline"
+READABLE_STATES = (ONLINE, SUSPECT, "draining")
+UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
+
+
+@dataclass
+class NodeView:
+    id: str
+    name: str
+    address: str
+    zone: str
+    state: str
+    capacity: int
+    used: int
+    free: int
+    disk_total: int
+    disk_free: int
+    chunk_count: int
+    load: float = 0.0
+    version: str = "?"
+    registered_at: float = 0.0
+    last_heartbeat: float = 0.0  # wall clock, for display
+    seen_mono: float = field(default_factory=time.monotonic)
+    latency_ms: float | None = None
+    unreachable_until: float = 0.0
+    admin_state: str | None = None
+    reserved: int = 0  # bytes placed here since the last heartbeat
+
+    def writable(self, size: int, high_water: float, now: float) -> bool:
+        if self.state != ONLINE or self.admin_state is not None or self.unreachable_until > now:
+            return False
+        used = self.used + self.reserved
+        return used + size <= self.capacity * high_water and size <= self.free - self.reserved
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "address": self.address, "zone": self.zone,
+            "state": self.state, "capacity": self.capacity, "used": self.used,
+            "free": self.free, "disk_total": self.disk_total, "disk_free": self.disk_free,
+            "chunk_count": self.chunk_count, "load": self.load, "version": self.version,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "registered_at": self.registered_at, "last_heartbeat": self.last_heartbeat,
+            "seconds_since_heartbeat": round(max(0.0, time.monotonic() - self.seen_mono), 1),
+        }
+
+
+class Registry:
+    def __init__(self, replicas: int, high_water: float) -> None:
+        self.nodes: dict[str, NodeView] = {}
+        self.replicas = replicas
+        self.high_water = high_water
+
+    def update(self, report: dict[str, Any], state: str = ONLINE) -> NodeView:
+        view = self.nodes.get(report["id"])
+        fields = {k: report[k] for k in (
+            "name", "address", "zone", "capacity", "used", "free", "disk_total", "disk_free",
+            "chunk_count", "load", "version",
+        ) if k in report}
+        if view is None:
+            view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)
+            self.nodes[view.id] = view
+        else:
+            for k, v in fields.items():
+                setattr(view, k, v)
+            view.state = state
+        view.last_heartbeat = time.time()
+        view.seen_mono = time.monotonic()
+        view.reserved = 0
+        return view
+
+    def get(self, node_id: str) -> NodeView | None:
+        return self.nodes.get(node_id)
+
+    def online_ids(self) -> list[str]:
+        return [n.id for n in self.nodes.values() if n.state in READABLE_STATES]
+
+    def writable(self, size: int) -> list[NodeView]:
+        now = time.monotonic()
+        return [n for n in self.nodes.values() if n.writable(size, self.high_water, now)]
+
+    def write_order(self, chunk_id: str, size: int, exclude: set[str]) -> list[NodeView]:
+        """Eligible nodes in the order a writer should try them for this chunk."""
+        eligible = [n for n in self.writable(size) if n.id not in exclude]
+        ranked = preference_list(
+            chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
+            self.replicas,
+        )
+        by_id = {n.id: n for n in eligible}
+        return [by_id[c.id] for c in ranked]
+
+    def desired(self, chunk_id: str) -> list[str]:
+        """Where placement wants this chunk among the nodes that can take writes."""
+        eligible = [n for n in self.nodes.values() if n.state == ONLINE and n.admin_state is None]
+        ranked = preference_list(
+            chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
+            self.replicas,
+        )
+        return [c.id for c in ranked[: self.replicas]]
+
+    def read_order(self, node_ids: list[str]) -> list[NodeView]:
+        """Replicas to read from, best first: live, not recently failing, fast."""
+        now = time.monotonic()
+        views = [self.nodes[n] for n in node_ids if n in self.nodes]
+
+        def key(v: NodeView) -> tuple[int, int, float]:
+            return (
+                0 if v.state in READABLE_STATES else 1,
+                1 if v.unreachable_until > now else 0,
+                v.latency_ms if v.latency_ms is not None else 50.0,
+            )
+
+        return sorted(views, key=key)
+
+    def mark_unreachable(self, node_id: str) -> None:
+        view = self.nodes.get(node_id)
+        if view:
+            view.unreachable_until = time.monotonic() + UNREACHABLE_PENALTY
+
+    def observe_latency(self, node_id: str, seconds: float) -> None:
+        view = self.nodes.get(node_id)
+        if view:
+            ms = seconds * 1000
+            view.latency_ms = ms if view.latency_ms is None else 0.8 * view.latency_ms + 0.2 * ms
+            view.unreachable_until = 0.0

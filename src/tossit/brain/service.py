@@ -1,0 +1,77 @@
+"""The brain as one object: settings, store, registry and the loops, wired once.
+
+Routes reach it through ``request.app.state.brain``; tests and the CLI can
+drive the same object (``run_once`` of each loop) without HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from tossit.brain.db import make_engine, migrate
+from tossit.brain.gc import Collector
+from tossit.brain.ingest import Ingest
+from tossit.brain.monitor import Monitor
+from tossit.brain.nodeclient import NodeClient
+from tossit.brain.pins import ChunkPins
+from tossit.brain.reader import Reader
+from tossit.brain.registry import Registry
+from tossit.brain.store import Store
+from tossit.config import BrainSettings
+
+log = logging.getLogger("tossit.brain")
+
+
+class Brain:
+    def __init__(self, settings: BrainSettings) -> None:
+        self.settings = settings
+        self.url = settings.resolved_database_url()
+        self.store = Store(make_engine(self.url))
+        self.registry = Registry(settings.replicas, settings.high_water)
+        self.nodes = NodeClient(self.registry, settings.node_timeout)
+        self.pins = ChunkPins()
+        self.collector = Collector(settings, self.store, self.registry, self.nodes, self.pins)
+        self.monitor = Monitor(settings, self.store, self.registry)
+        self.ingest = Ingest(settings, self.store, self.registry, self.nodes, self.pins,
+                             self.collector)
+        self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks)
+        self.started = time.time()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.url.startswith("sqlite"):
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(self.url)
+        await self.store.bucket_id("default")
+        for row in await self.store.list_nodes():
+            view = self.registry.update(
+                {c: getattr(row, c) for c in (
+                    "id", "name", "address", "zone", "capacity", "used", "free",
+                    "disk_total", "disk_free", "chunk_count", "load", "version")},
+                state=row.state,
+            )
+            view.registered_at = row.registered_at
+            view.last_heartbeat = row.last_heartbeat
+            view.latency_ms = row.latency_ms
+            view.admin_state = row.admin_state
+        await self.nodes.start()
+        self._tasks = [
+            asyncio.create_task(self.monitor.run_forever(), name="monitor"),
+            asyncio.create_task(self.collector.run_forever(), name="gc"),
+        ]
+        await self.store.add_event(
+            "brain_started", f"brain started (R={self.settings.replicas}, "
+            f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
+        log.info("brain ready: metadata at %s", self.url.split("@")[-1])
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.nodes.close()
+        await self.store.close()

@@ -1,0 +1,469 @@
+"""The metadata store: every read and write of the brain's database.
+
+Handlers and loops call these methods and never build SQL themselves, so the
+transaction boundaries (an object appears complete or not at all; a delete
+and its reference-count updates are one commit) live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tossit.brain.models import Bucket, Chunk, Event, Node, Object, ObjectChunk, Replica
+
+DEFAULT_BUCKET = "default"
+_BATCH = 500  # rows per multi-row statement (SQLite caps bound parameters)
+
+
+@dataclass(frozen=True)
+class ChunkPlacement:
+    """One position of an object with the replicas known for its chunk."""
+
+    seq: int
+    chunk_id: str
+    size: int
+    replicas: tuple[tuple[str, str], ...]  # (node_id, state)
+
+    def ok_nodes(self) -> list[str]:
+        return [n for n, s in self.replicas if s == "ok"]
+
+
+def _batches(rows: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.dialect = engine.dialect.name
+        self._write_lock = asyncio.Lock()
+        self._bucket_ids: dict[str, int] = {}
+
+    # -- transactions -------------------------------------------------------
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction. SQLite has one writer at a time: queueing here
+        instead of on its file lock avoids 'database is locked' under load."""
+        if self.dialect == "sqlite":
+            async with self._write_lock, self.sessions.begin() as session:
+                yield session
+        else:
+            async with self.sessions.begin() as session:
+                yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+    def _insert(self, model: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
+
+    async def ping(self) -> None:
+        async with self.read() as s:
+            await s.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- buckets ------------------------------------------------------------
+
+    async def bucket_id(self, name: str = DEFAULT_BUCKET, create: bool = True) -> int | None:
+        if name in self._bucket_ids:
+            return self._bucket_ids[name]
+        async with self.read() as s:
+            bid = await s.scalar(select(Bucket.id).where(Bucket.name == name))
+        if bid is None and create:
+            async with self.write() as s:
+                await s.execute(
+                    self._insert(Bucket)
+                    .values(name=name, created_at=time.time())
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+            async with self.read() as s:
+                bid = await s.scalar(select(Bucket.id).where(Bucket.name == name))
+        if bid is not None:
+            self._bucket_ids[name] = bid
+        return bid
+
+    # -- objects ------------------------------------------------------------
+
+    async def commit_object(
+        self,
+        *,
+        bucket: str,
+        key: str,
+        size: int,
+        sha256: str,
+        content_type: str,
+        chunk_size: int,
+        chunks: Sequence[tuple[str, int]],
+        replicas: dict[str, list[str]],
+        user_meta: dict[str, Any] | None = None,
+    ) -> tuple[Object, list[str]]:
+        """Make an uploaded object visible, in one transaction.
+
+        Replaces any object under the same key. Returns the new row and the ids
+        of chunks the replaced object left unreferenced (for the collector).
+        """
+        bid = await self.bucket_id(bucket)
+        now = time.time()
+        garbage: list[str] = []
+        async with self.write() as s:
+            old = await s.scalar(select(Object).where(Object.bucket_id == bid, Object.key == key))
+            if old is not None:
+                garbage = await self._drop_object(s, old)
+            obj = Object(
+                bucket_id=bid, key=key, size=size, sha256=sha256, content_type=content_type,
+                chunk_size=chunk_size, chunk_count=len(chunks), user_meta=user_meta,
+                created_at=now,
+            )
+            s.add(obj)
+            await s.flush()
+            counts = Counter(cid for cid, _ in chunks)
+            sizes = dict(chunks)
+            chunk_rows = [
+                {"id": cid, "size": sizes[cid], "refcount": n, "created_at": now}
+                for cid, n in counts.items()
+            ]
+            for batch in _batches(chunk_rows):
+                ins = self._insert(Chunk).values(list(batch))
+                await s.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["id"],
+                        set_={"refcount": Chunk.__table__.c.refcount + ins.excluded.refcount},
+                    )
+                )
+            replica_rows = [
+                {"chunk_id": cid, "node_id": node, "state": "ok", "updated_at": now}
+                for cid, nodes in replicas.items()
+                for node in nodes
+            ]
+            for batch in _batches(replica_rows):
+                ins = self._insert(Replica).values(list(batch))
+                await s.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["chunk_id", "node_id"],
+                        set_={"state": "ok", "updated_at": now},
+                    )
+                )
+            oc_rows = [
+                {"object_id": obj.id, "seq": i, "chunk_id": cid, "size": sz}
+                for i, (cid, sz) in enumerate(chunks)
+            ]
+            for batch in _batches(oc_rows):
+                await s.execute(self._insert(ObjectChunk).values(list(batch)))
+        garbage = [g for g in garbage if g not in counts]
+        return obj, garbage
+
+    async def _drop_object(self, s: AsyncSession, obj: Object) -> list[str]:
+        """Delete an object row and release its chunk references (same txn)."""
+        rows = (
+            await s.execute(select(ObjectChunk.chunk_id).where(ObjectChunk.object_id == obj.id))
+        ).scalars().all()
+        counts = Counter(rows)
+        by_n: dict[int, list[str]] = defaultdict(list)
+        for cid, n in counts.items():
+            by_n[n].append(cid)
+        for n, cids in by_n.items():
+            for batch in _batches(cids):
+                await s.execute(
+                    update(Chunk).where(Chunk.id.in_(batch)).values(refcount=Chunk.refcount - n)
+                )
+        await s.execute(delete(ObjectChunk).where(ObjectChunk.object_id == obj.id))
+        await s.execute(delete(Object).where(Object.id == obj.id))
+        garbage: list[str] = []
+        cids = list(counts)
+        for batch in _batches(cids):
+            garbage += (
+                await s.execute(select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0))
+            ).scalars().all()
+        return garbage
+
+    async def delete_object(self, object_id: int) -> list[str] | None:
+        """Delete an object; returns the chunk ids now unreferenced, or None if
+        there was no such object."""
+        async with self.write() as s:
+            obj = await s.get(Object, object_id)
+            if obj is None:
+                return None
+            return await self._drop_object(s, obj)
+
+    async def get_object(self, object_id: int) -> Object | None:
+        async with self.read() as s:
+            return await s.get(Object, object_id)
+
+    async def bucket_name(self, bucket_id: int) -> str:
+        for name, bid in self._bucket_ids.items():
+            if bid == bucket_id:
+                return name
+        async with self.read() as s:
+            name = await s.scalar(select(Bucket.name).where(Bucket.id == bucket_id))
+        return name or "?"
+
+    async def object_chunks(self, object_id: int) -> list[ChunkPlacement]:
+        """The object's chunks in order, each with all its replica rows."""
+        stmt = (
+            select(ObjectChunk.seq, ObjectChunk.chunk_id, ObjectChunk.size,
+                   Replica.node_id, Replica.state)
+            .outerjoin(Replica, Replica.chunk_id == ObjectChunk.chunk_id)
+            .where(ObjectChunk.object_id == object_id)
+            .order_by(ObjectChunk.seq)
+        )
+        async with self.read() as s:
+            rows = (await s.execute(stmt)).all()
+        out: list[ChunkPlacement] = []
+        current: tuple[int, str, int] | None = None
+        reps: list[tuple[str, str]] = []
+        for seq, cid, size, node, state in rows:
+            if current is None or current[0] != seq:
+                if current is not None:
+                    out.append(ChunkPlacement(*current, tuple(reps)))
+                current, reps = (seq, cid, size), []
+            if node is not None:
+                reps.append((node, state))
+        if current is not None:
+            out.append(ChunkPlacement(*current, tuple(reps)))
+        return out
+
+    async def list_objects(
+        self,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        search: str | None = None,
+        prefix: str | None = None,
+        sort: str = "created",
+        descending: bool = True,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> tuple[list[Object], int]:
+        bid = await self.bucket_id(bucket, create=False)
+        if bid is None:
+            return [], 0
+        where = [Object.bucket_id == bid]
+        if prefix:
+            where.append(Object.key.startswith(prefix, autoescape=True))
+        if search:
+            where.append(Object.key.contains(search, autoescape=True))
+        column = {"created": Object.created_at, "name": Object.key, "size": Object.size,
+                  "id": Object.id}[sort]
+        order = [column.desc() if descending else column.asc(),
+                 Object.id.desc() if descending else Object.id.asc()]
+        async with self.read() as s:
+            total = await s.scalar(select(func.count()).select_from(Object).where(*where)) or 0
+            rows = (
+                await s.execute(select(Object).where(*where).order_by(*order)
+                                .limit(limit).offset(offset))
+            ).scalars().all()
+        return list(rows), total
+
+    async def ok_replica_nodes(self, object_ids: Sequence[int]) -> dict[int, list[set[str]]]:
+        """For each object, per chunk position, the nodes holding a good copy."""
+        out: dict[int, list[set[str]]] = {}
+        if not object_ids:
+            return out
+        positions: dict[tuple[int, int], set[str]] = {}
+        async with self.read() as s:
+            for batch in _batches(list(object_ids)):
+                stmt = (
+                    select(ObjectChunk.object_id, ObjectChunk.seq, Replica.node_id)
+                    .outerjoin(Replica, (Replica.chunk_id == ObjectChunk.chunk_id)
+                               & (Replica.state == "ok"))
+                    .where(ObjectChunk.object_id.in_(batch))
+                )
+                for oid, seq, node in (await s.execute(stmt)).all():
+                    nodes = positions.setdefault((oid, seq), set())
+                    if node is not None:
+                        nodes.add(node)
+        for (oid, _seq), nodes in sorted(positions.items()):
+            out.setdefault(oid, []).append(nodes)
+        return out
+
+    # -- chunks and replicas -----------------------------------------------
+
+    async def ok_replicas(self, chunk_id: str) -> list[str]:
+        async with self.read() as s:
+            rows = await s.execute(
+                select(Replica.node_id).where(Replica.chunk_id == chunk_id, Replica.state == "ok")
+            )
+            return list(rows.scalars().all())
+
+    async def set_replica_state(self, chunk_id: str, node_id: str, state: str) -> None:
+        async with self.write() as s:
+            await s.execute(
+                update(Replica)
+                .where(Replica.chunk_id == chunk_id, Replica.node_id == node_id)
+                .values(state=state, updated_at=time.time())
+            )
+
+    async def remove_replica(self, chunk_id: str, node_id: str) -> None:
+        async with self.write() as s:
+            await s.execute(
+                delete(Replica).where(Replica.chunk_id == chunk_id, Replica.node_id == node_id)
+            )
+
+    async def add_replicas(self, chunk_id: str, node_ids: Iterable[str]) -> None:
+        now = time.time()
+        rows = [{"chunk_id": chunk_id, "node_id": n, "state": "ok", "updated_at": now}
+                for n in node_ids]
+        if not rows:
+            return
+        async with self.write() as s:
+            ins = self._insert(Replica).values(rows)
+            await s.execute(ins.on_conflict_do_update(
+                index_elements=["chunk_id", "node_id"], set_={"state": "ok", "updated_at": now}))
+
+    async def garbage_chunks(self, limit: int = 1000) -> list[tuple[str, list[str]]]:
+        """Unreferenced chunks and the nodes that still hold copies."""
+        async with self.read() as s:
+            ids = (await s.execute(
+                select(Chunk.id).where(Chunk.refcount <= 0).limit(limit)
+            )).scalars().all()
+            reps: dict[str, list[str]] = {cid: [] for cid in ids}
+            for batch in _batches(list(ids)):
+                for cid, node in (await s.execute(
+                    select(Replica.chunk_id, Replica.node_id).where(Replica.chunk_id.in_(batch))
+                )).all():
+                    reps[cid].append(node)
+        return list(reps.items())
+
+    async def drop_unreferenced(self, chunk_ids: Sequence[str]) -> int:
+        """Remove chunk rows (and replica rows) still at refcount 0."""
+        n = 0
+        async with self.write() as s:
+            for batch in _batches(list(chunk_ids)):
+                dead = (await s.execute(
+                    select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0)
+                )).scalars().all()
+                if dead:
+                    await s.execute(delete(Replica).where(Replica.chunk_id.in_(dead)))
+                    await s.execute(delete(Chunk).where(Chunk.id.in_(dead)))
+                    n += len(dead)
+        return n
+
+    async def known_chunks(self, chunk_ids: Sequence[str]) -> dict[str, int]:
+        """Which of these chunk ids the metadata knows, with their refcounts."""
+        out: dict[str, int] = {}
+        async with self.read() as s:
+            for batch in _batches(list(chunk_ids)):
+                for cid, ref in (await s.execute(
+                    select(Chunk.id, Chunk.refcount).where(Chunk.id.in_(batch))
+                )).all():
+                    out[cid] = ref
+        return out
+
+    async def replicas_on_node(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        async with self.read() as s:
+            for batch in _batches(list(chunk_ids)):
+                out.update((await s.execute(
+                    select(Replica.chunk_id).where(
+                        Replica.node_id == node_id, Replica.chunk_id.in_(batch))
+                )).scalars().all())
+        return out
+
+    # -- nodes --------------------------------------------------------------
+
+    async def upsert_node(self, report: dict[str, Any], state: str) -> bool:
+        """Insert or refresh a node from its registration; True if it is new."""
+        now = time.time()
+        values = {
+            "name": report["name"], "address": report["address"], "zone": report["zone"],
+            "state": state, "capacity": report["capacity"], "used": report["used"],
+            "free": report["free"], "disk_total": report["disk_total"],
+            "disk_free": report["disk_free"], "chunk_count": report["chunk_count"],
+            "load": report.get("load", 0.0), "version": report.get("version", "?"),
+            "last_heartbeat": now,
+        }
+        async with self.write() as s:
+            existing = await s.get(Node, report["id"])
+            if existing is None:
+                s.add(Node(id=report["id"], registered_at=now, **values))
+                return True
+            await s.execute(update(Node).where(Node.id == report["id"]).values(**values))
+            return False
+
+    async def save_heartbeat(self, node_id: str, report: dict[str, Any]) -> bool:
+        values = {k: report[k] for k in (
+            "capacity", "used", "free", "disk_total", "disk_free", "chunk_count", "load",
+        ) if k in report}
+        values["last_heartbeat"] = time.time()
+        async with self.write() as s:
+            res = await s.execute(update(Node).where(Node.id == node_id).values(**values))
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    async def set_node_state(self, node_id: str, state: str, latency_ms: float | None) -> None:
+        async with self.write() as s:
+            await s.execute(
+                update(Node).where(Node.id == node_id).values(state=state, latency_ms=latency_ms)
+            )
+
+    async def list_nodes(self) -> list[Node]:
+        async with self.read() as s:
+            return list((await s.execute(select(Node).order_by(Node.name))).scalars().all())
+
+    # -- events -------------------------------------------------------------
+
+    async def add_event(
+        self, kind: str, message: str, *, severity: str = "info",
+        node_id: str | None = None, data: dict[str, Any] | None = None,
+    ) -> None:
+        async with self.write() as s:
+            s.add(Event(ts=time.time(), kind=kind, severity=severity, message=message,
+                        node_id=node_id, data=data))
+
+    async def list_events(self, limit: int = 100, kind: str | None = None) -> list[Event]:
+        stmt = select(Event).order_by(Event.id.desc()).limit(limit)
+        if kind:
+            stmt = stmt.where(Event.kind == kind)
+        async with self.read() as s:
+            return list((await s.execute(stmt)).scalars().all())
+
+    # -- statistics ---------------------------------------------------------
+
+    async def totals(self, live_nodes: Sequence[str]) -> dict[str, Any]:
+        """Counts for ``tossit status``: objects, chunks, and chunks by number of
+        good replicas on live nodes (0 = unreadable right now)."""
+        async with self.read() as s:
+            n_obj, obj_bytes = (await s.execute(
+                select(func.count(), func.coalesce(func.sum(Object.size), 0))
+            )).one()
+            n_chunks, chunk_bytes = (await s.execute(
+                select(func.count(), func.coalesce(func.sum(Chunk.size), 0))
+                .where(Chunk.refcount > 0)
+            )).one()
+            per_chunk = (
+                select(Replica.chunk_id, func.count().label("n"))
+                .where(Replica.state == "ok", Replica.node_id.in_(list(live_nodes) or [""]))
+                .group_by(Replica.chunk_id)
+                .subquery()
+            )
+            hist_rows = (await s.execute(
+                select(per_chunk.c.n, func.count(), func.coalesce(func.sum(Chunk.size), 0))
+                .join(Chunk, Chunk.id == per_chunk.c.chunk_id)
+                .where(Chunk.refcount > 0)
+                .group_by(per_chunk.c.n)
+            )).all()
+        hist = {int(n): {"chunks": int(c), "bytes": int(b)} for n, c, b in hist_rows}
+        seen = sum(v["chunks"] for v in hist.values())
+        seen_bytes = sum(v["bytes"] for v in hist.values())
+        if n_chunks - seen:
+            hist[0] = {"chunks": int(n_chunks - seen), "bytes": int(chunk_bytes - seen_bytes)}
+        return {
+            "objects": int(n_obj), "object_bytes": int(obj_bytes),
+            "chunks": int(n_chunks), "chunk_bytes": int(chunk_bytes),
+            "replica_histogram": dict(sorted(hist.items())),
+        }

@@ -1,0 +1,76 @@
+"""Cutting a byte stream into content-addressed chunks.
+
+Chunks are fixed-size (the last one shorter): content-defined chunking would find
+more duplicates inside edited files, but costs a rolling hash over every byte in
+Python, and fixed chunks already dedupe whole identical files and copies. A
+chunk's id is the SHA-256 of its bytes, as lowercase hex.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+
+CHUNK_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def is_chunk_id(value: str) -> bool:
+    """A chunk id is exactly 64 lowercase hex digits: nothing else reaches a path."""
+    return bool(CHUNK_ID_RE.fullmatch(value))
+
+
+def chunk_id(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def rechunk(stream: AsyncIterable[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    """Re-cut an arbitrary stream of byte pieces into ``chunk_size`` blocks.
+
+    Memory stays at one chunk plus one piece, whatever the stream's length. An
+    empty stream yields nothing (a 0-byte file has no chunks).
+    """
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    buf = bytearray()
+    async for piece in stream:
+        if not piece:
+            continue
+        view = memoryview(piece)
+        while view:
+            room = chunk_size - len(buf)
+            if not buf and len(view) >= chunk_size:
+                # Fast path: a big piece yields whole chunks without copying into buf.
+                yield bytes(view[:chunk_size])
+                view = view[chunk_size:]
+                continue
+            buf += view[:room]
+            view = view[room:]
+            if len(buf) == chunk_size:
+                yield bytes(buf)
+                buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+class StreamHasher:
+    """Whole-object SHA-256 and byte count, fed chunk by chunk in order."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def update_and_chunk_id(self, data: bytes) -> str:
+        """Feed one chunk; returns the chunk's own id.
+
+        Both hashes run in the caller's thread; hashlib releases the GIL on
+        large buffers, so calling this via ``asyncio.to_thread`` overlaps them
+        with network I/O.
+        """
+        self._sha.update(data)
+        self.size += len(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()

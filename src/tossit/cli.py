@@ -1,0 +1,386 @@
+"""The ``tossit`` command: servers (``up``, ``brain``, ``node``) and client verbs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from tossit.client.sdk import TossitClient, TossitError
+from tossit.config import BrainSettings, ClientSettings, ConfigError, NodeSettings, format_size
+
+app = typer.Typer(
+    help="TossIt: pool the disks of several machines into one replicated store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file", envvar="TOSSIT_CONFIG")
+]
+BrainOpt = Annotated[
+    str | None, typer.Option("--brain", help="brain URL", envvar="TOSSIT_BRAIN_URL")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _client(brain: str | None, config: Path | None = None) -> TossitClient:
+    try:
+        settings = ClientSettings.load(config, brain_url=brain)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    return TossitClient(settings.brain_url, settings.timeout)
+
+
+def _call(fn: Any, *args: Any, **kw: Any) -> Any:
+    try:
+        return fn(*args, **kw)
+    except TossitError as exc:
+        raise _fail(exc.message if exc.status == 0 else str(exc), 1) from None
+
+
+# -- servers ---------------------------------------------------------------
+
+
+@app.command()
+def brain(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [8000]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="metadata folder [data/brain]")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db [SQLite in data-dir]")] = None,
+    replicas: Annotated[int | None, typer.Option(help="copies of each chunk, 1-5 [3]")] = None,
+    write_quorum: Annotated[int | None, typer.Option(
+        help="copies fsynced before an upload is acknowledged [majority]")] = None,
+    chunk_size: Annotated[str | None, typer.Option(help="chunk size, e.g. 8MiB")] = None,
+    heartbeat_interval: Annotated[float | None, typer.Option(help="seconds")] = None,
+    suspect_after: Annotated[float | None, typer.Option(help="seconds of silence")] = None,
+    offline_after: Annotated[float | None, typer.Option(help="seconds of silence")] = None,
+    gc_grace: Annotated[float | None, typer.Option(
+        help="seconds before an unreferenced chunk found on a node is deleted")] = None,
+    gc_interval: Annotated[float | None, typer.Option(help="seconds between GC sweeps")] = None,
+    log_level: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run the brain: metadata, REST API and the cluster's background loops."""
+    try:
+        settings = BrainSettings.load(
+            config, host=host, port=port, data_dir=data_dir, database_url=database_url,
+            replicas=replicas, write_quorum=write_quorum, chunk_size=chunk_size,
+            heartbeat_interval=heartbeat_interval, suspect_after=suspect_after,
+            offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
+            log_level=log_level,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    from tossit.brain.app import create_app
+    from tossit.logs import setup_logging
+    from tossit.serve import port_free, serve
+
+    if not port_free(settings.host, settings.port):
+        raise _fail(f"port {settings.port} on {settings.host} is already in use")
+    if not settings.database_url:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
+    setup_logging(settings.log_level, "brain")
+    serve(create_app(settings), settings.host, settings.port, settings.log_level)
+
+
+@app.command()
+def node(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [8081]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="chunk folder [data/node]")] = None,
+    brain: Annotated[str | None, typer.Option(help="brain URL [http://127.0.0.1:8000]")] = None,
+    name: Annotated[str | None, typer.Option(help="display name [HOST-PORT]")] = None,
+    zone: Annotated[str | None, typer.Option(help="failure domain label [default]")] = None,
+    capacity: Annotated[str | None, typer.Option(
+        help="storage limit: a disk percentage (50%) or a size (500GiB)")] = None,
+    advertise_url: Annotated[str | None, typer.Option(
+        help="URL the brain should use to reach this node [http://HOST:PORT]")] = None,
+    heartbeat_interval: Annotated[float | None, typer.Option(help="seconds [2]")] = None,
+    log_level: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run a storage node that keeps chunks in DATA_DIR and joins the brain."""
+    try:
+        settings = NodeSettings.load(
+            config, host=host, port=port, data_dir=data_dir, brain=brain, name=name, zone=zone,
+            capacity=capacity, advertise_url=advertise_url,
+            heartbeat_interval=heartbeat_interval, log_level=log_level,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    from tossit.logs import setup_logging
+    from tossit.node.app import create_app
+    from tossit.serve import port_free, serve
+
+    if not port_free(settings.host, settings.port):
+        raise _fail(f"port {settings.port} on {settings.host} is already in use")
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}") from None
+    setup_logging(settings.log_level, f"node:{settings.port}")
+    serve(create_app(settings), settings.host, settings.port, settings.log_level)
+
+
+@app.command()
+def up(
+    nodes: Annotated[int, typer.Option(help="storage nodes to start", min=1, max=50)] = 3,
+    data_dir: Annotated[Path, typer.Option(help="folder for all data")] = Path("data"),
+    port: Annotated[int, typer.Option(help="brain port")] = 8000,
+    node_port: Annotated[int, typer.Option(help="first node port")] = 8081,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    replicas: Annotated[int | None, typer.Option(help="copies per chunk [min(3, nodes)]")] = None,
+    chunk_size: Annotated[str | None, typer.Option(help="e.g. 8MiB")] = None,
+    capacity: Annotated[str | None, typer.Option(help="per-node limit, e.g. 50% or 10GiB")] = None,
+) -> None:
+    """Run a local cluster (brain + NODES nodes) in the foreground; Ctrl-C stops it."""
+    from tossit import localcluster
+
+    try:
+        localcluster.check_ports(host, port, node_port, nodes)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if replicas is None:
+        replicas = min(3, nodes)
+    children = localcluster.plan(data_dir, nodes, port, node_port, host, replicas,
+                                 chunk_size, capacity)
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True, highlight=False)
+
+    raise typer.Exit(localcluster.run(children, data_dir, host, port, say))
+
+
+# -- client verbs ----------------------------------------------------------
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _walk(paths: list[Path]) -> list[tuple[Path, str]]:
+    out: list[tuple[Path, str]] = []
+    for p in paths:
+        if p.is_dir():
+            base = p.resolve().parent
+            out += [(f, f.resolve().relative_to(base).as_posix())
+                    for f in sorted(p.rglob("*")) if f.is_file()]
+        elif p.is_file():
+            out.append((p, p.name))
+        else:
+            raise _fail(f"{p}: no such file or folder")
+    return out
+
+
+@app.command()
+def put(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders")],
+    name: Annotated[str | None, typer.Option(help="stored name (single file only)")] = None,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Upload files and folders (folders keep their relative paths as names)."""
+    files = _walk(paths)
+    if name and len(files) != 1:
+        raise _fail("--name works with exactly one file")
+    client = _client(brain, config)
+    total = sum(f.stat().st_size for f, _ in files)
+    failures = 0
+    t0 = time.monotonic()
+    with _progress() as progress:
+        overall = progress.add_task(f"{len(files)} file(s)", total=total) if len(files) > 1 else None
+        for path, key in files:
+            key = name or key
+            task = progress.add_task(key, total=path.stat().st_size)
+
+            def advance(n: int, task: Any = task) -> None:
+                progress.advance(task, n)
+                if overall is not None:
+                    progress.advance(overall, n)
+
+            try:
+                res = client.upload(path, key, progress=advance)
+                health = res["replication"]
+                note = "" if health["state"] == "healthy" else f"  [{health['state']}]"
+                progress.console.print(
+                    f"[green]✓[/] {key}  id={res['id']}  {format_size(res['size'])}  "
+                    f"{res['chunks']} chunk(s){note}", highlight=False)
+            except TossitError as exc:
+                failures += 1
+                progress.console.print(f"[red]✗[/] {key}: {exc}", highlight=False)
+            progress.remove_task(task)
+    dt = max(time.monotonic() - t0, 1e-6)
+    err.print(f"{len(files) - failures} of {len(files)} uploaded, {format_size(total)} "
+              f"in {dt:.1f} s ({total / dt / 1e6:.1f} MB/s)", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _resolve(client: TossitClient, ref: str) -> dict[str, Any]:
+    if ref.isdigit():
+        return dict(_call(client.info, int(ref)))
+    found = _call(client.find, ref)
+    if not found:
+        raise _fail(f"no file named {ref!r}", 1)
+    return dict(found)
+
+
+@app.command()
+def get(
+    ref: Annotated[str, typer.Argument(help="file id or name")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="file or folder")] = None,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Download a file (verified against its SHA-256)."""
+    client = _client(brain, config)
+    meta = _resolve(client, ref)
+    dest = output or Path(meta["name"].rsplit("/", 1)[-1])
+    if dest.is_dir():
+        dest = dest / meta["name"].rsplit("/", 1)[-1]
+    t0 = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task(meta["name"], total=meta["size"])
+        res = _call(client.download, meta["id"], dest,
+                    progress=lambda n: progress.advance(task, n))
+    dt = max(time.monotonic() - t0, 1e-6)
+    err.print(f"saved {dest} ({format_size(res['size'])}, sha256 verified, "
+              f"{res['size'] / dt / 1e6:.1f} MB/s)", highlight=False)
+
+
+@app.command("ls")
+def ls(
+    search: Annotated[str | None, typer.Argument(help="substring of the name")] = None,
+    limit: Annotated[int, typer.Option(help="rows")] = 100,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List files, newest first."""
+    files = _call(_client(brain, config).list, search, limit)
+    table = Table("id", "name", "size", "chunks", "replication", "created", box=None)
+    for f in files:
+        rep = f["replication"]
+        colour = {"healthy": "green", "degraded": "yellow"}.get(rep["state"], "red")
+        table.add_row(str(f["id"]), f["name"], format_size(f["size"]), str(f["chunks"]),
+                      f"[{colour}]{rep['state']}[/] {rep['min_copies']}/{rep['target']}",
+                      f["created"][:19].replace("T", " "))
+    console.print(table)
+
+
+@app.command()
+def rm(
+    refs: Annotated[list[str], typer.Argument(help="file ids or names")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete files."""
+    client = _client(brain, config)
+    for ref in refs:
+        meta = _resolve(client, ref)
+        _call(client.delete, meta["id"])
+        console.print(f"deleted {meta['name']} (id {meta['id']})", highlight=False)
+
+
+@app.command()
+def info(
+    ref: Annotated[str, typer.Argument(help="file id or name")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Show a file's chunk map: which nodes hold each chunk."""
+    client = _client(brain, config)
+    meta = _call(client.info, _resolve(client, ref)["id"])
+    console.print(f"[bold]{meta['name']}[/]  id={meta['id']}  {format_size(meta['size'])}  "
+                  f"sha256={meta['sha256']}", highlight=False)
+    rep = meta["replication"]
+    console.print(f"replication: {rep['state']} (fewest copies {rep['min_copies']} of "
+                  f"{rep['target']})", highlight=False)
+    table = Table("#", "chunk", "size", "nodes", "placement wants", box=None)
+    for c in meta["chunk_map"]:
+        held = ", ".join(f"{n['name']}({n['node_state']}/{n['replica_state']})"
+                         for n in c["nodes"])
+        table.add_row(str(c["index"]), c["id"][:16], format_size(c["size"]), held,
+                      str(len(c["desired_nodes"])) + " nodes")
+    console.print(table)
+
+
+@app.command("nodes")
+def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """List storage nodes."""
+    rows = _call(_client(brain, config).nodes)
+    table = Table("name", "id", "state", "zone", "address", "used", "limit", "chunks",
+                  "heartbeat", box=None)
+    for n in rows:
+        colour = {"online": "green", "suspect": "yellow"}.get(n["state"], "red")
+        table.add_row(n["name"], n["id"], f"[{colour}]{n['state']}[/]", n["zone"], n["address"],
+                      format_size(n["used"]), format_size(n["capacity"]), str(n["chunk_count"]),
+                      f"{n['seconds_since_heartbeat']:.0f} s ago")
+    console.print(table)
+
+
+@app.command()
+def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Cluster capacity, usage and replication health."""
+    s = _call(_client(brain, config).status)
+    cap = s["capacity"]
+    rep = s["replication"]
+    console.print(f"nodes: {s['nodes']['online']} online of {s['nodes']['total']}  "
+                  f"R={s['replicas']} W={s['write_quorum']}", highlight=False)
+    console.print(f"capacity: raw {format_size(cap['raw'])}, usable ~{format_size(cap['usable'])}"
+                  f", used {format_size(cap['used'])}, free {format_size(cap['free'])}",
+                  highlight=False)
+    console.print(f"files: {s['objects']} ({format_size(s['object_bytes'])}), unique chunks: "
+                  f"{s['chunks']} ({format_size(s['chunk_bytes'])})", highlight=False)
+    table = Table("copies", "chunks", "bytes", box=None)
+    for k, v in rep["by_copies"].items():
+        table.add_row(k, str(v["chunks"]), format_size(v["bytes"]))
+    console.print(table)
+    if rep["chunks_unavailable"]:
+        console.print(f"[red]{rep['chunks_unavailable']} chunks have no live copy[/]")
+    elif rep["chunks_below_target"]:
+        console.print(f"[yellow]{rep['chunks_below_target']} chunks below {s['replicas']} copies, "
+                      f"{format_size(rep['bytes_at_risk'])} at risk[/]")
+    else:
+        console.print("[green]every chunk has its full set of copies[/]")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

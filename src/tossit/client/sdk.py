@@ -1,0 +1,175 @@
+"""A small synchronous client for the brain's REST API.
+
+Uploads stream from disk (raw PUT, so the brain gets a Content-Length and can
+refuse early when the cluster is full); downloads stream to a temporary file
+next to the destination, are checked against the SHA-256 the brain announces,
+and only then renamed into place, so a failed transfer never leaves a
+truncated file under the real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import httpx
+
+Progress = Callable[[int], None]
+_PIECE = 1 << 20
+
+
+class TossitError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} ({code}, HTTP {status})" if status else message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class TossitClient:
+    def __init__(self, brain_url: str = "http://127.0.0.1:8000", timeout: float = 60.0) -> None:
+        self.url = brain_url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+
+    def __enter__(self) -> TossitClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _check(self, resp: httpx.Response) -> httpx.Response:
+        if resp.status_code < 400:
+            return resp
+        try:
+            resp.read()
+            body = resp.json()
+            code, message = body.get("error", "error"), body.get("message", resp.text)
+        except Exception:
+            code, message = "error", resp.text[:300] or resp.reason_phrase
+        raise TossitError(resp.status_code, code, message)
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            raise TossitError(
+                0, "unreachable",
+                f"cannot reach the brain at {self.url} ({exc}); is it running? (tossit up)",
+            ) from None
+        return self._check(resp).json()
+
+    # -- files --------------------------------------------------------------
+
+    def upload(
+        self, source: str | Path | BinaryIO, name: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file (path or open binary file) under ``name``."""
+        if isinstance(source, str | Path):
+            path = Path(source)
+            with open(path, "rb") as fh:
+                return self.upload(fh, name or path.name, progress)
+        if not name:
+            raise ValueError("name is required when uploading from a file object")
+        headers = {"content-type": "application/octet-stream"}
+        try:
+            size = os.fstat(source.fileno()).st_size - source.tell()
+            headers["content-length"] = str(size)
+        except (OSError, AttributeError, ValueError):
+            pass
+
+        def pieces() -> Iterator[bytes]:
+            while piece := source.read(_PIECE):
+                if progress:
+                    progress(len(piece))
+                yield piece
+
+        return self._request(  # type: ignore[no-any-return]
+            "PUT", "/api/files/" + quote(name, safe="/"), content=pieces(), headers=headers,
+        )
+
+    def upload_bytes(self, data: bytes, name: str) -> dict[str, Any]:
+        return self._request(  # type: ignore[no-any-return]
+            "PUT", "/api/files/" + quote(name, safe="/"), content=data,
+        )
+
+    def download(
+        self, file_id: int, dest: str | Path, progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Download to ``dest`` (a file path), verified against the stored SHA-256."""
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.tossit-partial")
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            with self.http.stream("GET", f"/api/files/{file_id}/download") as resp:
+                self._check(resp)
+                expected = resp.headers.get("x-content-sha256")
+                length = int(resp.headers.get("content-length", -1))
+                with open(tmp, "wb") as out:
+                    for piece in resp.iter_bytes(_PIECE):
+                        out.write(piece)
+                        sha.update(piece)
+                        size += len(piece)
+                        if progress:
+                            progress(len(piece))
+                    out.flush()
+                    os.fsync(out.fileno())
+            if length >= 0 and size != length:
+                raise TossitError(0, "truncated", f"got {size} of {length} bytes")
+            if expected and sha.hexdigest() != expected:
+                raise TossitError(0, "checksum_mismatch", "downloaded bytes fail the SHA-256 check")
+            os.replace(tmp, dest)
+        except httpx.ConnectError as exc:
+            raise TossitError(0, "unreachable", f"cannot reach the brain at {self.url} ({exc})") from None
+        except httpx.HTTPError as exc:
+            raise TossitError(0, "transfer_failed", f"download failed: {exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"id": file_id, "path": str(dest), "size": size, "sha256": sha.hexdigest()}
+
+    def download_bytes(self, file_id: int) -> bytes:
+        resp = self.http.get(f"/api/files/{file_id}/download")
+        return self._check(resp).content
+
+    def list(self, search: str | None = None, limit: int = 1000, offset: int = 0
+             ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if search:
+            params["search"] = search
+        return self._request("GET", "/api/files", params=params)  # type: ignore[no-any-return]
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        for f in self.list(search=name, limit=10000):
+            if f["name"] == name:
+                return f
+        return None
+
+    def info(self, file_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/files/{file_id}/info")  # type: ignore[no-any-return]
+
+    def delete(self, file_id: int) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/files/{file_id}")  # type: ignore[no-any-return]
+
+    # -- cluster ------------------------------------------------------------
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/nodes")  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "/api/status")  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/health")  # type: ignore[no-any-return]

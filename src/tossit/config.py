@@ -1,0 +1,293 @@
+"""Configuration for every TossIt process.
+
+Settings come, highest priority first, from command-line flags, ``TOSSIT_*``
+environment variables, a TOML file (``--config`` or ``TOSSIT_CONFIG``, one table
+per role: ``[brain]``, ``[node]``, ``[client]``) and the defaults below. They are
+validated when a process starts so that a typo fails loudly with a sentence a
+user can act on, instead of surfacing later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": KiB, "kb": 1000, "kib": KiB,
+    "m": MiB, "mb": 1000**2, "mib": MiB,
+    "g": GiB, "gb": 1000**3, "gib": GiB,
+    "t": TiB, "tb": 1000**4, "tib": TiB,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+DEFAULT_CHUNK_SIZE = 8 * MiB
+MIN_CHUNK_SIZE = 64 * KiB
+MAX_CHUNK_SIZE = 64 * MiB
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message says which one and how to fix it."""
+
+
+def parse_size(value: str | int | float) -> int:
+    """Parse ``8MiB``, ``500 GB``, ``4096`` into bytes (binary units for ``K/M/G``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative: {value}")
+        return int(value)
+    m = _SIZE_RE.match(value)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {value!r} (examples: 8MiB, 500GB, 4096)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_size(n: float) -> str:
+    """Human-readable binary size, e.g. ``4.7 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class _TomlTable(PydanticBaseSettingsSource):
+    """Reads one table (``[brain]``, ``[node]``...) of the TOML config file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None, table: str):
+        super().__init__(settings_cls)
+        self.data: dict[str, Any] = {}
+        if path is None:
+            return
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        section = doc.get(table, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: [{table}] must be a table")
+        self.data = section
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class _Settings(BaseSettings):
+    """Shared plumbing: TOML table + env prefix + flags."""
+
+    toml_table: ClassVar[str] = ""
+    config_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = cls.config_file or (
+            Path(os.environ["TOSSIT_CONFIG"]) if os.environ.get("TOSSIT_CONFIG") else None
+        )
+        return (init_settings, env_settings, _TomlTable(settings_cls, path, cls.toml_table))
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **flags: Any) -> Any:
+        """Build settings from flags (None means "not given") and turn pydantic's
+        validation report into a ConfigError a person can read."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        cls.config_file = config_file
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "settings"
+                msg = err["msg"].removeprefix("Value error, ")
+                lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+            raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def _check_port(v: int) -> int:
+    if not 1 <= v <= 65535:
+        raise ValueError("a port is a number from 1 to 65535")
+    return v
+
+
+class BrainSettings(_Settings):
+    """The coordinator: metadata, REST API, background loops."""
+
+    model_config = SettingsConfigDict(env_prefix="TOSSIT_", extra="forbid")
+    toml_table: ClassVar[str] = "brain"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data/brain")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: SQLite in data_dir"
+    )
+    replicas: int = Field(default=3, ge=1, le=5)
+    write_quorum: int | None = Field(default=None, ge=1, le=5)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
+    suspect_after: float = Field(default=6.0, gt=0)
+    offline_after: float = Field(default=10.0, gt=0)
+    high_water: float = Field(default=0.95, gt=0, le=1)
+    gc_interval: float = Field(default=60.0, gt=0)
+    gc_grace: float = Field(default=3600.0, ge=0)
+    upload_parallel_chunks: int = Field(default=4, ge=1, le=32)
+    read_ahead_chunks: int = Field(default=2, ge=1, le=16)
+    node_timeout: float = Field(default=60.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        return _check_port(v)
+
+    @field_validator("chunk_size", mode="before")
+    @classmethod
+    def _chunk_size(cls, v: Any) -> int:
+        n = parse_size(v)
+        if not MIN_CHUNK_SIZE <= n <= MAX_CHUNK_SIZE:
+            raise ValueError(
+                f"chunk_size must be between {format_size(MIN_CHUNK_SIZE)} "
+                f"and {format_size(MAX_CHUNK_SIZE)}"
+            )
+        return n
+
+    @model_validator(mode="after")
+    def _quorum(self) -> BrainSettings:
+        if self.write_quorum is None:
+            self.write_quorum = self.replicas // 2 + 1
+        if self.write_quorum > self.replicas:
+            raise ValueError(
+                f"write_quorum ({self.write_quorum}) cannot exceed replicas ({self.replicas})"
+            )
+        if self.offline_after < self.suspect_after:
+            raise ValueError("offline_after must be at least suspect_after")
+        return self
+
+    @property
+    def quorum(self) -> int:
+        assert self.write_quorum is not None
+        return self.write_quorum
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tossit.db').resolve()}"
+
+
+class NodeSettings(_Settings):
+    """A storage node: holds chunks on one local folder."""
+
+    model_config = SettingsConfigDict(env_prefix="TOSSIT_NODE_", extra="forbid")
+    toml_table: ClassVar[str] = "node"
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    data_dir: Path = Path("data/node")
+    brain: str = "http://127.0.0.1:8000"
+    name: str | None = None
+    zone: str = "default"
+    capacity: str = Field(
+        default="50%",
+        description="storage limit: a percentage of the disk (50%) or a size (500GiB)",
+    )
+    advertise_url: str | None = None
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
+    log_level: str = "info"
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        return _check_port(v)
+
+    @field_validator("brain", "advertise_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be a URL like http://HOST:PORT")
+        return v.rstrip("/") if v else v
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", v):
+            raise ValueError("a zone is 1-64 letters, digits or . _ : -")
+        return v
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, v: str) -> str:
+        capacity_limit(v, disk_total=1)  # validates the syntax
+        return v
+
+    def node_name(self) -> str:
+        return self.name or f"{socket.gethostname()}-{self.port}"
+
+    def public_url(self) -> str:
+        if self.advertise_url:
+            return self.advertise_url
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def capacity_limit(spec: str, disk_total: int) -> int:
+    """Bytes a node may fill: ``"50%"`` of ``disk_total`` or a fixed size."""
+    spec = spec.strip()
+    if spec.endswith("%"):
+        try:
+            pct = float(spec[:-1])
+        except ValueError:
+            raise ValueError(f"not a percentage: {spec!r}") from None
+        if not 0 < pct <= 100:
+            raise ValueError("a capacity percentage is between 0 and 100")
+        return int(disk_total * pct / 100)
+    n = parse_size(spec)
+    if n <= 0:
+        raise ValueError("capacity must be positive")
+    return n
+
+
+class ClientSettings(_Settings):
+    """The CLI and Python SDK."""
+
+    model_config = SettingsConfigDict(env_prefix="TOSSIT_", extra="ignore")
+    toml_table: ClassVar[str] = "client"
+
+    brain_url: str = "http://127.0.0.1:8000"
+    timeout: float = 60.0
+
+    @field_validator("brain_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be a URL like http://HOST:8000")
+        return v.rstrip("/")

@@ -1,0 +1,164 @@
+"""``tossit up``: a whole cluster on this machine, one process per server.
+
+Each node is its own process (so one can crash, or be killed in a test, while
+the others keep serving); this supervisor only starts them, shows where things
+are, and stops them all on Ctrl-C. Data lives under one folder and is reused
+on the next start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tossit.config import ConfigError
+from tossit.serve import port_free
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+
+def plan(
+    data_dir: Path, nodes: int, port: int, node_port: int, host: str,
+    replicas: int | None, chunk_size: str | None, capacity: str | None,
+    heartbeat: float | None = None,
+) -> list[Child]:
+    exe = [sys.executable, "-m", "tossit"]
+    brain = exe + ["brain", "--host", host, "--port", str(port),
+                   "--data-dir", str(data_dir / "brain")]
+    if replicas is not None:
+        brain += ["--replicas", str(replicas)]
+    if chunk_size is not None:
+        brain += ["--chunk-size", chunk_size]
+    if heartbeat is not None:
+        brain += ["--heartbeat-interval", str(heartbeat)]
+    children = [Child("brain", brain)]
+    for i in range(1, nodes + 1):
+        argv = exe + ["node", "--host", host, "--port", str(node_port + i - 1),
+                      "--data-dir", str(data_dir / f"node{i}"),
+                      "--brain", f"http://{host}:{port}", "--name", f"node-{i}"]
+        if capacity is not None:
+            argv += ["--capacity", capacity]
+        if heartbeat is not None:
+            argv += ["--heartbeat-interval", str(heartbeat)]
+        children.append(Child(f"node-{i}", argv))
+    return children
+
+
+def check_ports(host: str, port: int, node_port: int, nodes: int) -> None:
+    for p in [port, *range(node_port, node_port + nodes)]:
+        if not 1 <= p <= 65535:
+            raise ConfigError(f"port {p} is outside 1-65535")
+        if not port_free(host, p):
+            raise ConfigError(
+                f"port {p} on {host} is already in use (is another 'tossit up' running?); "
+                "stop it or choose other ports with --port / --node-port"
+            )
+
+
+def wait_healthy(url: str, timeout: float, procs: list[Child]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in procs:
+            if c.proc and c.proc.poll() is not None:
+                raise RuntimeError(f"{c.name} exited with code {c.proc.returncode} while starting")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the brain did not become healthy at {url} within {timeout:.0f} s")
+
+
+def wait_nodes(url: str, count: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    online = 0
+    while time.monotonic() < deadline:
+        try:
+            nodes = httpx.get(url + "/api/nodes", timeout=2).json()
+            online = sum(1 for n in nodes if n["state"] == "online")
+            if online >= count:
+                break
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    return online
+
+
+def run(children: list[Child], data_dir: Path, host: str, port: int, say: object) -> int:
+    """Start everything, wait for Ctrl-C (or the brain dying), stop everything."""
+    echo = say if callable(say) else print
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old_int = signal.signal(signal.SIGINT, stop)
+    old_term = signal.signal(signal.SIGTERM, stop)
+    try:
+        url = f"http://{host}:{port}"
+        for c in children:
+            log = open(logs / f"{c.name}.log", "ab")  # noqa: SIM115 - owned by the child
+            c.proc = subprocess.Popen(
+                c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+            )
+            log.close()
+            if c.name == "brain":  # nodes register at once when the brain is up first
+                wait_healthy(url, 60, children)
+        online = wait_nodes(url, len(children) - 1, 30)
+        echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)")
+        echo(f"  dashboard + API  {url}   (OpenAPI docs: {url}/docs)")
+        for c in children[1:]:
+            echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
+        echo(f"  data             {data_dir.resolve()}   (logs in {logs.resolve()})")
+        echo(f"  try: curl -F file=@README.md {url}/api/files/upload")
+        echo("Press Ctrl-C to stop.")
+        reported: set[str] = set()
+        while not stopping:
+            for c in children:
+                assert c.proc is not None
+                if c.proc.poll() is not None and c.name not in reported:
+                    reported.add(c.name)
+                    echo(f"! {c.name} exited with code {c.proc.returncode} "
+                         f"(see {logs / (c.name + '.log')})")
+                    if c.name == "brain":
+                        stopping = True
+            time.sleep(0.3)
+        return 0
+    except RuntimeError as exc:
+        echo(f"error: {exc}; see the logs in {logs}")
+        return 1
+    finally:
+        echo("stopping...")
+        for c in reversed(children):
+            if c.proc and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for c in children:
+            if c.proc is None:
+                continue
+            try:
+                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(c.proc.pid, signal.SIGKILL)
+                c.proc.wait()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        echo("stopped.")

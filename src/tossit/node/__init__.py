@@ -1,0 +1,1 @@
+"""The storage node process: keeps chunks on one local folder and serves them."""

@@ -1,0 +1,173 @@
+"""The node's HTTP API: store, fetch and delete chunks by id, report usage.
+
+Chunk ids are validated before they touch a path, bodies are size-capped, and
+every blocking disk call runs in a worker thread so one slow fsync never stalls
+the other requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from tossit import __version__
+from tossit.chunking import is_chunk_id
+from tossit.config import MAX_CHUNK_SIZE, NodeSettings
+from tossit.errors import ApiError, install_error_handlers
+from tossit.node.heartbeat import Heartbeat
+from tossit.node.identity import load_or_create
+from tossit.node.storage import ChunkStore, HashMismatch, StorageFull
+
+log = logging.getLogger("tossit.node")
+
+
+def _check_id(chunk_id: str) -> str:
+    if not is_chunk_id(chunk_id):
+        raise ApiError(400, "invalid_chunk_id", "a chunk id is 64 lowercase hex digits")
+    return chunk_id
+
+
+def create_app(settings: NodeSettings) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    node_id = load_or_create(settings.data_dir)
+    store = ChunkStore(settings.data_dir, settings.capacity)
+    heartbeat = Heartbeat(settings, node_id, store)
+    registry = CollectorRegistry()
+    ops = Counter("tossit_node_chunk_ops", "Chunk operations", ["op", "result"], registry=registry)
+    bytes_io = Counter("tossit_node_bytes", "Chunk bytes moved", ["direction"], registry=registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(store.open)
+        u = store.usage()
+        log.info(
+            "node %s (%s) serving %d chunks, %d of %d bytes used",
+            node_id, settings.node_name(), u.chunk_count, u.used, u.limit,
+        )
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            await heartbeat.stop()
+
+    app = FastAPI(
+        title="TossIt node",
+        version=__version__,
+        lifespan=lifespan,
+        description="Chunk storage API of one TossIt node (called by the brain and other nodes).",
+    )
+    install_error_handlers(app)
+    app.state.store = store
+    app.state.node_id = node_id
+
+    @app.put("/chunks/{chunk_id}", status_code=201)
+    async def put_chunk(chunk_id: str, request: Request) -> JSONResponse:
+        """Store a chunk; the body must hash (SHA-256) to ``chunk_id``."""
+        _check_id(chunk_id)
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_CHUNK_SIZE):
+            raise ApiError(413, "chunk_too_large", f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
+        body = bytearray()
+        async for piece in request.stream():
+            body += piece
+            if len(body) > MAX_CHUNK_SIZE:
+                raise ApiError(413, "chunk_too_large", f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
+        try:
+            created = await asyncio.to_thread(store.write, chunk_id, body)
+        except HashMismatch:
+            ops.labels("put", "hash_mismatch").inc()
+            raise ApiError(
+                422, "hash_mismatch", "the body does not hash to the chunk id"
+            ) from None
+        except StorageFull as exc:
+            ops.labels("put", "full").inc()
+            raise ApiError(507, "storage_full", str(exc)) from None
+        ops.labels("put", "ok").inc()
+        bytes_io.labels("in").inc(len(body))
+        return JSONResponse(
+            {"id": chunk_id, "size": len(body), "created": created},
+            status_code=201 if created else 200,
+        )
+
+    @app.get("/chunks/{chunk_id}")
+    async def get_chunk(chunk_id: str) -> Response:
+        """The chunk's bytes (the caller verifies them against the id)."""
+        _check_id(chunk_id)
+        try:
+            data = await asyncio.to_thread(store.read, chunk_id)
+        except FileNotFoundError:
+            ops.labels("get", "missing").inc()
+            raise ApiError(404, "chunk_not_found", f"no chunk {chunk_id} here") from None
+        ops.labels("get", "ok").inc()
+        bytes_io.labels("out").inc(len(data))
+        return Response(data, media_type="application/octet-stream")
+
+    @app.head("/chunks/{chunk_id}")
+    async def head_chunk(chunk_id: str) -> Response:
+        _check_id(chunk_id)
+        try:
+            size = (await asyncio.to_thread(os.stat, store.path_for(chunk_id))).st_size
+        except FileNotFoundError:
+            return Response(status_code=404)
+        return Response(headers={"content-length": str(size)})
+
+    @app.delete("/chunks/{chunk_id}")
+    async def delete_chunk(chunk_id: str) -> dict[str, Any]:
+        """Remove a chunk (idempotent: deleting a missing chunk is not an error)."""
+        _check_id(chunk_id)
+        deleted = await asyncio.to_thread(store.delete, chunk_id)
+        ops.labels("delete", "ok" if deleted else "missing").inc()
+        return {"id": chunk_id, "deleted": deleted}
+
+    @app.api_route("/chunks/{rest:path}", methods=["GET", "PUT", "DELETE", "HEAD"])
+    async def bad_chunk_path(rest: str) -> Response:
+        """Anything under /chunks/ that is not one plain chunk id (``../``, slashes)."""
+        raise ApiError(400, "invalid_chunk_id", "a chunk id is 64 lowercase hex digits")
+
+    @app.get("/inventory")
+    async def inventory(
+        after: str = Query("", max_length=64, pattern="^[0-9a-f]*$"),
+        limit: int = Query(10000, ge=1, le=100000),
+    ) -> dict[str, Any]:
+        """A page of the chunks this node holds, sorted by id (``after`` = cursor)."""
+        page = await asyncio.to_thread(store.inventory, after, limit)
+        return {
+            "chunks": [{"id": c, "size": s, "mtime": m} for c, s, m in page],
+            "next": page[-1][0] if len(page) == limit else None,
+        }
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        u = await asyncio.to_thread(store.usage)
+        return {
+            "id": node_id,
+            "name": settings.node_name(),
+            "zone": settings.zone,
+            "address": settings.public_url(),
+            "version": __version__,
+            "capacity": u.limit,
+            "used": u.used,
+            "free": u.free,
+            "disk_total": u.disk_total,
+            "disk_free": u.disk_free,
+            "chunk_count": u.chunk_count,
+            "brain_connected": heartbeat.connected,
+        }
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "id": node_id}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

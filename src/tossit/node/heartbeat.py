@@ -1,0 +1,94 @@
+"""Registration with the brain and the heartbeat loop.
+
+The node keeps serving chunks while the brain is unreachable: it only logs,
+backs off and retries, and re-registers if the brain has forgotten it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+import aiohttp
+
+from tossit import __version__
+from tossit.config import NodeSettings
+from tossit.node.storage import ChunkStore
+
+log = logging.getLogger("tossit.node.heartbeat")
+
+
+class Heartbeat:
+    def __init__(self, settings: NodeSettings, node_id: str, store: ChunkStore) -> None:
+        self.settings = settings
+        self.node_id = node_id
+        self.store = store
+        self.connected = False
+        self._task: asyncio.Task[None] | None = None
+        self._registered = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="heartbeat")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _report(self) -> dict[str, Any]:
+        u = self.store.usage()
+        load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return {
+            "id": self.node_id,
+            "name": self.settings.node_name(),
+            "address": self.settings.public_url(),
+            "zone": self.settings.zone,
+            "version": __version__,
+            "capacity": u.limit,
+            "used": u.used,
+            "free": u.free,
+            "disk_total": u.disk_total,
+            "disk_free": u.disk_free,
+            "chunk_count": u.chunk_count,
+            "load": load1,
+        }
+
+    async def _run(self) -> None:
+        interval = self.settings.heartbeat_interval
+        backoff = interval
+        timeout = aiohttp.ClientTimeout(total=max(5.0, interval * 2))
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                try:
+                    report = await asyncio.to_thread(self._report)
+                    path = "/api/nodes/register" if not self._registered else (
+                        f"/api/nodes/{self.node_id}/heartbeat"
+                    )
+                    async with http.post(self.settings.brain + path, json=report) as resp:
+                        if resp.status == 404 and self._registered:
+                            log.warning("brain does not know this node any more; re-registering")
+                            self._registered = False
+                            continue
+                        if resp.status >= 400:
+                            body = (await resp.text())[:300]
+                            raise RuntimeError(f"brain answered {resp.status}: {body}")
+                        if not self._registered:
+                            log.info("registered with brain %s as %s", self.settings.brain,
+                                     self.node_id)
+                        self._registered = True
+                    if not self.connected:
+                        self.connected = True
+                    backoff = interval
+                    await asyncio.sleep(interval)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if self.connected or backoff == interval:
+                        log.warning("cannot reach brain %s: %s", self.settings.brain, exc)
+                    self.connected = False
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)

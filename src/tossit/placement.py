@@ -1,0 +1,82 @@
+"""Where a chunk's replicas should live: weighted rendezvous hashing.
+
+Each (chunk, node) pair gets a score ``-weight / ln(u)`` with ``u`` a uniform
+hash in (0, 1); the highest scores win. This is the weighted form of
+highest-random-weight hashing: a node receives chunks in proportion to its
+weight, and adding or removing a node only moves the chunks whose winner
+changed (about 1/N of them), with no table to keep. Replicas are spread over
+distinct zones first, then filled by score.
+
+Pure functions of the chunk id and the node list, so the brain, the tests and
+the dashboard all compute the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What placement needs to know about a node."""
+
+    id: str
+    weight: float  # usually the node's capacity in bytes
+    zone: str = "default"
+
+
+def _unit_hash(chunk_id: str, node_id: str) -> float:
+    h = hashlib.blake2b(f"{chunk_id}\x00{node_id}".encode(), digest_size=8).digest()
+    # 53 bits -> a float strictly inside (0, 1).
+    return ((int.from_bytes(h, "big") >> 11) + 0.5) / float(1 << 53)
+
+
+def score(chunk_id: str, node: Candidate) -> float:
+    if node.weight <= 0:
+        return float("-inf")
+    return -node.weight / math.log(_unit_hash(chunk_id, node.id))
+
+
+def rank(chunk_id: str, nodes: Iterable[Candidate]) -> list[Candidate]:
+    """Every node, best first, for this chunk (ties broken by id)."""
+    return sorted(nodes, key=lambda n: (-score(chunk_id, n), n.id))
+
+
+def spread_by_zone(ranked: Sequence[Candidate], count: int) -> list[Candidate]:
+    """Pick ``count`` nodes from a ranking: one per zone first, then by rank.
+
+    Returning the rest of the ranking after the picks lets a writer use it as
+    the fallback order when a chosen node fails.
+    """
+    chosen: list[Candidate] = []
+    zones: set[str] = set()
+    for node in ranked:
+        if len(chosen) == count:
+            break
+        if node.zone not in zones:
+            chosen.append(node)
+            zones.add(node.zone)
+    for node in ranked:
+        if len(chosen) == count:
+            break
+        if node not in chosen:
+            chosen.append(node)
+    return chosen
+
+
+def preference_list(chunk_id: str, nodes: Iterable[Candidate], replicas: int) -> list[Candidate]:
+    """All nodes in the order a writer should try them.
+
+    The first ``replicas`` entries are the desired placement (zone-spread); the
+    rest are fallbacks in rank order.
+    """
+    ranked = rank(chunk_id, nodes)
+    desired = spread_by_zone(ranked, replicas)
+    return desired + [n for n in ranked if n not in desired]
+
+
+def desired_nodes(chunk_id: str, nodes: Iterable[Candidate], replicas: int) -> list[str]:
+    return [n.id for n in preference_list(chunk_id, nodes, replicas)[:replicas]]
