@@ -223,7 +223,9 @@ def put(
     failures = 0
     t0 = time.monotonic()
     with _progress() as progress:
-        overall = progress.add_task(f"{len(files)} file(s)", total=total) if len(files) > 1 else None
+        overall = None
+        if len(files) > 1:
+            overall = progress.add_task(f"{len(files)} file(s)", total=total)
         for path, key in files:
             key = name or key
             task = progress.add_task(key, total=path.stat().st_size)
@@ -291,7 +293,7 @@ def ls(
     config: ConfigOpt = None,
 ) -> None:
     """List files, newest first."""
-    files = _call(_client(brain, config).list, search, limit)
+    files = _call(_client(brain, config).list_files, search, limit)
     table = Table("id", "name", "size", "chunks", "replication", "created", box=None)
     for f in files:
         rep = f["replication"]

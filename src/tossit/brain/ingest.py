@@ -17,12 +17,13 @@ import logging
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
+from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
 from tossit.brain.models import Object
 from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry
-from tossit.brain.store import Store
+from tossit.brain.store import NewObject, Store
 from tossit.chunking import StreamHasher, rechunk
 from tossit.config import BrainSettings
 from tossit.errors import ApiError
@@ -30,6 +31,9 @@ from tossit.errors import ApiError
 log = logging.getLogger("tossit.brain.ingest")
 
 _HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread hop
+# Below this size, asking the metadata whether a chunk is already stored costs
+# more than sending it: the nodes answer "already have it" without rewriting.
+_DEDUP_LOOKUP_FROM = 64 * 1024
 
 
 class NotEnoughNodes(ApiError):
@@ -53,7 +57,7 @@ class UploadResult:
 class Ingest:
     def __init__(
         self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
-        pins: ChunkPins, collector: Collector,
+        pins: ChunkPins, collector: Collector, commits: CommitBatcher,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -61,6 +65,7 @@ class Ingest:
         self.nodes = nodes
         self.pins = pins
         self.collector = collector
+        self.commits = commits
 
     def check_capacity(self, size_hint: int | None = None) -> None:
         """Refuse early, before reading the body, when the cluster cannot take it."""
@@ -93,6 +98,13 @@ class Ingest:
         pinned: set[str] = set()
         slots = asyncio.Semaphore(self.settings.upload_parallel_chunks)
         committed = False
+        failed: list[BaseException] = []
+
+        def on_done(task: asyncio.Task[list[str]]) -> None:
+            slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                failed.append(task.exception())  # type: ignore[arg-type]
+
         try:
             async for data in rechunk(pieces, self.settings.chunk_size):
                 if len(data) < _HASH_INLINE_BELOW:
@@ -102,25 +114,22 @@ class Ingest:
                 chunk_list.append((cid, len(data)))
                 if cid in placing:
                     continue  # repeated content inside this object: store once
-                for task in placing.values():
-                    if task.done() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                if failed:
+                    raise failed[0]  # stop reading: a chunk could not be stored
                 await self.pins.pin(cid)
                 pinned.add(cid)
                 await slots.acquire()
                 task = asyncio.create_task(self._place(cid, data))
-                task.add_done_callback(lambda _t: slots.release())
+                task.add_done_callback(on_done)
                 placing[cid] = task
             results = await asyncio.gather(*placing.values())
             replicas = dict(zip(placing, results, strict=True))
-            obj, garbage = await self.store.commit_object(
+            obj = await self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=hasher.size, sha256=hasher.hexdigest(),
                 content_type=content_type, chunk_size=self.settings.chunk_size,
                 chunks=chunk_list, replicas=replicas,
-            )
+            ))
             committed = True
-            if garbage:
-                self.collector.release(garbage)
             under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
             if under:
                 log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
@@ -142,12 +151,14 @@ class Ingest:
         """Store one chunk on R nodes (or at least W); returns the nodes holding it."""
         replicas = self.settings.replicas
         quorum = self.settings.quorum
-        holders = [
-            n for n in await self.store.ok_replicas(cid)
-            if (v := self.registry.get(n)) is not None and v.state in READABLE_STATES
-        ]
-        if len(holders) >= replicas:
-            return holders  # deduplicated: already stored safely
+        holders: list[str] = []
+        if len(data) >= _DEDUP_LOOKUP_FROM:
+            holders = [
+                n for n in await self.store.ok_replicas(cid)
+                if (v := self.registry.get(n)) is not None and v.state in READABLE_STATES
+            ]
+            if len(holders) >= replicas:
+                return holders  # deduplicated: already stored safely, nothing to send
         candidates = self.registry.write_order(cid, len(data), exclude=set(holders))
         want = replicas - len(holders)
         acked: list[str] = []

@@ -39,7 +39,11 @@ class Object(Base):
     """A stored file: an ordered list of chunks under (bucket, key)."""
 
     __tablename__ = "objects"
-    __table_args__ = (UniqueConstraint("bucket_id", "key", name="uq_objects_bucket_key"),)
+    # sqlite_autoincrement: never hand a deleted file's id to a new file.
+    __table_args__ = (
+        UniqueConstraint("bucket_id", "key", name="uq_objects_bucket_key"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))

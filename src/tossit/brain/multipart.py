@@ -87,7 +87,9 @@ class StreamingMultipart:
 
     def _on_headers_finished(self) -> None:
         disp = self._part.headers.get("content-disposition", "")
-        kind, params = parse_options_header(disp)
+        # As bytes: given a str, the parser encodes it to latin-1 and fails on
+        # UTF-8 filenames (which browsers and curl send raw).
+        kind, params = parse_options_header(disp.encode("utf-8"))
         if kind != b"form-data":
             self._events.append(("error", "a part has no form-data Content-Disposition"))
             return
@@ -112,7 +114,8 @@ class StreamingMultipart:
                 piece = await anext(self._stream)
             except StopAsyncIteration:
                 if not self._ended:
-                    raise MultipartError("the multipart body ended before its final boundary")
+                    raise MultipartError(
+                        "the multipart body ended before its final boundary") from None
                 return None
             try:
                 self._parser.write(piece)
@@ -125,7 +128,8 @@ class StreamingMultipart:
         while True:
             ev = await self._next_event()
             if ev is None:
-                raise MultipartError(f"no '{field_name}' field in the form (use -F {field_name}=@PATH)")
+                raise MultipartError(
+                    f"no '{field_name}' field in the form (use -F {field_name}=@PATH)")
             kind, payload = ev
             if kind == "error":
                 raise MultipartError(str(payload))

@@ -71,7 +71,7 @@ class Reader:
             if len(data) < _VERIFY_INLINE_BELOW:
                 digest = hashlib.sha256(data).hexdigest()
             else:
-                digest = await asyncio.to_thread(lambda d=data: hashlib.sha256(d).hexdigest())
+                digest = await asyncio.to_thread(_sha256_hex, data)
             if digest == placement.chunk_id and len(data) == placement.size:
                 return data
             errors.append(f"{node.name} returned corrupt data")
@@ -137,6 +137,10 @@ class Reader:
         finally:
             for t in ahead:
                 t.cancel()
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 async def _empty() -> AsyncIterator[bytes]:

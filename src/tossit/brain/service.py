@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 
+from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
@@ -35,8 +36,9 @@ class Brain:
         self.pins = ChunkPins()
         self.collector = Collector(settings, self.store, self.registry, self.nodes, self.pins)
         self.monitor = Monitor(settings, self.store, self.registry)
+        self.commits = CommitBatcher(self.store, self.collector.release)
         self.ingest = Ingest(settings, self.store, self.registry, self.nodes, self.pins,
-                             self.collector)
+                             self.collector, self.commits)
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks)
         self.started = time.time()
         self._tasks: list[asyncio.Task[None]] = []
@@ -58,6 +60,7 @@ class Brain:
             view.latency_ms = row.latency_ms
             view.admin_state = row.admin_state
         await self.nodes.start()
+        self.commits.start()
         self._tasks = [
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
             asyncio.create_task(self.collector.run_forever(), name="gc"),
@@ -73,5 +76,6 @@ class Brain:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        await self.commits.stop()
         await self.nodes.close()
         await self.store.close()

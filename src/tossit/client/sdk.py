@@ -96,12 +96,12 @@ class TossitClient:
                     progress(len(piece))
                 yield piece
 
-        return self._request(  # type: ignore[no-any-return]
+        return self._request(
             "PUT", "/api/files/" + quote(name, safe="/"), content=pieces(), headers=headers,
         )
 
     def upload_bytes(self, data: bytes, name: str) -> dict[str, Any]:
-        return self._request(  # type: ignore[no-any-return]
+        return self._request(
             "PUT", "/api/files/" + quote(name, safe="/"), content=data,
         )
 
@@ -133,7 +133,8 @@ class TossitClient:
                 raise TossitError(0, "checksum_mismatch", "downloaded bytes fail the SHA-256 check")
             os.replace(tmp, dest)
         except httpx.ConnectError as exc:
-            raise TossitError(0, "unreachable", f"cannot reach the brain at {self.url} ({exc})") from None
+            raise TossitError(
+                0, "unreachable", f"cannot reach the brain at {self.url} ({exc})") from None
         except httpx.HTTPError as exc:
             raise TossitError(0, "transfer_failed", f"download failed: {exc}") from None
         finally:
@@ -144,32 +145,32 @@ class TossitClient:
         resp = self.http.get(f"/api/files/{file_id}/download")
         return self._check(resp).content
 
-    def list(self, search: str | None = None, limit: int = 1000, offset: int = 0
+    def list_files(self, search: str | None = None, limit: int = 1000, offset: int = 0
              ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if search:
             params["search"] = search
-        return self._request("GET", "/api/files", params=params)  # type: ignore[no-any-return]
+        return self._request("GET", "/api/files", params=params)
 
     def find(self, name: str) -> dict[str, Any] | None:
-        for f in self.list(search=name, limit=10000):
+        for f in self.list_files(search=name, limit=10000):
             if f["name"] == name:
                 return f
         return None
 
     def info(self, file_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/api/files/{file_id}/info")  # type: ignore[no-any-return]
+        return self._request("GET", f"/api/files/{file_id}/info")
 
     def delete(self, file_id: int) -> dict[str, Any]:
-        return self._request("DELETE", f"/api/files/{file_id}")  # type: ignore[no-any-return]
+        return self._request("DELETE", f"/api/files/{file_id}")
 
     # -- cluster ------------------------------------------------------------
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/api/nodes")  # type: ignore[no-any-return]
+        return self._request("GET", "/api/nodes")
 
     def status(self) -> dict[str, Any]:
-        return self._request("GET", "/api/status")  # type: ignore[no-any-return]
+        return self._request("GET", "/api/status")
 
     def health(self) -> dict[str, Any]:
-        return self._request("GET", "/health")  # type: ignore[no-any-return]
+        return self._request("GET", "/health")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -27,6 +28,7 @@ from tossit.node.identity import load_or_create
 from tossit.node.storage import ChunkStore, HashMismatch, StorageFull
 
 log = logging.getLogger("tossit.node")
+DISK_THREADS = 32
 
 
 def _check_id(chunk_id: str) -> str:
@@ -46,6 +48,10 @@ def create_app(settings: NodeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Concurrent fsyncs share journal commits: many disk threads turn a disk
+        # that does ~200 fsynced creates/s one at a time into ~1500/s.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="disk"))
         await asyncio.to_thread(store.open)
         u = store.usage()
         log.info(

@@ -188,7 +188,10 @@ class ChunkStore:
         for sub in sorted(os.listdir(self.chunks_dir)):
             if sub < start_dir:
                 continue
-            names = sorted(n for n in os.listdir(self.chunks_dir / sub) if is_chunk_id(n))
+            try:
+                names = sorted(n for n in os.listdir(self.chunks_dir / sub) if is_chunk_id(n))
+            except NotADirectoryError:  # a stray file beside the fan-out dirs
+                continue
             for name in names:
                 if name <= after:
                     continue

@@ -50,7 +50,8 @@ def upload_filename(raw: str) -> str:
 
 
 def content_type_for(name: str, declared: str | None) -> str:
-    if declared and declared.lower() not in ("application/octet-stream", "") and len(declared) < 200:
+    generic = ("application/octet-stream", "")
+    if declared and declared.lower() not in generic and len(declared) < 200:
         return declared
     guess, _ = mimetypes.guess_type(posixpath.basename(name), strict=False)
     return guess or "application/octet-stream"

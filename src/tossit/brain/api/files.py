@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
 
@@ -26,6 +26,8 @@ from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
 
 log = logging.getLogger("tossit.brain.api")
 router = APIRouter(tags=["files"])
+# Ids are 32-bit on every metadata engine: a bigger number is a 400, not a database error.
+FileId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the file's id")]
 
 _MULTIPART_BODY = {
     "requestBody": {
@@ -58,26 +60,29 @@ def _replication(brain: Brain, chunk_nodes: list[set[str]]) -> dict[str, Any]:
             "under_replicated_chunks": sum(1 for c in counts if c < target)}
 
 
+def _file_json(brain: Brain, o: Object, chunk_nodes: list[set[str]]) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "name": o.key,
+        "size": o.size,
+        "content_type": o.content_type,
+        "sha256": o.sha256,
+        "chunks": o.chunk_count,
+        "chunk_size": o.chunk_size,
+        "replication": _replication(brain, chunk_nodes),
+        "created": iso(o.created_at),
+    }
+
+
 async def _describe(brain: Brain, objs: list[Object]) -> list[dict[str, Any]]:
     per_obj = await brain.store.ok_replica_nodes([o.id for o in objs])
-    return [
-        {
-            "id": o.id,
-            "name": o.key,
-            "size": o.size,
-            "content_type": o.content_type,
-            "sha256": o.sha256,
-            "chunks": o.chunk_count,
-            "chunk_size": o.chunk_size,
-            "replication": _replication(brain, per_obj.get(o.id, [])),
-            "created": iso(o.created_at),
-        }
-        for o in objs
-    ]
+    return [_file_json(brain, o, per_obj.get(o.id, [])) for o in objs]
 
 
 async def _uploaded(brain: Brain, result: UploadResult) -> JSONResponse:
-    (body,) = await _describe(brain, [result.obj])
+    # The upload knows where its chunks went: no need to ask the database again.
+    unique = {cid: set(nodes) for cid, nodes in result.replicas.items()}
+    body = _file_json(brain, result.obj, list(unique.values()))
     body["bucket"] = result.bucket
     headers = {"Location": f"/api/files/{result.obj.id}"}
     return JSONResponse(body, status_code=201, headers=headers)
@@ -158,14 +163,14 @@ async def list_files(
 
 
 @router.get("/api/files/{file_id}", summary="One file's metadata")
-async def get_file(file_id: int, request: Request) -> dict[str, Any]:
+async def get_file(file_id: FileId, request: Request) -> dict[str, Any]:
     brain = brain_of(request)
     (body,) = await _describe(brain, [await _object(brain, file_id)])
     return body
 
 
 @router.get("/api/files/{file_id}/info", summary="A file's chunk map")
-async def file_info(file_id: int, request: Request) -> dict[str, Any]:
+async def file_info(file_id: FileId, request: Request) -> dict[str, Any]:
     """Each chunk's hash, size, offset, the nodes holding it and where placement wants it."""
     brain = brain_of(request)
     obj = await _object(brain, file_id)
@@ -196,7 +201,7 @@ async def file_info(file_id: int, request: Request) -> dict[str, Any]:
             response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}},
                        206: {"content": {"application/octet-stream": {}}}})
-async def download(file_id: int, request: Request) -> Response:
+async def download(file_id: FileId, request: Request) -> Response:
     brain = brain_of(request)
     obj = await _object(brain, file_id)
     try:
@@ -232,7 +237,7 @@ async def download(file_id: int, request: Request) -> Response:
 
 
 @router.delete("/api/files/{file_id}", summary="Delete a file")
-async def delete_file(file_id: int, request: Request) -> dict[str, Any]:
+async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
     """Gone from listings at once; chunks no other file uses are freed on the nodes."""
     brain = brain_of(request)
     garbage = await brain.store.delete_object(file_id)

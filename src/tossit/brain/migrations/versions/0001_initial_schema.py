@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 16:08:25.859663
 """
 
@@ -83,7 +83,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['bucket_id'], ['buckets.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('bucket_id', 'key', name='uq_objects_bucket_key')
+    sa.UniqueConstraint('bucket_id', 'key', name='uq_objects_bucket_key'),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('objects', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_objects_created_at'), ['created_at'], unique=False)
