@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from tossit import __version__
-from tossit.brain.api import cluster, files, nodes
+from tossit.brain.api import cluster, files, home, nodes
 from tossit.brain.service import Brain
 from tossit.config import BrainSettings
 from tossit.errors import install_error_handlers
@@ -39,4 +39,5 @@ def create_app(settings: BrainSettings) -> FastAPI:
     app.include_router(files.router)
     app.include_router(nodes.router)
     app.include_router(cluster.router)
+    app.include_router(home.router)
     return app

@@ -23,6 +23,11 @@ from tossit.brain.models import Bucket, Chunk, Event, Node, Object, ObjectChunk,
 
 DEFAULT_BUCKET = "default"
 _BATCH = 500  # rows per multi-row statement (SQLite caps bound parameters)
+# PostgreSQL transaction-scoped advisory lock taken by every transaction that
+# changes chunk reference counts, so that they run one at a time as they do on
+# SQLite: a delete racing an overwrite of the same object cannot release its
+# chunks twice, and upserts of shared chunks in different orders cannot deadlock.
+_REFCOUNT_LOCK_KEY = 0x7055_1700
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ class Store:
     def _insert(self, model: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
 
+    async def _lock_refcounts(self, s: AsyncSession) -> None:
+        """Serialise reference-count changes (SQLite already has ``write``'s lock)."""
+        if self.dialect == "postgresql":
+            await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REFCOUNT_LOCK_KEY})
+
     async def ping(self) -> None:
         async with self.read() as s:
             await s.execute(text("SELECT 1"))
@@ -147,9 +157,12 @@ class Store:
         """
         if len({(i.bucket, i.key) for i in items}) != len(items):
             raise ValueError("commit_objects needs distinct keys")
+        if not items:
+            return [], []
         now = time.time()
         bids = [await self.bucket_id(i.bucket) for i in items]
         async with self.write() as s:
+            await self._lock_refcounts(s)
             pairs = list({(b, i.key) for b, i in zip(bids, items, strict=True)})
             old_ids: list[int] = []
             for batch in _batches(pairs):
@@ -235,6 +248,7 @@ class Store:
         """Delete an object; returns the chunk ids now unreferenced, or None if
         there was no such object."""
         async with self.write() as s:
+            await self._lock_refcounts(s)
             obj = await s.get(Object, object_id)
             if obj is None:
                 return None
@@ -380,6 +394,7 @@ class Store:
         """Remove chunk rows (and replica rows) still at refcount 0."""
         n = 0
         async with self.write() as s:
+            await self._lock_refcounts(s)
             for batch in _batches(list(chunk_ids)):
                 dead = (await s.execute(
                     select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0)
