@@ -104,6 +104,17 @@ def brain(
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
+    import asyncio
+
+    from tossit.brain.db import check_database
+
+    url = settings.resolved_database_url()
+    shown = url.split("@")[-1] if "@" in url else url
+    try:
+        asyncio.run(check_database(url))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise _fail(f"cannot open the metadata database ({shown}): {reason}") from None
     setup_logging(settings.log_level, "brain")
     serve(create_app(settings), settings.host, settings.port, settings.log_level)
 

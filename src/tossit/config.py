@@ -31,7 +31,7 @@ _UNITS = {
     "g": GiB, "gb": 1000**3, "gib": GiB,
     "t": TiB, "tb": 1000**4, "tib": TiB,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
 
 DEFAULT_CHUNK_SIZE = 8 * MiB
 MIN_CHUNK_SIZE = 64 * KiB
@@ -127,6 +127,17 @@ class _Settings(BaseSettings):
                 msg = err["msg"].removeprefix("Value error, ")
                 lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
             raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+        finally:
+            cls.config_file = None  # a later direct construction must not reuse it
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _check_log_level(v: str) -> str:
+    if v.lower() not in LOG_LEVELS:
+        raise ValueError(f"log_level is one of {', '.join(LOG_LEVELS)}")
+    return v.lower()
 
 
 def _check_port(v: int) -> int:
@@ -165,6 +176,11 @@ class BrainSettings(_Settings):
     @classmethod
     def _port(cls, v: int) -> int:
         return _check_port(v)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        return _check_log_level(v)
 
     @field_validator("chunk_size", mode="before")
     @classmethod
@@ -225,6 +241,11 @@ class NodeSettings(_Settings):
     def _port(cls, v: int) -> int:
         return _check_port(v)
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        return _check_log_level(v)
+
     @field_validator("brain", "advertise_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
@@ -239,9 +260,13 @@ class NodeSettings(_Settings):
             raise ValueError("a zone is 1-64 letters, digits or . _ : -")
         return v
 
-    @field_validator("capacity")
+    @field_validator("capacity", mode="before")
     @classmethod
-    def _capacity(cls, v: str) -> str:
+    def _capacity(cls, v: Any) -> str:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # a plain byte count from TOML
+        if not isinstance(v, str):
+            raise ValueError("capacity is a percentage (50%) or a size (500GiB)")
         capacity_limit(v, disk_total=1)  # validates the syntax
         return v
 

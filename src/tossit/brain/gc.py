@@ -92,19 +92,20 @@ class Collector:
                 await self.store.add_event("gc", msg, data=stats)
             return stats
 
-    async def _delete_copy(self, node_id: str, cid: str) -> bool:
+    async def _delete_copy(self, node_id: str, cid: str) -> bool | None:
+        """Delete one copy: True if deleted, False if there was none, None if
+        the node could not be asked (offline, error): try again later."""
         node = self.registry.get(node_id)
         if node is None:
-            return True  # the node is unknown: nothing to delete there
+            return False  # the node is unknown: nothing to delete there
         if node.state not in READABLE_STATES:
-            return False
+            return None
         async with self._sem:
             try:
-                await self.nodes.delete_chunk(node, cid)
-                return True
+                return await self.nodes.delete_chunk(node, cid)
             except NodeError as exc:
                 log.info("could not delete chunk %s on %s yet: %s", cid[:12], node.name, exc)
-                return False
+                return None
 
     async def _claim(self, cids: Iterable[str]) -> list[str]:
         """Claim chunks that no upload holds and that the metadata does not use."""
@@ -129,7 +130,7 @@ class Collector:
             results = await asyncio.gather(
                 *(self._delete_copy(n, c) for c in claimed for n in live)
             )
-            stats["orphans_deleted"] += sum(results)
+            stats["orphans_deleted"] += sum(1 for r in results if r)
         finally:
             for c in claimed:
                 self.pins.end_delete(c)
@@ -146,10 +147,10 @@ class Collector:
                     continue
                 ok = await asyncio.gather(*(self._delete_copy(n, cid) for n in holders))
                 for node_id, gone in zip(holders, ok, strict=True):
-                    if gone:
+                    if gone is not None:
                         await self.store.remove_replica(cid, node_id)
-                        stats["replicas_deleted"] += 1
-                if all(ok):
+                        stats["replicas_deleted"] += int(gone)
+                if all(r is not None for r in ok):
                     fully.append(cid)
             sizes = await self._sizes(fully)
             dropped = await self.store.drop_unreferenced(fully)

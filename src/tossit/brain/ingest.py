@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
+from tossit.brain.metrics import UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
 from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
@@ -130,6 +131,8 @@ class Ingest:
                 chunks=chunk_list, replicas=replicas,
             ))
             committed = True
+            UPLOADS.labels("ok").inc()
+            UPLOAD_BYTES.inc(hasher.size)
             under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
             if under:
                 log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
@@ -142,6 +145,8 @@ class Ingest:
                     await task
             for cid in pinned:
                 self.pins.unpin(cid)
+            if not committed:
+                UPLOADS.labels("failed").inc()
             if not committed and placing:
                 # Chunks written for a failed upload: the collector frees the
                 # ones no committed object uses (it re-checks under its lock).

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 UPLOAD_BYTES = Counter("tossit_upload_bytes", "Bytes received in committed uploads")
 DOWNLOAD_BYTES = Counter("tossit_download_bytes", "Bytes sent to clients in downloads")
 UPLOADS = Counter("tossit_uploads", "Upload attempts by result", ["result"])
+BATCHES = Counter("tossit_chunk_batches", "Multi-chunk write requests sent to nodes")
+BATCHED_CHUNKS = Counter("tossit_batched_chunks", "Chunks sent inside multi-chunk requests")
 NODES = Gauge("tossit_nodes", "Nodes by state", ["state"])
 
 

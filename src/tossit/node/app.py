@@ -19,7 +19,8 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from tossit import __version__
+from tossit import __version__, chunkbatch
+from tossit.chunkbatch import MAX_BATCH_BYTES, MAX_BATCH_CHUNKS
 from tossit.chunking import is_chunk_id
 from tossit.config import MAX_CHUNK_SIZE, NodeSettings
 from tossit.errors import ApiError, install_error_handlers
@@ -102,6 +103,38 @@ def create_app(settings: NodeSettings) -> FastAPI:
             {"id": chunk_id, "size": len(body), "created": created},
             status_code=201 if created else 200,
         )
+
+    @app.post("/chunk-batch", summary="Store several small chunks at once")
+    async def put_batch(request: Request) -> dict[str, Any]:
+        """Body: frames of (32-byte SHA-256, 4-byte big-endian length, bytes); see
+        ``tossit.chunkbatch``. Each chunk is stored as by ``PUT /chunks/{id}``, all
+        of them concurrently; the answer gives each one's outcome."""
+        body = bytearray()
+        async for piece in request.stream():
+            body += piece
+            if len(body) > MAX_BATCH_BYTES + MAX_BATCH_CHUNKS * 36:
+                raise ApiError(413, "batch_too_large",
+                               f"a batch is at most {MAX_BATCH_BYTES} bytes")
+        try:
+            frames = chunkbatch.decode(body)
+        except chunkbatch.BatchFormatError as exc:
+            raise ApiError(400, "invalid_batch", str(exc)) from None
+
+        async def one(cid: str, data: memoryview) -> dict[str, Any]:
+            try:
+                created = await asyncio.to_thread(store.write, cid, data)
+            except HashMismatch:
+                ops.labels("put", "hash_mismatch").inc()
+                return {"id": cid, "status": "hash_mismatch"}
+            except StorageFull:
+                ops.labels("put", "full").inc()
+                return {"id": cid, "status": "full"}
+            ops.labels("put", "ok").inc()
+            bytes_io.labels("in").inc(len(data))
+            return {"id": cid, "status": "created" if created else "exists"}
+
+        results = await asyncio.gather(*(one(cid, data) for cid, data in frames))
+        return {"results": list(results)}
 
     @app.get("/chunks/{chunk_id}")
     async def get_chunk(chunk_id: str) -> Response:

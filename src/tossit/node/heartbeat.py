@@ -79,6 +79,9 @@ class Heartbeat:
                         if not self._registered:
                             log.info("registered with brain %s as %s", self.settings.brain,
                                      self.node_id)
+                            answer = await resp.json()
+                            # The brain times failure detection on its interval: follow it.
+                            interval = float(answer.get("heartbeat_interval", interval))
                         self._registered = True
                     if not self.connected:
                         self.connected = True

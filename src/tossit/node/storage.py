@@ -75,8 +75,11 @@ class ChunkStore:
         if self.tmp_dir.exists():
             shutil.rmtree(self.tmp_dir)
         self.tmp_dir.mkdir()
+        present = set(os.listdir(self.chunks_dir))
         for i in range(16**FANOUT_CHARS):
-            (self.chunks_dir / f"{i:0{FANOUT_CHARS}x}").mkdir(exist_ok=True)
+            name = f"{i:0{FANOUT_CHARS}x}"
+            if name not in present:
+                (self.chunks_dir / name).mkdir()
         _fsync_dir(self.chunks_dir)
         _fsync_dir(self.root)
         used = count = 0
@@ -111,16 +114,19 @@ class ChunkStore:
     def exists(self, cid: str) -> bool:
         return self.path_for(cid).exists()
 
-    def write(self, cid: str, data: bytes | bytearray, verify: bool = True) -> bool:
-        """Store a chunk durably. Returns False if it was already there.
+    def write(self, cid: str, data: bytes | bytearray | memoryview, verify: bool = True) -> bool:
+        """Store a chunk durably. Returns False if an intact copy was already there.
 
-        Raises HashMismatch when ``data`` is not the chunk ``cid`` and
-        StorageFull when it does not fit under the limit.
+        An existing copy is re-hashed first: a corrupt one is replaced by these
+        (verified) bytes instead of being reported as present. Raises
+        HashMismatch when ``data`` is not the chunk ``cid`` and StorageFull when
+        it does not fit under the limit.
         """
         final = self.path_for(cid)
         if verify and hashlib.sha256(data).hexdigest() != cid:
             raise HashMismatch(cid)
-        if final.exists():
+        repairing = final.exists()
+        if repairing and self._intact(final, cid):
             return False
         size = len(data)
         with self._lock:
@@ -142,17 +148,29 @@ class ChunkStore:
             finally:
                 os.close(fd)
             with self._lock:
-                existed = final.exists()
+                try:
+                    old_size: int | None = final.stat().st_size
+                except FileNotFoundError:
+                    old_size = None
                 os.replace(tmp, final)
-                if not existed:
+                if old_size is None:
                     self._used += size
                     self._count += 1
+                else:
+                    self._used += size - old_size
             _fsync_dir(final.parent)
-            return not existed
+            return old_size is None or repairing
         finally:
             with self._lock:
                 self._reserved -= size
             tmp.unlink(missing_ok=True)
+
+    def _intact(self, path: Path, cid: str) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest() == cid
+        except FileNotFoundError:
+            return False
 
     def read(self, cid: str) -> bytes:
         with open(self.path_for(cid), "rb") as fh:

@@ -217,10 +217,26 @@ async def download(file_id: FileId, request: Request) -> Response:
         rng = None
     placements = await brain.store.object_chunks(obj.id)
     dl = await brain.reader.open(placements, rng)
+    headers = _download_headers(obj, dl.length)
+    status = 200
+    if rng is not None:
+        status = 206
+        headers["Content-Range"] = rng.content_range(obj.size)
+    return StreamingResponse(dl.body, status_code=status, headers=headers,
+                             media_type=obj.content_type)
+
+
+@router.head("/api/files/{file_id}/download", include_in_schema=False)
+async def download_head(file_id: int, request: Request) -> Response:
+    obj = await _object(brain_of(request), file_id)
+    return Response(headers=_download_headers(obj, obj.size), media_type=obj.content_type)
+
+
+def _download_headers(obj: Object, length: int) -> dict[str, str]:
     filename = obj.key.rsplit("/", 1)[-1]
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    headers = {
-        "Content-Length": str(dl.length),
+    return {
+        "Content-Length": str(length),
         "Accept-Ranges": "bytes",
         "ETag": f'"{obj.sha256}"',
         "Content-Disposition": (
@@ -228,12 +244,6 @@ async def download(file_id: FileId, request: Request) -> Response:
         ),
         "X-Content-SHA256": obj.sha256,
     }
-    status = 200
-    if rng is not None:
-        status = 206
-        headers["Content-Range"] = rng.content_range(obj.size)
-    return StreamingResponse(dl.body, status_code=status, headers=headers,
-                             media_type=obj.content_type)
 
 
 @router.delete("/api/files/{file_id}", summary="Delete a file")

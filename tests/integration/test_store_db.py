@@ -1,0 +1,455 @@
+"""The metadata store and its migrations, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from tossit.brain.db import make_engine, migrate
+from tossit.brain.models import Base
+from tossit.brain.store import NewObject, Store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    await migrate(db_url)
+    s = Store(make_engine(db_url))
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def cid(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def node_report(i: int, **over: Any) -> dict[str, Any]:
+    r = {
+        "id": f"{i:032x}", "name": f"node-{i}", "address": f"http://127.0.0.1:{8080 + i}",
+        "zone": "default", "capacity": 1000, "used": 0, "free": 1000, "disk_total": 2000,
+        "disk_free": 1500, "chunk_count": 0, "load": 0.0, "version": "test",
+    }
+    r.update(over)
+    return r
+
+
+N1, N2, N3 = (f"{i:032x}" for i in (1, 2, 3))
+
+
+async def add_nodes(store: Store, n: int = 3) -> None:
+    for i in range(1, n + 1):
+        await store.upsert_node(node_report(i), "online")
+
+
+def new_object(key: str, chunks: list[str], *, size: int = 10,
+               nodes: tuple[str, ...] = (N1, N2, N3), bucket: str = "default") -> NewObject:
+    return NewObject(
+        bucket=bucket, key=key, size=size * len(chunks), sha256=cid("obj:" + key),
+        content_type="application/octet-stream", chunk_size=size,
+        chunks=[(cid(c), size) for c in chunks],
+        replicas={cid(c): list(nodes) for c in chunks},
+    )
+
+
+async def commit_one(store: Store, item: NewObject) -> tuple[Any, list[str]]:
+    objs, garbage = await store.commit_objects([item])
+    assert len(objs) == 1
+    return objs[0], garbage
+
+
+async def put(store: Store, key: str, chunks: list[str], *, size: int = 10,
+              nodes: tuple[str, ...] = (N1, N2, N3), bucket: str = "default",
+              ) -> tuple[Any, list[str]]:
+    """Commit one object whose chunks are named (ids are their names' hashes)."""
+    return await commit_one(store, new_object(key, chunks, size=size, nodes=nodes,
+                                              bucket=bucket))
+
+
+async def refcounts(store: Store, *names: str) -> dict[str, int]:
+    known = await store.known_chunks([cid(n) for n in names])
+    return {n: known.get(cid(n), -1) for n in names}  # -1: no row
+
+
+# -- migrations --------------------------------------------------------------------
+
+TABLES = {"buckets", "objects", "object_chunks", "chunks", "replicas", "nodes", "events"}
+
+
+async def test_migrations_from_empty_are_idempotent(db_url: str) -> None:
+    await migrate(db_url)
+    await migrate(db_url)  # a restart runs it again: a no-op
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+            assert names >= TABLES | {"alembic_version"}
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+            assert len(version) == 1
+            # The migrations produce exactly what the models describe.
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+            )
+            assert diff == []
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}"
+    await migrate(url)
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+# -- objects, chunks, refcounts ---------------------------------------------------
+
+
+async def test_commit_and_read_back_chunks_in_order(store: Store) -> None:
+    await add_nodes(store)
+    chunks = [cid(f"c{i}") for i in range(12)]
+    obj, garbage = await commit_one(store, NewObject(
+        bucket="default", key="dir/file.bin", size=115, sha256=cid("whole"),
+        content_type="application/pdf", chunk_size=10,
+        chunks=[(c, 10) for c in chunks[:-1]] + [(chunks[-1], 5)],
+        replicas={c: [N1, N2] if i % 2 else [N3] for i, c in enumerate(chunks)},
+        user_meta={"owner": "ann", "tags": ["x"]},
+    ))
+    assert garbage == []
+    got = await store.get_object(obj.id)
+    assert got is not None
+    assert (got.key, got.size, got.sha256, got.content_type, got.chunk_count) == (
+        "dir/file.bin", 115, cid("whole"), "application/pdf", 12)
+    assert got.user_meta == {"owner": "ann", "tags": ["x"]}
+    assert await store.bucket_name(got.bucket_id) == "default"
+    placements = await store.object_chunks(obj.id)
+    assert [p.seq for p in placements] == list(range(12))
+    assert [p.chunk_id for p in placements] == chunks
+    assert [p.size for p in placements] == [10] * 11 + [5]
+    for i, p in enumerate(placements):
+        want = {N1, N2} if i % 2 else {N3}
+        assert set(p.ok_nodes()) == want
+        assert {s for _, s in p.replicas} == {"ok"}
+    assert await store.object_chunks(10**6) == []
+    assert await store.get_object(10**6) is None
+
+
+async def test_empty_object_has_no_chunks(store: Store) -> None:
+    obj, garbage = await put(store, "empty.txt", [])
+    assert garbage == [] and obj.size == 0 and obj.chunk_count == 0
+    assert await store.object_chunks(obj.id) == []
+    assert await store.delete_object(obj.id) == []
+
+
+async def test_replica_states_are_reported(store: Store) -> None:
+    await add_nodes(store)
+    obj, _ = await put(store, "f", ["a", "b"])
+    await store.set_replica_state(cid("a"), N2, "corrupt")
+    await store.remove_replica(cid("b"), N3)
+    p = await store.object_chunks(obj.id)
+    assert dict(p[0].replicas) == {N1: "ok", N2: "corrupt", N3: "ok"}
+    assert set(p[0].ok_nodes()) == {N1, N3}
+    assert set(p[1].ok_nodes()) == {N1, N2}
+    assert set(await store.ok_replicas(cid("a"))) == {N1, N3}
+    await store.add_replicas(cid("a"), [N2])  # repaired: ok again
+    assert set(await store.ok_replicas(cid("a"))) == {N1, N2, N3}
+    per_obj = await store.ok_replica_nodes([obj.id])
+    assert per_obj == {obj.id: [{N1, N2, N3}, {N1, N2}]}
+    assert await store.replicas_on_node(N3, [cid("a"), cid("b"), cid("zzz")]) == {cid("a")}
+
+
+async def test_refcounts_with_dedup(store: Store) -> None:
+    await add_nodes(store)
+    # The same chunk twice in one object, and chunks shared between objects.
+    a, _ = await put(store, "a", ["x", "y", "x"])
+    b, _ = await put(store, "b", ["y", "z"])
+    assert await refcounts(store, "x", "y", "z") == {"x": 2, "y": 2, "z": 1}
+    assert [p.chunk_id for p in await store.object_chunks(a.id)] == [cid("x"), cid("y"), cid("x")]
+    # Deleting a frees only x: y is still used by b.
+    assert sorted(await store.delete_object(a.id) or []) == [cid("x")]
+    assert await refcounts(store, "x", "y", "z") == {"x": 0, "y": 1, "z": 1}
+    assert sorted(await store.delete_object(b.id) or []) == sorted([cid("y"), cid("z")])
+    assert await refcounts(store, "x", "y", "z") == {"x": 0, "y": 0, "z": 0}
+    assert await store.delete_object(a.id) is None  # already gone
+
+
+async def test_overwrite_returns_only_chunks_no_longer_used(store: Store) -> None:
+    await add_nodes(store)
+    other, _ = await put(store, "other", ["shared"])
+    first, g = await put(store, "k", ["old1", "keep", "shared", "old2"])
+    assert g == []
+    second, garbage = await put(store, "k", ["keep", "new", "keep"])
+    assert second.id != first.id
+    assert await store.get_object(first.id) is None
+    assert sorted(garbage) == sorted([cid("old1"), cid("old2")])
+    assert await refcounts(store, "old1", "old2", "keep", "new", "shared") == {
+        "old1": 0, "old2": 0, "keep": 2, "new": 1, "shared": 1}
+    objs, total = await store.list_objects()
+    assert total == 2 and {o.key for o in objs} == {"k", "other"}
+    assert other.id in {o.id for o in objs}
+    # Same key in another bucket is another object.
+    third, g = await put(store, "k", ["new"], bucket="photos")
+    assert g == [] and third.id != second.id
+    assert await refcounts(store, "new") == {"new": 2}
+    assert (await store.list_objects(bucket="photos"))[1] == 1
+    assert (await store.list_objects(bucket="nope")) == ([], 0)
+
+
+async def test_batched_commit(store: Store) -> None:
+    await add_nodes(store)
+    old, _ = await put(store, "replaced", ["gone", "kept"])
+    other, _ = await put(store, "other", ["o"])
+    objs, garbage = await store.commit_objects([
+        new_object("n1", ["a", "shared", "a"]),
+        new_object("replaced", ["kept", "shared"], nodes=(N2,)),
+        new_object("n2", ["shared", "b"]),
+        new_object("n1", [], bucket="second-bucket"),  # same key, other bucket
+    ])
+    assert [o.key for o in objs] == ["n1", "replaced", "n2", "n1"]
+    assert len({o.id for o in objs} | {other.id}) == 5
+    assert garbage == [cid("gone")]
+    assert await store.get_object(old.id) is None
+    assert await refcounts(store, "a", "shared", "b", "kept", "gone", "o") == {
+        "a": 2, "shared": 3, "b": 1, "kept": 1, "gone": 0, "o": 1}
+    for o, names in zip(objs, (["a", "shared", "a"], ["kept", "shared"], ["shared", "b"], []),
+                        strict=True):
+        got = await store.get_object(o.id)
+        assert got is not None and (got.key, got.chunk_count) == (o.key, len(names))
+        assert [p.chunk_id for p in await store.object_chunks(o.id)] == [cid(n) for n in names]
+    assert set(await store.ok_replicas(cid("kept"))) == {N1, N2, N3}
+    assert (await store.list_objects())[1] == 4
+    assert (await store.list_objects(bucket="second-bucket"))[1] == 1
+    with pytest.raises(ValueError, match="distinct keys"):
+        await store.commit_objects([new_object("x", []), new_object("x", ["a"])])
+    assert await store.commit_objects([]) == ([], [])
+
+
+async def test_garbage_collection_rows(store: Store) -> None:
+    await add_nodes(store)
+    a, _ = await put(store, "a", ["g1", "g2", "live"], nodes=(N1, N2))
+    await put(store, "b", ["live"], nodes=(N3,))
+    garbage = await store.delete_object(a.id)
+    assert sorted(garbage or []) == sorted([cid("g1"), cid("g2")])
+    listed = dict(await store.garbage_chunks())
+    assert set(listed) == {cid("g1"), cid("g2")}
+    assert sorted(listed[cid("g1")]) == sorted([N1, N2])
+    assert len(await store.garbage_chunks(limit=1)) == 1
+    # g2 is uploaded again before the collector gets to it: it must survive.
+    await put(store, "c", ["g2"], nodes=(N3,))
+    assert await store.drop_unreferenced([cid("g1"), cid("g2"), cid("live")]) == 1
+    assert await refcounts(store, "g1", "g2", "live") == {"g1": -1, "g2": 1, "live": 1}
+    assert await store.ok_replicas(cid("g1")) == []
+    assert set(await store.ok_replicas(cid("g2"))) == {N1, N2, N3}
+    assert await store.garbage_chunks() == []
+    assert await store.drop_unreferenced([]) == 0
+
+
+async def test_list_objects(store: Store) -> None:
+    keys = ["b/report.pdf", "a/notes.txt", "b/photo_1.jpg", "b/photo%1.jpg", "c.txt",
+            "résumé.pdf"]
+    sizes = {k: (i + 1) * 100 for i, k in enumerate(keys)}
+    ids = {}
+    for k in keys:
+        obj, _ = await commit_one(store, NewObject(
+            bucket="default", key=k, size=sizes[k], sha256=cid(k), content_type="x/y",
+            chunk_size=1, chunks=[], replicas={},
+        ))
+        ids[k] = obj.id
+    objs, total = await store.list_objects()
+    assert total == 6
+    assert [o.key for o in objs] == list(reversed(keys))  # newest first
+    objs, _ = await store.list_objects(descending=False)
+    assert [o.key for o in objs] == keys
+    objs, _ = await store.list_objects(sort="name", descending=False)
+    assert [o.key for o in objs] == sorted(keys)
+    objs, _ = await store.list_objects(sort="size")
+    assert [o.key for o in objs] == sorted(keys, key=lambda k: -sizes[k])
+    objs, _ = await store.list_objects(sort="id", descending=False)
+    assert [o.id for o in objs] == sorted(ids.values())
+    objs, total = await store.list_objects(prefix="b/", sort="name", descending=False)
+    assert total == 3 and [o.key for o in objs] == ["b/photo%1.jpg", "b/photo_1.jpg",
+                                                    "b/report.pdf"]
+    # LIKE wildcards in the search are literal characters.
+    objs, total = await store.list_objects(search="_1")
+    assert total == 1 and objs[0].key == "b/photo_1.jpg"
+    objs, total = await store.list_objects(search="%")
+    assert total == 1 and objs[0].key == "b/photo%1.jpg"
+    objs, total = await store.list_objects(search="sum")
+    assert total == 1 and objs[0].key == "résumé.pdf"
+    objs, total = await store.list_objects(search=".pdf", prefix="b/")
+    assert total == 1 and objs[0].key == "b/report.pdf"
+    assert await store.list_objects(search="nothing-like-this") == ([], 0)
+    # Paging: pages are disjoint, complete, and the total ignores the page.
+    seen = []
+    for offset in range(0, 6, 4):
+        page, total = await store.list_objects(sort="name", descending=False, limit=4,
+                                               offset=offset)
+        assert total == 6
+        seen += [o.key for o in page]
+    assert seen == sorted(keys)
+    page, total = await store.list_objects(limit=2, offset=10)
+    assert page == [] and total == 6
+
+
+# -- nodes and events ----------------------------------------------------------------
+
+
+async def test_nodes(store: Store) -> None:
+    assert await store.list_nodes() == []
+    assert await store.upsert_node(node_report(2, name="beta"), "online") is True
+    assert await store.upsert_node(node_report(1, name="alpha", zone="rack-1"), "online") is True
+    assert await store.upsert_node(node_report(2, name="beta", used=50, chunk_count=5),
+                                   "online") is False
+    nodes = await store.list_nodes()
+    assert [n.name for n in nodes] == ["alpha", "beta"]
+    beta = nodes[1]
+    assert (beta.used, beta.chunk_count, beta.state) == (50, 5, "online")
+    assert nodes[0].zone == "rack-1"
+    before = beta.last_heartbeat
+    await asyncio.sleep(0.01)
+    ok = await store.save_heartbeat(N2, {"used": 70, "free": 930, "chunk_count": 7,
+                                         "load": 0.5, "capacity": 1000, "ignored": 1})
+    assert ok is True
+    assert await store.save_heartbeat("f" * 32, {"used": 1}) is False
+    beta = (await store.list_nodes())[1]
+    assert (beta.used, beta.free, beta.chunk_count, beta.load) == (70, 930, 7, 0.5)
+    assert beta.last_heartbeat > before
+    await store.set_node_state(N2, "offline", 12.5)
+    beta = (await store.list_nodes())[1]
+    assert (beta.state, beta.latency_ms) == ("offline", 12.5)
+    # A very large disk fits (BigInteger on both engines).
+    await store.upsert_node(node_report(3, name="gamma", capacity=40 * 2**40,
+                                        disk_total=80 * 2**40), "online")
+    assert (await store.list_nodes())[2].capacity == 40 * 2**40
+
+
+async def test_events(store: Store) -> None:
+    await store.add_event("node_joined", "node-1 joined", node_id=N1, data={"n": 1})
+    await store.add_event("gc", "freed 3 chunks", data={"chunks": [1, 2, 3]})
+    await store.add_event("node_offline", "node-1 is offline", severity="warning", node_id=N1)
+    events = await store.list_events()
+    assert [e.kind for e in events] == ["node_offline", "gc", "node_joined"]  # newest first
+    assert events[0].severity == "warning" and events[1].severity == "info"
+    assert events[1].data == {"chunks": [1, 2, 3]} and events[0].data is None
+    assert events[2].node_id == N1
+    assert [e.kind for e in await store.list_events(limit=1)] == ["node_offline"]
+    assert [e.message for e in await store.list_events(kind="gc")] == ["freed 3 chunks"]
+    assert await store.list_events(kind="nothing") == []
+
+
+# -- statistics --------------------------------------------------------------------------
+
+
+async def test_totals_histogram(store: Store) -> None:
+    await add_nodes(store)
+    empty = await store.totals([N1, N2, N3])
+    assert empty == {"objects": 0, "object_bytes": 0, "chunks": 0, "chunk_bytes": 0,
+                     "replica_histogram": {}}
+    await put(store, "three", ["r3a", "r3b"], nodes=(N1, N2, N3))  # 2 chunks x 3 copies
+    await put(store, "two", ["r2"], nodes=(N1, N2))
+    await put(store, "one", ["r1", "r3a"], nodes=(N3,))  # r3a already has 3
+    await store.set_replica_state(cid("r3b"), N1, "corrupt")  # r3b: 2 good copies
+    gone, _ = await put(store, "gone", ["dead"], nodes=(N1,))
+    await store.delete_object(gone.id)  # refcount 0: not counted
+    t = await store.totals([N1, N2, N3])
+    assert t["objects"] == 3
+    assert t["object_bytes"] == 20 + 10 + 20
+    assert t["chunks"] == 4 and t["chunk_bytes"] == 40  # r3a r3b r2 r1
+    assert t["replica_histogram"] == {
+        1: {"chunks": 1, "bytes": 10},  # r1
+        2: {"chunks": 2, "bytes": 20},  # r2, r3b
+        3: {"chunks": 1, "bytes": 10},  # r3a
+    }
+    # N3 is down: only live copies count; r1 has none left.
+    t = await store.totals([N1, N2])
+    assert t["replica_histogram"] == {
+        0: {"chunks": 1, "bytes": 10},  # r1
+        1: {"chunks": 1, "bytes": 10},  # r3b (N2; N1's copy is corrupt)
+        2: {"chunks": 2, "bytes": 20},  # r2, r3a
+    }
+    t = await store.totals([])
+    assert t["replica_histogram"] == {0: {"chunks": 4, "bytes": 40}}
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+async def test_concurrent_commits_keep_exact_refcounts(store: Store) -> None:
+    await add_nodes(store)
+    shared = [f"s{i}" for i in range(6)]
+
+    def chunks_of(i: int) -> list[str]:
+        # Shared chunks in varying orders (and one repeated), plus private ones.
+        return [shared[i % 6], f"own{i}", shared[(i + 3) % 6], shared[(i + 1) % 6],
+                shared[i % 6], f"own{i}b"]
+
+    async def one(i: int) -> None:
+        nodes = (N1, N2, N3) if i % 2 else (N3, N1)
+        await put(store, f"obj-{i}", chunks_of(i), nodes=nodes)
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(50))), 60)
+    expected: dict[str, int] = {}
+    for i in range(50):
+        for c in chunks_of(i):
+            expected[c] = expected.get(c, 0) + 1
+    assert await refcounts(store, *expected) == expected
+    objs, total = await store.list_objects(limit=100)
+    assert total == 50
+    for o in objs:
+        i = int(o.key.split("-")[1])
+        assert [p.chunk_id for p in await store.object_chunks(o.id)] == [
+            cid(c) for c in chunks_of(i)]
+    assert set(await store.ok_replicas(cid("s0"))) == {N1, N2, N3}
+    # And concurrent deletes release exactly what they held.
+    results = await asyncio.gather(*(store.delete_object(o.id) for o in objs))
+    assert all(r is not None for r in results)
+    assert await refcounts(store, *expected) == {c: 0 for c in expected}
+    released = sorted(c for r in results for c in r or [])
+    assert released == sorted(cid(c) for c in expected)
+
+
+async def test_concurrent_delete_and_overwrite_release_once(store: Store) -> None:
+    """A delete racing an overwrite of the same object must release its chunks
+    once: a double release would free a chunk another object still uses."""
+    await add_nodes(store)
+    await put(store, "anchor", ["shared"])
+    ids = []
+    for i in range(20):
+        obj, _ = await put(store, f"k{i}", ["shared", f"u{i}"])
+        ids.append(obj.id)
+    assert await refcounts(store, "shared") == {"shared": 21}
+
+    async def overwrite(i: int) -> None:
+        await store.commit_objects([new_object(f"k{i}", [f"v{i}"])])
+
+    results = await asyncio.gather(
+        *(store.delete_object(oid) for oid in ids), *(overwrite(i) for i in range(20)),
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert await refcounts(store, "shared") == {"shared": 1}
+    assert await refcounts(store, *(f"u{i}" for i in range(20))) == {
+        f"u{i}": 0 for i in range(20)}
+    _, total = await store.list_objects(limit=100)
+    assert total == 21
