@@ -25,8 +25,8 @@ class BatchFormatError(ValueError):
     pass
 
 
-def encode(chunks: Iterable[tuple[str, bytes]]) -> bytes:
-    parts: list[bytes] = []
+def encode(chunks: Iterable[tuple[str, bytes | bytearray]]) -> bytes:
+    parts: list[bytes | bytearray] = []
     for cid, data in chunks:
         parts.append(_HEAD.pack(bytes.fromhex(cid), len(data)))
         parts.append(data)

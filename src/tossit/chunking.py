@@ -25,7 +25,9 @@ def chunk_id(data: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def rechunk(stream: AsyncIterable[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+async def rechunk(
+    stream: AsyncIterable[bytes], chunk_size: int
+) -> AsyncIterator[bytes | bytearray]:
     """Re-cut an arbitrary stream of byte pieces into ``chunk_size`` blocks.
 
     Memory stays at one chunk plus one piece, whatever the stream's length. An
@@ -48,8 +50,8 @@ async def rechunk(stream: AsyncIterable[bytes], chunk_size: int) -> AsyncIterato
             buf += view[:room]
             view = view[room:]
             if len(buf) == chunk_size:
-                yield bytes(buf)
-                buf.clear()
+                yield buf  # handed over, not copied: the caller owns it now
+                buf = bytearray()
     if buf:
         yield bytes(buf)
 
@@ -61,7 +63,7 @@ class StreamHasher:
         self._sha = hashlib.sha256()
         self.size = 0
 
-    def update_and_chunk_id(self, data: bytes) -> str:
+    def update_and_chunk_id(self, data: bytes | bytearray) -> str:
         """Feed one chunk; returns the chunk's own id.
 
         Both hashes run in the caller's thread; hashlib releases the GIL on

@@ -168,6 +168,9 @@ class BrainSettings(_Settings):
     gc_interval: float = Field(default=60.0, gt=0)
     gc_grace: float = Field(default=3600.0, ge=0)
     upload_parallel_chunks: int = Field(default=4, ge=1, le=32)
+    upload_buffer: int = Field(
+        default=64 * MiB, description="chunk bytes all uploads together may hold in memory"
+    )
     read_ahead_chunks: int = Field(default=2, ge=1, le=16)
     node_timeout: float = Field(default=60.0, gt=0)
     log_level: str = "info"
@@ -181,6 +184,14 @@ class BrainSettings(_Settings):
     @classmethod
     def _log_level(cls, v: str) -> str:
         return _check_log_level(v)
+
+    @field_validator("upload_buffer", mode="before")
+    @classmethod
+    def _upload_buffer(cls, v: Any) -> int:
+        n = parse_size(v)
+        if n < MIN_CHUNK_SIZE:
+            raise ValueError(f"upload_buffer must be at least {format_size(MIN_CHUNK_SIZE)}")
+        return n
 
     @field_validator("chunk_size", mode="before")
     @classmethod

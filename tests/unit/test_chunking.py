@@ -33,7 +33,7 @@ def check_chunks(pieces: list[bytes], size: int) -> list[bytes]:
     if out:
         assert 0 < len(out[-1]) <= size
     assert len(out) == -(-len(data) // size)  # ceil
-    assert all(isinstance(c, bytes) for c in out)
+    assert all(isinstance(c, bytes | bytearray) for c in out)  # caller-owned buffers
     return out
 
 

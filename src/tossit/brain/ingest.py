@@ -67,6 +67,10 @@ class Ingest:
         self.pins = pins
         self.collector = collector
         self.commits = commits
+        # Chunk buffers in flight across all uploads: bounds the brain's memory
+        # however many clients upload big files at once (each still gets >= 1).
+        self._buffers = asyncio.Semaphore(
+            max(1, settings.upload_buffer // settings.chunk_size))
 
     def check_capacity(self, size_hint: int | None = None) -> None:
         """Refuse early, before reading the body, when the cluster cannot take it."""
@@ -103,6 +107,7 @@ class Ingest:
 
         def on_done(task: asyncio.Task[list[str]]) -> None:
             slots.release()
+            self._buffers.release()
             if not task.cancelled() and task.exception() is not None:
                 failed.append(task.exception())  # type: ignore[arg-type]
 
@@ -120,6 +125,11 @@ class Ingest:
                 await self.pins.pin(cid)
                 pinned.add(cid)
                 await slots.acquire()
+                try:
+                    await self._buffers.acquire()
+                except BaseException:
+                    slots.release()
+                    raise
                 task = asyncio.create_task(self._place(cid, data))
                 task.add_done_callback(on_done)
                 placing[cid] = task
@@ -152,7 +162,7 @@ class Ingest:
                 # ones no committed object uses (it re-checks under its lock).
                 self.collector.release(list(placing))
 
-    async def _place(self, cid: str, data: bytes) -> list[str]:
+    async def _place(self, cid: str, data: bytes | bytearray) -> list[str]:
         """Store one chunk on R nodes (or at least W); returns the nodes holding it."""
         replicas = self.settings.replicas
         quorum = self.settings.quorum

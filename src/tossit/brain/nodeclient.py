@@ -46,7 +46,9 @@ BATCHES_IN_FLIGHT = 2  # per node: the next batch gathers while these are sent
 class _Pending:
     __slots__ = ("cid", "data", "future")
 
-    def __init__(self, cid: str, data: bytes, future: asyncio.Future[None]) -> None:
+    def __init__(
+        self, cid: str, data: bytes | bytearray, future: asyncio.Future[None]
+    ) -> None:
         self.cid = cid
         self.data = data
         self.future = future
@@ -96,7 +98,7 @@ class NodeClient:
         assert self._session is not None, "NodeClient.start() was not called"
         return self._session
 
-    async def put_chunk(self, node: NodeView, chunk_id: str, data: bytes) -> None:
+    async def put_chunk(self, node: NodeView, chunk_id: str, data: bytes | bytearray) -> None:
         """Store a chunk on a node (fsynced when this returns)."""
         if len(data) >= BATCH_BELOW:
             return await self._put_one(node, chunk_id, data)
@@ -176,7 +178,9 @@ class NodeClient:
             else:
                 _settle(p.future, NodeError(f"{node.name} refused chunk {p.cid}: {status}"))
 
-    async def _put_one(self, node: NodeView, chunk_id: str, data: bytes) -> None:
+    async def _put_one(
+        self, node: NodeView, chunk_id: str, data: bytes | bytearray
+    ) -> None:
         t0 = time.monotonic()
         try:
             async with self.http.put(
