@@ -120,7 +120,7 @@ class Cluster:
         self.wait_online(self.n_nodes)
         return self
 
-    def wait_online(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    def wait_online(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
         def ready() -> list[dict[str, Any]] | None:
             nodes = self.http.get("/api/nodes").json()
             online = [n for n in nodes if n["state"] == "online"]

@@ -227,7 +227,7 @@ async def download(file_id: FileId, request: Request) -> Response:
 
 
 @router.head("/api/files/{file_id}/download", include_in_schema=False)
-async def download_head(file_id: int, request: Request) -> Response:
+async def download_head(file_id: FileId, request: Request) -> Response:
     obj = await _object(brain_of(request), file_id)
     return Response(headers=_download_headers(obj, obj.size), media_type=obj.content_type)
 
