@@ -1,0 +1,106 @@
+"""The ``tossit`` command as a user runs it: ``up`` and the client verbs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from cluster import Cluster, free_port, wait_until
+
+
+def tossit(*args: str, brain: str | None = None, cwd: Path | None = None,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="200")
+    if brain:
+        env["TOSSIT_BRAIN_URL"] = brain
+    proc = subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> None:
+    url = shared_cluster.url
+    folder = tmp_path / "album"
+    (folder / "2024").mkdir(parents=True)
+    files = {
+        folder / "a.jpg": os.urandom(2 * 1024 * 1024 + 5),
+        folder / "2024" / "b.txt": b"hello from the cli\n",
+    }
+    for path, data in files.items():
+        path.write_bytes(data)
+    out = tossit("put", str(folder), brain=url)
+    assert "2 of 2 uploaded" in out.stderr
+    listing = {f["name"]: f for f in httpx.get(url + "/api/files").json()}
+    assert listing["album/a.jpg"]["size"] == len(files[folder / "a.jpg"])
+    assert listing["album/2024/b.txt"]["sha256"] == hashlib.sha256(
+        files[folder / "2024" / "b.txt"]).hexdigest()
+
+    assert "album/a.jpg" in tossit("ls", "album", brain=url).stdout
+    dest = tmp_path / "copy.jpg"
+    got = tossit("get", "album/a.jpg", "-o", str(dest), brain=url)
+    assert "sha256 verified" in got.stderr
+    assert dest.read_bytes() == files[folder / "a.jpg"]
+    assert not list(tmp_path.glob(".*partial"))
+
+    info = tossit("info", str(listing["album/a.jpg"]["id"]), brain=url).stdout
+    assert "healthy" in info and "node-" in info
+    assert "online" in tossit("nodes", brain=url).stdout
+    assert "every chunk has its full set of copies" in tossit("status", brain=url).stdout
+
+    tossit("rm", "album/a.jpg", "album/2024/b.txt", brain=url)
+    names = {f["name"] for f in httpx.get(url + "/api/files").json()}
+    assert not names & {"album/a.jpg", "album/2024/b.txt"}
+
+
+def test_client_errors_are_one_clear_line(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    res = tossit("ls", brain=dead, check=False)
+    assert res.returncode != 0
+    assert "cannot reach the brain" in res.stderr and "Traceback" not in res.stderr
+    res = tossit("put", str(tmp_path / "missing.bin"), brain=dead, check=False)
+    assert res.returncode != 0 and "no such file" in res.stderr
+    bad = tossit("brain", "--port", "70000", check=False)
+    assert bad.returncode == 2 and "port" in bad.stderr and "Traceback" not in bad.stderr
+    bad = tossit("node", "--brain", "not-a-url", check=False)
+    assert bad.returncode == 2 and "brain" in bad.stderr
+
+
+def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
+    port, node_port = free_port(), free_port()
+    while port in (node_port, node_port + 1):
+        node_port = free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tossit", "up", "--nodes", "2", "--port", str(port),
+         "--node-port", str(node_port), "--data-dir", str(data)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def two_online() -> bool:
+            nodes = httpx.get(url + "/api/nodes", timeout=2).json()
+            return sum(n["state"] == "online" for n in nodes) == 2
+
+        wait_until(two_online, 90, what="tossit up: 2 nodes online")
+        up = httpx.put(url + "/api/files/hello.txt", content=b"hi")
+        assert up.status_code == 201 and up.json()["replication"]["target"] == 2
+        assert (data / "brain" / "tossit.db").exists()
+        assert (data / "node1" / "node.json").exists() and (data / "node2" / "node.json").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped." in out
+    for p in (port, node_port, node_port + 1):
+        try:
+            httpx.get(f"http://127.0.0.1:{p}/health", timeout=1)
+        except httpx.HTTPError:
+            continue
+        raise AssertionError(f"something still answers on port {p} after tossit up stopped")
