@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cluster import Cluster
 
 PG_ADMIN_URL = os.environ.get("TOSSIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+
 from cluster import Cluster, free_port, wait_until
 
 
