@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import socket
 from typing import Any
@@ -19,6 +20,17 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def tune_runtime() -> None:
+    """Memory and garbage-collector settings for a long-running server."""
+    tune_malloc()
+    # The cyclic GC walked the ~100k objects of the imported frameworks on every
+    # few hundred allocations (12% of a GET's CPU): move what start-up created
+    # out of its sight and run it less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def tune_malloc() -> None:
@@ -53,7 +65,7 @@ def serve(app: Any, host: str, port: int, log_level: str) -> None:
         timeout_graceful_shutdown=5,
         log_config=None,
     )
-    tune_malloc()
+    tune_runtime()
     server = uvicorn.Server(config)
     logging.getLogger("tossit").info("listening on http://%s:%d", host, port)
     server.run()

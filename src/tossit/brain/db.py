@@ -24,7 +24,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=8, max_overflow=8)
+        # Enough pooled connections for a busy brain: overflow connections are
+        # closed on release, and each new aiosqlite connection is a new thread.
+        engine = create_async_engine(url, pool_size=32, max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:

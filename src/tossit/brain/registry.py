@@ -83,6 +83,7 @@ class Registry:
         view.last_heartbeat = time.time()
         view.seen_mono = time.monotonic()
         view.reserved = 0
+        view.unreachable_until = 0.0  # it just talked to us: writers may try it again
         return view
 
     def get(self, node_id: str) -> NodeView | None:

@@ -268,28 +268,21 @@ class Store:
 
     async def object_chunks(self, object_id: int) -> list[ChunkPlacement]:
         """The object's chunks in order, each with all its replica rows."""
-        stmt = (
-            select(ObjectChunk.seq, ObjectChunk.chunk_id, ObjectChunk.size,
-                   Replica.node_id, Replica.state)
-            .outerjoin(Replica, Replica.chunk_id == ObjectChunk.chunk_id)
-            .where(ObjectChunk.object_id == object_id)
-            .order_by(ObjectChunk.seq)
-        )
         async with self.read() as s:
-            rows = (await s.execute(stmt)).all()
-        out: list[ChunkPlacement] = []
-        current: tuple[int, str, int] | None = None
-        reps: list[tuple[str, str]] = []
-        for seq, cid, size, node, state in rows:
-            if current is None or current[0] != seq:
-                if current is not None:
-                    out.append(ChunkPlacement(*current, tuple(reps)))
-                current, reps = (seq, cid, size), []
-            if node is not None:
-                reps.append((node, state))
-        if current is not None:
-            out.append(ChunkPlacement(*current, tuple(reps)))
-        return out
+            rows = (await s.execute(_placements_query(object_id))).all()
+        return _group_placements(rows)
+
+    async def object_with_chunks(
+        self, object_id: int
+    ) -> tuple[Object, list[ChunkPlacement]] | None:
+        """An object and its chunk placements from one connection checkout (the
+        download path's only metadata read)."""
+        async with self.read() as s:
+            obj = await s.get(Object, object_id)
+            if obj is None:
+                return None
+            rows = (await s.execute(_placements_query(object_id))).all()
+        return obj, _group_placements(rows)
 
     async def list_objects(
         self,
@@ -518,3 +511,29 @@ class Store:
             "chunks": int(n_chunks), "chunk_bytes": int(chunk_bytes),
             "replica_histogram": dict(sorted(hist.items())),
         }
+
+
+def _placements_query(object_id: int) -> Any:
+    return (
+        select(ObjectChunk.seq, ObjectChunk.chunk_id, ObjectChunk.size,
+               Replica.node_id, Replica.state)
+        .outerjoin(Replica, Replica.chunk_id == ObjectChunk.chunk_id)
+        .where(ObjectChunk.object_id == object_id)
+        .order_by(ObjectChunk.seq)
+    )
+
+
+def _group_placements(rows: Sequence[Any]) -> list[ChunkPlacement]:
+    out: list[ChunkPlacement] = []
+    current: tuple[int, str, int] | None = None
+    reps: list[tuple[str, str]] = []
+    for seq, cid, size, node, state in rows:
+        if current is None or current[0] != seq:
+            if current is not None:
+                out.append(ChunkPlacement(*current, tuple(reps)))
+            current, reps = (seq, cid, size), []
+        if node is not None:
+            reps.append((node, state))
+    if current is not None:
+        out.append(ChunkPlacement(*current, tuple(reps)))
+    return out

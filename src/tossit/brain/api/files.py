@@ -203,7 +203,10 @@ async def file_info(file_id: FileId, request: Request) -> dict[str, Any]:
                        206: {"content": {"application/octet-stream": {}}}})
 async def download(file_id: FileId, request: Request) -> Response:
     brain = brain_of(request)
-    obj = await _object(brain, file_id)
+    found = await brain.store.object_with_chunks(file_id)
+    if found is None:
+        raise ApiError(404, "file_not_found", f"no file with id {file_id}")
+    obj, placements = found
     try:
         rng = parse_range(request.headers.get("range"), obj.size)
     except MalformedRange as exc:
@@ -215,7 +218,6 @@ async def download(file_id: FileId, request: Request) -> Response:
         )
     if request.headers.get("if-range") and request.headers["if-range"].strip('"') != obj.sha256:
         rng = None
-    placements = await brain.store.object_chunks(obj.id)
     dl = await brain.reader.open(placements, rng)
     headers = _download_headers(obj, dl.length)
     status = 200
