@@ -184,7 +184,9 @@ class NodeClient:
         t0 = time.monotonic()
         try:
             async with self.http.put(
-                f"{node.address}/chunks/{chunk_id}", data=data,
+                # A memoryview: aiohttp slices the body to its length, and slicing
+                # bytes would copy every chunk once per node.
+                f"{node.address}/chunks/{chunk_id}", data=memoryview(data),
                 headers={"content-type": "application/octet-stream"},
             ) as resp:
                 if resp.status in (200, 201):
