@@ -103,6 +103,7 @@ class Ingest:
         pinned: set[str] = set()
         slots = asyncio.Semaphore(self.settings.upload_parallel_chunks)
         committed = False
+        commit: asyncio.Future[Object] | None = None
         failed: list[BaseException] = []
 
         def on_done(task: asyncio.Task[list[str]]) -> None:
@@ -135,11 +136,12 @@ class Ingest:
                 placing[cid] = task
             results = await asyncio.gather(*placing.values())
             replicas = dict(zip(placing, results, strict=True))
-            obj = await self.commits.commit(NewObject(
+            commit = asyncio.ensure_future(self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=hasher.size, sha256=hasher.hexdigest(),
                 content_type=content_type, chunk_size=self.settings.chunk_size,
                 chunks=chunk_list, replicas=replicas,
-            ))
+            )))
+            obj = await asyncio.shield(commit)
             committed = True
             UPLOADS.labels("ok").inc()
             UPLOAD_BYTES.inc(hasher.size)
@@ -148,6 +150,14 @@ class Ingest:
                 log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
             return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
         finally:
+            if commit is not None and not commit.done():
+                # The client went away while its object was being committed. The
+                # commit goes on; its outcome decides whether these chunks are
+                # garbage, so keep them pinned until it is known.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(commit)
+            if commit is not None and commit.done() and not commit.cancelled():
+                committed = commit.exception() is None
             for task in placing.values():
                 task.cancel()
             for task in placing.values():
