@@ -146,13 +146,30 @@ def _check_port(v: int) -> int:
     return v
 
 
-class BrainSettings(_Settings):
+class _ServerSettings(_Settings):
+    """What every server process has: where it listens and how much it logs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        return _check_port(v)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        return _check_log_level(v)
+
+
+class BrainSettings(_ServerSettings):
     """The coordinator: metadata, REST API, background loops."""
 
     model_config = SettingsConfigDict(env_prefix="TOSSIT_", extra="forbid")
     toml_table: ClassVar[str] = "brain"
 
-    host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("data/brain")
     database_url: str | None = Field(
@@ -173,17 +190,6 @@ class BrainSettings(_Settings):
     )
     read_ahead_chunks: int = Field(default=2, ge=1, le=16)
     node_timeout: float = Field(default=60.0, gt=0)
-    log_level: str = "info"
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, v: int) -> int:
-        return _check_port(v)
-
-    @field_validator("log_level")
-    @classmethod
-    def _log_level(cls, v: str) -> str:
-        return _check_log_level(v)
 
     @field_validator("upload_buffer", mode="before")
     @classmethod
@@ -227,13 +233,12 @@ class BrainSettings(_Settings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tossit.db').resolve()}"
 
 
-class NodeSettings(_Settings):
+class NodeSettings(_ServerSettings):
     """A storage node: holds chunks on one local folder."""
 
     model_config = SettingsConfigDict(env_prefix="TOSSIT_NODE_", extra="forbid")
     toml_table: ClassVar[str] = "node"
 
-    host: str = "127.0.0.1"
     port: int = 8081
     data_dir: Path = Path("data/node")
     brain: str = "http://127.0.0.1:8000"
@@ -245,17 +250,6 @@ class NodeSettings(_Settings):
     )
     advertise_url: str | None = None
     heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
-    log_level: str = "info"
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, v: int) -> int:
-        return _check_port(v)
-
-    @field_validator("log_level")
-    @classmethod
-    def _log_level(cls, v: str) -> str:
-        return _check_log_level(v)
 
     @field_validator("brain", "advertise_url")
     @classmethod

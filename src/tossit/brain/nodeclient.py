@@ -14,7 +14,9 @@ cluster sees no added latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 import aiohttp
 
@@ -80,6 +82,17 @@ class NodeClient:
         self._session: aiohttp.ClientSession | None = None
         self._queues: dict[str, _NodeQueue] = {}
         self._senders: set[asyncio.Task[None]] = set()
+
+    @contextlib.contextmanager
+    def _transport_errors(self, node: NodeView, mark: bool) -> Iterator[None]:
+        """Connection refused, reset or timed out -> NodeUnavailable (and, for
+        data operations, skip the node for a few seconds)."""
+        try:
+            yield
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if mark:
+                self.registry.mark_unreachable(node.id)
+            raise NodeUnavailable(f"{node.name} unreachable: {exc!r}") from exc
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -182,7 +195,7 @@ class NodeClient:
         self, node: NodeView, chunk_id: str, data: bytes | bytearray
     ) -> None:
         t0 = time.monotonic()
-        try:
+        with self._transport_errors(node, mark=True):
             async with self.http.put(
                 # A memoryview: aiohttp slices the body to its length, and slicing
                 # bytes would copy every chunk once per node.
@@ -199,13 +212,10 @@ class NodeClient:
                 if resp.status >= 500:
                     raise NodeUnavailable(f"{node.name} answered {resp.status}: {body}")
                 raise NodeError(f"{node.name} refused chunk {chunk_id}: {resp.status} {body}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.registry.mark_unreachable(node.id)
-            raise NodeUnavailable(f"{node.name} unreachable: {exc!r}") from exc
 
     async def get_chunk(self, node: NodeView, chunk_id: str) -> bytes:
         t0 = time.monotonic()
-        try:
+        with self._transport_errors(node, mark=True):
             async with self.http.get(f"{node.address}/chunks/{chunk_id}") as resp:
                 if resp.status == 200:
                     data = await resp.read()
@@ -214,22 +224,17 @@ class NodeClient:
                 if resp.status == 404:
                     raise ChunkMissing(f"{node.name} does not have chunk {chunk_id}")
                 raise NodeUnavailable(f"{node.name} answered {resp.status}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.registry.mark_unreachable(node.id)
-            raise NodeUnavailable(f"{node.name} unreachable: {exc!r}") from exc
 
     async def delete_chunk(self, node: NodeView, chunk_id: str) -> bool:
         """Delete a chunk; True if the node had it (deleting nothing is fine)."""
-        try:
+        with self._transport_errors(node, mark=False):
             async with self.http.delete(f"{node.address}/chunks/{chunk_id}") as resp:
                 if resp.status >= 400:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to a delete")
                 return bool((await resp.json()).get("deleted"))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise NodeUnavailable(f"{node.name} unreachable: {exc!r}") from exc
 
     async def inventory(self, node: NodeView, after: str, limit: int) -> dict[str, object]:
-        try:
+        with self._transport_errors(node, mark=False):
             async with self.http.get(
                 f"{node.address}/inventory", params={"after": after, "limit": str(limit)}
             ) as resp:
@@ -237,8 +242,6 @@ class NodeClient:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to inventory")
                 result: dict[str, object] = await resp.json()
                 return result
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise NodeUnavailable(f"{node.name} unreachable: {exc!r}") from exc
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:

@@ -185,21 +185,8 @@ def create_app(settings: NodeSettings) -> FastAPI:
 
     @app.get("/status")
     async def status() -> dict[str, Any]:
-        u = await asyncio.to_thread(store.usage)
-        return {
-            "id": node_id,
-            "name": settings.node_name(),
-            "zone": settings.zone,
-            "address": settings.public_url(),
-            "version": __version__,
-            "capacity": u.limit,
-            "used": u.used,
-            "free": u.free,
-            "disk_total": u.disk_total,
-            "disk_free": u.disk_free,
-            "chunk_count": u.chunk_count,
-            "brain_connected": heartbeat.connected,
-        }
+        report = await asyncio.to_thread(heartbeat.report)
+        return {**report, "brain_connected": heartbeat.connected}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -39,7 +39,8 @@ class Heartbeat:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
+        """What this node tells the brain (and its own /status)."""
         u = self.store.usage()
         load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         return {
@@ -64,7 +65,7 @@ class Heartbeat:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
                 try:
-                    report = await asyncio.to_thread(self._report)
+                    report = await asyncio.to_thread(self.report)
                     path = "/api/nodes/register" if not self._registered else (
                         f"/api/nodes/{self.node_id}/heartbeat"
                     )
