@@ -453,3 +453,21 @@ async def test_concurrent_delete_and_overwrite_release_once(store: Store) -> Non
         f"u{i}": 0 for i in range(20)}
     _, total = await store.list_objects(limit=100)
     assert total == 21
+
+
+async def test_deletes_and_uploads_in_one_transaction(store: Store) -> None:
+    """The group commit applies deletes, then uploads; a delete of the old id and
+    an upload of the same name in one batch leave the new object."""
+    await add_nodes(store)
+    old, _ = await put(store, "k", ["a", "shared"])
+    other, _ = await put(store, "other", ["shared", "b"])
+    objs, deleted, garbage = await store.apply(
+        [new_object("k", ["c"]), new_object("fresh", ["b"])], [old.id, other.id, 999_999])
+    assert deleted == {old.id, other.id}
+    assert [o.key for o in objs] == ["k", "fresh"]
+    assert sorted(garbage) == sorted([cid("a"), cid("shared")])  # b is used by "fresh"
+    assert await refcounts(store, "a", "shared", "b", "c") == {
+        "a": 0, "shared": 0, "b": 1, "c": 1}
+    listed, total = await store.list_objects()
+    assert total == 2 and {o.key for o in listed} == {"k", "fresh"}
+    assert await store.apply([], [old.id]) == ([], set(), [])  # already gone

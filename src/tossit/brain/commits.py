@@ -1,10 +1,11 @@
-"""Group commit: many uploads finishing together share one metadata transaction.
+"""Group commit: uploads and deletes finishing together share one transaction.
 
-Uploads hand their ready object to ``CommitBatcher.commit`` and wait. A single
-task takes everything queued while the previous transaction ran and commits it
-at once, so under load the cost of a commit (an fsync, a few statements) is
-paid once per batch instead of once per object. An idle system commits a lone
-upload immediately: batching adds no latency, it only absorbs bursts.
+Uploads hand their ready object, and deletes their object id, to the
+``CommitBatcher`` and wait. A single task takes everything queued while the
+previous transaction ran and applies it at once, so under load the cost of a
+commit (an fsync, a few statements) is paid once per batch instead of once per
+request. An idle system commits a lone request immediately: batching adds no
+latency, it only absorbs bursts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from tossit.brain.models import Object
 from tossit.brain.store import NewObject, Store
@@ -21,11 +24,19 @@ log = logging.getLogger("tossit.brain.commits")
 MAX_BATCH = 256
 
 
+@dataclass
+class _Request:
+    upload: NewObject | None = None
+    delete: int | None = None
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class CommitBatcher:
     def __init__(self, store: Store, on_garbage: Callable[[list[str]], None]) -> None:
         self.store = store
         self.on_garbage = on_garbage
-        self._queue: list[tuple[NewObject, asyncio.Future[Object]]] = []
+        self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -37,38 +48,57 @@ class CommitBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for _, fut in self._queue:
-            if not fut.done():
-                fut.set_exception(RuntimeError("the brain is shutting down"))
+        for req in self._queue:
+            if not req.future.done():
+                req.future.set_exception(RuntimeError("the brain is shutting down"))
 
-    async def commit(self, item: NewObject) -> Object:
-        fut: asyncio.Future[Object] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, fut))
+    async def _submit(self, req: _Request) -> Any:
+        self._queue.append(req)
         self._wake.set()
         # shield: a client that disconnects must not cancel a batch others share.
-        return await asyncio.shield(fut)
+        return await asyncio.shield(req.future)
 
-    def _take(self) -> list[tuple[NewObject, asyncio.Future[Object]]]:
-        """Up to MAX_BATCH queued items with distinct keys (a repeated key waits
-        for the next batch so that the later upload wins, as it would alone)."""
-        batch: list[tuple[NewObject, asyncio.Future[Object]]] = []
-        rest: list[tuple[NewObject, asyncio.Future[Object]]] = []
+    async def commit(self, item: NewObject) -> Object:
+        """Make an uploaded object visible (replacing any under the same name)."""
+        obj: Object = await self._submit(_Request(upload=item))
+        return obj
+
+    async def delete(self, object_id: int) -> bool:
+        """Delete an object; False if there was none with that id."""
+        found: bool = await self._submit(_Request(delete=object_id))
+        return found
+
+    def _take(self) -> list[_Request]:
+        """Up to MAX_BATCH queued requests, uploads with distinct names (a
+        repeated name waits for the next batch so that the later upload wins, as
+        it would alone)."""
+        batch: list[_Request] = []
+        rest: list[_Request] = []
         keys: set[tuple[str, str]] = set()
-        for entry in self._queue:
-            key = (entry[0].bucket, entry[0].key)
-            if len(batch) < MAX_BATCH and key not in keys:
-                keys.add(key)
-                batch.append(entry)
+        for req in self._queue:
+            key = (req.upload.bucket, req.upload.key) if req.upload else None
+            if len(batch) < MAX_BATCH and (key is None or key not in keys):
+                if key is not None:
+                    keys.add(key)
+                batch.append(req)
             else:
-                rest.append(entry)
+                rest.append(req)
         self._queue = rest
         return batch
 
-    async def _commit(self, batch: list[tuple[NewObject, asyncio.Future[Object]]]) -> None:
-        objs, garbage = await self.store.commit_objects([item for item, _ in batch])
-        for (_, fut), obj in zip(batch, objs, strict=True):
-            if not fut.done():
-                fut.set_result(obj)
+    async def _apply(self, batch: list[_Request]) -> None:
+        uploads = [r for r in batch if r.upload is not None]
+        deletes = [r for r in batch if r.delete is not None]
+        objs, deleted, garbage = await self.store.apply(
+            [r.upload for r in uploads if r.upload is not None],
+            [r.delete for r in deletes if r.delete is not None],
+        )
+        for req, obj in zip(uploads, objs, strict=True):
+            if not req.future.done():
+                req.future.set_result(obj)
+        for req in deletes:
+            if not req.future.done():
+                req.future.set_result(req.delete in deleted)
         if garbage:
             self.on_garbage(garbage)
 
@@ -79,18 +109,18 @@ class CommitBatcher:
             while self._queue:
                 batch = self._take()
                 try:
-                    await self._commit(batch)
+                    await self._apply(batch)
                 except Exception as exc:
                     if len(batch) == 1:
-                        if not batch[0][1].done():
-                            batch[0][1].set_exception(exc)
+                        if not batch[0].future.done():
+                            batch[0].future.set_exception(exc)
                         continue
-                    # One bad item must not fail the others: retry them one by one.
-                    log.warning("batched commit of %d objects failed (%s); retrying singly",
+                    # One bad request must not fail the others: retry them one by one.
+                    log.warning("batched commit of %d requests failed (%s); retrying singly",
                                 len(batch), exc)
-                    for entry in batch:
+                    for req in batch:
                         try:
-                            await self._commit([entry])
+                            await self._apply([req])
                         except Exception as one:
-                            if not entry[1].done():
-                                entry[1].set_exception(one)
+                            if not req.future.done():
+                                req.future.set_exception(one)

@@ -155,14 +155,34 @@ class Store:
         small uploads into one commit is what lets the metadata keep up with
         hundreds of uploads per second (one fsync, a handful of statements).
         """
+        objs, _, garbage = await self.apply(items, ())
+        return objs, garbage
+
+    async def apply(
+        self, items: Sequence[NewObject], deletes: Sequence[int]
+    ) -> tuple[list[Object], set[int], list[str]]:
+        """Delete objects by id, then commit new ones, in one transaction.
+
+        Returns the new rows, the ids among ``deletes`` that existed, and the
+        chunks left unreferenced. A delete and an upload of the same name in one
+        batch end as they would one after the other: the new object remains.
+        """
         if len({(i.bucket, i.key) for i in items}) != len(items):
             raise ValueError("commit_objects needs distinct keys")
-        if not items:
-            return [], []
+        if not items and not deletes:
+            return [], set(), []
         now = time.time()
         bids = [await self.bucket_id(i.bucket) for i in items]
         async with self.write() as s:
             await self._lock_refcounts(s)
+            deleted: set[int] = set()
+            for batch in _batches(list(deletes)):
+                deleted.update((await s.execute(
+                    select(Object.id).where(Object.id.in_(batch))
+                )).scalars().all())
+            dropped = await self._drop_objects(s, sorted(deleted))
+            if not items:
+                return [], deleted, await self._unreferenced(s, dropped)
             pairs = list({(b, i.key) for b, i in zip(bids, items, strict=True)})
             old_ids: list[int] = []
             for batch in _batches(pairs):
@@ -210,8 +230,8 @@ class Store:
             if oc_rows:
                 await s.execute(self._insert_object_chunk, oc_rows)
             garbage = await self._unreferenced(
-                s, [c for c in garbage_candidates if c not in counts])
-        return objs, garbage
+                s, [c for c in {*garbage_candidates, *dropped} if c not in counts])
+        return objs, deleted, garbage
 
     async def _drop_objects(self, s: AsyncSession, object_ids: Sequence[int]) -> list[str]:
         """Delete object rows and release their chunk references (caller's txn).

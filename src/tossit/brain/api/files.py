@@ -252,9 +252,7 @@ def _download_headers(obj: Object, length: int) -> dict[str, str]:
 async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
     """Gone from listings at once; chunks no other file uses are freed on the nodes."""
     brain = brain_of(request)
-    garbage = await brain.store.delete_object(file_id)
-    if garbage is None:
+    if not await brain.commits.delete(file_id):
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
-    brain.collector.release(garbage)
-    return {"id": file_id, "deleted": True, "chunks_released": len(garbage)}
+    return {"id": file_id, "deleted": True}
 
