@@ -465,19 +465,27 @@ def run_case(case: Case, rnd: int, port: int, sampler: Sampler, seed: int) -> di
     ids: list[int | None] = [None] * case.count
     phases = {p: Phase() for p in PHASES}
 
-    def put(conn: Conn, i: int) -> None:
-        ph = phases["put"]
+    def request(conn: Conn, ph: Phase, what: str, method: str, path: str,
+                body: bytes | None = None) -> tuple[int, bytes, float] | None:
+        """One timed request; a transport error is counted and gives None."""
         try:
             t0 = time.perf_counter()
-            resp = conn.send("PUT", f"/api/files/{tag}/obj-{i:07d}", datas[i])
-            body = resp.read()
-            dt = time.perf_counter() - t0
+            resp = conn.send(method, path, body)
+            data = resp.read()
+            return resp.status, data, time.perf_counter() - t0
         except (OSError, http.client.HTTPException) as exc:
             conn.reset()
-            ph.fail(f"PUT {i}: {type(exc).__name__}: {exc}")
+            ph.fail(f"{what}: {type(exc).__name__}: {exc}")
+            return None
+
+    def put(conn: Conn, i: int) -> None:
+        ph = phases["put"]
+        res = request(conn, ph, f"PUT {i}", "PUT", f"/api/files/{tag}/obj-{i:07d}", datas[i])
+        if res is None:
             return
-        if resp.status != 201:
-            ph.fail(f"PUT {i}: HTTP {resp.status}: {body[:200]!r}")
+        status, body, dt = res
+        if status != 201:
+            ph.fail(f"PUT {i}: HTTP {status}: {body[:200]!r}")
             return
         ids[i] = int(json.loads(body)["id"])
         ph.ok(dt)
@@ -487,17 +495,12 @@ def run_case(case: Case, rnd: int, port: int, sampler: Sampler, seed: int) -> di
         if ids[i] is None:
             ph.fail(f"GET {i}: not uploaded")
             return
-        try:
-            t0 = time.perf_counter()
-            resp = conn.send("GET", f"/api/files/{ids[i]}/download")
-            body = resp.read()
-            dt = time.perf_counter() - t0
-        except (OSError, http.client.HTTPException) as exc:
-            conn.reset()
-            ph.fail(f"GET {i}: {type(exc).__name__}: {exc}")
+        res = request(conn, ph, f"GET {i}", "GET", f"/api/files/{ids[i]}/download")
+        if res is None:
             return
-        if resp.status != 200:
-            ph.fail(f"GET {i}: HTTP {resp.status}: {body[:200]!r}")
+        status, body, dt = res
+        if status != 200:
+            ph.fail(f"GET {i}: HTTP {status}: {body[:200]!r}")
         elif len(body) != case.size or hashlib.sha256(body).digest() != digests[i]:
             ph.fail(f"GET {i}: content mismatch ({len(body)} bytes)")
         else:
@@ -508,17 +511,12 @@ def run_case(case: Case, rnd: int, port: int, sampler: Sampler, seed: int) -> di
         if ids[i] is None:
             ph.fail(f"DELETE {i}: not uploaded")
             return
-        try:
-            t0 = time.perf_counter()
-            resp = conn.send("DELETE", f"/api/files/{ids[i]}")
-            body = resp.read()
-            dt = time.perf_counter() - t0
-        except (OSError, http.client.HTTPException) as exc:
-            conn.reset()
-            ph.fail(f"DELETE {i}: {type(exc).__name__}: {exc}")
+        res = request(conn, ph, f"DELETE {i}", "DELETE", f"/api/files/{ids[i]}")
+        if res is None:
             return
-        if resp.status != 200:
-            ph.fail(f"DELETE {i}: HTTP {resp.status}: {body[:200]!r}")
+        status, body, dt = res
+        if status != 200:
+            ph.fail(f"DELETE {i}: HTTP {status}: {body[:200]!r}")
         else:
             ph.ok(dt)
 
