@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show defaults as [x]: not markup
 )
 console = Console()
 err = Console(stderr=True)
@@ -73,7 +74,7 @@ def brain(
     replicas: Annotated[int | None, typer.Option(help="copies of each chunk, 1-5 [3]")] = None,
     write_quorum: Annotated[int | None, typer.Option(
         help="copies fsynced before an upload is acknowledged [majority]")] = None,
-    chunk_size: Annotated[str | None, typer.Option(help="chunk size, e.g. 8MiB")] = None,
+    chunk_size: Annotated[str | None, typer.Option(help="chunk size [4MiB]")] = None,
     heartbeat_interval: Annotated[float | None, typer.Option(help="seconds")] = None,
     suspect_after: Annotated[float | None, typer.Option(help="seconds of silence")] = None,
     offline_after: Annotated[float | None, typer.Option(help="seconds of silence")] = None,
@@ -169,8 +170,12 @@ def up(
     node_port: Annotated[int, typer.Option(help="first node port")] = 8081,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     replicas: Annotated[int | None, typer.Option(help="copies per chunk [min(3, nodes)]")] = None,
-    chunk_size: Annotated[str | None, typer.Option(help="e.g. 8MiB")] = None,
+    chunk_size: Annotated[str | None, typer.Option(help="e.g. 8MiB [4MiB]")] = None,
     capacity: Annotated[str | None, typer.Option(help="per-node limit, e.g. 50% or 10GiB")] = None,
+    write_quorum: Annotated[int | None, typer.Option(
+        help="copies fsynced before an upload is acknowledged [majority]")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="metadata database URL [SQLite in DATA_DIR/brain]")] = None,
 ) -> None:
     """Run a local cluster (brain + NODES nodes) in the foreground; Ctrl-C stops it."""
     from tossit import localcluster
@@ -182,7 +187,8 @@ def up(
     if replicas is None:
         replicas = min(3, nodes)
     children = localcluster.plan(data_dir, nodes, port, node_port, host, replicas,
-                                 chunk_size, capacity)
+                                 chunk_size, capacity, write_quorum=write_quorum,
+                                 database_url=database_url)
     def say(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)
 

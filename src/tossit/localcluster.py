@@ -32,7 +32,8 @@ class Child:
 def plan(
     data_dir: Path, nodes: int, port: int, node_port: int, host: str,
     replicas: int | None, chunk_size: str | None, capacity: str | None,
-    heartbeat: float | None = None,
+    heartbeat: float | None = None, write_quorum: int | None = None,
+    database_url: str | None = None,
 ) -> list[Child]:
     exe = [sys.executable, "-m", "tossit"]
     brain = exe + ["brain", "--host", host, "--port", str(port),
@@ -43,6 +44,10 @@ def plan(
         brain += ["--chunk-size", chunk_size]
     if heartbeat is not None:
         brain += ["--heartbeat-interval", str(heartbeat)]
+    if write_quorum is not None:
+        brain += ["--write-quorum", str(write_quorum)]
+    if database_url is not None:
+        brain += ["--database-url", database_url]
     children = [Child("brain", brain)]
     for i in range(1, nodes + 1):
         argv = exe + ["node", "--host", host, "--port", str(node_port + i - 1),
