@@ -33,3 +33,15 @@ def test_upload_list_download_delete(shared_cluster: Cluster) -> None:
     c.gc(orphans=False)
     for i in range(3):
         assert not set(c.chunk_files(i)) & {ch["id"] for ch in info["chunk_map"]}
+
+
+def test_status_counts_a_shared_disk_once(shared_cluster: Cluster) -> None:
+    """The test nodes share one filesystem: raw capacity and free space must not
+    add up to more than that disk holds."""
+    nodes = shared_cluster.http.get("/api/nodes").json()
+    assert len({n["disk_id"] for n in nodes}) == 1
+    status = shared_cluster.http.get("/api/status").json()
+    assert status["capacity"]["raw"] <= nodes[0]["disk_total"]
+    assert status["capacity"]["free"] <= max(n["disk_free"] for n in nodes) * 1.01
+    assert status["capacity"]["raw"] == min(sum(n["capacity"] for n in nodes),
+                                            nodes[0]["disk_total"])

@@ -42,6 +42,7 @@ class NodeView:
     unreachable_until: float = 0.0
     admin_state: str | None = None
     reserved: int = 0  # bytes placed here since the last heartbeat
+    disk_id: str | None = None  # nodes sharing a filesystem report the same id
 
     def writable(self, size: int, high_water: float, now: float) -> bool:
         if self.state != ONLINE or self.admin_state is not None or self.unreachable_until > now:
@@ -55,6 +56,7 @@ class NodeView:
             "state": self.state, "capacity": self.capacity, "used": self.used,
             "free": self.free, "disk_total": self.disk_total, "disk_free": self.disk_free,
             "chunk_count": self.chunk_count, "load": self.load, "version": self.version,
+            "disk_id": self.disk_id,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "registered_at": self.registered_at, "last_heartbeat": self.last_heartbeat,
             "seconds_since_heartbeat": round(max(0.0, time.monotonic() - self.seen_mono), 1),
@@ -71,7 +73,7 @@ class Registry:
         view = self.nodes.get(report["id"])
         fields = {k: report[k] for k in (
             "name", "address", "zone", "capacity", "used", "free", "disk_total", "disk_free",
-            "chunk_count", "load", "version",
+            "chunk_count", "load", "version", "disk_id",
         ) if k in report}
         if view is None:
             view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)

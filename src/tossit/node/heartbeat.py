@@ -56,6 +56,7 @@ class Heartbeat:
             "disk_free": u.disk_free,
             "chunk_count": u.chunk_count,
             "load": load1,
+            "disk_id": self.store.disk_id(),
         }
 
     async def _run(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -96,6 +97,11 @@ class ChunkStore:
         return self.chunks_dir / cid[:FANOUT_CHARS] / cid
 
     # -- usage --------------------------------------------------------------
+
+    def disk_id(self) -> str:
+        """Names the filesystem this node stores on, so the brain can tell when
+        several nodes (``tossit up``) share one disk and not count it twice."""
+        return f"{socket.gethostname()}:{os.stat(self.root).st_dev}"
 
     def usage(self) -> Usage:
         st = os.statvfs(self.root)

@@ -32,6 +32,7 @@ class NodeReport(BaseModel):
     disk_free: int = Field(ge=0, le=_BIG)
     chunk_count: int = Field(ge=0, le=_BIG)
     load: float = Field(default=0.0, ge=0, le=1e6)
+    disk_id: str | None = Field(default=None, max_length=300)
 
 
 def node_json(view: NodeView) -> dict[str, Any]:
