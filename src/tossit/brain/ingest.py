@@ -23,7 +23,7 @@ from tossit.brain.metrics import UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
 from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
-from tossit.brain.registry import READABLE_STATES, NodeView, Registry
+from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
 from tossit.chunking import StreamHasher, rechunk
 from tossit.config import BrainSettings
@@ -78,7 +78,7 @@ class Ingest:
         writable = self.registry.writable(min(size_hint or 0, self.settings.chunk_size))
         if len(writable) < quorum:
             raise NotEnoughNodes(quorum, len(writable), "nodes that are online and not full")
-        free = sum(n.free for n in writable)
+        _, free = disk_capacity(writable)
         if size_hint and size_hint * quorum > free:
             raise ApiError(
                 507, "insufficient_storage",

@@ -63,6 +63,19 @@ class NodeView:
         }
 
 
+def disk_capacity(nodes: list[NodeView]) -> tuple[int, int]:
+    """Raw capacity and free space, counting a disk shared by several nodes
+    once: no more than the disk holds, whatever the nodes' limits add up to."""
+    disks: dict[str, list[NodeView]] = {}
+    for n in nodes:
+        disks.setdefault(n.disk_id or n.id, []).append(n)
+    raw = free = 0
+    for group in disks.values():
+        raw += min(sum(n.capacity for n in group), max(n.disk_total for n in group))
+        free += min(sum(n.free for n in group), max(n.disk_free for n in group))
+    return raw, free
+
+
 class Registry:
     def __init__(self, replicas: int, high_water: float) -> None:
         self.nodes: dict[str, NodeView] = {}

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
-from tossit.brain.registry import READABLE_STATES, NodeView
+from tossit.brain.registry import READABLE_STATES, disk_capacity
 
 router = APIRouter()
 
@@ -43,7 +43,7 @@ async def status(request: Request) -> dict[str, Any]:
     r = brain.settings.replicas
     hist = totals.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
-    raw, free = _disk_capacity(live)
+    raw, free = disk_capacity(live)
     used = sum(n.used for n in live)
     return {
         "replicas": r,
@@ -62,19 +62,6 @@ async def status(request: Request) -> dict[str, Any]:
             "bytes_at_risk": at_risk,
         },
     }
-
-
-def _disk_capacity(nodes: list[NodeView]) -> tuple[int, int]:
-    """Raw capacity and free space, counting a disk shared by several nodes
-    once: no more than the disk holds, whatever the nodes' limits add up to."""
-    disks: dict[str, list[NodeView]] = {}
-    for n in nodes:
-        disks.setdefault(n.disk_id or n.id, []).append(n)
-    raw = free = 0
-    for group in disks.values():
-        raw += min(sum(n.capacity for n in group), max(n.disk_total for n in group))
-        free += min(sum(n.free for n in group), max(n.disk_free for n in group))
-    return raw, free
 
 
 @router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first")
