@@ -490,35 +490,37 @@ def run_case(case: Case, rnd: int, port: int, sampler: Sampler, seed: int) -> di
         ids[i] = int(json.loads(body)["id"])
         ph.ok(dt)
 
-    def get(conn: Conn, i: int) -> None:
-        ph = phases["get"]
+    def by_id(conn: Conn, ph: Phase, i: int, method: str, path: str) -> tuple[bytes, float] | None:
+        """A request on an uploaded object; answers other than 200 are counted."""
+        what = f"{method} {i}"
         if ids[i] is None:
-            ph.fail(f"GET {i}: not uploaded")
-            return
-        res = request(conn, ph, f"GET {i}", "GET", f"/api/files/{ids[i]}/download")
+            ph.fail(f"{what}: not uploaded")
+            return None
+        res = request(conn, ph, what, method, path.format(id=ids[i]))
         if res is None:
-            return
+            return None
         status, body, dt = res
         if status != 200:
-            ph.fail(f"GET {i}: HTTP {status}: {body[:200]!r}")
-        elif len(body) != case.size or hashlib.sha256(body).digest() != digests[i]:
+            ph.fail(f"{what}: HTTP {status}: {body[:200]!r}")
+            return None
+        return body, dt
+
+    def get(conn: Conn, i: int) -> None:
+        ph = phases["get"]
+        res = by_id(conn, ph, i, "GET", "/api/files/{id}/download")
+        if res is None:
+            return
+        body, dt = res
+        if len(body) != case.size or hashlib.sha256(body).digest() != digests[i]:
             ph.fail(f"GET {i}: content mismatch ({len(body)} bytes)")
         else:
             ph.ok(dt)
 
     def delete(conn: Conn, i: int) -> None:
         ph = phases["delete"]
-        if ids[i] is None:
-            ph.fail(f"DELETE {i}: not uploaded")
-            return
-        res = request(conn, ph, f"DELETE {i}", "DELETE", f"/api/files/{ids[i]}")
-        if res is None:
-            return
-        status, body, dt = res
-        if status != 200:
-            ph.fail(f"DELETE {i}: HTTP {status}: {body[:200]!r}")
-        else:
-            ph.ok(dt)
+        res = by_id(conn, ph, i, "DELETE", "/api/files/{id}")
+        if res is not None:
+            ph.ok(res[1])
 
     out: dict[str, Any] = {
         "case": case.name, "round": rnd, "size": case.size, "count": case.count,

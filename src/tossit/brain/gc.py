@@ -76,7 +76,7 @@ class Collector:
             await self._collect_unknown(pending, stats)
             while True:
                 garbage = await self.store.garbage_chunks(limit=1000)
-                garbage = [(c, n) for c, n in garbage if c not in self.pins._deleting]
+                garbage = [(c, n) for c, n in garbage if not self.pins.is_deleting(c)]
                 if not garbage:
                     break
                 done = await self._collect_garbage(garbage, stats)
@@ -152,7 +152,7 @@ class Collector:
                         stats["replicas_deleted"] += int(gone)
                 if all(r is not None for r in ok):
                     fully.append(cid)
-            sizes = await self._sizes(fully)
+            sizes = await self.store.chunk_bytes(fully)
             dropped = await self.store.drop_unreferenced(fully)
             stats["chunks_dropped"] += dropped
             stats["bytes_freed"] += sizes
@@ -160,18 +160,6 @@ class Collector:
             for c in claimed:
                 self.pins.end_delete(c)
         return len(fully)
-
-    async def _sizes(self, cids: list[str]) -> int:
-        if not cids:
-            return 0
-        from sqlalchemy import func, select
-
-        from tossit.brain.models import Chunk
-
-        async with self.store.read() as s:
-            total = await s.scalar(select(func.coalesce(func.sum(Chunk.size), 0))
-                                   .where(Chunk.id.in_(cids[:500])))
-        return int(total or 0)
 
     async def _sweep_orphans(self, stats: dict[str, Any]) -> None:
         """Compare each live node's inventory with the metadata."""

@@ -30,6 +30,9 @@ class ChunkPins:
     def is_pinned(self, chunk_id: str) -> bool:
         return self._pins.get(chunk_id, 0) > 0
 
+    def is_deleting(self, chunk_id: str) -> bool:
+        return chunk_id in self._deleting
+
     def begin_delete(self, chunk_id: str) -> bool:
         """Claim a chunk for deletion; False if an upload holds it."""
         if self.is_pinned(chunk_id) or chunk_id in self._deleting:

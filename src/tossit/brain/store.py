@@ -267,12 +267,8 @@ class Store:
     async def delete_object(self, object_id: int) -> list[str] | None:
         """Delete an object; returns the chunk ids now unreferenced, or None if
         there was no such object."""
-        async with self.write() as s:
-            await self._lock_refcounts(s)
-            obj = await s.get(Object, object_id)
-            if obj is None:
-                return None
-            return await self._unreferenced(s, await self._drop_objects(s, [obj.id]))
+        _, deleted, garbage = await self.apply((), [object_id])
+        return garbage if object_id in deleted else None
 
     async def get_object(self, object_id: int) -> Object | None:
         async with self.read() as s:
@@ -421,6 +417,16 @@ class Store:
                     await s.execute(delete(Chunk).where(Chunk.id.in_(dead)))
                     n += len(dead)
         return n
+
+    async def chunk_bytes(self, chunk_ids: Sequence[str]) -> int:
+        """Total size of these chunks (for the collector's report)."""
+        total = 0
+        async with self.read() as s:
+            for batch in _batches(list(chunk_ids)):
+                total += int(await s.scalar(
+                    select(func.coalesce(func.sum(Chunk.size), 0)).where(Chunk.id.in_(batch))
+                ) or 0)
+        return total
 
     async def known_chunks(self, chunk_ids: Sequence[str]) -> dict[str, int]:
         """Which of these chunk ids the metadata knows, with their refcounts."""
