@@ -8,6 +8,8 @@ seconds. Tests drive it over HTTP and look at the nodes' folders directly.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -18,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tossit.auth.mac import Signer
+from tossit.chunking import is_chunk_id
 
 FAST_TIMERS = {
     "--heartbeat-interval": "0.5",
@@ -45,6 +50,31 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.1,
             pass
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+class SignedAuth(httpx.Auth):
+    """Signs httpx requests to one node with the cluster secret, as the brain does."""
+
+    requires_request_body = True
+
+    def __init__(self, secret: str, audience: str, sender: str = "test") -> None:
+        self.signer = Signer(secret, sender)
+        self.audience = audience
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers.update(self.headers(request.method, request.url.path,
+                                            request.url.query.decode(), request.content))
+        yield request
+
+    def headers(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
+        # Like the brain: a chunk PUT signs the chunk id as its body hash (the
+        # node checks the bytes against the id itself).
+        tail = path.rsplit("/", 1)[-1]
+        if method == "PUT" and path.startswith("/chunks/") and is_chunk_id(tail):
+            digest = tail
+        else:
+            digest = hashlib.sha256(body).hexdigest()
+        return self.signer.headers(method, path, self.audience, query=query, digest=digest)
 
 
 class Cluster:
@@ -100,13 +130,25 @@ class Cluster:
     def node_dir(self, i: int) -> Path:
         return self.root / f"node{i}"
 
+    @property
+    def secret_file(self) -> Path:
+        """The cluster secret the brain made on its first start (nodes join with it)."""
+        return self.root / "brain" / "cluster.secret"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.root / "brain" / "admin.key").read_text().strip()
+
     def start_brain(self) -> None:
         self.brain = self._spawn("brain", self.brain_argv())
         wait_until(lambda: self.http.get("/health").status_code == 200, 60, what="brain health")
+        # Every API call needs a key: use the admin key the brain wrote on first start.
+        self.http.headers["Authorization"] = f"Bearer {self.admin_key}"
 
     def start_node(self, i: int) -> None:
         argv = ["node", "--port", str(self.node_ports[i]), "--data-dir", str(self.node_dir(i)),
-                "--brain", self.url, "--name", f"node-{i}", "--heartbeat-interval", "0.5"]
+                "--brain", self.url, "--name", f"node-{i}", "--heartbeat-interval", "0.5",
+                "--join-secret-file", str(self.secret_file)]
         if self.node_capacity:
             argv += ["--capacity", self.node_capacity]
         if self.zones:
@@ -178,6 +220,18 @@ class Cluster:
                 for f in sub.iterdir():
                     out[f.name] = f
         return out
+
+    def node_id(self, i: int) -> str:
+        return str(json.loads((self.node_dir(i) / "node.json").read_text())["id"])
+
+    def node_auth(self, i: int) -> SignedAuth:
+        return SignedAuth(self.secret_file.read_text().strip(), self.node_id(i))
+
+    def node_http(self, i: int, signed: bool = True) -> httpx.Client:
+        """A client for node i's chunk API, signing like the brain (or not)."""
+        auth = self.node_auth(i) if signed else None
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.node_ports[i]}", timeout=30,
+                            auth=auth)
 
     def upload(self, name: str, data: bytes) -> dict[str, Any]:
         resp = self.http.post("/api/files/upload", files={"file": (name, data)})

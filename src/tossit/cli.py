@@ -20,7 +20,14 @@ from rich.progress import (
 from rich.table import Table
 
 from tossit.client.sdk import TossitClient, TossitError
-from tossit.config import BrainSettings, ClientSettings, ConfigError, NodeSettings, format_size
+from tossit.config import (
+    BrainSettings,
+    ClientSettings,
+    ConfigError,
+    NodeSettings,
+    format_size,
+    parse_duration,
+)
 
 app = typer.Typer(
     help="TossIt: pool the disks of several machines into one replicated store.",
@@ -48,19 +55,44 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _client(brain: str | None, config: Path | None = None) -> TossitClient:
     try:
         settings = ClientSettings.load(config, brain_url=brain)
+        key = settings.api_key()
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    return TossitClient(settings.brain_url, settings.timeout)
+    return TossitClient(settings.brain_url, settings.timeout, key=key, tls_ca=settings.tls_ca)
+
+
+_NO_KEY_HINT = (
+    "; set TOSSIT_KEY (a key secret) or TOSSIT_KEY_FILE (a file holding one). The brain "
+    "wrote its first admin key to DATA_DIR/brain/admin.key, which this command finds by "
+    "itself when run from the folder holding data/"
+)
 
 
 def _call(fn: Any, *args: Any, **kw: Any) -> Any:
     try:
         return fn(*args, **kw)
     except TossitError as exc:
-        raise _fail(exc.message if exc.status == 0 else str(exc), 1) from None
+        message = exc.message if exc.status == 0 else str(exc)
+        owner = getattr(fn, "__self__", None)
+        if exc.status == 401 and isinstance(owner, TossitClient) and not owner.has_key:
+            message += _NO_KEY_HINT
+        raise _fail(message, 1) from None
 
 
 # -- servers ---------------------------------------------------------------
+
+TlsCertOpt = Annotated[Path | None, typer.Option(
+    help="PEM certificate: serve HTTPS (with --tls-key)")]
+TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert")]
+TlsCaOpt = Annotated[Path | None, typer.Option(
+    help="PEM CA bundle to verify the other servers' certificates [system store]")]
+
+
+def _tls(settings: Any) -> dict[str, Any]:
+    if settings.tls_cert is None:
+        return {}
+    return {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+
 
 
 @app.command()
@@ -81,6 +113,12 @@ def brain(
     gc_grace: Annotated[float | None, typer.Option(
         help="seconds before an unreferenced chunk found on a node is deleted")] = None,
     gc_interval: Annotated[float | None, typer.Option(help="seconds between GC sweeps")] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_ca: TlsCaOpt = None,
+    auth: Annotated[bool | None, typer.Option(
+        "--auth/--no-auth", help="require API keys and signed node requests [on]; "
+        "--no-auth is for benchmarks on loopback only")] = None,
     log_level: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Run the brain: metadata, REST API and the cluster's background loops."""
@@ -90,6 +128,7 @@ def brain(
             replicas=replicas, write_quorum=write_quorum, chunk_size=chunk_size,
             heartbeat_interval=heartbeat_interval, suspect_after=suspect_after,
             offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, auth=auth,
             log_level=log_level,
         )
     except ConfigError as exc:
@@ -117,7 +156,8 @@ def brain(
         reason = str(exc).splitlines()[0][:300]
         raise _fail(f"cannot open the metadata database ({shown}): {reason}") from None
     setup_logging(settings.log_level, "brain")
-    serve(create_app(settings), settings.host, settings.port, settings.log_level)
+    serve(create_app(settings), settings.host, settings.port, settings.log_level,
+          **_tls(settings))
 
 
 @app.command()
@@ -134,6 +174,15 @@ def node(
     advertise_url: Annotated[str | None, typer.Option(
         help="URL the brain should use to reach this node [http://HOST:PORT]")] = None,
     heartbeat_interval: Annotated[float | None, typer.Option(help="seconds [2]")] = None,
+    join_secret_file: Annotated[Path | None, typer.Option(
+        help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
+        "kept in this node's data dir for later starts")] = None,
+    join_secret: Annotated[str | None, typer.Option(
+        help="the cluster secret itself (prefer --join-secret-file or "
+        "TOSSIT_NODE_JOIN_SECRET: a flag is visible in the process list)")] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_ca: TlsCaOpt = None,
     log_level: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Run a storage node that keeps chunks in DATA_DIR and joins the brain."""
@@ -141,7 +190,9 @@ def node(
         settings = NodeSettings.load(
             config, host=host, port=port, data_dir=data_dir, brain=brain, name=name, zone=zone,
             capacity=capacity, advertise_url=advertise_url,
-            heartbeat_interval=heartbeat_interval, log_level=log_level,
+            heartbeat_interval=heartbeat_interval, join_secret=join_secret,
+            join_secret_file=join_secret_file, tls_cert=tls_cert, tls_key=tls_key,
+            tls_ca=tls_ca, log_level=log_level,
         )
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -158,8 +209,22 @@ def node(
         probe.unlink()
     except OSError as exc:
         raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}") from None
+    from tossit.auth.binding import is_loopback
+    from tossit.auth.secretfile import SecretFileError
+    from tossit.node.identity import load_join_secret
+
+    try:
+        secret = load_join_secret(settings)
+    except (SecretFileError, ValueError, OSError) as exc:
+        raise _fail(f"cannot load the cluster secret: {exc}") from None
+    if secret is None and not is_loopback(settings.host):
+        raise _fail(
+            f"refusing to listen on {settings.host} without the cluster secret: anyone on the "
+            "network could read or delete chunks. Give the node the brain's cluster secret "
+            "(--join-secret-file BRAIN_DATA_DIR/cluster.secret) or bind to 127.0.0.1")
     setup_logging(settings.log_level, f"node:{settings.port}")
-    serve(create_app(settings), settings.host, settings.port, settings.log_level)
+    serve(create_app(settings), settings.host, settings.port, settings.log_level,
+          **_tls(settings))
 
 
 @app.command()
@@ -396,6 +461,69 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                       f"{format_size(rep['bytes_at_risk'])} at risk[/]")
     else:
         console.print("[green]every chunk has its full set of copies[/]")
+
+
+# -- keys ----------------------------------------------------------------
+
+key_app = typer.Typer(help="Manage API keys (needs an admin key).", no_args_is_help=True,
+                      rich_markup_mode=None)
+app.add_typer(key_app, name="key")
+ROLES = ("readonly", "readwrite", "admin")
+
+
+@key_app.command("create")
+def key_create(
+    name: Annotated[str, typer.Option(help="who or what will use the key")],
+    role: Annotated[str, typer.Option(
+        help="readonly (list, download), readwrite (+ upload, delete), admin (+ nodes, keys)"
+    )] = "readwrite",
+    expires: Annotated[str | None, typer.Option(help="lifetime, e.g. 12h, 30d, 1y [never]")
+                       ] = None,
+    secret_only: Annotated[bool, typer.Option(
+        "--secret-only", help="print only the secret (for scripts)")] = False,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key. Its secret is shown once: store it now."""
+    if role not in ROLES:
+        raise _fail(f"--role is one of {', '.join(ROLES)}")
+    try:
+        lifetime = parse_duration(expires) if expires else None
+    except ValueError as exc:
+        raise _fail(f"--expires: {exc}") from None
+    k = _call(_client(brain, config).create_key, name, role, lifetime)
+    if secret_only:
+        print(k["secret"])
+        return
+    console.print(f"created {k['role']} key {k['id']} ({k['name']})"
+                  + (f", expires {k['expires'][:19]}Z" if k["expires"] else ""), highlight=False)
+    console.print(f"secret: {k['secret']}", highlight=False, soft_wrap=True)
+    err.print("This secret is not stored anywhere and cannot be shown again. Use it as "
+              "TOSSIT_KEY=... or 'Authorization: Bearer ...'.", highlight=False)
+
+
+@key_app.command("list")
+def key_list(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """List keys (never their secrets)."""
+    rows = _call(_client(brain, config).list_keys)
+    table = Table("id", "name", "role", "state", "created", "expires", box=None)
+    for k in rows:
+        colour = {"active": "green"}.get(k["state"], "red")
+        table.add_row(k["id"], k["name"], k["role"], f"[{colour}]{k['state']}[/]",
+                      k["created"][:19].replace("T", " "),
+                      (k["expires"] or "never")[:19].replace("T", " "))
+    console.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (TK...)")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key: every request made with it fails from now on."""
+    k = _call(_client(brain, config).revoke_key, key_id)
+    console.print(f"revoked key {k['id']} ({k['name']})", highlight=False)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 KiB = 1024
@@ -54,6 +54,21 @@ def parse_size(value: str | int | float) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {value!r} (examples: 8MiB, 500GB, 4096)")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$", re.ASCII)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration(value: str) -> float:
+    """Parse ``90s``, ``15m``, ``12h``, ``30d``, ``2w``, ``1y`` (or plain seconds)."""
+    m = _DURATION_RE.match(value.lower())
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (examples: 12h, 30d, 1y)")
+    seconds = float(m.group(1)) * _SECONDS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
 
 
 def format_size(n: float) -> str:
@@ -146,12 +161,39 @@ def _check_port(v: int) -> int:
     return v
 
 
+def _check_file(v: Path | None) -> Path | None:
+    if v is not None and not v.is_file():
+        raise ValueError(f"{v} does not exist or is not a file")
+    return v
+
+
 class _ServerSettings(_Settings):
-    """What every server process has: where it listens and how much it logs."""
+    """What every server process has: where it listens, how much it logs, and
+    its TLS certificate (HTTPS when both ``tls_cert`` and ``tls_key`` are set)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    tls_cert: Path | None = Field(default=None, description="PEM certificate (chain)")
+    tls_key: Path | None = Field(default=None, description="PEM private key")
+    tls_ca: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the other servers' certificates "
+        "[the system's trust store]")
+
+    @field_validator("tls_cert", "tls_key", "tls_ca")
+    @classmethod
+    def _tls_file(cls, v: Path | None) -> Path | None:
+        return _check_file(v)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> _ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @field_validator("port")
     @classmethod
@@ -190,6 +232,9 @@ class BrainSettings(_ServerSettings):
     )
     read_ahead_chunks: int = Field(default=2, ge=1, le=16)
     node_timeout: float = Field(default=60.0, gt=0)
+    auth: bool = Field(
+        default=True, description="require API keys and signed node requests; false is "
+        "for benchmarks on loopback only")
 
     @field_validator("upload_buffer", mode="before")
     @classmethod
@@ -220,6 +265,13 @@ class BrainSettings(_ServerSettings):
             )
         if self.offline_after < self.suspect_after:
             raise ValueError("offline_after must be at least suspect_after")
+        from tossit.auth.binding import is_loopback
+
+        if not self.auth and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} with auth = false: anyone on the network "
+                "could read, change and delete every file. Turn auth on (the default) or bind "
+                "to 127.0.0.1")
         return self
 
     @property
@@ -250,6 +302,15 @@ class NodeSettings(_ServerSettings):
     )
     advertise_url: str | None = None
     heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
+    join_secret: SecretStr | None = Field(
+        default=None, description="the cluster secret (brain data dir: cluster.secret)")
+    join_secret_file: Path | None = Field(
+        default=None, description="a file holding the cluster secret")
+
+    @field_validator("join_secret_file")
+    @classmethod
+    def _secret_file(cls, v: Path | None) -> Path | None:
+        return _check_file(v)
 
     @field_validator("brain", "advertise_url")
     @classmethod
@@ -286,7 +347,7 @@ class NodeSettings(_ServerSettings):
             host = socket.gethostname()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 def capacity_limit(spec: str, disk_total: int) -> int:
@@ -306,6 +367,9 @@ def capacity_limit(spec: str, disk_total: int) -> int:
     return n
 
 
+LOCAL_ADMIN_KEY = Path("data/brain/admin.key")  # where `tossit up` keeps it by default
+
+
 class ClientSettings(_Settings):
     """The CLI and Python SDK."""
 
@@ -314,6 +378,36 @@ class ClientSettings(_Settings):
 
     brain_url: str = "http://127.0.0.1:8000"
     timeout: float = 60.0
+    key: SecretStr | None = Field(default=None, description="API key secret (TOSSIT_KEY)")
+    key_file: Path | None = Field(
+        default=None, description="file holding the API key secret (TOSSIT_KEY_FILE) "
+        "[data/brain/admin.key when the brain is on this machine]")
+    tls_ca: Path | None = Field(default=None, description="PEM CA bundle for an HTTPS brain")
+
+    @field_validator("key_file", "tls_ca")
+    @classmethod
+    def _file(cls, v: Path | None) -> Path | None:
+        return _check_file(v)
+
+    def api_key(self) -> str | None:
+        """The key to send: ``key``, else ``key_file``, else (only for a brain on
+        this machine) the admin key a local brain wrote on its first start."""
+        from urllib.parse import urlsplit
+
+        from tossit.auth.binding import is_loopback
+        from tossit.auth.secretfile import SecretFileError, read_secret
+
+        if self.key is not None:
+            return self.key.get_secret_value().strip()
+        path = self.key_file
+        if path is None and is_loopback(urlsplit(self.brain_url).hostname or ""):
+            path = LOCAL_ADMIN_KEY if LOCAL_ADMIN_KEY.is_file() else None
+        if path is None:
+            return None
+        try:
+            return read_secret(path)
+        except SecretFileError as exc:
+            raise ConfigError(f"cannot read the API key: {exc}") from None
 
     @field_validator("brain_url")
     @classmethod

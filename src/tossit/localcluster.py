@@ -18,6 +18,13 @@ from pathlib import Path
 
 import httpx
 
+from tossit.auth.secretfile import (
+    ADMIN_KEY_FILE,
+    CLUSTER_SECRET_FILE,
+    SecretFileError,
+    ensure_secret,
+    read_secret,
+)
 from tossit.config import ConfigError
 from tossit.serve import port_free
 
@@ -49,10 +56,12 @@ def plan(
     if database_url is not None:
         brain += ["--database-url", database_url]
     children = [Child("brain", brain)]
+    secret = data_dir / "brain" / CLUSTER_SECRET_FILE
     for i in range(1, nodes + 1):
         argv = exe + ["node", "--host", host, "--port", str(node_port + i - 1),
                       "--data-dir", str(data_dir / f"node{i}"),
-                      "--brain", f"http://{host}:{port}", "--name", f"node-{i}"]
+                      "--brain", f"http://{host}:{port}", "--name", f"node-{i}",
+                      "--join-secret-file", str(secret)]
         if capacity is not None:
             argv += ["--capacity", capacity]
         if heartbeat is not None:
@@ -87,12 +96,13 @@ def wait_healthy(url: str, timeout: float, procs: list[Child]) -> None:
     raise RuntimeError(f"the brain did not become healthy at {url} within {timeout:.0f} s")
 
 
-def wait_nodes(url: str, count: int, timeout: float) -> int:
+def wait_nodes(url: str, count: int, timeout: float, key: str) -> int:
     deadline = time.monotonic() + timeout
     online = 0
+    auth = {"Authorization": f"Bearer {key}"}
     while time.monotonic() < deadline:
         try:
-            nodes = httpx.get(url + "/api/nodes", timeout=2).json()
+            nodes = httpx.get(url + "/api/nodes", timeout=2, headers=auth).json()
             online = sum(1 for n in nodes if n["state"] == "online")
             if online >= count:
                 break
@@ -116,6 +126,11 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
 
     old_int = signal.signal(signal.SIGINT, stop)
     old_term = signal.signal(signal.SIGTERM, stop)
+    brain_dir = data_dir / "brain"
+    # Made here (the brain would make it too) so the nodes can be given its path.
+    ensure_secret(brain_dir / CLUSTER_SECRET_FILE)
+    key_file = brain_dir / ADMIN_KEY_FILE
+    first_start = not key_file.exists()
     try:
         url = f"http://{host}:{port}"
         for c in children:
@@ -127,13 +142,25 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
             log.close()
             if c.name == "brain":  # nodes register at once when the brain is up first
                 wait_healthy(url, 60, children)
-        online = wait_nodes(url, len(children) - 1, 30)
+        try:
+            key = read_secret(key_file)
+        except SecretFileError as exc:
+            raise RuntimeError(f"no admin key: {exc}") from None
+        online = wait_nodes(url, len(children) - 1, 30, key)
         echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)")
         echo(f"  API + status     {url}   (OpenAPI docs: {url}/docs)")
         for c in children[1:]:
             echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
         echo(f"  data             {data_dir.resolve()}   (logs in {logs.resolve()})")
-        echo(f"  try: curl -F file=@README.md {url}/api/files/upload")
+        echo(f"  admin key        {key_file.resolve()}   (mode 0600; the tossit CLI finds it "
+             "when run from this folder)" + ("" if not first_start else "  [new]"))
+        if first_start:
+            echo(f"                   secret: {key}  (shown on this first start only)")
+        echo(f"  cluster secret   {(brain_dir / CLUSTER_SECRET_FILE).resolve()}   (nodes on "
+             "other machines: --join-secret-file)")
+        rel = key_file if not key_file.is_absolute() else key_file.resolve()
+        echo(f'  try: curl -H "Authorization: Bearer $(cat {rel})" '
+             f"-F file=@README.md {url}/api/files/upload")
         echo("Press Ctrl-C to stop.")
         reported: set[str] = set()
         while not stopping:

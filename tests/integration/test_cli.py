@@ -15,10 +15,13 @@ from cluster import Cluster, free_port, wait_until
 
 
 def tossit(*args: str, brain: str | None = None, cwd: Path | None = None,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
+           check: bool = True, key_file: Path | None = None
+           ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="200")
     if brain:
         env["TOSSIT_BRAIN_URL"] = brain
+    if key_file:
+        env["TOSSIT_KEY_FILE"] = str(key_file)
     proc = subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=120)
     if check:
@@ -36,27 +39,29 @@ def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> Non
     }
     for path, data in files.items():
         path.write_bytes(data)
-    out = tossit("put", str(folder), brain=url)
+    key = shared_cluster.root / "brain" / "admin.key"
+    out = tossit("put", str(folder), brain=url, key_file=key)
     assert "2 of 2 uploaded" in out.stderr
-    listing = {f["name"]: f for f in httpx.get(url + "/api/files").json()}
+    listing = {f["name"]: f for f in shared_cluster.http.get("/api/files").json()}
     assert listing["album/a.jpg"]["size"] == len(files[folder / "a.jpg"])
     assert listing["album/2024/b.txt"]["sha256"] == hashlib.sha256(
         files[folder / "2024" / "b.txt"]).hexdigest()
 
-    assert "album/a.jpg" in tossit("ls", "album", brain=url).stdout
+    assert "album/a.jpg" in tossit("ls", "album", brain=url, key_file=key).stdout
     dest = tmp_path / "copy.jpg"
-    got = tossit("get", "album/a.jpg", "-o", str(dest), brain=url)
+    got = tossit("get", "album/a.jpg", "-o", str(dest), brain=url, key_file=key)
     assert "sha256 verified" in got.stderr
     assert dest.read_bytes() == files[folder / "a.jpg"]
     assert not list(tmp_path.glob(".*partial"))
 
-    info = tossit("info", str(listing["album/a.jpg"]["id"]), brain=url).stdout
+    info = tossit("info", str(listing["album/a.jpg"]["id"]), brain=url, key_file=key).stdout
     assert "healthy" in info and "node-" in info
-    assert "online" in tossit("nodes", brain=url).stdout
-    assert "every chunk has its full set of copies" in tossit("status", brain=url).stdout
+    assert "online" in tossit("nodes", brain=url, key_file=key).stdout
+    status = tossit("status", brain=url, key_file=key).stdout
+    assert "every chunk has its full set of copies" in status
 
-    tossit("rm", "album/a.jpg", "album/2024/b.txt", brain=url)
-    names = {f["name"] for f in httpx.get(url + "/api/files").json()}
+    tossit("rm", "album/a.jpg", "album/2024/b.txt", brain=url, key_file=key)
+    names = {f["name"] for f in shared_cluster.http.get("/api/files").json()}
     assert not names & {"album/a.jpg", "album/2024/b.txt"}
 
 
@@ -84,13 +89,17 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
+    key_file = data / "brain" / "admin.key"
     try:
         def two_online() -> bool:
-            nodes = httpx.get(url + "/api/nodes", timeout=2).json()
+            auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+            nodes = httpx.get(url + "/api/nodes", timeout=2, headers=auth).json()
             return sum(n["state"] == "online" for n in nodes) == 2
 
         wait_until(two_online, 90, what="tossit up: 2 nodes online")
-        up = httpx.put(url + "/api/files/hello.txt", content=b"hi")
+        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        assert httpx.put(url + "/api/files/x.txt", content=b"hi").status_code == 401
+        up = httpx.put(url + "/api/files/hello.txt", content=b"hi", headers=auth)
         assert up.status_code == 201 and up.json()["replication"]["target"] == 2
         assert (data / "brain" / "tossit.db").exists()
         assert (data / "node1" / "node.json").exists() and (data / "node2" / "node.json").exists()
@@ -99,6 +108,8 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "stopped." in out
+    assert str(key_file.resolve()) in out  # tossit up says where the admin key is
+    assert key_file.stat().st_mode & 0o777 == 0o600
     for p in (port, node_port, node_port + 1):
         try:
             httpx.get(f"http://127.0.0.1:{p}/health", timeout=1)

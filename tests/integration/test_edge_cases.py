@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -73,6 +73,10 @@ def raw_request(port: int, method: str, target: str, body: bytes = b"",
         k, _, v = line.partition(":")
         parsed[k.strip().lower()] = v.strip()
     return RawResponse(int(status_line.split()[1]), parsed, rest)
+
+
+def auth(cl: Cluster) -> dict[str, str]:
+    return {"Authorization": f"Bearer {cl.admin_key}"}
 
 
 def assert_raw_error(resp: RawResponse, statuses: tuple[int, ...]) -> dict[str, Any]:
@@ -260,7 +264,7 @@ def test_name_length_limit(cl: Cluster) -> None:
 ])
 def test_bad_raw_names_refused(cl: Cluster, target: str) -> None:
     before = names(cl)
-    resp = raw_request(cl.port, "PUT", target, b"should not be stored")
+    resp = raw_request(cl.port, "PUT", target, b"should not be stored", headers=auth(cl))
     if "%0A" in target:
         # Starlette's path routes never match a newline, so no upload route
         # applies: a 405 JSON error, nothing stored.
@@ -417,7 +421,7 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 def test_node_refuses_bad_chunk_ids(cl: Cluster) -> None:
     port = cl.node_ports[0]
-    node = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    node = cl.node_http(0 if port == cl.node_ports[0] else 1)
     before = _tree(cl.root)
     bad_ids = ["z" * 64, "ab" * 31, "ab" * 33, "AB" * 32, "g" + "a" * 63, "a" * 63 + " ",
                "0" * 64 + ".tmp", "%2e%2e"]
@@ -436,16 +440,27 @@ def test_node_refuses_bad_chunk_ids(cl: Cluster) -> None:
         f"/chunks/../chunks/{good[:3]}/{good}", "/chunks/..", "/chunks/%2e%2e",
         "/chunks/..\\..\\evil", "/chunks/%00",
     ]
+    signer = cl.node_auth(0)
+
+    def signed(method: str, target: str, body: bytes = b"") -> RawResponse:
+        # Signed over the path as the server decodes it, so the MAC passes and
+        # the id check is what answers.
+        headers = signer.headers(method, unquote(target), "", body)
+        return raw_request(port, method, target, body, headers)
+
     for target in targets:
         for method in ("PUT", "GET", "DELETE"):
-            resp = raw_request(port, method, target, b"x" if method == "PUT" else b"")
+            resp = signed(method, target, b"x" if method == "PUT" else b"")
             assert_raw_error(resp, (400,))
+            # Without the cluster MAC the node does not even look at the path.
+            unsigned = raw_request(port, method, target, b"x" if method == "PUT" else b"")
+            assert_raw_error(unsigned, (401,))
     for target in ("/../evil", "/%2e%2e/evil", "/%2e%2e%2fnode.json", "/chunks%2f..%2fevil"):
-        resp = raw_request(port, "PUT", target, b"x")
+        resp = signed("PUT", target, b"x")
         assert_raw_error(resp, (400, 404, 405))
     # The node's identity file is never served through a traversal.
     for target in ("/chunks/../node.json", "/chunks/%2e%2e%2fnode.json", "/chunks/..%2fnode.json"):
-        resp = raw_request(port, "GET", target)
+        resp = signed("GET", target)
         assert resp.status == 400 and b'"id"' not in resp.body
 
     assert _tree(cl.root) == before
@@ -456,7 +471,7 @@ def test_node_refuses_bad_chunk_ids(cl: Cluster) -> None:
 
 def test_node_refuses_bytes_that_do_not_match_the_id(cl: Cluster) -> None:
     port = cl.node_ports[1]
-    node = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    node = cl.node_http(0 if port == cl.node_ports[0] else 1)
     claimed = sha(os.urandom(64))
     before = _tree(cl.root)
     assert_error(node.put(f"/chunks/{claimed}", content=b"other bytes"), 422, "hash_mismatch")
@@ -583,7 +598,8 @@ def test_client_disconnect_mid_upload(cl: Cluster, mode: str) -> None:
     else:
         preamble, target, length, ctype = b"", f"/api/files/{name}", declared, "text/plain"
     head = (f"{'POST' if mode == 'multipart' else 'PUT'} {target} HTTP/1.1\r\n"
-            f"Host: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n\r\n")
+            f"Host: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n"
+            f"Authorization: Bearer {cl.admin_key}\r\n\r\n")
     sock = socket.create_connection(("127.0.0.1", cl.port), timeout=30)
     try:
         sock.sendall(head.encode() + preamble + prefix)

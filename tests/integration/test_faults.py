@@ -344,7 +344,7 @@ def test_full_nodes(make_cluster: MakeCluster) -> None:
     c = make_cluster(nodes=4, replicas=2, node_capacity="3MiB")
     ids = node_ids(c)
     limit = 3 * MiB
-    node0 = httpx.Client(base_url=f"http://127.0.0.1:{c.node_ports[0]}", timeout=30)
+    node0 = c.node_http(0)
 
     def refused_by_node0() -> float:
         return node_metric(c, 0, "tossit_node_chunk_ops_total", 'op="put",result="full"')

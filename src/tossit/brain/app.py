@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tossit import __version__
-from tossit.brain.api import cluster, files, home, nodes
+from tossit.auth.keys import Role
+from tossit.brain.api import cluster, files, home, keys, nodes
+from tossit.brain.api.access import ERROR_RESPONSES, by_method
 from tossit.brain.service import Brain
 from tossit.config import BrainSettings
 from tossit.errors import install_error_handlers
@@ -36,8 +38,18 @@ def create_app(settings: BrainSettings) -> FastAPI:
     )
     app.state.brain = brain
     install_error_handlers(app)
-    app.include_router(files.router)
-    app.include_router(nodes.router)
-    app.include_router(cluster.router)
+    # Who may call what, declared once per router (tossit.brain.api.access).
+    reads_or = {Role.readwrite: [Depends(by_method(Role.readwrite))],
+                Role.admin: [Depends(by_method(Role.admin))]}
+    app.include_router(files.router, dependencies=reads_or[Role.readwrite],
+                       responses=ERROR_RESPONSES)
+    app.include_router(nodes.router, dependencies=reads_or[Role.admin],
+                       responses=ERROR_RESPONSES)
+    app.include_router(cluster.router, dependencies=reads_or[Role.admin],
+                       responses=ERROR_RESPONSES)
+    app.include_router(keys.me_router, responses=ERROR_RESPONSES)
+    app.include_router(keys.router, responses=ERROR_RESPONSES)
+    app.include_router(nodes.protocol, responses={401: ERROR_RESPONSES[401]})
+    app.include_router(cluster.public)
     app.include_router(home.router)
     return app

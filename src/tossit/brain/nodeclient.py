@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 
 from tossit import chunkbatch
+from tossit.auth.mac import EMPTY_SHA256, Signer
 from tossit.brain.metrics import BATCHED_CHUNKS, BATCHES
 from tossit.brain.registry import NodeView, Registry
+from tossit.tlsconfig import client_context
 
 
 class NodeError(Exception):
@@ -76,9 +81,12 @@ class _NodeQueue:
 
 
 class NodeClient:
-    def __init__(self, registry: Registry, timeout: float) -> None:
+    def __init__(self, registry: Registry, timeout: float, signer: Signer | None = None,
+                 tls_ca: Path | None = None) -> None:
         self.registry = registry
         self.timeout = timeout
+        self.signer = signer
+        self.tls_ca = tls_ca
         self._session: aiohttp.ClientSession | None = None
         self._queues: dict[str, _NodeQueue] = {}
         self._senders: set[asyncio.Task[None]] = set()
@@ -96,7 +104,8 @@ class NodeClient:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30,
+                                           ssl=client_context(self.tls_ca)),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=self.timeout),
             skip_auto_headers=("User-Agent",),
             auto_decompress=False,
@@ -105,6 +114,14 @@ class NodeClient:
     async def close(self) -> None:
         if self._session:
             await self._session.close()
+
+    def _headers(self, method: str, path: str, node: NodeView, *, query: str = "",
+                 digest: str = EMPTY_SHA256, **extra: str) -> dict[str, str]:
+        """Signed request headers (the node rejects unsigned requests)."""
+        if self.signer is None:
+            return extra
+        return {**extra, **self.signer.headers(method, path, node.id, query=query,
+                                               digest=digest)}
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -160,15 +177,17 @@ class NodeClient:
         BATCHED_CHUNKS.inc(len(live))
         t0 = time.monotonic()
         try:
+            body = chunkbatch.encode((p.cid, p.data) for p in live)
+            digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
             async with self.http.post(
-                f"{node.address}/chunk-batch",
-                data=chunkbatch.encode((p.cid, p.data) for p in live),
-                headers={"content-type": "application/octet-stream"},
+                f"{node.address}/chunk-batch", data=body,
+                headers=self._headers("POST", "/chunk-batch", node, digest=digest,
+                                      **{"content-type": "application/octet-stream"}),
             ) as resp:
                 if resp.status != 200:
-                    body = (await resp.text())[:200]
+                    text = (await resp.text())[:200]
                     cls = NodeUnavailable if resp.status >= 500 else NodeError
-                    raise cls(f"{node.name} answered {resp.status} to a batch: {body}")
+                    raise cls(f"{node.name} answered {resp.status} to a batch: {text}")
                 results = (await resp.json())["results"]
             self.registry.observe_latency(node.id, time.monotonic() - t0)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -200,7 +219,9 @@ class NodeClient:
                 # A memoryview: aiohttp slices the body to its length, and slicing
                 # bytes would copy every chunk once per node.
                 f"{node.address}/chunks/{chunk_id}", data=memoryview(data),
-                headers={"content-type": "application/octet-stream"},
+                # The body's hash is the chunk id, and the node checks the body against it.
+                headers=self._headers("PUT", f"/chunks/{chunk_id}", node, digest=chunk_id,
+                                      **{"content-type": "application/octet-stream"}),
             ) as resp:
                 if resp.status in (200, 201):
                     await resp.read()
@@ -216,7 +237,9 @@ class NodeClient:
     async def get_chunk(self, node: NodeView, chunk_id: str) -> bytes:
         t0 = time.monotonic()
         with self._transport_errors(node, mark=True):
-            async with self.http.get(f"{node.address}/chunks/{chunk_id}") as resp:
+            path = f"/chunks/{chunk_id}"
+            async with self.http.get(node.address + path,
+                                     headers=self._headers("GET", path, node)) as resp:
                 if resp.status == 200:
                     data = await resp.read()
                     self.registry.observe_latency(node.id, time.monotonic() - t0)
@@ -228,15 +251,19 @@ class NodeClient:
     async def delete_chunk(self, node: NodeView, chunk_id: str) -> bool:
         """Delete a chunk; True if the node had it (deleting nothing is fine)."""
         with self._transport_errors(node, mark=False):
-            async with self.http.delete(f"{node.address}/chunks/{chunk_id}") as resp:
+            path = f"/chunks/{chunk_id}"
+            async with self.http.delete(node.address + path,
+                                        headers=self._headers("DELETE", path, node)) as resp:
                 if resp.status >= 400:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to a delete")
                 return bool((await resp.json()).get("deleted"))
 
     async def inventory(self, node: NodeView, after: str, limit: int) -> dict[str, object]:
         with self._transport_errors(node, mark=False):
+            query = urlencode({"after": after, "limit": str(limit)})
             async with self.http.get(
-                f"{node.address}/inventory", params={"after": after, "limit": str(limit)}
+                f"{node.address}/inventory?{query}",
+                headers=self._headers("GET", "/inventory", node, query=query),
             ) as resp:
                 if resp.status != 200:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to inventory")

@@ -11,10 +11,13 @@ import contextlib
 import logging
 import time
 
+from tossit.auth.mac import BRAIN, Signer, Verifier
+from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
+from tossit.brain.keys import KeyService
 from tossit.brain.monitor import Monitor
 from tossit.brain.nodeclient import NodeClient
 from tossit.brain.pins import ChunkPins
@@ -32,7 +35,17 @@ class Brain:
         self.url = settings.resolved_database_url()
         self.store = Store(make_engine(self.url))
         self.registry = Registry(settings.replicas, settings.high_water)
-        self.nodes = NodeClient(self.registry, settings.node_timeout)
+        # Secrets live in data_dir even when metadata is in PostgreSQL: a database
+        # dump must not be enough to act as the cluster or to recover key secrets.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        master, _ = ensure_secret(settings.data_dir / MASTER_KEY_FILE)
+        cluster_secret, _ = ensure_secret(settings.data_dir / CLUSTER_SECRET_FILE)
+        self.keys = KeyService(self.store, master.encode())
+        self.auth = settings.auth
+        self.node_verifier = Verifier(cluster_secret, BRAIN) if settings.auth else None
+        signer = Signer(cluster_secret, BRAIN) if settings.auth else None
+        self.nodes = NodeClient(self.registry, settings.node_timeout, signer,
+                                settings.tls_ca)
         self.pins = ChunkPins()
         self.collector = Collector(settings, self.store, self.registry, self.nodes, self.pins)
         self.monitor = Monitor(settings, self.store, self.registry)
@@ -44,10 +57,14 @@ class Brain:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        if self.url.startswith("sqlite"):
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await migrate(self.url)
         await self.store.bucket_id("default")
+        if self.auth:
+            await self.keys.bootstrap(self.settings.data_dir)
+        else:
+            log.warning("authentication is OFF (auth = false): anyone who can reach "
+                        "%s:%d can read and change everything", self.settings.host,
+                        self.settings.port)
         for row in await self.store.list_nodes():
             view = self.registry.update(
                 {c: getattr(row, c) for c in (

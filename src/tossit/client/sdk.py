@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
+from tossit.tlsconfig import client_context
+
 Progress = Callable[[int], None]
 _PIECE = 1 << 20
 
@@ -31,11 +33,18 @@ class TossitError(Exception):
 
 
 class TossitClient:
-    def __init__(self, brain_url: str = "http://127.0.0.1:8000", timeout: float = 60.0) -> None:
+    """``key`` is an API key secret (sent as a bearer token); ``tls_ca`` a CA
+    bundle to verify an HTTPS brain with (default: the system's store)."""
+
+    def __init__(self, brain_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
+                 key: str | None = None, tls_ca: str | Path | None = None) -> None:
         self.url = brain_url.rstrip("/")
+        self.has_key = bool(key)
         self.http = httpx.Client(
             base_url=self.url,
             timeout=httpx.Timeout(timeout, connect=5.0),
+            headers={"Authorization": f"Bearer {key}"} if key else None,
+            verify=client_context(Path(tls_ca) if tls_ca else None),
         )
 
     def __enter__(self) -> TossitClient:
@@ -174,3 +183,22 @@ class TossitClient:
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/health")
+
+    # -- keys ---------------------------------------------------------------
+
+    def create_key(self, name: str, role: str = "readwrite",
+                   expires_in: float | None = None) -> dict[str, Any]:
+        """A new key; the answer's ``secret`` is shown this once only."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return self._request("POST", "/api/keys", json=body)
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/keys")
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/keys/{key_id}")
+
+    def whoami(self) -> dict[str, Any]:
+        return self._request("GET", "/api/keys/me")

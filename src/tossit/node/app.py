@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,16 +21,20 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from tossit import __version__, chunkbatch
+from tossit.auth.asgi import SignedRequests
+from tossit.auth.mac import Signer, Verifier
 from tossit.chunkbatch import MAX_BATCH_BYTES, MAX_BATCH_CHUNKS
 from tossit.chunking import is_chunk_id
 from tossit.config import MAX_CHUNK_SIZE, NodeSettings
 from tossit.errors import ApiError, install_error_handlers
 from tossit.node.heartbeat import Heartbeat
-from tossit.node.identity import load_or_create
+from tossit.node.identity import load_join_secret, load_or_create
 from tossit.node.storage import ChunkStore, HashMismatch, StorageFull
 
 log = logging.getLogger("tossit.node")
 DISK_THREADS = 32
+# Reachable without the cluster secret: nothing here reveals or changes a chunk.
+OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/openapi.json"})
 
 
 def _check_id(chunk_id: str) -> str:
@@ -41,8 +46,9 @@ def _check_id(chunk_id: str) -> str:
 def create_app(settings: NodeSettings) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     node_id = load_or_create(settings.data_dir)
+    secret = load_join_secret(settings)
     store = ChunkStore(settings.data_dir, settings.capacity)
-    heartbeat = Heartbeat(settings, node_id, store)
+    heartbeat = Heartbeat(settings, node_id, store, Signer(secret, node_id) if secret else None)
     registry = CollectorRegistry()
     ops = Counter("tossit_node_chunk_ops", "Chunk operations", ["op", "result"], registry=registry)
     bytes_io = Counter("tossit_node_bytes", "Chunk bytes moved", ["direction"], registry=registry)
@@ -74,11 +80,23 @@ def create_app(settings: NodeSettings) -> FastAPI:
     install_error_handlers(app)
     app.state.store = store
     app.state.node_id = node_id
+    if secret:
+        app.add_middleware(SignedRequests, verifier=Verifier(secret, node_id),
+                           open_paths=OPEN_PATHS)
+    else:
+        log.warning("no cluster secret: this node accepts unsigned requests (loopback only)")
+
+    def signed_digest(request: Request) -> str | None:
+        """The body hash the caller signed (None when running without a secret)."""
+        digest: str | None = getattr(request.state, "content_sha256", None)
+        return digest
 
     @app.put("/chunks/{chunk_id}", status_code=201)
     async def put_chunk(chunk_id: str, request: Request) -> JSONResponse:
         """Store a chunk; the body must hash (SHA-256) to ``chunk_id``."""
         _check_id(chunk_id)
+        if signed_digest(request) not in (None, chunk_id):
+            raise ApiError(401, "unauthorized", "the signed body hash is not the chunk id")
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_CHUNK_SIZE):
             raise ApiError(413, "chunk_too_large", f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
@@ -115,6 +133,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
             if len(body) > MAX_BATCH_BYTES + MAX_BATCH_CHUNKS * 36:
                 raise ApiError(413, "batch_too_large",
                                f"a batch is at most {MAX_BATCH_BYTES} bytes")
+        digest = signed_digest(request)
+        if digest is not None and hashlib.sha256(body).hexdigest() != digest:
+            raise ApiError(401, "unauthorized", "the body does not match its signed hash")
         try:
             frames = chunkbatch.decode(body)
         except chunkbatch.BatchFormatError as exc:

@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from tossit import __version__
+from tossit.auth.mac import BRAIN, Signer
 from tossit.config import NodeSettings
 from tossit.node.storage import ChunkStore
+from tossit.tlsconfig import client_context
 
 log = logging.getLogger("tossit.node.heartbeat")
 
 
 class Heartbeat:
-    def __init__(self, settings: NodeSettings, node_id: str, store: ChunkStore) -> None:
+    def __init__(self, settings: NodeSettings, node_id: str, store: ChunkStore,
+                 signer: Signer | None = None) -> None:
         self.settings = settings
         self.node_id = node_id
         self.store = store
+        self.signer = signer
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         self._registered = False
@@ -59,25 +66,42 @@ class Heartbeat:
             "disk_id": self.store.disk_id(),
         }
 
+    def _signed(self, path: str, body: bytes) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.signer is not None:
+            full = urlsplit(self.settings.brain + path).path
+            headers.update(self.signer.headers("POST", full, BRAIN,
+                                               digest=hashlib.sha256(body).hexdigest()))
+        return headers
+
     async def _run(self) -> None:
         interval = self.settings.heartbeat_interval
         backoff = interval
         timeout = aiohttp.ClientTimeout(total=max(5.0, interval * 2))
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        connector = aiohttp.TCPConnector(ssl=client_context(self.settings.tls_ca))
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             while True:
                 try:
                     report = await asyncio.to_thread(self.report)
                     path = "/api/nodes/register" if not self._registered else (
                         f"/api/nodes/{self.node_id}/heartbeat"
                     )
-                    async with http.post(self.settings.brain + path, json=report) as resp:
+                    body = json.dumps(report).encode()
+                    async with http.post(self.settings.brain + path, data=body,
+                                         headers=self._signed(path, body)) as resp:
                         if resp.status == 404 and self._registered:
                             log.warning("brain does not know this node any more; re-registering")
                             self._registered = False
                             continue
+                        if resp.status == 401:
+                            why = (await resp.text())[:300]
+                            raise RuntimeError(
+                                f"the brain refused this node ({why}); give the node the "
+                                "brain's cluster secret: --join-secret-file "
+                                "BRAIN_DATA_DIR/cluster.secret")
                         if resp.status >= 400:
-                            body = (await resp.text())[:300]
-                            raise RuntimeError(f"brain answered {resp.status}: {body}")
+                            text = (await resp.text())[:300]
+                            raise RuntimeError(f"brain answered {resp.status}: {text}")
                         if not self._registered:
                             log.info("registered with brain %s as %s", self.settings.brain,
                                      self.node_id)
@@ -93,7 +117,7 @@ class Heartbeat:
                     raise
                 except Exception as exc:
                     if self.connected or backoff == interval:
-                        log.warning("cannot reach brain %s: %s", self.settings.brain, exc)
+                        log.warning("no contact with brain %s: %s", self.settings.brain, exc)
                     self.connected = False
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)

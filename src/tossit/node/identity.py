@@ -12,6 +12,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tossit.auth.secretfile import CLUSTER_SECRET_FILE, read_secret, write_secret
+from tossit.config import NodeSettings
+
 
 def load_or_create(data_dir: Path) -> str:
     path = data_dir / "node.json"
@@ -29,3 +32,23 @@ def load_or_create(data_dir: Path) -> str:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return node_id
+
+
+def load_join_secret(settings: NodeSettings) -> str | None:
+    """The cluster secret: ``join_secret``, else ``join_secret_file``, else the copy
+    kept in the data dir from an earlier start (so a restart needs no flag).
+
+    A secret given explicitly is saved there (mode 0600) for the next start."""
+    kept = settings.data_dir / CLUSTER_SECRET_FILE
+    given: str | None = None
+    if settings.join_secret is not None:
+        given = settings.join_secret.get_secret_value().strip()
+    elif settings.join_secret_file is not None:
+        given = read_secret(settings.join_secret_file)
+    if given is None:
+        return read_secret(kept) if kept.exists() else None
+    if not given:
+        raise ValueError("the join secret is empty")
+    if not kept.exists() or read_secret(kept) != given:
+        write_secret(kept, given)
+    return given

@@ -14,9 +14,10 @@ from tossit.brain.api.common import brain_of, iso
 from tossit.brain.registry import READABLE_STATES, disk_capacity
 
 router = APIRouter()
+public = APIRouter()  # the only route that needs no key: load balancers and probes
 
 
-@router.get("/health", tags=["cluster"], summary="Brain health (200 only if metadata answers)")
+@public.get("/health", tags=["cluster"], summary="Brain health (200 only if metadata answers)")
 async def health(request: Request) -> Response:
     brain = brain_of(request)
     try:

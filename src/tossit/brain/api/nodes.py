@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from tossit.brain.api.access import signed_by_node
 from tossit.brain.api.common import brain_of, iso
 from tossit.brain.registry import OFFLINE, ONLINE, NodeView
 from tossit.errors import ApiError
 
 router = APIRouter(tags=["nodes"])
+# Called by nodes, not users: authenticated by the cluster MAC (tossit.auth.mac).
+protocol = APIRouter(tags=["node protocol"])
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _BIG = 2**62
 
@@ -56,8 +59,15 @@ async def get_node(request: Request, node_id: str = Path(pattern=_ID)) -> dict[s
     return node_json(view)
 
 
-@router.post("/api/nodes/register", summary="A node joins (or rejoins) the cluster")
-async def register(report: NodeReport, request: Request) -> dict[str, Any]:
+def _check_sender(sender: str | None, node_id: str) -> None:
+    if sender is not None and sender != node_id:
+        raise ApiError(403, "forbidden", f"signed by {sender}, not by node {node_id}")
+
+
+@protocol.post("/api/nodes/register", summary="A node joins (or rejoins) the cluster")
+async def register(report: NodeReport, request: Request,
+                   sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
+    _check_sender(sender, report.id)
     brain = brain_of(request)
     data = report.model_dump()
     before = brain.registry.get(report.id)
@@ -76,9 +86,11 @@ async def register(report: NodeReport, request: Request) -> dict[str, Any]:
     return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval}
 
 
-@router.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report")
+@protocol.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report")
 async def heartbeat(report: NodeReport, request: Request,
-                    node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
+                    node_id: str = Path(pattern=_ID),
+                    sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
+    _check_sender(sender, node_id)
     brain = brain_of(request)
     view = brain.registry.get(node_id)
     if view is None or report.id != node_id:
