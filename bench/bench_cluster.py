@@ -20,16 +20,44 @@ The client is a thread pool with one persistent ``http.client`` connection per
 worker. Every figure goes to a JSON file (default ``bench/results/<UTC time>.json``)
 together with the git commit and the machine (cores, memory).
 
+Authentication (``--auth``):
+
+* ``on`` (the default): the brain runs with authentication, the nodes join with
+  ``--join-secret-file BRAIN_DATA_DIR/cluster.secret`` (brain <-> node requests
+  are HMAC-signed), and every request of the bench carries
+  ``Authorization: Bearer <the brain's DATA_DIR/admin.key>``.
+* ``off``: ``brain --no-auth`` (loopback only), nodes without a secret
+  (unsigned), requests without a key.
+* ``both``: the cost of authentication. Two clusters, one of each mode, are
+  started up front on different ports; each case runs on both back to back on
+  the same objects, and which mode goes first alternates from case to case and
+  from round to round (round 1: a-on a-off, b-off b-on, c-on c-off; round 2:
+  the other way round), so both see the same load over the same time window.
+  ``stream`` runs on the on cluster, then on the off one. At the end a table
+  gives, for every case and phase, the median with auth on, off and on/off
+  (MB/s for PUT/GET of 1 MiB and larger objects, ops/s for DELETE and for 4 KiB
+  objects); the target is on/off >= 0.90.
+
+Every run in the JSON file is tagged ``"auth": "on"`` or ``"off"``. With one
+mode, ``summary`` (and ``stream``, ``pids``) have the layout of a single run;
+with ``both`` they are keyed by mode (``summary.on``, ``summary.off``) and
+``summary.ratio_on_off`` holds the comparison per case and phase (``on``,
+``off``, ``ratio`` of the medians, ``per_round`` ratios of the paired runs,
+p50/p99 latencies and their ratios, ``within_10pct``; ``stream`` for the upload
+and download of the streaming case).
+
 Run from the repository root::
 
     .venv/bin/python bench/bench_cluster.py                           # a,b,c + stream, 1 round
     .venv/bin/python bench/bench_cluster.py --cases a,b,c --repeat 2
     .venv/bin/python bench/bench_cluster.py --cases stream --stream-size 5GiB
     .venv/bin/python bench/bench_cluster.py --cases c --chunk-size 4MiB --keep
+    .venv/bin/python bench/bench_cluster.py --cases a,b,c --repeat 3 --auth both
 
-The cluster is stopped on exit, on Ctrl-C and on SIGTERM; its data folder is
-removed unless ``--keep`` is given (its logs are copied next to the JSON file
-when a run had errors).
+The clusters are stopped on exit, on Ctrl-C and on SIGTERM; the data folder
+(one ``auth-on`` / ``auth-off`` subfolder per cluster) is removed unless
+``--keep`` is given (the logs are copied next to the JSON file, as
+``<out>.logs/auth-<mode>/``, when a run had errors).
 """
 
 from __future__ import annotations
@@ -65,6 +93,11 @@ HOST = "127.0.0.1"
 N_NODES = 3
 REPLICAS = 3
 PAUSE_S = 5.0  # between runs: flush dirty pages, let the load settle
+ADMIN_KEY_FILE = "admin.key"  # in the brain's data dir: the first admin key's secret
+CLUSTER_SECRET_FILE = "cluster.secret"  # in the brain's data dir: nodes join with it
+# Environment variables that would change a child's auth mode behind the flags' back.
+_AUTH_ENV = ("TOSSIT_AUTH", "TOSSIT_NODE_JOIN_SECRET", "TOSSIT_NODE_JOIN_SECRET_FILE",
+             "TOSSIT_CONFIG")
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,14 @@ def parse_size(text: str) -> int:
     if unit not in units or not num:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 5GiB, 8MiB, 4096)")
     return int(float(num) * units[unit])
+
+
+def read_secret(path: Path) -> str:
+    """The first non-comment line of a secret file (like tossit.auth.secretfile)."""
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return line.strip()
+    raise ValueError(f"{path} is empty")
 
 
 def free_port() -> int:
@@ -149,19 +190,31 @@ def machine_info() -> dict[str, Any]:
 
 
 class Cluster:
-    """A brain and N nodes as child processes, each in its own session."""
+    """A brain and N nodes as child processes, each in its own session.
 
-    def __init__(self, root: Path, chunk_size: str | None, nodes: int = N_NODES) -> None:
+    ``auth=True``: the brain runs with authentication (the default) and the nodes
+    join with its cluster secret; every request the bench makes carries the
+    brain's first admin key (``headers``). ``auth=False``: ``brain --no-auth``
+    and nodes without a secret (unsigned), requests carry no key."""
+
+    def __init__(self, root: Path, chunk_size: str | None, auth: bool = True,
+                 nodes: int = N_NODES) -> None:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.chunk_size = chunk_size
+        self.auth = auth
+        self.mode = "on" if auth else "off"
         self.port = free_port()
         self.node_ports = [free_port() for _ in range(nodes)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.headers: dict[str, str] = {}  # Authorization once the brain is up (auth on)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The mode is set by flags; keep a stray environment from changing it.
+        for var in _AUTH_ENV:
+            env.pop(var, None)
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "tossit", *argv], stdout=log, stderr=subprocess.STDOUT,
@@ -170,24 +223,44 @@ class Cluster:
 
     def start(self) -> None:
         argv = ["brain", "--host", HOST, "--port", str(self.port),
-                "--data-dir", str(self.root / "brain"), "--replicas", str(REPLICAS)]
+                "--data-dir", str(self.root / "brain"), "--replicas", str(REPLICAS),
+                "--auth" if self.auth else "--no-auth"]
         if self.chunk_size:
             argv += ["--chunk-size", self.chunk_size]
         self._spawn("brain", argv)
         self._wait(lambda: request_json("GET", self.port, "/health")[0] == 200, 60,
                    "brain /health")
+        node_auth: list[str] = []
+        if self.auth:
+            # Written by the brain on its first start, before it answers /health.
+            key_file = self.root / "brain" / ADMIN_KEY_FILE
+            self._wait(lambda: bool(read_secret(key_file)), 30, f"{key_file}")
+            self.headers = {"Authorization": f"Bearer {read_secret(key_file)}"}
+            node_auth = ["--join-secret-file", str(self.root / "brain" / CLUSTER_SECRET_FILE)]
+        self.check_mode()
         for i, port in enumerate(self.node_ports):
             self._spawn(f"node-{i}", [
                 "node", "--host", HOST, "--port", str(port),
                 "--data-dir", str(self.root / f"node{i}"),
-                "--brain", f"http://{HOST}:{self.port}", "--name", f"node-{i}",
+                "--brain", f"http://{HOST}:{self.port}", "--name", f"node-{i}", *node_auth,
             ])
 
         def online() -> bool:
-            _, nodes = request_json("GET", self.port, "/api/nodes")
+            _, nodes = request_json("GET", self.port, "/api/nodes", headers=self.headers)
             return sum(1 for n in nodes if n["state"] == "online") >= len(self.node_ports)
 
         self._wait(online, 60, f"{len(self.node_ports)} nodes online")
+
+    def check_mode(self) -> None:
+        """The brain really runs in the mode asked for: without a key, the API answers
+        401 with auth on and 200 with auth off (and 200 with the key, auth on)."""
+        bare, _ = request_json("GET", self.port, "/api/nodes")
+        keyed, _ = request_json("GET", self.port, "/api/nodes", headers=self.headers)
+        want = (401, 200) if self.auth else (200, 200)
+        if (bare, keyed) != want:
+            raise RuntimeError(
+                f"brain on port {self.port} (auth {self.mode}): GET /api/nodes answered "
+                f"{bare} without a key and {keyed} with it, expected {want[0]} and {want[1]}")
 
     def _wait(self, ok: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -203,7 +276,7 @@ class Cluster:
 
     def stored_chunks(self) -> int:
         """Chunks on the nodes as of their last heartbeats."""
-        _, nodes = request_json("GET", self.port, "/api/nodes")
+        _, nodes = request_json("GET", self.port, "/api/nodes", headers=self.headers)
         return sum(int(n.get("chunk_count", 0)) for n in nodes)
 
     def drain(self, timeout: float = 120) -> float | None:
@@ -245,10 +318,11 @@ class Cluster:
                 p.wait(5)
 
 
-def request_json(method: str, port: int, path: str, timeout: float = 10) -> tuple[int, Any]:
+def request_json(method: str, port: int, path: str, timeout: float = 10,
+                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request(method, path)
+        conn.request(method, path, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, json.loads(body) if body else None
@@ -329,10 +403,13 @@ class Sampler:
 
 
 class Conn:
-    """One persistent HTTP/1.1 connection (reconnects after an error)."""
+    """One persistent HTTP/1.1 connection (reconnects after an error); ``headers``
+    (the Authorization header with auth on) go with every request."""
 
-    def __init__(self, port: int, timeout: float = 600) -> None:
+    def __init__(self, port: int, headers: dict[str, str] | None = None,
+                 timeout: float = 600) -> None:
         self.port = port
+        self.headers = dict(headers or {})
         self.timeout = timeout
         self.http: http.client.HTTPConnection | None = None
 
@@ -354,6 +431,8 @@ class Conn:
         """Sends headers and body; small bodies go in the same segment as the headers."""
         conn = self._open()
         conn.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in self.headers.items():
+            conn.putheader(k, v)
         if body is not None:
             size = len(body) if isinstance(body, bytes) else length
             conn.putheader("Content-Length", str(size))
@@ -416,9 +495,10 @@ class Phase:
         }
 
 
-def run_phase(count: int, concurrency: int, port: int, fn: Callable[[Conn, int], None]) -> float:
+def run_phase(count: int, concurrency: int, cluster: Cluster,
+              fn: Callable[[Conn, int], None]) -> float:
     """Calls fn(conn, i) for every i on a pool of ``concurrency`` threads, each with its own
-    persistent connection; returns the wall time."""
+    persistent connection to ``cluster``'s brain; returns the wall time."""
     local = threading.local()
     conns: list[Conn] = []
     conns_lock = threading.Lock()
@@ -426,7 +506,7 @@ def run_phase(count: int, concurrency: int, port: int, fn: Callable[[Conn, int],
     def one(i: int) -> None:
         conn: Conn | None = getattr(local, "conn", None)
         if conn is None:
-            conn = local.conn = Conn(port)
+            conn = local.conn = Conn(cluster.port, cluster.headers)
             with conns_lock:
                 conns.append(conn)
         fn(conn, i)
@@ -435,7 +515,7 @@ def run_phase(count: int, concurrency: int, port: int, fn: Callable[[Conn, int],
     barrier = threading.Barrier(concurrency)
 
     def warm(_: int) -> None:
-        c = local.conn = Conn(port)
+        c = local.conn = Conn(cluster.port, cluster.headers)
         with conns_lock:
             conns.append(c)
         r = c.send("GET", "/health")
@@ -457,11 +537,13 @@ def run_phase(count: int, concurrency: int, port: int, fn: Callable[[Conn, int],
     return wall
 
 
-def run_case(case: Case, rnd: int, port: int, sampler: Sampler, seed: int) -> dict[str, Any]:
+def run_case(case: Case, rnd: int, cluster: Cluster, sampler: Sampler,
+             seed: int) -> dict[str, Any]:
+    # The same objects for both auth modes of a round: like is compared with like.
     rng = random.Random(seed * 1000 + rnd * 10 + ord(case.name))
     datas = [rng.randbytes(case.size) for _ in range(case.count)]
     digests = [hashlib.sha256(d).digest() for d in datas]
-    tag = f"bench-{case.name}-r{rnd}-{os.getpid()}-{rng.getrandbits(32):08x}"
+    tag = f"bench-{case.name}-r{rnd}-auth{cluster.mode}-{os.getpid()}-{rng.getrandbits(32):08x}"
     ids: list[int | None] = [None] * case.count
     phases = {p: Phase() for p in PHASES}
 
@@ -523,14 +605,15 @@ def run_case(case: Case, rnd: int, port: int, sampler: Sampler, seed: int) -> di
             ph.ok(res[1])
 
     out: dict[str, Any] = {
-        "case": case.name, "round": rnd, "size": case.size, "count": case.count,
+        "case": case.name, "round": rnd, "auth": cluster.mode, "size": case.size,
+        "count": case.count,
         "concurrency": case.concurrency, "loadavg_before": os.getloadavg(),
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "phases": {},
     }
     for name, fn in (("put", put), ("get", get), ("delete", delete)):
         res: dict[str, Any] = {}
         with sampler.window(res):
-            wall = run_phase(case.count, case.concurrency, port, fn)
+            wall = run_phase(case.count, case.concurrency, cluster, fn)
         res = phases[name].report(wall, case.size if name != "delete" else 0) | res
         out["phases"][name] = res
     out["peak_rss_mb"] = {
@@ -553,16 +636,17 @@ def _stream_pieces(total: int, seed: int) -> Iterator[bytes]:
         yield bytes(base[: min(MiB, total - off)])
 
 
-def run_stream(size: int, port: int, sampler: Sampler, seed: int) -> dict[str, Any]:
-    print(f"stream: hashing {size / GiB:.1f} GiB of generated content (untimed) ...",
-          flush=True)
+def run_stream(size: int, cluster: Cluster, sampler: Sampler, seed: int) -> dict[str, Any]:
+    print(f"stream (auth {cluster.mode}): hashing {size / GiB:.1f} GiB of generated content "
+          "(untimed) ...", flush=True)
     sha = hashlib.sha256()
     for piece in _stream_pieces(size, seed):
         sha.update(piece)
     expected = sha.hexdigest()
-    out: dict[str, Any] = {"size": size, "sha256": expected, "loadavg_before": os.getloadavg(),
+    out: dict[str, Any] = {"auth": cluster.mode, "size": size, "sha256": expected,
+                           "loadavg_before": os.getloadavg(),
                            "time": datetime.now(UTC).isoformat(timespec="seconds")}
-    conn = Conn(port, timeout=900)
+    conn = Conn(cluster.port, cluster.headers, timeout=900)
     name = f"bench-stream-{os.getpid()}-{seed}.bin"
 
     up: dict[str, Any] = {}
@@ -604,7 +688,8 @@ def run_stream(size: int, port: int, sampler: Sampler, seed: int) -> dict[str, A
     print(f"  download {down['MBps']:8.1f} MB/s  {dt:7.1f} s  brain peak RSS "
           f"{down['peak_rss_mb']['brain']:.0f} MB  verified={down['sha256_ok']}", flush=True)
     conn.reset()
-    status, _ = request_json("DELETE", port, f"/api/files/{meta['id']}", timeout=120)
+    status, _ = request_json("DELETE", cluster.port, f"/api/files/{meta['id']}", timeout=120,
+                             headers=cluster.headers)
     out["delete_status"] = status
     out["errors"] = int(up["status"] != 201) + int(not up["server_sha256_ok"]) + int(
         not down["sha256_ok"]) + int(status != 200)
@@ -633,9 +718,85 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+SMALL = 64 * 1024  # objects below this are compared by ops/s (MB/s would be ~1 or less)
+
+
+def metric(case: Case, phase: str) -> tuple[str, str]:
+    """The figure compared: MB/s for a PUT or GET of large objects, else ops/s (for one
+    case both give the same ratio; ops/s keeps its precision for small objects)."""
+    if phase != "delete" and case.size >= SMALL:
+        return "MBps", "MB/s"
+    return "ops_s", "ops/s"
+
+TARGET_RATIO = 0.90  # "with authentication on, within 10% of its throughput without"
+
+
+def _ratio(on: float | None, off: float | None) -> float | None:
+    return round(on / off, 3) if on is not None and off else None
+
+
+def compare(runs: list[dict[str, Any]], summary: dict[str, Any],
+            stream: dict[str, Any] | None) -> dict[str, Any]:
+    """For every case and phase: the median with auth on and off and their ratio
+    (``ratio`` = on/off of the medians; ``per_round`` = on/off of the two runs of
+    each round, which ran next to each other on the same objects)."""
+    out: dict[str, Any] = {}
+    for name in CASES:
+        if name not in summary["on"] or name not in summary["off"]:
+            continue
+        out[name] = {}
+        for p in PHASES:
+            key, unit = metric(CASES[name], p)
+            on, off = summary["on"][name][p], summary["off"][name][p]
+            paired: dict[int, dict[str, float | None]] = {}
+            for r in runs:
+                if r["case"] == name:
+                    paired.setdefault(r["round"], {})[r["auth"]] = r["phases"][p][key]
+            out[name][p] = {
+                "metric": key, "unit": unit, "on": on[key], "off": off[key],
+                "ratio": _ratio(on[key], off[key]),
+                "per_round": [_ratio(v.get("on"), v.get("off")) for _, v in sorted(paired.items())],
+                "p50_ms": {"on": on["p50_ms"], "off": off["p50_ms"],
+                           "ratio": _ratio(on["p50_ms"], off["p50_ms"])},
+                "p99_ms": {"on": on["p99_ms"], "off": off["p99_ms"],
+                           "ratio": _ratio(on["p99_ms"], off["p99_ms"])},
+            }
+            out[name][p]["within_10pct"] = (None if out[name][p]["ratio"] is None
+                                            else out[name][p]["ratio"] >= TARGET_RATIO)
+    if stream and "on" in stream and "off" in stream:
+        out["stream"] = {}
+        for d in ("upload", "download"):
+            on = stream["on"].get(d, {}).get("MBps")
+            off = stream["off"].get(d, {}).get("MBps")
+            ratio = _ratio(on, off)
+            out["stream"][d] = {"metric": "MBps", "unit": "MB/s", "on": on, "off": off,
+                                "ratio": ratio,
+                                "within_10pct": None if ratio is None else ratio >= TARGET_RATIO}
+    return out
+
+
+def print_comparison(cmp: dict[str, Any], rounds: int) -> None:
+    def num(x: float | None, fmt: str) -> str:
+        width = int(fmt.split(".")[0])
+        return format(x, fmt) if x is not None else "-".rjust(width)
+
+    print(f"\nauth on vs off (median of {rounds} round(s) per mode; on/off below "
+          f"{TARGET_RATIO:.2f} = more than 10% slower with auth)")
+    print(f"{'case':<7}{'phase':<9}{'unit':<7}{'on':>10}{'off':>10}{'on/off':>8}  "
+          f"{'p50 ms on':>10}{'p50 ms off':>11}  within 10%")
+    for name, phases in cmp.items():
+        for p, x in phases.items():
+            p50 = x.get("p50_ms", {})
+            ok = {True: "yes", False: "NO", None: "-"}[x["within_10pct"]]
+            print(f"{name:<7}{p.upper():<9}{x['unit']:<7}{num(x['on'], '10.1f')}"
+                  f"{num(x['off'], '10.1f')}{num(x['ratio'], '8.3f')}  "
+                  f"{num(p50.get('on'), '10.1f')}{num(p50.get('off'), '11.1f')}  {ok}")
+    sys.stdout.flush()
+
+
 def print_run(r: dict[str, Any]) -> None:
     nodes = max(v for k, v in r["peak_rss_mb"].items() if k != "brain")
-    print(f"case {r['case']} round {r['round']}: {r['count']} x {r['size']} B, "
+    print(f"case {r['case']} round {r['round']} auth {r['auth']}: {r['count']} x {r['size']} B, "
           f"c={r['concurrency']}  peak RSS brain {r['peak_rss_mb']['brain']:.0f} MB, "
           f"max node {nodes:.0f} MB")
     for p in PHASES:
@@ -668,6 +829,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="size of the streamed object [5GiB]")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep", action="store_true", help="keep the cluster's data folder")
+    ap.add_argument("--auth", choices=("on", "off", "both"), default="on",
+                    help="on: the brain with authentication (the default) and nodes joined "
+                    "with its cluster secret; off: brain --no-auth, unsigned nodes; both: two "
+                    "clusters, one of each, measured in turn and compared [on]")
     args = ap.parse_args(argv)
 
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -682,7 +847,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="tossit-bench-", dir="/tmp"))
-    cluster = Cluster(root, args.chunk_size)
+    modes = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[args.auth]
+    clusters = {m: Cluster(root / f"auth-{m}", args.chunk_size, auth=m == "on") for m in modes}
+    both = len(clusters) > 1
+
+    def per_mode(values: dict[str, Any]) -> Any:
+        """One mode: its value alone (the layout of a single-cluster run); both: by mode."""
+        return values if both else values[modes[0]]
+
     result: dict[str, Any] = {
         "tool": "bench/bench_cluster.py",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -691,6 +863,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"nodes": N_NODES, "replicas": REPLICAS, "metadata": "sqlite",
                    "chunk_size": args.chunk_size or "default", "cases": wanted,
                    "repeat": args.repeat, "stream_size": args.stream_size,
+                   "auth": args.auth,
                    "client": "http.client, one persistent connection per worker thread",
                    "data_dir": str(root)},
         "runs": [],
@@ -698,31 +871,49 @@ def main(argv: list[str] | None = None) -> int:
     errors = 0
     interrupted = False
     try:
-        print(f"starting brain + {N_NODES} nodes under {root} ...", flush=True)
-        cluster.start()
-        result["pids"] = cluster.pids()
-        with Sampler(cluster.pids()) as sampler:
+        for m, cluster in clusters.items():
+            print(f"starting brain + {N_NODES} nodes, auth {m}, under {cluster.root} ...",
+                  flush=True)
+            cluster.start()
+        result["pids"] = per_mode({m: c.pids() for m, c in clusters.items()})
+        with contextlib.ExitStack() as stack:
+            samplers = {m: stack.enter_context(Sampler(c.pids())) for m, c in clusters.items()}
+            abc = [c for c in wanted if c in CASES]
             for rnd in range(1, args.repeat + 1):
-                for name in [c for c in wanted if c in CASES]:
+                for k, name in enumerate(abc):
+                    # Both modes of a case back to back; who goes first alternates from
+                    # case to case and from round to round.
+                    order = modes if (rnd + k) % 2 == 1 else modes[::-1]
+                    for m in order:
+                        cluster = clusters[m]
+                        subprocess.run(["sync"], check=False)
+                        time.sleep(PAUSE_S)
+                        run = run_case(CASES[name], rnd, cluster, samplers[m], args.seed)
+                        # Chunks of deleted objects are freed in the background: let that
+                        # finish so it does not slow down the next run.
+                        run["chunks_freed_after_s"] = cluster.drain()
+                        result["runs"].append(run)
+                        errors += run["errors"]
+                        print_run(run)
+                        for c in clusters.values():
+                            if dead := c.check_alive():
+                                raise RuntimeError(f"auth {c.mode}: " + "; ".join(dead))
+            if "stream" in wanted:
+                streams: dict[str, Any] = {}
+                for m in modes:
                     subprocess.run(["sync"], check=False)
                     time.sleep(PAUSE_S)
-                    run = run_case(CASES[name], rnd, cluster.port, sampler, args.seed)
-                    # Chunks of deleted objects are freed in the background: let that
-                    # finish so it does not slow down the next run.
-                    run["chunks_freed_after_s"] = cluster.drain()
-                    result["runs"].append(run)
-                    errors += run["errors"]
-                    print_run(run)
-                    if dead := cluster.check_alive():
-                        raise RuntimeError("; ".join(dead))
-            if "stream" in wanted:
-                subprocess.run(["sync"], check=False)
-                time.sleep(PAUSE_S)
-                result["stream"] = run_stream(args.stream_size, cluster.port, sampler,
-                                              args.seed)
-                errors += result["stream"].get("errors", 1)
-                result["stream"]["chunks_freed_after_s"] = cluster.drain(300)
-        result["summary"] = summarise(result["runs"])
+                    streams[m] = run_stream(args.stream_size, clusters[m], samplers[m],
+                                            args.seed)
+                    errors += streams[m].get("errors", 1)
+                    streams[m]["chunks_freed_after_s"] = clusters[m].drain(300)
+                result["stream"] = per_mode(streams)
+        summaries = {m: summarise([r for r in result["runs"] if r["auth"] == m]) for m in modes}
+        result["summary"] = per_mode(summaries)
+        if both:
+            cmp = compare(result["runs"], summaries, result.get("stream"))
+            result["summary"]["ratio_on_off"] = cmp
+            print_comparison(cmp, args.repeat)
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: stopping the cluster", file=sys.stderr)
@@ -731,16 +922,18 @@ def main(argv: list[str] | None = None) -> int:
         result["fatal"] = f"{type(exc).__name__}: {exc}"
         print(f"error: {result['fatal']}", file=sys.stderr)
     finally:
-        cluster.stop()
+        for cluster in clusters.values():
+            cluster.stop()
         result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         result["errors"] = errors
         result["interrupted"] = interrupted
         if errors and not args.keep:
             logs = out_path.with_suffix(".logs")
-            shutil.copytree(cluster.logs, logs, dirs_exist_ok=True)
+            for m, cluster in clusters.items():
+                shutil.copytree(cluster.logs, logs / f"auth-{m}", dirs_exist_ok=True)
             result["logs"] = str(logs)
         out_path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"results: {out_path}")
+        print(f"results: {out_path}  ({errors} errors)")
         if args.keep:
             print(f"data kept in {root}")
         else:

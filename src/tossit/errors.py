@@ -1,12 +1,62 @@
 """One error shape for every API: ``{"error": code, "message": text, ...}``.
 
 Handlers raise ``ApiError``; the app's exception handlers turn it, validation
-failures and anything unexpected into that JSON (never a traceback).
+failures and anything unexpected into that JSON (never a traceback). Routes
+declare the errors they can answer with ``error_responses`` so the OpenAPI
+description documents them with the same shape (``ErrorBody``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (some errors add fields, e.g. ``free``)."""
+
+    error: str = Field(description="a stable code for programs, e.g. file_not_found")
+    message: str = Field(description="what went wrong, for people")
+
+
+# What each status means on these APIs; a route may override the description.
+ERROR_MEANINGS: dict[int, str] = {
+    400: "Invalid parameters, body or headers",
+    401: "Not authenticated",
+    403: "Authenticated, but not allowed to do this",
+    404: "No such resource",
+    405: "The path exists, but not for this method",
+    409: "Conflicts with the current state",
+    413: "The body is too large",
+    416: "The range is outside the file",
+    422: "The body does not match what the request claims",
+    502: "Another server this one depends on failed",
+    503: "Not enough nodes are reachable right now; retry later",
+    507: "Not enough free storage",
+}
+
+
+class MalformedJson:
+    """A request body that is not JSON, left for validation to refuse (so that
+    access checks run first: ``tossit.brain.api.common.AuthBeforeBody``)."""
+
+    def __init__(self, exc: ValueError) -> None:
+        self.problem = f"the body is not valid JSON ({exc})"
+
+    def __repr__(self) -> str:
+        return self.problem
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for the error statuses it can answer, each with
+    the JSON error body. ``descriptions`` override the meaning by status:
+    ``error_responses(404, e404="No such file")``."""
+    return {
+        code: {"model": ErrorBody,
+               "description": descriptions.get(f"e{code}", ERROR_MEANINGS[code])}
+        for code in codes
+    }
 
 
 class ApiError(Exception):
@@ -24,7 +74,8 @@ class ApiError(Exception):
 
 
 def install_error_handlers(app: Any) -> None:
-    """Make every failure of a FastAPI app answer in the JSON error shape."""
+    """Make every failure of a FastAPI app answer in the JSON error shape, and
+    its OpenAPI description say so (``document_validation_errors``)."""
     import logging
 
     from fastapi import Request
@@ -33,6 +84,7 @@ def install_error_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     log = logging.getLogger("tossit.errors")
+    document_validation_errors(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -42,6 +94,9 @@ def install_error_handlers(app: Any) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors()[:10]:
+            if isinstance(err.get("input"), MalformedJson):
+                problems.append(err["input"].problem)
+                continue
             where = ".".join(str(p) for p in err.get("loc", ()))
             problems.append(f"{where}: {err.get('msg')}")
         return JSONResponse(
@@ -52,10 +107,13 @@ def install_error_handlers(app: Any) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return JSONResponse(
             {"error": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(Exception)
@@ -65,3 +123,66 @@ def install_error_handlers(app: Any) -> None:
             {"error": "internal", "message": "internal error; the server log has the details"},
             status_code=500,
         )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Any) -> str:
+    """Every method some route serves this path with. Starlette's 405 lists only
+    the first such route's (``PATCH /api/keys`` said ``Allow: POST``, not GET)."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    return ", ".join(
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    )
+
+
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def document_validation_errors(app: Any) -> None:
+    """Have the app's OpenAPI description tell the truth about invalid requests.
+
+    FastAPI documents a 422 ``HTTPValidationError`` on every route with
+    parameters, but ``install_error_handlers`` answers those with a 400 in the
+    ``ErrorBody`` shape. Rewrite each such 422 into that 400 (keeping a 422 a
+    route declares itself, e.g. a node's hash mismatch).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _rewrite_422(generate())
+        schema: dict[str, Any] = app.openapi_schema
+        return schema
+
+    app.openapi = openapi
+
+
+def _rewrite_422(schema: dict[str, Any]) -> dict[str, Any]:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            if _is_fastapi_422(responses.get("422")):
+                del responses["422"]
+                responses.setdefault("400", {
+                    "description": ERROR_MEANINGS[400],
+                    "content": {"application/json": {"schema": ref}},
+                })
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        components.pop(name, None)
+    return schema
+
+
+def _is_fastapi_422(response: dict[str, Any] | None) -> bool:
+    if response is None:
+        return False
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))

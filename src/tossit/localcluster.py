@@ -25,7 +25,7 @@ from tossit.auth.secretfile import (
     ensure_secret,
     read_secret,
 )
-from tossit.config import ConfigError
+from tossit.config import LOCAL_ADMIN_KEY, ConfigError
 from tossit.serve import port_free
 
 
@@ -115,7 +115,7 @@ def wait_nodes(url: str, count: int, timeout: float, key: str) -> int:
 def run(children: list[Child], data_dir: Path, host: str, port: int, say: object) -> int:
     """Start everything, wait for Ctrl-C (or the brain dying), stop everything."""
     echo = say if callable(say) else print
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     stopping = False
@@ -145,15 +145,20 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
         try:
             key = read_secret(key_file)
         except SecretFileError as exc:
-            raise RuntimeError(f"no admin key: {exc}") from None
+            raise RuntimeError(
+                f"the brain wrote no admin key ({exc}); tossit up always runs with "
+                "authentication: unset TOSSIT_AUTH") from None
         online = wait_nodes(url, len(children) - 1, 30, key)
         echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)")
         echo(f"  API + status     {url}   (OpenAPI docs: {url}/docs)")
         for c in children[1:]:
             echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
         echo(f"  data             {data_dir.resolve()}   (logs in {logs.resolve()})")
-        echo(f"  admin key        {key_file.resolve()}   (mode 0600; the tossit CLI finds it "
-             "when run from this folder)" + ("" if not first_start else "  [new]"))
+        local = key_file.resolve() == LOCAL_ADMIN_KEY.resolve()
+        echo(f"  admin key        {key_file.resolve()}   (mode 0600; "
+             + ("the tossit CLI finds it when run from this folder)" if local else
+                f"for the CLI: export TOSSIT_KEY_FILE={key_file.resolve()})")
+             + ("  [new]" if first_start else ""))
         if first_start:
             echo(f"                   secret: {key}  (shown on this first start only)")
         echo(f"  cluster secret   {(brain_dir / CLUSTER_SECRET_FILE).resolve()}   (nodes on "

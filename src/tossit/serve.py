@@ -11,6 +11,17 @@ from typing import Any
 
 import uvicorn
 
+from tossit.limits import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_JSON_BODY,
+    STREAM_PATHS,
+    RequestLimits,
+    header_guard,
+)
+
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -51,21 +62,47 @@ def tune_malloc() -> None:
         pass
 
 
-def serve(app: Any, host: str, port: int, log_level: str) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests get a few seconds to finish."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=5,
-        log_config=None,
-    )
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    *,
+    header_timeout: float = HEADER_TIMEOUT,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    max_headers: int = MAX_HEADERS,
+    body_timeout: float = BODY_TIMEOUT,
+    max_json_body: int = MAX_JSON_BODY,
+    stream_paths: tuple[str, ...] = STREAM_PATHS,
+    **uvicorn_kwargs: Any,
+) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get a few seconds to finish.
+
+    Every server is guarded against slow and oversized requests (see
+    ``tossit.limits``): headers must arrive within ``header_timeout`` seconds and
+    fit ``max_header_bytes`` / ``max_headers``; a request body may pause at most
+    ``body_timeout`` seconds; JSON and form bodies are capped at ``max_json_body``
+    (except PUT uploads under ``stream_paths``).
+    ``uvicorn_kwargs`` (e.g. ``ssl_certfile``/``ssl_keyfile``) go to ``uvicorn.Config``
+    and override the defaults below.
+    """
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level.lower(),
+        "access_log": False,
+        "loop": "uvloop",
+        "http": header_guard(header_timeout, max_header_bytes, max_headers),
+        "timeout_keep_alive": 30,
+        "timeout_graceful_shutdown": 5,
+        "log_config": None,
+    }
+    options.update(uvicorn_kwargs)
+    guarded = RequestLimits(app, body_timeout=body_timeout, max_json_body=max_json_body,
+                            stream_paths=stream_paths)
+    config = uvicorn.Config(guarded, **options)
     tune_runtime()
     server = uvicorn.Server(config)
-    logging.getLogger("tossit").info("listening on http://%s:%d", host, port)
+    scheme = "https" if options.get("ssl_certfile") else "http"
+    logging.getLogger("tossit").info("listening on %s://%s:%d", scheme, host, port)
     server.run()

@@ -14,7 +14,7 @@ MASTER_KEY_FILE = "keys.master"  # derives user key secrets; never leaves the br
 
 
 class SecretFileError(Exception):
-    """A secret file is missing, unreadable, empty or too open."""
+    """A secret file is missing, unreadable or empty."""
 
 
 def write_secret(path: Path, text: str) -> None:

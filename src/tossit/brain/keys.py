@@ -138,14 +138,15 @@ class KeyService:
             raise KeyNotFound(key_id)
         return derive_secret(self.master, row.id, row.salt)
 
-    async def bootstrap(self, data_dir: Path) -> Path | None:
-        """On the first start (no usable admin key and no key file), create the
-        admin key and write it to ``data_dir/admin.key`` (mode 0600)."""
+    async def bootstrap(self, data_dir: Path, force: bool = False) -> Path | None:
+        """Make sure somebody can administer the cluster: when no usable admin key
+        exists (first start, or every admin key revoked or expired), or when
+        ``force`` is set (``tossit brain --new-admin-key``: the secret was lost),
+        create an admin key and write its secret to ``data_dir/admin.key`` (0600)."""
         path = data_dir / ADMIN_KEY_FILE
-        if path.exists():
-            return None
         now = time.time()
-        if any(k.role == Role.admin and k.problem(now) is None for k in await self.list()):
+        usable = any(k.role == Role.admin and k.problem(now) is None for k in await self.list())
+        if usable and not force:
             return None
         info, secret = await self.create("admin", Role.admin)
         write_secret(path, secret)  # the secret alone: $(cat admin.key) works in a shell
@@ -153,5 +154,6 @@ class KeyService:
         if sys.stdout.isatty():  # shown once on a terminal, never written to a log
             print(f"\n  admin key {info.id}\n  secret    {secret}\n  (also in {path})\n",
                   flush=True)
-        await self.store.add_event("key_created", f"admin key {info.id} created on first start")
+        why = "on request (--new-admin-key)" if force else "(no usable admin key)"
+        await self.store.add_event("key_created", f"admin key {info.id} created {why}")
         return path

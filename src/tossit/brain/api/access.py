@@ -59,9 +59,10 @@ async def current_key(
 
 
 def _forbidden(key: KeyInfo, needed: Role) -> ApiError:
+    article = "an" if needed.value[0] in "aeiou" else "a"
     return ApiError(403, "forbidden",
-                    f"key {key.id} ({key.role.value}) cannot do this: it needs a "
-                    f"{needed.value} key")
+                    f"key {key.id} ({key.role.value}) cannot do this: it needs "
+                    f"{article} {needed.value} key")
 
 
 def requires(role: Role) -> Callable[..., Awaitable[KeyInfo]]:

@@ -6,13 +6,15 @@ import mimetypes
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 from tossit.brain.service import Brain
-from tossit.errors import ApiError
+from tossit.errors import ApiError, MalformedJson
 
 MAX_NAME_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -55,6 +57,33 @@ def content_type_for(name: str, declared: str | None) -> str:
         return declared
     guess, _ = mimetypes.guess_type(posixpath.basename(name), strict=False)
     return guess or "application/octet-stream"
+
+
+class AuthBeforeBody(APIRoute):
+    """A route class whose access checks run before its JSON body is judged.
+
+    FastAPI decodes a JSON body before it runs any dependency, so a caller with
+    no key (or no cluster signature) who sent malformed JSON got a 400 where
+    every other request gets a 401. Here a body that does not decode is handed
+    on as ``MalformedJson``: the dependencies run first, then validation
+    refuses it with the usual 400.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            return await handler(_JsonLater(request.scope, request.receive))
+
+        return run
+
+
+class _JsonLater(Request):
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            return MalformedJson(exc)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

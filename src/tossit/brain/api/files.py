@@ -6,8 +6,9 @@ import logging
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from tossit.brain.api.common import (
@@ -21,7 +22,7 @@ from tossit.brain.ingest import UploadResult
 from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
-from tossit.errors import ApiError
+from tossit.errors import ApiError, error_responses
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
 
 log = logging.getLogger("tossit.brain.api")
@@ -38,13 +39,33 @@ _MULTIPART_BODY = {
         }}},
     }
 }
+_DOWNLOAD = {
+    "description": "The file's bytes (206: the requested range), with the content type it "
+                   "was stored with",
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+}
+_RANGE_DOC = ("bytes=START-END, bytes=START- or bytes=-SUFFIX (another syntax is a 400; "
+              "several ranges get the whole file)")
+# Documented, not enforced by FastAPI: tossit.ranges answers a bad range itself.
+_RANGE_PATTERN = r"^bytes=(\d+-\d*|-\d+)(, *(\d+-\d*|-\d+))*$"
 _RAW_BODY = {
     "requestBody": {
-        "required": True,
+        "required": False,  # no body: an empty file
         "content": {"application/octet-stream": {"schema": {"type": "string",
                                                              "format": "binary"}}},
     }
 }
+
+
+class _AnyPath(PathConvertor):
+    """Starlette's ``path`` (``.*``) never matches a newline, so ``PUT
+    /api/files/a%0Ab`` found no upload route and got a 405. This one matches
+    everything, and ``check_name`` answers such a name with a 400."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", _AnyPath())
 
 
 def _replication(brain: Brain, chunk_nodes: list[set[str]]) -> dict[str, Any]:
@@ -96,7 +117,8 @@ async def _object(brain: Brain, file_id: int) -> Object:
 
 
 @router.post("/api/files/upload", status_code=201, openapi_extra=_MULTIPART_BODY,
-             summary="Upload a file (multipart form field 'file')")
+             summary="Upload a file (multipart form field 'file')",
+             responses=error_responses(400, 503))
 async def upload_multipart(request: Request) -> Response:
     """Streams the ``file`` part to the nodes as it arrives; nothing is spooled.
 
@@ -118,8 +140,9 @@ async def upload_multipart(request: Request) -> Response:
     return await _uploaded(brain, result)
 
 
-@router.put("/api/files/{name:path}", status_code=201, openapi_extra=_RAW_BODY,
-            summary="Upload a file from the raw request body (curl -T)")
+@router.put("/api/files/{name:anypath}", status_code=201, openapi_extra=_RAW_BODY,
+            summary="Upload a file from the raw request body (curl -T)",
+            responses=error_responses(400, 503, 507))
 async def upload_raw(name: str, request: Request) -> Response:
     """For scripts and big files: ``curl -T big.iso http://HOST:8000/api/files/big.iso``,
     also from a pipe (chunked transfer encoding, no Content-Length)."""
@@ -162,14 +185,16 @@ async def list_files(
     return await _describe(brain, objs)
 
 
-@router.get("/api/files/{file_id}", summary="One file's metadata")
+@router.get("/api/files/{file_id}", summary="One file's metadata",
+            responses=error_responses(404))
 async def get_file(file_id: FileId, request: Request) -> dict[str, Any]:
     brain = brain_of(request)
     (body,) = await _describe(brain, [await _object(brain, file_id)])
     return body
 
 
-@router.get("/api/files/{file_id}/info", summary="A file's chunk map")
+@router.get("/api/files/{file_id}/info", summary="A file's chunk map",
+            responses=error_responses(404))
 async def file_info(file_id: FileId, request: Request) -> dict[str, Any]:
     """Each chunk's hash, size, offset, the nodes holding it and where placement wants it."""
     brain = brain_of(request)
@@ -199,16 +224,22 @@ async def file_info(file_id: FileId, request: Request) -> dict[str, Any]:
 
 @router.get("/api/files/{file_id}/download", summary="Download a file (Range supported)",
             response_class=StreamingResponse,
-            responses={200: {"content": {"application/octet-stream": {}}},
-                       206: {"content": {"application/octet-stream": {}}}})
-async def download(file_id: FileId, request: Request) -> Response:
+            responses={200: _DOWNLOAD, 206: _DOWNLOAD, **error_responses(400, 404, 416, 503)})
+async def download(
+    file_id: FileId,
+    request: Request,
+    range_: str | None = Header(None, alias="Range", description=_RANGE_DOC,
+                                json_schema_extra={"pattern": _RANGE_PATTERN}),
+    if_range: str | None = Header(None, alias="If-Range",
+                                  description="the ETag the range applies to"),
+) -> Response:
     brain = brain_of(request)
     found = await brain.store.object_with_chunks(file_id)
     if found is None:
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
     obj, placements = found
     try:
-        rng = parse_range(request.headers.get("range"), obj.size)
+        rng = parse_range(range_, obj.size)
     except MalformedRange as exc:
         raise ApiError(400, "invalid_range", str(exc)) from None
     except RangeNotSatisfiable:
@@ -216,7 +247,7 @@ async def download(file_id: FileId, request: Request) -> Response:
             {"error": "range_not_satisfiable", "message": f"the file has {obj.size} bytes"},
             status_code=416, headers={"Content-Range": f"bytes */{obj.size}"},
         )
-    if request.headers.get("if-range") and request.headers["if-range"].strip('"') != obj.sha256:
+    if if_range and if_range.strip('"') != obj.sha256:
         rng = None
     dl = await brain.reader.open(placements, rng)
     headers = _download_headers(obj, dl.length)
@@ -248,7 +279,8 @@ def _download_headers(obj: Object, length: int) -> dict[str, str]:
     }
 
 
-@router.delete("/api/files/{file_id}", summary="Delete a file")
+@router.delete("/api/files/{file_id}", summary="Delete a file",
+               responses=error_responses(404))
 async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
     """Gone from listings at once; chunks no other file uses are freed on the nodes."""
     brain = brain_of(request)

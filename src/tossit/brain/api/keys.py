@@ -11,19 +11,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tossit.auth.keys import KEY_ID_PATTERN, Role
 from tossit.brain.api.access import current_key, requires
-from tossit.brain.api.common import brain_of, iso
+from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
-from tossit.errors import ApiError
+from tossit.errors import ApiError, error_responses
 
 # /api/keys/me is for any valid key; the rest of this router needs an admin key.
 me_router = APIRouter(tags=["keys"])
-router = APIRouter(tags=["keys"], dependencies=[Depends(requires(Role.admin))])
+router = APIRouter(tags=["keys"], dependencies=[Depends(requires(Role.admin))],
+                   route_class=AuthBeforeBody)
 _TEN_YEARS = 10 * 365 * 86400.0
+# What ``KeyCreate._name`` enforces, for the schema: no control characters, not blank.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=128, description="who or what uses it")
+    name: str = Field(min_length=1, max_length=128, description="who or what uses it",
+                      json_schema_extra={"pattern": _PRINTABLE})
     role: Role = Field(default=Role.readwrite)
     expires_in: float | None = Field(
         default=None, gt=0, le=_TEN_YEARS, description="seconds until it expires [never]")
@@ -52,7 +56,8 @@ async def whoami(key: KeyInfo = Depends(current_key)) -> dict[str, Any]:
     return key_json(key)
 
 
-@router.post("/api/keys", status_code=201, summary="Create a key (its secret is shown once)")
+@router.post("/api/keys", status_code=201, summary="Create a key (its secret is shown once)",
+             responses=error_responses(413))
 async def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
     brain = brain_of(request)
     expires = time.time() + body.expires_in if body.expires_in else None
@@ -67,7 +72,8 @@ async def list_keys(request: Request) -> list[dict[str, Any]]:
     return [key_json(k) for k in await brain_of(request).keys.list()]
 
 
-@router.delete("/api/keys/{key_id}", summary="Revoke a key (effective at once)")
+@router.delete("/api/keys/{key_id}", summary="Revoke a key (effective at once)",
+               responses=error_responses(404, 409, e409="The last usable admin key"))
 async def revoke_key(request: Request,
                      key_id: str = Path(pattern=KEY_ID_PATTERN)) -> dict[str, Any]:
     brain = brain_of(request)

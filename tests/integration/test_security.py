@@ -1,0 +1,400 @@
+"""Security rules, each checked against real processes: user keys and roles, the
+cluster MAC between brain and nodes, rogue nodes, binding, secrets on disk and
+in logs, and an HTTPS cluster with a CA made by the test."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cluster import Cluster, SignedAuth, free_port, wait_until
+from tossit.auth import mac
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("security"), nodes=3, replicas=3)
+    c.start()
+    yield c
+    c.stop()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def make_key(cl: Cluster, role: str, **extra: Any) -> dict[str, Any]:
+    resp = cl.http.post("/api/keys", json={"name": f"test {role}", "role": role, **extra})
+    assert resp.status_code == 201, resp.text
+    key: dict[str, Any] = resp.json()
+    assert key["role"] == role and len(key["secret"]) == 40
+    return key
+
+
+def as_key(cl: Cluster, secret: str | None) -> httpx.Client:
+    headers = bearer(secret) if secret else {}
+    return httpx.Client(base_url=cl.url, headers=headers, timeout=30, verify=cl.verify)
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> None:
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    body = resp.json()
+    assert body["error"] == code and body["message"], body
+
+
+# -- user keys -----------------------------------------------------------------
+
+
+def test_every_call_but_health_needs_a_key(cl: Cluster) -> None:
+    file_id = cl.upload("secret-plans.txt", b"top secret")["id"]
+    with as_key(cl, None) as anon:
+        assert anon.get("/health").status_code == 200
+        for method, path in [
+            ("GET", "/api/files"), ("GET", f"/api/files/{file_id}"),
+            ("GET", f"/api/files/{file_id}/info"), ("GET", f"/api/files/{file_id}/download"),
+            ("DELETE", f"/api/files/{file_id}"), ("PUT", "/api/files/x.txt"),
+            ("POST", "/api/files/upload"), ("GET", "/api/nodes"), ("GET", "/api/status"),
+            ("GET", "/api/events"), ("POST", "/api/admin/gc"), ("GET", "/api/keys"),
+            ("POST", "/api/keys"), ("GET", "/api/keys/me"), ("GET", "/metrics"),
+        ]:
+            resp = anon.request(method, path, content=b"x" if method in ("PUT", "POST") else None)
+            assert_error(resp, 401, "unauthorized")
+            assert resp.headers["www-authenticate"] == "Bearer"
+        # A wrong key is no better than none, whatever its shape.
+        for bad in ("x" * 40, "not-a-key", cl.admin_key[:-1] + "A", "é" * 20):
+            raw = b"Bearer " + bad.encode()
+            assert anon.get("/api/files", headers={"Authorization": raw}).status_code == 401
+        # The home page needs no key and shows nothing of the cluster's contents.
+        home = anon.get("/")
+        assert home.status_code == 200 and "secret-plans" not in home.text
+    assert cl.download(file_id) == b"top secret"
+
+
+def test_readonly_key_reads_but_cannot_change_anything(cl: Cluster) -> None:
+    file_id = cl.upload("ro-target.txt", b"keep me")["id"]
+    key = make_key(cl, "readonly")
+    with as_key(cl, key["secret"]) as ro:
+        assert ro.get("/api/files").status_code == 200
+        assert ro.get(f"/api/files/{file_id}/download").content == b"keep me"
+        assert ro.get("/api/status").status_code == 200
+        assert ro.get("/api/nodes").status_code == 200
+        assert ro.get("/api/keys/me").json()["role"] == "readonly"
+        assert_error(ro.put("/api/files/ro-new.txt", content=b"no"), 403, "forbidden")
+        assert_error(ro.post("/api/files/upload", files={"file": ("ro-new.txt", b"no")}),
+                     403, "forbidden")
+        assert_error(ro.delete(f"/api/files/{file_id}"), 403, "forbidden")
+        assert_error(ro.post("/api/keys", json={"name": "x", "role": "admin"}), 403, "forbidden")
+        assert_error(ro.post("/api/admin/gc"), 403, "forbidden")
+    assert cl.download(file_id) == b"keep me"
+    names = {f["name"] for f in cl.http.get("/api/files", params={"limit": 10000}).json()}
+    assert "ro-new.txt" not in names
+
+
+def test_readwrite_key_changes_files_but_not_keys_or_admin(cl: Cluster) -> None:
+    key = make_key(cl, "readwrite")
+    with as_key(cl, key["secret"]) as rw:
+        up = rw.put("/api/files/rw.txt", content=b"mine")
+        assert up.status_code == 201
+        assert rw.get(f"/api/files/{up.json()['id']}/download").content == b"mine"
+        assert rw.delete(f"/api/files/{up.json()['id']}").status_code == 200
+        assert_error(rw.get("/api/keys"), 403, "forbidden")
+        assert_error(rw.post("/api/keys", json={"name": "x", "role": "readonly"}), 403,
+                     "forbidden")
+        assert_error(rw.post("/api/admin/gc"), 403, "forbidden")
+        assert_error(rw.post("/api/admin/monitor"), 403, "forbidden")
+
+
+def test_revoked_key_fails_at_once(cl: Cluster) -> None:
+    key = make_key(cl, "readwrite")
+    with as_key(cl, key["secret"]) as rw:
+        assert rw.get("/api/files").status_code == 200  # now cached by the brain
+        revoked = cl.http.delete(f"/api/keys/{key['id']}")
+        assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
+        assert_error(rw.get("/api/files"), 401, "unauthorized")
+        assert "revoked" in rw.get("/api/files").json()["message"]
+        assert_error(rw.put("/api/files/after-revoke.txt", content=b"x"), 401, "unauthorized")
+    listed = {k["id"]: k for k in cl.http.get("/api/keys").json()}
+    assert listed[key["id"]]["state"] == "revoked"
+    assert all("secret" not in k for k in listed.values())
+
+
+def test_expired_key_fails(cl: Cluster) -> None:
+    key = make_key(cl, "readonly", expires_in=1.5)
+    with as_key(cl, key["secret"]) as ro:
+        assert ro.get("/api/files").status_code == 200
+        time.sleep(1.7)
+        resp = ro.get("/api/files")
+        assert_error(resp, 401, "unauthorized")
+        assert "expired" in resp.json()["message"]
+
+
+def test_key_requests_are_validated(cl: Cluster) -> None:
+    for body in ({"name": "x", "role": "root"}, {"name": "", "role": "admin"},
+                 {"name": "x", "extra": 1}, {"name": "x" * 200}, {"name": "a\nb"},
+                 {"name": "x", "expires_in": -5}, {"name": "x", "expires_in": 1e30},
+                 {"name": 5}, []):
+        assert_error(cl.http.post("/api/keys", json=body), 400, "invalid_request")
+    assert_error(cl.http.delete("/api/keys/TKAAAAAAAAAAAAAAAAAA"), 404, "key_not_found")
+    assert cl.http.delete("/api/keys/../../x").status_code in (400, 404)
+
+
+def test_last_admin_key_cannot_be_revoked(cl: Cluster) -> None:
+    me = cl.http.get("/api/keys/me").json()
+    admins = [k for k in cl.http.get("/api/keys").json()
+              if k["role"] == "admin" and k["state"] == "active"]
+    assert [k["id"] for k in admins] == [me["id"]]
+    assert_error(cl.http.delete(f"/api/keys/{me['id']}"), 409, "last_admin_key")
+    assert cl.http.get("/api/files").status_code == 200
+
+
+def test_secrets_on_disk_and_never_in_the_database_or_logs(cl: Cluster) -> None:
+    key = make_key(cl, "readwrite")
+    brain_dir = cl.root / "brain"
+    for name in ("admin.key", "cluster.secret", "keys.master"):
+        assert (brain_dir / name).stat().st_mode & 0o777 == 0o600, name
+    for i in range(cl.n_nodes):
+        assert (cl.node_dir(i) / "cluster.secret").stat().st_mode & 0o777 == 0o600
+    secrets_ = [cl.admin_key, key["secret"], cl.secret_file.read_text().strip()]
+    db = b"".join(p.read_bytes() for p in brain_dir.glob("tossit.db*"))
+    for s in secrets_[:2]:
+        assert s.encode() not in db  # only the SHA-256 is stored
+        assert sha(s.encode()).encode() in db
+    logs = "".join(p.read_text(errors="replace") for p in (cl.root / "logs").glob("*.log"))
+    for s in secrets_:
+        assert s not in logs
+
+
+def test_cli_manages_keys(cl: Cluster, tmp_path: Path) -> None:
+    env = dict(os.environ, TOSSIT_BRAIN_URL=cl.url, COLUMNS="200",
+               TOSSIT_KEY_FILE=str(cl.root / "brain" / "admin.key"))
+
+    def tossit(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
+                              text=True, env={**env, **kw}, timeout=60, cwd=tmp_path)
+
+    made = tossit("key", "create", "--name", "backup job", "--role", "readonly",
+                  "--expires", "30d", "--secret-only")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert len(secret) == 40
+    listing = tossit("key", "list")
+    assert "backup job" in listing.stdout and "readonly" in listing.stdout
+    assert secret not in listing.stdout
+    key_id = next(line.split()[0] for line in listing.stdout.splitlines()
+                  if "backup job" in line)
+    # The new key works for reading, not for writing.
+    assert tossit("ls", TOSSIT_KEY=secret).returncode == 0
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    denied = tossit("put", str(src), TOSSIT_KEY=secret)
+    assert denied.returncode == 1 and "403" in denied.stderr
+    assert tossit("key", "revoke", key_id).returncode == 0
+    gone = tossit("ls", TOSSIT_KEY=secret)
+    assert gone.returncode == 1 and "revoked" in gone.stderr
+    # No key at all: a clear hint where to find one.
+    no_key = subprocess.run([sys.executable, "-m", "tossit", "ls"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path,
+                            env=dict(os.environ, TOSSIT_BRAIN_URL=cl.url))
+    assert no_key.returncode == 1 and "TOSSIT_KEY" in no_key.stderr
+
+
+# -- the cluster MAC between brain and nodes ---------------------------------------
+
+
+def chunk_on_disk(cl: Cluster, i: int, cid: str) -> bool:
+    return cid in cl.chunk_files(i)
+
+
+def test_node_rejects_unsigned_and_forged_requests(cl: Cluster) -> None:
+    data = os.urandom(1000)
+    cid = sha(data)
+    before = {i: set(cl.chunk_files(i)) for i in range(cl.n_nodes)}
+    stored = cl.upload("mac-target.bin", os.urandom(5000))
+    held = cl.http.get(f"/api/files/{stored['id']}/info").json()["chunk_map"][0]["id"]
+    with cl.node_http(0, signed=False) as anon:
+        assert anon.get("/health").status_code == 200  # probes need no secret
+        for method, path in [("PUT", f"/chunks/{cid}"), ("GET", f"/chunks/{held}"),
+                             ("HEAD", f"/chunks/{held}"), ("DELETE", f"/chunks/{held}"),
+                             ("POST", "/chunk-batch"), ("GET", "/inventory"),
+                             ("GET", "/status")]:
+            resp = anon.request(method, path, content=data if method in ("PUT", "POST") else None)
+            assert resp.status_code == 401, (method, path, resp.text)
+            if method != "HEAD":
+                assert resp.json()["error"] == "unauthorized"
+                assert held.encode() not in resp.content
+    # Signed with the wrong secret, or for another node.
+    forged = SignedAuth("not the cluster secret", cl.node_id(0))
+    wrong_node = SignedAuth(cl.secret_file.read_text().strip(), cl.node_id(1))
+    for auth in (forged, wrong_node):
+        with httpx.Client(base_url=f"http://127.0.0.1:{cl.node_ports[0]}", auth=auth) as c:
+            assert c.put(f"/chunks/{cid}", content=data).status_code == 401
+            assert c.delete(f"/chunks/{held}").status_code == 401
+            assert c.get(f"/chunks/{held}").status_code == 401
+    # A signature over one body does not cover another.
+    with cl.node_http(0) as node:
+        body = b"\x00" * 40
+        headers = node.auth.headers("POST", "/chunk-batch", "", b"other body")  # type: ignore[union-attr]
+        resp = httpx.post(f"http://127.0.0.1:{cl.node_ports[0]}/chunk-batch", content=body,
+                          headers=headers)
+        assert resp.status_code == 401
+        # The signed hash of a chunk PUT must be its id.
+        other = os.urandom(10)
+        headers = node.auth.headers("PUT", f"/chunks/{cid}", "", other)  # type: ignore[union-attr]
+        headers[mac.DIGEST_HEADER] = sha(other)
+        resp = httpx.put(f"http://127.0.0.1:{cl.node_ports[0]}/chunks/{cid}", content=data,
+                         headers=headers)
+        assert resp.status_code == 401
+    after = {i: set(cl.chunk_files(i)) for i in range(cl.n_nodes)}
+    assert all(after[i] - before[i] <= {c["id"] for c in cl.http.get(
+        f"/api/files/{stored['id']}/info").json()["chunk_map"]} for i in after)
+    assert cid not in set().union(*after.values())
+    assert held in after[0] or held in after[1] or held in after[2]
+
+
+def test_replayed_node_request_is_refused(cl: Cluster) -> None:
+    data = os.urandom(3000)
+    cid = sha(data)
+    url = f"http://127.0.0.1:{cl.node_ports[0]}"
+    auth = cl.node_auth(0)
+    put_headers = auth.headers("PUT", f"/chunks/{cid}", "", data)
+    assert httpx.put(f"{url}/chunks/{cid}", content=data, headers=put_headers).status_code == 201
+    assert chunk_on_disk(cl, 0, cid)
+    delete_headers = auth.headers("DELETE", f"/chunks/{cid}", "", b"")
+    assert httpx.delete(f"{url}/chunks/{cid}", headers=delete_headers).status_code == 200
+    assert not chunk_on_disk(cl, 0, cid)
+    # Replaying the captured PUT does not bring the chunk back ...
+    replay = httpx.put(f"{url}/chunks/{cid}", content=data, headers=put_headers)
+    assert replay.status_code == 401 and "replayed" in replay.json()["message"]
+    assert not chunk_on_disk(cl, 0, cid)
+    # ... and once the chunk is stored again, replaying the DELETE does not remove it.
+    with cl.node_http(0) as node:
+        assert node.put(f"/chunks/{cid}", content=data).status_code == 201
+    replay = httpx.delete(f"{url}/chunks/{cid}", headers=delete_headers)
+    assert replay.status_code == 401
+    assert chunk_on_disk(cl, 0, cid)
+    # A request signed for node 0 does not work on node 1 either.
+    other = httpx.delete(f"http://127.0.0.1:{cl.node_ports[1]}/chunks/{cid}",
+                         headers=auth.headers("DELETE", f"/chunks/{cid}", "", b""))
+    assert other.status_code == 401
+
+
+def test_stale_request_is_refused(cl: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(100)
+    cid = sha(data)
+    auth = cl.node_auth(0)
+    real = time.time
+    monkeypatch.setattr(mac.time, "time", lambda: real() - 120)
+    headers = auth.headers("PUT", f"/chunks/{cid}", "", data)
+    monkeypatch.undo()
+    resp = httpx.put(f"http://127.0.0.1:{cl.node_ports[0]}/chunks/{cid}", content=data,
+                     headers=headers)
+    assert resp.status_code == 401 and "clock" in resp.json()["message"]
+    assert not chunk_on_disk(cl, 0, cid)
+
+
+def report_for(cl: Cluster, node_id: str, port: int) -> dict[str, Any]:
+    return {"id": node_id, "name": "rogue", "address": f"http://127.0.0.1:{port}",
+            "zone": "default", "capacity": 10**12, "used": 0, "free": 10**12,
+            "disk_total": 10**12, "disk_free": 10**12, "chunk_count": 0}
+
+
+def test_rogue_node_cannot_register_or_impersonate(cl: Cluster, tmp_path: Path) -> None:
+    before = cl.http.get("/api/nodes").json()
+    victim = cl.node_id(0)
+    port = free_port()
+    for node_id in ("rogue000000000001", victim):
+        body = report_for(cl, node_id, port)
+        assert httpx.post(f"{cl.url}/api/nodes/register", json=body).status_code == 401
+        forged = SignedAuth("guessed secret", mac.BRAIN, sender=node_id)
+        assert httpx.post(f"{cl.url}/api/nodes/register", json=body,
+                          auth=forged).status_code == 401
+        assert httpx.post(f"{cl.url}/api/nodes/{node_id}/heartbeat", json=body,
+                          auth=forged).status_code == 401
+    # A real node process started without the secret never joins.
+    log = tmp_path / "rogue.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tossit", "node", "--port", str(port), "--data-dir",
+             str(tmp_path / "rogue"), "--brain", cl.url, "--name", "rogue",
+             "--heartbeat-interval", "0.3"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "refused this node" in log.read_text(), 20, what="refusal logged")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    after = cl.http.get("/api/nodes").json()
+    assert [(n["id"], n["address"]) for n in after] == [(n["id"], n["address"]) for n in before]
+
+
+def test_servers_refuse_to_listen_on_the_network_without_auth(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+
+    node = run("node", "--host", "0.0.0.0", "--port", str(free_port()),
+               "--data-dir", str(tmp_path / "n"))
+    assert node.returncode == 2 and "without the cluster secret" in node.stderr
+    brain = run("brain", "--host", "0.0.0.0", "--port", str(free_port()), "--no-auth",
+                "--data-dir", str(tmp_path / "b"))
+    assert brain.returncode == 2 and "auth = false" in brain.stderr
+    assert not (tmp_path / "b" / "tossit.db").exists()
+
+
+# -- TLS -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_dir(tmp_path: Path) -> Path:
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path / "tls"
+    d.mkdir()
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(d / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
+    return d
+
+
+def test_https_cluster_end_to_end(tmp_path: Path, tls_dir: Path) -> None:
+    cl = Cluster(tmp_path / "c", nodes=3, replicas=3, tls=tls_dir)
+    cl.start()
+    try:
+        assert cl.url.startswith("https://")
+        nodes = cl.http.get("/api/nodes").json()
+        assert all(n["address"].startswith("https://") for n in nodes)
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        up = cl.upload("over-tls.bin", data)
+        assert up["replication"]["state"] == "healthy"
+        assert cl.download(up["id"]) == data
+        # Plain HTTP is not served, and a client without the CA refuses the brain.
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{cl.port}/health", timeout=5)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{cl.url}/health", timeout=5)
+        # The CLI verifies with the configured CA.
+        env = dict(os.environ, TOSSIT_BRAIN_URL=cl.url, TOSSIT_TLS_CA=str(tls_dir / "ca.pem"),
+                   TOSSIT_KEY=cl.admin_key, COLUMNS="200")
+        ls = subprocess.run([sys.executable, "-m", "tossit", "ls"], capture_output=True,
+                            text=True, env=env, timeout=60)
+        assert ls.returncode == 0 and "over-tls.bin" in ls.stdout, ls.stderr
+        # The nodes speak HTTPS too, and still demand the MAC.
+        with cl.node_http(0, signed=False) as anon:
+            assert anon.get("/inventory").status_code == 401
+        with cl.node_http(0) as node:
+            assert node.get("/inventory").status_code == 200
+    finally:
+        cl.stop()
