@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -88,7 +89,11 @@ class Cluster:
         brain_args: list[str] | None = None,
         node_capacity: str | None = None,
         zones: list[str] | None = None,
+        tls: Path | None = None,
+        node_args: list[str] | None = None,
     ) -> None:
+        """``tls``: a folder with ca.pem, cert.pem and key.pem (a certificate for
+        127.0.0.1): every server then speaks HTTPS and verifies the others."""
         self.root = root
         self.n_nodes = nodes
         self.replicas = replicas
@@ -98,11 +103,16 @@ class Cluster:
         self.node_capacity = node_capacity
         self.zones = zones
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.node_args = node_args or []
+        self.scheme = "https" if tls else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.node_ports = [free_port() for _ in range(nodes)]
         self.brain: subprocess.Popen[bytes] | None = None
         self.nodes: list[subprocess.Popen[bytes] | None] = [None] * nodes
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.verify: Any = ssl.create_default_context(cafile=str(tls / "ca.pem")) if tls \
+            else True
+        self.http = httpx.Client(base_url=self.url, timeout=60, verify=self.verify)
         (root / "logs").mkdir(parents=True, exist_ok=True)
 
     # -- processes ----------------------------------------------------------
@@ -125,7 +135,13 @@ class Cluster:
             argv += [k, v]
         if self.database_url:
             argv += ["--database-url", self.database_url]
-        return argv + self.brain_args
+        return argv + self.tls_args() + self.brain_args
+
+    def tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        return ["--tls-cert", str(self.tls / "cert.pem"), "--tls-key", str(self.tls / "key.pem"),
+                "--tls-ca", str(self.tls / "ca.pem")]
 
     def node_dir(self, i: int) -> Path:
         return self.root / f"node{i}"
@@ -153,7 +169,16 @@ class Cluster:
             argv += ["--capacity", self.node_capacity]
         if self.zones:
             argv += ["--zone", self.zones[i % len(self.zones)]]
+        argv += self.tls_args() + self.node_args
         self.nodes[i] = self._spawn(f"node{i}", argv)
+
+    def add_node(self) -> int:
+        """Start one more node (a new machine joining); returns its index."""
+        self.node_ports.append(free_port())
+        self.nodes.append(None)
+        self.n_nodes += 1
+        self.start_node(self.n_nodes - 1)
+        return self.n_nodes - 1
 
     def start(self) -> Cluster:
         self.start_brain()
@@ -230,7 +255,8 @@ class Cluster:
     def node_http(self, i: int, signed: bool = True) -> httpx.Client:
         """A client for node i's chunk API, signing like the brain (or not)."""
         auth = self.node_auth(i) if signed else None
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.node_ports[i]}", timeout=30,
+        return httpx.Client(base_url=f"{self.scheme}://127.0.0.1:{self.node_ports[i]}",
+                            timeout=30, verify=self.verify,
                             auth=auth)
 
     def upload(self, name: str, data: bytes) -> dict[str, Any]:

@@ -113,12 +113,27 @@ def brain(
     gc_grace: Annotated[float | None, typer.Option(
         help="seconds before an unreferenced chunk found on a node is deleted")] = None,
     gc_interval: Annotated[float | None, typer.Option(help="seconds between GC sweeps")] = None,
+    dead_after: Annotated[float | None, typer.Option(
+        help="seconds without a heartbeat before a node's copies are re-replicated "
+        "[600]")] = None,
+    repair_interval: Annotated[float | None, typer.Option(
+        help="seconds between repair passes when nothing changes [60]")] = None,
+    repair_concurrency: Annotated[int | None, typer.Option(
+        help="chunk copies in flight, cluster-wide [4]")] = None,
+    rebalance_batch: Annotated[int | None, typer.Option(
+        help="rebalancing moves per pass, 0 = never [64]")] = None,
+    auto_repair: Annotated[bool | None, typer.Option(
+        "--auto-repair/--no-auto-repair",
+        help="repair and rebalance in the background [on]")] = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     tls_ca: TlsCaOpt = None,
     auth: Annotated[bool | None, typer.Option(
         "--auth/--no-auth", help="require API keys and signed node requests [on]; "
         "--no-auth is for benchmarks on loopback only")] = None,
+    new_admin_key: Annotated[bool, typer.Option(
+        "--new-admin-key", help="create another admin key at start and write it to "
+        "DATA_DIR/admin.key (when its secret was lost)")] = False,
     log_level: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Run the brain: metadata, REST API and the cluster's background loops."""
@@ -128,6 +143,9 @@ def brain(
             replicas=replicas, write_quorum=write_quorum, chunk_size=chunk_size,
             heartbeat_interval=heartbeat_interval, suspect_after=suspect_after,
             offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
+            dead_after=dead_after, repair_interval=repair_interval,
+            repair_concurrency=repair_concurrency, rebalance_batch=rebalance_batch,
+            auto_repair=auto_repair,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, auth=auth,
             log_level=log_level,
         )
@@ -141,7 +159,7 @@ def brain(
         raise _fail(f"port {settings.port} on {settings.host} is already in use")
     if not settings.database_url:
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
     import asyncio
@@ -156,12 +174,19 @@ def brain(
         reason = str(exc).splitlines()[0][:300]
         raise _fail(f"cannot open the metadata database ({shown}): {reason}") from None
     setup_logging(settings.log_level, "brain")
-    serve(create_app(settings), settings.host, settings.port, settings.log_level,
-          **_tls(settings))
+    serve(create_app(settings, new_admin_key), settings.host, settings.port,
+          settings.log_level, **_tls(settings))
 
 
-@app.command()
+node_app = typer.Typer(
+    help="Run a storage node (tossit node [OPTIONS]), or manage one: drain, undrain, remove.",
+    rich_markup_mode=None)
+app.add_typer(node_app, name="node")
+
+
+@node_app.callback(invoke_without_command=True)
 def node(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [8081]")] = None,
@@ -174,6 +199,12 @@ def node(
     advertise_url: Annotated[str | None, typer.Option(
         help="URL the brain should use to reach this node [http://HOST:PORT]")] = None,
     heartbeat_interval: Annotated[float | None, typer.Option(help="seconds [2]")] = None,
+    repair_bandwidth: Annotated[str | None, typer.Option(
+        help="bytes/s fetched for repairs and moves, 0 = unlimited [64MiB]")] = None,
+    scrub_rate: Annotated[str | None, typer.Option(
+        help="bytes/s the background scrubber re-hashes, 0 = off [16MiB]")] = None,
+    scrub_interval: Annotated[float | None, typer.Option(
+        help="seconds between the starts of two scrub passes [604800]")] = None,
     join_secret_file: Annotated[Path | None, typer.Option(
         help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
         "kept in this node's data dir for later starts")] = None,
@@ -186,11 +217,15 @@ def node(
     log_level: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Run a storage node that keeps chunks in DATA_DIR and joins the brain."""
+    if ctx.invoked_subcommand is not None:
+        return  # `tossit node drain ID` etc.: a client verb, not the server
     try:
         settings = NodeSettings.load(
             config, host=host, port=port, data_dir=data_dir, brain=brain, name=name, zone=zone,
             capacity=capacity, advertise_url=advertise_url,
             heartbeat_interval=heartbeat_interval, join_secret=join_secret,
+            repair_bandwidth=repair_bandwidth, scrub_rate=scrub_rate,
+            scrub_interval=scrub_interval,
             join_secret_file=join_secret_file, tls_cert=tls_cert, tls_key=tls_key,
             tls_ca=tls_ca, log_level=log_level,
         )
@@ -203,7 +238,7 @@ def node(
     if not port_free(settings.host, settings.port):
         raise _fail(f"port {settings.port} on {settings.host} is already in use")
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         probe = settings.data_dir / ".write-test"
         probe.write_bytes(b"ok")
         probe.unlink()
@@ -454,6 +489,16 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     for k, v in rep["by_copies"].items():
         table.add_row(k, str(v["chunks"]), format_size(v["bytes"]))
     console.print(table)
+    repair = s.get("repair") or {}
+    if repair.get("running"):
+        eta = repair.get("eta_s")
+        console.print(
+            f"[yellow]repairing: {repair['chunks_done']:,} of {repair['chunks_total']:,} "
+            f"chunks copied ({format_size(repair['bytes_done'])} of "
+            f"{format_size(repair['bytes_total'])}, "
+            f"{format_size(repair['rate_bytes_per_s'])}/s"
+            + (f", about {eta:.0f} s left" if eta is not None else "") + ")[/]",
+            highlight=False)
     if rep["chunks_unavailable"]:
         console.print(f"[red]{rep['chunks_unavailable']} chunks have no live copy[/]")
     elif rep["chunks_below_target"]:
@@ -461,6 +506,70 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                       f"{format_size(rep['bytes_at_risk'])} at risk[/]")
     else:
         console.print("[green]every chunk has its full set of copies[/]")
+
+
+# -- node management -----------------------------------------------------
+
+
+@node_app.command("drain")
+def node_drain(
+    node_id: Annotated[str, typer.Argument(help="node id or name")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Copy every chunk off a node; it ends 'drained' and can then be removed."""
+    client = _client(brain, config)
+    n = _call(client.drain_node, _node_ref(client, node_id))
+    console.print(f"draining {n['name']}: {n['chunk_count']:,} chunks "
+                  f"({format_size(n['used'])}) will be copied to other nodes; "
+                  "follow with 'tossit status' or 'tossit events'", highlight=False)
+
+
+@node_app.command("undrain")
+def node_undrain(
+    node_id: Annotated[str, typer.Argument(help="node id or name")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop draining a node: it takes new chunks again."""
+    client = _client(brain, config)
+    n = _call(client.undrain_node, _node_ref(client, node_id))
+    console.print(f"{n['name']} takes new chunks again", highlight=False)
+
+
+@node_app.command("remove")
+def node_remove(
+    node_id: Annotated[str, typer.Argument(help="node id or name")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Forget a node. Refused while it holds the only copy of anything."""
+    client = _client(brain, config)
+    n = _call(client.remove_node, _node_ref(client, node_id))
+    console.print(f"removed {n['name']} ({n['id']})", highlight=False)
+
+
+def _node_ref(client: TossitClient, ref: str) -> str:
+    for n in _call(client.nodes):
+        if ref in (n["id"], n["name"]):
+            return str(n["id"])
+    raise _fail(f"no node {ref!r} (see 'tossit nodes')", 1)
+
+
+@app.command()
+def events(
+    limit: Annotated[int, typer.Option(help="rows")] = 30,
+    kind: Annotated[str | None, typer.Option(help="only this kind, e.g. node_offline")] = None,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """What the cluster did and why, newest first."""
+    rows = _call(_client(brain, config).events, limit, kind)
+    colours = {"error": "red", "warning": "yellow"}
+    for e in rows:  # names come from users: never read them as markup
+        console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}",
+                      style=colours.get(e["severity"]), highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 # -- keys ----------------------------------------------------------------

@@ -140,10 +140,21 @@ class _Settings(BaseSettings):
             for err in exc.errors():
                 where = ".".join(str(p) for p in err["loc"]) or "settings"
                 msg = err["msg"].removeprefix("Value error, ")
-                lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+                lines.append(f"  {where}: {msg}{_shown_input(where, err.get('input'))}")
             raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
         finally:
             cls.config_file = None  # a later direct construction must not reuse it
+
+
+_SECRET_WORDS = ("secret", "key", "password", "database_url", "token")
+
+
+def _shown_input(where: str, value: Any) -> str:
+    """The offending value for an error message, unless it may be a secret (or a
+    whole-settings dict, which would contain every secret given)."""
+    if isinstance(value, dict) or any(w in where.lower() for w in _SECRET_WORDS):
+        return ""
+    return f" (got {value!r})"
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -235,6 +246,17 @@ class BrainSettings(_ServerSettings):
     auth: bool = Field(
         default=True, description="require API keys and signed node requests; false is "
         "for benchmarks on loopback only")
+    dead_after: float = Field(
+        default=600.0, gt=0, description="seconds without a heartbeat before a node's "
+        "copies stop counting and are re-replicated elsewhere")
+    repair_interval: float = Field(default=60.0, gt=0, description="seconds between "
+                                   "repair passes when nothing wakes the repairer")
+    auto_repair: bool = Field(default=True, description="repair and rebalance in the "
+                              "background (off: only POST /api/admin/repair does)")
+    repair_concurrency: int = Field(default=4, ge=1, le=64,
+                                    description="chunk copies in flight, cluster-wide")
+    rebalance_batch: int = Field(default=64, ge=0, le=100_000,
+                                 description="rebalancing moves per pass (0: never move)")
 
     @field_validator("upload_buffer", mode="before")
     @classmethod
@@ -265,6 +287,8 @@ class BrainSettings(_ServerSettings):
             )
         if self.offline_after < self.suspect_after:
             raise ValueError("offline_after must be at least suspect_after")
+        if self.dead_after < self.offline_after:
+            raise ValueError("dead_after must be at least offline_after")
         from tossit.auth.binding import is_loopback
 
         if not self.auth and not is_loopback(self.host):
@@ -302,6 +326,20 @@ class NodeSettings(_ServerSettings):
     )
     advertise_url: str | None = None
     heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
+    repair_bandwidth: int = Field(
+        default=64 * MiB, description="bytes/s this node fetches for repairs and moves "
+        "(0: unlimited)")
+    scrub_rate: int = Field(
+        default=16 * MiB, description="bytes/s the background scrubber re-hashes (0: off)")
+    scrub_interval: float = Field(
+        default=7 * 86400.0, ge=0, description="seconds between the starts of two full "
+        "scrub passes")
+
+    @field_validator("repair_bandwidth", "scrub_rate", mode="before")
+    @classmethod
+    def _rate(cls, v: Any) -> int:
+        return parse_size(v)
+
     join_secret: SecretStr | None = Field(
         default=None, description="the cluster secret (brain data dir: cluster.secret)")
     join_secret_file: Path | None = Field(

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tossit.brain.nodeclient import NodeClient, NodeError
@@ -46,6 +46,13 @@ class Collector:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(_PARALLEL_DELETES)
+        self.on_missing: Callable[[], None] = lambda: None  # wakes the repairer
+        self._sweep_soon = False
+
+    def request_sweep(self) -> None:
+        """Compare inventories soon (a node joined or came back)."""
+        self._sweep_soon = True
+        self._wake.set()
 
     def release(self, chunk_ids: Iterable[str]) -> None:
         """These chunks may have become garbage; check them soon."""
@@ -58,7 +65,8 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.gc_interval)
             self._wake.clear()
-            sweep = time.monotonic() - last_sweep >= self.settings.gc_interval
+            sweep = self._sweep_soon or time.monotonic() - last_sweep >= self.settings.gc_interval
+            self._sweep_soon = False
             try:
                 await self.run_once(sweep_orphans=sweep)
             except Exception:
@@ -84,6 +92,12 @@ class Collector:
                     break  # what is left waits for offline nodes or pinned uploads
             if sweep_orphans:
                 await self._sweep_orphans(stats)
+            if stats.get("missing"):
+                await self.store.add_event(
+                    "replica_missing", f"{stats['missing']} chunk copies the metadata "
+                    "expected were not on their nodes; re-replicating them",
+                    severity="warning", data={"missing": stats["missing"]})
+                self.on_missing()
             if stats["chunks_dropped"] or stats["orphans_deleted"]:
                 msg = (f"garbage collection freed {stats['chunks_dropped']} chunks and "
                        f"{stats['orphans_deleted']} orphan copies "
@@ -162,8 +176,13 @@ class Collector:
         return len(fully)
 
     async def _sweep_orphans(self, stats: dict[str, Any]) -> None:
-        """Compare each live node's inventory with the metadata."""
-        cutoff = time.time() - self.settings.gc_grace
+        """Compare each live node's inventory with the metadata, both ways:
+        copies the metadata does not know are adopted (if referenced) or deleted
+        after ``gc_grace``; copies it expects but the node lacks are marked
+        missing, and the repairer re-makes them."""
+        started = time.time()
+        cutoff = started - self.settings.gc_grace
+        stats.setdefault("missing", 0)
         for node_id in self.registry.online_ids():
             node = self.registry.get(node_id)
             if node is None:
@@ -176,9 +195,15 @@ class Collector:
                     log.info("inventory of %s failed: %s", node.name, exc)
                     break
                 entries: list[dict[str, Any]] = page["chunks"]  # type: ignore[assignment]
+                nxt = page.get("next") or ""
+                ids = [e["id"] for e in entries]
+                expected = await self.store.ok_replicas_in_range(
+                    node_id, after, ids[-1] if nxt and ids else None, started)
+                for cid in sorted(expected - set(ids)):
+                    await self.store.set_replica_state(cid, node_id, "missing")
+                    stats["missing"] += 1
                 if not entries:
                     break
-                ids = [e["id"] for e in entries]
                 known = await self.store.known_chunks(ids)
                 recorded = await self.store.replicas_on_node(node_id, ids)
                 for e in entries:

@@ -2,8 +2,9 @@
 
 ``online`` -> ``suspect`` after ``suspect_after`` seconds of silence (still
 used for reads, no new writes) -> ``offline`` after ``offline_after`` (skipped
-by reads and writes). The later ``dead`` state and the repairs it triggers are
-the healing work's, built on these transitions.
+by reads and writes, but its copies still count: a reboot must not start a
+repair storm) -> ``dead`` after ``dead_after`` (its copies stop counting and the
+repairer re-replicates them). Every change wakes the repairer.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from tossit.brain.registry import OFFLINE, ONLINE, SUSPECT, Registry
+from tossit.brain.registry import DEAD, OFFLINE, ONLINE, SUSPECT, Registry
 from tossit.brain.store import Store
 from tossit.config import BrainSettings
 
@@ -21,10 +23,12 @@ log = logging.getLogger("tossit.brain.monitor")
 
 
 class Monitor:
-    def __init__(self, settings: BrainSettings, store: Store, registry: Registry) -> None:
+    def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.on_change = on_change
 
     async def run_forever(self) -> None:
         period = min(1.0, self.settings.heartbeat_interval / 2)
@@ -41,7 +45,9 @@ class Monitor:
         now = time.monotonic()
         for node in list(self.registry.nodes.values()):
             silent = now - node.seen_mono
-            if silent >= self.settings.offline_after:
+            if silent >= self.settings.dead_after:
+                state = DEAD
+            elif silent >= self.settings.offline_after:
                 state = OFFLINE
             elif silent >= self.settings.suspect_after:
                 state = SUSPECT
@@ -54,8 +60,15 @@ class Monitor:
             await self.store.set_node_state(node.id, state, node.latency_ms)
             since = datetime.fromtimestamp(node.last_heartbeat, UTC).strftime("%H:%M:%S")
             missed = int(silent // self.settings.heartbeat_interval)
-            if state == OFFLINE:
-                msg = f"{node.name} offline since {since} UTC (missed {missed} heartbeats)"
+            if state == DEAD:
+                msg = (f"{node.name} dead: no heartbeat since {since} UTC (over "
+                       f"{self.settings.dead_after:.0f} s); re-replicating its "
+                       f"{node.chunk_count:,} chunks elsewhere")
+                sev = "error"
+            elif state == OFFLINE:
+                msg = (f"{node.name} offline since {since} UTC (missed {missed} heartbeats); "
+                       f"its copies are re-replicated if it stays silent for "
+                       f"{self.settings.dead_after:.0f} s")
                 sev = "error"
             elif state == SUSPECT:
                 msg = f"{node.name} suspect: no heartbeat for {silent:.0f} s"
@@ -65,4 +78,6 @@ class Monitor:
                 sev = "info"
             log.warning(msg) if sev != "info" else log.info(msg)
             await self.store.add_event(f"node_{state}", msg, severity=sev, node_id=node.id)
+        if changes:
+            self.on_change()
         return changes

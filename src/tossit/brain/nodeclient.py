@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -257,6 +259,37 @@ class NodeClient:
                 if resp.status >= 400:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to a delete")
                 return bool((await resp.json()).get("deleted"))
+
+    async def replicate(self, target: NodeView, chunk_id: str, sources: list[NodeView]) -> None:
+        """Order ``target`` to fetch a chunk from one of ``sources`` (node to node;
+        the target verifies the bytes against the id and fsyncs them)."""
+        body = json.dumps({"chunk_id": chunk_id, "sources": [
+            {"id": s.id, "address": s.address} for s in sources]}).encode()
+        digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
+        with self._transport_errors(target, mark=False):
+            async with self.http.post(
+                f"{target.address}/replicate", data=body,
+                headers=self._headers("POST", "/replicate", target, digest=digest,
+                                      **{"content-type": "application/json"}),
+            ) as resp:
+                if resp.status in (200, 201):
+                    await resp.read()
+                    return
+                text = (await resp.text())[:300]
+                if resp.status == 507:
+                    raise NodeFull(f"{target.name}: {text}")
+                raise NodeError(f"{target.name} could not copy {chunk_id[:12]}: "
+                                f"{resp.status} {text}")
+
+    async def scrub(self, node: NodeView) -> dict[str, Any]:
+        """Have the node re-hash everything now; returns its report."""
+        with self._transport_errors(node, mark=False):
+            async with self.http.post(f"{node.address}/scrub",
+                                      headers=self._headers("POST", "/scrub", node)) as resp:
+                if resp.status != 200:
+                    raise NodeUnavailable(f"{node.name} answered {resp.status} to a scrub")
+                result: dict[str, Any] = await resp.json()
+                return result
 
     async def inventory(self, node: NodeView, after: str, limit: int) -> dict[str, object]:
         with self._transport_errors(node, mark=False):

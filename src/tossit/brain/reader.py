@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from tossit.brain.metrics import DOWNLOAD_BYTES
@@ -50,11 +50,13 @@ class Download:
 class Reader:
     def __init__(
         self, store: Store, registry: Registry, nodes: NodeClient, read_ahead: int,
+        on_bad_replica: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.nodes = nodes
         self.read_ahead = read_ahead
+        self.on_bad_replica = on_bad_replica  # wakes the repairer
 
     async def fetch_verified(self, placement: ChunkPlacement) -> bytes:
         """The chunk's bytes from the best good replica, verified."""
@@ -87,11 +89,13 @@ class Reader:
             await self.store.set_replica_state(chunk_id, node_id, state)
             await self.store.add_event(
                 f"replica_{state}",
-                f"chunk {chunk_id[:12]} on {name} is {state}; read served from another copy",
-                severity="warning", node_id=node_id, data={"chunk": chunk_id},
+                f"chunk {chunk_id[:12]} on {name} is {state}; read served from another copy, "
+                "repair scheduled", severity="warning", node_id=node_id,
+                data={"chunk": chunk_id},
             )
         except Exception:
             log.exception("could not record bad replica")
+        self.on_bad_replica()
 
     def check_available(self, placements: list[ChunkPlacement]) -> None:
         for p in placements:

@@ -15,7 +15,8 @@ from typing import Any
 
 from tossit.placement import Candidate, preference_list
 
-ONLINE, SUSPECT, OFFLINE = "online", "suspect", "offline"
+ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
+DRAINING, DRAINED = "draining", "drained"
 READABLE_STATES = (ONLINE, SUSPECT, "draining")
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 
@@ -56,7 +57,7 @@ class NodeView:
             "state": self.state, "capacity": self.capacity, "used": self.used,
             "free": self.free, "disk_total": self.disk_total, "disk_free": self.disk_free,
             "chunk_count": self.chunk_count, "load": self.load, "version": self.version,
-            "disk_id": self.disk_id,
+            "disk_id": self.disk_id, "admin_state": self.admin_state,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "registered_at": self.registered_at, "last_heartbeat": self.last_heartbeat,
             "seconds_since_heartbeat": round(max(0.0, time.monotonic() - self.seen_mono), 1),
@@ -124,6 +125,16 @@ class Registry:
     def desired(self, chunk_id: str) -> list[str]:
         """Where placement wants this chunk among the nodes that can take writes."""
         eligible = [n for n in self.nodes.values() if n.state == ONLINE and n.admin_state is None]
+        ranked = preference_list(
+            chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
+            self.replicas,
+        )
+        return [c.id for c in ranked[: self.replicas]]
+
+    def placement_targets(self, chunk_id: str) -> list[str]:
+        """Where placement wants this chunk among every node whose copies count
+        (offline ones included: a rebooting node's chunks stay in place)."""
+        eligible = [n for n in self.nodes.values() if n.state != DEAD and n.admin_state is None]
         ranked = preference_list(
             chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
             self.replicas,

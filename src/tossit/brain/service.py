@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from tossit.auth.mac import BRAIN, Signer, Verifier
 from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
@@ -19,10 +20,11 @@ from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
 from tossit.brain.monitor import Monitor
-from tossit.brain.nodeclient import NodeClient
+from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
 from tossit.brain.registry import Registry
+from tossit.brain.repair import Repairer
 from tossit.brain.store import Store
 from tossit.config import BrainSettings
 
@@ -30,14 +32,15 @@ log = logging.getLogger("tossit.brain")
 
 
 class Brain:
-    def __init__(self, settings: BrainSettings) -> None:
+    def __init__(self, settings: BrainSettings, new_admin_key: bool = False) -> None:
         self.settings = settings
+        self.new_admin_key = new_admin_key
         self.url = settings.resolved_database_url()
         self.store = Store(make_engine(self.url))
         self.registry = Registry(settings.replicas, settings.high_water)
         # Secrets live in data_dir even when metadata is in PostgreSQL: a database
         # dump must not be enough to act as the cluster or to recover key secrets.
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         master, _ = ensure_secret(settings.data_dir / MASTER_KEY_FILE)
         cluster_secret, _ = ensure_secret(settings.data_dir / CLUSTER_SECRET_FILE)
         self.keys = KeyService(self.store, master.encode())
@@ -48,11 +51,14 @@ class Brain:
                                 settings.tls_ca)
         self.pins = ChunkPins()
         self.collector = Collector(settings, self.store, self.registry, self.nodes, self.pins)
-        self.monitor = Monitor(settings, self.store, self.registry)
+        self.repairer = Repairer(settings, self.store, self.registry, self.nodes, self.pins)
+        self.monitor = Monitor(settings, self.store, self.registry, self.repairer.wake)
+        self.collector.on_missing = self.repairer.wake
         self.commits = CommitBatcher(self.store, self.collector.release)
         self.ingest = Ingest(settings, self.store, self.registry, self.nodes, self.pins,
                              self.collector, self.commits)
-        self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks)
+        self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
+                             self.repairer.wake)
         self.started = time.time()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -60,7 +66,7 @@ class Brain:
         await migrate(self.url)
         await self.store.bucket_id("default")
         if self.auth:
-            await self.keys.bootstrap(self.settings.data_dir)
+            await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key)
         else:
             log.warning("authentication is OFF (auth = false): anyone who can reach "
                         "%s:%d can read and change everything", self.settings.host,
@@ -74,6 +80,9 @@ class Brain:
             )
             view.registered_at = row.registered_at
             view.last_heartbeat = row.last_heartbeat
+            # Silence counts from the last heartbeat, not from this restart: a node
+            # that was dead stays dead until it talks to us again.
+            view.seen_mono = time.monotonic() - max(0.0, time.time() - row.last_heartbeat)
             view.latency_ms = row.latency_ms
             view.admin_state = row.admin_state
         await self.nodes.start()
@@ -82,10 +91,33 @@ class Brain:
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
             asyncio.create_task(self.collector.run_forever(), name="gc"),
         ]
+        if self.settings.auto_repair:
+            self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))
         await self.store.add_event(
             "brain_started", f"brain started (R={self.settings.replicas}, "
             f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
         log.info("brain ready: metadata at %s", self.url.split("@")[-1])
+
+    async def scrub_all(self) -> list[dict[str, Any]]:
+        """Every online node re-hashes its chunks now; corrupt ones are marked and
+        the repairer woken (the admin hook behind ``POST /api/admin/scrub``)."""
+        out = []
+        for node in [n for n in self.registry.nodes.values() if n.state == "online"]:
+            try:
+                report = await self.nodes.scrub(node)
+            except NodeError as exc:
+                out.append({"node": node.id, "name": node.name, "error": str(exc)})
+                continue
+            for cid in report.get("corrupt", []):
+                await self.store.set_replica_state(cid, node.id, "corrupt")
+            if report.get("corrupt"):
+                await self.store.add_event(
+                    "replica_corrupt", f"scrub of {node.name} found "
+                    f"{len(report['corrupt'])} corrupt chunk(s); repairing them",
+                    severity="warning", node_id=node.id)
+                self.repairer.wake()
+            out.append({"node": node.id, "name": node.name, **report})
+        return out
 
     async def stop(self) -> None:
         for t in self._tasks:

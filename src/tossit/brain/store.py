@@ -389,6 +389,68 @@ class Store:
         async with self.write() as s:
             await s.execute(self._upsert_replica, rows)
 
+    async def chunk_replica_page(
+        self, after: str, limit: int
+    ) -> list[tuple[str, int, dict[str, str]]]:
+        """Referenced chunks with id > ``after``, in id order, each with its
+        replicas (node id -> state): the repairer's view, a page at a time."""
+        async with self.read() as s:
+            chunks = (await s.execute(
+                select(Chunk.id, Chunk.size).where(Chunk.id > after, Chunk.refcount > 0)
+                .order_by(Chunk.id).limit(limit)
+            )).all()
+            reps: dict[str, dict[str, str]] = {cid: {} for cid, _ in chunks}
+            for batch in _batches(list(reps)):
+                for cid, node, state in (await s.execute(
+                    select(Replica.chunk_id, Replica.node_id, Replica.state)
+                    .where(Replica.chunk_id.in_(batch))
+                )).all():
+                    reps[cid][node] = state
+        return [(cid, size, reps[cid]) for cid, size in chunks]
+
+    async def node_replica_counts(self) -> dict[str, dict[str, int]]:
+        """Per node: replicas by state (for drain progress and safe removal)."""
+        out: dict[str, dict[str, int]] = {}
+        async with self.read() as s:
+            for node, state, n in (await s.execute(
+                select(Replica.node_id, Replica.state, func.count())
+                .group_by(Replica.node_id, Replica.state)
+            )).all():
+                out.setdefault(node, {})[state] = int(n)
+        return out
+
+    async def sole_copies(self, node_id: str, other_nodes: Sequence[str]) -> int:
+        """Chunks whose only ok copy (among ``node_id`` and ``other_nodes``) is on
+        ``node_id``: what would be lost if it went away."""
+        async with self.read() as s:
+            mine = select(Replica.chunk_id).where(
+                Replica.node_id == node_id, Replica.state == "ok").subquery()
+            elsewhere = select(Replica.chunk_id).where(
+                Replica.node_id.in_(list(other_nodes) or [""]), Replica.state == "ok")
+            n = await s.scalar(
+                select(func.count()).select_from(mine)
+                .join(Chunk, Chunk.id == mine.c.chunk_id)
+                .where(Chunk.refcount > 0, mine.c.chunk_id.not_in(elsewhere)))
+        return int(n or 0)
+
+    async def forget_node(self, node_id: str) -> None:
+        """Remove a node: its replica rows go, its row stays as a ``removed``
+        tombstone so the same node cannot quietly register again."""
+        async with self.write() as s:
+            await s.execute(delete(Replica).where(Replica.node_id == node_id))
+            await s.execute(update(Node).where(Node.id == node_id)
+                            .values(state="removed", admin_state=None))
+
+    async def node_row_state(self, node_id: str) -> str | None:
+        async with self.read() as s:
+            state: str | None = await s.scalar(select(Node.state).where(Node.id == node_id))
+            return state
+
+    async def set_admin_state(self, node_id: str, admin_state: str | None) -> None:
+        async with self.write() as s:
+            await s.execute(update(Node).where(Node.id == node_id)
+                            .values(admin_state=admin_state))
+
     async def garbage_chunks(self, limit: int = 1000) -> list[tuple[str, list[str]]]:
         """Unreferenced chunks and the nodes that still hold copies."""
         async with self.read() as s:
@@ -439,6 +501,18 @@ class Store:
                     out[cid] = ref
         return out
 
+    async def ok_replicas_in_range(self, node_id: str, after: str, upto: str | None,
+                                   recorded_before: float) -> set[str]:
+        """Chunk ids in (after, upto] the metadata says ``node_id`` holds (ok),
+        recorded before ``recorded_before`` (copies made since are not judged)."""
+        stmt = select(Replica.chunk_id).where(
+            Replica.node_id == node_id, Replica.state == "ok", Replica.chunk_id > after,
+            Replica.updated_at < recorded_before)
+        if upto is not None:
+            stmt = stmt.where(Replica.chunk_id <= upto)
+        async with self.read() as s:
+            return set((await s.execute(stmt)).scalars().all())
+
     async def replicas_on_node(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
         out: set[str] = set()
         async with self.read() as s:
@@ -486,8 +560,11 @@ class Store:
             )
 
     async def list_nodes(self) -> list[Node]:
+        """Every node but the removed ones."""
         async with self.read() as s:
-            return list((await s.execute(select(Node).order_by(Node.name))).scalars().all())
+            return list((await s.execute(
+                select(Node).where(Node.state != "removed").order_by(Node.name)
+            )).scalars().all())
 
     # -- events -------------------------------------------------------------
 

@@ -181,6 +181,21 @@ class TossitClient:
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/api/status")
 
+    def events(self, limit: int = 100, kind: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if kind:
+            params["kind"] = kind
+        return self._request("GET", "/api/events", params=params)
+
+    def drain_node(self, node_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/nodes/{node_id}/drain")
+
+    def undrain_node(self, node_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/nodes/{node_id}/undrain")
+
+    def remove_node(self, node_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/nodes/{node_id}")
+
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/health")
 

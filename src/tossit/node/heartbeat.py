@@ -20,6 +20,7 @@ import aiohttp
 from tossit import __version__
 from tossit.auth.mac import BRAIN, Signer
 from tossit.config import NodeSettings
+from tossit.node.scrubber import Scrubber
 from tossit.node.storage import ChunkStore
 from tossit.tlsconfig import client_context
 
@@ -28,11 +29,12 @@ log = logging.getLogger("tossit.node.heartbeat")
 
 class Heartbeat:
     def __init__(self, settings: NodeSettings, node_id: str, store: ChunkStore,
-                 signer: Signer | None = None) -> None:
+                 signer: Signer | None = None, scrubber: Scrubber | None = None) -> None:
         self.settings = settings
         self.node_id = node_id
         self.store = store
         self.signer = signer
+        self.scrubber = scrubber
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         self._registered = False
@@ -86,7 +88,8 @@ class Heartbeat:
                     path = "/api/nodes/register" if not self._registered else (
                         f"/api/nodes/{self.node_id}/heartbeat"
                     )
-                    body = json.dumps(report).encode()
+                    corrupt = self.scrubber.unreported() if self.scrubber else []
+                    body = json.dumps({**report, "corrupt": corrupt}).encode()
                     async with http.post(self.settings.brain + path, data=body,
                                          headers=self._signed(path, body)) as resp:
                         if resp.status == 404 and self._registered:
@@ -109,6 +112,8 @@ class Heartbeat:
                             # The brain times failure detection on its interval: follow it.
                             interval = float(answer.get("heartbeat_interval", interval))
                         self._registered = True
+                        if corrupt and self.scrubber:
+                            self.scrubber.acknowledge(corrupt)
                     if not self.connected:
                         self.connected = True
                     backoff = interval

@@ -24,7 +24,7 @@ def load_or_create(data_dir: Path) -> str:
         if not node_id:
             raise ValueError(f"{path} has an empty id")
         return node_id
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     node_id = uuid.uuid4().hex[:16]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"id": node_id, "created": datetime.now(UTC).isoformat()}))

@@ -178,6 +178,33 @@ class ChunkStore:
         except FileNotFoundError:
             return False
 
+    def verify(self, cid: str) -> bool | None:
+        """Re-hash a stored chunk: True if intact, False if corrupt, None if absent."""
+        path = self.path_for(cid)
+        if not path.exists():
+            return None
+        return self._intact(path, cid)
+
+    def quarantine(self, cid: str, keep: int = 100) -> bool:
+        """Move a corrupt chunk out of service into ``quarantine/`` (the newest
+        ``keep`` are kept for inspection). It no longer counts as stored."""
+        path = self.path_for(cid)
+        qdir = self.root / "quarantine"
+        qdir.mkdir(exist_ok=True)
+        with self._lock:
+            try:
+                size = path.stat().st_size
+                os.replace(path, qdir / f"{cid}.{int(time.time())}")
+            except FileNotFoundError:
+                return False
+            self._used -= size
+            self._count -= 1
+        _fsync_dir(path.parent)
+        old = sorted(qdir.iterdir(), key=lambda p: p.stat().st_mtime)[:-keep]
+        for p in old:
+            p.unlink(missing_ok=True)
+        return True
+
     def read(self, cid: str) -> bytes:
         with open(self.path_for(cid), "rb") as fh:
             return fh.read()

@@ -15,9 +15,17 @@ from tossit.brain.registry import READABLE_STATES, disk_capacity
 
 router = APIRouter()
 public = APIRouter()  # the only route that needs no key: load balancers and probes
+_UNHEALTHY = {
+    "description": "The metadata database does not answer",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["status", "database"],
+        "properties": {"status": {"type": "string"}, "database": {"type": "string"}},
+    }}},
+}
 
 
-@public.get("/health", tags=["cluster"], summary="Brain health (200 only if metadata answers)")
+@public.get("/health", tags=["cluster"], summary="Brain health (200 only if metadata answers)",
+            responses={503: _UNHEALTHY})
 async def health(request: Request) -> Response:
     brain = brain_of(request)
     try:
@@ -62,6 +70,7 @@ async def status(request: Request) -> dict[str, Any]:
             "chunks_unavailable": hist.get(0, {}).get("chunks", 0),
             "bytes_at_risk": at_risk,
         },
+        "repair": brain.repairer.progress.to_dict(),
     }
 
 
@@ -88,6 +97,21 @@ async def run_gc(request: Request, orphans: bool = True) -> dict[str, Any]:
 async def run_monitor(request: Request) -> dict[str, Any]:
     changes = await brain_of(request).monitor.run_once()
     return {"changes": [{"node": n, "from": a, "to": b} for n, a, b in changes]}
+
+
+@router.post("/api/admin/repair", tags=["admin"],
+             summary="Run one repair and rebalance pass now (waits for it)")
+async def run_repair(request: Request, rebalance: bool = True) -> dict[str, Any]:
+    return await brain_of(request).repairer.run_once(rebalance=rebalance)
+
+
+@router.post("/api/admin/scrub", tags=["admin"],
+             summary="Have every online node re-hash all its chunks now (waits for it)")
+async def run_scrub(request: Request) -> dict[str, Any]:
+    """Corrupt chunks are quarantined by the nodes, marked corrupt here, and
+    repaired by the next repair pass (which this wakes)."""
+    brain = brain_of(request)
+    return {"nodes": await brain.scrub_all()}
 
 
 @router.get("/metrics", include_in_schema=False)

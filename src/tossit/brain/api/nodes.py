@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tossit.brain.api.access import signed_by_node
-from tossit.brain.api.common import brain_of, iso
-from tossit.brain.registry import OFFLINE, ONLINE, NodeView
-from tossit.errors import ApiError
+from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
+from tossit.brain.registry import DEAD, DRAINED, DRAINING, OFFLINE, ONLINE, NodeView
+from tossit.brain.service import Brain
+from tossit.errors import ApiError, error_responses
 
 router = APIRouter(tags=["nodes"])
 # Called by nodes, not users: authenticated by the cluster MAC (tossit.auth.mac).
-protocol = APIRouter(tags=["node protocol"])
+protocol = APIRouter(tags=["node protocol"], route_class=AuthBeforeBody)
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _BIG = 2**62
 
@@ -36,6 +37,9 @@ class NodeReport(BaseModel):
     chunk_count: int = Field(ge=0, le=_BIG)
     load: float = Field(default=0.0, ge=0, le=1e6)
     disk_id: str | None = Field(default=None, max_length=300)
+    corrupt: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, max_length=1000,
+        description="chunks the node's scrubber found corrupt (and quarantined)")
 
 
 def node_json(view: NodeView) -> dict[str, Any]:
@@ -51,7 +55,7 @@ async def list_nodes(request: Request) -> list[dict[str, Any]]:
     return [node_json(v) for v in sorted(brain.registry.nodes.values(), key=lambda v: v.name)]
 
 
-@router.get("/api/nodes/{node_id}", summary="One node")
+@router.get("/api/nodes/{node_id}", summary="One node", responses=error_responses(404))
 async def get_node(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
     view = brain_of(request).registry.get(node_id)
     if view is None:
@@ -64,29 +68,62 @@ def _check_sender(sender: str | None, node_id: str) -> None:
         raise ApiError(403, "forbidden", f"signed by {sender}, not by node {node_id}")
 
 
-@protocol.post("/api/nodes/register", summary="A node joins (or rejoins) the cluster")
+@protocol.post("/api/nodes/register", summary="A node joins (or rejoins) the cluster",
+               responses=error_responses(403, 409, 413, e403="Signed by another node"))
 async def register(report: NodeReport, request: Request,
                    sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
     _check_sender(sender, report.id)
     brain = brain_of(request)
-    data = report.model_dump()
+    if await brain.store.node_row_state(report.id) == "removed":
+        raise ApiError(409, "node_removed",
+                       "this node was removed from the cluster; to join again as a new "
+                       "node, start it with an empty data dir")
+    data = report.model_dump(exclude={"corrupt"})
     before = brain.registry.get(report.id)
-    if any(v.address == report.address and v.id != report.id and v.state != OFFLINE
-           for v in brain.registry.nodes.values()):
+    if any(v.address == report.address and v.id != report.id
+           and v.state not in (OFFLINE, DEAD) for v in brain.registry.nodes.values()):
         raise ApiError(409, "address_in_use",
-                       f"another online node already serves {report.address}")
+                       f"another live node already serves {report.address}")
     new = await brain.store.upsert_node(data, ONLINE)
     brain.registry.update(data, ONLINE)
     if new:
         msg = f"{report.name} joined ({report.address}, zone {report.zone})"
         await brain.store.add_event("node_joined", msg, node_id=report.id)
+        brain.repairer.wake()  # placement changed: rebalance
     elif before is not None and before.state != ONLINE:
-        await brain.store.add_event("node_online", f"{report.name} back online",
-                                    node_id=report.id)
+        await _back_online(brain, report, before.state)
+    brain.collector.request_sweep()  # reconcile its inventory with the metadata
+    await _corrupt_reported(brain, report)
     return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval}
 
 
-@protocol.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report")
+async def _back_online(brain: Brain, report: NodeReport, was: str) -> None:
+    if was == DEAD:
+        msg = (f"{report.name} back online after being declared dead: its copies count "
+               "again and the extra ones are removed once every chunk has R copies")
+    else:
+        msg = f"{report.name} back online (was {was}); no repair needed"
+    await brain.store.add_event("node_online", msg, node_id=report.id)
+    brain.repairer.wake()
+    brain.collector.request_sweep()  # what did it lose or keep while away?
+
+
+async def _corrupt_reported(brain: Brain, report: NodeReport) -> None:
+    """The node's scrubber quarantined these: repair them from good copies."""
+    if not report.corrupt:
+        return
+    for cid in report.corrupt:
+        await brain.store.set_replica_state(cid, report.id, "corrupt")
+    await brain.store.add_event(
+        "replica_corrupt", f"{report.name}'s scrubber found {len(report.corrupt)} corrupt "
+        "chunk(s) on disk; repairing them from good copies", severity="warning",
+        node_id=report.id, data={"chunks": report.corrupt[:100]})
+    brain.repairer.wake()
+
+
+@protocol.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report",
+               responses=error_responses(403, 404, 413, e403="Signed by another node",
+                                         e404="Unknown node: register first"))
 async def heartbeat(report: NodeReport, request: Request,
                     node_id: str = Path(pattern=_ID),
                     sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
@@ -96,11 +133,81 @@ async def heartbeat(report: NodeReport, request: Request,
     if view is None or report.id != node_id:
         raise ApiError(404, "node_not_found", "unknown node: register first")
     was = view.state
-    data = report.model_dump()
+    data = report.model_dump(exclude={"corrupt"})
     brain.registry.update(data, ONLINE)
     await brain.store.save_heartbeat(node_id, data)
     if was != ONLINE:
         await brain.store.set_node_state(node_id, ONLINE, view.latency_ms)
-        await brain.store.add_event("node_online", f"{report.name} back online (was {was})",
-                                    node_id=node_id)
+        await _back_online(brain, report, was)
+    await _corrupt_reported(brain, report)
     return {"ok": True}
+
+
+# -- drain and remove (admin) ------------------------------------------------
+
+
+def _node(brain: Brain, node_id: str) -> NodeView:
+    view = brain.registry.get(node_id)
+    if view is None:
+        raise ApiError(404, "node_not_found", f"no node {node_id}")
+    return view
+
+
+@router.post("/api/nodes/{node_id}/drain", summary="Copy every chunk off a node",
+             responses=error_responses(404))
+async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
+    """The node takes no new chunks; the repairer copies its chunks to the nodes
+    placement now wants (never below R copies), removes them from it, and marks it
+    ``drained`` when it holds nothing."""
+    brain = brain_of(request)
+    view = _node(brain, node_id)
+    if view.admin_state is None:
+        view.admin_state = DRAINING
+        await brain.store.set_admin_state(node_id, DRAINING)
+        await brain.store.add_event(
+            "node_draining", f"draining {view.name}: {view.chunk_count:,} chunks will be "
+            "copied to other nodes", node_id=node_id)
+        brain.repairer.wake()
+    return node_json(view)
+
+
+@router.post("/api/nodes/{node_id}/undrain", summary="Let a drained node take chunks again",
+             responses=error_responses(404))
+async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
+    brain = brain_of(request)
+    view = _node(brain, node_id)
+    if view.admin_state is not None:
+        view.admin_state = None
+        await brain.store.set_admin_state(node_id, None)
+        await brain.store.add_event("node_undrained", f"{view.name} takes new chunks again",
+                                    node_id=node_id)
+        brain.repairer.wake()
+    return node_json(view)
+
+
+@router.delete("/api/nodes/{node_id}", summary="Remove a node from the cluster",
+               responses=error_responses(404, 409, e409="It still holds the only copy of "
+                                         "some chunks"))
+async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
+    """Refused while the node holds the only readable copy of any chunk (drain it
+    first). Its other copies are forgotten and re-made elsewhere by the repairer."""
+    brain = brain_of(request)
+    view = _node(brain, node_id)
+    others = [n.id for n in brain.registry.nodes.values()
+              if n.id != node_id and n.state in (ONLINE, "suspect")]
+    held = (await brain.store.node_replica_counts()).get(node_id, {}).get("ok", 0)
+    if held and view.state != DEAD and view.admin_state != DRAINED:
+        raise ApiError(409, "not_drained",
+                       f"{view.name} still holds {held:,} chunk copies: drain it first "
+                       f"(tossit node drain {view.name})", chunks=held)
+    sole = await brain.store.sole_copies(node_id, others)
+    if sole:
+        raise ApiError(409, "only_copies",
+                       f"{view.name} holds the only copy of {sole:,} chunks: drain it first "
+                       f"(tossit node drain {view.name})", chunks=sole)
+    await brain.store.forget_node(node_id)
+    brain.registry.nodes.pop(node_id, None)
+    await brain.store.add_event("node_removed", f"{view.name} removed from the cluster",
+                                node_id=node_id)
+    brain.repairer.wake()
+    return {**node_json(view), "removed": True}

@@ -1,0 +1,276 @@
+"""The repairer: keeps every chunk at R healthy copies, and where placement wants them.
+
+Each pass reads every referenced chunk's replicas a page at a time, asks
+``repair_plan.plan_chunk`` what to do, and then
+
+1. copies under-replicated chunks, fewest copies first: the brain only sends an
+   order to the target node, which fetches the chunk from a healthy holder,
+   verifies it against its id and fsyncs it (no chunk data crosses the brain);
+2. drops what the plans say is safe to drop (extra copies, copies on drained
+   nodes, corrupt copies, rows of copies a node lost);
+3. moves chunks towards their desired placement (rebalancing), a bounded number
+   per pass so a new node fills up gradually.
+
+Everything is idempotent: a pass recomputes from the metadata, so a brain that
+restarts mid-repair simply plans again; a copy that landed but was not recorded
+is adopted by the next inventory sweep. Copies are pinned against the garbage
+collector while in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tossit.brain.nodeclient import NodeClient, NodeError
+from tossit.brain.pins import ChunkPins
+from tossit.brain.registry import DRAINED, DRAINING, Registry
+from tossit.brain.repair_plan import (
+    REBALANCE,
+    ChunkPlan,
+    Copy,
+    Drop,
+    NodeInfo,
+    plan_chunk,
+)
+from tossit.brain.store import Store
+from tossit.config import BrainSettings, format_size
+
+log = logging.getLogger("tossit.brain.repair")
+PAGE = 2000
+PER_TARGET = 2  # copies in flight towards one node
+
+
+@dataclass
+class Progress:
+    """What the status page shows about the current repair."""
+
+    running: bool = False
+    started: float | None = None
+    chunks_total: int = 0  # copies planned in this pass
+    bytes_total: int = 0
+    chunks_done: int = 0
+    bytes_done: int = 0
+    failed: int = 0
+    at_risk: dict[int, int] = field(default_factory=dict)  # copies -> chunks below R
+    unavailable: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        elapsed = time.time() - self.started if self.started else 0.0
+        rate = self.bytes_done / elapsed if elapsed > 0 else 0.0
+        left = max(0, self.bytes_total - self.bytes_done)
+        return {
+            "running": self.running,
+            "started": (datetime.fromtimestamp(self.started, UTC).isoformat()
+                        if self.started else None),
+            "chunks_total": self.chunks_total, "chunks_done": self.chunks_done,
+            "bytes_total": self.bytes_total, "bytes_done": self.bytes_done,
+            "failed": self.failed,
+            "chunks_at_risk_by_copies": {str(k): v for k, v in sorted(self.at_risk.items())},
+            "chunks_unavailable": self.unavailable,
+            "rate_bytes_per_s": round(rate),
+            "eta_s": round(left / rate, 1) if self.running and rate > 0 else None,
+        }
+
+
+class Repairer:
+    def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
+                 nodes: NodeClient, pins: ChunkPins) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.nodes = nodes
+        self.pins = pins
+        self.progress = Progress()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(settings.repair_concurrency)
+        self._per_target: dict[str, asyncio.Semaphore] = {}
+        self._last_unavailable = 0
+        self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
+
+    def wake(self) -> None:
+        """Something changed (a node's state, a drain, a bad replica): plan again soon."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.repair_interval)
+            self._wake.clear()
+            try:
+                stats = await self.run_once()
+            except Exception:
+                log.exception("repair pass failed; retrying later")
+                await asyncio.sleep(5)
+                continue
+            if stats["copies_done"] or stats["drops_done"]:
+                self._wake.set()  # more may be possible now (moves come in steps)
+                await asyncio.sleep(0.5)
+            # A pass that achieved nothing (every copy failed) waits for a change
+            # or for repair_interval: no hot loop against a broken source.
+
+    # -- one pass -------------------------------------------------------------
+
+    def _node_infos(self) -> dict[str, NodeInfo]:
+        return {n.id: NodeInfo(n.id, n.state, n.admin_state)
+                for n in self.registry.nodes.values()}
+
+    async def plan(self) -> list[ChunkPlan]:
+        """Plans for every chunk that needs something done."""
+        infos = self._node_infos()
+        r = self.settings.replicas
+        plans: list[ChunkPlan] = []
+        after = ""
+        while True:
+            page = await self.store.chunk_replica_page(after, PAGE)
+            if not page:
+                break
+            for cid, size, reps in page:
+                desired = self.registry.placement_targets(cid)
+                order = [n.id for n in self.registry.write_order(cid, size, set())]
+                p = plan_chunk(cid, size, reps, infos, r, desired, order)
+                if p.copy or p.drop or p.unavailable or p.copies < r:
+                    plans.append(p)
+            after = page[-1][0]
+        return plans
+
+    async def run_once(self, rebalance: bool = True) -> dict[str, Any]:
+        """One pass; returns what it did (also the admin endpoint's answer)."""
+        async with self._lock:
+            t0 = time.time()
+            plans = await self.plan()
+            r = self.settings.replicas
+            urgent = sorted((c for p in plans for c in p.copy if c.reason != REBALANCE),
+                            key=lambda c: c.copies)
+            moves = [c for p in plans for c in p.copy if c.reason == REBALANCE]
+            moves = moves[: self.settings.rebalance_batch] if rebalance else []
+            drops = [d for p in plans for d in p.drop]
+            at_risk = Counter(p.copies for p in plans if p.copies < r)
+            self._done_bytes = Counter()
+            self.progress = Progress(
+                running=bool(urgent or moves), started=t0,
+                chunks_total=len(urgent) + len(moves),
+                bytes_total=sum(c.size for c in urgent + moves),
+                at_risk=dict(at_risk), unavailable=sum(1 for p in plans if p.unavailable))
+            copied, order = await self._copy_by_urgency(urgent)
+            dropped = await self._drop_all(drops)
+            moved = await self._copy_all(moves)
+            self.progress.running = False
+            stats = {
+                "chunks_below_target": sum(at_risk.values()),
+                "unavailable": self.progress.unavailable,
+                "copies_planned": len(urgent) + len(moves),
+                "copies_done": copied + moved, "repaired": copied, "moved": moved,
+                "repair_order": order,
+                "drops_planned": len(drops), "drops_done": dropped,
+                "failed": self.progress.failed,
+                "bytes_copied": self.progress.bytes_done,
+                "seconds": round(time.time() - t0, 2),
+            }
+            await self._report(stats, urgent, moves)
+            await self._finish_drains()
+            return stats
+
+    async def _finish_drains(self) -> None:
+        """A draining node that holds no copy any more is drained."""
+        draining = [n for n in self.registry.nodes.values() if n.admin_state == DRAINING]
+        if not draining:
+            return
+        counts = await self.store.node_replica_counts()
+        for node in draining:
+            if counts.get(node.id, {}).get("ok", 0) == 0:
+                node.admin_state = DRAINED
+                await self.store.set_admin_state(node.id, DRAINED)
+                await self.store.add_event(
+                    "node_drained", f"{node.name} drained: it holds no chunk any more and "
+                    "can be removed (tossit node remove)", node_id=node.id)
+
+    async def _report(self, stats: dict[str, Any], urgent: list[Copy], moves: list[Copy]) -> None:
+        took = stats["seconds"]
+        done = self._done_bytes
+        if stats["repaired"]:
+            reasons = ", ".join(sorted({c.reason for c in urgent}))
+            await self.store.add_event(
+                "repair", f"re-replicated {stats['repaired']:,} chunks "
+                f"({format_size(done.total() - done[REBALANCE])}) in {took:.1f} s ({reasons})",
+                data=stats)
+        if stats["moved"]:
+            await self.store.add_event(
+                "rebalance", f"copied {stats['moved']:,} chunks "
+                f"({format_size(done[REBALANCE])}) towards their placement", data=stats)
+        if stats["failed"]:
+            await self.store.add_event(
+                "repair_failed", f"{stats['failed']} copies failed; retrying on the next pass",
+                severity="warning", data=stats)
+        if stats["unavailable"] and stats["unavailable"] != self._last_unavailable:
+            await self.store.add_event(
+                "chunks_unavailable", f"{stats['unavailable']} chunks have no readable copy "
+                "(their nodes are offline or dead)", severity="error")
+        self._last_unavailable = stats["unavailable"]
+
+    # -- copies ----------------------------------------------------------------
+
+    async def _copy_by_urgency(self, copies: list[Copy]) -> tuple[int, list[int]]:
+        """Chunks with one copy left are all copied before those with two, etc."""
+        done, order = 0, []
+        for n in sorted({c.copies for c in copies}):
+            done += await self._copy_all([c for c in copies if c.copies == n])
+            order.append(n)
+        return done, order
+
+    async def _copy_all(self, copies: list[Copy]) -> int:
+        results = await asyncio.gather(*(self._copy(c) for c in copies))
+        return sum(results)
+
+    async def _copy(self, c: Copy) -> bool:
+        per_target = self._per_target.setdefault(c.target, asyncio.Semaphore(PER_TARGET))
+        await self.pins.pin(c.chunk_id)
+        try:
+            async with per_target, self._sem:
+                target = self.registry.get(c.target)
+                sources = [v for v in (self.registry.get(s) for s in c.sources) if v]
+                if target is None or not sources:
+                    self.progress.failed += 1
+                    return False
+                try:
+                    await self.nodes.replicate(target, c.chunk_id, sources)
+                except NodeError as exc:
+                    log.info("copy of %s to %s failed: %s", c.chunk_id[:12], target.name, exc)
+                    self.progress.failed += 1
+                    return False
+                await self.store.add_replicas(c.chunk_id, [c.target])
+                self.progress.chunks_done += 1
+                self.progress.bytes_done += c.size
+                self._done_bytes[c.reason] += c.size
+                return True
+        finally:
+            self.pins.unpin(c.chunk_id)
+
+    # -- drops -----------------------------------------------------------------
+
+    async def _drop_all(self, drops: list[Drop]) -> int:
+        done = 0
+        for d in drops:
+            if not d.on_node:
+                await self.store.remove_replica(d.chunk_id, d.node_id)
+                done += 1
+                continue
+            node = self.registry.get(d.node_id)
+            if node is None or self.pins.is_pinned(d.chunk_id):
+                continue
+            try:
+                async with self._sem:
+                    await self.nodes.delete_chunk(node, d.chunk_id)
+            except NodeError as exc:
+                log.info("could not drop %s on %s: %s", d.chunk_id[:12], node.name, exc)
+                continue
+            await self.store.remove_replica(d.chunk_id, d.node_id)
+            done += 1
+        return done

@@ -1,0 +1,143 @@
+"""What to do about one chunk's replicas: copy it somewhere, drop a copy, or nothing.
+
+Pure logic (no I/O), so every rule can be tested without servers:
+
+- A replica *counts* when it is ``ok`` on a node that is neither ``dead`` nor being
+  drained. ``offline`` nodes still count during their grace period (``dead_after``):
+  a machine that reboots must not set off a repair storm.
+- Below R counted copies: copy from a readable replica (``ok`` on an online/suspect
+  node, draining ones included) to the nodes placement wants, least-replicated
+  chunks first (the caller sorts by ``copies``).
+- At R or more: move towards the desired placement one copy at a time (copy to a
+  desired node, then drop a copy placement does not want), and drop copies beyond
+  R, on draining/drained nodes, corrupt ones and rows for missing ones. A copy is
+  dropped only while R *other* counted copies are on online nodes, so a chunk never
+  goes below R because of a move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
+DRAINING, DRAINED = "draining", "drained"
+READABLE = (ONLINE, SUSPECT)
+
+# Why a copy is made or dropped (the event log and the status page show these).
+UNDER_REPLICATED = "under-replicated"
+REBALANCE = "rebalance"
+DRAIN = "drain"
+EXTRA = "extra copy"
+CORRUPT = "corrupt"
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: str
+    state: str  # online, suspect, offline, dead
+    admin_state: str | None = None  # None, draining, drained
+
+    @property
+    def counts(self) -> bool:
+        """Do this node's ok replicas count towards R?"""
+        return self.state != DEAD and self.admin_state is None
+
+    @property
+    def readable(self) -> bool:
+        return self.state in READABLE and self.admin_state != DRAINED
+
+
+@dataclass(frozen=True)
+class Copy:
+    chunk_id: str
+    size: int
+    sources: tuple[str, ...]  # readable ok holders, best first
+    target: str
+    reason: str
+    copies: int  # counted copies before this one (repair order: fewest first)
+
+
+@dataclass(frozen=True)
+class Drop:
+    chunk_id: str
+    node_id: str
+    reason: str
+    on_node: bool  # False: only the metadata row goes (the node lacks the chunk)
+
+
+@dataclass
+class ChunkPlan:
+    chunk_id: str
+    copies: int  # counted copies now
+    copy: list[Copy] = field(default_factory=list)
+    drop: list[Drop] = field(default_factory=list)
+    unavailable: bool = False  # below R and no readable copy anywhere
+
+
+def plan_chunk(
+    chunk_id: str,
+    size: int,
+    replicas: Mapping[str, str],  # node id -> replica state (ok, corrupt, missing)
+    nodes: Mapping[str, NodeInfo],
+    target_count: int,
+    desired: Sequence[str],  # where placement wants it, among the nodes that count
+    write_order: Sequence[str],  # nodes that can take a copy now, best first
+) -> ChunkPlan:
+    """``desired`` is computed over every node that counts (offline ones too, so
+    a rebooting node's chunks stay "in place"); copies only go to ``write_order``."""
+    desired = list(desired[:target_count])
+    writable = set(write_order)
+    ok = [n for n, st in replicas.items() if st == "ok" and n in nodes]
+    counted = [n for n in ok if nodes[n].counts]
+    plan = ChunkPlan(chunk_id, len(counted))
+    sources = sorted((n for n in ok if nodes[n].readable),
+                     key=lambda n: (nodes[n].state != ONLINE, nodes[n].admin_state is not None))
+
+    if len(counted) < target_count:
+        if not sources:
+            plan.unavailable = True
+        else:
+            holders = set(ok)
+            for target in write_order:
+                if len(counted) + len(plan.copy) >= target_count:
+                    break
+                if target not in holders:
+                    plan.copy.append(Copy(chunk_id, size, tuple(sources), target,
+                                          UNDER_REPLICATED, len(counted)))
+    else:
+        _rebalance(plan, chunk_id, size, ok, counted, nodes, target_count, desired, writable,
+                   sources)
+
+    # Bad rows last, never on a node this plan copies to (the copy repairs it).
+    targets = {c.target for c in plan.copy}
+    for node_id, st in replicas.items():
+        if node_id in targets:
+            continue
+        if st == "corrupt" and node_id in nodes and nodes[node_id].readable:
+            plan.drop.append(Drop(chunk_id, node_id, CORRUPT, on_node=True))
+        elif st == "missing" or node_id not in nodes:
+            plan.drop.append(Drop(chunk_id, node_id, MISSING, on_node=False))
+    return plan
+
+
+def _rebalance(plan: ChunkPlan, chunk_id: str, size: int, ok: list[str], counted: list[str],
+               nodes: Mapping[str, NodeInfo], target_count: int, desired: list[str],
+               writable: set[str], sources: list[str]) -> None:
+    """At R or more copies: one move towards the desired placement, and the drops
+    that keep R copies on online nodes."""
+    misplaced = [n for n in counted if n not in desired]
+    missing_desired = [n for n in desired if n not in ok and n in writable]
+    if misplaced and missing_desired and sources:
+        plan.copy.append(Copy(chunk_id, size, tuple(sources), missing_desired[0],
+                              REBALANCE, len(counted)))
+    # Copies on draining/drained nodes go first, then extras placement does not want.
+    leaving = [n for n in ok if not nodes[n].counts and nodes[n].state != DEAD]
+    extra = [n for n in counted if n not in desired]
+    kept = {n for n in counted if nodes[n].state == ONLINE}
+    for n in leaving + extra:
+        if nodes[n].state not in READABLE or len(kept - {n}) < target_count:
+            continue
+        plan.drop.append(Drop(chunk_id, n, DRAIN if n in leaving else EXTRA, on_node=True))
+        kept.discard(n)

@@ -1,0 +1,122 @@
+"""Repair planning rules, one chunk at a time (no servers)."""
+
+from __future__ import annotations
+
+from tossit.brain.repair_plan import (
+    CORRUPT,
+    DRAIN,
+    EXTRA,
+    MISSING,
+    REBALANCE,
+    UNDER_REPLICATED,
+    NodeInfo,
+    plan_chunk,
+)
+
+R = 3
+
+
+def cluster(**states: str) -> dict[str, NodeInfo]:
+    out = {}
+    for node_id, st in states.items():
+        state, _, admin = st.partition("/")
+        out[node_id] = NodeInfo(node_id, state, admin or None)
+    return out
+
+
+def plan(replicas: dict[str, str], nodes: dict[str, NodeInfo], desired: list[str],
+         order: list[str] | None = None):  # type: ignore[no-untyped-def]
+    if order is None:
+        order = [n for n in desired + sorted(nodes) if nodes[n].state == "online"
+                 and nodes[n].admin_state is None]
+        order = list(dict.fromkeys(order))
+    return plan_chunk("c1", 100, replicas, nodes, R, desired, order)
+
+
+def test_healthy_chunk_in_place_needs_nothing() -> None:
+    nodes = cluster(a="online", b="online", c="online", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "b", "c"])
+    assert p.copies == 3 and not p.copy and not p.drop and not p.unavailable
+
+
+def test_dead_node_copy_is_replaced_from_a_live_one() -> None:
+    nodes = cluster(a="online", b="online", c="dead", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "b", "d"])
+    assert p.copies == 2
+    assert [(c.target, c.reason, c.copies) for c in p.copy] == [("d", UNDER_REPLICATED, 2)]
+    assert set(p.copy[0].sources) == {"a", "b"}
+    assert not p.drop  # the dead node's row stays: if it comes back, it is an extra
+
+
+def test_offline_node_within_grace_still_counts() -> None:
+    nodes = cluster(a="online", b="online", c="offline", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "b", "c"], ["a", "b", "d"])
+    assert p.copies == 3 and not p.copy and not p.drop
+
+
+def test_one_copy_left_gets_two_new_ones() -> None:
+    nodes = cluster(a="online", b="dead", c="dead", d="online", e="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "d", "e"])
+    assert p.copies == 1 and sorted(c.target for c in p.copy) == ["d", "e"]
+    assert all(c.copies == 1 for c in p.copy)
+
+
+def test_no_readable_copy_is_unavailable() -> None:
+    nodes = cluster(a="offline", b="dead", c="dead", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "d"], ["d"])
+    assert p.unavailable and not p.copy
+
+
+def test_node_back_after_dead_is_an_extra_copy_dropped_once_safe() -> None:
+    # c died, d got a copy, then c came back: four copies, c is not wanted.
+    nodes = cluster(a="online", b="online", c="online", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok"}, nodes, ["a", "b", "d"])
+    assert not p.copy
+    assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("c", EXTRA, True)]
+
+
+def test_never_drop_below_r_online() -> None:
+    # Four copies but one of the wanted ones is offline: keep the extra for now.
+    nodes = cluster(a="online", b="online", c="online", d="offline")
+    p = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok"}, nodes, ["a", "b", "d"],
+             ["a", "b", "c"])
+    assert not p.drop and not p.copy
+
+
+def test_rebalance_copies_to_the_new_node_then_drops_the_old() -> None:
+    nodes = cluster(a="online", b="online", c="online", d="online")
+    step1 = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "b", "d"])
+    assert [(c.target, c.reason) for c in step1.copy] == [("d", REBALANCE)]
+    assert not step1.drop  # c stays until d has its copy
+    step2 = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok"}, nodes, ["a", "b", "d"])
+    assert not step2.copy and [(d.node_id, d.reason) for d in step2.drop] == [("c", EXTRA)]
+
+
+def test_drain_moves_everything_off_without_going_below_r() -> None:
+    nodes = cluster(a="online", b="online", c="online/draining", d="online")
+    step1 = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "b", "d"])
+    assert step1.copies == 2
+    assert [(c.target, c.reason) for c in step1.copy] == [("d", UNDER_REPLICATED)]
+    assert step1.copy[0].sources[-1] == "c"  # the draining node is the last resort source
+    assert not step1.drop
+    step2 = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok"}, nodes, ["a", "b", "d"])
+    assert not step2.copy and [(d.node_id, d.reason) for d in step2.drop] == [("c", DRAIN)]
+
+
+def test_corrupt_and_missing_rows() -> None:
+    nodes = cluster(a="online", b="online", c="online", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "corrupt"}, nodes, ["a", "b", "c"])
+    # The corrupt copy's node is the best target: the copy overwrites (repairs) it.
+    assert [(c.target, c.reason) for c in p.copy] == [("c", UNDER_REPLICATED)]
+    assert not p.drop
+    p = plan({"a": "ok", "b": "ok", "c": "missing", "d": "corrupt"}, nodes, ["a", "b", "c"])
+    assert [c.target for c in p.copy] == ["c"]
+    assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("d", CORRUPT, True)]
+    p = plan({"a": "ok", "b": "ok", "d": "ok", "c": "missing"}, nodes, ["a", "b", "d"])
+    assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("c", MISSING, False)]
+
+
+def test_unknown_node_rows_are_dropped_from_metadata() -> None:
+    nodes = cluster(a="online", b="online", c="online")
+    p = plan({"a": "ok", "b": "ok", "c": "ok", "gone": "ok"}, nodes, ["a", "b", "c"])
+    assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("gone", MISSING, False)]
