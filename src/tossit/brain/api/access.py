@@ -95,8 +95,11 @@ async def signed_by_node(request: Request) -> str | None:
     if verifier is None:
         return None
     try:
-        sender, digest = verifier.verify(request.method, request.url.path,
-                                         request.url.query, request.headers)
+        # The path and query exactly as the server decoded them (as the node's
+        # middleware does): request.url would normalise some characters away.
+        sender, digest = verifier.verify(request.method, request.scope["path"],
+                                         request.scope["query_string"].decode("latin-1"),
+                                         request.headers)
     except MacError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
     if hashlib.sha256(await request.body()).hexdigest() != digest:
