@@ -232,6 +232,9 @@ def test_drain_then_remove(dead_fast: Any) -> None:
     refused = cl.http.delete(f"/api/nodes/{node_id}")
     assert refused.status_code == 409 and refused.json()["error"] == "not_drained", refused.text
     assert cl.http.post(f"/api/nodes/{node_id}/drain").status_code == 200
+    # A second drain would leave two nodes for three copies: refused, nothing changes.
+    second = cl.http.post(f"/api/nodes/{cl.node_id(2)}/drain")
+    assert second.status_code == 409 and second.json()["error"] == "not_enough_nodes"
     for _ in range(20):
         stats = repair(cl)
         where = holders(cl, [0, 1, 2, 3])

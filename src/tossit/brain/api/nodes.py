@@ -154,13 +154,20 @@ def _node(brain: Brain, node_id: str) -> NodeView:
 
 
 @router.post("/api/nodes/{node_id}/drain", summary="Copy every chunk off a node",
-             responses=error_responses(404))
+             responses=error_responses(404, 409, e409="Too few other nodes to hold R copies"))
 async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
     """The node takes no new chunks; the repairer copies its chunks to the nodes
     placement now wants (never below R copies), removes them from it, and marks it
     ``drained`` when it holds nothing."""
     brain = brain_of(request)
     view = _node(brain, node_id)
+    others = [n for n in brain.registry.nodes.values()
+              if n.id != node_id and n.admin_state is None and n.state != DEAD]
+    if view.admin_state is None and len(others) < brain.settings.replicas:
+        raise ApiError(409, "not_enough_nodes",
+                       f"draining {view.name} would leave {len(others)} node(s) for "
+                       f"{brain.settings.replicas} copies of each chunk: add a node first",
+                       needed=brain.settings.replicas, available=len(others))
     if view.admin_state is None:
         view.admin_state = DRAINING
         await brain.store.set_admin_state(node_id, DRAINING)
