@@ -128,9 +128,12 @@ class Cluster:
         return proc
 
     def brain_argv(self) -> list[str]:
+        # The repairer stays off unless a test turns it on (--auto-repair in
+        # brain_args, the last flag wins): tests that watch the write and read
+        # paths must not see background moves under their feet.
         argv = ["brain", "--port", str(self.port), "--data-dir", str(self.root / "brain"),
                 "--replicas", str(self.replicas), "--chunk-size", self.chunk_size,
-                "--gc-interval", "3600"]
+                "--gc-interval", "3600", "--no-auto-repair"]
         for k, v in FAST_TIMERS.items():
             argv += [k, v]
         if self.database_url:
