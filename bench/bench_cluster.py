@@ -927,18 +927,30 @@ def main(argv: list[str] | None = None) -> int:
         result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         result["errors"] = errors
         result["interrupted"] = interrupted
-        if errors and not args.keep:
-            logs = out_path.with_suffix(".logs")
-            for m, cluster in clusters.items():
-                shutil.copytree(cluster.logs, logs / f"auth-{m}", dirs_exist_ok=True)
-            result["logs"] = str(logs)
-        out_path.write_text(json.dumps(result, indent=1) + "\n")
+        save_result(out_path, result, {f"auth-{m}": c.logs for m, c in clusters.items()},
+                    args.keep)
         print(f"results: {out_path}  ({errors} errors)")
-        if args.keep:
-            print(f"data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_data(root, args.keep)
     return 130 if interrupted else (1 if errors else 0)
+
+
+def save_result(out_path: Path, result: dict[str, Any], log_dirs: dict[str, Path],
+                keep: bool) -> None:
+    """Write the JSON; when the run had errors (and its data is not kept), copy the
+    servers' logs next to it (one subfolder per name, "" = the folder itself)."""
+    if result["errors"] and not keep:
+        logs = out_path.with_suffix(".logs")
+        for name, folder in log_dirs.items():
+            shutil.copytree(folder, logs / name if name else logs, dirs_exist_ok=True)
+        result["logs"] = str(logs)
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def remove_data(root: Path, keep: bool) -> None:
+    if keep:
+        print(f"data kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -681,17 +680,10 @@ def main(argv: list[str] | None = None) -> int:
         result["wall_s"] = round(time.monotonic() - t_start, 1)
         result["errors"] = errors
         result["interrupted"] = interrupted
-        if errors and not args.keep:
-            logs = out_path.with_suffix(".logs")
-            shutil.copytree(cluster.logs, logs, dirs_exist_ok=True)
-            result["logs"] = str(logs)
-        out_path.write_text(json.dumps(result, indent=1) + "\n")
+        bc.save_result(out_path, result, {"": cluster.logs}, args.keep)
         print_summary(result)
         print(f"results: {out_path}  ({errors} errors, {result['wall_s']} s)")
-        if args.keep:
-            print(f"data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        bc.remove_data(root, args.keep)
     return 130 if interrupted else (1 if errors else 0)
 
 

@@ -180,12 +180,8 @@ class Repairer:
 
     async def _finish_drains(self) -> None:
         """A draining node that holds no copy any more is drained."""
-        draining = [n for n in self.registry.nodes.values() if n.admin_state == DRAINING]
-        if not draining:
-            return
-        counts = await self.store.node_replica_counts()
-        for node in draining:
-            if counts.get(node.id, {}).get("ok", 0) == 0:
+        for node in [n for n in self.registry.nodes.values() if n.admin_state == DRAINING]:
+            if await self.store.ok_replica_count(node.id) == 0:
                 node.admin_state = DRAINED
                 await self.store.set_admin_state(node.id, DRAINED)
                 await self.store.add_event(

@@ -408,16 +408,12 @@ class Store:
                     reps[cid][node] = state
         return [(cid, size, reps[cid]) for cid, size in chunks]
 
-    async def node_replica_counts(self) -> dict[str, dict[str, int]]:
-        """Per node: replicas by state (for drain progress and safe removal)."""
-        out: dict[str, dict[str, int]] = {}
+    async def ok_replica_count(self, node_id: str) -> int:
+        """Copies (state ok) the metadata records on one node."""
         async with self.read() as s:
-            for node, state, n in (await s.execute(
-                select(Replica.node_id, Replica.state, func.count())
-                .group_by(Replica.node_id, Replica.state)
-            )).all():
-                out.setdefault(node, {})[state] = int(n)
-        return out
+            n = await s.scalar(select(func.count()).select_from(Replica).where(
+                Replica.node_id == node_id, Replica.state == "ok"))
+        return int(n or 0)
 
     async def sole_copies(self, node_id: str, other_nodes: Sequence[str]) -> int:
         """Chunks whose only ok copy (among ``node_id`` and ``other_nodes``) is on

@@ -202,7 +202,7 @@ async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
     view = _node(brain, node_id)
     others = [n.id for n in brain.registry.nodes.values()
               if n.id != node_id and n.state in (ONLINE, "suspect")]
-    held = (await brain.store.node_replica_counts()).get(node_id, {}).get("ok", 0)
+    held = await brain.store.ok_replica_count(node_id)
     if held and view.state != DEAD and view.admin_state != DRAINED:
         raise ApiError(409, "not_drained",
                        f"{view.name} still holds {held:,} chunk copies: drain it first "
