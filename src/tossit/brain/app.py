@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from tossit import __version__
 from tossit.auth.keys import Role
-from tossit.brain.api import cluster, files, home, keys, nodes
-from tossit.brain.api.access import ERROR_RESPONSES, by_method
+from tossit.brain.api import cluster, files, home, keys, nodes, session, stream
+from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.service import Brain
 from tossit.config import BrainSettings
 from tossit.errors import ErrorBody, install_error_handlers
@@ -40,19 +41,43 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
         ),
     )
     app.state.brain = brain
+    app.state.feed = stream.LiveFeed(brain)
     install_error_handlers(app)
     # Who may call what, declared once per router (tossit.brain.api.access).
-    reads_or = {Role.readwrite: [Depends(by_method(Role.readwrite))],
-                Role.admin: [Depends(by_method(Role.admin))]}
-    app.include_router(files.router, dependencies=reads_or[Role.readwrite],
+    app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],
                        responses=AUTH_ERRORS)
-    app.include_router(nodes.router, dependencies=reads_or[Role.admin],
+    app.include_router(nodes.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
-    app.include_router(cluster.router, dependencies=reads_or[Role.admin],
+    app.include_router(cluster.router, dependencies=[Depends(Access(Role.admin))],
+                       responses=AUTH_ERRORS)
+    app.include_router(stream.router, dependencies=[Depends(Access(Role.readonly))],
                        responses=AUTH_ERRORS)
     app.include_router(keys.me_router, responses={401: AUTH_ERRORS[401]})
     app.include_router(keys.router, responses=AUTH_ERRORS)
+    app.include_router(session.router)
     app.include_router(nodes.protocol, responses={401: AUTH_ERRORS[401]})
     app.include_router(cluster.public)
     app.include_router(home.router)
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare the bearer key in the OpenAPI schema for every operation that
+    answers 401 for want of one (the check itself is a plain dependency, which
+    FastAPI cannot describe)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEME
+            for path, ops in schema["paths"].items():
+                for op in ops.values():
+                    if "401" in op.get("responses", {}) and "node protocol" not in op.get(
+                            "tags", []) and path != "/api/session":
+                        op["security"] = [{"api_key": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

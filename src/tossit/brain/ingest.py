@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
-from tossit.brain.metrics import UPLOAD_BYTES, UPLOADS
+from tossit.brain.metrics import TRAFFIC, UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
 from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
@@ -114,6 +114,7 @@ class Ingest:
 
         try:
             async for data in rechunk(pieces, self.settings.chunk_size):
+                TRAFFIC.received(len(data))
                 if len(data) < _HASH_INLINE_BELOW:
                     cid = hasher.update_and_chunk_id(data)
                 else:

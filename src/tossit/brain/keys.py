@@ -114,7 +114,10 @@ class KeyService:
         """The key this bearer secret belongs to (usable or not), or None."""
         if not looks_like_secret(secret):
             return None
-        digest = secret_hash(secret)
+        return await self.by_digest(secret_hash(secret))
+
+    async def by_digest(self, digest: str) -> KeyInfo | None:
+        """The key whose secret hashes to ``digest`` (a dashboard session holds this)."""
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and now - hit[1] < CACHE_SECONDS:

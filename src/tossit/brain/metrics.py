@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
+from tossit.brain.traffic import Traffic
+
 if TYPE_CHECKING:
     from tossit.brain.service import Brain
 
@@ -15,6 +17,7 @@ UPLOADS = Counter("tossit_uploads", "Upload attempts by result", ["result"])
 BATCHES = Counter("tossit_chunk_batches", "Multi-chunk write requests sent to nodes")
 BATCHED_CHUNKS = Counter("tossit_batched_chunks", "Chunks sent inside multi-chunk requests")
 NODES = Gauge("tossit_nodes", "Nodes by state", ["state"])
+TRAFFIC = Traffic()  # the same bytes, in recent time buckets (the dashboard's chart)
 
 
 def refresh(brain: Brain) -> None:

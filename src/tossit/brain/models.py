@@ -154,3 +154,16 @@ class ApiKey(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class WebSession(Base):
+    """A dashboard sign-in. The browser holds a random token in an HttpOnly
+    cookie; only its SHA-256 is stored, with the hash of the key it was made
+    with, so revoking or expiring that key ends the session too."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

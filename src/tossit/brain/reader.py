@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from tossit.brain.metrics import DOWNLOAD_BYTES
+from tossit.brain.metrics import DOWNLOAD_BYTES, TRAFFIC
 from tossit.brain.nodeclient import ChunkMissing, NodeClient, NodeError
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import ChunkPlacement, Store
@@ -135,12 +135,14 @@ class Reader:
             s0 = slices[0]
             yield first[s0.lo : s0.hi] if (s0.lo, s0.hi) != (0, len(first)) else first
             DOWNLOAD_BYTES.inc(s0.hi - s0.lo)
+            TRAFFIC.sent(s0.hi - s0.lo)
             del first
             for s in slices[1:]:
                 data = await ahead.popleft()
                 refill()
                 yield data[s.lo : s.hi] if (s.lo, s.hi) != (0, len(data)) else data
                 DOWNLOAD_BYTES.inc(s.hi - s.lo)
+                TRAFFIC.sent(s.hi - s.lo)
         finally:
             for t in ahead:
                 t.cancel()

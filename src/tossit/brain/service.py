@@ -25,6 +25,7 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
 from tossit.brain.registry import Registry
 from tossit.brain.repair import Repairer
+from tossit.brain.sessions import SessionService
 from tossit.brain.store import Store
 from tossit.config import BrainSettings
 
@@ -44,6 +45,7 @@ class Brain:
         master, _ = ensure_secret(settings.data_dir / MASTER_KEY_FILE)
         cluster_secret, _ = ensure_secret(settings.data_dir / CLUSTER_SECRET_FILE)
         self.keys = KeyService(self.store, master.encode())
+        self.sessions = SessionService(self.store)
         self.auth = settings.auth
         self.node_verifier = Verifier(cluster_secret, BRAIN) if settings.auth else None
         signer = Signer(cluster_secret, BRAIN) if settings.auth else None

@@ -429,6 +429,39 @@ class Store:
                 .where(Chunk.refcount > 0, mine.c.chunk_id.not_in(elsewhere)))
         return int(n or 0)
 
+    async def node_impact(self, node_id: str, other_live: Sequence[str]) -> dict[str, Any]:
+        """What ``node_id`` going away would do, from the replica table: for the
+        chunks it holds a good copy of, how many good copies would remain on
+        ``other_live`` (chunks and bytes per count), and how many files would
+        have a chunk with none left."""
+        async with self.read() as s:
+            mine = (select(Replica.chunk_id)
+                    .join(Chunk, Chunk.id == Replica.chunk_id)
+                    .where(Replica.node_id == node_id, Replica.state == "ok",
+                           Chunk.refcount > 0)
+                    .subquery())
+            others = (select(Replica.chunk_id, func.count().label("n"))
+                      .where(Replica.state == "ok",
+                             Replica.node_id.in_(list(other_live) or [""]))
+                      .group_by(Replica.chunk_id)
+                      .subquery())
+            left = func.coalesce(others.c.n, 0)
+            rows = (await s.execute(
+                select(left, func.count(), func.coalesce(func.sum(Chunk.size), 0))
+                .select_from(mine)
+                .join(Chunk, Chunk.id == mine.c.chunk_id)
+                .outerjoin(others, others.c.chunk_id == mine.c.chunk_id)
+                .group_by(left))).all()
+            lost = select(mine.c.chunk_id).outerjoin(
+                others, others.c.chunk_id == mine.c.chunk_id).where(others.c.n.is_(None))
+            files = await s.scalar(select(func.count(func.distinct(ObjectChunk.object_id)))
+                                   .where(ObjectChunk.chunk_id.in_(lost)))
+        return {
+            "by_copies_after": {int(n): {"chunks": int(c), "bytes": int(b)}
+                                for n, c, b in sorted(rows)},
+            "files_unavailable": int(files or 0),
+        }
+
     async def forget_node(self, node_id: str) -> None:
         """Remove a node: its replica rows go, its row stays as a ``removed``
         tombstone so the same node cannot quietly register again."""
@@ -572,8 +605,12 @@ class Store:
             s.add(Event(ts=time.time(), kind=kind, severity=severity, message=message,
                         node_id=node_id, data=data))
 
-    async def list_events(self, limit: int = 100, kind: str | None = None) -> list[Event]:
+    async def list_events(self, limit: int = 100, kind: str | None = None,
+                          after_id: int | None = None) -> list[Event]:
+        """Newest first; ``after_id``: only events newer than that one."""
         stmt = select(Event).order_by(Event.id.desc()).limit(limit)
+        if after_id is not None:
+            stmt = stmt.where(Event.id > after_id)
         if kind:
             stmt = stmt.where(Event.kind == kind)
         async with self.read() as s:

@@ -2,31 +2,43 @@
 
 Routers declare their rule once (``app.py``): reads need a ``readonly`` key,
 changes to files a ``readwrite`` key, node/key management and admin one-shots an
-``admin`` key. Node-protocol routes (register, heartbeat) need a request signed
-with the cluster secret instead.
+``admin`` key. A key arrives as ``Authorization: Bearer <secret>`` or, from the
+dashboard, as a session cookie (``tossit.brain.sessions``); a request that
+changes something with the cookie must also carry ``X-Tossit-CSRF: 1``, which a
+page on another site cannot send without the brain's consent (CORS), so a
+signed-in browser cannot be tricked into deleting files.
+
+Node-protocol routes (register, heartbeat) need a request signed with the
+cluster secret instead.
+
+The check is one plain dependency (no sub-dependencies): it runs on every
+request, and FastAPI's dependency machinery costs more than the check itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 
 from tossit.auth.keys import Role
 from tossit.auth.mac import MacError
 from tossit.brain.api.common import brain_of
 from tossit.brain.keys import KeyInfo
+from tossit.brain.sessions import COOKIE
 from tossit.errors import ApiError
 
-_bearer = HTTPBearer(
-    auto_error=False, scheme_name="api_key",
-    description="An API key secret: `Authorization: Bearer <secret>` (`tossit key create`).",
-)
-_READ_METHODS = {"GET", "HEAD"}
+CSRF_HEADER = "x-tossit-csrf"
+SECURITY_SCHEME = {
+    "api_key": {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key secret: `Authorization: Bearer <secret>` "
+                       "(`tossit key create`). The dashboard uses a session cookie instead.",
+    },
+}
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _NO_AUTH = KeyInfo("-", "auth disabled", Role.admin, 0.0, None, None)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -39,25 +51,6 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_key(
-    request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-) -> KeyInfo:
-    """The caller's key; 401 if it is missing, unknown, revoked or expired."""
-    brain = brain_of(request)
-    if not brain.auth:
-        return _NO_AUTH
-    if creds is None:
-        raise _unauthorized("an API key is required: send 'Authorization: Bearer <secret>'")
-    key = await brain.keys.authenticate(creds.credentials)
-    if key is None:
-        raise _unauthorized("unknown API key")
-    problem = key.problem(time.time())
-    if problem:
-        raise _unauthorized(problem)
-    request.state.key = key
-    return key
-
-
 def _forbidden(key: KeyInfo, needed: Role) -> ApiError:
     article = "an" if needed.value[0] in "aeiou" else "a"
     return ApiError(403, "forbidden",
@@ -65,27 +58,52 @@ def _forbidden(key: KeyInfo, needed: Role) -> ApiError:
                     f"{article} {needed.value} key")
 
 
-def requires(role: Role) -> Callable[..., Awaitable[KeyInfo]]:
-    """A dependency: the caller's key must have at least ``role``."""
+async def authenticate(request: Request) -> KeyInfo:
+    """The caller's usable key (401 if missing, unknown, revoked or expired),
+    remembered in ``request.state.key``."""
+    brain = brain_of(request)
+    if not brain.auth:
+        return _NO_AUTH
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            raise _unauthorized("send the key as 'Authorization: Bearer <secret>'")
+        key = await brain.keys.authenticate(secret.strip())
+        if key is None:
+            raise _unauthorized("unknown API key")
+    else:
+        token = request.cookies.get(COOKIE)
+        if token is None:
+            raise _unauthorized("an API key is required: send 'Authorization: Bearer <secret>'")
+        digest = await brain.sessions.key_of(token)
+        key = await brain.keys.by_digest(digest) if digest else None
+        if key is None:
+            raise _unauthorized("your session has ended: sign in again")
+        if request.method not in _READ_METHODS and request.headers.get(CSRF_HEADER) != "1":
+            raise ApiError(403, "csrf", f"a change made with a session cookie needs the "
+                                        f"header {CSRF_HEADER.title()}: 1")
+    problem = key.problem(time.time())
+    if problem:
+        raise _unauthorized(problem)
+    request.state.key = key
+    return key
 
-    async def check(key: KeyInfo = Depends(current_key)) -> KeyInfo:
-        if not key.role.allows(role):
-            raise _forbidden(key, role)
-        return key
 
-    return check
+class Access:
+    """The rule of one router, as a dependency: reads (GET/HEAD) need ``read``,
+    anything else ``write``."""
 
+    def __init__(self, write: Role, read: Role = Role.readonly) -> None:
+        self.write = write
+        self.read = read
 
-def by_method(write: Role) -> Callable[..., Awaitable[KeyInfo]]:
-    """A dependency: GET/HEAD need a readonly key, other methods ``write``."""
-
-    async def check(request: Request, key: KeyInfo = Depends(current_key)) -> KeyInfo:
-        needed = Role.readonly if request.method in _READ_METHODS else write
+    async def __call__(self, request: Request) -> KeyInfo:
+        key = await authenticate(request)
+        needed = self.read if request.method in _READ_METHODS else self.write
         if not key.role.allows(needed):
             raise _forbidden(key, needed)
         return key
-
-    return check
 
 
 async def signed_by_node(request: Request) -> str | None:

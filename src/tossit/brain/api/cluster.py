@@ -11,7 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
+from tossit.brain.metrics import TRAFFIC
+from tossit.brain.models import Event
 from tossit.brain.registry import READABLE_STATES, disk_capacity
+from tossit.brain.service import Brain
 
 router = APIRouter()
 public = APIRouter()  # the only route that needs no key: load balancers and probes
@@ -45,7 +48,11 @@ async def health(request: Request) -> Response:
 
 @router.get("/api/status", tags=["cluster"], summary="Capacity, usage and replication health")
 async def status(request: Request) -> dict[str, Any]:
-    brain = brain_of(request)
+    return await status_body(brain_of(request))
+
+
+async def status_body(brain: Brain) -> dict[str, Any]:
+    """What ``GET /api/status`` answers (also pushed by ``/api/stream``)."""
     nodes = list(brain.registry.nodes.values())
     live = [n for n in nodes if n.state in READABLE_STATES]
     totals = await brain.store.totals([n.id for n in live])
@@ -71,6 +78,7 @@ async def status(request: Request) -> dict[str, Any]:
             "bytes_at_risk": at_risk,
         },
         "repair": brain.repairer.progress.to_dict(),
+        "throughput": TRAFFIC.snapshot(),
     }
 
 
@@ -79,13 +87,15 @@ async def events(
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
     kind: str | None = Query(None, max_length=48, pattern=r"^[a-z_]+$"),
+    after: int | None = Query(None, ge=0, le=2**62, description="only events after this id"),
 ) -> list[dict[str, Any]]:
-    rows = await brain_of(request).store.list_events(limit=limit, kind=kind)
-    return [
-        {"id": e.id, "time": iso(e.ts), "kind": e.kind, "severity": e.severity,
-         "message": e.message, "node_id": e.node_id, "data": e.data}
-        for e in rows
-    ]
+    rows = await brain_of(request).store.list_events(limit=limit, kind=kind, after_id=after)
+    return [event_json(e) for e in rows]
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    return {"id": e.id, "time": iso(e.ts), "kind": e.kind, "severity": e.severity,
+            "message": e.message, "node_id": e.node_id, "data": e.data}
 
 
 @router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now")

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tossit.auth.keys import KEY_ID_PATTERN, Role
-from tossit.brain.api.access import current_key, requires
+from tossit.brain.api.access import Access, authenticate
 from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
 from tossit.errors import ApiError, error_responses
 
 # /api/keys/me is for any valid key; the rest of this router needs an admin key.
 me_router = APIRouter(tags=["keys"])
-router = APIRouter(tags=["keys"], dependencies=[Depends(requires(Role.admin))],
+router = APIRouter(tags=["keys"], dependencies=[Depends(Access(Role.admin, read=Role.admin))],
                    route_class=AuthBeforeBody)
 _TEN_YEARS = 10 * 365 * 86400.0
 # What ``KeyCreate._name`` enforces, for the schema: no control characters, not blank.
@@ -52,7 +52,7 @@ def key_json(k: KeyInfo) -> dict[str, Any]:
 
 
 @me_router.get("/api/keys/me", summary="The key this request was made with")
-async def whoami(key: KeyInfo = Depends(current_key)) -> dict[str, Any]:
+async def whoami(key: KeyInfo = Depends(authenticate)) -> dict[str, Any]:
     return key_json(key)
 
 

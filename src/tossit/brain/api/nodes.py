@@ -9,8 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tossit.brain.api.access import signed_by_node
 from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
-from tossit.brain.registry import DEAD, DRAINED, DRAINING, OFFLINE, ONLINE, NodeView
+from tossit.brain.registry import (
+    DEAD,
+    DRAINED,
+    DRAINING,
+    OFFLINE,
+    ONLINE,
+    READABLE_STATES,
+    NodeView,
+)
 from tossit.brain.service import Brain
+from tossit.config import format_size
 from tossit.errors import ApiError, error_responses
 
 router = APIRouter(tags=["nodes"])
@@ -192,6 +201,23 @@ async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[st
     return node_json(view)
 
 
+async def _removal_refusal(brain: Brain, view: NodeView) -> ApiError | None:
+    """Why this node cannot be removed now (the 409 to answer), or None."""
+    others = [n.id for n in brain.registry.nodes.values()
+              if n.id != view.id and n.state in (ONLINE, "suspect")]
+    held = await brain.store.ok_replica_count(view.id)
+    if held and view.state != DEAD and view.admin_state != DRAINED:
+        return ApiError(409, "not_drained",
+                        f"{view.name} still holds {held:,} chunk copies: drain it first "
+                        f"(tossit node drain {view.name})", chunks=held)
+    sole = await brain.store.sole_copies(view.id, others)
+    if sole:
+        return ApiError(409, "only_copies",
+                        f"{view.name} holds the only copy of {sole:,} chunks: drain it first "
+                        f"(tossit node drain {view.name})", chunks=sole)
+    return None
+
+
 @router.delete("/api/nodes/{node_id}", summary="Remove a node from the cluster",
                responses=error_responses(404, 409, e409="It still holds the only copy of "
                                          "some chunks"))
@@ -200,21 +226,69 @@ async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
     first). Its other copies are forgotten and re-made elsewhere by the repairer."""
     brain = brain_of(request)
     view = _node(brain, node_id)
-    others = [n.id for n in brain.registry.nodes.values()
-              if n.id != node_id and n.state in (ONLINE, "suspect")]
-    held = await brain.store.ok_replica_count(node_id)
-    if held and view.state != DEAD and view.admin_state != DRAINED:
-        raise ApiError(409, "not_drained",
-                       f"{view.name} still holds {held:,} chunk copies: drain it first "
-                       f"(tossit node drain {view.name})", chunks=held)
-    sole = await brain.store.sole_copies(node_id, others)
-    if sole:
-        raise ApiError(409, "only_copies",
-                       f"{view.name} holds the only copy of {sole:,} chunks: drain it first "
-                       f"(tossit node drain {view.name})", chunks=sole)
+    refusal = await _removal_refusal(brain, view)
+    if refusal is not None:
+        raise refusal
     await brain.store.forget_node(node_id)
     brain.registry.nodes.pop(node_id, None)
     await brain.store.add_event("node_removed", f"{view.name} removed from the cluster",
                                 node_id=node_id)
     brain.repairer.wake()
     return {**node_json(view), "removed": True}
+
+
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
+@router.get("/api/nodes/{node_id}/impact",
+            summary="What stopping, draining or removing this node would do",
+            responses=error_responses(404))
+async def impact(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
+    """Computed from where the copies really are (the replica table), for the
+    dashboard's confirmations and for anyone about to reboot a machine."""
+    brain = brain_of(request)
+    view = _node(brain, node_id)
+    r = brain.settings.replicas
+    live = [n.id for n in brain.registry.nodes.values()
+            if n.id != node_id and n.state in READABLE_STATES]
+    found = await brain.store.node_impact(node_id, live)
+    after: dict[int, dict[str, int]] = found["by_copies_after"]
+    held = sum(v["chunks"] for v in after.values())
+    held_bytes = sum(v["bytes"] for v in after.values())
+    lost = after.get(0, {"chunks": 0, "bytes": 0})
+    at_risk = sum(v["bytes"] for n, v in after.items() if n < r)
+
+    drops = [f"{_plural(v['chunks'], 'chunk')} drop to {_plural(n, 'copy', 'copies')}"
+             for n, v in sorted(after.items()) if 0 < n < r]
+    if not held:
+        stop_text = f"If {view.name} stops now, nothing changes: it holds no chunk copies."
+    else:
+        parts = drops or [f"every chunk keeps at least {r} copies"]
+        unavailable = (f"{_plural(lost['chunks'], 'chunk')} in "
+                       f"{_plural(found['files_unavailable'], 'file')} become unavailable"
+                       if lost["chunks"] else "none become unavailable")
+        stop_text = f"If {view.name} stops now, {', '.join(parts)}; {unavailable}."
+
+    targets = sorted(n.name for n in brain.registry.nodes.values()
+                     if n.id != node_id and n.admin_state is None and n.state != DEAD)
+    drain_text = (f"{format_size(held_bytes)} ({_plural(held, 'chunk')}) will be copied to "
+                  f"{_plural(len(targets), 'other node')} ({', '.join(targets)}), then "
+                  f"removed from {view.name}." if held else
+                  f"{view.name} holds nothing to copy.")
+    refusal = await _removal_refusal(brain, view)
+    return {
+        "node": node_json(view),
+        "if_stopped": {
+            "chunks": held, "bytes": held_bytes,
+            "by_copies_after": {str(n): v["chunks"] for n, v in after.items()},
+            "chunks_unavailable": lost["chunks"],
+            "files_unavailable": found["files_unavailable"],
+            "bytes_at_risk": at_risk,
+            "summary": stop_text,
+        },
+        "drain": {"chunks": held, "bytes": held_bytes, "targets": targets,
+                  "summary": drain_text},
+        "remove": {"allowed": refusal is None,
+                   "reason": refusal.message if refusal is not None else None},
+    }

@@ -1,0 +1,140 @@
+"""``GET /api/stream``: the dashboard's live feed, as server-sent events.
+
+One producer serves every open page: while at least one client listens, the
+brain works out the status and the node list once per interval and reads the
+events that arrived since the last look, then hands the same messages to every
+listener. A hundred open tabs cost one status query every two seconds, not a
+hundred. A listener that falls behind loses old messages, never blocks the
+others: each message is a full state, so the next one catches it up.
+
+Events: ``status`` (the ``GET /api/status`` body), ``nodes`` (``GET /api/nodes``),
+``event`` (one new entry of ``GET /api/events``), and ``auth`` just before the
+brain closes a stream whose key was revoked or expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from tossit.auth.keys import Role
+from tossit.brain.api.access import Access
+from tossit.brain.api.cluster import event_json, status_body
+from tossit.brain.api.nodes import node_json
+from tossit.brain.service import Brain
+from tossit.errors import ApiError
+
+router = APIRouter(tags=["cluster"])
+log = logging.getLogger("tossit.brain.stream")
+INTERVAL = 2.0
+KEEPALIVE = 15.0
+RECHECK_KEY = 10.0
+MAX_LISTENERS = 200
+_QUEUE = 16
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class LiveFeed:
+    def __init__(self, brain: Brain, interval: float = INTERVAL) -> None:
+        self.brain = brain
+        self.interval = interval
+        self._listeners: set[asyncio.Queue[str]] = set()
+        self._latest: list[str] = []  # the last status and nodes messages
+        self._last_event: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        if len(self._listeners) >= MAX_LISTENERS:
+            raise ApiError(503, "too_many_streams",
+                           f"{MAX_LISTENERS} live streams are open already; try again later")
+        queue: asyncio.Queue[str] = asyncio.Queue(_QUEUE)
+        for msg in self._latest:
+            queue.put_nowait(msg)
+        self._listeners.add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="live-feed")
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+        self._listeners.discard(queue)
+        if not self._listeners and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self._latest = []
+
+    async def _run(self) -> None:
+        while self._listeners:
+            started = time.monotonic()
+            try:
+                messages = await self._collect()
+            except Exception:
+                log.exception("live feed: could not collect the cluster state")
+                messages = []
+            for queue in list(self._listeners):
+                for msg in messages:
+                    if queue.full():  # a slow reader: drop its oldest message
+                        queue.get_nowait()
+                    queue.put_nowait(msg)
+            # A cluster so big that a status query takes long is asked less often.
+            spent = time.monotonic() - started
+            await asyncio.sleep(max(self.interval, 5 * spent))
+
+    async def _collect(self) -> list[str]:
+        brain = self.brain
+        status = _sse("status", await status_body(brain))
+        nodes = _sse("nodes", [node_json(v) for v in
+                               sorted(brain.registry.nodes.values(), key=lambda v: v.name)])
+        self._latest = [status, nodes]
+        out = [status, nodes]
+        if self._last_event is None:  # the page reads the backlog from /api/events
+            newest = await brain.store.list_events(limit=1)
+            self._last_event = newest[0].id if newest else 0
+        else:
+            fresh = await brain.store.list_events(limit=200, after_id=self._last_event)
+            if fresh:
+                self._last_event = fresh[0].id
+                out += [_sse("event", event_json(e)) for e in reversed(fresh)]
+        return out
+
+
+@router.get("/api/stream", summary="Live status, nodes and events (server-sent events)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "events `status`, `nodes`, `event`, `auth`"}})
+async def stream(request: Request) -> StreamingResponse:
+    feed: LiveFeed = request.app.state.feed
+    queue = feed.subscribe()
+    check = Access(Role.readonly)
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            yield f"retry: {int(INTERVAL * 1500)}\n\n"
+            checked = time.monotonic()
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    msg = ": keep-alive\n\n"
+                if time.monotonic() - checked >= RECHECK_KEY:
+                    checked = time.monotonic()
+                    try:
+                        await check(request)
+                    except ApiError as exc:
+                        yield _sse("auth", exc.body())
+                        return
+                yield msg
+        finally:
+            feed.unsubscribe(queue)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={
+        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,153 @@
+"""The dashboard's data, from a real cluster: the live stream (status, nodes,
+events), the throughput figures, and a node's impact ("what if it stops")."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from cluster import Cluster, wait_until
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("live"), nodes=3, replicas=2, chunk_size="256KiB")
+    c.start()
+    yield c
+    c.stop()
+
+
+class Listener:
+    """Reads /api/stream in a thread and keeps every (event, data) it parses."""
+
+    def __init__(self, cl: Cluster, headers: dict[str, str] | None = None) -> None:
+        self.messages: list[tuple[str, Any]] = []
+        self.status: int | None = None
+        self.client = httpx.Client(base_url=cl.url, timeout=httpx.Timeout(30, read=60),
+                                   verify=cl.verify,
+                                   headers=headers if headers is not None else cl.http.headers)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self.client.stream("GET", "/api/stream") as resp:
+                self.status = resp.status_code
+                if resp.status_code != 200:
+                    return
+                event, data = "message", ""
+                for line in resp.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data = line[6:]
+                    elif not line and data:
+                        self.messages.append((event, json.loads(data)))
+                        event, data = "message", ""
+        except httpx.HTTPError:
+            pass
+
+    def last(self, event: str) -> Any:
+        found = [d for e, d in self.messages if e == event]
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def test_stream_needs_a_key_and_pushes_status_nodes_and_new_events(cl: Cluster) -> None:
+    anon = Listener(cl, headers={})
+    wait_until(lambda: anon.status is not None, 10, what="an answer")
+    assert anon.status == 401
+    anon.close()
+
+    live = Listener(cl)
+    try:
+        # The current state arrives at once, without waiting for a change.
+        wait_until(lambda: live.last("status") and live.last("nodes"), 10, what="first state")
+        assert live.last("status")["replicas"] == 2
+        assert {n["name"] for n in live.last("nodes")} == {"node-0", "node-1", "node-2"}
+        # Something happens: the event and the new state arrive without asking.
+        node_id = cl.node_id(2)
+        assert cl.http.post(f"/api/nodes/{node_id}/drain").status_code == 200
+        wait_until(lambda: any(e == "event" and d["kind"] == "node_draining"
+                               for e, d in live.messages), 10, what="the drain event")
+        wait_until(lambda: next(n for n in live.last("nodes") if n["id"] == node_id)[
+            "admin_state"] in ("draining", "drained"), 10, what="the node draining")
+    finally:
+        assert cl.http.post(f"/api/nodes/{cl.node_id(2)}/undrain").status_code == 200
+        live.close()
+
+
+def test_stream_ends_when_the_key_is_revoked(cl: Cluster) -> None:
+    resp = cl.http.post("/api/keys", json={"name": "watcher", "role": "readonly"})
+    key = resp.json()
+    live = Listener(cl, headers={"Authorization": f"Bearer {key['secret']}"})
+    try:
+        wait_until(lambda: live.last("status"), 10, what="first state")
+        assert cl.http.delete(f"/api/keys/{key['id']}").status_code == 200
+        wait_until(lambda: live.last("auth"), 30, what="the stream to say the key is gone")
+        assert "revoked" in live.last("auth")["message"]
+        live.thread.join(10)
+        assert not live.thread.is_alive(), "the brain kept streaming to a revoked key"
+    finally:
+        live.close()
+
+
+def test_throughput_counts_the_bytes_clients_send_and_receive(cl: Cluster) -> None:
+    data = os.urandom(6 * MiB)
+    file_id = cl.upload("traffic.bin", data)["id"]
+    assert cl.download(file_id) == data
+
+    def history() -> list[dict[str, Any]]:
+        return list(cl.http.get("/api/status").json()["throughput"]["history"])
+
+    # The buckets of the last minutes add up to what went through (2 s each).
+    wait_until(lambda: sum(h["in"] for h in history()) * 2 >= len(data), 10,
+               what="the upload in the history")
+    hist = history()
+    assert sum(h["in"] for h in hist) * 2 == pytest.approx(len(data), rel=0.01)
+    assert sum(h["out"] for h in hist) * 2 >= len(data)
+    assert len(hist) == 150 and all(h["in"] >= 0 and h["out"] >= 0 for h in hist)
+
+
+def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
+    ids = [cl.node_id(i) for i in range(3)]
+    for n in range(4):
+        cl.upload(f"impact{n}.bin", os.urandom(MiB))
+    info = cl.http.get(f"/api/nodes/{ids[0]}/impact").json()
+    held = len(cl.chunk_files(0))
+    stopped = info["if_stopped"]
+    # R=2 on three nodes: every chunk node-0 holds has exactly one other copy.
+    assert stopped["chunks"] == held > 0
+    assert stopped["by_copies_after"] == {"1": held}
+    assert stopped["chunks_unavailable"] == 0 and stopped["files_unavailable"] == 0
+    assert "drop to 1 copy" in stopped["summary"] and "none become unavailable" in stopped[
+        "summary"]
+    assert info["drain"]["chunks"] == held
+    assert "2 other nodes" in info["drain"]["summary"]
+    assert info["remove"]["allowed"] is False and "drain it first" in info["remove"]["reason"]
+
+    # With node-1 down, the chunks node-0 shares only with node-1 would be lost.
+    cl.kill_node(1)
+    try:
+        cl.wait_node_state(1, "offline")
+        shared = set(cl.chunk_files(0)) & set(cl.chunk_files(1))
+        info = cl.http.get(f"/api/nodes/{ids[0]}/impact").json()["if_stopped"]
+        assert info["chunks_unavailable"] == len(shared) > 0
+        assert info["files_unavailable"] >= 1
+        assert "become unavailable" in info["summary"]
+        assert cl.http.get("/api/nodes/nope/impact").status_code == 404
+    finally:
+        cl.start_node(1)
+        cl.wait_online(3)
+    # Nothing stored is touched by asking.
+    assert len(cl.chunk_files(0)) == held
