@@ -299,6 +299,9 @@ async def test_list_objects(store: Store) -> None:
     assert total == 1 and objs[0].key == "résumé.pdf"
     objs, total = await store.list_objects(search=".pdf", prefix="b/")
     assert total == 1 and objs[0].key == "b/report.pdf"
+    # The files browser's search ignores case (ASCII), on SQLite and PostgreSQL.
+    objs, total = await store.list_objects(search="REPORT.PDF")
+    assert total == 1 and objs[0].key == "b/report.pdf"
     assert await store.list_objects(search="nothing-like-this") == ([], 0)
     # Paging: pages are disjoint, complete, and the total ignores the page.
     seen = []
@@ -308,6 +311,15 @@ async def test_list_objects(store: Store) -> None:
         assert total == 6
         seen += [o.key for o in page]
     assert seen == sorted(keys)
+    for sort in ("created", "size", "name"):
+        for desc in (True, False):
+            whole, _ = await store.list_objects(sort=sort, descending=desc)
+            pages = []
+            for offset in range(0, 6, 2):
+                page, _ = await store.list_objects(sort=sort, descending=desc, limit=2,
+                                                   offset=offset)
+                pages += [o.id for o in page]
+            assert pages == [o.id for o in whole], (sort, desc)
     page, total = await store.list_objects(limit=2, offset=10)
     assert page == [] and total == 6
 

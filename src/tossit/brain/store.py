@@ -322,16 +322,23 @@ class Store:
         if prefix:
             where.append(Object.key.startswith(prefix, autoescape=True))
         if search:
-            where.append(Object.key.contains(search, autoescape=True))
+            # Case-insensitive (for ASCII) on both: SQLite's LIKE already is, and
+            # is 2-3x faster without lower(); PostgreSQL's is not.
+            like = Object.key.contains if self.dialect == "sqlite" else Object.key.icontains
+            where.append(like(search, autoescape=True))
         column = {"created": Object.created_at, "name": Object.key, "size": Object.size,
                   "id": Object.id}[sort]
         order: list[Any] = [column.desc() if descending else column.asc(),
                  Object.id.desc() if descending else Object.id.asc()]
+        # Page through ids alone (an index-only scan for each sort), then read
+        # the page's rows: OFFSET 50,000 skips index entries, not table rows.
+        page = (select(Object.id).where(*where).order_by(*order).limit(limit).offset(offset)
+                .subquery())
         async with self.read() as s:
             total = await s.scalar(select(func.count()).select_from(Object).where(*where)) or 0
             rows = (
-                await s.execute(select(Object).where(*where).order_by(*order)
-                                .limit(limit).offset(offset))
+                await s.execute(select(Object).join(page, page.c.id == Object.id)
+                                .order_by(*order))
             ).scalars().all()
         return list(rows), total
 
