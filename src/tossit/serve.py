@@ -7,6 +7,8 @@ import ctypes.util
 import gc
 import logging
 import socket
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -62,6 +64,21 @@ def tune_malloc() -> None:
         pass
 
 
+class _Server(uvicorn.Server):
+    """Tells the app when shutdown starts (``app.state.on_exit``), so that
+    endless responses (the dashboard's event stream) end at once instead of
+    holding the graceful-shutdown window open."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._on_exit is not None and not self.should_exit:
+            self._on_exit()
+        super().handle_exit(sig, frame)
+
+
 def serve(
     app: Any,
     host: str,
@@ -102,7 +119,7 @@ def serve(
                             stream_paths=stream_paths)
     config = uvicorn.Config(guarded, **options)
     tune_runtime()
-    server = uvicorn.Server(config)
+    server = _Server(config, getattr(getattr(app, "state", None), "on_exit", None))
     scheme = "https" if options.get("ssl_certfile") else "http"
     logging.getLogger("tossit").info("listening on %s://%s:%d", scheme, host, port)
     server.run()

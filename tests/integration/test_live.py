@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,3 +152,21 @@ def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
         cl.wait_online(3)
     # Nothing stored is touched by asking.
     assert len(cl.chunk_files(0)) == held
+
+
+def test_open_streams_do_not_hold_up_a_brain_shutdown(cl: Cluster) -> None:
+    live = Listener(cl)
+    try:
+        wait_until(lambda: live.last("status"), 10, what="first state")
+        assert cl.brain is not None
+        started = time.monotonic()
+        cl.brain.terminate()
+        cl.brain.wait(10)
+        # Well inside uvicorn's 5 s graceful window, which an open stream used to fill.
+        assert time.monotonic() - started < 3
+        live.thread.join(5)
+        assert not live.thread.is_alive()
+    finally:
+        live.close()
+        cl.start_brain()
+        cl.wait_online(3)

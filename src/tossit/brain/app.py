@@ -42,6 +42,7 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     )
     app.state.brain = brain
     app.state.feed = stream.LiveFeed(brain)
+    app.state.on_exit = app.state.feed.close_all  # called by tossit.serve on SIGTERM
     install_error_handlers(app)
     # Who may call what, declared once per router (tossit.brain.api.access).
     app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],

@@ -38,6 +38,7 @@ KEEPALIVE = 15.0
 RECHECK_KEY = 10.0
 MAX_LISTENERS = 200
 _QUEUE = 16
+_END = ": end of stream\n\n"  # put in a queue (compared by identity): ends that stream
 
 
 def _sse(event: str, data: Any) -> str:
@@ -52,8 +53,26 @@ class LiveFeed:
         self._latest: list[str] = []  # the last status and nodes messages
         self._last_event: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def close_all(self) -> None:
+        """End every open stream (the brain is shutting down). Safe to call from
+        a signal handler: the work is handed to the event loop."""
+        self._closed = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._end_streams)
+
+    def _end_streams(self) -> None:
+        for queue in self._listeners:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(_END)
 
     def subscribe(self) -> asyncio.Queue[str]:
+        if self._closed:
+            raise ApiError(503, "shutting_down", "the brain is shutting down")
+        self._loop = asyncio.get_running_loop()
         if len(self._listeners) >= MAX_LISTENERS:
             raise ApiError(503, "too_many_streams",
                            f"{MAX_LISTENERS} live streams are open already; try again later")
@@ -125,6 +144,8 @@ async def stream(request: Request) -> StreamingResponse:
                     msg = await asyncio.wait_for(queue.get(), KEEPALIVE)
                 except TimeoutError:
                     msg = ": keep-alive\n\n"
+                if msg is _END:
+                    return
                 if time.monotonic() - checked >= RECHECK_KEY:
                     checked = time.monotonic()
                     try:
