@@ -519,10 +519,31 @@ def node_drain(
 ) -> None:
     """Copy every chunk off a node; it ends 'drained' and can then be removed."""
     client = _client(brain, config)
-    n = _call(client.drain_node, _node_ref(client, node_id))
-    console.print(f"draining {n['name']}: {n['chunk_count']:,} chunks "
-                  f"({format_size(n['used'])}) will be copied to other nodes; "
-                  "follow with 'tossit status' or 'tossit events'", highlight=False)
+    ref = _node_ref(client, node_id)
+    plan = _call(client.node_impact, ref)["drain"]["summary"]
+    n = _call(client.drain_node, ref)
+    console.print(f"draining {n['name']}: {plan}\nfollow with 'tossit status' or "
+                  "'tossit events'", highlight=False, markup=False)
+
+
+@node_app.command("what-if")
+def node_what_if(
+    node_id: Annotated[str, typer.Argument(help="node id or name")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """What would happen if this node stopped now, or were drained or removed."""
+    client = _client(brain, config)
+    impact = _call(client.node_impact, _node_ref(client, node_id))
+    stopped = impact["if_stopped"]
+    colour = "red" if stopped["chunks_unavailable"] else (
+        "yellow" if stopped["bytes_at_risk"] else "green")
+    remove = impact["remove"]
+    lines = [(stopped["summary"], colour), (f"drain: {impact['drain']['summary']}", None),
+             ("remove: allowed now" if remove["allowed"] else
+              f"remove: refused now: {remove['reason']}", None)]
+    for text, style in lines:  # node names come from users: never read them as markup
+        console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
 
 @node_app.command("undrain")

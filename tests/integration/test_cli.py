@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -116,3 +117,22 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         except httpx.HTTPError:
             continue
         raise AssertionError(f"something still answers on port {p} after tossit up stopped")
+
+
+def test_node_what_if_drain_and_undrain(make_cluster: Any) -> None:
+    c = make_cluster(nodes=3, replicas=2)
+    key_file = c.root / "brain" / "admin.key"
+    c.upload("whatif.bin", os.urandom(3 * 1024 * 1024))
+    held = len(c.chunk_files(0))
+    out = tossit("node", "what-if", "node-0", brain=c.url, key_file=key_file).stdout
+    assert f"If node-0 stops now, {held} chunk" in out and "drop to 1 copy" in out, out
+    assert "none become unavailable" in out and "remove: refused now" in out, out
+    missing = tossit("node", "what-if", "node-9", brain=c.url, key_file=key_file, check=False)
+    assert missing.returncode == 1 and "no node 'node-9'" in missing.stderr + missing.stdout
+    out = tossit("node", "drain", "node-0", brain=c.url, key_file=key_file).stdout
+    assert "will be copied to 2 other nodes (node-1, node-2)" in out, out
+    assert c.http.get(f"/api/nodes/{c.node_id(0)}").json()["admin_state"] in (
+        "draining", "drained")
+    out = tossit("node", "undrain", "node-0", brain=c.url, key_file=key_file).stdout
+    assert "node-0 takes new chunks again" in out
+    assert c.http.get(f"/api/nodes/{c.node_id(0)}").json()["admin_state"] is None

@@ -187,6 +187,10 @@ class TossitClient:
             params["kind"] = kind
         return self._request("GET", "/api/events", params=params)
 
+    def node_impact(self, node_id: str) -> dict[str, Any]:
+        """What stopping, draining or removing the node would do."""
+        return self._request("GET", f"/api/nodes/{node_id}/impact")
+
     def drain_node(self, node_id: str) -> dict[str, Any]:
         return self._request("POST", f"/api/nodes/{node_id}/drain")
 
