@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 
 from tossit.brain.commits import CommitBatcher
@@ -67,6 +67,7 @@ class Ingest:
         self.pins = pins
         self.collector = collector
         self.commits = commits
+        self.on_degraded: Callable[[], None] = lambda: None  # wakes the repairer
         # Chunk buffers in flight across all uploads: bounds the brain's memory
         # however many clients upload big files at once (each still gets >= 1).
         self._buffers = asyncio.Semaphore(
@@ -149,6 +150,7 @@ class Ingest:
             under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
             if under:
                 log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
+                self.on_degraded()  # make the missing copies now, not at the next pass
             return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
         finally:
             if commit is not None and not commit.done():

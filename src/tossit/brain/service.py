@@ -59,6 +59,7 @@ class Brain:
         self.commits = CommitBatcher(self.store, self.collector.release)
         self.ingest = Ingest(settings, self.store, self.registry, self.nodes, self.pins,
                              self.collector, self.commits)
+        self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.started = time.time()
