@@ -133,7 +133,7 @@ def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
     assert stopped["chunks_unavailable"] == 0 and stopped["files_unavailable"] == 0
     assert "drop to 1 copy" in stopped["summary"] and "none become unavailable" in stopped[
         "summary"]
-    assert info["drain"]["chunks"] == held
+    assert info["drain"]["chunks"] == held and info["drain"]["allowed"] is True
     assert "2 other nodes" in info["drain"]["summary"]
     assert info["remove"]["allowed"] is False and "drain it first" in info["remove"]["reason"]
 

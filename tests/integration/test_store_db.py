@@ -368,6 +368,12 @@ async def test_events(store: Store) -> None:
     assert [e.kind for e in await store.list_events(limit=1)] == ["node_offline"]
     assert [e.message for e in await store.list_events(kind="gc")] == ["freed 3 chunks"]
     assert await store.list_events(kind="nothing") == []
+    # Paging forward: the events right after an id, newest first, without gaps.
+    first = events[2].id
+    assert [e.kind for e in await store.list_events(limit=1, after_id=first)] == ["gc"]
+    assert [e.kind for e in await store.list_events(limit=5, after_id=first)] == [
+        "node_offline", "gc"]
+    assert await store.list_events(after_id=events[0].id) == []
 
 
 # -- statistics --------------------------------------------------------------------------

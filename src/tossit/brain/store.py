@@ -614,14 +614,18 @@ class Store:
 
     async def list_events(self, limit: int = 100, kind: str | None = None,
                           after_id: int | None = None) -> list[Event]:
-        """Newest first; ``after_id``: only events newer than that one."""
-        stmt = select(Event).order_by(Event.id.desc()).limit(limit)
+        """Newest first. ``after_id``: the ``limit`` events that came right after
+        that one (so a reader can page forward without gaps), still newest first."""
+        stmt = select(Event)
         if after_id is not None:
-            stmt = stmt.where(Event.id > after_id)
+            stmt = stmt.where(Event.id > after_id).order_by(Event.id.asc())
+        else:
+            stmt = stmt.order_by(Event.id.desc())
         if kind:
             stmt = stmt.where(Event.kind == kind)
         async with self.read() as s:
-            return list((await s.execute(stmt)).scalars().all())
+            rows = list((await s.execute(stmt.limit(limit))).scalars().all())
+        return rows[::-1] if after_id is not None else rows
 
     # -- statistics ---------------------------------------------------------
 

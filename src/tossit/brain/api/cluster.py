@@ -87,7 +87,8 @@ async def events(
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
     kind: str | None = Query(None, max_length=48, pattern=r"^[a-z_]+$"),
-    after: int | None = Query(None, ge=0, le=2**62, description="only events after this id"),
+    after: int | None = Query(None, ge=0, le=2**62, description=(
+        "only the `limit` events right after this id (page forward with the newest id seen)")),
 ) -> list[dict[str, Any]]:
     rows = await brain_of(request).store.list_events(limit=limit, kind=kind, after_id=after)
     return [event_json(e) for e in rows]

@@ -170,13 +170,9 @@ async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str,
     ``drained`` when it holds nothing."""
     brain = brain_of(request)
     view = _node(brain, node_id)
-    others = [n for n in brain.registry.nodes.values()
-              if n.id != node_id and n.admin_state is None and n.state != DEAD]
-    if view.admin_state is None and len(others) < brain.settings.replicas:
-        raise ApiError(409, "not_enough_nodes",
-                       f"draining {view.name} would leave {len(others)} node(s) for "
-                       f"{brain.settings.replicas} copies of each chunk: add a node first",
-                       needed=brain.settings.replicas, available=len(others))
+    refusal = _drain_refusal(brain, view)
+    if refusal is not None:
+        raise refusal
     if view.admin_state is None:
         view.admin_state = DRAINING
         await brain.store.set_admin_state(node_id, DRAINING)
@@ -199,6 +195,18 @@ async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[st
                                     node_id=node_id)
         brain.repairer.wake()
     return node_json(view)
+
+
+def _drain_refusal(brain: Brain, view: NodeView) -> ApiError | None:
+    """Why this node cannot start draining (the 409 to answer), or None."""
+    others = [n for n in brain.registry.nodes.values()
+              if n.id != view.id and n.admin_state is None and n.state != DEAD]
+    if view.admin_state is None and len(others) < brain.settings.replicas:
+        return ApiError(409, "not_enough_nodes",
+                        f"draining {view.name} would leave {len(others)} node(s) for "
+                        f"{brain.settings.replicas} copies of each chunk: add a node first",
+                        needed=brain.settings.replicas, available=len(others))
+    return None
 
 
 async def _removal_refusal(brain: Brain, view: NodeView) -> ApiError | None:
@@ -266,16 +274,26 @@ async def impact(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
     else:
         parts = drops or [f"every chunk keeps at least {r} copies"]
         unavailable = (f"{_plural(lost['chunks'], 'chunk')} in "
-                       f"{_plural(found['files_unavailable'], 'file')} become unavailable"
+                       f"{_plural(found['files_unavailable'], 'file')} "
+                       f"{'becomes' if lost['chunks'] == 1 else 'become'} unavailable"
                        if lost["chunks"] else "none become unavailable")
         stop_text = f"If {view.name} stops now, {', '.join(parts)}; {unavailable}."
 
+    # Where the copies would go: nodes that take new chunks and answer now.
     targets = sorted(n.name for n in brain.registry.nodes.values()
-                     if n.id != node_id and n.admin_state is None and n.state != DEAD)
-    drain_text = (f"{format_size(held_bytes)} ({_plural(held, 'chunk')}) will be copied to "
-                  f"{_plural(len(targets), 'other node')} ({', '.join(targets)}), then "
-                  f"removed from {view.name}." if held else
-                  f"{view.name} holds nothing to copy.")
+                     if n.id != node_id and n.admin_state is None and n.state in (
+                         ONLINE, "suspect"))
+    drain_refusal = _drain_refusal(brain, view)
+    if drain_refusal is not None:
+        drain_text = f"Refused now: {drain_refusal.message}."
+    elif view.admin_state is not None:
+        drain_text = f"{view.name} is already {view.admin_state}."
+    elif held:
+        drain_text = (f"{format_size(held_bytes)} ({_plural(held, 'chunk')}) will be copied "
+                      f"to {_plural(len(targets), 'other node')} ({', '.join(targets)}), "
+                      f"then removed from {view.name}.")
+    else:
+        drain_text = f"{view.name} holds nothing to copy."
     refusal = await _removal_refusal(brain, view)
     return {
         "node": node_json(view),
@@ -287,8 +305,8 @@ async def impact(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
             "bytes_at_risk": at_risk,
             "summary": stop_text,
         },
-        "drain": {"chunks": held, "bytes": held_bytes, "targets": targets,
-                  "summary": drain_text},
+        "drain": {"allowed": drain_refusal is None, "chunks": held, "bytes": held_bytes,
+                  "targets": targets, "summary": drain_text},
         "remove": {"allowed": refusal is None,
                    "reason": refusal.message if refusal is not None else None},
     }

@@ -41,6 +41,13 @@ _QUEUE = 16
 _END = ": end of stream\n\n"  # put in a queue (compared by identity): ends that stream
 
 
+_EVENT_SCHEMA = {
+    "type": "object", "description": "one server-sent event; `data` is JSON",
+    "properties": {"event": {"type": "string", "enum": ["status", "nodes", "event", "auth"]},
+                   "data": {"type": "string"}, "retry": {"type": "integer"}},
+}
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
@@ -90,6 +97,7 @@ class LiveFeed:
             self._task.cancel()
             self._task = None
             self._latest = []
+            self._last_event = None  # the next listener starts from now, not from here
 
     async def _run(self) -> None:
         while self._listeners:
@@ -128,8 +136,8 @@ class LiveFeed:
 
 @router.get("/api/stream", summary="Live status, nodes and events (server-sent events)",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                             "description": "events `status`, `nodes`, `event`, `auth`"}})
+            responses={200: {"description": "events `status`, `nodes`, `event`, `auth`",
+                             "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}}})
 async def stream(request: Request) -> StreamingResponse:
     feed: LiveFeed = request.app.state.feed
     queue = feed.subscribe()
