@@ -311,3 +311,27 @@ def test_inventory_reconciliation_finds_lost_copies(dead_fast: Any) -> None:
     repair_until_quiet(cl)
     assert set(lost) <= set(cl.chunk_files(1))
     assert_all_at_r(cl, files, [0, 1, 2])
+
+
+def test_copy_order_keeps_an_intact_local_copy_and_replaces_a_rotten_one(
+        dead_fast: Any) -> None:
+    cl = dead_fast(nodes=3)
+    data = os.urandom(50_000)
+    cl.upload("order.bin", data)
+    cid = hashlib.sha256(data).hexdigest()  # one chunk (64 KiB chunks)
+    nodes = {n["id"]: n for n in cl.http.get("/api/nodes").json()}
+    src = nodes[cl.node_id(1)]
+    order = {"chunk_id": cid, "sources": [{"id": src["id"], "address": src["address"]}]}
+    with cl.node_http(0) as node0:
+        resp = node0.post("/replicate", json=order)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"id": cid, "size": len(data), "source": "local",
+                               "created": False}
+        # Rot the local copy: the order now quarantines it and fetches a good one.
+        path = cl.chunk_files(0)[cid]
+        path.write_bytes(b"rot" + data[3:])
+        resp = node0.post("/replicate", json=order)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["source"] == src["id"] and resp.json()["created"] is True
+    assert hashlib.sha256(cl.chunk_files(0)[cid].read_bytes()).hexdigest() == cid
+    assert any(p.name.startswith(cid) for p in (cl.node_dir(0) / "quarantine").iterdir())

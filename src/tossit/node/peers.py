@@ -50,7 +50,16 @@ class PeerFetcher:
         return self._session
 
     async def fetch(self, chunk_id: str, sources: list[dict[str, str]]) -> dict[str, Any]:
-        """Store a verified copy from the first source that has one."""
+        """Store a verified copy from the first source that has one.
+
+        A copy already here and intact (the brain's records were behind, or an
+        earlier order's answer was lost) is kept: nothing crosses the network.
+        A damaged one is quarantined and fetched again."""
+        intact, size = await asyncio.to_thread(self._local_copy, chunk_id)
+        if intact:
+            return {"id": chunk_id, "size": size, "source": "local", "created": False}
+        if intact is False:
+            await asyncio.to_thread(self.store.quarantine, chunk_id)
         errors = []
         for src in sources:
             path = f"/chunks/{chunk_id}"
@@ -73,6 +82,14 @@ class PeerFetcher:
             return {"id": chunk_id, "size": len(data), "source": src["id"],
                     "created": created}
         raise CopyFailed("; ".join(errors) or "no source given")
+
+    def _local_copy(self, chunk_id: str) -> tuple[bool | None, int]:
+        """(intact?, size) of the copy already here; (None, 0) if there is none."""
+        try:
+            size = self.store.path_for(chunk_id).stat().st_size
+        except FileNotFoundError:
+            return None, 0
+        return self.store.verify(chunk_id), size
 
 
 def _sha256(data: bytes) -> str:
