@@ -4,10 +4,12 @@
 set -euo pipefail
 PY=${1:-python3}
 missing=()
-# (The browser tests of the dashboard will add Debian's chromium here.)
+# The dashboard's browser tests (tests/browser) drive Debian's Chromium through
+# Playwright; Playwright's own browser download is never used (no internet).
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)  # a font for its screenshots
 if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 "$PY" -c 'import tossit' >/dev/null

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 
 from tossit import __version__
 from tossit.auth.keys import Role
-from tossit.brain.api import cluster, files, home, keys, nodes, session, stream
+from tossit.brain.api import cluster, dashboard, files, keys, nodes, session, stream
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.service import Brain
 from tossit.config import BrainSettings
@@ -58,7 +58,7 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.include_router(session.router)
     app.include_router(nodes.protocol, responses={401: AUTH_ERRORS[401]})
     app.include_router(cluster.public)
-    app.include_router(home.router)
+    app.include_router(dashboard.router)
     _document_security(app)
     return app
 

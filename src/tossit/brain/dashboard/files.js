@@ -1,0 +1,388 @@
+// Files: search, sort and paging done by the server (fast with 100,000 files),
+// upload by button or drag-and-drop, download, delete, multi-select delete.
+
+import { api, whyNot } from "./api.js";
+import { h, icon, replace } from "./dom.js";
+import { bytes, dateTime, num, plural, ago, sinceIso } from "./format.js";
+import { on, role, state } from "./store.js";
+import { actionButton, confirmDialog, emptyState, pageHeader, progressBar, toast } from "./ui.js";
+import { detachPanel, enqueue, uploadsPanel } from "./uploads.js";
+
+const SIZES = [25, 50, 100, 200];
+const COLS = [
+  { key: "name", label: "Name" },
+  { key: "size", label: "Size", num: true },
+  { key: null, label: "Copies" },
+  { key: "created", label: "Uploaded" },
+];
+const selected = new Map(); // id -> name, kept across pages
+
+export function mount(root, { params }) {
+  const q = {
+    search: params.get("q") || "",
+    sort: ["name", "size", "created", "id"].includes(params.get("sort")) ? params.get("sort") : "created",
+    order: params.get("order") === "asc" ? "asc" : "desc",
+    size: SIZES.includes(Number(params.get("size"))) ? Number(params.get("size")) : 50,
+    page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
+  };
+  const canWrite = whyNot(role(), "readwrite");
+  const writeNote = canWrite ? `${canWrite} to upload or delete files` : null;
+
+  // -- header, toolbar ---------------------------------------------------------
+  const picker = h("input", { type: "file", multiple: true, id: "file-picker", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
+  const uploadBtn = actionButton("Upload files", { kind: "primary", iconName: "upload", why: writeNote, small: false, attrs: { id: "upload-button" } });
+  if (!writeNote) uploadBtn.addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    enqueue([...picker.files].map((file) => ({ file, name: file.name })));
+    picker.value = "";
+  });
+  const search = h("input", { id: "file-search", type: "search", placeholder: "Search by name", value: q.search, "aria-label": "Search files by name", autocomplete: "off" });
+  const totalText = h("span", { class: "muted", id: "file-total", role: "status" });
+  const bulkBtn = actionButton("Delete selected", { kind: "danger", iconName: "trash", why: writeNote, attrs: { id: "delete-selected" } });
+  const clearSel = h("button", { class: "btn small ghost", type: "button" }, "Clear selection");
+  const selText = h("span", { class: "small" });
+  const selBar = h("div", { class: "selbar", hidden: true }, selText, bulkBtn, clearSel);
+
+  const head = pageHeader("Files", null, writeNote ? null : h("span", { class: "muted small drop-note" }, "or drop files on this page"), uploadBtn, picker);
+  head.firstChild.append(totalText);
+  const tableBody = h("tbody");
+  const headRow = h("tr");
+  const table = h("table", { class: "table files-table responsive", id: "files-table" }, h("thead", headRow), tableBody);
+  const pager = h("nav", { class: "pager", "aria-label": "Pages" });
+  const listCard = h("section", { class: "card flush table-wrap" }, table);
+  const dropHint = h("div", { class: "drop-hint" }, icon("upload"),
+    h("span", writeNote ? writeNote : "Drop files here to upload them (several at once is fine), or use Upload files."));
+  const overlay = h("div", { class: "drop-overlay", "aria-hidden": "true" },
+    h("div", icon("upload"), h("p", writeNote ? writeNote : "Drop to upload")));
+  const zone = h("div", { class: "dropzone", id: "dropzone" },
+    h("div", { class: "toolbar" }, h("label", { class: "field grow search-field" }, h("span", { class: "sr-only" }, "Search"), icon("files"), search), selBar),
+    uploadsPanel(), dropHint, listCard, pager, overlay);
+  root.append(head, zone);
+
+  // -- drag and drop -------------------------------------------------------------
+  let depth = 0;
+  const hasFiles = (ev) => ev.dataTransfer && [...(ev.dataTransfer.types || [])].includes("Files");
+  zone.addEventListener("dragenter", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    depth++;
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragover", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = writeNote ? "none" : "copy";
+  });
+  zone.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) zone.classList.remove("dragging");
+  });
+  zone.addEventListener("drop", async (ev) => {
+    ev.preventDefault();
+    depth = 0;
+    zone.classList.remove("dragging");
+    if (writeNote) {
+      toast(`Cannot upload: ${writeNote.toLowerCase()}.`, "error");
+      return;
+    }
+    const entries = await droppedFiles(ev.dataTransfer);
+    if (!entries.length) {
+      toast("Nothing to upload in what was dropped.", "info");
+      return;
+    }
+    enqueue(entries);
+  });
+
+  // -- loading a page ------------------------------------------------------------
+  let inflight = null;
+  let total = 0;
+  let rows = [];
+  let lastObjects = state.status ? state.status.objects : null;
+
+  const syncHash = () => {
+    const p = new URLSearchParams();
+    if (q.search) p.set("q", q.search);
+    if (q.sort !== "created") p.set("sort", q.sort);
+    if (q.order !== "desc") p.set("order", q.order);
+    if (q.size !== 50) p.set("size", String(q.size));
+    if (q.page > 1) p.set("page", String(q.page));
+    const hash = `#/files${p.toString() ? `?${p}` : ""}`;
+    if (location.hash !== hash) history.replaceState(null, "", hash);
+  };
+
+  const load = async () => {
+    if (inflight) inflight.abort();
+    const ctl = new AbortController();
+    inflight = ctl;
+    syncHash();
+    listCard.classList.add("loading");
+    const p = new URLSearchParams({ sort: q.sort, order: q.order, limit: String(q.size), offset: String((q.page - 1) * q.size) });
+    if (q.search) p.set("search", q.search);
+    try {
+      const resp = await api(`/api/files?${p}`, { signal: ctl.signal });
+      if (inflight !== ctl) return;
+      total = Number(resp.headers.get("X-Total-Count") || resp.data.length);
+      rows = resp.data;
+      const pages = Math.max(1, Math.ceil(total / q.size));
+      if (q.page > pages && total > 0) {
+        q.page = pages;
+        load();
+        return;
+      }
+      render();
+    } catch (exc) {
+      if (exc.name === "AbortError" || inflight !== ctl) return;
+      replace(tableBody, h("tr", h("td", { colspan: "7" }, h("div", { class: "empty" },
+        h("p", { class: "crit-text" }, `Could not load the files: ${exc.message}`),
+        (() => {
+          const b = h("button", { class: "btn small", type: "button" }, "Retry");
+          b.addEventListener("click", load);
+          return b;
+        })()))));
+    } finally {
+      if (inflight === ctl) {
+        inflight = null;
+        listCard.classList.remove("loading");
+      }
+    }
+  };
+
+  // -- rendering -----------------------------------------------------------------
+  const renderHead = () => {
+    const all = h("input", { type: "checkbox", "aria-label": "Select every file on this page", id: "select-page" });
+    all.checked = rows.length > 0 && rows.every((r) => selected.has(r.id));
+    all.indeterminate = !all.checked && rows.some((r) => selected.has(r.id));
+    all.addEventListener("change", () => {
+      for (const r of rows) {
+        if (all.checked) selected.set(r.id, r.name);
+        else selected.delete(r.id);
+      }
+      render();
+    });
+    replace(headRow,
+      h("th", { class: "check", scope: "col" }, all),
+      COLS.map((c) => {
+        if (!c.key) return h("th", { scope: "col" }, c.label);
+        const active = q.sort === c.key;
+        const btn = h("button", { class: "sort", type: "button", dataset: { sort: c.key } }, c.label,
+          h("span", { class: "sort-mark", "aria-hidden": "true" }, active ? (q.order === "asc" ? "▲" : "▼") : "↕"));
+        btn.addEventListener("click", () => {
+          if (q.sort === c.key) q.order = q.order === "asc" ? "desc" : "asc";
+          else {
+            q.sort = c.key;
+            q.order = c.key === "name" ? "asc" : "desc";
+          }
+          q.page = 1;
+          load();
+        });
+        return h("th", { scope: "col", class: c.num ? "num" : "", "aria-sort": active ? (q.order === "asc" ? "ascending" : "descending") : "none" }, btn);
+      }),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")));
+  };
+
+  const render = () => {
+    renderHead();
+    const from = total ? (q.page - 1) * q.size + 1 : 0;
+    totalText.textContent = q.search
+      ? `${plural(total, "file")} match “${q.search}”`
+      : `${plural(total, "file")}`;
+    dropHint.hidden = total > 0 || Boolean(q.search);
+    if (!rows.length) {
+      replace(tableBody, h("tr", h("td", { colspan: "7" }, q.search
+        ? emptyState("No file name contains that text.", "Try a shorter search.")
+        : emptyState("No files yet.", writeNote || "Upload files with the button above or drop them here."))));
+    } else {
+      replace(tableBody, rows.map((f) => fileRow(f)));
+    }
+    renderPager(from);
+    renderSelection();
+  };
+
+  const fileRow = (f) => {
+    const box = h("input", { type: "checkbox", "aria-label": `Select ${f.name}` });
+    box.checked = selected.has(f.id);
+    box.addEventListener("change", () => {
+      if (box.checked) selected.set(f.id, f.name);
+      else selected.delete(f.id);
+      renderHead();
+      renderSelection();
+    });
+    const rep = f.replication || {};
+    const repCls = rep.state === "healthy" ? "ok" : rep.state === "degraded" ? "warn" : "crit";
+    const del = actionButton("Delete", { kind: "danger-ghost", iconName: "trash", why: writeNote, attrs: { "aria-label": `Delete ${f.name}`, dataset: { action: "delete" } } });
+    if (!writeNote) del.addEventListener("click", () => deleteOne(f));
+    return h("tr", { dataset: { id: f.id, name: f.name } },
+      h("td", { class: "check" }, box),
+      h("td", { "data-label": "Name", class: "name-cell" }, h("div", { class: "stack-cell" },
+        h("a", { href: `#/files/${f.id}`, class: "file-link", title: f.name }, f.name),
+        h("span", { class: "muted small" }, f.content_type))),
+      h("td", { "data-label": "Size", class: "num", title: `${num(f.size)} bytes` }, bytes(f.size)),
+      h("td", { "data-label": "Copies" }, h("span", { class: `pill ${repCls}`, title: `${rep.state}: the chunk with the fewest readable copies has ${rep.min_copies} of ${rep.target}` },
+        h("span", `${rep.min_copies}/${rep.target}`), h("span", { class: "pill-word" }, rep.state))),
+      h("td", { "data-label": "Uploaded", title: dateTime(f.created) }, ago(sinceIso(f.created))),
+      h("td", { "data-label": "Actions", class: "actions" }, h("div", { class: "btn-row" },
+        h("a", { class: "btn small ghost", href: `/api/files/${f.id}/download`, download: "", "aria-label": `Download ${f.name}`, dataset: { action: "download" } }, icon("download"), h("span", "Download")),
+        del)));
+  };
+
+  const renderPager = (from) => {
+    const pages = Math.max(1, Math.ceil(total / q.size));
+    const to = Math.min(total, q.page * q.size);
+    const prev = h("button", { class: "btn small", type: "button", disabled: q.page <= 1, id: "page-prev" }, "‹ Previous");
+    const next = h("button", { class: "btn small", type: "button", disabled: q.page >= pages, id: "page-next" }, "Next ›");
+    prev.addEventListener("click", () => { q.page--; load(); });
+    next.addEventListener("click", () => { q.page++; load(); });
+    const jump = h("input", { type: "number", min: "1", max: String(pages), value: String(q.page), class: "page-input", "aria-label": "Page number" });
+    jump.addEventListener("change", () => {
+      const n = Math.min(pages, Math.max(1, Number.parseInt(jump.value, 10) || 1));
+      if (n !== q.page) {
+        q.page = n;
+        load();
+      }
+    });
+    const sizeSel = h("select", { "aria-label": "Files per page" }, SIZES.map((n) => h("option", { value: String(n) }, `${n} per page`)));
+    sizeSel.value = String(q.size);
+    sizeSel.addEventListener("change", () => {
+      q.size = Number(sizeSel.value);
+      q.page = 1;
+      load();
+    });
+    replace(pager,
+      h("span", { class: "muted small" }, total ? `${num(from)}–${num(to)} of ${num(total)}` : ""),
+      h("div", { class: "pager-controls" }, prev, h("label", { class: "small page-of" }, "Page ", jump, ` of ${num(pages)}`), next, sizeSel));
+  };
+
+  const renderSelection = () => {
+    selBar.hidden = selected.size === 0;
+    selText.textContent = `${plural(selected.size, "file")} selected`;
+  };
+  clearSel.addEventListener("click", () => {
+    selected.clear();
+    render();
+  });
+
+  // -- deleting ------------------------------------------------------------------
+  const deleteOne = async (f) => {
+    const ok = await confirmDialog({
+      title: "Delete this file?",
+      body: [h("p", h("strong", { class: "break" }, f.name), ` (${bytes(f.size)})`),
+        h("p", { class: "muted" }, "It disappears from listings at once, and its chunks are freed on the nodes unless another file uses them. This cannot be undone.")],
+      confirm: "Delete file",
+      onConfirm: async () => {
+        await api(`/api/files/${f.id}`, { method: "DELETE" });
+      },
+    });
+    if (ok) {
+      selected.delete(f.id);
+      toast(`Deleted ${f.name}.`, "ok");
+      load();
+    }
+  };
+
+  bulkBtn.addEventListener("click", async () => {
+    if (writeNote || !selected.size) return;
+    const victims = [...selected.entries()];
+    const list = h("ul", { class: "victims" }, victims.slice(0, 6).map(([, name]) => h("li", { class: "break" }, name)),
+      victims.length > 6 ? h("li", { class: "muted" }, `and ${num(victims.length - 6)} more`) : null);
+    const bar = progressBar("Deleting", "thin");
+    bar.hidden = true;
+    const failures = [];
+    const ok = await confirmDialog({
+      title: `Delete ${plural(victims.length, "file")}?`,
+      body: [list, h("p", { class: "muted" }, "They disappear from listings at once. This cannot be undone."), bar],
+      confirm: `Delete ${plural(victims.length, "file")}`,
+      onConfirm: async () => {
+        bar.hidden = false;
+        let done = 0;
+        for (const [id, name] of victims) {
+          try {
+            await api(`/api/files/${id}`, { method: "DELETE" });
+            selected.delete(id);
+          } catch (exc) {
+            if (exc.status === 404) selected.delete(id); // already gone
+            else failures.push(`${name}: ${exc.message}`);
+            if (exc.status === 401) throw exc;
+          }
+          bar.update(++done, victims.length);
+        }
+        if (failures.length) throw new Error(`${plural(failures.length, "file")} could not be deleted: ${failures.slice(0, 3).join("; ")}`);
+      },
+    });
+    if (ok) toast(`Deleted ${plural(victims.length, "file")}.`, "ok");
+    load();
+  });
+
+  // -- search ------------------------------------------------------------------------
+  let debounce = null;
+  search.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      if (search.value === q.search) return;
+      q.search = search.value;
+      q.page = 1;
+      load();
+    }, 250);
+  });
+  search.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") {
+      clearTimeout(debounce);
+      q.search = search.value;
+      q.page = 1;
+      load();
+    }
+  });
+
+  // Live: reload the page shown when uploads finish or the file count changes
+  // (at most once a second, whatever the rate of changes).
+  let reloadTimer = null;
+  const soon = () => {
+    if (reloadTimer) return;
+    reloadTimer = setTimeout(() => {
+      reloadTimer = null;
+      load();
+    }, 700);
+  };
+  const offs = [
+    on("files-changed", soon),
+    on("status", (st) => {
+      if (lastObjects !== null && st.objects !== lastObjects) soon();
+      lastObjects = st.objects;
+    }),
+  ];
+  load();
+  return () => {
+    offs.forEach((off) => off());
+    clearTimeout(reloadTimer);
+    if (inflight) inflight.abort();
+    detachPanel();
+  };
+}
+
+// -- what was dropped: files, and folders walked (their paths kept as names) ------------
+
+async function droppedFiles(dt) {
+  const entries = [];
+  const items = dt.items ? [...dt.items] : [];
+  const roots = items.map((it) => (it.kind === "file" && it.webkitGetAsEntry ? it.webkitGetAsEntry() : null));
+  if (roots.length && roots.every(Boolean) && roots.some((r) => r.isDirectory)) {
+    for (const r of roots) await walk(r, "", entries);
+    return entries;
+  }
+  for (const file of dt.files || []) entries.push({ file, name: file.name });
+  return entries;
+}
+
+async function walk(entry, prefix, out) {
+  if (entry.isFile) {
+    const file = await new Promise((res, rej) => entry.file(res, rej));
+    out.push({ file, name: `${prefix}${file.name}` });
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+      if (!batch.length) break;
+      for (const e of batch) await walk(e, `${prefix}${entry.name}/`, out);
+    }
+  }
+}
+

@@ -1,0 +1,584 @@
+"""The dashboard in a real browser (Chromium) against a real brain and nodes.
+
+Each test signs in through the page and asserts on what the page shows and on
+what the API then says (bytes, counts, states). Screenshots of every page go to
+the artifacts folder (see conftest.py) for people to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from cluster import Cluster, wait_until
+
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed"
+).expect
+
+Opener = Callable[..., tuple[Any, Any]]
+XSS_NAME = "<img src=x onerror=alert(1)>"
+MiB = 1024 * 1024
+
+
+def sign_in(page: Any, key: str) -> None:
+    page.locator("#signin-key").fill(key)
+    page.locator("#signin-key").press("Enter")
+    expect(page.locator("#shell")).to_be_visible()
+    expect(page.locator("#live")).to_have_class(re.compile(r"\bok\b"))  # stream connected
+
+
+def shot(page: Any, artifacts: Path, name: str) -> None:
+    page.wait_for_timeout(300)  # let bars finish their transition
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def make_key(cl: Cluster, role: str, name: str | None = None) -> dict[str, Any]:
+    resp = cl.http.post("/api/keys", json={"name": name or f"browser {role}", "role": role})
+    assert resp.status_code == 201, resp.text
+    key: dict[str, Any] = resp.json()
+    return key
+
+
+def listed(cl: Cluster, search: str) -> list[dict[str, Any]]:
+    resp = cl.http.get("/api/files", params={"search": search, "limit": 100})
+    assert resp.status_code == 200, resp.text
+    files: list[dict[str, Any]] = resp.json()
+    return files
+
+
+def put_file(cl: Cluster, name: str, data: bytes) -> dict[str, Any]:
+    resp = cl.http.put("/api/files/" + quote(name, safe="/"), content=data)
+    assert resp.status_code == 201, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def drop_files(page: Any, files: dict[str, bytes], target: str = "#dropzone") -> None:
+    """Drop files on the page as a user dragging them from a file manager would:
+    a DataTransfer holding File objects, dispatched as dragenter + drop."""
+    payload = [{"name": n, "b64": base64.b64encode(d).decode()} for n, d in files.items()]
+    dt = page.evaluate_handle(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bin = atob(f.b64);
+                const bytes = new Uint8Array(bin.length);
+                for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+                dt.items.add(new File([bytes], f.name, {type: "application/octet-stream"}));
+            }
+            return dt;
+        }""", payload)
+    page.dispatch_event(target, "dragenter", {"dataTransfer": dt})
+    page.dispatch_event(target, "dragover", {"dataTransfer": dt})
+    page.dispatch_event(target, "drop", {"dataTransfer": dt})
+
+
+def file_row(page: Any, name: str) -> Any:
+    return page.locator("#files-table tbody tr").filter(
+        has=page.get_by_role("link", name=name, exact=True))
+
+
+# -- sign in ---------------------------------------------------------------------
+
+
+def test_sign_in_rejects_a_bad_key_then_shows_the_overview(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    page, _ = open_page()
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#signin")).to_contain_text("data/brain/admin.key")
+    shot(page, artifacts, "signin")
+    page.locator("#signin-key").fill("not-a-real-key-0123456789")
+    page.locator("#signin-submit").click()
+    expect(page.locator("#signin-error")).to_be_visible()
+    expect(page.locator("#signin-error")).to_contain_text("unknown API key")
+    expect(page.locator("#shell")).to_be_hidden()
+    shot(page, artifacts, "signin-error")
+
+    put_file(cl, "overview-sample.bin", os.urandom(700_000))
+    sign_in(page, cl.admin_key)
+    expect(page.locator("#whoami")).to_contain_text("admin")
+    status = cl.http.get("/api/status").json()
+    # The numbers are the API's, formatted (1,234).
+    expect(page.locator(".card.data .metric")).to_contain_text(f"{status['objects']:,}")
+    expect(page.locator(".nodes-card .metric")).to_contain_text(
+        f"of {status['nodes']['total']} online")
+    expect(page.locator(".health .legend [data-bucket=atR] .legend-value")).to_have_text(
+        re.compile(r"^[\d,]+ chunks$"))
+    expect(page.locator(".health .verdict")).not_to_be_empty()
+    expect(page.locator(".tp .tp-value[data-tp=in]")).to_contain_text("/s")
+    # A page reload keeps the session (the cookie), without the sign-in screen.
+    page.reload()
+    expect(page.locator("#shell")).to_be_visible()
+    expect(page.locator("#signin")).to_be_hidden()
+    expect(page.locator(".card.data .metric")).to_be_visible()
+    shot(page, artifacts, "overview")
+
+
+# -- files -------------------------------------------------------------------------
+
+
+def test_drop_two_files_download_one_delete_the_other(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.get_by_role("link", name="Files", exact=True).click()
+    expect(page.locator("#files-table")).to_be_visible()
+    a, b = os.urandom(3 * MiB + 123), os.urandom(2 * MiB + 456)
+    drop_files(page, {"drop-a.bin": a, "drop-b.bin": b})
+
+    rows = page.locator("#upload-list .upload")
+    expect(rows).to_have_count(2)
+    for name in ("drop-a.bin", "drop-b.bin"):
+        row = page.locator(f'#upload-list .upload[data-name="{name}"]')
+        expect(row).to_have_attribute("data-status", "done", timeout=30000)
+        expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+        expect(row.locator(".upload-status")).to_contain_text("Uploaded")
+    shot(page, artifacts, "files-uploads")
+
+    # Both are listed on the page and by the API, with their sizes.
+    expect(file_row(page, "drop-a.bin")).to_have_count(1)
+    expect(file_row(page, "drop-b.bin")).to_have_count(1)
+    by_name = {f["name"]: f for f in listed(cl, "drop-")}
+    assert by_name["drop-a.bin"]["size"] == len(a)
+    assert by_name["drop-b.bin"]["size"] == len(b)
+    assert by_name["drop-a.bin"]["sha256"] == hashlib.sha256(a).hexdigest()
+
+    # Download one through the page: the same bytes.
+    with page.expect_download() as info:
+        file_row(page, "drop-a.bin").locator("[data-action=download]").click()
+    download = info.value
+    assert download.suggested_filename == "drop-a.bin"
+    assert Path(download.path()).read_bytes() == a
+
+    # Delete the other, confirming in the dialog.
+    file_row(page, "drop-b.bin").locator("[data-action=delete]").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("drop-b.bin")
+    shot(page, artifacts, "dialog-delete")
+    dialog.locator("[data-action=ok]").click()
+    expect(dialog).to_have_count(0)
+    expect(file_row(page, "drop-b.bin")).to_have_count(0)
+    names = {f["name"] for f in listed(cl, "drop-")}
+    assert "drop-b.bin" not in names and "drop-a.bin" in names
+    shot(page, artifacts, "files")
+
+
+def test_upload_with_the_button(cl: Cluster, open_page: Opener) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    data = os.urandom(MiB + 17)
+    with page.expect_file_chooser() as chooser:
+        page.locator("#upload-button").click()
+    chooser.value.set_files([{"name": "picked.bin", "mimeType": "application/octet-stream",
+                              "buffer": data}])
+    row = page.locator('#upload-list .upload[data-name="picked.bin"]')
+    expect(row).to_have_attribute("data-status", "done", timeout=30000)
+    expect(file_row(page, "picked.bin")).to_have_count(1)
+    (f,) = listed(cl, "picked.bin")
+    assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_upload_errors_show_the_server_message_and_retry_works(
+        cl: Cluster, open_page: Opener) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    calls: list[str] = []
+
+    def flaky(route: Any) -> None:
+        calls.append(route.request.method)
+        if len(calls) == 1:  # the first try meets a cluster short of nodes
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(
+                {"error": "not_enough_nodes", "message": "only 1 node can take writes, 2 needed",
+                 "needed": 2, "available": 1}))
+        else:
+            route.continue_()
+
+    page.route("**/api/files/retry-me.bin", flaky)
+    data = os.urandom(MiB // 2)
+    # A name the brain refuses for real (control character): its message is shown.
+    drop_files(page, {"retry-me.bin": data, "bad\u0001name.bin": b"x"})
+    bad = page.locator('#upload-list .upload[data-name="bad\u0001name.bin"]')
+    expect(bad).to_have_attribute("data-status", "failed")
+    expect(bad.locator(".upload-status")).to_contain_text("control characters")
+    row = page.locator('#upload-list .upload[data-name="retry-me.bin"]')
+    expect(row).to_have_attribute("data-status", "failed")
+    expect(row.locator(".upload-status")).to_contain_text("only 1 node can take writes")
+    row.get_by_role("button", name="Retry").click()
+    expect(row).to_have_attribute("data-status", "done", timeout=30000)
+    assert calls == ["PUT", "PUT"]
+    (f,) = listed(cl, "retry-me.bin")
+    assert f["size"] == len(data)
+    assert not listed(cl, "name.bin")
+
+
+def test_cancel_an_upload(cl: Cluster, open_page: Opener) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    # Hold the request so that it is still running when Cancel is clicked.
+    page.route("**/api/files/cancel-me.bin", lambda route: None)
+    drop_files(page, {"cancel-me.bin": os.urandom(64 * 1024)})
+    row = page.locator('#upload-list .upload[data-name="cancel-me.bin"]')
+    expect(row).to_have_attribute("data-status", re.compile("sending|storing"))
+    expect(page.locator("#nav-uploads")).to_have_text("1")  # running uploads, on every page
+    row.get_by_role("button", name="Cancel").click()
+    expect(row).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#nav-uploads")).to_be_hidden()
+    expect(row.get_by_role("button", name="Retry")).to_be_visible()
+    page.unroute("**/api/files/cancel-me.bin")
+    assert not listed(cl, "cancel-me.bin")
+
+
+def test_search_sort_and_paging_are_done_by_the_server(
+        cl: Cluster, open_page: Opener) -> None:
+    for i in range(30):
+        put_file(cl, f"pagetest/item-{i:03d}.txt", b"x" * (i + 1))
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/files?" in r.url else None)
+    page.goto(cl.url + "/#/files?size=25")
+    page.locator("#file-search").fill("pagetest/item-")
+    expect(page.locator("#file-total")).to_contain_text("30 files match")
+    expect(page.locator("#files-table tbody tr")).to_have_count(25)
+    page.locator("#page-next").click()
+    expect(page.locator("#files-table tbody tr")).to_have_count(5)
+    page.locator("button.sort[data-sort=name]").click()  # name, ascending, back to page 1
+    expect(page.locator("#files-table tbody tr .file-link").first).to_have_text(
+        "pagetest/item-000.txt")
+    page.locator("button.sort[data-sort=name]").click()  # descending
+    expect(page.locator("#files-table tbody tr .file-link").first).to_have_text(
+        "pagetest/item-029.txt")
+    # Every list request asked for one page only.
+    assert requests and all("limit=25" in u or "limit=50" in u for u in requests), requests
+    assert any("offset=25" in u for u in requests)
+    assert any("search=pagetest" in u for u in requests)
+
+
+def test_select_several_files_and_delete_them(cl: Cluster, open_page: Opener) -> None:
+    for i in range(3):
+        put_file(cl, f"multi-{i}.txt", f"file {i}".encode())
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files?q=multi-")
+    expect(page.locator("#files-table tbody tr")).to_have_count(3)
+    page.locator("#select-page").check()
+    expect(page.locator(".selbar")).to_contain_text("3 files selected")
+    page.locator("#delete-selected").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("multi-0.txt")
+    dialog.locator("[data-action=ok]").click()
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#file-total")).to_contain_text("0 files match")
+    assert not listed(cl, "multi-")
+
+
+def test_file_detail_shows_hash_and_chunk_map(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    data = os.urandom(4 * 256 * 1024 + 5)  # 5 chunks of 256 KiB, the last 5 bytes
+    f = put_file(cl, "detail/chunky.bin", data)
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(f"{cl.url}/#/files/{f['id']}")
+    expect(page.locator("#file-name")).to_have_text("detail/chunky.bin")
+    expect(page.locator("#file-sha")).to_have_text(hashlib.sha256(data).hexdigest())
+    rows = page.locator("#chunk-map tbody tr")
+    expect(rows).to_have_count(5)
+    info = cl.http.get(f"/api/files/{f['id']}/info").json()
+    for chunk in info["chunk_map"]:
+        row = page.locator(f'#chunk-map tbody tr[data-chunk="{chunk["index"]}"]')
+        expect(row.locator(".cm-copies")).to_have_text("3/3")
+        expect(row.locator("td[data-cell=ok], td[data-cell=extra]")).to_have_count(3)
+        expect(row.locator(".cm-hash")).to_have_attribute("title", chunk["id"])
+    shot(page, artifacts, "file-detail")
+
+
+# -- escaping -----------------------------------------------------------------------
+
+
+def test_markup_in_names_is_shown_as_text(cl: Cluster, open_page: Opener,
+                                          artifacts: Path) -> None:
+    f = put_file(cl, XSS_NAME, b"not html")
+    key = make_key(cl, "readonly", name='<b>bold</b><img src=y onerror="alert(2)">')
+    page, watch = open_page()
+    page.evaluate("""() => {
+        window.__pwned = 0;
+        window.alert = () => { window.__pwned++; };
+    }""")
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files?q=" + quote("onerror=alert(1)"))
+    link = page.get_by_role("link", name=XSS_NAME, exact=True)
+    expect(link).to_have_text(XSS_NAME)
+    page.goto(f"{cl.url}/#/files/{f['id']}")
+    expect(page.locator("#file-name")).to_have_text(XSS_NAME)
+    page.goto(cl.url + "/#/activity")
+    expect(page.locator("#event-list")).to_contain_text(key["id"])
+    page.wait_for_timeout(500)
+    assert page.locator('img[src="x"], img[src="y"]').count() == 0
+    assert page.locator("main b").count() == 0
+    assert page.evaluate("window.__pwned") == 0
+    assert not watch.dialogs
+
+
+# -- roles --------------------------------------------------------------------------
+
+
+def test_readonly_key_sees_buttons_disabled_with_the_reason(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    put_file(cl, "readonly-visible.txt", b"look, do not touch")
+    key = make_key(cl, "readonly")
+    page, _ = open_page()
+    sign_in(page, key["secret"])
+    expect(page.locator("#whoami .role")).to_have_text("readonly")
+    page.goto(cl.url + "/#/files?q=readonly-visible")
+    upload = page.locator("#upload-button")
+    expect(upload).to_be_disabled()
+    expect(upload).to_have_attribute("title", re.compile("readwrite key"))
+    delete = file_row(page, "readonly-visible.txt").locator("[data-action=delete]")
+    expect(delete).to_be_disabled()
+    expect(delete).to_have_attribute("title", re.compile("readwrite key"))
+    # Downloading is allowed.
+    expect(file_row(page, "readonly-visible.txt").locator("[data-action=download]")).to_be_enabled()
+    # A drop is refused in the page, nothing is sent.
+    drop_files(page, {"sneaky.bin": b"x"})
+    expect(page.locator(".toast.error")).to_contain_text("readwrite")
+    expect(page.locator("#upload-list .upload")).to_have_count(0)
+    shot(page, artifacts, "files-readonly")
+    page.goto(cl.url + "/#/nodes")
+    drain = page.locator("#nodes-table tbody tr").first.locator("[data-action=drain]")
+    expect(drain).to_be_disabled()
+    expect(drain).to_have_attribute("title", re.compile("admin key"))
+    # "What if" only reads: allowed.
+    expect(page.locator("#nodes-table [data-action=whatif]").first).to_be_enabled()
+    assert listed(cl, "readonly-visible.txt")
+
+
+def test_a_readwrite_key_cannot_manage_nodes(cl: Cluster, open_page: Opener) -> None:
+    key = make_key(cl, "readwrite")
+    page, _ = open_page()
+    sign_in(page, key["secret"])
+    page.goto(cl.url + "/#/nodes")
+    remove = page.locator("#nodes-table tbody tr").first.locator("[data-action=remove]")
+    expect(remove).to_be_disabled()
+    expect(remove).to_have_attribute("title", re.compile("admin key"))
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#upload-button")).to_be_enabled()
+
+
+# -- sign out, revoked keys, lost connection -----------------------------------------
+
+
+def test_sign_out_ends_the_session(cl: Cluster, open_page: Opener) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    assert any(c["name"] == "tossit_session" and c["httpOnly"] for c in page.context.cookies())
+    assert page.evaluate("document.cookie") == ""  # scripts cannot read it
+    page.locator("#signout").click()
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#signin-notice")).to_contain_text("signed out")
+    status = page.evaluate("fetch('/api/keys/me').then(r => r.status)")
+    assert status == 401
+    page.reload()
+    expect(page.locator("#signin")).to_be_visible()
+
+
+def test_a_revoked_key_returns_to_sign_in_with_a_message(
+        cl: Cluster, open_page: Opener) -> None:
+    key = make_key(cl, "readwrite")
+    page, _ = open_page()
+    sign_in(page, key["secret"])
+    page.goto(cl.url + "/#/files")
+    assert cl.http.delete(f"/api/keys/{key['id']}").status_code == 200
+    # The stream re-checks the key and says so; the page goes back to sign-in.
+    expect(page.locator("#signin")).to_be_visible(timeout=25000)
+    expect(page.locator("#signin-notice")).to_contain_text("revoked")
+
+
+# -- activity ------------------------------------------------------------------------
+
+
+def test_activity_is_live_and_filterable(cl: Cluster, open_page: Opener,
+                                         artifacts: Path) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/activity")
+    expect(page.locator("#event-list .event").first).to_be_visible()
+    key = make_key(cl, "readonly", name="live event probe")
+    # Arrives through the stream, at the top, without a reload.
+    expect(page.locator("#event-list .event").first).to_contain_text(key["id"], timeout=10000)
+    page.locator("#act-kind").select_option("key_created")
+    kinds = page.locator("#event-list .event").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert kinds and set(kinds) == {"key_created"}
+    page.locator("#act-kind").select_option("")
+    page.locator("#act-text").fill("live event probe")
+    expect(page.locator("#event-list .event")).to_have_count(1)
+    page.locator("#act-text").fill("")
+    expect(page.locator("#event-list .event").nth(1)).to_be_visible()
+    shot(page, artifacts, "activity")
+
+
+# -- nodes ---------------------------------------------------------------------------
+
+
+def test_what_if_a_node_stops(cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    put_file(cl, "whatif.bin", os.urandom(600_000))
+    node_id = cl.node_id(1)
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/nodes")
+    page.locator('tr[data-node="node-1"] [data-action=whatif]').click()
+    dialog = page.locator("dialog[open]")
+    impact = cl.http.get(f"/api/nodes/{node_id}/impact").json()
+    expect(dialog.locator("#impact-summary")).to_have_text(impact["if_stopped"]["summary"])
+    shot(page, artifacts, "dialog-whatif")
+    page.keyboard.press("Escape")  # dialogs close with Escape
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    shot(page, artifacts, "nodes")
+
+
+def test_drain_a_node_until_it_is_drained(cl: Cluster, open_page: Opener,
+                                          artifacts: Path) -> None:
+    for i in range(6):
+        put_file(cl, f"drain/f{i}.bin", os.urandom(400_000 + i))
+    node_id = cl.node_id(3)
+    wait_until(lambda: next(n for n in cl.http.get("/api/nodes").json()
+                            if n["id"] == node_id)["chunk_count"] > 0, 20, what="chunks on node-3")
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/nodes")
+    row = page.locator('#nodes-table tr[data-node="node-3"]')
+    row.locator("[data-action=drain]").click()
+    dialog = page.locator("dialog[open]")
+    impact = cl.http.get(f"/api/nodes/{node_id}/impact").json()
+    expect(dialog.locator("#impact-summary")).to_have_text(impact["drain"]["summary"])
+    assert impact["drain"]["chunks"] > 0
+    shot(page, artifacts, "dialog-drain")
+    dialog.locator("[data-action=ok]").click()
+    expect(dialog).to_have_count(0)
+    expect(row).to_have_attribute("data-admin", re.compile("draining|drained"))
+    expect(row).to_have_attribute("data-admin", "drained", timeout=60000)
+    expect(row.locator("[data-action=undrain]")).to_be_visible()
+    node = next(n for n in cl.http.get("/api/nodes").json() if n["id"] == node_id)
+    assert node["admin_state"] == "drained" and node["chunk_count"] == 0
+    shot(page, artifacts, "nodes-drained")
+
+
+def test_a_killed_node_turns_offline_without_a_reload(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/nodes")
+    row = page.locator('#nodes-table tr[data-node="node-4"]')
+    expect(row).to_have_attribute("data-state", "online")
+    page.evaluate("window.__sameDocument = true")
+    started = time.monotonic()
+    cl.kill_node(4)
+    expect(row).to_have_attribute("data-state", "offline", timeout=20000)
+    took = time.monotonic() - started
+    assert took < 15, f"the page showed node-4 offline only after {took:.1f} s"
+    expect(row.locator(".state")).to_contain_text("Offline")
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    shot(page, artifacts, "nodes-offline")
+    page.goto(cl.url + "/#/overview")
+    total = len(cl.http.get("/api/nodes").json())
+    online = sum(1 for n in cl.http.get("/api/nodes").json() if n["state"] == "online")
+    expect(page.locator(".nodes-card .metric")).to_contain_text(f"{online} of {total} online")
+
+
+# -- phone width ---------------------------------------------------------------------
+
+
+def test_phone_width_pages_fit_and_navigate(cl: Cluster, open_page: Opener,
+                                            artifacts: Path) -> None:
+    put_file(cl, "phone/a-file-with-a-rather-long-name-to-wrap.pdf", os.urandom(300_000))
+    page, _ = open_page(width=390, height=844)
+    shot(page, artifacts, "phone-signin")
+    sign_in(page, cl.admin_key)
+
+    def fits() -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 391, f"the page is {width}px wide on a 390px screen"
+
+    expect(page.locator(".card.data .metric")).to_be_visible()
+    fits()
+    shot(page, artifacts, "phone-overview")
+    page.get_by_role("link", name="Nodes", exact=True).click()
+    expect(page.locator("#nodes-table tbody tr").first).to_be_visible()
+    fits()
+    shot(page, artifacts, "phone-nodes")
+    page.get_by_role("link", name="Files", exact=True).click()
+    expect(page.locator("#files-table tbody tr").first).to_be_visible()
+    fits()
+    shot(page, artifacts, "phone-files")
+    page.locator("#files-table tbody tr .file-link").first.click()
+    expect(page.locator("#chunk-map")).to_be_visible()
+    fits()
+    shot(page, artifacts, "phone-file-detail")
+    page.get_by_role("link", name="Activity", exact=True).click()
+    expect(page.locator("#event-list .event").first).to_be_visible()
+    fits()
+    shot(page, artifacts, "phone-activity")
+
+
+# -- last: restarts the brain ----------------------------------------------------------
+
+
+def test_lost_connection_shows_a_banner_that_clears_itself(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/nodes")
+    banner = page.locator("#banner")
+    expect(banner).to_be_hidden()
+    cl.stop_brain()
+    try:
+        expect(banner).to_be_visible(timeout=15000)
+        expect(banner).to_contain_text("Lost connection to the brain — retrying…")
+        expect(page.locator("#live")).to_contain_text("Offline")
+        shot(page, artifacts, "banner-lost-connection")
+    finally:
+        cl.start_brain()
+    # The page reconnects by itself (the session survives the restart).
+    expect(banner).to_be_hidden(timeout=30000)
+    expect(page.locator("#live")).to_contain_text("Live")
+    expect(page.locator("#nodes-table tbody tr").first).to_be_visible()
+    expect(page.locator("#signin")).to_be_hidden()
+
+
+def test_without_auth_the_page_skips_sign_in(browser: Any, tmp_path: Path,
+                                             artifacts: Path) -> None:
+    """A brain started with --no-auth (benchmarks on loopback): no sign-in screen."""
+    c = Cluster(tmp_path / "noauth", nodes=0, replicas=1, brain_args=["--no-auth"])
+    c.brain = c._spawn("brain", c.brain_argv())
+    ctx = None
+    try:
+        wait_until(lambda: c.http.get("/health").status_code == 200, 60, what="brain health")
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        page.goto(c.url + "/")
+        expect(page.locator("#shell")).to_be_visible()
+        expect(page.locator("#signin")).to_be_hidden()
+        expect(page.locator("#whoami")).to_contain_text("auth off")
+        expect(page.locator("#signout")).to_be_hidden()
+        expect(page.locator(".nodes-card .metric")).to_contain_text("0 of 0 online")
+        expect(page.locator(".health .verdict")).to_contain_text("Nothing stored yet")
+        shot(page, artifacts, "overview-empty-no-auth")
+    finally:
+        if ctx is not None:
+            ctx.close()
+        c.stop()
