@@ -517,22 +517,21 @@ def test_phone_width_pages_fit_and_navigate(cl: Cluster, open_page: Opener,
     expect(page.locator(".card.data .metric")).to_be_visible()
     fits()
     shot(page, artifacts, "phone-overview")
-    page.get_by_role("link", name="Nodes", exact=True).click()
-    expect(page.locator("#nodes-table tbody tr").first).to_be_visible()
-    fits()
-    shot(page, artifacts, "phone-nodes")
-    page.get_by_role("link", name="Files", exact=True).click()
-    expect(page.locator("#files-table tbody tr").first).to_be_visible()
-    fits()
-    shot(page, artifacts, "phone-files")
-    page.locator("#files-table tbody tr .file-link").first.click()
-    expect(page.locator("#chunk-map")).to_be_visible()
-    fits()
-    shot(page, artifacts, "phone-file-detail")
-    page.get_by_role("link", name="Activity", exact=True).click()
-    expect(page.locator("#event-list .event").first).to_be_visible()
-    fits()
-    shot(page, artifacts, "phone-activity")
+    # (what to click, what must then show, the screenshot's name)
+    for go, shown, name in (
+        (page.get_by_role("link", name="Nodes", exact=True), "#nodes-table tbody tr",
+         "phone-nodes"),
+        (page.get_by_role("link", name="Files", exact=True), "#files-table tbody tr",
+         "phone-files"),
+        (page.locator("#files-table tbody tr .file-link").first, "#chunk-map",
+         "phone-file-detail"),
+        (page.get_by_role("link", name="Activity", exact=True), "#event-list .event",
+         "phone-activity"),
+    ):
+        go.click()
+        expect(page.locator(shown).first).to_be_visible()
+        fits()
+        shot(page, artifacts, name)
 
 
 # -- last: restarts the brain ----------------------------------------------------------

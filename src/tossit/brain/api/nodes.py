@@ -60,7 +60,11 @@ def node_json(view: NodeView) -> dict[str, Any]:
 
 @router.get("/api/nodes", summary="Every node with its state and capacity")
 async def list_nodes(request: Request) -> list[dict[str, Any]]:
-    brain = brain_of(request)
+    return nodes_body(brain_of(request))
+
+
+def nodes_body(brain: Brain) -> list[dict[str, Any]]:
+    """What ``GET /api/nodes`` answers (also pushed by ``/api/stream``)."""
     return [node_json(v) for v in sorted(brain.registry.nodes.values(), key=lambda v: v.name)]
 
 

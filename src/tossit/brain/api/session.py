@@ -41,13 +41,14 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> dict[st
         raise ApiError(403, "csrf", f"signing in needs the header {CSRF_HEADER.title()}: 1")
     if not brain.auth:
         return key_json(await authenticate(request))
-    key = await brain.keys.authenticate(body.key.strip())
+    secret = body.key.strip()
+    key = await brain.keys.authenticate(secret)
     problem = "unknown API key" if key is None else key.problem(time.time())
     if key is None or problem:
         log.warning("dashboard sign-in refused from %s: %s",
                     request.client.host if request.client else "?", problem)
         raise ApiError(401, "unauthorized", problem or "unknown API key")
-    token, expires = await brain.sessions.create(secret_hash(body.key.strip()), key.expires_at)
+    token, expires = await brain.sessions.create(secret_hash(secret), key.expires_at)
     response.set_cookie(
         COOKIE, token, max_age=max(1, int(expires - time.time())), path="/", httponly=True,
         samesite="strict", secure=request.url.scheme == "https")

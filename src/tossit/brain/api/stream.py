@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access
 from tossit.brain.api.cluster import event_json, status_body
-from tossit.brain.api.nodes import node_json
+from tossit.brain.api.nodes import nodes_body
 from tossit.brain.service import Brain
 from tossit.errors import ApiError
 
@@ -52,6 +52,13 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def _offer(queue: asyncio.Queue[str], msg: str) -> None:
+    """Queue ``msg``; a slow reader whose queue is full loses its oldest message."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(msg)
+
+
 class LiveFeed:
     def __init__(self, brain: Brain, interval: float = INTERVAL) -> None:
         self.brain = brain
@@ -72,9 +79,7 @@ class LiveFeed:
 
     def _end_streams(self) -> None:
         for queue in self._listeners:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(_END)
+            _offer(queue, _END)
 
     def subscribe(self) -> asyncio.Queue[str]:
         if self._closed:
@@ -109,20 +114,16 @@ class LiveFeed:
                 messages = []
             for queue in list(self._listeners):
                 for msg in messages:
-                    if queue.full():  # a slow reader: drop its oldest message
-                        queue.get_nowait()
-                    queue.put_nowait(msg)
+                    _offer(queue, msg)
             # A cluster so big that a status query takes long is asked less often.
             spent = time.monotonic() - started
             await asyncio.sleep(max(self.interval, 5 * spent))
 
     async def _collect(self) -> list[str]:
         brain = self.brain
-        status = _sse("status", await status_body(brain))
-        nodes = _sse("nodes", [node_json(v) for v in
-                               sorted(brain.registry.nodes.values(), key=lambda v: v.name)])
-        self._latest = [status, nodes]
-        out = [status, nodes]
+        self._latest = [_sse("status", await status_body(brain)),
+                        _sse("nodes", nodes_body(brain))]
+        out = list(self._latest)
         if self._last_event is None:  # the page reads the backlog from /api/events
             newest = await brain.store.list_events(limit=1)
             self._last_event = newest[0].id if newest else 0
