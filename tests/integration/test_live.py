@@ -29,7 +29,9 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 class Listener:
     """Reads /api/stream in a thread and keeps every (event, data) it parses."""
 
-    def __init__(self, cl: Cluster, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, cl: Cluster, headers: dict[str, str] | None = None,
+                 path: str = "/api/stream") -> None:
+        self.path = path
         self.messages: list[tuple[str, Any]] = []
         self.status: int | None = None
         self.client = httpx.Client(base_url=cl.url, timeout=httpx.Timeout(30, read=60),
@@ -40,7 +42,7 @@ class Listener:
 
     def _run(self) -> None:
         try:
-            with self.client.stream("GET", "/api/stream") as resp:
+            with self.client.stream("GET", self.path) as resp:
                 self.status = resp.status_code
                 if resp.status_code != 200:
                     return
@@ -85,6 +87,21 @@ def test_stream_needs_a_key_and_pushes_status_nodes_and_new_events(cl: Cluster) 
             "admin_state"] in ("draining", "drained"), 10, what="the node draining")
     finally:
         assert cl.http.post(f"/api/nodes/{cl.node_id(2)}/undrain").status_code == 200
+        live.close()
+
+
+def test_a_reconnecting_client_gets_the_events_it_missed(cl: Cluster) -> None:
+    for n in range(3):
+        assert cl.http.post("/api/keys", json={"name": f"missed {n}", "role": "readonly"}
+                            ).status_code == 201
+    newest = cl.http.get("/api/events", params={"limit": 4}).json()
+    seen = newest[3]["id"]  # the client has everything up to the fourth newest event
+    live = Listener(cl, path=f"/api/stream?after={seen}")
+    try:
+        wait_until(lambda: live.last("status"), 10, what="first state")
+        got = [d["id"] for e, d in live.messages if e == "event"]
+        assert got[:3] == sorted(e["id"] for e in newest[:3]), got
+    finally:
         live.close()
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from tossit.auth.keys import Role
@@ -38,6 +38,7 @@ KEEPALIVE = 15.0
 RECHECK_KEY = 10.0
 MAX_LISTENERS = 200
 _QUEUE = 16
+_MISSED = 200  # events sent at most per pass, and to a (re)connecting client
 _END = ": end of stream\n\n"  # put in a queue (compared by identity): ends that stream
 
 
@@ -81,7 +82,9 @@ class LiveFeed:
         for queue in self._listeners:
             _offer(queue, _END)
 
-    def subscribe(self) -> asyncio.Queue[str]:
+    async def subscribe(self, after: int | None = None) -> tuple[asyncio.Queue[str], list[str]]:
+        """A queue of what comes next, and the events after ``after`` (the newest
+        one the client already has) that it missed: no event falls in between."""
         if self._closed:
             raise ApiError(503, "shutting_down", "the brain is shutting down")
         self._loop = asyncio.get_running_loop()
@@ -92,9 +95,17 @@ class LiveFeed:
         for msg in self._latest:
             queue.put_nowait(msg)
         self._listeners.add(queue)
+        if self._last_event is None:  # the first listener: events after now go out
+            newest = await self.brain.store.list_events(limit=1)
+            if self._last_event is None:
+                self._last_event = newest[0].id if newest else 0
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="live-feed")
-        return queue
+        # Read after the shared cursor is set, so the two overlap rather than
+        # leave a gap (clients drop an event id they have already seen).
+        missed = [] if after is None else await self.brain.store.list_events(
+            limit=_MISSED, after_id=after)
+        return queue, [_sse("event", event_json(e)) for e in reversed(missed)]
 
     def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
         self._listeners.discard(queue)
@@ -124,11 +135,8 @@ class LiveFeed:
         self._latest = [_sse("status", await status_body(brain)),
                         _sse("nodes", nodes_body(brain))]
         out = list(self._latest)
-        if self._last_event is None:  # the page reads the backlog from /api/events
-            newest = await brain.store.list_events(limit=1)
-            self._last_event = newest[0].id if newest else 0
-        else:
-            fresh = await brain.store.list_events(limit=200, after_id=self._last_event)
+        if self._last_event is not None:
+            fresh = await brain.store.list_events(limit=_MISSED, after_id=self._last_event)
             if fresh:
                 self._last_event = fresh[0].id
                 out += [_sse("event", event_json(e)) for e in reversed(fresh)]
@@ -139,14 +147,20 @@ class LiveFeed:
             response_class=StreamingResponse,
             responses={200: {"description": "events `status`, `nodes`, `event`, `auth`",
                              "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}}})
-async def stream(request: Request) -> StreamingResponse:
+async def stream(
+    request: Request,
+    after: int | None = Query(None, ge=0, le=2**62, description=(
+        "the newest event id the client has: the events after it come first")),
+) -> StreamingResponse:
     feed: LiveFeed = request.app.state.feed
-    queue = feed.subscribe()
+    queue, missed = await feed.subscribe(after)
     check = Access(Role.readonly)
 
     async def body() -> AsyncIterator[str]:
         try:
             yield f"retry: {int(INTERVAL * 1500)}\n\n"
+            for msg in missed:
+                yield msg
             checked = time.monotonic()
             while True:
                 try:

@@ -95,8 +95,8 @@ async function enter(me) {
     $("#signout").hidden = false;
   }
   setLive(null);
-  startStream();
-  loadEvents();
+  // The backlog first, then the stream from the newest event in it: no gap.
+  loadEvents().then(startStream);
   route();
 }
 

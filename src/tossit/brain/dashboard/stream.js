@@ -61,7 +61,9 @@ export function stopStream() {
 
 function connect() {
   if (source) source.close();
-  const es = new EventSource("/api/stream");
+  // Resume after the newest event the page has, so nothing is missed in between.
+  const newest = state.events.reduce((m, e) => Math.max(m, e.id), -1);
+  const es = new EventSource(newest >= 0 ? `/api/stream?after=${newest}` : "/api/stream");
   source = es;
   es.addEventListener("open", () => {
     if (source === es) seen();
