@@ -129,9 +129,8 @@ def node_files(fuzz_cluster: Cluster) -> list[set[str]]:
 
 @pytest.fixture(scope="module")
 def brain_api(fuzz_cluster: Cluster) -> Any:
-    # /api/stream answers with an endless event stream (tests/integration/test_live.py).
     return schemathesis.openapi.from_url(f"{fuzz_cluster.url}/openapi.json",
-                                         config=fuzz_config()).exclude(path="/api/stream")
+                                         config=fuzz_config())
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +204,8 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
     request.node._nodeid = request.node.nodeid
 
 
-brain = schemathesis.pytest.from_fixture("brain_api")
+# /api/stream answers with an endless event stream (tests/integration/test_live.py).
+brain = schemathesis.pytest.from_fixture("brain_api").exclude(path="/api/stream")
 node = schemathesis.pytest.from_fixture("node_api")
 
 
