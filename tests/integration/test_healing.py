@@ -251,6 +251,63 @@ def test_drain_then_remove(dead_fast: Any) -> None:
     assert node_id not in {n["id"] for n in cl.http.get("/api/nodes").json()}
 
 
+def test_drain_goes_on_while_another_node_is_offline(make_cluster: Any) -> None:
+    # node-4 is offline for the whole test (its grace period is long): its copies
+    # still count, yet draining node-3 must not wait for it to return or die.
+    cl = make_cluster(nodes=5, replicas=R, chunk_size="64KiB",
+                      brain_args=["--dead-after", "600", "--repair-interval", "3600",
+                                  "--no-auto-repair"],
+                      node_args=["--scrub-rate", "0"])
+    files = upload_many(cl, 30)
+    chunks = referenced_chunks(cl, files)
+    away, leaving = 4, 3
+    assert set(cl.chunk_files(away)) & set(cl.chunk_files(leaving)) & chunks
+    cl.kill_node(away)
+    cl.wait_node_state(away, "offline", 15)
+    live = [0, 1, 2, leaving]
+    before = {c: len(h) for c, h in holders(cl, live).items()}
+    was_leaving = set(cl.chunk_files(leaving)) & chunks
+    assert cl.http.post(f"/api/nodes/{cl.node_id(leaving)}/drain").status_code == 200
+    for _ in range(10):
+        stats = repair(cl)
+        online = holders(cl, live)
+        # No chunk ever has fewer readable copies than when the drain began.
+        assert all(len(online.get(c, set())) >= min(R, before[c]) for c in chunks)
+        if not stats["copies_planned"] and not stats["drops_planned"]:
+            break
+    assert cl.chunk_files(leaving) == {}
+    assert cl.http.get(f"/api/nodes/{cl.node_id(leaving)}").json()["admin_state"] == "drained"
+    # What left node-3 now has R online copies; the rest waits for node-4's fate.
+    where = holders(cl, [0, 1, 2])
+    assert all(len(where.get(c, set())) == R for c in was_leaving)
+    for fid, data in files.items():
+        assert cl.download(fid) == data
+
+
+def test_drain_that_would_wait_for_an_offline_node_is_refused(dead_fast: Any) -> None:
+    cl = dead_fast(nodes=4, brain_args=["--dead-after", "600"])
+    upload_many(cl, 4)
+    cl.kill_node(3)
+    cl.wait_node_state(3, "offline", 15)
+    resp = cl.http.post(f"/api/nodes/{cl.node_id(2)}/drain")
+    assert resp.status_code == 409, resp.text
+    body = resp.json()
+    assert body["error"] == "not_enough_nodes" and body["available"] == 2
+    assert "node-3 is offline" in body["message"]
+    assert cl.http.get(f"/api/nodes/{cl.node_id(2)}").json()["admin_state"] is None
+    # A drain that began with every node up and then lost one says why it waits.
+    cl.start_node(3)
+    cl.wait_node_state(3, "online", 15)
+    assert cl.http.post(f"/api/nodes/{cl.node_id(2)}/drain").status_code == 200
+    cl.kill_node(3)
+    cl.wait_node_state(3, "offline", 15)
+    for _ in range(3):
+        repair(cl)
+    waiting = cl.http.get("/api/events", params={"kind": "drain_waiting"}).json()
+    assert len(waiting) == 1, waiting  # said once, not on every pass
+    assert "node-2" in waiting[0]["message"] and "node-3 offline" in waiting[0]["message"]
+
+
 def test_brain_restart_mid_repair_finishes(dead_fast: Any) -> None:
     # Slow repairs (one copy at a time, 256 KiB/s per node) so the kill lands mid-way.
     cl = dead_fast(nodes=4, auto=True, brain_args=["--repair-concurrency", "1"],
@@ -270,6 +327,34 @@ def test_brain_restart_mid_repair_finishes(dead_fast: Any) -> None:
                what="the repair finished after the restart")
     # Nothing duplicated (exactly R copies each) and nothing lost.
     assert_all_at_r(cl, files, survivors)
+
+
+def test_a_long_brain_outage_does_not_declare_every_node_dead(dead_fast: Any) -> None:
+    # The brain is down for longer than dead_after. Nobody listened meanwhile, so
+    # on its return the nodes get a fresh hearing instead of a mass death (and a
+    # repair storm); a node that was already dead stays dead.
+    cl = dead_fast(nodes=4, brain_args=["--dead-after", "10"])
+    files = upload_many(cl, 6)
+    cl.kill_node(3)
+    cl.wait_node_state(3, "dead", 20)
+    cl.stop_brain()
+    time.sleep(12)
+    cl.start_brain()
+    cl.wait_online(3, 40)
+    events = cl.http.get("/api/events", params={"limit": 200}).json()
+    since_start = []
+    for e in events:  # newest first
+        if e["kind"] == "brain_started":
+            break
+        since_start.append(e)
+    assert not [e for e in since_start if e["kind"] == "node_dead"], since_start
+    assert not [e for e in since_start if e["kind"] == "node_online"
+                and e.get("node_id") == cl.node_id(3)]
+    assert cl.node_state(3) == "dead"
+    stats = repair(cl, rebalance="false")
+    assert stats["unavailable"] == 0
+    for fid, data in files.items():
+        assert cl.download(fid) == data
 
 
 def test_deletes_while_a_node_is_away_are_collected_when_it_returns(dead_fast: Any) -> None:

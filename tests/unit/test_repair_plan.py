@@ -103,6 +103,25 @@ def test_drain_moves_everything_off_without_going_below_r() -> None:
     assert not step2.copy and [(d.node_id, d.reason) for d in step2.drop] == [("c", DRAIN)]
 
 
+def test_drain_does_not_wait_for_an_offline_node() -> None:
+    # d is offline (within its grace period) and counts; c is draining. The chunk
+    # has R counted copies but only two online ones besides c: a spare online copy
+    # on e first, then c's copy goes; d's copy becomes an extra later.
+    nodes = cluster(a="online", b="online", c="online/draining", d="offline", e="online")
+    step1 = plan({"a": "ok", "c": "ok", "d": "ok"}, nodes, ["a", "d", "b"])
+    assert [(c.target, c.reason) for c in step1.copy] == [("b", UNDER_REPLICATED)]
+    step2 = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok"}, nodes, ["a", "d", "b"])
+    assert [(c.target, c.reason) for c in step2.copy] == [("e", DRAIN)]
+    assert not step2.drop  # c stays until e has its copy
+    step3 = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok", "e": "ok"}, nodes,
+                 ["a", "d", "b"])
+    assert not step3.copy and [(d.node_id, d.reason) for d in step3.drop] == [("c", DRAIN)]
+    # With no spare node the drain waits rather than go below R online copies.
+    small = cluster(a="online", b="online", c="online/draining", d="offline")
+    stuck = plan({"a": "ok", "b": "ok", "c": "ok", "d": "ok"}, small, ["a", "d", "b"])
+    assert not stuck.copy and not stuck.drop
+
+
 def test_corrupt_and_missing_rows() -> None:
     nodes = cluster(a="online", b="online", c="online", d="online")
     p = plan({"a": "ok", "b": "ok", "c": "corrupt"}, nodes, ["a", "b", "c"])

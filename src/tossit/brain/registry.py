@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tossit.placement import Candidate, preference_list
+from tossit.placement import Candidate, preference_list, rank, spread_by_zone
 
 ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
 DRAINING, DRAINED = "draining", "drained"
@@ -134,12 +134,20 @@ class Registry:
     def placement_targets(self, chunk_id: str) -> list[str]:
         """Where placement wants this chunk among every node whose copies count
         (offline ones included: a rebooting node's chunks stay in place)."""
-        eligible = [n for n in self.nodes.values() if n.state != DEAD and n.admin_state is None]
-        ranked = preference_list(
-            chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
-            self.replicas,
-        )
-        return [c.id for c in ranked[: self.replicas]]
+        return self.repair_targets(chunk_id, 0)[0]
+
+    def repair_targets(self, chunk_id: str, size: int) -> tuple[list[str], list[str]]:
+        """The chunk's desired placement over every node whose copies count, and
+        the nodes that can take a copy of it now, best first: what the repairer
+        needs for each chunk, from one ranking (the hashing is the cost)."""
+        counted = [n for n in self.nodes.values() if n.state != DEAD and n.admin_state is None]
+        ranked = rank(chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in counted])
+        desired = [c.id for c in spread_by_zone(ranked, self.replicas)]
+        now = time.monotonic()
+        can_write = {n.id for n in counted if n.writable(size, self.high_water, now)}
+        live = [c for c in ranked if c.id in can_write]
+        order = spread_by_zone(live, self.replicas)
+        return desired, [c.id for c in order + [c for c in live if c not in order]]
 
     def read_order(self, node_ids: list[str]) -> list[NodeView]:
         """Replicas to read from, best first: live, not recently failing, fast."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
-from tossit.brain.registry import DRAINED, DRAINING, Registry
+from tossit.brain.registry import DRAINED, DRAINING, ONLINE, Registry
 from tossit.brain.repair_plan import (
     REBALANCE,
     ChunkPlan,
@@ -94,6 +94,7 @@ class Repairer:
         self._per_target: dict[str, asyncio.Semaphore] = {}
         self._last_unavailable = 0
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
+        self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
 
     def wake(self) -> None:
         """Something changed (a node's state, a drain, a bad replica): plan again soon."""
@@ -133,8 +134,7 @@ class Repairer:
             if not page:
                 break
             for cid, size, reps in page:
-                desired = self.registry.placement_targets(cid)
-                order = [n.id for n in self.registry.write_order(cid, size, set())]
+                desired, order = self.registry.repair_targets(cid, size)
                 p = plan_chunk(cid, size, reps, infos, r, desired, order)
                 if p.copy or p.drop or p.unavailable or p.copies < r:
                     plans.append(p)
@@ -175,18 +175,45 @@ class Repairer:
                 "seconds": round(time.time() - t0, 2),
             }
             await self._report(stats, urgent, moves)
-            await self._finish_drains()
+            await self._finish_drains(progress=bool(stats["copies_done"] or dropped))
             return stats
 
-    async def _finish_drains(self) -> None:
-        """A draining node that holds no copy any more is drained."""
+    async def _finish_drains(self, progress: bool) -> None:
+        """A draining node that holds no copy any more is drained. One that still
+        holds copies while the pass could do nothing is waiting for nodes: say so
+        once, in words, instead of showing a drain that silently stands still."""
         for node in [n for n in self.registry.nodes.values() if n.admin_state == DRAINING]:
-            if await self.store.ok_replica_count(node.id) == 0:
+            held = await self.store.ok_replica_count(node.id)
+            if held == 0:
                 node.admin_state = DRAINED
+                self._drain_waiting.discard(node.id)
                 await self.store.set_admin_state(node.id, DRAINED)
                 await self.store.add_event(
                     "node_drained", f"{node.name} drained: it holds no chunk any more and "
                     "can be removed (tossit node remove)", node_id=node.id)
+            elif progress:
+                self._drain_waiting.discard(node.id)
+            elif node.id not in self._drain_waiting:
+                self._drain_waiting.add(node.id)
+                await self.store.add_event(
+                    "drain_waiting", f"drain of {node.name} is waiting: its last "
+                    f"{held:,} chunk copies can only go once {self.settings.replicas} "
+                    f"other online nodes hold them ({self._node_shortage(node.id)})",
+                    severity="warning", node_id=node.id)
+
+    def _node_shortage(self, leaving: str) -> str:
+        nodes = [n for n in self.registry.nodes.values() if n.id != leaving]
+        online = [n for n in nodes if n.state == ONLINE and n.admin_state is None]
+        away = [f"{n.name} {n.state}" for n in nodes
+                if n.state != ONLINE and n.admin_state is None]
+        full = [n.name for n in online if not n.writable(1, self.registry.high_water,
+                                                        time.monotonic())]
+        why = [f"{len(online)} online"]
+        if away:
+            why.append(", ".join(sorted(away)))
+        if full:
+            why.append("full: " + ", ".join(sorted(full)))
+        return "; ".join(why)
 
     async def _report(self, stats: dict[str, Any], urgent: list[Copy], moves: list[Copy]) -> None:
         took = stats["seconds"]

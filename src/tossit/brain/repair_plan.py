@@ -13,6 +13,9 @@ Pure logic (no I/O), so every rule can be tested without servers:
   R, on draining/drained nodes, corrupt ones and rows for missing ones. A copy is
   dropped only while R *other* counted copies are on online nodes, so a chunk never
   goes below R because of a move.
+- A drain whose chunk has a counted copy on an offline node gets an extra online
+  copy first (reason ``drain``), so one node rebooting does not hold up the drain of
+  another; the spare copy is an ordinary extra once that node is back or dead.
 """
 
 from __future__ import annotations
@@ -88,7 +91,6 @@ def plan_chunk(
     """``desired`` is computed over every node that counts (offline ones too, so
     a rebooting node's chunks stay "in place"); copies only go to ``write_order``."""
     desired = list(desired[:target_count])
-    writable = set(write_order)
     ok = [n for n, st in replicas.items() if st == "ok" and n in nodes]
     counted = [n for n in ok if nodes[n].counts]
     plan = ChunkPlan(chunk_id, len(counted))
@@ -107,8 +109,8 @@ def plan_chunk(
                     plan.copy.append(Copy(chunk_id, size, tuple(sources), target,
                                           UNDER_REPLICATED, len(counted)))
     else:
-        _rebalance(plan, chunk_id, size, ok, counted, nodes, target_count, desired, writable,
-                   sources)
+        _rebalance(plan, chunk_id, size, ok, counted, nodes, target_count, desired,
+                   write_order, sources)
 
     # Bad rows last, never on a node this plan copies to (the copy repairs it).
     targets = {c.target for c in plan.copy}
@@ -124,18 +126,28 @@ def plan_chunk(
 
 def _rebalance(plan: ChunkPlan, chunk_id: str, size: int, ok: list[str], counted: list[str],
                nodes: Mapping[str, NodeInfo], target_count: int, desired: list[str],
-               writable: set[str], sources: list[str]) -> None:
-    """At R or more copies: one move towards the desired placement, and the drops
-    that keep R copies on online nodes."""
+               write_order: Sequence[str], sources: list[str]) -> None:
+    """At R or more copies: one move towards the desired placement (or the copies
+    a drain still needs), and the drops that keep R copies on online nodes."""
+    writable = set(write_order)
     misplaced = [n for n in counted if n not in desired]
     missing_desired = [n for n in desired if n not in ok and n in writable]
-    if misplaced and missing_desired and sources:
+    leaving = [n for n in ok if not nodes[n].counts and nodes[n].state != DEAD]
+    kept = {n for n in counted if nodes[n].state == ONLINE}
+    if leaving and len(kept) < target_count and sources:
+        # A drain waits for R online copies elsewhere. When a counted copy sits on
+        # an offline node (within its grace period), make the missing online ones
+        # now rather than hold the drain until that node returns or is declared
+        # dead; the spare copy is dropped as an extra once the cluster is whole.
+        spare = [n for n in write_order if n not in ok]
+        for target in spare[: target_count - len(kept)]:
+            plan.copy.append(Copy(chunk_id, size, tuple(sources), target, DRAIN,
+                                  len(counted)))
+    elif misplaced and missing_desired and sources:
         plan.copy.append(Copy(chunk_id, size, tuple(sources), missing_desired[0],
                               REBALANCE, len(counted)))
     # Copies on draining/drained nodes go first, then extras placement does not want.
-    leaving = [n for n in ok if not nodes[n].counts and nodes[n].state != DEAD]
     extra = [n for n in counted if n not in desired]
-    kept = {n for n in counted if nodes[n].state == ONLINE}
     for n in leaving + extra:
         if nodes[n].state not in READABLE or len(kept - {n}) < target_count:
             continue

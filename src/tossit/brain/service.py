@@ -23,7 +23,7 @@ from tossit.brain.monitor import Monitor
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
-from tossit.brain.registry import Registry
+from tossit.brain.registry import DEAD, Registry
 from tossit.brain.repair import Repairer
 from tossit.brain.sessions import SessionService
 from tossit.brain.store import Store
@@ -83,9 +83,7 @@ class Brain:
             )
             view.registered_at = row.registered_at
             view.last_heartbeat = row.last_heartbeat
-            # Silence counts from the last heartbeat, not from this restart: a node
-            # that was dead stays dead until it talks to us again.
-            view.seen_mono = time.monotonic() - max(0.0, time.time() - row.last_heartbeat)
+            view.seen_mono = time.monotonic() - self._silence_at_start(row)
             view.latency_ms = row.latency_ms
             view.admin_state = row.admin_state
         await self.nodes.start()
@@ -100,6 +98,20 @@ class Brain:
             "brain_started", f"brain started (R={self.settings.replicas}, "
             f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
         log.info("brain ready: metadata at %s", self.url.split("@")[-1])
+
+    def _silence_at_start(self, row: Any) -> float:
+        """How long a known node has been silent, as the monitor should see it now.
+
+        A node that was dead stays dead until it talks to us again. Any other node
+        is given at most ``suspect_after`` of silence: while the brain was down
+        nobody listened, so a long outage of the brain must not declare every node
+        dead (and start a repair storm) in its first second; a node that does not
+        heartbeat soon goes offline and dead on the usual clock from here.
+        """
+        age = max(0.0, time.time() - row.last_heartbeat)
+        if row.state == DEAD:
+            return max(age, self.settings.dead_after)
+        return min(age, self.settings.suspect_after)
 
     async def scrub_all(self) -> list[dict[str, Any]]:
         """Every online node re-hashes its chunks now; corrupt ones are marked and

@@ -203,13 +203,26 @@ async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[st
 
 def _drain_refusal(brain: Brain, view: NodeView) -> ApiError | None:
     """Why this node cannot start draining (the 409 to answer), or None."""
+    r = brain.settings.replicas
     others = [n for n in brain.registry.nodes.values()
               if n.id != view.id and n.admin_state is None and n.state != DEAD]
-    if view.admin_state is None and len(others) < brain.settings.replicas:
+    online = [n for n in others if n.state == ONLINE]
+    if view.admin_state is not None:
+        return None
+    if len(others) < r:
         return ApiError(409, "not_enough_nodes",
                         f"draining {view.name} would leave {len(others)} node(s) for "
-                        f"{brain.settings.replicas} copies of each chunk: add a node first",
-                        needed=brain.settings.replicas, available=len(others))
+                        f"{r} copies of each chunk: add a node first",
+                        needed=r, available=len(others))
+    if len(online) < r:
+        # A drain never takes a chunk below R online copies, so it would only stand
+        # still until the missing node returns: say so now instead.
+        away = ", ".join(sorted(f"{n.name} is {n.state}" for n in others if n not in online))
+        return ApiError(409, "not_enough_nodes",
+                        f"draining {view.name} needs {r} other online nodes to take its "
+                        f"copies and {len(online)} are online ({away}): bring it back "
+                        "or wait until it is declared dead and repaired, then drain",
+                        needed=r, available=len(online))
     return None
 
 
