@@ -164,6 +164,21 @@ def upload_many_named(cl: Cluster, prefix: str, count: int) -> dict[int, bytes]:
     return out
 
 
+def test_a_node_restarted_with_a_new_capacity_is_back_and_rebalanced(dead_fast: Any) -> None:
+    cl = dead_fast(nodes=4, brain_args=["--dead-after", "600"])
+    upload_many(cl, 20)
+    cl.kill_node(3)
+    cl.wait_node_state(3, "offline", 15)
+    cl.node_capacity = "64MiB"  # the machine comes back with a smaller share
+    cl.start_node(3)
+    cl.wait_node_state(3, "online", 15)
+    events = cl.http.get("/api/events", params={"limit": 20}).json()
+    mine = [e for e in events if e.get("node_id") == cl.node_id(3)]
+    assert any(e["kind"] == "node_online" and "was offline" in e["message"] for e in mine), mine
+    changed = [e for e in mine if e["kind"] == "node_changed"]
+    assert len(changed) == 1 and "-> 64.0 MiB" in changed[0]["message"], changed
+
+
 def test_rotten_chunk_is_found_and_repaired(dead_fast: Any) -> None:
     cl = dead_fast(nodes=3)
     files = upload_many(cl, 10)

@@ -93,6 +93,8 @@ async def register(report: NodeReport, request: Request,
                        "node, start it with an empty data dir")
     data = report.model_dump(exclude={"corrupt"})
     before = brain.registry.get(report.id)
+    # The registry updates its views in place: note what changes before it does.
+    was = (before.state, before.capacity, before.zone) if before is not None else None
     if any(v.address == report.address and v.id != report.id
            and v.state not in (OFFLINE, DEAD) for v in brain.registry.nodes.values()):
         raise ApiError(409, "address_in_use",
@@ -103,8 +105,10 @@ async def register(report: NodeReport, request: Request,
         msg = f"{report.name} joined ({report.address}, zone {report.zone})"
         await brain.store.add_event("node_joined", msg, node_id=report.id)
         brain.repairer.wake()  # placement changed: rebalance
-    elif before is not None and before.state != ONLINE:
-        await _back_online(brain, report, before.state)
+    elif was is not None:
+        if was[0] != ONLINE:
+            await _back_online(brain, report, was[0])
+        await _placement_inputs_changed(brain, report, was[1], was[2])
     brain.collector.request_sweep()  # reconcile its inventory with the metadata
     await _corrupt_reported(brain, report)
     return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval}
@@ -119,6 +123,22 @@ async def _back_online(brain: Brain, report: NodeReport, was: str) -> None:
     await brain.store.add_event("node_online", msg, node_id=report.id)
     brain.repairer.wake()
     brain.collector.request_sweep()  # what did it lose or keep while away?
+
+
+async def _placement_inputs_changed(brain: Brain, report: NodeReport, capacity: int,
+                                    zone: str) -> None:
+    """A node restarted with another capacity or zone: placement wants some chunks
+    elsewhere now, so rebalance without waiting for the periodic pass."""
+    changes = []
+    if capacity != report.capacity:
+        changes.append(f"capacity {format_size(capacity)} -> {format_size(report.capacity)}")
+    if zone != report.zone:
+        changes.append(f"zone {zone} -> {report.zone}")
+    if changes:
+        await brain.store.add_event(
+            "node_changed", f"{report.name}: {', '.join(changes)}; rebalancing towards "
+            "the new placement", node_id=report.id)
+        brain.repairer.wake()
 
 
 async def _corrupt_reported(brain: Brain, report: NodeReport) -> None:
