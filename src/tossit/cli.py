@@ -131,6 +131,9 @@ def brain(
     auth: Annotated[bool | None, typer.Option(
         "--auth/--no-auth", help="require API keys and signed node requests [on]; "
         "--no-auth is for benchmarks on loopback only")] = None,
+    trusted_proxies: Annotated[str | None, typer.Option(
+        help="reverse proxies whose X-Forwarded-* headers count, comma-separated IPs "
+        "or CIDRs [127.0.0.1]")] = None,
     new_admin_key: Annotated[bool, typer.Option(
         "--new-admin-key", help="create another admin key at start and write it to "
         "DATA_DIR/admin.key (when its secret was lost)")] = False,
@@ -147,7 +150,7 @@ def brain(
             repair_concurrency=repair_concurrency, rebalance_batch=rebalance_batch,
             auto_repair=auto_repair,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, auth=auth,
-            log_level=log_level,
+            trusted_proxies=trusted_proxies, log_level=log_level,
         )
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -175,7 +178,8 @@ def brain(
         raise _fail(f"cannot open the metadata database ({shown}): {reason}") from None
     setup_logging(settings.log_level, "brain")
     serve(create_app(settings, new_admin_key), settings.host, settings.port,
-          settings.log_level, **_tls(settings))
+          settings.log_level, proxy_headers=bool(settings.trusted_proxies),
+          forwarded_allow_ips=settings.trusted_proxies or None, **_tls(settings))
 
 
 node_app = typer.Typer(

@@ -257,6 +257,27 @@ class BrainSettings(_ServerSettings):
                                     description="chunk copies in flight, cluster-wide")
     rebalance_batch: int = Field(default=64, ge=0, le=100_000,
                                  description="rebalancing moves per pass (0: never move)")
+    trusted_proxies: str = Field(
+        default="127.0.0.1", max_length=2000,
+        description="comma-separated addresses or networks (CIDR) of reverse proxies "
+        "whose X-Forwarded-Proto/-For headers are believed ('' for none): behind a TLS "
+        "proxy this makes the dashboard's session cookie Secure")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: str) -> str:
+        import ipaddress
+
+        items = [x.strip() for x in v.split(",") if x.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or "
+                                 "network (CIDR) or '*'") from None
+        return ",".join(items)
 
     @field_validator("upload_buffer", mode="before")
     @classmethod

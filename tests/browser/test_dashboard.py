@@ -117,6 +117,10 @@ def test_sign_in_rejects_a_bad_key_then_shows_the_overview(
         re.compile(r"^[\d,]+ chunks$"))
     expect(page.locator(".health .verdict")).not_to_be_empty()
     expect(page.locator(".tp .tp-value[data-tp=in]")).to_contain_text("/s")
+    # The upload made before signing in shows in the chart (2 s buckets, pushed
+    # every 2 s), without a reload.
+    expect(page.locator(".tp .chart-svg")).not_to_have_attribute(
+        "aria-label", re.compile(r"peak 0 B/s"), timeout=10_000)
     # A page reload keeps the session (the cookie), without the sign-in screen.
     page.reload()
     expect(page.locator("#shell")).to_be_visible()

@@ -38,6 +38,8 @@ async def test_page_and_assets_are_served_with_strict_headers(client: httpx.Asyn
         assert directive in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
+    head = await client.head("/")  # probes and curl -I
+    assert head.status_code == 200 and head.headers["etag"] == page.headers["etag"]
     types = {"app.js": "text/javascript", "style.css": "text/css", "logo.svg": "image/svg+xml"}
     for name, ctype in types.items():
         resp = await client.get(f"/ui/{name}")

@@ -106,3 +106,30 @@ def test_sessions_survive_a_brain_restart(cl: Cluster) -> None:
         cl.stop_brain()
         cl.start_brain()
         assert b.get("/api/keys/me").status_code == 200
+
+
+def test_behind_a_tls_proxy_the_cookie_is_secure(cl: Cluster) -> None:
+    # The test talks to the brain from 127.0.0.1, the default trusted proxy: a
+    # proxy that terminated HTTPS says so with X-Forwarded-Proto.
+    with browser(cl) as b:
+        plain = sign_in(b, cl.admin_key).headers["set-cookie"].lower()
+        assert "; secure" not in plain  # plain HTTP: a Secure cookie would never return
+        proxied = b.post("/api/session", json={"key": cl.admin_key},
+                         headers={**CSRF, "X-Forwarded-Proto": "https"})
+        assert proxied.status_code == 200
+        assert "; secure" in proxied.headers["set-cookie"].lower()
+
+
+def test_untrusted_forwarded_headers_are_ignored(tmp_path_factory: pytest.TempPathFactory
+                                                  ) -> None:
+    c = Cluster(tmp_path_factory.mktemp("noproxy"), nodes=1, replicas=1,
+                brain_args=["--trusted-proxies", ""])
+    c.start()
+    try:
+        with browser(c) as b:
+            resp = b.post("/api/session", json={"key": c.admin_key},
+                          headers={**CSRF, "X-Forwarded-Proto": "https"})
+            assert resp.status_code == 200
+            assert "; secure" not in resp.headers["set-cookie"].lower()
+    finally:
+        c.stop()

@@ -73,11 +73,16 @@ def _send(request: Request, asset: _Asset) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
-@router.get("/")
-async def index(request: Request) -> Response:
+# Plain ``def``: the asset lookup stats (and may read) a file, so Starlette runs
+# these in its thread pool instead of on the event loop. HEAD is answered too
+# (monitoring probes and ``curl -I`` use it); the server sends no body.
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+def index(request: Request) -> Response:
     return _send(request, _asset("index.html"))
 
 
-@router.get("/ui/{name:path}")
-async def ui_file(name: str, request: Request) -> Response:
+@router.api_route("/ui/{name:path}", methods=["GET", "HEAD"])
+def ui_file(name: str, request: Request) -> Response:
     return _send(request, _asset(name))
