@@ -50,7 +50,7 @@ export function mount(root) {
     "Start a node with: tossit node --brain URL --join-secret-file cluster.secret"));
   root.append(head, h("section", { class: "card flush table-wrap" }, table, empty),
     h("p", { class: "muted small legend-note" },
-      "Online: heartbeats arrive. Suspect: a few heartbeats missed. Offline: silent, its copies are not counted. ",
+      "Online: heartbeats arrive. Suspect: a few heartbeats missed. Offline: silent, so nothing is read from or written to it, but its copies still count for a grace period so that a reboot starts no repair. ",
       "Dead: silent long enough that its chunks are re-made elsewhere. Drain copies every chunk off a node before you remove it."));
 
   const render = () => {
@@ -179,7 +179,7 @@ function whatIf(node) {
   });
   impactOf(node, box).then((impact) => {
     if (impact) box.replaceChildren(...ifStoppedBody(node, impact.if_stopped),
-      h("p", { class: "muted small" }, "Computed from where every chunk's copies are right now. A node that stops is first offline (its copies are not counted), then dead, and its chunks are re-made from the other copies."));
+      h("p", { class: "muted small" }, "Computed from where every chunk's copies are right now. A node that stops is first offline (its copies cannot be read), then, after the grace period, dead, and its chunks are re-made from the other copies."));
   });
 }
 
