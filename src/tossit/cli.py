@@ -25,6 +25,7 @@ from tossit.config import (
     ClientSettings,
     ConfigError,
     NodeSettings,
+    format_duration,
     format_size,
     parse_duration,
 )
@@ -501,7 +502,7 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
             f"chunks copied ({format_size(repair['bytes_done'])} of "
             f"{format_size(repair['bytes_total'])}, "
             f"{format_size(repair['rate_bytes_per_s'])}/s"
-            + (f", about {eta:.0f} s left" if eta is not None else "") + ")[/]",
+            + (f", about {format_duration(eta)} left" if eta is not None else "") + ")[/]",
             highlight=False)
     if rep["chunks_unavailable"]:
         console.print(f"[red]{rep['chunks_unavailable']} chunks have no live copy[/]")

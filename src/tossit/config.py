@@ -80,6 +80,18 @@ def format_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def format_duration(seconds: float) -> str:
+    """Human-readable duration, e.g. ``0.4 s``, ``42 s``, ``2 min 10 s``, ``1 h 5 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
 class _TomlTable(PydanticBaseSettingsSource):
     """Reads one table (``[brain]``, ``[node]``...) of the TOML config file."""
 

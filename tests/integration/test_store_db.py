@@ -179,6 +179,36 @@ async def test_replica_states_are_reported(store: Store) -> None:
     assert await store.replicas_on_node(N3, [cid("a"), cid("b"), cid("zzz")]) == {cid("a")}
 
 
+async def test_repairer_pages_all_chunks_or_only_the_flagged_ones(store: Store) -> None:
+    await add_nodes(store, 4)
+    n4 = f"{4:032x}"
+    await put(store, "ok", ["fine1", "fine2"])
+    await put(store, "short", ["short"], nodes=(N1, N2))
+    await put(store, "extra", ["extra"], nodes=(N1, N2, N3, n4))
+    await put(store, "bad", ["bad"])
+    await store.set_replica_state(cid("bad"), N3, "corrupt")
+    await put(store, "elsewhere", ["elsewhere"], nodes=(N1, N2, n4))  # n4 not counted
+    await put(store, "gone", ["gone"])
+    for n in (N1, N2, N3):
+        await store.remove_replica(cid("gone"), n)  # no replica row at all
+    obj, _ = await put(store, "deleted", ["deleted"], nodes=(N1,))
+    await store.delete_object(obj.id)  # unreferenced: the collector's, not the repairer's
+
+    everything = [c for c, _, _ in await store.chunk_replica_page("", 100)]
+    assert sorted(everything) == sorted(cid(n) for n in (
+        "fine1", "fine2", "short", "extra", "bad", "elsewhere", "gone"))
+    flagged: list[str] = []
+    after = ""
+    while page := await store.suspect_chunk_page(after, 2, [N1, N2, N3], 3):
+        flagged += [c for c, _, _ in page]
+        after = page[-1][0]
+    assert flagged == sorted(cid(n) for n in ("short", "extra", "bad", "elsewhere", "gone"))
+    by_id = {c: (size, reps) for c, size, reps in
+             await store.suspect_chunk_page("", 100, [N1, N2, N3], 3)}
+    assert by_id[cid("bad")] == (10, {N1: "ok", N2: "ok", N3: "corrupt"})
+    assert by_id[cid("gone")] == (10, {})
+
+
 async def test_refcounts_with_dedup(store: Store) -> None:
     await add_nodes(store)
     # The same chunk twice in one object, and chunks shared between objects.

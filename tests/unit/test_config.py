@@ -332,3 +332,10 @@ def test_toml_missing_table_uses_defaults(tmp_path: Path) -> None:
     path.write_text("[node]\nport = 9001\n")
     assert BrainSettings.load(path).port == 8000
     assert NodeSettings.load(path).port == 9001
+
+
+def test_durations_read_like_a_person_would_say_them() -> None:
+    from tossit.config import format_duration
+
+    assert [format_duration(s) for s in (0.42, 9.96, 42.4, 60, 130, 3600, 3900)] == [
+        "0.4 s", "10.0 s", "42 s", "1 min", "2 min 10 s", "1 h 0 min", "1 h 5 min"]

@@ -30,3 +30,44 @@ def test_repair_targets_match_placement_and_write_order() -> None:
         assert order == [n.id for n in reg.write_order(cid, 4096, set())]
         assert "n1" not in order and "n2" not in order and "n3" not in order
         assert "n2" not in desired and "n3" not in desired
+
+
+def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:
+    import time
+    from typing import Any
+
+    from tossit.brain.repair import Repairer
+    from tossit.config import BrainSettings
+
+    reg = make_registry()
+    none: Any = None
+    rep = Repairer(BrainSettings(), none, reg, none, none)
+    assert rep._needs_full_pass()  # never planned yet
+    rep._full_key, rep._full_at, rep._full_work = rep._placement_key(), time.monotonic(), False
+    assert not rep._needs_full_pass()
+    reg.nodes["n0"].state = OFFLINE  # its copies still count: nothing to re-plan
+    reg.nodes["n4"].latency_ms = 3.0
+    assert not rep._needs_full_pass()
+    for change in ("dead", "drain", "capacity", "zone", "joined"):
+        reg = make_registry()
+        rep.registry = reg
+        rep._full_key = rep._placement_key()
+        assert not rep._needs_full_pass()
+        if change == "dead":
+            reg.nodes["n0"].state = DEAD
+        elif change == "drain":
+            reg.nodes["n0"].admin_state = "draining"
+        elif change == "capacity":
+            reg.nodes["n0"].capacity *= 2
+        elif change == "zone":
+            reg.nodes["n0"].zone = "elsewhere"
+        else:
+            reg.update({"id": "n9", "name": "node-9", "address": "127.0.0.1:9999",
+                        "zone": "z0", "capacity": 10**9, "used": 0, "free": 10**12,
+                        "disk_total": 10**12, "disk_free": 10**12, "chunk_count": 0})
+        assert rep._needs_full_pass(), change
+    rep._full_key = rep._placement_key()
+    rep._full_work = True  # the last full pass left moves for later
+    assert rep._needs_full_pass()
+    rep._full_work, rep._full_at = False, time.monotonic() - 4000  # an hour went by
+    assert rep._needs_full_pass()

@@ -48,6 +48,14 @@ def test_dead_node_copy_is_replaced_from_a_live_one() -> None:
     assert not p.drop  # the dead node's row stays: if it comes back, it is an extra
 
 
+def test_a_plan_says_whose_copies_no_longer_count() -> None:
+    nodes = cluster(a="online", b="online", c="dead", d="online/draining", e="online")
+    p = plan({"a": "ok", "b": "corrupt", "c": "ok", "d": "ok", "gone": "ok"}, nodes,
+             ["a", "e", "b"])
+    assert p.lost_on == (("b", "corrupt copy"), ("c", "dead"), ("d", "draining"),
+                         ("gone", "removed"))
+
+
 def test_offline_node_within_grace_still_counts() -> None:
     nodes = cluster(a="online", b="online", c="offline", d="online")
     p = plan({"a": "ok", "b": "ok", "c": "ok"}, nodes, ["a", "b", "c"], ["a", "b", "d"])

@@ -30,7 +30,7 @@ from typing import Any
 
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
-from tossit.brain.registry import DRAINED, DRAINING, ONLINE, Registry
+from tossit.brain.registry import DEAD, DRAINED, DRAINING, ONLINE, Registry
 from tossit.brain.repair_plan import (
     REBALANCE,
     ChunkPlan,
@@ -40,11 +40,12 @@ from tossit.brain.repair_plan import (
     plan_chunk,
 )
 from tossit.brain.store import Store
-from tossit.config import BrainSettings, format_size
+from tossit.config import BrainSettings, format_duration, format_size
 
 log = logging.getLogger("tossit.brain.repair")
-PAGE = 2000
+PAGE = 500  # chunks planned between two awaits: bounds how long the loop is busy
 PER_TARGET = 2  # copies in flight towards one node
+FULL_PASS_EVERY = 3600.0  # seconds: plan every chunk at least this often
 
 
 @dataclass
@@ -95,6 +96,10 @@ class Repairer:
         self._last_unavailable = 0
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
+        # The last full pass: the node set it saw, when, and whether it left work.
+        self._full_key: tuple[tuple[str, bool, str | None, int, str], ...] = ()
+        self._full_at = float("-inf")
+        self._full_work = True
 
     def wake(self) -> None:
         """Something changed (a node's state, a drain, a bad replica): plan again soon."""
@@ -123,14 +128,32 @@ class Repairer:
         return {n.id: NodeInfo(n.id, n.state, n.admin_state)
                 for n in self.registry.nodes.values()}
 
-    async def plan(self) -> list[ChunkPlan]:
-        """Plans for every chunk that needs something done."""
+    def _placement_key(self) -> tuple[tuple[str, bool, str | None, int, str], ...]:
+        """What placement and counting depend on: while it stays the same, a chunk
+        with exactly R ok copies on counted nodes needed nothing last time and
+        needs nothing now."""
+        return tuple(sorted((n.id, n.state == DEAD, n.admin_state, n.capacity, n.zone)
+                            for n in self.registry.nodes.values()))
+
+    def _needs_full_pass(self) -> bool:
+        return (self._placement_key() != self._full_key or self._full_work
+                or time.monotonic() - self._full_at > FULL_PASS_EVERY)
+
+    async def plan(self, full: bool = True) -> list[ChunkPlan]:
+        """Plans for every chunk that needs something done. ``full=False`` looks
+        only at the chunks the database flags as possibly short or misplaced
+        (``Store.suspect_chunk_page``): right when the nodes are as they were at
+        the last quiet full pass."""
         infos = self._node_infos()
         r = self.settings.replicas
+        counted = [n for n, info in infos.items() if info.counts]
         plans: list[ChunkPlan] = []
         after = ""
         while True:
-            page = await self.store.chunk_replica_page(after, PAGE)
+            if full:
+                page = await self.store.chunk_replica_page(after, PAGE)
+            else:
+                page = await self.store.suspect_chunk_page(after, PAGE, counted, r)
             if not page:
                 break
             for cid, size, reps in page:
@@ -141,11 +164,21 @@ class Repairer:
             after = page[-1][0]
         return plans
 
-    async def run_once(self, rebalance: bool = True) -> dict[str, Any]:
-        """One pass; returns what it did (also the admin endpoint's answer)."""
+    async def run_once(self, rebalance: bool = True, full: bool | None = None) -> dict[str, Any]:
+        """One pass; returns what it did (also the admin endpoint's answer).
+
+        ``full=None`` plans every chunk only when the nodes changed, the last full
+        pass left work, or an hour went by (new uploads that fell back to other
+        nodes are moved then); otherwise only the chunks the database flags."""
         async with self._lock:
             t0 = time.time()
-            plans = await self.plan()
+            key = self._placement_key()
+            if full is None:
+                full = self._needs_full_pass()
+            plans = await self.plan(full)
+            if full:
+                self._full_key, self._full_at = key, time.monotonic()
+                self._full_work = any(p.copy or p.drop for p in plans)
             r = self.settings.replicas
             urgent = sorted((c for p in plans for c in p.copy if c.reason != REBALANCE),
                             key=lambda c: c.copies)
@@ -172,9 +205,10 @@ class Repairer:
                 "drops_planned": len(drops), "drops_done": dropped,
                 "failed": self.progress.failed,
                 "bytes_copied": self.progress.bytes_done,
+                "scope": "all chunks" if full else "flagged chunks",
                 "seconds": round(time.time() - t0, 2),
             }
-            await self._report(stats, urgent, moves)
+            await self._report(stats, urgent, moves, plans)
             await self._finish_drains(progress=bool(stats["copies_done"] or dropped))
             return stats
 
@@ -215,15 +249,29 @@ class Repairer:
             why.append("full: " + ", ".join(sorted(full)))
         return "; ".join(why)
 
-    async def _report(self, stats: dict[str, Any], urgent: list[Copy], moves: list[Copy]) -> None:
+    def _lost_from(self, plans: list[ChunkPlan]) -> str:
+        """" from node-3 (dead)": whose copies the repairs replaced, and why."""
+        lost = Counter(why for p in plans if p.copy and p.copies < self.settings.replicas
+                       for why in p.lost_on)
+        if not lost:
+            return ""
+        names = []
+        for (node_id, why), _ in lost.most_common(3):
+            node = self.registry.get(node_id)
+            names.append(f"{node.name if node else node_id[:12]} ({why})")
+        more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+        return " from " + ", ".join(names) + more
+
+    async def _report(self, stats: dict[str, Any], urgent: list[Copy], moves: list[Copy],
+                      plans: list[ChunkPlan]) -> None:
         took = stats["seconds"]
         done = self._done_bytes
         if stats["repaired"]:
             reasons = ", ".join(sorted({c.reason for c in urgent}))
             await self.store.add_event(
                 "repair", f"re-replicated {stats['repaired']:,} chunks "
-                f"({format_size(done.total() - done[REBALANCE])}) in {took:.1f} s ({reasons})",
-                data=stats)
+                f"({format_size(done.total() - done[REBALANCE])}){self._lost_from(plans)} "
+                f"in {format_duration(took)} ({reasons})", data=stats)
         if stats["moved"]:
             await self.store.add_event(
                 "rebalance", f"copied {stats['moved']:,} chunks "

@@ -77,6 +77,9 @@ class ChunkPlan:
     copy: list[Copy] = field(default_factory=list)
     drop: list[Drop] = field(default_factory=list)
     unavailable: bool = False  # below R and no readable copy anywhere
+    # Copies that no longer count, and why ("dead", "draining", "corrupt", ...):
+    # what the event log names as the reason for a repair.
+    lost_on: tuple[tuple[str, str], ...] = ()
 
 
 def plan_chunk(
@@ -93,7 +96,9 @@ def plan_chunk(
     desired = list(desired[:target_count])
     ok = [n for n, st in replicas.items() if st == "ok" and n in nodes]
     counted = [n for n in ok if nodes[n].counts]
-    plan = ChunkPlan(chunk_id, len(counted))
+    plan = ChunkPlan(chunk_id, len(counted), lost_on=tuple(sorted(
+        (n, _why_not_counted(st, nodes.get(n))) for n, st in replicas.items()
+        if n not in counted)))
     sources = sorted((n for n in ok if nodes[n].readable),
                      key=lambda n: (nodes[n].state != ONLINE, nodes[n].admin_state is not None))
 
@@ -122,6 +127,14 @@ def plan_chunk(
         elif st == "missing" or node_id not in nodes:
             plan.drop.append(Drop(chunk_id, node_id, MISSING, on_node=False))
     return plan
+
+
+def _why_not_counted(replica_state: str, node: NodeInfo | None) -> str:
+    if node is None:
+        return "removed"
+    if replica_state != "ok":
+        return f"{replica_state} copy"
+    return node.admin_state or node.state
 
 
 def _rebalance(plan: ChunkPlan, chunk_id: str, size: int, ok: list[str], counted: list[str],

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Table, case, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -402,18 +402,55 @@ class Store:
         """Referenced chunks with id > ``after``, in id order, each with its
         replicas (node id -> state): the repairer's view, a page at a time."""
         async with self.read() as s:
-            chunks = (await s.execute(
-                select(Chunk.id, Chunk.size).where(Chunk.id > after, Chunk.refcount > 0)
+            ids = (await s.execute(
+                select(Chunk.id).where(Chunk.id > after, Chunk.refcount > 0)
                 .order_by(Chunk.id).limit(limit)
-            )).all()
-            reps: dict[str, dict[str, str]] = {cid: {} for cid, _ in chunks}
-            for batch in _batches(list(reps)):
+            )).scalars().all()
+        if not ids:
+            return []
+        return await self._replicas_of(list(ids))
+
+    async def _replicas_of(self, ids: list[str]) -> list[tuple[str, int, dict[str, str]]]:
+        """Each chunk's size and replicas (node id -> state), in the order given."""
+        reps: dict[str, dict[str, str]] = {cid: {} for cid in ids}
+        sizes: dict[str, int] = {}
+        async with self.read() as s:
+            for batch in _batches(ids):
+                for cid, size in (await s.execute(
+                    select(Chunk.id, Chunk.size).where(Chunk.id.in_(batch))
+                )).all():
+                    sizes[cid] = size
                 for cid, node, state in (await s.execute(
                     select(Replica.chunk_id, Replica.node_id, Replica.state)
                     .where(Replica.chunk_id.in_(batch))
                 )).all():
                     reps[cid][node] = state
-        return [(cid, size, reps[cid]) for cid, size in chunks]
+        return [(cid, sizes[cid], reps[cid]) for cid in ids if cid in sizes]
+
+    async def suspect_chunk_page(
+        self, after: str, limit: int, counted: Sequence[str], replicas: int
+    ) -> list[tuple[str, int, dict[str, str]]]:
+        """Like ``chunk_replica_page``, but only the chunks that may need work when
+        the set of nodes is unchanged: not exactly ``replicas`` ok copies on the
+        ``counted`` nodes, or some copy that is not ok or lies elsewhere (a dead,
+        draining or unknown node). The grouping runs in the database, so a quiet
+        cluster costs one index scan instead of a Python plan per chunk."""
+        nodes = list(counted) or [""]
+        good = (Replica.state == "ok") & Replica.node_id.in_(nodes)
+        async with self.read() as s:
+            ids = (await s.execute(
+                select(Chunk.id)
+                .outerjoin(Replica, Replica.chunk_id == Chunk.id)
+                .where(Chunk.id > after, Chunk.refcount > 0)
+                .group_by(Chunk.id)
+                .having((func.sum(case((good, 1), else_=0)) != replicas)
+                        | (func.sum(case((Replica.node_id.is_not(None) & ~good, 1),
+                                         else_=0)) > 0))
+                .order_by(Chunk.id).limit(limit)
+            )).scalars().all()
+        if not ids:
+            return []
+        return await self._replicas_of(list(ids))
 
     async def ok_replica_count(self, node_id: str) -> int:
         """Copies (state ok) the metadata records on one node."""

@@ -112,8 +112,11 @@ async def run_monitor(request: Request) -> dict[str, Any]:
 
 @router.post("/api/admin/repair", tags=["admin"],
              summary="Run one repair and rebalance pass now (waits for it)")
-async def run_repair(request: Request, rebalance: bool = True) -> dict[str, Any]:
-    return await brain_of(request).repairer.run_once(rebalance=rebalance)
+async def run_repair(request: Request, rebalance: bool = True,
+                     full: bool = True) -> dict[str, Any]:
+    """``full=false`` plans only the chunks the database flags as short or
+    misplaced, as the background loop does while the nodes stay the same."""
+    return await brain_of(request).repairer.run_once(rebalance=rebalance, full=full)
 
 
 @router.post("/api/admin/scrub", tags=["admin"],
