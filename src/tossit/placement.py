@@ -55,16 +55,24 @@ def spread_by_zone(ranked: Sequence[Candidate], count: int) -> list[Candidate]:
     zones: set[str] = set()
     for node in ranked:
         if len(chosen) == count:
-            break
+            return chosen
         if node.zone not in zones:
             chosen.append(node)
             zones.add(node.zone)
+    picked = {n.id for n in chosen}  # ids: cheaper than comparing dataclasses
     for node in ranked:
         if len(chosen) == count:
             break
-        if node not in chosen:
+        if node.id not in picked:
             chosen.append(node)
+            picked.add(node.id)
     return chosen
+
+
+def _rest(ranked: Sequence[Candidate], first: Sequence[Candidate]) -> list[Candidate]:
+    """``first``, then the rest of ``ranked`` in its order."""
+    taken = {n.id for n in first}
+    return [*first, *(n for n in ranked if n.id not in taken)]
 
 
 def preference_list(chunk_id: str, nodes: Iterable[Candidate], replicas: int) -> list[Candidate]:
@@ -74,8 +82,7 @@ def preference_list(chunk_id: str, nodes: Iterable[Candidate], replicas: int) ->
     rest are fallbacks in rank order.
     """
     ranked = rank(chunk_id, nodes)
-    desired = spread_by_zone(ranked, replicas)
-    return desired + [n for n in ranked if n not in desired]
+    return _rest(ranked, spread_by_zone(ranked, replicas))
 
 
 def desired_nodes(chunk_id: str, nodes: Iterable[Candidate], replicas: int) -> list[str]:

@@ -147,7 +147,8 @@ class Registry:
         can_write = {n.id for n in counted if n.writable(size, self.high_water, now)}
         live = [c for c in ranked if c.id in can_write]
         order = spread_by_zone(live, self.replicas)
-        return desired, [c.id for c in order + [c for c in live if c not in order]]
+        taken = {c.id for c in order}
+        return desired, [c.id for c in order] + [c.id for c in live if c.id not in taken]
 
     def read_order(self, node_ids: list[str]) -> list[NodeView]:
         """Replicas to read from, best first: live, not recently failing, fast."""
