@@ -101,6 +101,7 @@ def test_killed_node_is_replaced_on_the_survivors(dead_fast: Any) -> None:
     # ~1 MiB chunks: node-to-node copies span many network reads.
     cl = dead_fast(nodes=4, auto=True, chunk_size="1MiB")
     files = upload_many(cl, 30, chunks_each=16)
+    files.update(upload_many_named(cl, "small", 170))  # 200 files in all
     chunks = referenced_chunks(cl, files)
     victim = 1
     assert set(cl.chunk_files(victim)) & chunks, "the victim held nothing: proves nothing"

@@ -128,12 +128,16 @@ def test_throughput_counts_the_bytes_clients_send_and_receive(cl: Cluster) -> No
     def history() -> list[dict[str, Any]]:
         return list(cl.http.get("/api/status").json()["throughput"]["history"])
 
-    # The buckets of the last minutes add up to what went through (2 s each).
-    wait_until(lambda: sum(h["in"] for h in history()) * 2 >= len(data), 10,
-               what="the upload in the history")
-    hist = history()
+    # The buckets of the last minutes add up to what went through (2 s each). The
+    # history holds complete buckets only: wait until the download's has closed too.
+    def both_seen() -> list[dict[str, Any]] | None:
+        hist = history()
+        done = (sum(h["in"] for h in hist) * 2 >= len(data)
+                and sum(h["out"] for h in hist) * 2 >= len(data))
+        return hist if done else None
+
+    hist = wait_until(both_seen, 10, what="the upload and the download in the history")
     assert sum(h["in"] for h in hist) * 2 == pytest.approx(len(data), rel=0.01)
-    assert sum(h["out"] for h in hist) * 2 >= len(data)
     assert len(hist) == 150 and all(h["in"] >= 0 and h["out"] >= 0 for h in hist)
 
 
