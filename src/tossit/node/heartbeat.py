@@ -25,6 +25,10 @@ from tossit.node.storage import ChunkStore
 from tossit.tlsconfig import client_context
 
 log = logging.getLogger("tossit.node.heartbeat")
+# Retry a silent brain at least this often: one small request is cheap, and the
+# brain counts this node as offline (no writes to it) until it hears from it again,
+# so after a brain restart the cluster is whole again within seconds.
+MAX_BACKOFF = 5.0
 
 
 class Heartbeat:
@@ -125,4 +129,4 @@ class Heartbeat:
                         log.warning("no contact with brain %s: %s", self.settings.brain, exc)
                     self.connected = False
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                    backoff = min(backoff * 2, max(interval, MAX_BACKOFF))
