@@ -498,6 +498,17 @@ def test_a_killed_node_turns_offline_without_a_reload(
     expect(row.locator(".state")).to_contain_text("Offline")
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     shot(page, artifacts, "nodes-offline")
+    # node-3 is drained and node-4 offline: draining another node now would need a
+    # copy on node-4. The dialog says so and offers nothing to click.
+    page.locator('#nodes-table tr[data-node="node-0"] [data-action=drain]').click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.locator("#impact-summary")).to_contain_text("cannot be drained now")
+    expect(dialog.locator("#impact-summary")).to_contain_text("node-4 is offline")
+    expect(dialog.locator("[data-action=ok]")).to_be_disabled()
+    shot(page, artifacts, "dialog-drain-refused")
+    dialog.locator("[data-action=cancel]").click()
+    assert next(n for n in cl.http.get("/api/nodes").json()
+                if n["name"] == "node-0")["admin_state"] is None
     page.goto(cl.url + "/#/overview")
     total = len(cl.http.get("/api/nodes").json())
     online = sum(1 for n in cl.http.get("/api/nodes").json() if n["state"] == "online")

@@ -343,7 +343,8 @@ async def impact(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
             "summary": stop_text,
         },
         "drain": {"allowed": drain_refusal is None, "chunks": held, "bytes": held_bytes,
-                  "targets": targets, "summary": drain_text},
+                  "targets": targets, "summary": drain_text,
+                  "reason": drain_refusal.message if drain_refusal is not None else None},
         "remove": {"allowed": refusal is None,
                    "reason": refusal.message if refusal is not None else None},
     }

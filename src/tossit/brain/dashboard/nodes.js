@@ -200,6 +200,13 @@ function drain(node) {
   impactOf(node, box, () => enable(box)).then((impact) => {
     if (!impact) return;
     const d = impact.drain;
+    if (d.allowed === false) {
+      // The brain would answer 409: say why and offer nothing to click.
+      box.replaceChildren(
+        h("p", { class: "consequence crit-text", id: "impact-summary" }, `It cannot be drained now: ${d.reason || d.summary}`),
+        h("p", { class: "muted small" }, "A drain never takes a chunk below its copies on online nodes, so it needs enough other online nodes to hold them."));
+      return;
+    }
     box.replaceChildren(
       h("p", { class: "consequence", id: "impact-summary" }, d.summary),
       h("div", { class: "kvs" },
