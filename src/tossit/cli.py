@@ -509,6 +509,10 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     elif rep["chunks_below_target"]:
         console.print(f"[yellow]{rep['chunks_below_target']} chunks below {s['replicas']} copies, "
                       f"{format_size(rep['bytes_at_risk'])} at risk[/]")
+    for g in rep.get("waiting_for") or []:
+        console.print(f"{g['name']} is {g['state']}: its copies still count; they are re-made "
+                      f"elsewhere if it stays silent for another {format_duration(g['dead_in_s'])}",
+                      highlight=False, markup=False)
     else:
         console.print("[green]every chunk has its full set of copies[/]")
 

@@ -513,6 +513,9 @@ def test_a_killed_node_turns_offline_without_a_reload(
     total = len(cl.http.get("/api/nodes").json())
     online = sum(1 for n in cl.http.get("/api/nodes").json() if n["state"] == "online")
     expect(page.locator(".nodes-card .metric")).to_contain_text(f"{online} of {total} online")
+    # The repairer waits on purpose during node-4's grace period, and says so.
+    expect(page.locator("#repair-verdict")).to_contain_text("node-4 (offline) is silent")
+    expect(page.locator("#repair-verdict")).to_contain_text("re-made elsewhere only if")
 
 
 # -- phone width ---------------------------------------------------------------------

@@ -147,6 +147,9 @@ def test_hung_node_routes_around_and_returns_without_repair_storm(make_cluster: 
     cl.kill_node(2, signal.SIGSTOP)
     try:
         cl.wait_node_state(2, "offline", 15)
+        grace = cl.http.get("/api/status").json()["replication"]["waiting_for"]
+        assert [(g["name"], g["state"]) for g in grace] == [("node-2", "offline")]
+        assert 580 < grace[0]["dead_in_s"] < 600  # dead_after 600 s, silent a few seconds
         more = upload_many_named(cl, "while-hung", 10)
         for fid, data in {**files, **more}.items():
             assert cl.download(fid) == data

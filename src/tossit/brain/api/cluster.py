@@ -13,7 +13,7 @@ from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
 from tossit.brain.metrics import TRAFFIC
 from tossit.brain.models import Event
-from tossit.brain.registry import READABLE_STATES, disk_capacity
+from tossit.brain.registry import OFFLINE, READABLE_STATES, SUSPECT, disk_capacity
 from tossit.brain.service import Brain
 
 router = APIRouter()
@@ -76,10 +76,21 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "chunks_below_target": sum(v["chunks"] for k, v in hist.items() if k < r),
             "chunks_unavailable": hist.get(0, {}).get("chunks", 0),
             "bytes_at_risk": at_risk,
+            "waiting_for": _grace(brain),
         },
         "repair": brain.repairer.progress.to_dict(),
         "throughput": TRAFFIC.snapshot(),
     }
+
+
+def _grace(brain: Brain) -> list[dict[str, Any]]:
+    """Silent nodes within their grace period: their copies still count, so the
+    repairer deliberately waits; this says for how much longer."""
+    now = time.monotonic()
+    return [{"node_id": n.id, "name": n.name, "state": n.state,
+             "dead_in_s": round(max(0.0, brain.settings.dead_after - (now - n.seen_mono)), 1)}
+            for n in sorted(brain.registry.nodes.values(), key=lambda v: v.name)
+            if n.state in (SUSPECT, OFFLINE)]
 
 
 @router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first")

@@ -219,8 +219,17 @@ function repairCard(st) {
         rp.failed ? kv("Failed copies", num(rp.failed), "Retried in the next pass") : null));
   } else {
     const waiting = rep.chunks_below_target || 0;
-    items.push(h("p", { class: `verdict ${waiting ? "warn" : "ok"}` },
-      waiting ? `${plural(waiting, "chunk")} wait for a repair pass.` : "Nothing to repair or move right now."));
+    const grace = rep.waiting_for || [];
+    let text = waiting ? `${plural(waiting, "chunk")} wait for a repair pass.` : "Nothing to repair or move right now.";
+    if (waiting && grace.length) {
+      // Silent nodes within their grace period: the repairer waits on purpose.
+      const who = grace.map((g) => `${g.name} (${g.state})`).join(", ");
+      const soonest = Math.min(...grace.map((g) => g.dead_in_s));
+      const one = grace.length === 1;
+      text = `${plural(waiting, "chunk")} have fewer readable copies while ${who} ${one ? "is" : "are"} silent. `
+        + `Copies there still count: they are re-made elsewhere only if ${one ? "it stays" : "one stays"} silent for another ${duration(soonest)}.`;
+    }
+    items.push(h("p", { class: `verdict ${waiting ? "warn" : "ok"}`, id: "repair-verdict" }, text));
     if (rp.started) {
       items.push(h("div", { class: "kvs" },
         kv("Last pass", `${ago(sinceIso(rp.started))}`),
