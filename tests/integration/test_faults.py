@@ -157,7 +157,9 @@ def test_sigkill_during_upload_and_during_download(make_cluster: MakeCluster) ->
                 time.sleep(0.005)  # a slow client
     assert len(got) == len(data) and sha(bytes(got)) == sha(data)
     # The rest of the file really came from the two nodes left.
-    assert sum(bytes_served(c, i) - n for i, n in served_before.items()) >= 10 * MiB
+    served_after = {i: bytes_served(c, i) for i in served_before}
+    assert sum(served_after[i] - n for i, n in served_before.items()) >= 10 * MiB, (
+        killed, served_before, served_after)
     assert sha(c.download(up["id"])) == sha(data)
 
 
