@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -142,7 +143,12 @@ def test_sigkill_during_upload_and_during_download(make_cluster: MakeCluster) ->
     served_before = {i: bytes_served(c, i) for i in survivors}
     got = bytearray()
     killed = -1
-    with c.http.stream("GET", f"/api/files/{up['id']}/download") as r:
+    # A small, fixed receive buffer: loopback autotuning may grow it to 32 MiB, and
+    # then the brain can have read the whole file before the client is half-way.
+    slow = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)])
+    with httpx.Client(base_url=c.url, headers=c.http.headers, transport=slow,
+                      timeout=60) as client, \
+            client.stream("GET", f"/api/files/{up['id']}/download") as r:
         assert r.status_code == 200
         assert r.headers["content-length"] == str(len(data))
         for piece in r.iter_bytes(64 * 1024):
