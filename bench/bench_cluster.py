@@ -86,6 +86,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tossit.serve import pick_free_port
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 GiB = 1 << 30
@@ -139,9 +141,7 @@ def read_secret(path: Path) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    return pick_free_port(HOST)
 
 
 def git_commit() -> dict[str, Any]:

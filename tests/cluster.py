@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import httpx
 
 from tossit.auth.mac import Signer
 from tossit.chunking import is_chunk_id
+from tossit.serve import pick_free_port
 
 FAST_TIMERS = {
     "--heartbeat-interval": "0.5",
@@ -33,38 +32,8 @@ FAST_TIMERS = {
 }
 
 
-_HANDED_OUT: set[int] = set()
-
-
-def _ephemeral_range() -> range:
-    try:
-        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        lo, hi = 32768, 60999
-    return range(lo, hi + 1)
-
-
 def free_port() -> int:
-    """A loopback port no server of this test run uses yet.
-
-    Asking the kernel for port 0 twice can give the same port twice (it is free
-    again once the probe socket closes), and the kernel also hands those ports to
-    outgoing connections. So: random ports outside the ephemeral range, each handed
-    out once per process, and checked free by binding.
-    """
-    ephemeral = _ephemeral_range()
-    for _ in range(1000):
-        port = random.randrange(10000, 65000)
-        if port in _HANDED_OUT or port in ephemeral:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _HANDED_OUT.add(port)
-        return port
-    raise RuntimeError("no free loopback port found")
+    return pick_free_port()
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.1,

@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import random
 import socket
 from collections.abc import Callable
 from types import FrameType
@@ -33,6 +34,30 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def pick_free_port(host: str = "127.0.0.1") -> int:
+    """A port no server started by this process uses yet (tests and benchmarks).
+
+    Asking the kernel for port 0 twice can give the same port twice (it is free
+    again once the probe socket closes), and the kernel also gives those ephemeral
+    ports to outgoing connections. So: random ports below the ephemeral range,
+    each handed out once per process, checked free by binding.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            ephemeral_from = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_from = 32768
+    for _ in range(1000):
+        port = random.randrange(10000, max(10001, ephemeral_from))
+        if port not in _HANDED_OUT and port_free(host, port):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port found on {host}")
 
 
 def tune_runtime() -> None:
