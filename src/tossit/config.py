@@ -81,15 +81,20 @@ def format_size(n: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """Human-readable duration, e.g. ``0.4 s``, ``42 s``, ``2 min 10 s``, ``1 h 5 min``."""
-    if seconds < 10:
+    """Human-readable duration, e.g. ``0.4 s``, ``42 s``, ``2 min 10 s``, ``1 h 5 min``
+    (the same rules as the dashboard's ``duration`` in format.js)."""
+    if 0 < seconds < 9.95:
         return f"{seconds:.1f} s"
-    s = round(seconds)
+    s = max(0, round(seconds))
     if s < 60:
         return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
-    return f"{s // 3600} h {s % 3600 // 60} min"
+    m = s // 60
+    if m < 60:
+        return f"{m} min" if m >= 10 or not s % 60 else f"{m} min {s % 60} s"
+    h = m // 60
+    if h < 48:
+        return f"{h} h {m % 60} min" if m % 60 else f"{h} h"
+    return f"{h // 24} d {h % 24} h"
 
 
 class _TomlTable(PydanticBaseSettingsSource):

@@ -337,5 +337,7 @@ def test_toml_missing_table_uses_defaults(tmp_path: Path) -> None:
 def test_durations_read_like_a_person_would_say_them() -> None:
     from tossit.config import format_duration
 
-    assert [format_duration(s) for s in (0.42, 9.96, 42.4, 60, 130, 3600, 3900)] == [
-        "0.4 s", "10.0 s", "42 s", "1 min", "2 min 10 s", "1 h 0 min", "1 h 5 min"]
+    assert [format_duration(s) for s in (0, 0.42, 9.96, 42.4, 60, 130, 580, 700, 3600, 3900,
+                                         200_000)] == [
+        "0 s", "0.4 s", "10 s", "42 s", "1 min", "2 min 10 s", "9 min 40 s", "11 min", "1 h",
+        "1 h 5 min", "2 d 7 h"]
