@@ -12,10 +12,11 @@ const KIND_WORDS = {
   node_joined: "Node joined", node_online: "Node online", node_offline: "Node offline",
   node_suspect: "Node suspect", node_dead: "Node dead", node_draining: "Drain started",
   node_drained: "Node drained", node_undrained: "Drain cancelled", node_removed: "Node removed",
-  replica_corrupt: "Corrupt copy", replica_missing: "Missing copy", repaired: "Repaired",
+  drain_waiting: "Drain waiting", node_changed: "Node changed", brain_started: "Brain started",
+  replica_corrupt: "Corrupt copy", replica_missing: "Missing copy", repair: "Re-replicated",
   repair_failed: "Repair failed", rebalance: "Rebalance", gc: "Garbage collection",
   key_created: "Key created", key_revoked: "Key revoked", signed_in: "Signed in",
-  sign_in_failed: "Sign-in refused", chunk_unavailable: "Chunk unavailable",
+  sign_in_failed: "Sign-in refused", chunks_unavailable: "Chunks unavailable",
 };
 
 export function kindLabel(kind) {
