@@ -30,6 +30,11 @@ from tossit.config import BrainSettings, format_size
 
 log = logging.getLogger("tossit.brain.gc")
 _PARALLEL_DELETES = 16
+# A failed upload's chunk writes that were already on their way still land on the
+# node after the brain gave up on them, possibly after the collector's delete. So
+# each such chunk is deleted once more this many seconds later, instead of waiting
+# for the orphan sweep's gc_grace (an hour by default) to free the space.
+LATE_WRITE_RECHECK = 10.0
 
 
 class Collector:
@@ -43,6 +48,7 @@ class Collector:
         self.nodes = nodes
         self.pins = pins
         self._pending: set[str] = set()
+        self._late: dict[str, float] = {}  # chunk -> when to delete it once more
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(_PARALLEL_DELETES)
@@ -62,8 +68,11 @@ class Collector:
     async def run_forever(self) -> None:
         last_sweep = time.monotonic()
         while True:
+            timeout = self.settings.gc_interval
+            if self._late:
+                timeout = min(timeout, max(0.1, min(self._late.values()) - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.gc_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             self._wake.clear()
             sweep = self._sweep_soon or time.monotonic() - last_sweep >= self.settings.gc_interval
             self._sweep_soon = False
@@ -81,7 +90,11 @@ class Collector:
             stats = {"replicas_deleted": 0, "chunks_dropped": 0, "orphans_deleted": 0,
                      "adopted": 0, "bytes_freed": 0}
             pending, self._pending = self._pending, set()
-            await self._collect_unknown(pending, stats)
+            now = time.monotonic()
+            due = [c for c, at in self._late.items() if at <= now]
+            for c in due:
+                del self._late[c]
+            await self._collect_unknown(pending, stats, late=set(due) - pending)
             while True:
                 garbage = await self.store.garbage_chunks(limit=1000)
                 garbage = [(c, n) for c, n in garbage if not self.pins.is_deleting(c)]
@@ -130,12 +143,16 @@ class Collector:
             self.pins.end_delete(c)
         return [c for c in claimed if known.get(c, 0) <= 0]
 
-    async def _collect_unknown(self, pending: set[str], stats: dict[str, Any]) -> None:
-        """Released chunks with no metadata row: delete everywhere they may be."""
-        if not pending:
+    async def _collect_unknown(self, pending: set[str], stats: dict[str, Any],
+                               late: set[str] | None = None) -> None:
+        """Released chunks with no metadata row: delete everywhere they may be,
+        and once more ``LATE_WRITE_RECHECK`` seconds later (``late``: that time)."""
+        late = late or set()
+        if not pending and not late:
             return
-        known = await self.store.known_chunks(list(pending))
-        unknown = [c for c in pending if c not in known]
+        everything = pending | late
+        known = await self.store.known_chunks(list(everything))
+        unknown = [c for c in everything if c not in known]
         retry = {c for c in unknown if self.pins.is_pinned(c)}
         claimed = await self._claim(c for c in unknown if c not in retry)
         claimed = [c for c in claimed if c not in known]
@@ -149,6 +166,8 @@ class Collector:
             for c in claimed:
                 self.pins.end_delete(c)
         self._pending |= retry
+        again = time.monotonic() + LATE_WRITE_RECHECK
+        self._late.update((c, again) for c in claimed if c not in late)
 
     async def _collect_garbage(
         self, garbage: list[tuple[str, list[str]]], stats: dict[str, Any]
