@@ -23,17 +23,13 @@ import httpx
 
 from tossit.auth.mac import Signer
 from tossit.chunking import is_chunk_id
-from tossit.serve import pick_free_port
+from tossit.serve import pick_free_port as free_port
 
 FAST_TIMERS = {
     "--heartbeat-interval": "0.5",
     "--suspect-after": "1.5",
     "--offline-after": "3",
 }
-
-
-def free_port() -> int:
-    return pick_free_port()
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.1,

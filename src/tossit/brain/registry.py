@@ -131,15 +131,11 @@ class Registry:
         )
         return [c.id for c in ranked[: self.replicas]]
 
-    def placement_targets(self, chunk_id: str) -> list[str]:
-        """Where placement wants this chunk among every node whose copies count
-        (offline ones included: a rebooting node's chunks stay in place)."""
-        return self.repair_targets(chunk_id, 0)[0]
-
     def repair_targets(self, chunk_id: str, size: int) -> tuple[list[str], list[str]]:
-        """The chunk's desired placement over every node whose copies count, and
-        the nodes that can take a copy of it now, best first: what the repairer
-        needs for each chunk, from one ranking (the hashing is the cost)."""
+        """The chunk's desired placement over every node whose copies count
+        (offline ones included: a rebooting node's chunks stay in place), and the
+        nodes that can take a copy of it now, best first: what the repairer needs
+        for each chunk, from one ranking (the hashing is the cost)."""
         counted = [n for n in self.nodes.values() if n.state != DEAD and n.admin_state is None]
         ranked = rank(chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in counted])
         desired = [c.id for c in spread_by_zone(ranked, self.replicas)]

@@ -135,8 +135,10 @@ class Repairer:
         return tuple(sorted((n.id, n.state == DEAD, n.admin_state, n.capacity, n.zone)
                             for n in self.registry.nodes.values()))
 
-    def _needs_full_pass(self) -> bool:
-        return (self._placement_key() != self._full_key or self._full_work
+    def _needs_full_pass(self, key: tuple[tuple[str, bool, str | None, int, str], ...] | None
+                         = None) -> bool:
+        key = self._placement_key() if key is None else key
+        return (key != self._full_key or self._full_work
                 or time.monotonic() - self._full_at > FULL_PASS_EVERY)
 
     async def plan(self, full: bool = True) -> list[ChunkPlan]:
@@ -174,7 +176,7 @@ class Repairer:
             t0 = time.time()
             key = self._placement_key()
             if full is None:
-                full = self._needs_full_pass()
+                full = self._needs_full_pass(key)
             plans = await self.plan(full)
             if full:
                 self._full_key, self._full_at = key, time.monotonic()

@@ -402,30 +402,26 @@ class Store:
         """Referenced chunks with id > ``after``, in id order, each with its
         replicas (node id -> state): the repairer's view, a page at a time."""
         async with self.read() as s:
-            ids = (await s.execute(
-                select(Chunk.id).where(Chunk.id > after, Chunk.refcount > 0)
+            chunks = (await s.execute(
+                select(Chunk.id, Chunk.size).where(Chunk.id > after, Chunk.refcount > 0)
                 .order_by(Chunk.id).limit(limit)
-            )).scalars().all()
-        if not ids:
-            return []
-        return await self._replicas_of(list(ids))
+            )).all()
+        return await self._replicas_of([(cid, size) for cid, size in chunks])
 
-    async def _replicas_of(self, ids: list[str]) -> list[tuple[str, int, dict[str, str]]]:
-        """Each chunk's size and replicas (node id -> state), in the order given."""
-        reps: dict[str, dict[str, str]] = {cid: {} for cid in ids}
-        sizes: dict[str, int] = {}
-        async with self.read() as s:
-            for batch in _batches(ids):
-                for cid, size in (await s.execute(
-                    select(Chunk.id, Chunk.size).where(Chunk.id.in_(batch))
-                )).all():
-                    sizes[cid] = size
-                for cid, node, state in (await s.execute(
-                    select(Replica.chunk_id, Replica.node_id, Replica.state)
-                    .where(Replica.chunk_id.in_(batch))
-                )).all():
-                    reps[cid][node] = state
-        return [(cid, sizes[cid], reps[cid]) for cid in ids if cid in sizes]
+    async def _replicas_of(
+        self, chunks: list[tuple[str, int]]
+    ) -> list[tuple[str, int, dict[str, str]]]:
+        """Each (chunk, size) with its replicas (node id -> state), in the order given."""
+        reps: dict[str, dict[str, str]] = {cid: {} for cid, _ in chunks}
+        if chunks:
+            async with self.read() as s:
+                for batch in _batches(list(reps)):
+                    for cid, node, state in (await s.execute(
+                        select(Replica.chunk_id, Replica.node_id, Replica.state)
+                        .where(Replica.chunk_id.in_(batch))
+                    )).all():
+                        reps[cid][node] = state
+        return [(cid, size, reps[cid]) for cid, size in chunks]
 
     async def suspect_chunk_page(
         self, after: str, limit: int, counted: Sequence[str], replicas: int
@@ -438,19 +434,17 @@ class Store:
         nodes = list(counted) or [""]
         good = (Replica.state == "ok") & Replica.node_id.in_(nodes)
         async with self.read() as s:
-            ids = (await s.execute(
-                select(Chunk.id)
+            chunks = (await s.execute(
+                select(Chunk.id, Chunk.size)
                 .outerjoin(Replica, Replica.chunk_id == Chunk.id)
                 .where(Chunk.id > after, Chunk.refcount > 0)
-                .group_by(Chunk.id)
+                .group_by(Chunk.id, Chunk.size)
                 .having((func.sum(case((good, 1), else_=0)) != replicas)
                         | (func.sum(case((Replica.node_id.is_not(None) & ~good, 1),
                                          else_=0)) > 0))
                 .order_by(Chunk.id).limit(limit)
-            )).scalars().all()
-        if not ids:
-            return []
-        return await self._replicas_of(list(ids))
+            )).all()
+        return await self._replicas_of([(cid, size) for cid, size in chunks])
 
     async def ok_replica_count(self, node_id: str) -> int:
         """Copies (state ok) the metadata records on one node."""
