@@ -417,6 +417,9 @@ def test_inventory_reconciliation_finds_lost_copies(dead_fast: Any) -> None:
                 if n["id"] == node1:
                     states[c["id"]] = n["replica_state"]
     assert {cid for cid, st in states.items() if st == "missing"} == set(lost)
+    events = cl.http.get("/api/events", params={"kind": "replica_missing"}).json()
+    told = [cid for e in events if e["node_id"] == node1 for cid in e["data"]["chunks"]]
+    assert sorted(told) == lost  # said once, on the node that lost them
     repair_until_quiet(cl)
     assert set(lost) <= set(cl.chunk_files(1))
     assert_all_at_r(cl, files, [0, 1, 2])

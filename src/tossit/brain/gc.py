@@ -106,10 +106,6 @@ class Collector:
             if sweep_orphans:
                 await self._sweep_orphans(stats)
             if stats.get("missing"):
-                await self.store.add_event(
-                    "replica_missing", f"{stats['missing']} chunk copies the metadata "
-                    "expected were not on their nodes; re-replicating them",
-                    severity="warning", data={"missing": stats["missing"]})
                 self.on_missing()
             if stats["chunks_dropped"] or stats["orphans_deleted"]:
                 msg = (f"garbage collection freed {stats['chunks_dropped']} chunks and "
@@ -207,6 +203,7 @@ class Collector:
             if node is None:
                 continue
             after = ""
+            missing: list[str] = []
             while True:
                 try:
                     page = await self.nodes.inventory(node, after, 5000)
@@ -220,7 +217,7 @@ class Collector:
                     node_id, after, ids[-1] if nxt and ids else None, started)
                 for cid in sorted(expected - set(ids)):
                     await self.store.set_replica_state(cid, node_id, "missing")
-                    stats["missing"] += 1
+                    missing.append(cid)
                 if not entries:
                     break
                 known = await self.store.known_chunks(ids)
@@ -244,3 +241,9 @@ class Collector:
                 after = page.get("next") or ""  # type: ignore[assignment]
                 if not after:
                     break
+            if missing:
+                stats["missing"] += len(missing)
+                await self.store.add_event(
+                    "replica_missing", f"{len(missing)} chunk copies the metadata expected "
+                    f"were not on {node.name}; re-replicating them", severity="warning",
+                    node_id=node_id, data={"missing": len(missing), "chunks": missing[:100]})

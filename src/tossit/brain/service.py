@@ -129,7 +129,7 @@ class Brain:
                 await self.store.add_event(
                     "replica_corrupt", f"scrub of {node.name} found "
                     f"{len(report['corrupt'])} corrupt chunk(s); repairing them",
-                    severity="warning", node_id=node.id)
+                    severity="warning", node_id=node.id, data={"chunks": report["corrupt"][:100]})
                 self.repairer.wake()
             out.append({"node": node.id, "name": node.name, **report})
         return out
