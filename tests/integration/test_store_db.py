@@ -208,6 +208,14 @@ async def test_repairer_pages_all_chunks_or_only_the_flagged_ones(store: Store) 
     assert by_id[cid("bad")] == (10, {N1: "ok", N2: "ok", N3: "corrupt"})
     assert by_id[cid("gone")] == (10, {})
 
+    # n4 dead: its copy beside R good ones waits for it to return or be removed
+    # (either changes the nodes and brings a full pass); a missing row there is
+    # still flagged, for the plan to forget it.
+    await put(store, "forgotten", ["forgotten"], nodes=(N1, N2, N3, n4))
+    await store.set_replica_state(cid("forgotten"), n4, "missing")
+    flagged = [c for c, _, _ in await store.suspect_chunk_page("", 100, [N1, N2, N3], 3, [n4])]
+    assert flagged == sorted(cid(n) for n in ("short", "bad", "elsewhere", "gone", "forgotten"))
+
 
 async def test_refcounts_with_dedup(store: Store) -> None:
     await add_nodes(store)

@@ -149,13 +149,14 @@ class Repairer:
         infos = self._node_infos()
         r = self.settings.replicas
         counted = [n for n, info in infos.items() if info.counts]
+        dead = [n for n, info in infos.items() if info.state == DEAD]
         plans: list[ChunkPlan] = []
         after = ""
         while True:
             if full:
                 page = await self.store.chunk_replica_page(after, PAGE)
             else:
-                page = await self.store.suspect_chunk_page(after, PAGE, counted, r)
+                page = await self.store.suspect_chunk_page(after, PAGE, counted, r, dead)
             if not page:
                 break
             for cid, size, reps in page:

@@ -424,15 +424,20 @@ class Store:
         return [(cid, size, reps[cid]) for cid, size in chunks]
 
     async def suspect_chunk_page(
-        self, after: str, limit: int, counted: Sequence[str], replicas: int
+        self, after: str, limit: int, counted: Sequence[str], replicas: int,
+        dead: Sequence[str] = (),
     ) -> list[tuple[str, int, dict[str, str]]]:
         """Like ``chunk_replica_page``, but only the chunks that may need work when
         the set of nodes is unchanged: not exactly ``replicas`` ok copies on the
-        ``counted`` nodes, or some copy that is not ok or lies elsewhere (a dead,
-        draining or unknown node). The grouping runs in the database, so a quiet
-        cluster costs one index scan instead of a Python plan per chunk."""
+        ``counted`` nodes, or some copy that is not ok or lies elsewhere (a
+        draining or unknown node). A copy on a ``dead`` node needs nothing while
+        the chunk has its R copies (it can only be dropped if that node returns,
+        which changes the nodes), unless its row is ``missing`` (a row to forget).
+        The grouping runs in the database, so a quiet cluster costs one index scan
+        instead of a Python plan per chunk."""
         nodes = list(counted) or [""]
         good = (Replica.state == "ok") & Replica.node_id.in_(nodes)
+        idle = Replica.node_id.in_(list(dead) or [""]) & (Replica.state != "missing")
         async with self.read() as s:
             chunks = (await s.execute(
                 select(Chunk.id, Chunk.size)
@@ -440,7 +445,7 @@ class Store:
                 .where(Chunk.id > after, Chunk.refcount > 0)
                 .group_by(Chunk.id, Chunk.size)
                 .having((func.sum(case((good, 1), else_=0)) != replicas)
-                        | (func.sum(case((Replica.node_id.is_not(None) & ~good, 1),
+                        | (func.sum(case((Replica.node_id.is_not(None) & ~good & ~idle, 1),
                                          else_=0)) > 0))
                 .order_by(Chunk.id).limit(limit)
             )).all()
