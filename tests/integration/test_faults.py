@@ -451,6 +451,28 @@ def test_full_nodes(make_cluster: MakeCluster) -> None:
 # -- a hung node, a restarted node ---------------------------------------------------
 
 
+def test_a_paused_brain_does_not_blame_the_nodes(make_cluster: MakeCluster) -> None:
+    # A brain that stops running for longer than offline_after (3 s here): CPU
+    # starvation, a stalled loop, a suspended VM. The nodes' heartbeats wait in its
+    # sockets meanwhile; nobody must be declared suspect or offline for it.
+    c = make_cluster(nodes=3, replicas=3)
+    data = os.urandom(MiB + 1)
+    up = c.upload("before.bin", data)
+    assert c.brain is not None
+    c.brain.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(4.5)
+    finally:
+        c.brain.send_signal(signal.SIGCONT)
+    time.sleep(1.0)  # a few monitor passes
+    states = [n["state"] for n in c.http.get("/api/nodes").json()]
+    assert states == ["online"] * 3
+    kinds = {e["kind"] for e in c.http.get("/api/events").json()}
+    assert not kinds & {"node_suspect", "node_offline", "node_online"}, kinds
+    assert sha(c.download(up["id"])) == sha(data)
+    assert c.upload("after.bin", data)["replication"]["state"] == "healthy"
+
+
 def test_sigstop_then_sigterm_restart(make_cluster: MakeCluster) -> None:
     c = make_cluster(nodes=3, replicas=3, brain_args=["--no-auto-repair"])
     ids = node_ids(c)

@@ -5,6 +5,11 @@ used for reads, no new writes) -> ``offline`` after ``offline_after`` (skipped
 by reads and writes, but its copies still count: a reboot must not start a
 repair storm) -> ``dead`` after ``dead_after`` (its copies stop counting and the
 repairer re-replicates them). Every change wakes the repairer.
+
+Silence is counted only while the brain itself was running: after a pause of
+the brain (CPU starvation, a stalled event loop, SIGSTOP, a suspended VM) the
+heartbeats that arrived meanwhile still wait in its sockets, so the pause is
+not held against the nodes.
 """
 
 from __future__ import annotations
@@ -29,20 +34,35 @@ class Monitor:
         self.store = store
         self.registry = registry
         self.on_change = on_change
+        self.period = min(1.0, self.settings.heartbeat_interval / 2)
+        self._last_pass: float | None = None
 
     async def run_forever(self) -> None:
-        period = min(1.0, self.settings.heartbeat_interval / 2)
         while True:
             try:
                 await self.run_once()
             except Exception:
                 log.exception("monitor pass failed")
-            await asyncio.sleep(period)
+            await asyncio.sleep(self.period)
+
+    def _excuse_own_pause(self, now: float) -> None:
+        """Passes come every ``period``; a longer gap is time the brain was not
+        running, and nodes get it back (the dead stay dead)."""
+        if self._last_pass is not None:
+            paused = now - self._last_pass - self.period
+            if paused > self.settings.heartbeat_interval:
+                log.warning("the brain was paused for %.1f s: not counted as node silence",
+                            paused)
+                for node in self.registry.nodes.values():
+                    if node.state != DEAD:
+                        node.seen_mono = min(now, node.seen_mono + paused)
+        self._last_pass = now
 
     async def run_once(self) -> list[tuple[str, str, str]]:
         """Update every node's state from its heartbeat age; returns the changes."""
         changes = []
         now = time.monotonic()
+        self._excuse_own_pause(now)
         for node in list(self.registry.nodes.values()):
             silent = now - node.seen_mono
             if silent >= self.settings.dead_after:
