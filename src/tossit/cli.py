@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -61,6 +62,10 @@ def _client(brain: str | None, config: Path | None = None) -> TossitClient:
         raise _fail(str(exc)) from None
     return TossitClient(settings.brain_url, settings.timeout, key=key, tls_ca=settings.tls_ca)
 
+
+# `tossit nodes` shows this much of each id; node commands take it (unique, at
+# least this long) as well as a whole id or a name.
+SHORT_ID = 8
 
 _NO_KEY_HINT = (
     "; set TOSSIT_KEY (a key secret) or TOSSIT_KEY_FILE (a file holding one). The brain "
@@ -467,14 +472,20 @@ def info(
 def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """List storage nodes."""
     rows = _call(_client(brain, config).nodes)
-    table = Table("name", "id", "state", "zone", "address", "used", "limit", "chunks",
-                  "heartbeat", box=None)
+    table = Table(box=None, padding=(0, 1, 0, 0))
+    for col in ("name", "state", "zone", "address", "used", "limit", "chunks", "seen", "id"):
+        table.add_column(col, no_wrap=True,
+                         justify="right" if col in ("used", "limit", "chunks") else "left")
     for n in rows:
         colour = {"online": "green", "suspect": "yellow"}.get(n["state"], "red")
-        table.add_row(n["name"], n["id"], f"[{colour}]{n['state']}[/]", n["zone"], n["address"],
-                      format_size(n["used"]), format_size(n["capacity"]), str(n["chunk_count"]),
-                      f"{n['seconds_since_heartbeat']:.0f} s ago")
+        state = f"[{colour}]{n['state']}[/]" + (f", {n['admin_state']}" if n["admin_state"] else "")
+        table.add_row(
+            escape(n["name"]), state, escape(n["zone"]), n["address"].split("://")[-1],
+            format_size(n["used"]), format_size(n["capacity"]), f"{n['chunk_count']:,}",
+            format_duration(n["seconds_since_heartbeat"]), n["id"][:SHORT_ID])
     console.print(table)
+    console.print(f"seen: time since the last heartbeat; node commands take a name, an id "
+                  f"or its first {SHORT_ID} characters", style="dim", highlight=False)
 
 
 @app.command()
@@ -547,8 +558,10 @@ def node_what_if(
     stopped = impact["if_stopped"]
     colour = "red" if stopped["chunks_unavailable"] else (
         "yellow" if stopped["bytes_at_risk"] else "green")
-    remove = impact["remove"]
-    lines = [(stopped["summary"], colour), (f"drain: {impact['drain']['summary']}", None),
+    drain, remove = impact["drain"], impact["remove"]
+    lines = [(stopped["summary"], colour),
+             (f"drain: {drain['summary']}" if drain["allowed"] else
+              f"drain: refused now: {drain['reason']}", None),
              ("remove: allowed now" if remove["allowed"] else
               f"remove: refused now: {remove['reason']}", None)]
     for text, style in lines:  # node names come from users: never read them as markup
@@ -580,9 +593,16 @@ def node_remove(
 
 
 def _node_ref(client: TossitClient, ref: str) -> str:
-    for n in _call(client.nodes):
+    """A node's id from its id, name or the start of its id (as `tossit nodes` shows)."""
+    rows = _call(client.nodes)
+    for n in rows:
         if ref in (n["id"], n["name"]):
             return str(n["id"])
+    starts = [n for n in rows if len(ref) >= SHORT_ID and n["id"].startswith(ref)]
+    if len(starts) == 1:
+        return str(starts[0]["id"])
+    if starts:
+        raise _fail(f"{ref!r} starts the ids of {len(starts)} nodes: give more of it", 1)
     raise _fail(f"no node {ref!r} (see 'tossit nodes')", 1)
 
 

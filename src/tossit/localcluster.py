@@ -150,7 +150,7 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
                 "authentication: unset TOSSIT_AUTH") from None
         online = wait_nodes(url, len(children) - 1, 30, key)
         echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)")
-        echo(f"  API + status     {url}   (OpenAPI docs: {url}/docs)")
+        echo(f"  dashboard + API  {url}   (OpenAPI docs: {url}/docs)")
         for c in children[1:]:
             echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
         echo(f"  data             {data_dir.resolve()}   (logs in {logs.resolve()})")

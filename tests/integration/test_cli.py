@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,12 @@ def test_node_what_if_drain_and_undrain(make_cluster: Any) -> None:
     assert "will be copied to 2 other nodes (node-1, node-2)" in out, out
     assert c.http.get(f"/api/nodes/{c.node_id(0)}").json()["admin_state"] in (
         "draining", "drained")
+    row = next(line for line in tossit("nodes", brain=c.url, key_file=key_file).stdout
+               .splitlines() if line.startswith("node-0 "))
+    assert re.search(r"online, drain(ing|ed)", row) and c.node_id(0)[:8] in row, row
+    # The short id `tossit nodes` shows is enough for node commands.
+    out = tossit("node", "what-if", c.node_id(0)[:8], brain=c.url, key_file=key_file).stdout
+    assert "If node-0 stops now" in out, out
     out = tossit("node", "undrain", "node-0", brain=c.url, key_file=key_file).stdout
     assert "node-0 takes new chunks again" in out
     assert c.http.get(f"/api/nodes/{c.node_id(0)}").json()["admin_state"] is None
