@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -118,6 +119,26 @@ def test_storage_full(store: ChunkStore) -> None:
     # Deleting makes room again.
     store.delete(written[0])
     assert store.write(cid, data)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
+def test_a_disk_that_fills_up_under_the_store(store: ChunkStore, code: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another program (or a quota) fills the disk between the limit check and the
+    # write: a full node (507 to the brain), not a crash; nothing half-written.
+    cid, data = blob(300, 10_000)
+
+    def fail(fd: int, data: object) -> int:
+        raise OSError(code, os.strerror(code))
+
+    expected = StorageFull if code != errno.EIO else OSError  # EIO: a failing disk
+    with monkeypatch.context() as m, pytest.raises(expected) as caught:
+        m.setattr(storage.os, "write", fail)
+        store.write(cid, data)
+    assert (code == errno.EIO) != isinstance(caught.value, StorageFull)
+    assert not store.exists(cid) and tmp_files(store) == []
+    assert store.usage().used == 0 and store._reserved == 0
+    assert store.write(cid, data)  # room again: the same write goes through
 
 
 def test_duplicate_write_returns_false_and_counts_once(store: ChunkStore) -> None:

@@ -14,6 +14,7 @@ All methods here are blocking; the node's HTTP handlers call them in threads.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -166,6 +167,12 @@ class ChunkStore:
                     self._used += size - old_size
             _fsync_dir(final.parent)
             return old_size is None or repairing
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # The disk filled up under us (another program, a quota): answer as
+                # a full node, and the brain puts the chunk elsewhere.
+                raise StorageFull(f"the disk is full: {exc.strerror}") from None
+            raise
         finally:
             with self._lock:
                 self._reserved -= size
