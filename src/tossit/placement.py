@@ -87,3 +87,29 @@ def preference_list(chunk_id: str, nodes: Iterable[Candidate], replicas: int) ->
 
 def desired_nodes(chunk_id: str, nodes: Iterable[Candidate], replicas: int) -> list[str]:
     return [n.id for n in preference_list(chunk_id, nodes, replicas)[:replicas]]
+
+
+def _most_that_fits(capacities: Sequence[int], copies: int) -> int:
+    """The largest D with ``sum(min(c, D)) >= copies * D``: how much data fits when
+    every chunk needs ``copies`` copies in distinct bins (a bin holds at most one
+    copy of each chunk, so never more than D). Each bound below holds because the
+    j largest bins take at most D each and the rest at most their capacity; the
+    smallest of them is reached."""
+    caps = sorted((c for c in capacities if c > 0), reverse=True)
+    copies = min(copies, len(caps))
+    if copies <= 0:
+        return 0
+    return min(sum(caps[j:]) // (copies - j) for j in range(copies))
+
+
+def usable_capacity(nodes: Iterable[Candidate], replicas: int) -> int:
+    """How much file data these nodes can hold at ``replicas`` copies, given that
+    copies of a chunk go to distinct nodes and, when there are enough zones, to
+    distinct zones. With uneven nodes this is less than ``sum / replicas``: three
+    nodes of 1, 1 and 8 TB hold 1 TB at three copies, not 3.3 TB."""
+    nodes = list(nodes)
+    by_zone: dict[str, int] = {}
+    for n in nodes:
+        by_zone[n.zone] = by_zone.get(n.zone, 0) + max(int(n.weight), 0)
+    per_node = _most_that_fits([int(n.weight) for n in nodes], replicas)
+    return min(per_node, _most_that_fits(list(by_zone.values()), replicas))

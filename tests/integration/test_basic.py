@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 from cluster import Cluster
+from tossit.config import MiB
 
 
 def test_upload_list_download_delete(shared_cluster: Cluster) -> None:
@@ -33,6 +35,18 @@ def test_upload_list_download_delete(shared_cluster: Cluster) -> None:
     c.gc(orphans=False)
     for i in range(3):
         assert not set(c.chunk_files(i)) & {ch["id"] for ch in info["chunk_map"]}
+
+
+def test_usable_capacity_with_uneven_nodes(make_cluster: Any) -> None:
+    """Every chunk needs a copy on each of 3 nodes when there are 3: two 256 MiB
+    nodes and a 64 MiB one hold 64 MiB of files, not (256 + 256 + 64) / 3."""
+    c = make_cluster(nodes=2, replicas=3, node_capacity="256MiB")
+    c.node_capacity = "64MiB"
+    c.add_node()
+    c.wait_online(3)
+    cap = c.http.get("/api/status").json()["capacity"]
+    assert cap["raw"] == 576 * MiB
+    assert cap["usable"] == 64 * MiB
 
 
 def test_status_counts_a_shared_disk_once(shared_cluster: Cluster) -> None:

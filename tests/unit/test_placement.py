@@ -7,6 +7,8 @@ import hashlib
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tossit.placement import (
     Candidate,
@@ -15,6 +17,7 @@ from tossit.placement import (
     rank,
     score,
     spread_by_zone,
+    usable_capacity,
 )
 
 
@@ -138,3 +141,33 @@ def test_zero_weight_nodes_still_listed_when_nothing_else() -> None:
 def test_empty_node_list() -> None:
     assert preference_list(cid(0), [], 3) == []
     assert desired_nodes(cid(0), [], 3) == []
+
+
+TB = 10**12
+
+
+@pytest.mark.parametrize(("nodes", "replicas", "usable"), [
+    ([(1, "a"), (1, "b"), (1, "c")], 3, 1),  # even: sum / R
+    ([(1, "a"), (1, "b"), (8, "c")], 3, 1),  # each chunk needs a copy on each node
+    ([(2, "a"), (2, "b"), (8, "c")], 2, 4),  # the big node holds one copy of all
+    ([(4, "a"), (4, "b"), (4, "c"), (6, "d")], 3, 6),  # sum / R when nothing dominates
+    ([(1, "z1"), (1, "z1"), (1, "z2")], 3, 1),  # 2 zones, R=3: each zone has a copy
+    ([(1, "z1"), (1, "z2"), (1, "z3"), (1, "z3")], 3, 1),  # z1 caps it, not 4 / 3
+    ([(1, "a"), (1, "b")], 3, 1),  # fewer nodes than R: as many copies as nodes
+    ([], 3, 0),
+])
+def test_usable_capacity(nodes: list[tuple[int, str]], replicas: int, usable: int) -> None:
+    cands = [Candidate(f"n{i}", cap * TB, zone) for i, (cap, zone) in enumerate(nodes)]
+    assert usable_capacity(cands, replicas) == usable * TB
+
+
+@given(st.lists(st.integers(0, 10**6), max_size=12), st.integers(1, 5))
+def test_usable_capacity_is_the_most_that_fits(caps: list[int], replicas: int) -> None:
+    # One zone per node: D fits at min(R, nodes) copies on distinct nodes, D + 1
+    # does not.
+    d = usable_capacity([Candidate(f"n{i}", c, f"z{i}") for i, c in enumerate(caps)],
+                        replicas)
+    k = min(replicas, sum(1 for c in caps if c > 0))
+    assert sum(min(c, d) for c in caps) >= k * d
+    if k:
+        assert sum(min(c, d + 1) for c in caps) < k * (d + 1)

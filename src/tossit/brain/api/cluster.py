@@ -15,6 +15,7 @@ from tossit.brain.metrics import TRAFFIC
 from tossit.brain.models import Event
 from tossit.brain.registry import OFFLINE, READABLE_STATES, SUSPECT, disk_capacity
 from tossit.brain.service import Brain
+from tossit.placement import Candidate, usable_capacity
 
 router = APIRouter()
 public = APIRouter()  # the only route that needs no key: load balancers and probes
@@ -61,6 +62,10 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
     raw, free = disk_capacity(live)
     used = sum(n.used for n in live)
+    # raw / R is an upper bound (a disk shared by nodes counts once); uneven nodes or
+    # zones hold less, because a chunk's copies must land on distinct ones.
+    usable = min(raw // r, usable_capacity(
+        [Candidate(n.id, n.capacity, n.zone) for n in live if n.admin_state is None], r))
     return {
         "replicas": r,
         "write_quorum": brain.settings.quorum,
@@ -69,7 +74,7 @@ async def status_body(brain: Brain) -> dict[str, Any]:
                   "by_state": {s: sum(1 for n in nodes if n.state == s)
                                for s in sorted({n.state for n in nodes})}},
         "capacity": {"raw": raw, "used": used, "free": free,
-                     "usable": raw // r if r else raw},
+                     "usable": usable},
         **totals,
         "replication": {
             "by_copies": {str(k): v for k, v in hist.items()},

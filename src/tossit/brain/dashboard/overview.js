@@ -55,13 +55,21 @@ function kv(label, value, title) {
   return h("div", { class: "kv" }, h("span", { class: "kv-k" }, label), h("span", { class: "kv-v", title }, value));
 }
 
+function usableWhy(c, r) {
+  const copies = `${r} ${r === 1 ? "copy" : "copies"}`;
+  if (c.usable >= Math.floor(c.raw / r)) return `Raw ${bytes(c.raw)} ÷ ${copies}`;
+  // The brain found less: a chunk's copies need distinct nodes (and zones).
+  return `Less than raw ${bytes(c.raw)} ÷ ${copies}: each chunk needs its copies on distinct ` +
+    "nodes and zones, so the smaller ones fill first";
+}
+
 function capacityCard(st) {
   const c = st.capacity || {};
   const bar = progressBar("Raw capacity used", "big");
   bar.update(c.used, c.raw);
   return card("Capacity", "cap",
     h("p", { class: "metric" }, bytes(c.usable), h("span", { class: "metric-sub" }, " usable")),
-    h("p", { class: "muted small" }, `Raw ${bytes(c.raw)} ÷ ${st.replicas} ${st.replicas === 1 ? "copy" : "copies"}`),
+    h("p", { class: "muted small" }, usableWhy(c, st.replicas)),
     bar,
     h("div", { class: "kvs" },
       kv("Used", `${bytes(c.used)} (${Math.round(pct(c.used, c.raw))}%)`, "Space the chunks take on the nodes, every copy counted"),
