@@ -4,14 +4,12 @@
 Builds a cluster of ``--nodes`` nodes with mixed disk sizes (1, 2, 4, 8, 12 and
 16 TB, drawn with ``--seed``) spread over ``--zones`` zones of uneven sizes
 (zone k of Z gets about k/(1+...+Z) of the nodes), places ``--chunks`` random
-64-hex chunk ids with ``--replicas`` replicas using the algorithm of
-``tossit.placement`` (weight = capacity in bytes, one replica per zone first),
-and reports:
+64-hex chunk ids with ``--replicas`` replicas as the brain does, and reports:
 
 * utilisation: each node's share of the replicas divided by its share of the
   capacity (1.0 = exactly proportional): min, p1, p99, max, standard deviation,
-  the standard deviation that binomial noise alone would give, and the skew the
-  algorithm itself predicts (see "model" below);
+  the standard deviation that binomial noise alone would give, and the skew
+  predicted by successive sampling (see "model" below);
 * movement: the fraction of replicas that change node when one node of median
   capacity is added, when one is removed and when the zone with the most
   capacity is removed, against the ideal (only what must move moves);
@@ -20,29 +18,53 @@ and reports:
 * the zone / capacity interaction: each zone's share of the replicas against
   its share of the capacity.
 
+Weights. Every layout (set of nodes and zones) gets its own placement weights,
+``tossit.placement.balanced(layout's candidates, R)``: the capacities corrected
+for the multi-pick skew, recomputed for that layout as the brain recomputes them
+whenever its nodes change. A chunk's placement is then
+``desired_nodes(chunk, balanced(candidates, R), R)``. Because the factors follow
+the layout, adding or removing a node can also move replicas between nodes that
+stay ("unneeded" moves). ``--raw-weights`` places with the bare capacities
+instead (the algorithm before balancing: minimal movement, multi-pick skew), so
+both can be compared; its placements and figures are those of earlier runs.
+
 How it stays exact and fast. The hash ``u = blake2b(chunk_id NUL node_id)`` is
 computed with hashlib (the same bytes as ``tossit.placement._unit_hash``), one
-node column at a time, in worker processes; the rest (``-w / ln u``, the best
-node of each zone, the R best zones, the fill by rank) is vectorised with numpy.
-The hash of a (chunk, node) pair does not depend on the other nodes, so one
-score matrix per block of chunks serves every layout. numpy's ``log`` may differ
-from ``math.log`` in the last bit, so chunks with two scores closer than 1e-12
-(relative) are placed again with ``tossit.placement.desired_nodes`` itself; and
-before the full run a sample of ``--verify`` chunks is placed both ways for
-every layout, and the run aborts (exit 2) unless they agree exactly.
+node column at a time, in worker processes; the rest (the scores, the best node
+of each zone, the R best zones, the fill by rank) is vectorised with numpy. The
+hash of a (chunk, node) pair does not depend on the other nodes, so
+``E = -ln u`` is computed once per block of chunks and serves every layout: a
+layout's scores are ``w_layout / E``, bit for bit tossit's ``-w / ln u``.
+numpy's ``log`` may differ from ``math.log`` in the last bit, so chunks with two
+scores of a layout's nodes closer than 1e-12 (relative) are placed again for
+that layout with ``tossit.placement.desired_nodes`` itself (given that layout's
+balanced candidates); and before the full run a sample of ``--verify`` chunks is
+placed both ways for every layout, the reference being
+``desired_nodes(chunk, balanced(layout's candidates, R), R)`` (the bare
+candidates with ``--raw-weights``), and the run aborts (exit 2) unless they
+agree exactly.
 
-Model. With ``score = w / E`` (``E = -ln u`` exponential), the best node of a
-zone is an exponential race of rate W_zone, so the zones are drawn by successive
-sampling without replacement weighted by zone capacity, and the node inside a
-zone is drawn exactly in proportion to its capacity. The expected replica share
-of a zone is therefore P(zone among the R first drawn) / R (computed by
-numerical integration), which is below its capacity share for big zones and
-above it for small ones, and at most 1/R. Likewise with a single zone the nodes
-themselves are drawn without replacement.
+Model. With ``score = w / E`` (``E`` exponential), the best node of a zone is an
+exponential race of rate W_zone (the sum of its nodes' placement weights), so
+the zones are drawn by successive sampling without replacement weighted by
+W_zone, and the node inside a zone is drawn in proportion to its weight. A
+node's expected replica share is therefore P(its zone among the R first drawn) /
+R x its share of its zone's weight, with the inclusion probability computed by
+numerical integration; with a single zone the nodes themselves are drawn
+without replacement. The model is evaluated with the weights the run places
+with (one code path for both modes). With raw weights (capacities) it is the
+multi-pick skew: big zones below their capacity share, small ones above, none
+above 1/R. With balanced weights it predicts 1.0 for every node, except where
+a group (zone, or node with 1 zone) is big enough to hold a copy of every
+chunk: such a group gets 1/R of the replicas and every other node the same
+ratio, total / (R x usable capacity) >= 1. It predicts the raw skew where
+``balanced`` leaves the weights alone (1 < zones < R, or too many groups to
+enumerate, e.g. 1 zone of 100 nodes).
 
 Run from the repository root (numpy: ``pip install -e '.[bench]'``)::
 
     .venv/bin/python bench/sim_placement.py      # 100 nodes, 1M chunks, R=3, 10 zones
+    .venv/bin/python bench/sim_placement.py --raw-weights     # the same, unbalanced
     .venv/bin/python bench/sim_placement.py --nodes 20 --chunks 100000 --out /tmp/p.json
 """
 
@@ -67,10 +89,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
-    from tossit.placement import Candidate, desired_nodes
+    from tossit.placement import Candidate, balanced, desired_nodes
 except ImportError:  # run without the package installed: use the source tree
     sys.path.insert(0, str(ROOT / "src"))
-    from tossit.placement import Candidate, desired_nodes
+    from tossit.placement import Candidate, balanced, desired_nodes
 
 TB = 10**12
 DISK_TB = (1, 2, 4, 8, 12, 16)
@@ -95,7 +117,9 @@ class Layout:
     members: np.ndarray  # indices into the node list (ascending = by node id)
     zone_of: np.ndarray  # zone index of every node of the node list (-1: not a member)
     zone_names: list[str]
-    candidates: list[Candidate]  # the same, as tossit.placement sees it
+    candidates: list[Candidate]  # the members with their capacities as weights
+    ranked: list[Candidate]  # what desired_nodes is given: balanced(candidates, R), or raw
+    weights: np.ndarray  # ``ranked``'s weights by node-list index (0: not a member)
 
     @property
     def zones(self) -> int:
@@ -153,15 +177,30 @@ def make_chunks(count: int, seed: int) -> list[str]:
 
 
 def make_layout(
-    name: str, nodes: Sequence[Node], members: Sequence[int], zone_of: np.ndarray, prefix: str
+    name: str,
+    nodes: Sequence[Node],
+    members: Sequence[int],
+    zone_of: np.ndarray,
+    prefix: str,
+    replicas: int,
+    raw: bool = False,
 ) -> Layout:
+    """A layout whose placement weights are ``balanced(candidates, replicas)``, as the
+    brain ranks them, or the bare capacities with ``raw``."""
     names = [f"{prefix}{z + 1:02d}" for z in range(int(zone_of.max()) + 1)]
     zo = np.full(len(nodes), -1, dtype=np.int64)
     for i in members:
         zo[i] = zone_of[i]
     mem = np.array(sorted(members), dtype=np.int64)
     cands = [Candidate(nodes[i].id, float(nodes[i].capacity), names[zo[i]]) for i in mem]
-    return Layout(name, mem, zo, names, cands)
+    ranked = list(cands) if raw else balanced(cands, replicas)
+    index = {n.id: i for i, n in enumerate(nodes)}
+    weights = np.zeros(len(nodes), dtype=np.float64)
+    for c in ranked:
+        weights[index[c.id]] = c.weight
+    if sorted(index[c.id] for c in ranked) != mem.tolist() or not (weights[mem] > 0).all():
+        raise ValueError(f"{name}: placement weights do not cover the members")
+    return Layout(name, mem, zo, names, cands, ranked, weights)
 
 
 # --------------------------------------------------------------------------- placement core
@@ -173,18 +212,19 @@ class VerificationError(Exception):
     """The vectorised placement disagrees with tossit.placement."""
 
 
-def init_worker(node_ids: list[str], weights: np.ndarray, layouts: list[Layout], r: int) -> None:
+def init_worker(node_ids: list[str], layouts: list[Layout], r: int) -> None:
     _STATE.update(
         node_bytes=[n.encode() for n in node_ids],
         index={n: i for i, n in enumerate(node_ids)},
-        weights=weights,
         layouts=layouts,
         replicas=r,
     )
 
 
-def score_matrix(chunks: Sequence[str], node_bytes: Sequence[bytes], weights: np.ndarray):
-    """``-w / ln(u)`` for every (chunk, node): shape (chunks, nodes), u as in tossit.placement."""
+def exp_matrix(chunks: Sequence[str], node_bytes: Sequence[bytes]) -> np.ndarray:
+    """``E = -ln(u)`` for every (chunk, node): shape (chunks, nodes), u as in tossit.placement.
+
+    A layout's scores are then ``w / E`` (= ``-w / ln u`` bit for bit: only signs differ)."""
     blake = hashlib.blake2b
     prefixes = [f"{c}\x00".encode() for c in chunks]
     h = np.empty((len(node_bytes), len(chunks)), dtype=np.uint64)
@@ -192,7 +232,12 @@ def score_matrix(chunks: Sequence[str], node_bytes: Sequence[bytes], weights: np
         buf = b"".join([blake(p + nb, digest_size=8).digest() for p in prefixes])
         h[j] = np.frombuffer(buf, dtype=">u8")
     u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-    return np.ascontiguousarray((-weights[:, None] / np.log(u)).T)
+    return np.ascontiguousarray((-np.log(u)).T)
+
+
+def layout_scores(e: np.ndarray, layout: Layout) -> np.ndarray:
+    """``w / E`` with the layout's own weights: shape (chunks, nodes), 0 off the layout."""
+    return layout.weights / e
 
 
 def near_ties(scores: np.ndarray) -> np.ndarray:
@@ -228,33 +273,40 @@ def place(scores: np.ndarray, layout: Layout, replicas: int) -> np.ndarray:
 
 
 def reference(chunks: Sequence[str], layout: Layout) -> np.ndarray:
-    """The same, computed by tossit.placement.desired_nodes itself."""
+    """The same, computed by tossit.placement.desired_nodes itself (given the layout's
+    balanced candidates, or the raw ones with --raw-weights)."""
     index, r = _STATE["index"], _STATE["replicas"]
     return np.array(
-        [[index[n] for n in desired_nodes(c, layout.candidates, r)] for c in chunks],
+        [[index[n] for n in desired_nodes(c, layout.ranked, r)] for c in chunks],
         dtype=np.int64,
     ).reshape(len(chunks), r)
 
 
-def place_block(chunks: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-    """Every layout's placement of a block of chunks, plus the number of near-ties re-done."""
+def place_block(chunks: Sequence[str]) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+    """Every layout's placement of a block of chunks, plus the number of chunks with a
+    near-tie in some layout (re-done by tossit.placement) and the count per layout."""
     st = _STATE
-    scores = score_matrix(chunks, st["node_bytes"], st["weights"])
-    ties = near_ties(scores)
+    e = exp_matrix(chunks, st["node_bytes"])  # the hashing: shared by every layout
     out = {}
+    tied = np.zeros(len(chunks), dtype=bool)
+    per_layout = {}
     for lay in st["layouts"]:
+        scores = layout_scores(e, lay)
+        ties = near_ties(scores[:, lay.members])
         p = place(scores, lay, st["replicas"])
         if len(ties):
             p[ties] = reference([chunks[i] for i in ties], lay)
+            tied[ties] = True
+        per_layout[lay.name] = len(ties)
         out[lay.name] = p.astype(np.int16)
-    return out, len(ties)
+    return out, int(tied.sum()), per_layout
 
 
 def reference_block(chunks: Sequence[str]) -> dict[str, np.ndarray]:
     return {lay.name: reference(chunks, lay).astype(np.int16) for lay in _STATE["layouts"]}
 
 
-def run_blocks(pool, fn, chunks: Sequence[str], block: int) -> Iterator[Any]:
+def run_blocks(pool: Any, fn: Any, chunks: Sequence[str], block: int) -> Iterator[Any]:
     pieces = [chunks[i : i + block] for i in range(0, len(chunks), block)]
     if pool is None:
         yield from map(fn, pieces)
@@ -278,7 +330,7 @@ def inclusion_probs(weights: np.ndarray, k: int, grid: int = 20000) -> np.ndarra
         return np.ones(n)
     # integrate over ln t, from where every clock is still silent to where all have rung
     t = np.logspace(np.log10(1e-12 / w.max()), np.log10(60 / w.min()), grid)
-    p = 1.0 - np.exp(-np.outer(w, t))  # (n, grid): item j has rung by t
+    p = -np.expm1(-np.outer(w, t))  # (n, grid): item j has rung by t (exact for tiny w t)
     # prefix[j][c] = P(c of items < j rang), suffix[j][c] = P(c of items >= j rang), c < k
     prefix = np.zeros((n + 1, k, grid))
     prefix[0, 0] = 1.0
@@ -323,13 +375,17 @@ def utilisation(
     zones = sorted(set(zone.tolist()))
     zcap = np.array([cap[zone == z].sum() for z in zones]) / cap.sum()
     zrep = np.array([counts[zone == z].sum() for z in zones]) / counts.sum()
+    # the model: successive sampling under the placement weights (capacities, or balanced)
+    w = layout.weights[mem]
     model = zmodel = zincl = None
     if len(zones) >= replicas:  # successive sampling of zones, proportional inside a zone
-        zincl = inclusion_probs(zcap, replicas)
+        zw = np.array([w[zone == z].sum() for z in zones])
+        zincl = inclusion_probs(zw, replicas)
+        k = np.searchsorted(zones, zone)
+        model = zincl[k] / replicas * (w / zw[k]) / cap_share
         zmodel = zincl / (replicas * zcap)
-        model = np.array([zmodel[zones.index(z)] for z in zone])
     elif len(zones) == 1:  # successive sampling of the nodes themselves
-        model = inclusion_probs(cap_share, replicas) / (replicas * cap_share)
+        model = inclusion_probs(w, replicas) / (replicas * cap_share)
     out: dict[str, Any] = {
         "zones": len(zones),
         "ratio": {
@@ -408,6 +464,23 @@ def distinct_zones(placement: np.ndarray, layout: Layout, replicas: int) -> dict
     return out
 
 
+def weight_factors(layout: Layout, nodes: Sequence[Node], raw: bool) -> dict[str, Any]:
+    """Placement weight / capacity: per zone, and the range over nodes (1.0 when raw)."""
+    mem = layout.members
+    w = layout.weights[mem]
+    cap = np.array([nodes[i].capacity for i in mem], dtype=np.float64)
+    zone = layout.zone_of[mem]
+    return {
+        "balanced": not raw,
+        "node_factor_min": float((w / cap).min()),
+        "node_factor_max": float((w / cap).max()),
+        "zone_factor": {
+            layout.zone_names[z]: float(w[zone == z].sum() / cap[zone == z].sum())
+            for z in sorted(set(zone.tolist()))
+        },
+    }
+
+
 def movement(
     old: np.ndarray, new: np.ndarray, must_move: int, ideal_capacity: float, onto: int | None
 ) -> dict[str, Any]:
@@ -433,8 +506,11 @@ def movement(
 # --------------------------------------------------------------------------- driver
 
 
-def build(nodes: int, zones: int, replicas: int, seed: int):
-    """The node list (N nodes + 1 to add) and every layout to simulate."""
+def build(
+    nodes: int, zones: int, replicas: int, seed: int, raw: bool = False
+) -> tuple[list[Node], list[Layout], dict[str, int]]:
+    """The node list (N nodes + 1 to add) and every layout to simulate, each with its own
+    placement weights (balanced for that layout, or the capacities with ``raw``)."""
     base_nodes, extra = make_nodes(nodes, seed)
     all_nodes = sorted([*base_nodes, extra], key=lambda n: n.id)
     idx = {n.id: i for i, n in enumerate(all_nodes)}
@@ -450,19 +526,22 @@ def build(nodes: int, zones: int, replicas: int, seed: int):
     zcap = [sum(all_nodes[i].capacity for i in base if zmain[i] == z) for z in range(zones)]
     zone_gone = max(range(zones), key=lambda z: zcap[z])
 
+    def layout(name: str, members: Sequence[int], zone_of: np.ndarray, prefix: str) -> Layout:
+        return make_layout(name, all_nodes, members, zone_of, prefix, replicas, raw)
+
     layouts = [
-        make_layout("base", all_nodes, base, zmain, "zone-"),
-        make_layout("add_node", all_nodes, [*base, new], zmain, "zone-"),
-        make_layout("remove_node", all_nodes, [i for i in base if i != victim], zmain, "zone-"),
+        layout("base", base, zmain, "zone-"),
+        layout("add_node", [*base, new], zmain, "zone-"),
+        layout("remove_node", [i for i in base if i != victim], zmain, "zone-"),
     ]
     if zones > 1:
         rest = [i for i in base if zmain[i] != zone_gone]
-        layouts.append(make_layout("remove_zone", all_nodes, rest, zmain, "zone-"))
+        layouts.append(layout("remove_zone", rest, zmain, "zone-"))
     for z in sorted({1, 2, replicas} - {zones}):
         if z <= nodes:
             zo = np.zeros(len(all_nodes), dtype=np.int64)
             zo[base] = zone_assignment(nodes, z, seed)
-            layouts.append(make_layout(f"zones_{z}", all_nodes, base, zo, f"z{z}-"))
+            layouts.append(layout(f"zones_{z}", base, zo, f"z{z}-"))
     events = {"new": new, "victim": victim, "zone_gone": zone_gone}
     return all_nodes, layouts, events
 
@@ -477,17 +556,20 @@ def simulate(
     workers: int = 1,
     block: int = 10_000,
     progress: bool = False,
+    raw_weights: bool = False,
 ) -> dict[str, Any]:
-    """Run the whole simulation and return every figure (raises if verification fails)."""
+    """Run the whole simulation and return every figure (raises if verification fails).
+
+    Placement weights are ``tossit.placement.balanced`` of each layout, as the brain
+    ranks nodes; ``raw_weights`` uses the bare capacities (the algorithm before that)."""
     t0 = time.perf_counter()
-    all_nodes, layouts, ev = build(nodes, zones, replicas, seed)
+    all_nodes, layouts, ev = build(nodes, zones, replicas, seed, raw_weights)
     ids = [n.id for n in all_nodes]
-    weights = np.array([float(n.capacity) for n in all_nodes])
     chunk_ids = make_chunks(chunks, seed)
     timing: dict[str, float] = {"setup_s": time.perf_counter() - t0}
     say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
 
-    init = (ids, weights, layouts, replicas)
+    init = (ids, layouts, replicas)
     pool = None
     if workers > 1:
         pool = mp.Pool(workers, initializer=init_worker, initargs=init)
@@ -523,13 +605,16 @@ def simulate(
         t = time.perf_counter()
         placed = {lay.name: np.empty((chunks, replicas), dtype=np.int16) for lay in layouts}
         ties = done = 0
+        ties_by_layout = {lay.name: 0 for lay in layouts}
         next_report = 0.0
-        for res, nt in run_blocks(pool, place_block, chunk_ids, block):
+        for res, nt, per_layout in run_blocks(pool, place_block, chunk_ids, block):
             n = len(next(iter(res.values())))
             for name, arr in res.items():
                 placed[name][done : done + n] = arr
             done += n
             ties += nt
+            for name, k in per_layout.items():
+                ties_by_layout[name] += k
             el = time.perf_counter() - t
             if done / chunks >= next_report or done == chunks:
                 eta = el / done * (chunks - done)
@@ -606,6 +691,7 @@ def simulate(
             "disk_tb": list(DISK_TB),
             "disk_weights": list(DISK_WEIGHTS),
             "zone_sizes": zone_sizes(nodes, zones),
+            "weights": "raw" if raw_weights else "balanced",
         },
         "cluster": {
             "total_capacity_tb": total_cap / TB,
@@ -624,7 +710,9 @@ def simulate(
             "layouts": [lay.name for lay in layouts],
             "identical": True,
             "near_ties_redone_exactly": ties,
+            "near_ties_by_layout": ties_by_layout,
         },
+        "weights": {lay.name: weight_factors(lay, all_nodes, raw_weights) for lay in layouts},
         "utilisation": util,
         "movement": moves,
         "distinct_zones": spread,
@@ -642,6 +730,12 @@ def summary(res: dict[str, Any]) -> str:
         f"TossIt placement simulation: {p['nodes']} nodes ({c['total_capacity_tb']:.0f} TB, "
         f"median disk {c['median_capacity_tb']:.0f} TB), {p['zones']} zones "
         f"(sizes {p['zone_sizes']}), {p['chunks']:,} chunks, R={r}, seed {p['seed']}",
+        "weights: "
+        + (
+            "raw capacities (--raw-weights: no multi-pick correction)"
+            if p["weights"] == "raw"
+            else "tossit.placement.balanced(layout, R) for each layout, as the brain ranks"
+        ),
         f"verified: {res['verification']['chunks']:,} chunks x "
         f"{len(res['verification']['layouts'])} layouts identical to "
         f"tossit.placement.desired_nodes; near-ties re-done exactly: "
@@ -669,8 +763,8 @@ def summary(res: dict[str, Any]) -> str:
         " model = skew predicted by"
     )
     lines.append(
-        "  successive sampling (>= R zones, or of nodes with 1 zone); resid = std of measured /"
-        " model;"
+        f"  successive sampling under the {p['weights']} weights (>= R zones, or of nodes with"
+        " 1 zone); resid = std of measured / model;"
     )
     lines.append("  full at = cluster fill when the fullest node is full (1/max)")
     names = list(res["utilisation"])
@@ -759,18 +853,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify", type=int, default=20_000, help="sample checked against tossit")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--block", type=int, default=10_000, help="chunks per work unit")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/sim-placement.json")
+    ap.add_argument(
+        "--raw-weights",
+        action="store_true",
+        help="weights = capacities, no multi-pick correction (placement before balancing)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="default bench/results/sim-placement.json (sim-placement-raw.json with"
+        " --raw-weights)",
+    )
     a = ap.parse_args(argv)
+    if a.out is None:
+        name = "sim-placement-raw.json" if a.raw_weights else "sim-placement.json"
+        a.out = ROOT / "bench/results" / name
     if a.replicas < 1 or a.nodes < a.replicas or not 1 <= a.zones <= a.nodes:
         ap.error("need 1 <= replicas <= nodes and 1 <= zones <= nodes")
     print(
         f"simulating {a.chunks:,} chunks on {a.nodes} nodes, {a.zones} zones, R={a.replicas}, "
-        f"{a.workers} workers",
+        f"{'raw' if a.raw_weights else 'balanced'} weights, {a.workers} workers",
         flush=True,
     )
     try:
         res = simulate(
-            a.nodes, a.chunks, a.replicas, a.zones, a.seed, a.verify, a.workers, a.block, True
+            a.nodes,
+            a.chunks,
+            a.replicas,
+            a.zones,
+            a.seed,
+            a.verify,
+            a.workers,
+            a.block,
+            True,
+            a.raw_weights,
         )
     except VerificationError as e:
         print(f"ABORT: {e}", file=sys.stderr)

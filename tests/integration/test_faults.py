@@ -345,10 +345,10 @@ def test_corrupt_and_missing_replicas(make_cluster: MakeCluster) -> None:
 
 def _blocks_preferring(c: Cluster, node_id: str, count: int) -> list[bytes]:
     """1 MiB blocks whose placement puts ``node_id`` among their R targets."""
-    from tossit.placement import Candidate, preference_list
+    from tossit.placement import Candidate, balanced, preference_list
 
-    nodes = [Candidate(n["id"], float(n["capacity"]), n["zone"])
-             for n in c.http.get("/api/nodes").json()]
+    nodes = balanced([Candidate(n["id"], float(n["capacity"]), n["zone"])
+                      for n in c.http.get("/api/nodes").json()], c.replicas)
     out: list[bytes] = []
     while len(out) < count:
         block = os.urandom(MiB)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tossit.brain.registry import DEAD, OFFLINE, Registry
-from tossit.placement import Candidate, desired_nodes
+from tossit.placement import Candidate, balanced, desired_nodes
 
 
 def make_registry() -> Registry:
@@ -30,6 +30,37 @@ def test_repair_targets_match_placement_and_write_order() -> None:
         assert order == [n.id for n in reg.write_order(cid, 4096, set())]
         assert "n1" not in order and "n2" not in order and "n3" not in order
         assert "n2" not in desired and "n3" not in desired
+
+
+def test_every_ranking_uses_the_weights_balanced_over_the_counted_nodes() -> None:
+    # Uneven zones: the weights are corrected for the multi-pick skew, over the
+    # nodes whose copies count, and writers, the repairer and the file info all
+    # rank with them (else a write would land where the repairer moves it from).
+    reg = Registry(replicas=2, high_water=0.95)
+    zones = ["a", "b", "b", "c", "c", "c", "d"]
+    for i, z in enumerate(zones):
+        reg.update({"id": f"n{i}", "name": f"node-{i}", "address": f"127.0.0.1:{9000 + i}",
+                    "zone": z, "capacity": (1 + i % 3) * 10**9, "used": 0, "free": 10**12,
+                    "disk_total": 10**12, "disk_free": 10**12, "chunk_count": 0})
+    reg.nodes["n6"].state = DEAD
+
+    def expected() -> list[Candidate]:
+        counted = [n for n in reg.nodes.values() if n.state != DEAD]
+        return balanced([Candidate(n.id, float(n.capacity), n.zone) for n in counted], 2)
+
+    weights = {c.id: c.weight for c in expected()}
+    assert weights != {n.id: float(n.capacity) for n in reg.nodes.values() if n.id != "n6"}
+    for i in range(200):
+        cid = f"{i:064x}"
+        want = desired_nodes(cid, expected(), 2)
+        desired, order = reg.repair_targets(cid, 4096)
+        assert desired == want == reg.desired(cid)
+        assert [n.id for n in reg.write_order(cid, 4096, set())] == order
+    # A capacity change is seen at once.
+    reg.update({"id": "n0", "capacity": 9 * 10**9})
+    assert reg.desired(f"{7:064x}") == desired_nodes(f"{7:064x}", expected(), 2)
+    assert reg.candidates([reg.nodes["n0"]])[0].weight == next(
+        c.weight for c in expected() if c.id == "n0")
 
 
 def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:

@@ -33,6 +33,15 @@ def result(sim: ModuleType) -> dict[str, Any]:
     )
 
 
+@pytest.fixture(scope="module")
+def raw_result(sim: ModuleType) -> dict[str, Any]:
+    # the same with the bare capacities as weights (placement before balancing)
+    return sim.simulate(
+        nodes=10, chunks=2000, replicas=3, zones=4, seed=7, verify=2000, workers=1, block=500,
+        raw_weights=True,
+    )
+
+
 def test_vectorised_placement_matches_tossit(result: dict[str, Any]) -> None:
     v = result["verification"]
     assert v["identical"] and v["chunks"] == 2000
@@ -56,7 +65,9 @@ def test_near_ties_fall_back_to_tossit(sim: ModuleType, monkeypatch: pytest.Monk
     assert res["verification"]["near_ties_redone_exactly"] == 100
 
 
-def test_movement_is_minimal(result: dict[str, Any]) -> None:
+def test_movement_is_minimal(raw_result: dict[str, Any]) -> None:
+    # raw weights: only what must move moves
+    result = raw_result
     add = result["movement"]["add_node"]
     assert 0.5 <= add["actual_over_capacity_ideal"] <= 2.0
     assert add["unneeded_moves"] == 0  # every move goes onto the new node
@@ -65,6 +76,16 @@ def test_movement_is_minimal(result: dict[str, Any]) -> None:
         m = result["movement"][event]
         assert m["unneeded_moves"] == 0 and m["actual_over_ideal"] == 1.0
         assert 0.5 <= m["actual_over_capacity_ideal"] <= 2.0
+
+
+def test_movement_with_balanced_weights(result: dict[str, Any]) -> None:
+    # the factors follow the layout, so a few replicas also move between remaining nodes
+    add = result["movement"]["add_node"]
+    assert add["moved_onto_new_node"] > 0
+    for event in ("add_node", "remove_node", "remove_zone"):
+        m = result["movement"][event]
+        assert m["unneeded_moves"] >= 0 and 1.0 <= m["actual_over_ideal"] < 1.5, event
+        assert 0.5 <= m["actual_over_capacity_ideal"] <= 2.0, event
 
 
 def test_zone_spreading(result: dict[str, Any]) -> None:

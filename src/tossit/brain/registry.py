@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tossit.placement import Candidate, preference_list, rank, spread_by_zone
+from tossit.placement import Candidate, balanced, preference_list, rank, spread_by_zone
 
 ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
 DRAINING, DRAINED = "draining", "drained"
@@ -82,6 +82,8 @@ class Registry:
         self.nodes: dict[str, NodeView] = {}
         self.replicas = replicas
         self.high_water = high_water
+        self._weights_key: tuple[tuple[str, int, str], ...] | None = None
+        self._weights: dict[str, float] = {}
 
     def update(self, report: dict[str, Any], state: str = ONLINE) -> NodeView:
         view = self.nodes.get(report["id"])
@@ -112,23 +114,31 @@ class Registry:
         now = time.monotonic()
         return [n for n in self.nodes.values() if n.writable(size, self.high_water, now)]
 
+    def candidates(self, views: list[NodeView]) -> list[Candidate]:
+        """What placement ranks. Weights are the capacities corrected for the
+        multi-pick skew (``placement.balanced``) over the nodes whose copies
+        count, computed once per set of nodes, so that writers, the repairer and
+        the file info all rank with the same weights whatever subset they use."""
+        key = tuple((n.id, n.capacity, n.zone) for n in self.nodes.values()
+                    if n.state != DEAD and n.admin_state is None)
+        if key != self._weights_key:
+            self._weights = {c.id: c.weight for c in balanced(
+                [Candidate(i, float(cap), zone) for i, cap, zone in key], self.replicas)}
+            self._weights_key = key
+        return [Candidate(n.id, self._weights.get(n.id, float(n.capacity)), n.zone)
+                for n in views]
+
     def write_order(self, chunk_id: str, size: int, exclude: set[str]) -> list[NodeView]:
         """Eligible nodes in the order a writer should try them for this chunk."""
         eligible = [n for n in self.writable(size) if n.id not in exclude]
-        ranked = preference_list(
-            chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
-            self.replicas,
-        )
+        ranked = preference_list(chunk_id, self.candidates(eligible), self.replicas)
         by_id = {n.id: n for n in eligible}
         return [by_id[c.id] for c in ranked]
 
     def desired(self, chunk_id: str) -> list[str]:
         """Where placement wants this chunk among the nodes that can take writes."""
         eligible = [n for n in self.nodes.values() if n.state == ONLINE and n.admin_state is None]
-        ranked = preference_list(
-            chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in eligible],
-            self.replicas,
-        )
+        ranked = preference_list(chunk_id, self.candidates(eligible), self.replicas)
         return [c.id for c in ranked[: self.replicas]]
 
     def repair_targets(self, chunk_id: str, size: int) -> tuple[list[str], list[str]]:
@@ -137,7 +147,7 @@ class Registry:
         nodes that can take a copy of it now, best first: what the repairer needs
         for each chunk, from one ranking (the hashing is the cost)."""
         counted = [n for n in self.nodes.values() if n.state != DEAD and n.admin_state is None]
-        ranked = rank(chunk_id, [Candidate(n.id, float(n.capacity), n.zone) for n in counted])
+        ranked = rank(chunk_id, self.candidates(counted))
         desired = [c.id for c in spread_by_zone(ranked, self.replicas)]
         now = time.monotonic()
         can_write = {n.id for n in counted if n.writable(size, self.high_water, now)}
