@@ -14,6 +14,7 @@ from typing import Any
 
 from tossit.auth.mac import BRAIN, Signer, Verifier
 from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
+from tossit.brain.brainlock import BrainLock, BrainLockError
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.gc import Collector
@@ -38,6 +39,7 @@ class Brain:
         self.new_admin_key = new_admin_key
         self.url = settings.resolved_database_url()
         self.store = Store(make_engine(self.url))
+        self.lock = BrainLock(self.url, self.store.engine)
         self.registry = Registry(settings.replicas, settings.high_water)
         # Secrets live in data_dir even when metadata is in PostgreSQL: a database
         # dump must not be enough to act as the cluster or to recover key secrets.
@@ -66,6 +68,11 @@ class Brain:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        try:
+            await self.lock.acquire()
+        except BrainLockError as exc:
+            log.error("%s", exc)  # the one line to read above uvicorn's traceback
+            raise
         await migrate(self.url)
         await self.store.bucket_id("default")
         if self.auth:
@@ -142,4 +149,5 @@ class Brain:
                 await t
         await self.commits.stop()
         await self.nodes.close()
+        await self.lock.release()
         await self.store.close()
