@@ -178,10 +178,17 @@ def test_a_node_restarted_with_a_new_capacity_is_back_and_rebalanced(dead_fast: 
     cl.node_capacity = "64MiB"  # the machine comes back with a smaller share
     cl.start_node(3)
     cl.wait_node_state(3, "online", 15)
-    events = cl.http.get("/api/events", params={"limit": 20}).json()
-    mine = [e for e in events if e.get("node_id") == cl.node_id(3)]
-    assert any(e["kind"] == "node_online" and "was offline" in e["message"] for e in mine), mine
-    changed = [e for e in mine if e["kind"] == "node_changed"]
+
+    def mine() -> list[dict[str, Any]]:
+        events = cl.http.get("/api/events", params={"limit": 20}).json()
+        return [e for e in events if e.get("node_id") == cl.node_id(3)]
+
+    # The registration answers after both events; the node shows online before.
+    wait_until(lambda: any(e["kind"] == "node_changed" for e in mine()), 10,
+               what="the node_changed event")
+    assert any(e["kind"] == "node_online" and "was offline" in e["message"]
+               for e in mine()), mine()
+    changed = [e for e in mine() if e["kind"] == "node_changed"]
     assert len(changed) == 1 and "-> 64.0 MiB" in changed[0]["message"], changed
 
 
