@@ -599,3 +599,31 @@ def test_without_auth_the_page_skips_sign_in(browser: Any, tmp_path: Path,
         if ctx is not None:
             ctx.close()
         c.stop()
+
+
+def test_usable_capacity_with_uneven_nodes_is_explained(browser: Any, tmp_path: Path,
+                                                       artifacts: Path) -> None:
+    """Two 256 MiB nodes and a 64 MiB one at R=3 hold 64 MiB of files, not a third
+    of 576 MiB: the capacity card says so, and why."""
+    c = Cluster(tmp_path / "uneven", nodes=2, replicas=3, node_capacity="256MiB",
+                brain_args=["--no-auth"])
+    c.brain = c._spawn("brain", c.brain_argv())
+    ctx = None
+    try:
+        wait_until(lambda: c.http.get("/health").status_code == 200, 60, what="brain health")
+        c.start_node(0)
+        c.start_node(1)
+        c.node_capacity = "64MiB"
+        c.add_node()
+        c.wait_online(3)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        page.goto(c.url + "/")
+        capacity = page.locator(".card.cap")
+        expect(capacity.locator(".metric")).to_contain_text("64.0 MiB usable")
+        expect(capacity).to_contain_text("Less than raw 576 MiB ÷ 3 copies")
+        shot(page, artifacts, "overview-uneven-nodes")
+    finally:
+        if ctx is not None:
+            ctx.close()
+        c.stop()

@@ -60,7 +60,7 @@ function usableWhy(c, r) {
   if (c.usable >= Math.floor(c.raw / r)) return `Raw ${bytes(c.raw)} ÷ ${copies}`;
   // The brain found less: a chunk's copies need distinct nodes (and zones).
   return `Less than raw ${bytes(c.raw)} ÷ ${copies}: each chunk needs its copies on distinct ` +
-    "nodes and zones, so the smaller ones fill first";
+    "nodes (and zones), so the smaller ones fill first";
 }
 
 function capacityCard(st) {
