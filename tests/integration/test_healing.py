@@ -454,3 +454,25 @@ def test_copy_order_keeps_an_intact_local_copy_and_replaces_a_rotten_one(
         assert resp.json()["source"] == src["id"] and resp.json()["created"] is True
     assert hashlib.sha256(cl.chunk_files(0)[cid].read_bytes()).hexdigest() == cid
     assert any(p.name.startswith(cid) for p in (cl.node_dir(0) / "quarantine").iterdir())
+
+
+def test_uneven_zones_place_writes_where_the_repairer_wants_them(dead_fast: Any) -> None:
+    # Zone d has twice the capacity of a, b and c, so placement ranks with balanced
+    # weights. Writers and the repairer must rank alike: a fresh upload needs no
+    # move, and every chunk has its 3 copies in 3 distinct zones.
+    cl = dead_fast(nodes=5, zones=["a", "b", "c", "d", "d"])
+    zone_of = {cl.node_id(i): z for i, z in enumerate(["a", "b", "c", "d", "d"])}
+    files = upload_many(cl, 12)
+    stats = repair(cl)
+    assert stats["scope"] == "all chunks" and stats["copies_planned"] == 0, stats
+    per_zone: Counter[str] = Counter()
+    for fid, data in files.items():
+        for c in cl.http.get(f"/api/files/{fid}/info").json()["chunk_map"]:
+            zones = [zone_of[n["id"]] for n in c["nodes"]]
+            assert len(zones) == 3 and len(set(zones)) == 3, c
+            per_zone.update(zones)
+        assert cl.download(fid) == data
+    # d holds 2/5 of the capacity: with R=3 it can take at most one copy per chunk,
+    # and a full correction gives it one of every chunk (it must, to fill evenly).
+    chunks = sum(per_zone.values()) // 3
+    assert per_zone["d"] == chunks, per_zone
