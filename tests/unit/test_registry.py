@@ -74,7 +74,8 @@ def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:
     none: Any = None
     rep = Repairer(BrainSettings(), none, reg, none, none)
     assert rep._needs_full_pass()  # never planned yet
-    rep._full_key, rep._full_at, rep._full_work = rep._placement_key(), time.monotonic(), False
+    rep._full_key, rep._full_at = rep.registry.placement_key(), time.monotonic()
+    rep._full_work = False
     assert not rep._needs_full_pass()
     reg.nodes["n0"].state = OFFLINE  # its copies still count: nothing to re-plan
     reg.nodes["n4"].latency_ms = 3.0
@@ -82,7 +83,7 @@ def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:
     for change in ("dead", "drain", "capacity", "zone", "joined"):
         reg = make_registry()
         rep.registry = reg
-        rep._full_key = rep._placement_key()
+        rep._full_key = rep.registry.placement_key()
         assert not rep._needs_full_pass()
         if change == "dead":
             reg.nodes["n0"].state = DEAD
@@ -97,7 +98,7 @@ def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:
                         "zone": "z0", "capacity": 10**9, "used": 0, "free": 10**12,
                         "disk_total": 10**12, "disk_free": 10**12, "chunk_count": 0})
         assert rep._needs_full_pass(), change
-    rep._full_key = rep._placement_key()
+    rep._full_key = rep.registry.placement_key()
     rep._full_work = True  # the last full pass left moves for later
     assert rep._needs_full_pass()
     rep._full_work, rep._full_at = False, time.monotonic() - 4000  # an hour went by

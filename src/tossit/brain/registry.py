@@ -17,6 +17,7 @@ from tossit.placement import Candidate, balanced, preference_list, rank, spread_
 
 ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
 DRAINING, DRAINED = "draining", "drained"
+PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
 READABLE_STATES = (ONLINE, SUSPECT, "draining")
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 
@@ -82,7 +83,7 @@ class Registry:
         self.nodes: dict[str, NodeView] = {}
         self.replicas = replicas
         self.high_water = high_water
-        self._weights_key: tuple[tuple[str, int, str], ...] | None = None
+        self._weights_key: PlacementKey | None = None
         self._weights: dict[str, float] = {}
 
     def update(self, report: dict[str, Any], state: str = ONLINE) -> NodeView:
@@ -114,16 +115,22 @@ class Registry:
         now = time.monotonic()
         return [n for n in self.nodes.values() if n.writable(size, self.high_water, now)]
 
+    def placement_key(self) -> PlacementKey:
+        """What placement and counting depend on (which nodes count, their
+        capacity and zone): while it stays the same, so do the rankings."""
+        return tuple((n.id, n.state == DEAD, n.admin_state, n.capacity, n.zone)
+                     for n in self.nodes.values())
+
     def candidates(self, views: list[NodeView]) -> list[Candidate]:
         """What placement ranks. Weights are the capacities corrected for the
         multi-pick skew (``placement.balanced``) over the nodes whose copies
         count, computed once per set of nodes, so that writers, the repairer and
         the file info all rank with the same weights whatever subset they use."""
-        key = tuple((n.id, n.capacity, n.zone) for n in self.nodes.values()
-                    if n.state != DEAD and n.admin_state is None)
+        key = self.placement_key()
         if key != self._weights_key:
             self._weights = {c.id: c.weight for c in balanced(
-                [Candidate(i, float(cap), zone) for i, cap, zone in key], self.replicas)}
+                [Candidate(n.id, float(n.capacity), n.zone) for n in self.nodes.values()
+                 if n.state != DEAD and n.admin_state is None], self.replicas)}
             self._weights_key = key
         return [Candidate(n.id, self._weights.get(n.id, float(n.capacity)), n.zone)
                 for n in views]

@@ -30,7 +30,7 @@ from typing import Any
 
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
-from tossit.brain.registry import DEAD, DRAINED, DRAINING, ONLINE, Registry
+from tossit.brain.registry import DEAD, DRAINED, DRAINING, ONLINE, PlacementKey, Registry
 from tossit.brain.repair_plan import (
     REBALANCE,
     ChunkPlan,
@@ -97,7 +97,7 @@ class Repairer:
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
         # The last full pass: the node set it saw, when, and whether it left work.
-        self._full_key: tuple[tuple[str, bool, str | None, int, str], ...] = ()
+        self._full_key: PlacementKey = ()
         self._full_at = float("-inf")
         self._full_work = True
 
@@ -128,16 +128,10 @@ class Repairer:
         return {n.id: NodeInfo(n.id, n.state, n.admin_state)
                 for n in self.registry.nodes.values()}
 
-    def _placement_key(self) -> tuple[tuple[str, bool, str | None, int, str], ...]:
-        """What placement and counting depend on: while it stays the same, a chunk
-        with exactly R ok copies on counted nodes needed nothing last time and
-        needs nothing now."""
-        return tuple(sorted((n.id, n.state == DEAD, n.admin_state, n.capacity, n.zone)
-                            for n in self.registry.nodes.values()))
-
-    def _needs_full_pass(self, key: tuple[tuple[str, bool, str | None, int, str], ...] | None
-                         = None) -> bool:
-        key = self._placement_key() if key is None else key
+    def _needs_full_pass(self, key: PlacementKey | None = None) -> bool:
+        """While the placement key stays the same, a chunk with exactly R ok copies
+        on counted nodes needed nothing last time and needs nothing now."""
+        key = self.registry.placement_key() if key is None else key
         return (key != self._full_key or self._full_work
                 or time.monotonic() - self._full_at > FULL_PASS_EVERY)
 
@@ -175,7 +169,7 @@ class Repairer:
         nodes are moved then); otherwise only the chunks the database flags."""
         async with self._lock:
             t0 = time.time()
-            key = self._placement_key()
+            key = self.registry.placement_key()
             if full is None:
                 full = self._needs_full_pass(key)
             plans = await self.plan(full)

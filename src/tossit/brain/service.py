@@ -130,16 +130,22 @@ class Brain:
             except NodeError as exc:
                 out.append({"node": node.id, "name": node.name, "error": str(exc)})
                 continue
-            for cid in report.get("corrupt", []):
-                await self.store.set_replica_state(cid, node.id, "corrupt")
-            if report.get("corrupt"):
-                await self.store.add_event(
-                    "replica_corrupt", f"scrub of {node.name} found "
-                    f"{len(report['corrupt'])} corrupt chunk(s); repairing them",
-                    severity="warning", node_id=node.id, data={"chunks": report["corrupt"][:100]})
-                self.repairer.wake()
+            corrupt = report.get("corrupt", [])
+            await self.record_corrupt(node.id, corrupt, f"scrub of {node.name} found "
+                                      f"{len(corrupt)} corrupt chunk(s); repairing them")
             out.append({"node": node.id, "name": node.name, **report})
         return out
+
+    async def record_corrupt(self, node_id: str, chunks: list[str], message: str) -> None:
+        """Copies a node's scrubber found rotten (on request or by itself): marked
+        corrupt so the repairer replaces them from good copies, and told once."""
+        if not chunks:
+            return
+        for cid in chunks:
+            await self.store.set_replica_state(cid, node_id, "corrupt")
+        await self.store.add_event("replica_corrupt", message, severity="warning",
+                                   node_id=node_id, data={"chunks": chunks[:100]})
+        self.repairer.wake()
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -143,15 +143,9 @@ async def _placement_inputs_changed(brain: Brain, report: NodeReport, capacity: 
 
 async def _corrupt_reported(brain: Brain, report: NodeReport) -> None:
     """The node's scrubber quarantined these: repair them from good copies."""
-    if not report.corrupt:
-        return
-    for cid in report.corrupt:
-        await brain.store.set_replica_state(cid, report.id, "corrupt")
-    await brain.store.add_event(
-        "replica_corrupt", f"{report.name}'s scrubber found {len(report.corrupt)} corrupt "
-        "chunk(s) on disk; repairing them from good copies", severity="warning",
-        node_id=report.id, data={"chunks": report.corrupt[:100]})
-    brain.repairer.wake()
+    await brain.record_corrupt(
+        report.id, report.corrupt, f"{report.name}'s scrubber found {len(report.corrupt)} "
+        "corrupt chunk(s) on disk; repairing them from good copies")
 
 
 @protocol.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report",
