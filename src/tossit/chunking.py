@@ -25,6 +25,28 @@ def chunk_id(data: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# What a stored blob is. ``data``: a piece of a file, named by the SHA-256 of its
+# bytes. ``meta``: a pack of the brain's manifests (tossit.manifests), named by the
+# SHA-256 of a fixed prefix and its bytes. The prefix separates the two name
+# spaces: a file whose bytes equal a pack (a backup of a node's disk stored in
+# TossIt, say) gets another id, so it is never mistaken for a pack nor a pack for it.
+DATA = "data"
+META = "meta"
+KINDS = (DATA, META)
+_META_DOMAIN = b"tossit-meta-v1\0"
+
+
+def content_id(data: bytes | bytearray | memoryview, kind: str = DATA) -> str:
+    """The id a blob of this kind with these bytes is stored under."""
+    if kind == DATA:
+        return hashlib.sha256(data).hexdigest()
+    if kind == META:
+        h = hashlib.sha256(_META_DOMAIN)
+        h.update(data)
+        return h.hexdigest()
+    raise ValueError(f"unknown blob kind {kind!r}")
+
+
 async def rechunk(
     stream: AsyncIterable[bytes], chunk_size: int
 ) -> AsyncIterator[bytes | bytearray]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tossit.chunking import DATA, META, content_id
 from tossit.config import MiB
 from tossit.node import storage
 from tossit.node.storage import BadChunkId, ChunkStore, HashMismatch, StorageFull
@@ -249,9 +250,9 @@ def test_stray_files_are_ignored(real: bool, request: pytest.FixtureRequest) -> 
     store.write(cid, data)
     (store.chunks_dir / cid[: storage.FANOUT_CHARS] / "not-a-chunk").write_bytes(b"junk")
     (store.chunks_dir / "README").write_bytes(b"junk")
-    assert [c for c, _, _ in store.iter_chunks()] == [cid]
-    assert [c for c, _, _ in store.inventory()] == [cid]
-    assert [c for c, _, _ in store.inventory(after="0" * 64)] == [cid]
+    assert [c for c, *_ in store.iter_chunks()] == [cid]
+    assert [c for c, *_ in store.inventory()] == [cid]
+    assert [c for c, *_ in store.inventory(after="0" * 64)] == [cid]
     store.delete(cid)
     os.unlink(store.chunks_dir / "README")
 
@@ -262,16 +263,22 @@ def test_inventory_paging_complete_and_sorted(
 ) -> None:
     if width == 3:
         s: ChunkStore = request.getfixturevalue("real_store")
-        for cid, _, _ in list(s.iter_chunks()):
+        for cid, *_ in list(s.iter_chunks()):
             s.delete(cid)
     else:
         monkeypatch.setattr(storage, "FANOUT_CHARS", 1)
         s = ChunkStore(tmp_path / "inv", capacity="1MiB")
         s.open()
     expected = {}
+    kinds = {}
     for i in range(80):
         cid, data = blob(i, 10 + i % 7)
-        s.write(cid, data)
+        if i % 5 == 0:  # some manifest packs among the chunks: one sorted list
+            cid = content_id(data, META)
+            s.write(cid, data, kind=META)
+            kinds[cid] = META
+        else:
+            s.write(cid, data)
         expected[cid] = len(data)
     # Several chunks in one fan-out directory, so that pages also split a directory
     # (the caller vouches for these synthetic ids: verify=False).
@@ -280,8 +287,10 @@ def test_inventory_paging_complete_and_sorted(
         s.write(fake, b"z" * j, verify=False)
         expected[fake] = j
     full = s.inventory(limit=100000)
-    assert [c for c, _, _ in full] == sorted(expected)
-    assert {c: size for c, size, _ in full} == expected
+    assert [c for c, *_ in full] == sorted(expected)
+    assert {c: k for c, _, _, k in full if k == META} == kinds
+    assert [c for c, *_ in s.inventory(limit=1000, kinds=(META,))] == sorted(kinds)
+    assert {c: size for c, size, *_ in full} == expected
     # (Each call lists the fan-out dirs: keep the real-width pass short.)
     for page_size in (1, 4, 50, 84, 85, 1000) if width == 1 else (9, 85):
         seen: list[str] = []
@@ -291,17 +300,17 @@ def test_inventory_paging_complete_and_sorted(
             assert len(page) <= page_size
             if not page:
                 break
-            assert all(c > after for c, _, _ in page)
-            seen += [c for c, _, _ in page]
+            assert all(c > after for c, *_ in page)
+            seen += [c for c, *_ in page]
             after = page[-1][0]
         assert seen == sorted(expected), page_size
     # A cursor that is not itself a stored id (e.g. deleted since) still works.
     ids = sorted(expected)
     s.delete(ids[40])
     page = s.inventory(after=ids[40], limit=5)
-    assert [c for c, _, _ in page] == ids[41:46]
-    assert [c for c, _, _ in s.inventory(after="f" * 64)] == []
-    assert sorted(c for c, _, _ in s.iter_chunks()) == sorted(set(ids) - {ids[40]})
+    assert [c for c, *_ in page] == ids[41:46]
+    assert [c for c, *_ in s.inventory(after="f" * 64)] == []
+    assert sorted(c for c, *_ in s.iter_chunks()) == sorted(set(ids) - {ids[40]})
     for cid in set(ids) - {ids[40]}:
         s.delete(cid)
 
@@ -317,3 +326,39 @@ def test_rewrite_repairs_a_corrupt_copy(store: ChunkStore) -> None:
     assert store.write(cid, data) is False  # intact now: a plain duplicate
     u = store.usage()
     assert (u.used, u.chunk_count) == (4096, 1)
+
+
+def test_manifest_packs_are_kept_apart_and_checked_with_their_own_hash(
+        store: ChunkStore) -> None:
+    """A pack (kind meta) is named by its domain-separated hash: the same bytes as a
+    chunk get another id, live in manifests/, and count in the node's usage."""
+    data = b"TOSSIT-MANIFESTS v1 pack bytes"
+    mid, cid = content_id(data, META), content_id(data, DATA)
+    assert mid != cid
+    with pytest.raises(HashMismatch):
+        store.write(cid, data, kind=META)  # a chunk's id is not a pack's
+    assert store.write(mid, data, kind=META) is True
+    assert store.write(cid, data) is True  # the same bytes as a chunk: a separate blob
+    assert store.locate(mid) == (store.path_for(mid, META), META)
+    assert store.path_for(mid, META).parent.parent == store.meta_dir
+    assert store.read(mid) == data and store.verify(mid) is True
+    assert store.write(mid, data, kind=META) is False  # intact: a duplicate
+    u = store.usage()
+    assert (u.used, u.chunk_count) == (2 * len(data), 2)
+    store.path_for(mid, META).write_bytes(b"X" * len(data))
+    assert store.verify(mid) is False
+    assert store.quarantine(mid) is True and not store.exists(mid)
+    assert store.delete(cid) is True and store.usage().chunk_count == 0
+
+
+def test_a_store_reopened_counts_its_packs(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "FANOUT_CHARS", 1)
+    s = ChunkStore(tmp_path / "n", capacity="1MiB")
+    s.open()
+    data = b"pack" * 100
+    s.write(content_id(data, META), data, kind=META)
+    again = ChunkStore(tmp_path / "n", capacity="1MiB")
+    again.open()
+    assert (again.usage().used, again.usage().chunk_count) == (400, 1)
+    assert [k for *_, k in again.iter_chunks()] == [META]

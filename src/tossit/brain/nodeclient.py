@@ -29,6 +29,7 @@ from tossit import chunkbatch
 from tossit.auth.mac import EMPTY_SHA256, Signer
 from tossit.brain.metrics import BATCHED_CHUNKS, BATCHES
 from tossit.brain.registry import NodeView, Registry
+from tossit.chunking import DATA
 from tossit.tlsconfig import client_context
 
 
@@ -130,10 +131,12 @@ class NodeClient:
         assert self._session is not None, "NodeClient.start() was not called"
         return self._session
 
-    async def put_chunk(self, node: NodeView, chunk_id: str, data: bytes | bytearray) -> None:
-        """Store a chunk on a node (fsynced when this returns)."""
-        if len(data) >= BATCH_BELOW:
-            return await self._put_one(node, chunk_id, data)
+    async def put_chunk(self, node: NodeView, chunk_id: str, data: bytes | bytearray,
+                        kind: str = DATA) -> None:
+        """Store a chunk (or a manifest pack: ``kind`` meta) on a node, fsynced when
+        this returns."""
+        if len(data) >= BATCH_BELOW or kind != DATA:
+            return await self._put_one(node, chunk_id, data, kind)
         queue = self._queues.setdefault(node.id, _NodeQueue())
         if queue.in_flight == 0 and not queue.waiting:
             queue.in_flight += 1
@@ -213,16 +216,19 @@ class NodeClient:
                 _settle(p.future, NodeError(f"{node.name} refused chunk {p.cid}: {status}"))
 
     async def _put_one(
-        self, node: NodeView, chunk_id: str, data: bytes | bytearray
+        self, node: NodeView, chunk_id: str, data: bytes | bytearray, kind: str = DATA,
     ) -> None:
         t0 = time.monotonic()
+        query = "" if kind == DATA else urlencode({"kind": kind})
         with self._transport_errors(node, mark=True):
             async with self.http.put(
                 # A memoryview: aiohttp slices the body to its length, and slicing
                 # bytes would copy every chunk once per node.
-                f"{node.address}/chunks/{chunk_id}", data=memoryview(data),
+                f"{node.address}/chunks/{chunk_id}" + (f"?{query}" if query else ""),
+                data=memoryview(data),
                 # The body's hash is the chunk id, and the node checks the body against it.
-                headers=self._headers("PUT", f"/chunks/{chunk_id}", node, digest=chunk_id,
+                headers=self._headers("PUT", f"/chunks/{chunk_id}", node, query=query,
+                                      digest=chunk_id,
                                       **{"content-type": "application/octet-stream"}),
             ) as resp:
                 if resp.status in (200, 201):
@@ -260,11 +266,15 @@ class NodeClient:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to a delete")
                 return bool((await resp.json()).get("deleted"))
 
-    async def replicate(self, target: NodeView, chunk_id: str, sources: list[NodeView]) -> None:
+    async def replicate(self, target: NodeView, chunk_id: str, sources: list[NodeView],
+                        kind: str = DATA) -> None:
         """Order ``target`` to fetch a chunk from one of ``sources`` (node to node;
         the target verifies the bytes against the id and fsyncs them)."""
-        body = json.dumps({"chunk_id": chunk_id, "sources": [
-            {"id": s.id, "address": s.address} for s in sources]}).encode()
+        order: dict[str, Any] = {"chunk_id": chunk_id, "sources": [
+            {"id": s.id, "address": s.address} for s in sources]}
+        if kind != DATA:
+            order["kind"] = kind
+        body = json.dumps(order).encode()
         digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
         with self._transport_errors(target, mark=False):
             async with self.http.post(
@@ -291,9 +301,13 @@ class NodeClient:
                 result: dict[str, Any] = await resp.json()
                 return result
 
-    async def inventory(self, node: NodeView, after: str, limit: int) -> dict[str, object]:
+    async def inventory(self, node: NodeView, after: str, limit: int,
+                        kind: str | None = None) -> dict[str, object]:
         with self._transport_errors(node, mark=False):
-            query = urlencode({"after": after, "limit": str(limit)})
+            params = {"after": after, "limit": str(limit)}
+            if kind is not None:
+                params["kind"] = kind
+            query = urlencode(params)
             async with self.http.get(
                 f"{node.address}/inventory?{query}",
                 headers=self._headers("GET", "/inventory", node, query=query),

@@ -25,11 +25,11 @@ from tossit import __version__, chunkbatch
 from tossit.auth.asgi import SignedRequests
 from tossit.auth.mac import Signer, Verifier
 from tossit.chunkbatch import MAX_BATCH_BYTES, MAX_BATCH_CHUNKS
-from tossit.chunking import is_chunk_id
+from tossit.chunking import DATA, KINDS, is_chunk_id
 from tossit.config import MAX_CHUNK_SIZE, NodeSettings
 from tossit.errors import ApiError, error_responses, install_error_handlers
 from tossit.node.heartbeat import Heartbeat
-from tossit.node.identity import load_join_secret, load_or_create
+from tossit.node.identity import load_join_secret, load_or_create, record_address
 from tossit.node.peers import CopyFailed, PeerFetcher
 from tossit.node.scrubber import Scrubber
 from tossit.node.storage import ChunkStore, HashMismatch, StorageFull
@@ -68,15 +68,23 @@ class Source(BaseModel):
     address: str = Field(pattern=r"^https?://[^\s/]+$", max_length=255)
 
 
+_KIND_PATTERN = "^(" + "|".join(KINDS) + ")$"
+Kind = Annotated[str, Query(pattern=_KIND_PATTERN, description=(
+    "data: a piece of a file (id = SHA-256 of the bytes); meta: a pack of manifests "
+    "(id = SHA-256 of a fixed prefix and the bytes, see tossit.chunking)"))]
+
+
 class ReplicateOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
     chunk_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     sources: list[Source] = Field(min_length=1, max_length=8)
+    kind: str = Field(default=DATA, pattern=_KIND_PATTERN)
 
 
 def create_app(settings: NodeSettings) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     node_id = load_or_create(settings.data_dir)
+    record_address(settings.data_dir, settings.node_name(), settings.public_url(), settings.zone)
     secret = load_join_secret(settings)
     store = ChunkStore(settings.data_dir, settings.capacity)
     signer = Signer(secret, node_id) if secret else None
@@ -132,7 +140,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
         200: {"description": "The chunk was already stored", "content": {"application/json": {}}},
         **_signed(400, 413, 422, 507, e422="The body does not hash to the chunk id"),
     })
-    async def put_chunk(chunk_id: ChunkId, request: Request) -> JSONResponse:
+    async def put_chunk(chunk_id: ChunkId, request: Request, kind: Kind = DATA) -> JSONResponse:
         """Store a chunk; the body must hash (SHA-256) to ``chunk_id``."""
         _check_id(chunk_id)
         if signed_digest(request) not in (None, chunk_id):
@@ -146,11 +154,11 @@ def create_app(settings: NodeSettings) -> FastAPI:
             if len(body) > MAX_CHUNK_SIZE:
                 raise ApiError(413, "chunk_too_large", f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
         try:
-            created = await asyncio.to_thread(store.write, chunk_id, body)
+            created = await asyncio.to_thread(store.write, chunk_id, body, True, kind)
         except HashMismatch:
             ops.labels("put", "hash_mismatch").inc()
             raise ApiError(
-                422, "hash_mismatch", "the body does not hash to the chunk id"
+                422, "hash_mismatch", f"the body does not hash to the chunk id (kind {kind})"
             ) from None
         except StorageFull as exc:
             ops.labels("put", "full").inc()
@@ -217,11 +225,14 @@ def create_app(settings: NodeSettings) -> FastAPI:
                          404: {"description": "No such chunk here"}, **_signed(400)})
     async def head_chunk(chunk_id: ChunkId) -> Response:
         _check_id(chunk_id)
+        found = await asyncio.to_thread(store.locate, chunk_id)
         try:
-            size = (await asyncio.to_thread(os.stat, store.path_for(chunk_id))).st_size
+            if found is None:
+                raise FileNotFoundError(chunk_id)
+            size = (await asyncio.to_thread(os.stat, found[0])).st_size
         except FileNotFoundError:
             return Response(status_code=404)
-        return Response(headers={"content-length": str(size)})
+        return Response(headers={"content-length": str(size), "x-tossit-kind": found[1]})
 
     @app.delete("/chunks/{chunk_id}", responses=_signed(400))
     async def delete_chunk(chunk_id: ChunkId) -> dict[str, Any]:
@@ -241,11 +252,14 @@ def create_app(settings: NodeSettings) -> FastAPI:
     async def inventory(
         after: str = Query("", max_length=64, pattern="^[0-9a-f]*$"),
         limit: int = Query(10000, ge=1, le=100000),
+        kind: str | None = Query(None, pattern=_KIND_PATTERN,
+                                 description="only this kind [both]"),
     ) -> dict[str, Any]:
-        """A page of the chunks this node holds, sorted by id (``after`` = cursor)."""
-        page = await asyncio.to_thread(store.inventory, after, limit)
+        """A page of the blobs this node holds, sorted by id (``after`` = cursor)."""
+        kinds = (kind,) if kind else KINDS
+        page = await asyncio.to_thread(store.inventory, after, limit, kinds)
         return {
-            "chunks": [{"id": c, "size": s, "mtime": m} for c, s, m in page],
+            "chunks": [{"id": c, "size": s, "mtime": m, "kind": k} for c, s, m, k in page],
             "next": page[-1][0] if len(page) == limit else None,
         }
 
@@ -264,7 +278,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
             raise ApiError(401, "unauthorized", "the body does not match its signed hash")
         try:
             result = await peers.fetch(order.chunk_id,
-                                       [src.model_dump() for src in order.sources])
+                                       [src.model_dump() for src in order.sources], order.kind)
         except CopyFailed as exc:
             ops.labels("replicate", "failed").inc()
             raise ApiError(502, "copy_failed", str(exc)) from None

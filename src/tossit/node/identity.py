@@ -34,6 +34,22 @@ def load_or_create(data_dir: Path) -> str:
     return node_id
 
 
+def record_address(data_dir: Path, name: str, address: str, zone: str) -> None:
+    """Keep the node's name, address and zone in ``node.json`` beside its id, so
+    that ``tossit recover --node-dir`` can name and reach it without its brain."""
+    path = data_dir / "node.json"
+    doc = json.loads(path.read_text())
+    seen = {"name": name, "address": address, "zone": zone}
+    if all(doc.get(k) == v for k, v in seen.items()):
+        return
+    doc.update(seen)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def load_join_secret(settings: NodeSettings) -> str | None:
     """The cluster secret: ``join_secret``, else ``join_secret_file``, else the copy
     kept in the data dir from an earlier start (so a restart needs no flag).

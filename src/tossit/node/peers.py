@@ -9,13 +9,13 @@ brain's; the bytes are verified against the chunk id before they are stored
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from typing import Any
 
 import aiohttp
 
 from tossit.auth.mac import Signer
+from tossit.chunking import DATA, content_id
 from tossit.config import MAX_CHUNK_SIZE, NodeSettings
 from tossit.node.pacing import Pacer
 from tossit.node.storage import ChunkStore
@@ -49,13 +49,14 @@ class PeerFetcher:
                 auto_decompress=False)
         return self._session
 
-    async def fetch(self, chunk_id: str, sources: list[dict[str, str]]) -> dict[str, Any]:
+    async def fetch(self, chunk_id: str, sources: list[dict[str, str]],
+                    kind: str = DATA) -> dict[str, Any]:
         """Store a verified copy from the first source that has one.
 
         A copy already here and intact (the brain's records were behind, or an
         earlier order's answer was lost) is kept: nothing crosses the network.
         A damaged one is quarantined and fetched again."""
-        intact, size = await asyncio.to_thread(self._local_copy, chunk_id)
+        intact, size = await asyncio.to_thread(self._local_copy, chunk_id, kind)
         if intact:
             return {"id": chunk_id, "size": size, "source": "local", "created": False}
         if intact is False:
@@ -74,26 +75,22 @@ class PeerFetcher:
                 errors.append(f"{src['id']}: {exc!r}")
                 continue
             await self.pacer.take(len(data))
-            if await asyncio.to_thread(_sha256, data) != chunk_id:
+            if await asyncio.to_thread(content_id, data, kind) != chunk_id:
                 errors.append(f"{src['id']}: sent bytes that do not match the id")
                 continue
             # Verified just above: the store need not hash it again.
-            created = await asyncio.to_thread(self.store.write, chunk_id, data, False)
+            created = await asyncio.to_thread(self.store.write, chunk_id, data, False, kind)
             return {"id": chunk_id, "size": len(data), "source": src["id"],
                     "created": created}
         raise CopyFailed("; ".join(errors) or "no source given")
 
-    def _local_copy(self, chunk_id: str) -> tuple[bool | None, int]:
+    def _local_copy(self, chunk_id: str, kind: str) -> tuple[bool | None, int]:
         """(intact?, size) of the copy already here; (None, 0) if there is none."""
         try:
-            size = self.store.path_for(chunk_id).stat().st_size
+            size = self.store.path_for(chunk_id, kind).stat().st_size
         except FileNotFoundError:
             return None, 0
         return self.store.verify(chunk_id), size
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def _read_all(resp: aiohttp.ClientResponse) -> bytes:

@@ -76,7 +76,7 @@ class Scrubber:
                 page = await asyncio.to_thread(self.store.inventory, after, PAGE)
                 if not page:
                     break
-                for cid, size, _mtime in page:
+                for cid, size, _mtime, _kind in page:
                     if paced:
                         await self.pacer.take(size)
                     ok = await asyncio.to_thread(self.store.verify, cid)

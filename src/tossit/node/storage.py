@@ -4,7 +4,15 @@ Layout under the node's data dir::
 
     node.json           persistent identity (see identity.py)
     chunks/abc/<id>     a chunk's bytes, named by its SHA-256; 4096 fan-out dirs
+    manifests/abc/<id>  packs of the brain's file manifests (kind ``meta``, see
+                        tossit.manifests), named by their own hash; the fan-out
+                        dirs are made as needed
     tmp/                partial writes; emptied at start
+
+Both kinds share one id space (their hashes are domain-separated, see
+``tossit.chunking.content_id``), one capacity and the same durability rules;
+reads and deletes find a blob whatever its kind. Manifests live apart so that
+``tossit recover`` can find them without reading every chunk.
 
 A write goes to ``tmp/``, is hashed, fsynced, renamed into place and the fan-out
 directory is fsynced: only then is it acknowledged, so an acked chunk survives a
@@ -15,7 +23,6 @@ All methods here are blocking; the node's HTTP handlers call them in threads.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import socket
@@ -26,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tossit.chunking import is_chunk_id
+from tossit.chunking import DATA, KINDS, META, content_id, is_chunk_id
 from tossit.config import capacity_limit
 
 FANOUT_CHARS = 3
@@ -62,6 +69,7 @@ class ChunkStore:
     def __init__(self, root: Path, capacity: str = "50%") -> None:
         self.root = root
         self.chunks_dir = root / "chunks"
+        self.meta_dir = root / "manifests"
         self.tmp_dir = root / "tmp"
         self.capacity_spec = capacity
         self._lock = threading.Lock()
@@ -83,19 +91,31 @@ class ChunkStore:
             if name not in present:
                 (self.chunks_dir / name).mkdir()
         _fsync_dir(self.chunks_dir)
+        self.meta_dir.mkdir(exist_ok=True)
         _fsync_dir(self.root)
         used = count = 0
-        for _cid, size, _mtime in self.iter_chunks():
+        for _cid, size, _mtime, _kind in self.iter_chunks():
             used += size
             count += 1
         self._used, self._count = used, count
 
     # -- paths --------------------------------------------------------------
 
-    def path_for(self, cid: str) -> Path:
+    def path_for(self, cid: str, kind: str = DATA) -> Path:
         if not is_chunk_id(cid):
             raise BadChunkId(cid)
-        return self.chunks_dir / cid[:FANOUT_CHARS] / cid
+        if kind not in KINDS:
+            raise ValueError(f"unknown blob kind {kind!r}")
+        base = self.chunks_dir if kind == DATA else self.meta_dir
+        return base / cid[:FANOUT_CHARS] / cid
+
+    def locate(self, cid: str) -> tuple[Path, str] | None:
+        """Where a blob is stored and its kind, whatever the kind; None if absent."""
+        for kind in KINDS:
+            path = self.path_for(cid, kind)
+            if path.exists():
+                return path, kind
+        return None
 
     # -- usage --------------------------------------------------------------
 
@@ -119,22 +139,26 @@ class ChunkStore:
     # -- data ---------------------------------------------------------------
 
     def exists(self, cid: str) -> bool:
-        return self.path_for(cid).exists()
+        return self.locate(cid) is not None
 
-    def write(self, cid: str, data: bytes | bytearray | memoryview, verify: bool = True) -> bool:
-        """Store a chunk durably. Returns False if an intact copy was already there.
+    def write(self, cid: str, data: bytes | bytearray | memoryview, verify: bool = True,
+              kind: str = DATA) -> bool:
+        """Store a blob durably. Returns False if an intact copy was already there.
 
         An existing copy is re-hashed first: a corrupt one is replaced by these
         (verified) bytes instead of being reported as present. Raises
-        HashMismatch when ``data`` is not the chunk ``cid`` and StorageFull when
-        it does not fit under the limit.
+        HashMismatch when ``data`` is not the blob ``cid`` of this kind and
+        StorageFull when it does not fit under the limit.
         """
-        final = self.path_for(cid)
-        if verify and hashlib.sha256(data).hexdigest() != cid:
+        final = self.path_for(cid, kind)
+        if verify and content_id(data, kind) != cid:
             raise HashMismatch(cid)
         repairing = final.exists()
-        if repairing and self._intact(final, cid):
+        if repairing and self._intact(final, cid, kind):
             return False
+        if kind == META and not final.parent.is_dir():
+            final.parent.mkdir(exist_ok=True)
+            _fsync_dir(self.meta_dir)
         size = len(data)
         with self._lock:
             u = self.usage()
@@ -178,24 +202,27 @@ class ChunkStore:
                 self._reserved -= size
             tmp.unlink(missing_ok=True)
 
-    def _intact(self, path: Path, cid: str) -> bool:
+    def _intact(self, path: Path, cid: str, kind: str = DATA) -> bool:
         try:
             with open(path, "rb") as fh:
-                return hashlib.sha256(fh.read()).hexdigest() == cid
+                return content_id(fh.read(), kind) == cid
         except FileNotFoundError:
             return False
 
     def verify(self, cid: str) -> bool | None:
-        """Re-hash a stored chunk: True if intact, False if corrupt, None if absent."""
-        path = self.path_for(cid)
-        if not path.exists():
+        """Re-hash a stored blob: True if intact, False if corrupt, None if absent."""
+        found = self.locate(cid)
+        if found is None:
             return None
-        return self._intact(path, cid)
+        return self._intact(found[0], cid, found[1])
 
     def quarantine(self, cid: str, keep: int = 100) -> bool:
-        """Move a corrupt chunk out of service into ``quarantine/`` (the newest
+        """Move a corrupt blob out of service into ``quarantine/`` (the newest
         ``keep`` are kept for inspection). It no longer counts as stored."""
-        path = self.path_for(cid)
+        found = self.locate(cid)
+        if found is None:
+            return False
+        path = found[0]
         qdir = self.root / "quarantine"
         qdir.mkdir(exist_ok=True)
         with self._lock:
@@ -213,11 +240,19 @@ class ChunkStore:
         return True
 
     def read(self, cid: str) -> bytes:
-        with open(self.path_for(cid), "rb") as fh:
-            return fh.read()
+        """A blob's bytes, whatever its kind (FileNotFoundError if absent)."""
+        try:
+            with open(self.path_for(cid), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            with open(self.path_for(cid, META), "rb") as fh:
+                return fh.read()
 
     def delete(self, cid: str) -> bool:
-        path = self.path_for(cid)
+        found = self.locate(cid)
+        if found is None:
+            return False
+        path = found[0]
         with self._lock:
             try:
                 size = path.stat().st_size
@@ -229,35 +264,43 @@ class ChunkStore:
         _fsync_dir(path.parent)
         return True
 
-    def iter_chunks(self) -> Iterator[tuple[str, int, float]]:
-        """(id, size, mtime) of every stored chunk, in fan-out order."""
-        for sub in sorted(os.scandir(self.chunks_dir), key=lambda e: e.name):
-            if not sub.is_dir():
+    def iter_chunks(self) -> Iterator[tuple[str, int, float, str]]:
+        """(id, size, mtime, kind) of every stored blob, in fan-out order."""
+        for kind, base in ((DATA, self.chunks_dir), (META, self.meta_dir)):
+            if not base.is_dir():
                 continue
-            for entry in os.scandir(sub.path):
-                if is_chunk_id(entry.name):
-                    st = entry.stat()
-                    yield entry.name, st.st_size, st.st_mtime
+            for sub in sorted(os.scandir(base), key=lambda e: e.name):
+                if not sub.is_dir():
+                    continue
+                for entry in os.scandir(sub.path):
+                    if is_chunk_id(entry.name):
+                        st = entry.stat()
+                        yield entry.name, st.st_size, st.st_mtime, kind
 
-    def inventory(self, after: str = "", limit: int = 10000) -> list[tuple[str, int, float]]:
-        """A page of the inventory, ids sorted, starting after ``after``."""
-        out: list[tuple[str, int, float]] = []
+    def inventory(self, after: str = "", limit: int = 10000,
+                  kinds: tuple[str, ...] = KINDS) -> list[tuple[str, int, float, str]]:
+        """A page of the inventory: (id, size, mtime, kind) sorted by id, starting
+        after ``after``; both kinds unless ``kinds`` says otherwise."""
+        out: list[tuple[str, int, float, str]] = []
         start_dir = after[:FANOUT_CHARS] if after else ""
-        for sub in sorted(os.listdir(self.chunks_dir)):
-            if sub < start_dir:
-                continue
-            try:
-                names = sorted(n for n in os.listdir(self.chunks_dir / sub) if is_chunk_id(n))
-            except NotADirectoryError:  # a stray file beside the fan-out dirs
-                continue
-            for name in names:
+        bases = [(k, self.chunks_dir if k == DATA else self.meta_dir) for k in kinds]
+        subs = sorted({sub for _, base in bases if base.is_dir()
+                       for sub in os.listdir(base) if sub >= start_dir})
+        for sub in subs:
+            names: list[tuple[str, str]] = []
+            for kind, base in bases:
+                try:
+                    names += [(n, kind) for n in os.listdir(base / sub) if is_chunk_id(n)]
+                except (FileNotFoundError, NotADirectoryError):  # none yet, or a stray file
+                    continue
+            for name, kind in sorted(names):
                 if name <= after:
                     continue
                 try:
-                    st = (self.chunks_dir / sub / name).stat()
+                    st = self.path_for(name, kind).stat()
                 except FileNotFoundError:
                     continue
-                out.append((name, st.st_size, st.st_mtime))
+                out.append((name, st.st_size, st.st_mtime, kind))
                 if len(out) >= limit:
                     return out
         return out
