@@ -243,6 +243,11 @@ class Cluster:
                     out[f.name] = f
         return out
 
+    def pack_files(self, i: int) -> dict[str, Path]:
+        """Manifest pack id -> path of every pack on node i's disk."""
+        base = self.node_dir(i) / "manifests"
+        return {f.name: f for f in base.rglob("*") if f.is_file()} if base.exists() else {}
+
     def node_id(self, i: int) -> str:
         return str(json.loads((self.node_dir(i) / "node.json").read_text())["id"])
 

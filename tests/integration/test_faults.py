@@ -371,7 +371,9 @@ def test_full_nodes(make_cluster: MakeCluster) -> None:
     # heartbeat: node 0 answers 507 and the brain places the chunks elsewhere.
     # If a heartbeat slips in first the brain simply skips node 0; try again.
     for _attempt in range(6):
-        filler = [os.urandom(MiB) for _ in range(3)]
+        # Just under the limit (the node also keeps small manifest packs): no room
+        # for another 1 MiB chunk.
+        filler = [os.urandom(MiB), os.urandom(MiB), os.urandom(MiB - 64 * 1024)]
         data = b"".join(_blocks_preferring(c, ids[0], 2))
         for block in filler:
             assert node0.put(f"/chunks/{sha(block)}", content=block).status_code == 201
@@ -498,14 +500,16 @@ def test_sigstop_then_sigterm_restart(make_cluster: MakeCluster) -> None:
     assert sha(c.download(first["id"])) == sha(old)
     assert sha(c.download(second["id"])) == sha(new)
     # A repair pass completes the degraded write on the returning node.
-    assert c.http.post("/api/admin/repair", timeout=120).json()["repaired"] == 3
+    # (3 chunks and the upload's manifest pack, also written to 2 nodes)
+    assert c.http.post("/api/admin/repair", timeout=120).json()["repaired"] == 4
     assert set(chunk_ids(new)) <= set(c.chunk_files(2))
     assert info(c, second["id"])["replication"]["state"] == "healthy"
 
     # A clean stop and a restart on the same data dir: same id, same chunks.
     chunks = set(c.chunk_files(1))
-    count = len(chunks)  # what the node must report after the restart (a heartbeat
-    # read here could predate the last writes)
+    # What the node must report after the restart (a heartbeat read here could
+    # predate the last writes): its chunks and manifest packs.
+    count = len(chunks) + len(c.pack_files(1))
     c.kill_node(1, signal.SIGTERM)
     c.wait_node_state(1, "offline", timeout=10)
     c.start_node(1)

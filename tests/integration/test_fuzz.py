@@ -153,12 +153,13 @@ def aim_at_files(case: Any) -> None:
 
 
 def files_outside_storage(root: Path) -> set[str]:
-    """Every path under a node's data dir but outside ``chunks/`` and ``tmp/``
-    (those are not walked: 4096 fan-out folders would make each case slow)."""
+    """Every path under a node's data dir but outside ``chunks/``, ``manifests/``
+    (the packs of uploads the fuzzer makes) and ``tmp/`` (those are not walked:
+    4096 fan-out folders would make each case slow)."""
     out = set()
     for folder, dirs, files in os.walk(root):
         if Path(folder) == root:
-            dirs[:] = [d for d in dirs if d not in ("chunks", "tmp")]
+            dirs[:] = [d for d in dirs if d not in ("chunks", "manifests", "tmp")]
         rel = Path(folder).relative_to(root)
         out.update(str(rel / name) for name in dirs + files)
     return out

@@ -11,11 +11,15 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from tossit.brain.db import make_engine, migrate
-from tossit.brain.models import Base
+from tossit.brain.manifest_rows import PackRecord
+from tossit.brain.models import Base, ManifestEntry
 from tossit.brain.store import NewObject, Store
+from tossit.manifests import decode_pack, needed_versions, pack_key
+
+KEY = pack_key("test cluster secret")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -29,7 +33,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     await migrate(db_url)
-    s = Store(make_engine(db_url))
+    s = Store(make_engine(db_url), KEY)
     try:
         yield s
     finally:
@@ -421,7 +425,8 @@ async def test_totals_histogram(store: Store) -> None:
     await add_nodes(store)
     empty = await store.totals([N1, N2, N3])
     assert empty == {"objects": 0, "object_bytes": 0, "chunks": 0, "chunk_bytes": 0,
-                     "replica_histogram": {}}
+                     "replica_histogram": {},
+                     "manifests": {"packs": 0, "bytes": 0, "replica_histogram": {}}}
     await put(store, "three", ["r3a", "r3b"], nodes=(N1, N2, N3))  # 2 chunks x 3 copies
     await put(store, "two", ["r2"], nodes=(N1, N2))
     await put(store, "one", ["r1", "r3a"], nodes=(N3,))  # r3a already has 3
@@ -517,8 +522,9 @@ async def test_deletes_and_uploads_in_one_transaction(store: Store) -> None:
     await add_nodes(store)
     old, _ = await put(store, "k", ["a", "shared"])
     other, _ = await put(store, "other", ["shared", "b"])
-    objs, deleted, garbage = await store.apply(
+    done = await store.apply(
         [new_object("k", ["c"]), new_object("fresh", ["b"])], [old.id, other.id, 999_999])
+    objs, deleted, garbage = done.objects, done.deleted, done.garbage
     assert deleted == {old.id, other.id}
     assert [o.key for o in objs] == ["k", "fresh"]
     assert sorted(garbage) == sorted([cid("a"), cid("shared")])  # b is used by "fresh"
@@ -526,4 +532,90 @@ async def test_deletes_and_uploads_in_one_transaction(store: Store) -> None:
         "a": 0, "shared": 0, "b": 1, "c": 1}
     listed, total = await store.list_objects()
     assert total == 2 and {o.key for o in listed} == {"k", "fresh"}
-    assert await store.apply([], [old.id]) == ([], set(), [])  # already gone
+    again = await store.apply([], [old.id])  # already gone: nothing logged
+    assert (again.objects, again.deleted, again.garbage, again.entries) == ([], set(), [], [])
+
+
+# -- the manifest log --------------------------------------------------------------
+
+
+async def log_rows(store: Store) -> dict[int, tuple[str, str, bool, str | None]]:
+    async with store.read() as s:
+        rows = (await s.execute(select(ManifestEntry))).scalars().all()
+    return {r.version: (r.op, r.key, r.needed, r.pack) for r in rows}
+
+
+async def outbox_entries(store: Store) -> dict[str, list[Any]]:
+    return {p.id: decode_pack(p.data, KEY) for p in await store.log.outbox()}
+
+
+async def record_all(store: Store) -> list[str]:
+    return await store.log.record_packs([
+        PackRecord(p.id, len(p.data), (N1, N2, N3)) for p in await store.log.outbox()])
+
+
+async def test_every_change_is_logged_packed_and_kept_while_needed(store: Store) -> None:
+    """Commits log their changes as manifest entries, packed in their transaction;
+    the database's ``needed`` flags and pack refcounts follow
+    ``tossit.manifests.needed_versions``, and packs go once nothing needs them."""
+    await add_nodes(store)
+    both = await store.apply([new_object("a", ["x"]), new_object("b", ["y"])], [])
+    pack1 = both.pack
+    assert pack1 is not None and [e.version for e in both.entries] == [1, 2]
+    assert decode_pack(pack1.data, KEY) == both.entries
+    assert both.entries[0].chunks == (cid("x"),) and both.entries[0].key == "a"
+    again = await store.apply([new_object("a", ["z"])], [])  # overwrite
+    gone = await store.apply([], [both.objects[1].id])  # delete b
+    assert [type(e).__name__ for e in gone.entries] == ["DelEntry"]
+    packs = await outbox_entries(store)
+    assert set(packs) == {pack1.id, again.pack.id, gone.pack.id}  # type: ignore[union-attr]
+    everything = [e for es in packs.values() for e in es]
+    rows = await log_rows(store)
+    assert {v for v, (_, _, needed, _) in rows.items() if needed} == needed_versions(
+        everything) == {3, 4}
+    assert {v: p for v, (*_, p) in rows.items()} == {
+        1: pack1.id, 2: pack1.id, 3: again.pack.id, 4: gone.pack.id}  # type: ignore[union-attr]
+
+    # On the nodes: each pack's refcount is its needed entries; pack 1 needs none.
+    assert await record_all(store) == [pack1.id]
+    assert await store.log.outbox_count() == 0
+    assert await store.meta_ids([pack1.id, again.pack.id, cid("x")]) == {  # type: ignore[union-attr]
+        pack1.id, again.pack.id}  # type: ignore[union-attr]
+    known = await store.known_chunks([pack1.id, again.pack.id, gone.pack.id])  # type: ignore[union-attr]
+    assert known == {pack1.id: 0, again.pack.id: 1, gone.pack.id: 1}  # type: ignore[union-attr]
+    # Pack 1 deleted from the nodes: its entries go, and b's tombstone has nothing
+    # older left to hide, so its pack is garbage too.
+    assert await store.drop_unreferenced([pack1.id]) == 1
+    assert sorted(await log_rows(store)) == [3, 4]
+    assert await store.log.expire_tombstones() == [gone.pack.id]  # type: ignore[union-attr]
+    assert (await log_rows(store))[4][2] is False
+    t = await store.totals([N1, N2, N3])
+    assert t["manifests"]["packs"] == 1 and t["manifests"]["replica_histogram"] == {
+        3: {"chunks": 1, "bytes": len(again.pack.data)}}  # type: ignore[union-attr]
+
+
+async def test_a_name_deleted_and_uploaded_in_one_batch_needs_only_the_upload(
+        store: Store) -> None:
+    await add_nodes(store)
+    first, _ = await put(store, "k", ["a"])
+    done = await store.apply([new_object("k", ["b"])], [first.id])
+    assert [type(e).__name__ for e in done.entries] == ["DelEntry", "PutEntry"]
+    rows = await log_rows(store)
+    assert {v for v, r in rows.items() if r[2]} == {done.entries[1].version}
+
+
+async def test_entries_without_a_pack_are_packed_from_the_metadata(store: Store) -> None:
+    """What an upgraded cluster has (the migration logs every existing file with no
+    pack): the brain packs them from the metadata, the same entries a commit writes."""
+    await add_nodes(store)
+    store.pack_key = None  # as if committed before manifests existed
+    kept = await store.apply([new_object("kept", ["a", "b"]), new_object("moot", ["c"])], [])
+    await store.apply([], [kept.objects[1].id])
+    store.pack_key = KEY
+    pack = await store.log.pack_unpacked(KEY)
+    assert pack is not None and await store.log.pack_unpacked(KEY) is None
+    entries = decode_pack(pack.data, KEY)
+    assert entries[0] == kept.entries[0]  # rebuilt identical to what the commit logged
+    assert [(type(e).__name__, e.key) for e in entries] == [("PutEntry", "kept"),
+                                                            ("DelEntry", "moot")]
+    assert sorted(await log_rows(store)) == [1, 3]  # the moot put never reached a node

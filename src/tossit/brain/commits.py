@@ -17,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.models import Object
 from tossit.brain.store import NewObject, Store
+from tossit.errors import ApiError
 
 log = logging.getLogger("tossit.brain.commits")
 MAX_BATCH = 256
@@ -32,10 +34,23 @@ class _Request:
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+class ManifestNotStored(ApiError):
+    """The change is committed in the metadata, but its manifest is not on enough
+    nodes yet: not acknowledged (a lost brain disk now would lose it)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            503, "manifest_not_stored",
+            "the change is committed in the brain's metadata, but its manifest could not "
+            f"be written to enough nodes yet ({detail}); the brain keeps trying")
+
+
 class CommitBatcher:
-    def __init__(self, store: Store, on_garbage: Callable[[list[str]], None]) -> None:
+    def __init__(self, store: Store, on_garbage: Callable[[list[str]], None],
+                 writer: ManifestWriter | None = None) -> None:
         self.store = store
         self.on_garbage = on_garbage
+        self.writer = writer
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -87,20 +102,27 @@ class CommitBatcher:
         return batch
 
     async def _apply(self, batch: list[_Request]) -> None:
+        """Commit a batch, write its manifest pack to the nodes, then answer."""
         uploads = [r for r in batch if r.upload is not None]
         deletes = [r for r in batch if r.delete is not None]
-        objs, deleted, garbage = await self.store.apply(
+        done = await self.store.apply(
             [r.upload for r in uploads if r.upload is not None],
             [r.delete for r in deletes if r.delete is not None],
         )
-        for req, obj in zip(uploads, objs, strict=True):
-            if not req.future.done():
-                req.future.set_result(obj)
+        failure: ManifestNotStored | None = None
+        if done.pack is not None and self.writer is not None:
+            try:
+                await self.writer.write(done.pack)
+            except Exception as exc:
+                log.warning("manifest pack of a commit batch not stored yet: %s", exc)
+                failure = ManifestNotStored(getattr(exc, "message", str(exc)))
+                self.writer.wake()  # retried in the background from the outbox
+        for req, obj in zip(uploads, done.objects, strict=True):
+            _settle(req.future, obj, failure)
         for req in deletes:
-            if not req.future.done():
-                req.future.set_result(req.delete in deleted)
-        if garbage:
-            self.on_garbage(garbage)
+            _settle(req.future, req.delete in done.deleted, failure)
+        if done.garbage:
+            self.on_garbage(done.garbage)
 
     async def _run(self) -> None:
         while True:
@@ -124,3 +146,12 @@ class CommitBatcher:
                         except Exception as one:
                             if not req.future.done():
                                 req.future.set_exception(one)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, failure: Exception | None) -> None:
+    if future.done():
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(result)

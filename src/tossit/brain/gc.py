@@ -35,6 +35,7 @@ _PARALLEL_DELETES = 16
 # each such chunk is deleted once more this many seconds later, instead of waiting
 # for the orphan sweep's gc_grace (an hour by default) to free the space.
 LATE_WRITE_RECHECK = 10.0
+HELD_RETRY = 1.0  # seconds before a pass held for waiting manifests tries again
 
 
 class Collector:
@@ -54,6 +55,7 @@ class Collector:
         self._sem = asyncio.Semaphore(_PARALLEL_DELETES)
         self.on_missing: Callable[[], None] = lambda: None  # wakes the repairer
         self._sweep_soon = False
+        self._held = False  # the last pass was held for manifests: try again soon
 
     def request_sweep(self) -> None:
         """Compare inventories soon (a node joined or came back)."""
@@ -71,6 +73,8 @@ class Collector:
             timeout = self.settings.gc_interval
             if self._late:
                 timeout = min(timeout, max(0.1, min(self._late.values()) - time.monotonic()))
+            if self._held:
+                timeout = min(timeout, HELD_RETRY)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             self._wake.clear()
@@ -87,6 +91,7 @@ class Collector:
     async def run_once(self, sweep_orphans: bool = True) -> dict[str, Any]:
         """One pass: released chunks, zero-reference rows, then (optionally) orphans."""
         async with self._lock:
+            self._held = False
             stats = {"replicas_deleted": 0, "chunks_dropped": 0, "orphans_deleted": 0,
                      "adopted": 0, "bytes_freed": 0}
             pending, self._pending = self._pending, set()
@@ -95,10 +100,11 @@ class Collector:
             for c in due:
                 del self._late[c]
             await self._collect_unknown(pending, stats, late=set(due) - pending)
+            await self._expire_tombstones()
             while True:
                 garbage = await self.store.garbage_chunks(limit=1000)
                 garbage = [(c, n) for c, n in garbage if not self.pins.is_deleting(c)]
-                if not garbage:
+                if not garbage or await self._manifests_waiting(stats):
                     break
                 done = await self._collect_garbage(garbage, stats)
                 if not done:
@@ -114,6 +120,22 @@ class Collector:
                 log.info(msg)
                 await self.store.add_event("gc", msg, data=stats)
             return stats
+
+    async def _manifests_waiting(self, stats: dict[str, Any]) -> bool:
+        """While a manifest pack waits to reach the nodes, nothing is deleted: the
+        nodes must not lose a file's old manifest (or its chunks) before they hold
+        the newer one. Checked after the garbage is read, so a commit made in
+        between is covered by the check. A held pass is tried again soon."""
+        waiting = await self.store.log.outbox_count()
+        if waiting:
+            stats["held_for_manifests"] = waiting
+            self._held = True
+        return bool(waiting)
+
+    async def _expire_tombstones(self) -> None:
+        """Tombstones whose older versions are all gone from the nodes: their
+        packs may go too (they are garbage now: the pass below collects them)."""
+        await self.store.log.expire_tombstones()
 
     async def _delete_copy(self, node_id: str, cid: str) -> bool | None:
         """Delete one copy: True if deleted, False if there was none, None if
@@ -230,7 +252,8 @@ class Collector:
                         await self.store.add_replicas(cid, [node_id])
                         stats["adopted"] += 1
                 old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff]
-                claimed = await self._claim(old)
+                claimed = await self._claim(old) if old and not await self._manifests_waiting(
+                    stats) else []
                 try:
                     for cid in claimed:
                         if await self._delete_copy(node_id, cid):

@@ -25,7 +25,7 @@ from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
-from tossit.chunking import StreamHasher, rechunk
+from tossit.chunking import DATA, StreamHasher, rechunk
 from tossit.config import BrainSettings
 from tossit.errors import ApiError
 
@@ -133,7 +133,7 @@ class Ingest:
                 except BaseException:
                     slots.release()
                     raise
-                task = asyncio.create_task(self._place(cid, data))
+                task = asyncio.create_task(self.place(cid, data))
                 task.add_done_callback(on_done)
                 placing[cid] = task
             results = await asyncio.gather(*placing.values())
@@ -175,12 +175,13 @@ class Ingest:
                 # ones no committed object uses (it re-checks under its lock).
                 self.collector.release(list(placing))
 
-    async def _place(self, cid: str, data: bytes | bytearray) -> list[str]:
-        """Store one chunk on R nodes (or at least W); returns the nodes holding it."""
+    async def place(self, cid: str, data: bytes | bytearray, kind: str = DATA) -> list[str]:
+        """Store one chunk (or manifest pack) on R nodes, or at least W; returns
+        the nodes holding it."""
         replicas = self.settings.replicas
         quorum = self.settings.quorum
         holders: list[str] = []
-        if len(data) >= _DEDUP_LOOKUP_FROM:
+        if kind == DATA and len(data) >= _DEDUP_LOOKUP_FROM:
             holders = [
                 n for n in await self.store.ok_replicas(cid)
                 if (v := self.registry.get(n)) is not None and v.state in READABLE_STATES
@@ -198,7 +199,7 @@ class Ingest:
             while queue and len(running) + len(acked) < want:
                 node = queue.pop(0)
                 node.reserved += len(data)
-                running[asyncio.create_task(self.nodes.put_chunk(node, cid, data))] = node
+                running[asyncio.create_task(self.nodes.put_chunk(node, cid, data, kind))] = node
 
         launch()
         try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tossit.auth.keys import (
     Role,
@@ -24,6 +26,7 @@ from tossit.auth.keys import (
     secret_hash,
 )
 from tossit.auth.secretfile import ADMIN_KEY_FILE, write_secret
+from tossit.brain.manifest_rows import Pack, log_key
 from tossit.brain.models import ApiKey
 from tossit.brain.store import Store
 
@@ -62,11 +65,24 @@ def _info(row: ApiKey) -> KeyInfo:
                    row.revoked_at)
 
 
+async def _nothing(pack: Pack | None, garbage: list[str]) -> None:
+    return None
+
+
 class KeyService:
     def __init__(self, store: Store, master: bytes) -> None:
         self.store = store
         self.master = master
         self._cache: dict[str, tuple[KeyInfo, float]] = {}  # secret hash -> (key, fetched)
+        # Every key change is also a manifest entry (recoverable from the nodes):
+        # the brain sets this to write its pack.
+        self.after_change: Callable[[Pack | None, list[str]], Awaitable[None]] = _nothing
+
+    async def _logged(self, s: AsyncSession, key_id: str) -> tuple[list[str], Pack | None]:
+        if self.store.pack_key is None:
+            return [], None
+        await self.store.lock_refcounts(s)
+        return await log_key(s, key_id, self.store.pack_key)
 
     async def create(self, name: str, role: Role,
                      expires_at: float | None = None) -> tuple[KeyInfo, str]:
@@ -77,6 +93,9 @@ class KeyService:
                      salt=salt, created_at=time.time(), expires_at=expires_at)
         async with self.store.write() as s:
             s.add(row)
+            await s.flush()
+            garbage, pack = await self._logged(s, key_id)
+        await self.after_change(pack, garbage)
         return _info(row), secret
 
     async def list(self) -> list[KeyInfo]:
@@ -106,8 +125,12 @@ class KeyService:
                         raise LastAdminKey(key_id)
                 await s.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=now))
                 row.revoked_at = now
+                garbage, pack = await self._logged(s, key_id)
+            else:
+                garbage, pack = [], None
             digest = row.secret_sha256
         self._cache.pop(digest, None)
+        await self.after_change(pack, garbage)
         return _info(row)
 
     async def authenticate(self, secret: str) -> KeyInfo | None:

@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -88,6 +90,59 @@ class Chunk(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     refcount: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    # data: a piece of files; meta: a pack of manifest entries (tossit.manifests),
+    # whose refcount is the number of its entries still needed.
+    kind: Mapped[str] = mapped_column(String(8), default="data", server_default="data")
+
+
+class ManifestEntry(Base):
+    """One entry of the manifest log (tossit.manifests): a file committed (put),
+    deleted (del), or an API key's state (key). ``version`` orders every change
+    of the cluster. ``pack`` is the pack on the nodes that holds the entry (NULL
+    until written: the brain writes those at start and retries them); the row
+    goes when its pack is dropped. ``needed``: the nodes must keep it for a rebuild (the
+    newest entry of its name, see ``tossit.manifests.needed_versions``)."""
+
+    __tablename__ = "manifest_log"
+    __table_args__ = (
+        Index("ix_manifest_log_scope", "bucket_id", "key", "version"),
+        {"sqlite_autoincrement": True},
+    )
+
+    version: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    op: Mapped[str] = mapped_column(String(8))
+    bucket_id: Mapped[int | None] = mapped_column(ForeignKey("buckets.id"), nullable=True)
+    key: Mapped[str] = mapped_column(String(1024))  # file name, or API key id
+    object_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    needed: Mapped[bool] = mapped_column(Boolean)
+    # The pack's chunk row appears once the pack is on the nodes (Store.drop_unreferenced
+    # removes the entries of a pack it drops).
+    pack: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ClusterState(Base):
+    """Facts the brain keeps about itself: the last metadata snapshot, the last
+    fire drill, when the metadata was rebuilt from the nodes."""
+
+    __tablename__ = "cluster_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class PackOutbox(Base):
+    """A pack committed in the metadata but not yet confirmed on the nodes, with
+    its bytes, so that it is written again, identical, after a crash or while
+    too few nodes take it. The collector deletes nothing while any is here."""
+
+    __tablename__ = "pack_outbox"
+
+    pack_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(Float)
 
 

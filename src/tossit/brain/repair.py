@@ -40,6 +40,7 @@ from tossit.brain.repair_plan import (
     plan_chunk,
 )
 from tossit.brain.store import Store
+from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size
 
 log = logging.getLogger("tossit.brain.repair")
@@ -96,6 +97,7 @@ class Repairer:
         self._last_unavailable = 0
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
+        self._meta: set[str] = set()  # this pass: which copies are manifest packs
         # The last full pass: the node set it saw, when, and whether it left work.
         self._full_key: PlacementKey = ()
         self._full_at = float("-inf")
@@ -183,6 +185,7 @@ class Repairer:
             moves = moves[: self.settings.rebalance_batch] if rebalance else []
             drops = [d for p in plans for d in p.drop]
             at_risk = Counter(p.copies for p in plans if p.copies < r)
+            self._meta = await self.store.meta_ids([c.chunk_id for c in urgent + moves])
             self._done_bytes = Counter()
             self.progress = Progress(
                 running=bool(urgent or moves), started=t0,
@@ -308,7 +311,8 @@ class Repairer:
                     self.progress.failed += 1
                     return False
                 try:
-                    await self.nodes.replicate(target, c.chunk_id, sources)
+                    await self.nodes.replicate(target, c.chunk_id, sources,
+                                               META if c.chunk_id in self._meta else DATA)
                 except NodeError as exc:
                     log.info("copy of %s to %s failed: %s", c.chunk_id[:12], target.name, exc)
                     self.progress.failed += 1

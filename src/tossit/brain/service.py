@@ -20,6 +20,8 @@ from tossit.brain.db import make_engine, migrate
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
+from tossit.brain.manifest_rows import Pack
+from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.monitor import Monitor
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
@@ -29,6 +31,7 @@ from tossit.brain.repair import Repairer
 from tossit.brain.sessions import SessionService
 from tossit.brain.store import Store
 from tossit.config import BrainSettings
+from tossit.manifests import pack_key
 
 log = logging.getLogger("tossit.brain")
 
@@ -38,14 +41,14 @@ class Brain:
         self.settings = settings
         self.new_admin_key = new_admin_key
         self.url = settings.resolved_database_url()
-        self.store = Store(make_engine(self.url))
-        self.lock = BrainLock(self.url, self.store.engine)
-        self.registry = Registry(settings.replicas, settings.high_water)
         # Secrets live in data_dir even when metadata is in PostgreSQL: a database
         # dump must not be enough to act as the cluster or to recover key secrets.
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         master, _ = ensure_secret(settings.data_dir / MASTER_KEY_FILE)
         cluster_secret, _ = ensure_secret(settings.data_dir / CLUSTER_SECRET_FILE)
+        self.store = Store(make_engine(self.url), pack_key(cluster_secret))
+        self.lock = BrainLock(self.url, self.store.engine)
+        self.registry = Registry(settings.replicas, settings.high_water)
         self.keys = KeyService(self.store, master.encode())
         self.sessions = SessionService(self.store)
         self.auth = settings.auth
@@ -61,6 +64,11 @@ class Brain:
         self.commits = CommitBatcher(self.store, self.collector.release)
         self.ingest = Ingest(settings, self.store, self.registry, self.nodes, self.pins,
                              self.collector, self.commits)
+        self.manifests = ManifestWriter(
+            self.store, self.ingest.place, self.pins, self.collector.release,
+            lambda: len(self.registry.writable(1)) >= settings.replicas)
+        self.commits.writer = self.manifests
+        self.keys.after_change = self._key_changed
         self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
@@ -98,6 +106,7 @@ class Brain:
         self._tasks = [
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
             asyncio.create_task(self.collector.run_forever(), name="gc"),
+            asyncio.create_task(self.manifests.run_forever(), name="manifests"),
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))
@@ -105,6 +114,20 @@ class Brain:
             "brain_started", f"brain started (R={self.settings.replicas}, "
             f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
         log.info("brain ready: metadata at %s", self.url.split("@")[-1])
+
+    async def _key_changed(self, pack: Pack | None, garbage: list[str]) -> None:
+        """A key was created or revoked: its manifest entry goes to the nodes now if
+        they take it, else from the outbox as soon as they do (the change itself
+        already holds on this brain)."""
+        if garbage:
+            self.collector.release(garbage)
+        if pack is None:
+            return
+        try:
+            await self.manifests.write(pack)
+        except Exception as exc:
+            log.warning("key change not on the nodes yet (%s); retrying", exc)
+            self.manifests.wake()
 
     def _silence_at_start(self, row: Any) -> float:
         """How long a known node has been silent, as the monitor should see it now.

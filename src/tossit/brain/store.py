@@ -19,7 +19,21 @@ from sqlalchemy import Table, case, delete, func, insert, select, text, tuple_, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tossit.brain.models import Bucket, Chunk, Event, Node, Object, ObjectChunk, Replica
+from tossit.brain import manifest_rows
+from tossit.brain.manifest_rows import DEL, PUT, LogStore, NewRow, Pack
+from tossit.brain.models import (
+    Bucket,
+    Chunk,
+    ClusterState,
+    Event,
+    ManifestEntry,
+    Node,
+    Object,
+    ObjectChunk,
+    Replica,
+)
+from tossit.chunking import DATA, META
+from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
 
 DEFAULT_BUCKET = "default"
 _BATCH = 500  # rows per multi-row statement (SQLite caps bound parameters)
@@ -58,6 +72,19 @@ class NewObject:
     user_meta: dict[str, Any] | None = None
 
 
+@dataclass
+class Applied:
+    """What one commit did: the new objects (in the order given), the ids among
+    the deletes that existed, the chunks (and packs) left unreferenced, and the
+    manifest entries it logged, which the caller writes to the nodes."""
+
+    objects: list[Object]
+    deleted: set[int]
+    garbage: list[str]
+    entries: list[PutEntry | DelEntry | KeyEntry]
+    pack: Pack | None = None  # the entries' pack, in the outbox until on the nodes
+
+
 def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
@@ -69,19 +96,23 @@ def _batches(rows: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, pack_key: bytes | None = None) -> None:
+        """``pack_key`` signs manifest packs (``tossit.manifests.pack_key`` of the
+        cluster secret); without it commits log entries but pack none."""
         self.engine = engine
+        self.pack_key = pack_key
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock()
         self._bucket_ids: dict[str, int] = {}
+        self.log = LogStore(self)
         ins = self._insert(_table(Chunk))
-        self._upsert_chunk = ins.on_conflict_do_update(
+        self.upsert_chunk = ins.on_conflict_do_update(
             index_elements=["id"],
             set_={"refcount": Chunk.__table__.c.refcount + ins.excluded.refcount},
         )
         ins = self._insert(_table(Replica))
-        self._upsert_replica = ins.on_conflict_do_update(
+        self.upsert_replica = ins.on_conflict_do_update(
             index_elements=["chunk_id", "node_id"],
             set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at},
         )
@@ -112,7 +143,7 @@ class Store:
     def _insert(self, model: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
 
-    async def _lock_refcounts(self, s: AsyncSession) -> None:
+    async def lock_refcounts(self, s: AsyncSession) -> None:
         """Serialise reference-count changes (SQLite already has ``write``'s lock)."""
         if self.dialect == "postgresql":
             await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REFCOUNT_LOCK_KEY})
@@ -155,34 +186,35 @@ class Store:
         small uploads into one commit is what lets the metadata keep up with
         hundreds of uploads per second (one fsync, a handful of statements).
         """
-        objs, _, garbage = await self.apply(items, ())
-        return objs, garbage
+        done = await self.apply(items, ())
+        return done.objects, done.garbage
 
-    async def apply(
-        self, items: Sequence[NewObject], deletes: Sequence[int]
-    ) -> tuple[list[Object], set[int], list[str]]:
-        """Delete objects by id, then commit new ones, in one transaction.
+    async def apply(self, items: Sequence[NewObject], deletes: Sequence[int]) -> Applied:
+        """Delete objects by id, then commit new ones, in one transaction, and log
+        each change as a manifest entry (tossit.manifests) in the same one.
 
-        Returns the new rows, the ids among ``deletes`` that existed, and the
-        chunks left unreferenced. A delete and an upload of the same name in one
-        batch end as they would one after the other: the new object remains.
+        A delete and an upload of the same name in one batch end as they would
+        one after the other: the new object remains.
         """
         if len({(i.bucket, i.key) for i in items}) != len(items):
             raise ValueError("commit_objects needs distinct keys")
         if not items and not deletes:
-            return [], set(), []
+            return Applied([], set(), [], [])
         now = time.time()
         bids = [await self.bucket_id(i.bucket) for i in items]
         async with self.write() as s:
-            await self._lock_refcounts(s)
-            deleted: set[int] = set()
+            await self.lock_refcounts(s)
+            gone: list[tuple[int, int, str]] = []  # (id, bucket id, key)
             for batch in _batches(list(deletes)):
-                deleted.update((await s.execute(
-                    select(Object.id).where(Object.id.in_(batch))
-                )).scalars().all())
+                gone += [(i, b, k) for i, b, k in (await s.execute(
+                    select(Object.id, Object.bucket_id, Object.key).where(Object.id.in_(batch))
+                )).all()]
+            deleted = {i for i, _, _ in gone}
             dropped = await self._drop_objects(s, sorted(deleted))
             if not items:
-                return [], deleted, await self._unreferenced(s, dropped)
+                entries, packs, pack = await self._log(s, gone, [], [], now)
+                return Applied([], deleted, await self._unreferenced(s, dropped) + packs,
+                               entries, pack)
             pairs = list({(b, i.key) for b, i in zip(bids, items, strict=True)})
             old_ids: list[int] = []
             for batch in _batches(pairs):
@@ -224,14 +256,47 @@ class Store:
             # Constant statements + parameter lists: SQLAlchemy compiles each
             # once and batches the rows itself ("insertmanyvalues").
             if chunk_rows:
-                await s.execute(self._upsert_chunk, chunk_rows)
+                await s.execute(self.upsert_chunk, chunk_rows)
             if replica_rows:
-                await s.execute(self._upsert_replica, replica_rows)
+                await s.execute(self.upsert_replica, replica_rows)
             if oc_rows:
                 await s.execute(self._insert_object_chunk, oc_rows)
             garbage = await self._unreferenced(
                 s, [c for c in {*garbage_candidates, *dropped} if c not in counts])
-        return objs, deleted, garbage
+            entries, packs, pack = await self._log(s, gone, objs, items, now)
+        return Applied(objs, deleted, garbage + packs, entries, pack)
+
+    async def _log(
+        self, s: AsyncSession, gone: list[tuple[int, int, str]], objs: list[Object],
+        items: Sequence[NewObject], now: float,
+    ) -> tuple[list[PutEntry | DelEntry | KeyEntry], list[str], Pack | None]:
+        """Log a commit's deletes (tombstones) and uploads as manifest entries and
+        pack them into the outbox, in its transaction; the entries they supersede
+        are needed no more. Returns the entries, the packs left with nothing
+        needed, and the new pack."""
+        lost = await manifest_rows.supersede(
+            s, [(b, k) for _, b, k in gone] + [(o.bucket_id, o.key) for o in objs])
+        # Within one commit, a name deleted and uploaded again keeps only its upload.
+        uploaded = {(o.bucket_id, o.key) for o in objs}
+        rows = [NewRow(DEL, b, k, i, (b, k) not in uploaded) for i, b, k in gone]
+        rows += [NewRow(PUT, o.bucket_id, o.key, o.id, True) for o in objs]
+        versions = await manifest_rows.log_rows(s, rows, now)
+        names = {bid: await self.bucket_name(bid) for bid in {r.bucket_id for r in rows}
+                 if bid is not None}
+        entries: list[PutEntry | DelEntry | KeyEntry] = [
+            DelEntry(version=v, bucket=names[b], key=k, id=i, deleted=now)
+            for v, (i, b, k) in zip(versions, gone, strict=False)]
+        for v, o, item in zip(versions[len(gone):], objs, items, strict=True):
+            entries.append(put_entry(
+                version=v, bucket=item.bucket, key=o.key, object_id=o.id, size=o.size,
+                sha256=o.sha256, content_type=o.content_type, created=o.created_at,
+                chunk_size=o.chunk_size, chunks=item.chunks, etag=o.etag,
+                user_meta=o.user_meta))
+        packs = await manifest_rows.release_packs(s, lost)
+        pack = None
+        if self.pack_key is not None:
+            pack = await manifest_rows.pack_entries(s, entries, self.pack_key, now)
+        return entries, packs, pack
 
     async def _drop_objects(self, s: AsyncSession, object_ids: Sequence[int]) -> list[str]:
         """Delete object rows and release their chunk references (caller's txn).
@@ -267,8 +332,8 @@ class Store:
     async def delete_object(self, object_id: int) -> list[str] | None:
         """Delete an object; returns the chunk ids now unreferenced, or None if
         there was no such object."""
-        _, deleted, garbage = await self.apply((), [object_id])
-        return garbage if object_id in deleted else None
+        done = await self.apply((), [object_id])
+        return done.garbage if object_id in done.deleted else None
 
     async def get_object(self, object_id: int) -> Object | None:
         async with self.read() as s:
@@ -394,7 +459,7 @@ class Store:
         if not rows:
             return
         async with self.write() as s:
-            await s.execute(self._upsert_replica, rows)
+            await s.execute(self.upsert_replica, rows)
 
     async def chunk_replica_page(
         self, after: str, limit: int
@@ -451,11 +516,22 @@ class Store:
             )).all()
         return await self._replicas_of([(cid, size) for cid, size in chunks])
 
-    async def ok_replica_count(self, node_id: str) -> int:
-        """Copies (state ok) the metadata records on one node."""
+    async def meta_ids(self, chunk_ids: Sequence[str]) -> set[str]:
+        """Which of these are manifest packs (kind meta), not file chunks."""
+        out: set[str] = set()
         async with self.read() as s:
-            n = await s.scalar(select(func.count()).select_from(Replica).where(
-                Replica.node_id == node_id, Replica.state == "ok"))
+            for batch in _batches(list(dict.fromkeys(chunk_ids))):
+                out.update((await s.execute(select(Chunk.id).where(
+                    Chunk.id.in_(batch), Chunk.kind == META))).scalars().all())
+        return out
+
+    async def ok_replica_count(self, node_id: str) -> int:
+        """Copies (state ok) the metadata records on one node, of chunks and packs
+        still in use (garbage copies are the collector's, not a drain's)."""
+        async with self.read() as s:
+            n = await s.scalar(select(func.count()).select_from(Replica)
+                               .join(Chunk, Chunk.id == Replica.chunk_id).where(
+                Replica.node_id == node_id, Replica.state == "ok", Chunk.refcount > 0))
         return int(n or 0)
 
     async def sole_copies(self, node_id: str, other_nodes: Sequence[str]) -> int:
@@ -481,7 +557,7 @@ class Store:
             mine = (select(Replica.chunk_id)
                     .join(Chunk, Chunk.id == Replica.chunk_id)
                     .where(Replica.node_id == node_id, Replica.state == "ok",
-                           Chunk.refcount > 0)
+                           Chunk.refcount > 0, Chunk.kind == DATA)
                     .subquery())
             others = (select(Replica.chunk_id, func.count().label("n"))
                       .where(Replica.state == "ok",
@@ -541,13 +617,14 @@ class Store:
         """Remove chunk rows (and replica rows) still at refcount 0."""
         n = 0
         async with self.write() as s:
-            await self._lock_refcounts(s)
+            await self.lock_refcounts(s)
             for batch in _batches(list(chunk_ids)):
                 dead = (await s.execute(
                     select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0)
                 )).scalars().all()
                 if dead:
                     await s.execute(delete(Replica).where(Replica.chunk_id.in_(dead)))
+                    await s.execute(delete(ManifestEntry).where(ManifestEntry.pack.in_(dead)))
                     await s.execute(delete(Chunk).where(Chunk.id.in_(dead)))
                     n += len(dead)
         return n
@@ -638,6 +715,19 @@ class Store:
                 select(Node).where(Node.state != "removed").order_by(Node.name)
             )).scalars().all())
 
+    # -- cluster state ------------------------------------------------------
+
+    async def get_state(self, name: str) -> dict[str, Any] | None:
+        async with self.read() as s:
+            row = await s.get(ClusterState, name)
+            return dict(row.value) if row is not None else None
+
+    async def set_state(self, name: str, value: dict[str, Any]) -> None:
+        async with self.write() as s:
+            await s.execute(self._insert(_table(ClusterState)).values(
+                name=name, value=value, updated_at=time.time()).on_conflict_do_update(
+                index_elements=["name"], set_={"value": value, "updated_at": time.time()}))
+
     # -- events -------------------------------------------------------------
 
     async def add_event(
@@ -666,16 +756,20 @@ class Store:
     # -- statistics ---------------------------------------------------------
 
     async def totals(self, live_nodes: Sequence[str]) -> dict[str, Any]:
-        """Counts for ``tossit status``: objects, chunks, and chunks by number of
-        good replicas on live nodes (0 = unreadable right now)."""
+        """Counts for ``tossit status``: files, chunks, and chunks by number of good
+        replicas on live nodes (0 = unreadable right now); the same for the
+        manifest packs, apart. The brain's own files (snapshots) are not counted
+        as files."""
+        system = await self.bucket_id(SYSTEM_BUCKET, create=False)
         async with self.read() as s:
             n_obj, obj_bytes = (await s.execute(
                 select(func.count(), func.coalesce(func.sum(Object.size), 0))
+                .where(Object.bucket_id != (system or -1))
             )).one()
-            n_chunks, chunk_bytes = (await s.execute(
-                select(func.count(), func.coalesce(func.sum(Chunk.size), 0))
-                .where(Chunk.refcount > 0)
-            )).one()
+            per_kind = {k: (int(n), int(b)) for k, n, b in (await s.execute(
+                select(Chunk.kind, func.count(), func.coalesce(func.sum(Chunk.size), 0))
+                .where(Chunk.refcount > 0).group_by(Chunk.kind)
+            )).all()}
             per_chunk = (
                 select(Replica.chunk_id, func.count().label("n"))
                 .where(Replica.state == "ok", Replica.node_id.in_(list(live_nodes) or [""]))
@@ -683,20 +777,31 @@ class Store:
                 .subquery()
             )
             hist_rows = (await s.execute(
-                select(per_chunk.c.n, func.count(), func.coalesce(func.sum(Chunk.size), 0))
+                select(Chunk.kind, per_chunk.c.n, func.count(),
+                       func.coalesce(func.sum(Chunk.size), 0))
                 .join(Chunk, Chunk.id == per_chunk.c.chunk_id)
                 .where(Chunk.refcount > 0)
-                .group_by(per_chunk.c.n)
+                .group_by(Chunk.kind, per_chunk.c.n)
             )).all()
-        hist = {int(n): {"chunks": int(c), "bytes": int(b)} for n, c, b in hist_rows}
-        seen = sum(v["chunks"] for v in hist.values())
-        seen_bytes = sum(v["bytes"] for v in hist.values())
-        if n_chunks - seen:
-            hist[0] = {"chunks": int(n_chunks - seen), "bytes": int(chunk_bytes - seen_bytes)}
+
+        def histogram(kind: str) -> dict[int, dict[str, int]]:
+            hist = {int(n): {"chunks": int(c), "bytes": int(b)}
+                    for k, n, c, b in hist_rows if k == kind}
+            total, total_bytes = per_kind.get(kind, (0, 0))
+            seen = sum(v["chunks"] for v in hist.values())
+            if total - seen:
+                hist[0] = {"chunks": total - seen,
+                           "bytes": total_bytes - sum(v["bytes"] for v in hist.values())}
+            return dict(sorted(hist.items()))
+
+        n_chunks, chunk_bytes = per_kind.get(DATA, (0, 0))
+        packs, pack_bytes = per_kind.get(META, (0, 0))
         return {
             "objects": int(n_obj), "object_bytes": int(obj_bytes),
-            "chunks": int(n_chunks), "chunk_bytes": int(chunk_bytes),
-            "replica_histogram": dict(sorted(hist.items())),
+            "chunks": n_chunks, "chunk_bytes": chunk_bytes,
+            "replica_histogram": histogram(DATA),
+            "manifests": {"packs": packs, "bytes": pack_bytes,
+                          "replica_histogram": histogram(META)},
         }
 
 

@@ -59,6 +59,8 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     totals = await brain.store.totals([n.id for n in live])
     r = brain.settings.replicas
     hist = totals.pop("replica_histogram")
+    packs = totals.pop("manifests")
+    pack_hist = packs.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
     raw, free = disk_capacity(live)
     used = sum(n.used for n in live)
@@ -82,6 +84,13 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "chunks_unavailable": hist.get(0, {}).get("chunks", 0),
             "bytes_at_risk": at_risk,
             "waiting_for": _grace(brain),
+        },
+        "manifests": {
+            **packs,
+            "by_copies": {str(k): v["chunks"] for k, v in pack_hist.items()},
+            "below_target": sum(v["chunks"] for k, v in pack_hist.items() if k < r),
+            "waiting": await brain.store.log.outbox_count(),
+            "last_error": brain.manifests.last_error,
         },
         "repair": brain.repairer.progress.to_dict(),
         "throughput": TRAFFIC.snapshot(),

@@ -110,6 +110,7 @@ async def register(report: NodeReport, request: Request,
             await _back_online(brain, report, was[0])
         await _placement_inputs_changed(brain, report, was[1], was[2])
     brain.collector.request_sweep()  # reconcile its inventory with the metadata
+    brain.manifests.wake()  # manifest packs that waited for nodes may go now
     await _corrupt_reported(brain, report)
     return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval}
 

@@ -1,0 +1,300 @@
+"""The manifest log in the metadata database (``manifest_log`` and ``pack_outbox``).
+
+Each ``manifest_log`` row is one entry of ``tossit.manifests``: its ``version``
+(the database assigns them, in commit order, never twice), what it is about,
+whether the nodes must keep it (``needed``) and the pack that holds it.
+
+The protocol, for a commit (``Store.apply``) or a key change:
+
+1. In the change's own transaction the entries are logged, packed, and the pack
+   is put in ``pack_outbox`` with its bytes.
+2. The pack is written to the nodes (``ManifestWriter``).
+3. ``record_packs``: the pack becomes a ``chunks`` row of kind ``meta`` (with its
+   replicas) whose refcount is its number of needed entries, and leaves the outbox.
+
+A crash anywhere leaves the pack in the outbox, and it is written again, with the
+same bytes, at the next start. The collector deletes nothing while the outbox
+holds a pack, so the nodes never lose an old manifest before they hold the newer
+one. When a pack's refcount reaches zero it is deleted from the nodes like any
+unreferenced chunk, and its entries go with its row.
+
+The rule kept here is ``tossit.manifests.needed_versions``: the newest entry of
+each name is needed, unless it is a tombstone with no older ``put`` left.
+``supersede`` applies the first half when a newer entry is logged;
+``LogStore.expire_tombstones`` the second, once the older packs are gone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from tossit.brain.models import (
+    ApiKey,
+    Bucket,
+    Chunk,
+    ManifestEntry,
+    Object,
+    ObjectChunk,
+    PackOutbox,
+)
+from tossit.chunking import META
+from tossit.manifests import DelEntry, KeyEntry, PutEntry, encode_pack, pack_id, put_entry
+
+if TYPE_CHECKING:
+    from tossit.brain.store import Store
+
+PUT, DEL, KEY = "put", "del", "key"
+_BATCH = 500
+BACKFILL_PAGE = 2000  # entries per pack when packing entries logged without one
+
+AnyEntry = PutEntry | DelEntry | KeyEntry
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """An entry to log: a file's scope (bucket id, name) or an API key's id."""
+
+    op: str
+    bucket_id: int | None
+    key: str
+    object_id: int | None
+    needed: bool
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A pack in the outbox: its id and bytes."""
+
+    id: str
+    data: bytes
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class PackRecord:
+    """A pack written to nodes: what the database must now know about it."""
+
+    pack_id: str
+    size: int
+    nodes: tuple[str, ...]
+
+
+def _batches(rows: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+async def supersede(s: AsyncSession, files: Sequence[tuple[int, str]],
+                    keys: Sequence[str] = ()) -> Counter[str]:
+    """A newer entry is about to be logged for these names: their needed entries
+    are needed no more. Returns how many entries each pack lost (the caller
+    releases them with ``release_packs``)."""
+    lost: Counter[str] = Counter()
+    for batch in _batches(list(dict.fromkeys(files))):
+        rows = (await s.execute(
+            update(ManifestEntry)
+            .where(ManifestEntry.needed, ManifestEntry.op.in_((PUT, DEL)),
+                   tuple_(ManifestEntry.bucket_id, ManifestEntry.key).in_(batch))
+            .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
+        lost.update(p for p in rows if p is not None)
+    for batch in _batches(list(dict.fromkeys(keys))):
+        rows = (await s.execute(
+            update(ManifestEntry)
+            .where(ManifestEntry.needed, ManifestEntry.op == KEY, ManifestEntry.key.in_(batch))
+            .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
+        lost.update(p for p in rows if p is not None)
+    return lost
+
+
+async def log_rows(s: AsyncSession, rows: Sequence[NewRow], now: float) -> list[int]:
+    """Insert entries; returns their versions, in ``rows`` order."""
+    if not rows:
+        return []
+    stmt = insert(ManifestEntry).returning(ManifestEntry.version, sort_by_parameter_order=True)
+    result = await s.execute(stmt, [
+        {"op": r.op, "bucket_id": r.bucket_id, "key": r.key, "object_id": r.object_id,
+         "needed": r.needed, "pack": None, "created_at": now} for r in rows])
+    return [int(v) for v in result.scalars().all()]
+
+
+async def release_packs(s: AsyncSession, lost: Counter[str]) -> list[str]:
+    """Take ``lost`` needed entries off each pack's refcount; returns the packs
+    that need nothing any more (garbage for the collector). Packs still in the
+    outbox have no row yet: ``record_packs`` counts their entries afresh."""
+    if not lost:
+        return []
+    by_n: dict[int, list[str]] = {}
+    for pack, n in lost.items():
+        by_n.setdefault(n, []).append(pack)
+    for n, packs in by_n.items():
+        for batch in _batches(packs):
+            await s.execute(update(Chunk).where(Chunk.id.in_(batch))
+                            .values(refcount=Chunk.refcount - n))
+    done: list[str] = []
+    for batch in _batches(list(lost)):
+        done += (await s.execute(select(Chunk.id).where(
+            Chunk.id.in_(batch), Chunk.refcount <= 0))).scalars().all()
+    return done
+
+
+async def pack_entries(s: AsyncSession, entries: Sequence[AnyEntry], key: bytes,
+                       now: float) -> Pack | None:
+    """Pack these just-logged entries and put the pack in the outbox (the
+    caller's transaction)."""
+    if not entries:
+        return None
+    data = encode_pack(entries, key)
+    pid = pack_id(data)
+    for batch in _batches([e.version for e in entries]):
+        await s.execute(update(ManifestEntry).where(ManifestEntry.version.in_(batch))
+                        .values(pack=pid))
+    # The same bytes again (entries re-packed identically) are the same pack.
+    exists_ = await s.scalar(select(PackOutbox.pack_id).where(PackOutbox.pack_id == pid))
+    if exists_ is None:
+        await s.execute(insert(PackOutbox).values(pack_id=pid, data=data, created_at=now))
+    return Pack(pid, data, now)
+
+
+async def log_key(s: AsyncSession, key_id: str, pack_key: bytes) -> tuple[list[str], Pack | None]:
+    """Log an API key's new state (created or revoked) in the caller's transaction:
+    returns the packs it leaves with nothing needed, and its own pack."""
+    now = time.time()
+    lost = await supersede(s, (), [key_id])
+    (version,) = await log_rows(s, [NewRow(KEY, None, key_id, None, True)], now)
+    row = await s.get(ApiKey, key_id)
+    assert row is not None, "log the key after writing it"
+    pack = await pack_entries(s, [key_entry(version, row)], pack_key, now)
+    return await release_packs(s, lost), pack
+
+
+def key_entry(version: int, k: ApiKey) -> KeyEntry:
+    return KeyEntry(version=version, key_id=k.id, name=k.name, role=k.role,
+                    secret_sha256=k.secret_sha256, salt=k.salt, created=k.created_at,
+                    expires=k.expires_at, revoked=k.revoked_at)
+
+
+class LogStore:
+    """The manifest log's reads and writes outside of commits."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def record_packs(self, packs: Sequence[PackRecord]) -> list[str]:
+        """Packs are on the nodes: each becomes a chunk (kind meta) whose refcount
+        is its number of needed entries, with the nodes holding it, and leaves
+        the outbox. Returns the packs that need nothing (superseded meanwhile)."""
+        if not packs:
+            return []
+        now = time.time()
+        empty: list[str] = []
+        async with self.store.write() as s:
+            await self.store.lock_refcounts(s)
+            for p in packs:
+                needed = int(await s.scalar(select(func.count()).select_from(ManifestEntry)
+                                            .where(ManifestEntry.pack == p.pack_id,
+                                                   ManifestEntry.needed)) or 0)
+                known = await s.get(Chunk, p.pack_id)
+                if known is None:
+                    s.add(Chunk(id=p.pack_id, size=p.size, refcount=needed, created_at=now,
+                                kind=META))
+                else:  # written again (after a crash): the count is the truth
+                    known.refcount = needed
+                if p.nodes:
+                    await s.execute(self.store.upsert_replica, [
+                        {"chunk_id": p.pack_id, "node_id": n, "state": "ok", "updated_at": now}
+                        for n in p.nodes])
+                await s.execute(delete(PackOutbox).where(PackOutbox.pack_id == p.pack_id))
+                if needed == 0:
+                    empty.append(p.pack_id)
+        return empty
+
+    async def outbox(self, limit: int = 100) -> list[Pack]:
+        """Packs waiting to be written, oldest first."""
+        async with self.store.read() as s:
+            rows = (await s.execute(select(PackOutbox.pack_id, PackOutbox.data,
+                                           PackOutbox.created_at)
+                                    .order_by(PackOutbox.created_at).limit(limit))).all()
+        return [Pack(pid, bytes(data), at) for pid, data, at in rows]
+
+    async def outbox_count(self) -> int:
+        async with self.store.read() as s:
+            return int(await s.scalar(select(func.count()).select_from(PackOutbox)) or 0)
+
+    async def pack_unpacked(self, key: bytes, limit: int = BACKFILL_PAGE) -> Pack | None:
+        """Entries logged without a pack (a cluster upgraded to manifests: every
+        file it held) are packed from the metadata, ``limit`` at a time, into the
+        outbox. None when there are none (an empty Pack when a page had only
+        entries to drop)."""
+        async with self.store.write() as s:
+            rows = (await s.execute(
+                select(ManifestEntry).where(ManifestEntry.pack.is_(None))
+                .order_by(ManifestEntry.version).limit(limit))).scalars().all()
+            if not rows:
+                return None
+            entries = await _rebuild_entries(s, rows)
+            # Rows whose file or key is gone were superseded before ever reaching a
+            # node: nothing to keep.
+            moot = [r.version for r in rows if r.version not in {e.version for e in entries}]
+            for batch in _batches(moot):
+                await s.execute(delete(ManifestEntry).where(ManifestEntry.version.in_(batch)))
+            return await pack_entries(s, entries, key, time.time()) or Pack("", b"")
+
+    async def expire_tombstones(self) -> list[str]:
+        """Tombstones with no older ``put`` of their name left anywhere are needed
+        no more (that put's pack was deleted from the nodes). Returns the packs
+        that this leaves with nothing needed (garbage)."""
+        older = aliased(ManifestEntry)
+        async with self.store.write() as s:
+            await self.store.lock_refcounts(s)
+            rows = (await s.execute(
+                update(ManifestEntry)
+                .where(ManifestEntry.op == DEL, ManifestEntry.needed,
+                       ~exists().where(and_(older.op == PUT,
+                                            older.bucket_id == ManifestEntry.bucket_id,
+                                            older.key == ManifestEntry.key,
+                                            older.version < ManifestEntry.version)))
+                .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
+            return await release_packs(s, Counter(p for p in rows if p is not None))
+
+    async def max_version(self) -> int:
+        async with self.store.read() as s:
+            return int(await s.scalar(select(func.max(ManifestEntry.version))) or 0)
+
+
+async def _rebuild_entries(s: AsyncSession, rows: Sequence[ManifestEntry]) -> list[AnyEntry]:
+    """The entries of these rows, from the metadata as it is now; none for a
+    ``put`` whose file is gone or a ``key`` whose key is gone."""
+    buckets = {bid: name for bid, name in (await s.execute(select(Bucket.id, Bucket.name))).all()}
+    objs = {o.id: o for o in (await s.execute(select(Object).where(
+        Object.id.in_([r.object_id for r in rows if r.op == PUT] or [-1])))).scalars()}
+    chunks: dict[int, list[tuple[str, int]]] = {}
+    for oid, cid, size in (await s.execute(
+            select(ObjectChunk.object_id, ObjectChunk.chunk_id, ObjectChunk.size)
+            .where(ObjectChunk.object_id.in_(list(objs) or [-1]))
+            .order_by(ObjectChunk.object_id, ObjectChunk.seq))).all():
+        chunks.setdefault(oid, []).append((cid, size))
+    keys = {k.id: k for k in (await s.execute(select(ApiKey).where(
+        ApiKey.id.in_([r.key for r in rows if r.op == KEY] or [""])))).scalars()}
+    out: list[AnyEntry] = []
+    for r in rows:
+        o = objs.get(r.object_id or -1)
+        if r.op == PUT and o is not None:
+            out.append(put_entry(
+                version=r.version, bucket=buckets[o.bucket_id], key=o.key, object_id=o.id,
+                size=o.size, sha256=o.sha256, content_type=o.content_type,
+                created=o.created_at, chunk_size=o.chunk_size, chunks=chunks.get(o.id, []),
+                etag=o.etag, user_meta=o.user_meta))
+        elif r.op == DEL and r.bucket_id is not None:
+            out.append(DelEntry(version=r.version, bucket=buckets[r.bucket_id], key=r.key,
+                                id=r.object_id or 1, deleted=r.created_at))
+        elif r.op == KEY and r.key in keys:
+            out.append(key_entry(r.version, keys[r.key]))
+    return out
