@@ -128,6 +128,9 @@ def brain(
         help="chunk copies in flight, cluster-wide [4]")] = None,
     rebalance_batch: Annotated[int | None, typer.Option(
         help="rebalancing moves per pass, 0 = never [64]")] = None,
+    recovery_hold: Annotated[float | None, typer.Option(
+        help="seconds after a 'tossit recover' during which blobs the rebuilt metadata "
+        "does not know are kept [604800]")] = None,
     auto_repair: Annotated[bool | None, typer.Option(
         "--auto-repair/--no-auto-repair",
         help="repair and rebalance in the background [on]")] = None,
@@ -154,7 +157,7 @@ def brain(
             offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
             dead_after=dead_after, repair_interval=repair_interval,
             repair_concurrency=repair_concurrency, rebalance_batch=rebalance_batch,
-            auto_repair=auto_repair,
+            recovery_hold=recovery_hold, auto_repair=auto_repair,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, auth=auth,
             trusted_proxies=trusted_proxies, log_level=log_level,
         )
@@ -303,6 +306,77 @@ def up(
         console.print(text, soft_wrap=True, highlight=False)
 
     raise typer.Exit(localcluster.run(children, data_dir, host, port, say))
+
+
+@app.command()
+def recover(
+    cluster_secret_file: Annotated[Path, typer.Option(
+        help="the cluster secret: the lost brain's cluster.secret, or any node's "
+        "DATA_DIR/cluster.secret")],
+    node: Annotated[list[str] | None, typer.Option(
+        "--node", help="a node's URL, e.g. http://10.0.0.5:8081 (repeat for each node)")] = None,
+    node_dir: Annotated[list[Path] | None, typer.Option(
+        "--node-dir", help="a node's data dir on this machine (repeat); the node need "
+        "not run")] = None,
+    data_dir: Annotated[Path, typer.Option(
+        help="the new brain's data dir: tossit.db, cluster.secret and a new admin key "
+        "go there")] = Path("data/brain"),
+    database_url: Annotated[str | None, typer.Option(
+        help="write into this (empty) database instead, e.g. PostgreSQL")] = None,
+    replicas: Annotated[int, typer.Option(help="copies each chunk should have [3]")] = 3,
+    tls_ca: TlsCaOpt = None,
+) -> None:
+    """Rebuild the brain's metadata from the nodes alone (the brain's disk is lost).
+
+    Reads every node's manifests and inventory, writes a new metadata database
+    with every file, its chunks and their copies, deleted files kept deleted, the
+    API keys, and a new admin key. Then start the brain on it (tossit brain
+    --data-dir DATA_DIR). Runbook: docs/operations.md."""
+    import asyncio
+
+    from tossit.auth.secretfile import SecretFileError
+    from tossit.recover import RecoverError, recover, report_lines
+
+    try:
+        secret = read_secret_or_fail(cluster_secret_file)
+    except SecretFileError as exc:
+        raise _fail(f"cannot read the cluster secret: {exc}") from None
+    with _progress_counts() as progress:
+        tasks: dict[str, Any] = {}
+
+        def tick(what: str, done: int, total: int | None) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done, total=total)
+
+        try:
+            result = asyncio.run(recover(
+                secret=secret, nodes=node or [], dirs=node_dir or [], data_dir=data_dir,
+                database_url=database_url, replicas=replicas, tls_ca=tls_ca, progress=tick))
+        except RecoverError as exc:
+            raise _fail(str(exc)) from None
+        except Exception as exc:
+            raise _fail(f"recovery failed, nothing was kept: {exc}") from None
+    for text, style in report_lines(result):
+        console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"next: tossit brain --data-dir {data_dir}"
+                  + (f" --database-url {database_url.split('@')[-1]}" if database_url else "")
+                  + "  (then the nodes reconnect by themselves)", highlight=False, markup=False)
+    if result.plan.incomplete:
+        raise typer.Exit(1)
+
+
+def read_secret_or_fail(path: Path) -> str:
+    from tossit.auth.secretfile import read_secret
+
+    return read_secret(path)
+
+
+def _progress_counts() -> Progress:
+    from rich.progress import MofNCompleteColumn
+
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                    MofNCompleteColumn(), console=err, transient=False)
 
 
 # -- client verbs ----------------------------------------------------------

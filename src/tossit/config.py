@@ -274,6 +274,10 @@ class BrainSettings(_ServerSettings):
                                     description="chunk copies in flight, cluster-wide")
     rebalance_batch: int = Field(default=64, ge=0, le=100_000,
                                  description="rebalancing moves per pass (0: never move)")
+    recovery_hold: float = Field(
+        default=7 * 86400.0, ge=0, description="seconds after a 'tossit recover' during "
+        "which chunks and packs the rebuilt metadata does not know are kept on the nodes "
+        "(a node that was away may still bring the manifests that name them)")
     trusted_proxies: str = Field(
         default="127.0.0.1", max_length=2000,
         description="comma-separated addresses or networks (CIDR) of reverse proxies "

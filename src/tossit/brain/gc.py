@@ -56,6 +56,10 @@ class Collector:
         self.on_missing: Callable[[], None] = lambda: None  # wakes the repairer
         self._sweep_soon = False
         self._held = False  # the last pass was held for manifests: try again soon
+        # After a rebuild from the nodes, blobs the new metadata does not know may
+        # belong to files whose manifests are on a node that was away: no orphan is
+        # deleted before this time (epoch seconds).
+        self.keep_orphans_until = 0.0
 
     def request_sweep(self) -> None:
         """Compare inventories soon (a node joined or came back)."""
@@ -251,7 +255,8 @@ class Collector:
                         # write): count it rather than delete good data.
                         await self.store.add_replicas(cid, [node_id])
                         stats["adopted"] += 1
-                old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff]
+                old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff
+                       and started >= self.keep_orphans_until]
                 claimed = await self._claim(old) if old and not await self._manifests_waiting(
                     stats) else []
                 try:

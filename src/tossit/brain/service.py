@@ -101,6 +101,10 @@ class Brain:
             view.seen_mono = time.monotonic() - self._silence_at_start(row)
             view.latency_ms = row.latency_ms
             view.admin_state = row.admin_state
+        recovered = await self.store.get_state("recovered")
+        if recovered is not None:
+            self.collector.keep_orphans_until = (float(recovered["at"])
+                                                 + self.settings.recovery_hold)
         await self.nodes.start()
         self.commits.start()
         self._tasks = [

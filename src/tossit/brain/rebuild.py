@@ -1,0 +1,204 @@
+"""Rebuilding the metadata from what the nodes hold: the pure part.
+
+``tossit recover`` and ``tossit drill`` gather, from every node they can reach
+(or data dir they can read), the node's identity, its inventory (which chunks
+and packs it holds) and the manifest packs themselves; ``plan`` turns that into
+the rows of a new metadata database and a report. Nothing here does I/O, so
+every rule is tested with tables.
+
+The rules:
+
+* the newest entry of each name wins (``tossit.manifests.resolve``): a ``put``
+  is a file, a ``del`` keeps it deleted, whatever older packs still say;
+* a chunk's copies are the nodes whose inventory lists it with the size the
+  manifest gives (a copy of another size is recorded ``corrupt``);
+* a file some of whose chunks have no copy on any node reached is *incomplete*:
+  it is kept (a node that was away may bring the chunks back) and named in the
+  report;
+* a pack is a chunk of kind ``meta`` whose refcount is its number of needed
+  entries (``needed_versions``); an entry found in several packs belongs to the
+  one with the most copies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tossit.chunking import DATA, META
+from tossit.manifests import (
+    DelEntry,
+    KeyEntry,
+    PutEntry,
+    needed_versions,
+    resolve,
+)
+
+Entry = PutEntry | DelEntry | KeyEntry
+
+
+@dataclass
+class NodeFound:
+    """A node as it describes itself (its /status, or its data dir)."""
+
+    id: str
+    name: str
+    address: str = ""
+    zone: str = "default"
+    capacity: int = 0
+    used: int = 0
+    free: int = 0
+    disk_total: int = 0
+    disk_free: int = 0
+    chunk_count: int = 0
+    version: str = "?"
+
+
+@dataclass
+class PackFound:
+    """One manifest pack: its entries (from a copy that checked out), and which
+    nodes hold a good copy and which a damaged one."""
+
+    id: str
+    size: int
+    entries: list[Entry]
+    good_on: set[str] = field(default_factory=set)
+    bad_on: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Gathered:
+    """Everything read from the nodes."""
+
+    nodes: dict[str, NodeFound] = field(default_factory=dict)
+    # node id -> blob id -> (size, kind)
+    inventory: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
+    packs: dict[str, PackFound] = field(default_factory=dict)
+    # Packs with no copy that checked out: id -> why (damaged, not signed by this cluster)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)  # source -> why
+
+
+@dataclass
+class ChunkRow:
+    size: int
+    refcount: int
+    kind: str
+    replicas: dict[str, str]  # node id -> ok / corrupt
+
+
+@dataclass
+class FileState:
+    entry: PutEntry
+    missing: int = 0  # chunk positions with no copy on any node reached
+    below: int = 0  # chunk positions with fewer than R copies
+
+
+@dataclass
+class Plan:
+    files: list[FileState]
+    deleted: int  # names whose newest entry is a tombstone
+    keys: list[KeyEntry]
+    entries: list[tuple[Entry, str, bool]]  # (entry, its pack, needed)
+    chunks: dict[str, ChunkRow]
+    nodes: list[NodeFound]
+    max_version: int
+    unreadable: dict[str, str]
+    unreachable: dict[str, str]
+
+    @property
+    def complete(self) -> list[FileState]:
+        return [f for f in self.files if not f.missing]
+
+    @property
+    def incomplete(self) -> list[FileState]:
+        return [f for f in self.files if f.missing]
+
+    @property
+    def missing_chunks(self) -> int:
+        return sum(1 for c in self.chunks.values()
+                   if c.kind == DATA and c.refcount > 0 and not _ok(c))
+
+    def summary(self) -> dict[str, object]:
+        """The figures the CLI prints and the drill compares."""
+        return {
+            "files": len(self.files),
+            "bytes": sum(f.entry.size for f in self.files),
+            "complete": len(self.complete),
+            "incomplete": len(self.incomplete),
+            "incomplete_names": [f"{f.entry.bucket}/{f.entry.key}" for f in self.incomplete],
+            "below_target": sum(1 for f in self.files if f.below and not f.missing),
+            "deleted": self.deleted,
+            "keys": len(self.keys),
+            "chunks_missing": self.missing_chunks,
+            "packs": sum(1 for c in self.chunks.values() if c.kind == META),
+            "packs_unreadable": len(self.unreadable),
+            "nodes": len(self.nodes),
+            "nodes_unreachable": len(self.unreachable),
+            "max_version": self.max_version,
+        }
+
+
+def _ok(c: ChunkRow) -> list[str]:
+    return [n for n, st in c.replicas.items() if st == "ok"]
+
+
+def _home(entry_packs: dict[int, list[str]], packs: dict[str, PackFound]) -> dict[int, str]:
+    """Each entry's pack: the one with the most good copies (then the smallest id,
+    so that the choice is the same on every run)."""
+    return {v: min(ps, key=lambda p: (-len(packs[p].good_on), p))
+            for v, ps in entry_packs.items()}
+
+
+def plan(g: Gathered, replicas: int,
+         extra: list[Entry] | None = None) -> Plan:
+    """The new metadata from what was gathered. ``extra``: entries known from
+    elsewhere (a metadata snapshot), applied with the packs' under the same
+    newest-wins rule; they belong to no pack."""
+    entry_packs: dict[int, list[str]] = {}
+    by_version: dict[int, Entry] = {}
+    for pack in g.packs.values():
+        for e in pack.entries:
+            by_version.setdefault(e.version, e)
+            entry_packs.setdefault(e.version, []).append(pack.id)
+    for e in extra or []:
+        by_version.setdefault(e.version, e)
+    home = _home(entry_packs, g.packs)
+    everything = list(by_version.values())
+    state = resolve(everything)
+    needed = needed_versions(everything)
+
+    chunks: dict[str, ChunkRow] = {}
+    positions: Counter[str] = Counter()
+    sizes: dict[str, int] = {}
+    for f in state.files.values():
+        for cid, size in zip(f.chunks, f.sizes(), strict=True):
+            positions[cid] += 1
+            sizes[cid] = size
+    holders: dict[str, dict[str, str]] = {}
+    for node_id, inv in g.inventory.items():
+        for cid, (size, kind) in inv.items():
+            if kind == DATA and cid in sizes:
+                holders.setdefault(cid, {})[node_id] = "ok" if size == sizes[cid] else "corrupt"
+    for cid, n in positions.items():
+        chunks[cid] = ChunkRow(sizes[cid], n, DATA, holders.get(cid, {}))
+
+    pack_refs: Counter[str] = Counter(home[v] for v in needed if v in home)
+    for pack in g.packs.values():
+        reps = {n: "ok" for n in pack.good_on}
+        reps.update({n: "corrupt" for n in pack.bad_on if n not in pack.good_on})
+        chunks[pack.id] = ChunkRow(pack.size, pack_refs[pack.id], META, reps)
+
+    files = []
+    for f in sorted(state.files.values(), key=lambda e: (e.bucket, e.key)):
+        counts = [len(_ok(chunks[c])) for c in f.chunks]
+        files.append(FileState(f, missing=sum(1 for n in counts if n == 0),
+                               below=sum(1 for n in counts if n < replicas)))
+    entries = [(e, home[e.version], e.version in needed)
+               for e in sorted(everything, key=lambda e: e.version) if e.version in home]
+    return Plan(files=files, deleted=len(state.deleted),
+                keys=sorted(state.keys.values(), key=lambda k: k.created),
+                entries=entries, chunks=chunks,
+                nodes=sorted(g.nodes.values(), key=lambda n: n.name),
+                max_version=state.max_version, unreadable=dict(g.unreadable),
+                unreachable=dict(g.unreachable))

@@ -1,0 +1,140 @@
+"""``tossit recover``: a new metadata database built from the nodes alone.
+
+For the day the brain's disk is gone: given the cluster secret and the nodes'
+addresses (or their data dirs on this machine), read every node's inventory
+and manifest packs, decide what the cluster held (``brain.rebuild``), and
+write it as a new database (``brain.rebuild_db``) with a new admin key. A brain
+started on it then serves every file; ``docs/operations.md`` is the runbook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tossit.auth.keys import Role
+from tossit.auth.secretfile import (
+    ADMIN_KEY_FILE,
+    CLUSTER_SECRET_FILE,
+    MASTER_KEY_FILE,
+    ensure_secret,
+    read_secret,
+    write_secret,
+)
+from tossit.brain.db import make_engine
+from tossit.brain.gather import Gatherer, Progress
+from tossit.brain.keys import KeyService
+from tossit.brain.rebuild import Plan, plan
+from tossit.brain.rebuild_db import write_plan
+from tossit.brain.store import Store
+from tossit.manifests import pack_key
+
+
+class RecoverError(Exception):
+    """Nothing was written; the message says why and what to do."""
+
+
+@dataclass
+class Recovery:
+    plan: Plan
+    database: str
+    admin_key_file: Path | None
+    seconds: float
+    sources: list[str] = field(default_factory=list)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{(data_dir / 'tossit.db').resolve()}"
+
+
+async def recover(*, secret: str, nodes: Sequence[str] = (), dirs: Sequence[Path] = (),
+                  data_dir: Path, database_url: str | None = None, replicas: int = 3,
+                  tls_ca: Path | None = None, progress: Progress | None = None,
+                  on_plan: Callable[[Plan], None] | None = None) -> Recovery:
+    """Rebuild into ``database_url`` (else a new SQLite file in ``data_dir``), and
+    keep the cluster secret, a new master key and a new admin key in ``data_dir``."""
+    t0 = time.monotonic()
+    if not nodes and not dirs:
+        raise RecoverError("give the nodes to read: --node URL (repeat it) or --node-dir DIR")
+    db_file = data_dir / "tossit.db"
+    if database_url is None and db_file.exists():
+        raise RecoverError(f"{db_file} already exists: move it away first (recover never "
+                           "overwrites a database), or give another --data-dir")
+    kept = data_dir / CLUSTER_SECRET_FILE
+    if kept.exists() and read_secret(kept) != secret:
+        raise RecoverError(f"{kept} holds another cluster secret than the one given: the "
+                           "nodes only answer to the secret they joined with")
+    gatherer = Gatherer(pack_key(secret), secret, tls_ca,
+                        progress or (lambda *_: None))
+    if nodes:
+        await gatherer.from_nodes(nodes)
+    if dirs:
+        await gatherer.from_dirs(dirs)
+    found = gatherer.out
+    if not found.nodes:
+        why = "; ".join(f"{k}: {v}" for k, v in found.unreachable.items())
+        raise RecoverError(f"no node could be read ({why})")
+    result = plan(found, replicas)
+    if on_plan is not None:
+        on_plan(result)
+    await asyncio.to_thread(data_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+    url = database_url or sqlite_url(data_dir)
+    await write_plan(url, result, note={"sources": [*nodes, *map(str, dirs)]})
+    if not kept.exists():
+        write_secret(kept, secret)
+    admin = await _new_admin_key(url, data_dir, secret)
+    return Recovery(result, url, admin, time.monotonic() - t0, [*nodes, *map(str, dirs)])
+
+
+async def _new_admin_key(url: str, data_dir: Path, secret: str) -> Path:
+    """The old admin key's secret was on the lost disk: make a new one (its
+    manifest entry is written to the nodes when the brain starts)."""
+    master, _ = ensure_secret(data_dir / MASTER_KEY_FILE)
+    store = Store(make_engine(url), pack_key(secret))
+    try:
+        _, key_secret = await KeyService(store, master.encode()).create(
+            "admin (after recovery)", Role.admin)
+    finally:
+        await store.close()
+    path = data_dir / ADMIN_KEY_FILE
+    write_secret(path, key_secret)
+    return path
+
+
+def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
+    """The summary, as (text, style) lines for the terminal."""
+    from tossit.config import format_duration, format_size
+
+    s: dict[str, Any] = r.plan.summary()
+    out: list[tuple[str, str | None]] = [
+        (f"rebuilt in {format_duration(r.seconds)} from {s['nodes']} node(s): "
+         f"{s['files']:,} files ({format_size(s['bytes'])}), {s['deleted']:,} deleted "
+         f"names kept deleted, {s['keys']} API key(s), newest version {s['max_version']:,}",
+         "green" if not s["incomplete"] else "yellow")]
+    if s["incomplete"]:
+        out.append((f"{s['incomplete']:,} file(s) cannot be complete now: "
+                    f"{s['chunks_missing']:,} chunk(s) have no copy on the nodes read", "red"))
+        names = s["incomplete_names"]
+        out += [(f"  {n}", "red") for n in names[:limit]]
+        if len(names) > limit:
+            out.append((f"  ... and {len(names) - limit:,} more (all listed in the "
+                        "metadata_rebuilt event)", "red"))
+    else:
+        out.append(("every file has all its chunks on the nodes read", "green"))
+    if s["below_target"]:
+        out.append((f"{s['below_target']:,} file(s) have chunks below the target number "
+                    "of copies: the brain re-replicates them", "yellow"))
+    for src, why in r.plan.unreachable.items():
+        out.append((f"not read: {src} ({why}); its copies count again when it rejoins",
+                    "yellow"))
+    if s["packs_unreadable"]:
+        out.append((f"{s['packs_unreadable']} manifest pack(s) could not be used "
+                    "(damaged everywhere, or not signed with this cluster secret)", "yellow"))
+    out.append((f"database: {r.database.split('@')[-1]}", None))
+    if r.admin_key_file:
+        out.append((f"new admin key: {r.admin_key_file} (the old keys still work)", None))
+    return out

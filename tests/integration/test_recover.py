@@ -1,0 +1,219 @@
+"""The brain's disk is lost: ``tossit recover`` rebuilds the metadata from the nodes.
+
+Real processes: a cluster takes uploads, overwrites and deletes; the brain is
+stopped and its whole data dir deleted; ``tossit recover`` reads the nodes
+(over HTTP, or their data dirs); a brain started on the result must serve every
+surviving file with the right bytes, keep deleted files deleted and overwritten
+names at their newest content, and list exactly what was listed before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster import Cluster, wait_until
+
+MiB = 1024 * 1024
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_recover(c: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    secret = c.node_dir(0) / "cluster.secret"  # the brain's copy went with its disk
+    proc = subprocess.run(
+        [sys.executable, "-m", "tossit", "recover", "--cluster-secret-file", str(secret),
+         "--data-dir", str(c.root / "brain"), "--replicas", str(c.replicas), *args],
+        capture_output=True, text=True, timeout=300, cwd=c.root)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def node_urls(c: Cluster, skip: tuple[int, ...] = ()) -> list[str]:
+    out: list[str] = []
+    for i, port in enumerate(c.node_ports):
+        if i not in skip:
+            out += ["--node", f"http://127.0.0.1:{port}"]
+    return out
+
+
+def listing(c: Cluster) -> dict[str, tuple[int, int, str]]:
+    files = c.http.get("/api/files", params={"limit": 10000}).json()
+    return {f["name"]: (f["id"], f["size"], f["sha256"]) for f in files}
+
+
+def workload(c: Cluster) -> dict[str, bytes]:
+    """Files of several sizes, some overwritten, some deleted: what must survive."""
+    alive: dict[str, bytes] = {}
+    sizes = {"empty.bin": 0, "one.bin": 1, "small.txt": 4000, "exact.bin": MiB,
+             "many.bin": 5 * MiB + 17, "dup-a.bin": 2 * MiB, "photos/2026/a.jpg": 300_000}
+    for name, size in sizes.items():
+        data = os.urandom(size)
+        resp = c.http.put(f"/api/files/{name}", content=data)  # raw: keeps the folders
+        assert resp.status_code == 201, resp.text
+        alive[name] = data
+    dup = alive["dup-a.bin"]  # the same content under a second name: chunks shared
+    c.upload("dup-b.bin", dup)
+    alive["dup-b.bin"] = dup
+    for name in ("small.txt", "many.bin"):  # overwrites: the newest content wins
+        data = os.urandom(len(alive[name]) + 123)
+        c.upload(name, data)
+        alive[name] = data
+    for name in ("one.bin", "dup-a.bin"):  # deletes: they stay deleted
+        fid = listing(c)[name][0]
+        assert c.http.delete(f"/api/files/{fid}").status_code == 200
+        del alive[name]
+    c.upload("one.bin", b"reborn")  # deleted, then uploaded again: the new one
+    alive["one.bin"] = b"reborn"
+    gone = c.upload("gone-for-good.bin", os.urandom(1000))  # deleted for good
+    assert c.http.delete(f"/api/files/{gone['id']}").status_code == 200
+    return alive
+
+
+def lose_the_brain(c: Cluster) -> None:
+    c.stop_brain(signal.SIGKILL)
+    shutil.rmtree(c.root / "brain")
+
+
+def check_served(c: Cluster, alive: dict[str, bytes],
+                 before: dict[str, tuple[int, int, str]]) -> None:
+    after = listing(c)
+    assert after == before, "the rebuilt listing differs from the one before the loss"
+    assert set(after) == set(alive)
+    for name, data in alive.items():
+        assert sha(c.download(after[name][0])) == sha(data), name
+
+
+def restart_brain(c: Cluster) -> None:
+    """Start a brain on the rebuilt metadata and wait until every running node has
+    talked to it (the rebuilt rows say online before any node did)."""
+    t0 = time.time()
+    c.start_brain()
+    running = sum(1 for p in c.nodes if p is not None)
+
+    def heard() -> bool:
+        nodes = c.http.get("/api/nodes").json()
+        return sum(1 for n in nodes if n["state"] == "online" and datetime.fromisoformat(
+            n["last_heartbeat"]).timestamp() > t0) >= running
+
+    wait_until(heard, 30, what="every node heartbeating to the new brain")
+
+
+@pytest.fixture
+def cluster(make_cluster: Any) -> Cluster:
+    c: Cluster = make_cluster(nodes=3, replicas=3)
+    return c
+
+
+def test_recover_from_the_nodes_serves_every_file(cluster: Cluster) -> None:
+    c = cluster
+    alive = workload(c)
+    before = listing(c)
+    # A chunk no manifest names (its file's manifest could be on a node that is away):
+    # old, so an ordinary sweep would delete it at once.
+    stray = os.urandom(5000)
+    with c.node_http(0) as node0:
+        assert node0.put(f"/chunks/{sha(stray)}", content=stray).status_code == 201
+    os.utime(c.chunk_files(0)[sha(stray)], (1e9, 1e9))
+    lose_the_brain(c)
+    out = run_recover(c, *node_urls(c)).stdout
+    assert f"{len(alive):,} files" in out and "every file has all its chunks" in out, out
+    assert (c.root / "brain" / "admin.key").exists()
+    restart_brain(c)
+    check_served(c, alive, before)
+    assert c.gc()["orphans_deleted"] == 0 and sha(stray) in c.chunk_files(0)
+    # Uploads go on after the rebuild: new ids above the old ones, nothing reused.
+    new = c.upload("after.bin", b"after the storm")
+    assert new["id"] > max(fid for fid, _, _ in before.values())
+    assert c.download(new["id"]) == b"after the storm"
+    events = c.http.get("/api/events", params={"kind": "metadata_rebuilt"}).json()
+    assert len(events) == 1 and f"{len(alive):,} files" in events[0]["message"]
+
+
+def test_recover_from_data_dirs_with_a_node_dead_and_damaged_manifests(
+        cluster: Cluster) -> None:
+    """One node is dead during the rebuild, and every manifest pack on another is
+    damaged: every acknowledged file is on the remaining copies; afterwards the
+    damaged packs are repaired from good ones like any chunk."""
+    c = cluster
+    alive = workload(c)
+    before = listing(c)
+    lose_the_brain(c)
+    c.kill_node(2)
+    packs = [p for p in (c.node_dir(0) / "manifests").rglob("*") if p.is_file()]
+    assert packs
+    for p in packs:  # bit rot, same size
+        data = p.read_bytes()
+        p.write_bytes(data[:-8] + bytes(b ^ 0xFF for b in data[-8:]))
+    proc = run_recover(c, "--node-dir", str(c.node_dir(0)), "--node-dir", str(c.node_dir(1)))
+    assert "every file has all its chunks" in proc.stdout, proc.stdout
+    c.start_node(2)  # the dead node comes back: it simply rejoins
+    restart_brain(c)
+    check_served(c, alive, before)
+
+    unusable = re.search(r"(\d+) manifest pack\(s\) could not be used", proc.stdout)
+
+    def damaged_on_node0() -> int:
+        return sum(1 for p in (c.node_dir(0) / "manifests").rglob("*") if p.is_file() and
+                   hashlib.sha256(b"tossit-meta-v1\0" + p.read_bytes()).hexdigest() != p.name)
+
+    def repaired() -> bool:
+        c.http.post("/api/admin/gc")  # adopts node 2's copies, drops superseded packs
+        c.http.post("/api/admin/repair")
+        m = c.http.get("/api/status").json()["manifests"]
+        # What may stay damaged on node 0 is only what recover could not use (a pack
+        # whose only other copy was on the dead node): an orphan the brain ignores.
+        return (m["packs"] > 0 and m["by_copies"] == {"3": m["packs"]} and m["waiting"] == 0
+                and damaged_on_node0() == (int(unusable.group(1)) if unusable else 0))
+
+    wait_until(repaired, 60, interval=1, what="every manifest pack at 3 good copies")
+
+
+def test_recover_refuses_to_overwrite_and_names_what_it_cannot_complete(
+        cluster: Cluster) -> None:
+    c = cluster
+    kept = c.upload("kept.bin", os.urandom(MiB + 1))
+    lost = c.upload("lost.bin", os.urandom(2 * MiB))
+    lost_chunks = [ch["id"] for ch in c.http.get(f"/api/files/{lost['id']}/info").json()[
+        "chunk_map"]]
+    lose_the_brain(c)
+    for i in range(3):  # every copy of one chunk of lost.bin is gone
+        c.chunk_files(i)[lost_chunks[0]].unlink()
+    proc = run_recover(c, *node_urls(c), check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 file(s) cannot be complete" in proc.stdout, proc.stdout
+    assert "default/lost.bin" in proc.stdout and "kept.bin" not in proc.stdout
+    again = run_recover(c, *node_urls(c), check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr, again.stderr
+    restart_brain(c)
+    assert sha(c.download(kept["id"])) == kept["sha256"]
+    resp = c.http.get(f"/api/files/{lost['id']}/download")
+    assert resp.status_code == 503 and resp.json()["error"] == "chunk_unavailable"
+
+
+def test_the_wrong_secret_reads_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    c = cluster
+    c.upload("a.txt", b"a")
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("not-the-cluster-secret\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tossit", "recover", "--cluster-secret-file", str(wrong),
+         "--data-dir", str(tmp_path / "out"), *node_urls(c)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no node could be read" in proc.stderr and "401" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "tossit.db").exists()

@@ -1,0 +1,114 @@
+"""Turning what the nodes hold into new metadata (brain/rebuild.py, pure)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tossit.brain.rebuild import Gathered, NodeFound, PackFound, plan
+from tossit.chunking import DATA, META
+from tossit.manifests import DelEntry, KeyEntry, PutEntry, put_entry
+
+H = hashlib.sha256(b"x").hexdigest()
+N1, N2, N3 = "node1", "node2", "node3"
+
+
+def cid(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def put(v: int, key: str, chunks: list[str], size: int = 4) -> PutEntry:
+    return put_entry(version=v, bucket="default", key=key, object_id=v,
+                     size=size * len(chunks), sha256=H, content_type="x", created=float(v),
+                     chunk_size=size, chunks=[(cid(c), size) for c in chunks])
+
+
+def dele(v: int, key: str, oid: int) -> DelEntry:
+    return DelEntry(version=v, bucket="default", key=key, id=oid, deleted=float(v))
+
+
+def gathered(packs: dict[str, tuple[list[PutEntry | DelEntry | KeyEntry], set[str]]],
+             holdings: dict[str, dict[str, int]]) -> Gathered:
+    """``packs``: id -> (entries, nodes with a good copy); ``holdings``: node ->
+    chunk name -> size on that node."""
+    g = Gathered()
+    for n in (N1, N2, N3):
+        g.nodes[n] = NodeFound(n, n.replace("node", "node-"), f"http://{n}:8081")
+        g.inventory[n] = {}
+    for node, chunks in holdings.items():
+        g.inventory[node].update({cid(c): (size, DATA) for c, size in chunks.items()})
+    for pid, (entries, on) in packs.items():
+        g.packs[pid] = PackFound(pid, 100, list(entries), good_on=set(on))
+        for n in on:
+            g.inventory[n][pid] = (100, META)
+    return g
+
+
+ALL = {N1, N2, N3}
+EVERYWHERE = {n: {"a": 4, "b": 4, "c": 4, "d": 4} for n in ALL}
+
+
+def test_files_deletes_and_overwrites_come_out_as_they_were_committed() -> None:
+    p = plan(gathered({
+        "p1": ([put(1, "one", ["a"]), put(2, "two", ["b"])], ALL),
+        "p2": ([put(3, "one", ["c"]), dele(4, "two", 2)], ALL),
+    }, EVERYWHERE), replicas=3)
+    assert [(f.entry.key, f.entry.version) for f in p.files] == [("one", 3)]
+    assert p.deleted == 1 and not p.incomplete
+    # one@1 is superseded, two@2 is kept from coming back by its tombstone.
+    assert {e.version: needed for e, _, needed in p.entries} == {
+        1: False, 2: False, 3: True, 4: True}
+    assert p.chunks["p1"].refcount == 0 and p.chunks["p2"].refcount == 2
+    assert p.chunks["p1"].kind == META and p.chunks["p1"].replicas == dict.fromkeys(ALL, "ok")
+    # Only chunks of live files are known: a and b are garbage on the nodes now.
+    assert {c for c, row in p.chunks.items() if row.kind == DATA} == {cid("c")}
+    assert p.chunks[cid("c")].replicas == dict.fromkeys(ALL, "ok")
+    assert p.max_version == 4
+
+
+def test_a_file_missing_a_chunk_is_kept_and_named() -> None:
+    holdings = {N1: {"a": 4}, N2: {"a": 4, "b": 3}, N3: {}}  # b: wrong size on node 2
+    p = plan(gathered({"p": ([put(1, "whole", ["a"]), put(2, "broken", ["a", "b"])],
+                             ALL)}, holdings), replicas=3)
+    assert [f.entry.key for f in p.incomplete] == ["broken"]
+    assert p.summary()["incomplete_names"] == ["default/broken"]
+    assert p.summary()["chunks_missing"] == 1
+    assert p.chunks[cid("b")].replicas == {N2: "corrupt"}
+    whole = next(f for f in p.files if f.entry.key == "whole")
+    assert whole.missing == 0 and whole.below == 1  # 2 copies of 3
+    assert p.chunks[cid("a")].refcount == 2  # both files use it
+
+
+def test_a_chunk_repeated_in_a_file_counts_once_per_position() -> None:
+    p = plan(gathered({"p": ([put(1, "rep", ["a", "a", "b"])], ALL)}, EVERYWHERE), 3)
+    assert p.chunks[cid("a")].refcount == 2 and p.chunks[cid("b")].refcount == 1
+
+
+def test_an_entry_in_two_packs_belongs_to_the_one_with_more_copies() -> None:
+    e = put(1, "x", ["a"])
+    p = plan(gathered({"thin": ([e], {N1}), "wide": ([e], {N1, N2, N3})}, EVERYWHERE), 3)
+    assert [(v.version, pack) for v, pack, _ in p.entries] == [(1, "wide")]
+    assert p.chunks["wide"].refcount == 1 and p.chunks["thin"].refcount == 0
+
+
+def test_damaged_pack_copies_are_recorded_as_such() -> None:
+    g = gathered({"p": ([put(1, "x", ["a"])], {N1, N2})}, EVERYWHERE)
+    g.packs["p"].bad_on.add(N3)
+    p = plan(g, 3)
+    assert p.chunks["p"].replicas == {N1: "ok", N2: "ok", N3: "corrupt"}
+
+
+def test_keys_come_back_with_their_newest_state() -> None:
+    k1 = KeyEntry(version=1, key_id="TKAAAAAAAAAAAAAAAAAA", name="laptop", role="readwrite",
+                  secret_sha256=H, salt="s", created=1.0)
+    k2 = k1.model_copy(update={"version": 5, "revoked": 7.0})
+    p = plan(gathered({"p": ([k1], ALL), "q": ([k2], ALL)}, EVERYWHERE), 3)
+    assert [(k.key_id, k.revoked) for k in p.keys] == [("TKAAAAAAAAAAAAAAAAAA", 7.0)]
+    assert p.chunks["p"].refcount == 0 and p.chunks["q"].refcount == 1
+
+
+def test_unreachable_sources_and_unreadable_packs_are_reported() -> None:
+    g = gathered({"p": ([put(1, "x", ["a"])], ALL)}, EVERYWHERE)
+    g.unreachable["http://node4:8081"] = "connection refused"
+    g.unreadable["dead"] = "damaged on every node holding it"
+    s = plan(g, 3).summary()
+    assert (s["nodes_unreachable"], s["packs_unreadable"], s["files"]) == (1, 1, 1)
