@@ -85,6 +85,7 @@ class Cluster:
         zones: list[str] | None = None,
         tls: Path | None = None,
         node_args: list[str] | None = None,
+        brain_env: dict[str, str] | None = None,
     ) -> None:
         """``tls``: a folder with ca.pem, cert.pem and key.pem (a certificate for
         127.0.0.1): every server then speaks HTTPS and verifies the others."""
@@ -99,6 +100,7 @@ class Cluster:
         self.port = free_port()
         self.tls = tls
         self.node_args = node_args or []
+        self.brain_env = brain_env or {}  # e.g. TOSSIT_FAILPOINTS (tossit.failpoints)
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.node_ports = [free_port() for _ in range(nodes)]
@@ -111,9 +113,10 @@ class Cluster:
 
     # -- processes ----------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, argv: list[str],
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
         proc = subprocess.Popen(
             [sys.executable, "-m", "tossit", *argv], stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env,
@@ -153,7 +156,7 @@ class Cluster:
         return (self.root / "brain" / "admin.key").read_text().strip()
 
     def start_brain(self) -> None:
-        self.brain = self._spawn("brain", self.brain_argv())
+        self.brain = self._spawn("brain", self.brain_argv(), self.brain_env)
         wait_until(lambda: self.http.get("/health").status_code == 200, 60, what="brain health")
         # Every API call needs a key: use the admin key the brain wrote on first start.
         self.http.headers["Authorization"] = f"Bearer {self.admin_key}"

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cluster import Cluster, wait_until
@@ -217,3 +218,43 @@ def test_the_wrong_secret_reads_nothing(cluster: Cluster, tmp_path: Path) -> Non
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no node could be read" in proc.stderr and "401" in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "tossit.db").exists()
+
+
+@pytest.mark.parametrize("point", ["commit.before_pack", "commit.after_pack"])
+def test_a_brain_killed_between_commit_and_manifest_leaves_no_half_file(
+        make_cluster: Any, point: str) -> None:
+    """SIGKILL right after the metadata commit (its pack not yet on the nodes), or
+    right after the pack reached the nodes (not yet recorded): the client got no
+    answer; after a restart and after a rebuild, every listed file is whole."""
+    c: Cluster = make_cluster(nodes=3, replicas=3, brain_env={
+        "TOSSIT_FAILPOINTS": f"{point}=victim"})
+    keep = os.urandom(MiB + 5)
+    kept = c.upload("keep.bin", keep)
+    victim = os.urandom(2 * MiB + 7)
+    with pytest.raises(httpx.HTTPError):
+        c.http.put("/api/files/victim.bin", content=victim)
+    assert c.brain is not None and c.brain.wait(10) == -signal.SIGKILL
+    c.brain = None
+
+    def whole(expected: dict[str, bytes]) -> None:
+        files = listing(c)
+        assert set(files) <= set(expected)
+        for name, (fid, size, digest) in files.items():
+            data = c.download(fid)
+            assert (len(data), sha(data)) == (size, digest) == (
+                len(expected[name]), sha(expected[name])), name
+
+    c.brain_env = {}
+    restart_brain(c)
+    whole({"keep.bin": keep, "victim.bin": victim})
+    # The commit happened: the restarted brain finishes the manifest and keeps it.
+    assert "victim.bin" in listing(c)
+    wait_until(lambda: c.http.get("/api/status").json()["manifests"]["waiting"] == 0, 30,
+               what="the waiting pack written")
+    before = listing(c)
+    lose_the_brain(c)
+    run_recover(c, *node_urls(c))
+    restart_brain(c)
+    assert listing(c) == before
+    whole({"keep.bin": keep, "victim.bin": victim})
+    assert sha(c.download(kept["id"])) == sha(keep)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tossit import failpoints
 from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.models import Object
 from tossit.brain.store import NewObject, Store
@@ -110,6 +111,7 @@ class CommitBatcher:
             [r.delete for r in deletes if r.delete is not None],
         )
         failure: ManifestNotStored | None = None
+        failpoints.hit("commit.before_pack", lambda: [e.key for e in done.objects])
         if done.pack is not None and self.writer is not None:
             try:
                 await self.writer.write(done.pack)

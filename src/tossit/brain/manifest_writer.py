@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from tossit import failpoints
 from tossit.brain.manifest_rows import Pack, PackRecord
 from tossit.brain.pins import ChunkPins
 from tossit.brain.store import Store
@@ -60,6 +61,7 @@ class ManifestWriter:
         await self.pins.pin(pack.id)
         try:
             nodes = await self.place(pack.id, pack.data, META)
+            failpoints.hit("commit.after_pack", lambda: [pack.data.decode(errors="replace")])
             empty = await self.store.log.record_packs(
                 [PackRecord(pack.id, len(pack.data), tuple(nodes))])
         finally:
