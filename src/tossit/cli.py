@@ -382,6 +382,30 @@ def _progress_counts() -> Progress:
 # -- client verbs ----------------------------------------------------------
 
 
+@app.command()
+def ready(
+    wait: Annotated[float, typer.Option(
+        help="seconds to wait for readiness (0: answer at once)")] = 0,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Is the cluster ready for writes? Exit 0 if so, 1 with the reason if not
+    (for scripts and systemd: tossit ready --wait 120)."""
+    from tossit.localcluster import wait_ready
+
+    try:
+        url = ClientSettings.load(config, brain_url=brain).brain_url
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    answer = wait_ready(url, max(wait, 0.1))
+    if answer.get("status") == "ready":
+        console.print(f"ready: {answer['nodes_writable']} node(s) take writes "
+                      f"(write quorum {answer['write_quorum']})", highlight=False)
+        return
+    err.print(f"not ready: {answer.get('reason')}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}", markup=False),

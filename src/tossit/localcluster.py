@@ -96,20 +96,21 @@ def wait_healthy(url: str, timeout: float, procs: list[Child]) -> None:
     raise RuntimeError(f"the brain did not become healthy at {url} within {timeout:.0f} s")
 
 
-def wait_nodes(url: str, count: int, timeout: float, key: str) -> int:
+def wait_ready(url: str, timeout: float, want_nodes: int = 0) -> dict[str, object]:
+    """Poll the brain's /ready until it says ready (and, with ``want_nodes``, that
+    many nodes take writes) or ``timeout`` passes; returns its last answer."""
     deadline = time.monotonic() + timeout
-    online = 0
-    auth = {"Authorization": f"Bearer {key}"}
+    last: dict[str, object] = {"status": "not_ready", "reason": "the brain did not answer"}
     while time.monotonic() < deadline:
         try:
-            nodes = httpx.get(url + "/api/nodes", timeout=2, headers=auth).json()
-            online = sum(1 for n in nodes if n["state"] == "online")
-            if online >= count:
+            last = httpx.get(url + "/ready", timeout=2).json()
+            if last.get("status") == "ready" and int(
+                    str(last.get("nodes_writable", 0))) >= want_nodes:
                 break
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.2)
-    return online
+    return last
 
 
 def run(children: list[Child], data_dir: Path, host: str, port: int, say: object) -> int:
@@ -148,8 +149,11 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
             raise RuntimeError(
                 f"the brain wrote no admin key ({exc}); tossit up always runs with "
                 "authentication: unset TOSSIT_AUTH") from None
-        online = wait_nodes(url, len(children) - 1, 30, key)
-        echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)")
+        ready = wait_ready(url, 30, want_nodes=len(children) - 1)
+        online = ready.get("nodes_writable", 0)
+        echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)"
+             + ("" if ready.get("status") == "ready" else
+                f"; not ready for writes yet: {ready.get('reason')}"))
         echo(f"  dashboard + API  {url}   (OpenAPI docs: {url}/docs)")
         for c in children[1:]:
             echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")

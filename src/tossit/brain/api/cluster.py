@@ -47,6 +47,49 @@ async def health(request: Request) -> Response:
     })
 
 
+_NOT_READY = {
+    "description": "Not ready for writes: the reason says why",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["status", "reason"],
+        "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+    }}},
+}
+
+
+@public.get("/ready", tags=["cluster"], responses={503: _NOT_READY},
+            summary="Readiness: 200 only when the cluster can take a write now")
+async def ready(request: Request) -> Response:
+    """For load balancers, orchestrators and scripts (``tossit ready --wait``): the
+    database answers and at least ``write_quorum`` nodes are online with room, so
+    an upload would be accepted. ``/health`` only says the process is alive."""
+    body = await readiness(brain_of(request))
+    return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+
+
+async def readiness(brain: Brain) -> dict[str, Any]:
+    """The readiness answer (also shown by ``tossit status``)."""
+    try:
+        await brain.store.ping()
+    except Exception as exc:
+        return {"status": "not_ready",
+                "reason": f"the metadata database does not answer ({type(exc).__name__})"}
+    quorum = brain.settings.quorum
+    writable = brain.registry.writable(1)
+    out: dict[str, Any] = {"nodes_writable": len(writable), "write_quorum": quorum,
+                           "replicas": brain.settings.replicas}
+    if len(writable) < quorum:
+        others = sorted(f"{n.name} is {n.admin_state or n.state}"
+                        for n in brain.registry.nodes.values() if n not in writable)
+        why = (f"{len(writable)} storage node(s) can take writes, {quorum} needed "
+               f"(write quorum)")
+        if others:
+            why += ": " + ", ".join(others)
+        elif not brain.registry.nodes:
+            why += ": no node has joined yet"
+        return {"status": "not_ready", "reason": why, **out}
+    return {"status": "ready", **out}
+
+
 @router.get("/api/status", tags=["cluster"], summary="Capacity, usage and replication health")
 async def status(request: Request) -> dict[str, Any]:
     return await status_body(brain_of(request))
@@ -92,6 +135,7 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "waiting": await brain.store.log.outbox_count(),
             "last_error": brain.manifests.last_error,
         },
+        "readiness": await readiness(brain),
         "repair": brain.repairer.progress.to_dict(),
         "throughput": TRAFFIC.snapshot(),
     }
