@@ -53,6 +53,10 @@ def pg_url() -> Iterator[str]:
         if os.environ.get("TOSSIT_REQUIRE_PG"):
             pytest.fail(f"PostgreSQL is required (TOSSIT_REQUIRE_PG) but: {reason}")
         pytest.skip(reason)
+    yield from _fresh_pg_database()
+
+
+def _fresh_pg_database() -> Iterator[str]:
     import asyncpg
 
     name = f"tossit_test_{uuid.uuid4().hex[:12]}"
@@ -70,6 +74,12 @@ def pg_url() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url_2(pg_url: str) -> Iterator[str]:
+    """A second fresh PostgreSQL database for the same test (dropped afterwards)."""
+    yield from _fresh_pg_database()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

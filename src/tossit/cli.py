@@ -128,6 +128,11 @@ def brain(
         help="chunk copies in flight, cluster-wide [4]")] = None,
     rebalance_batch: Annotated[int | None, typer.Option(
         help="rebalancing moves per pass, 0 = never [64]")] = None,
+    snapshot_interval: Annotated[float | None, typer.Option(
+        help="seconds between metadata snapshots stored on the nodes, 0 = none "
+        "[900]")] = None,
+    snapshot_keep: Annotated[int | None, typer.Option(
+        help="metadata snapshots kept on the nodes [4]")] = None,
     recovery_hold: Annotated[float | None, typer.Option(
         help="seconds after a 'tossit recover' during which blobs the rebuilt metadata "
         "does not know are kept [604800]")] = None,
@@ -157,7 +162,8 @@ def brain(
             offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
             dead_after=dead_after, repair_interval=repair_interval,
             repair_concurrency=repair_concurrency, rebalance_batch=rebalance_batch,
-            recovery_hold=recovery_hold, auto_repair=auto_repair,
+            recovery_hold=recovery_hold, snapshot_interval=snapshot_interval,
+            snapshot_keep=snapshot_keep, auto_repair=auto_repair,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, auth=auth,
             trusted_proxies=trusted_proxies, log_level=log_level,
         )
@@ -324,6 +330,10 @@ def recover(
     database_url: Annotated[str | None, typer.Option(
         help="write into this (empty) database instead, e.g. PostgreSQL")] = None,
     replicas: Annotated[int, typer.Option(help="copies each chunk should have [3]")] = 3,
+    from_snapshot: Annotated[bool, typer.Option(
+        "--from-snapshot", help="start from the newest metadata snapshot on the nodes "
+        "(keeps the event history and drained or removed nodes), then apply the "
+        "manifests written after it")] = False,
     tls_ca: TlsCaOpt = None,
 ) -> None:
     """Rebuild the brain's metadata from the nodes alone (the brain's disk is lost).
@@ -352,7 +362,8 @@ def recover(
         try:
             result = asyncio.run(recover(
                 secret=secret, nodes=node or [], dirs=node_dir or [], data_dir=data_dir,
-                database_url=database_url, replicas=replicas, tls_ca=tls_ca, progress=tick))
+                database_url=database_url, replicas=replicas, tls_ca=tls_ca, progress=tick,
+                from_snapshot=from_snapshot))
         except RecoverError as exc:
             raise _fail(str(exc)) from None
         except Exception as exc:
@@ -599,6 +610,7 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                   highlight=False)
     console.print(f"files: {s['objects']} ({format_size(s['object_bytes'])}), unique chunks: "
                   f"{s['chunks']} ({format_size(s['chunk_bytes'])})", highlight=False)
+    _metadata_safety(s)
     table = Table("copies", "chunks", "bytes", box=None)
     for k, v in rep["by_copies"].items():
         table.add_row(k, str(v["chunks"]), format_size(v["bytes"]))
@@ -622,8 +634,33 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
         console.print(f"{g['name']} is {g['state']}: its copies still count; they are re-made "
                       f"elsewhere if it stays silent for another {format_duration(g['dead_in_s'])}",
                       highlight=False, markup=False)
-    else:
+    if not rep["chunks_unavailable"] and not rep["chunks_below_target"]:
         console.print("[green]every chunk has its full set of copies[/]")
+
+
+def _metadata_safety(s: dict[str, Any]) -> None:
+    """How well the metadata would survive losing the brain: manifests waiting for
+    the nodes, the last snapshot, the last fire drill."""
+    m = s.get("manifests") or {}
+    if m.get("waiting"):
+        console.print(f"[red]{m['waiting']} manifest pack(s) not on the nodes yet: a brain "
+                      f"disk lost now would lose their changes[/] ({m.get('last_error')})",
+                      highlight=False)
+    elif m.get("below_target"):
+        console.print(f"[yellow]{m['below_target']} manifest pack(s) below "
+                      f"{s['replicas']} copies[/]", highlight=False)
+    snap = s.get("snapshot") or {}
+    if snap.get("last"):
+        console.print(f"last metadata snapshot {format_duration(snap['age_s'])} ago "
+                      f"({format_size(snap['last']['size'])}, {snap.get('kept', 0)} kept)",
+                      highlight=False)
+    elif snap.get("interval_s"):
+        console.print("[yellow]no metadata snapshot yet[/]", highlight=False)
+    drill = s.get("drill") or {}
+    if drill.get("last"):
+        style = "green" if drill["last"].get("ok") else "red"
+        console.print(f"[{style}]fire drill {format_duration(drill['age_s'])} ago: "
+                      f"{escape(drill['last']['summary'])}[/]", highlight=False)
 
 
 # -- node management -----------------------------------------------------

@@ -274,6 +274,11 @@ class BrainSettings(_ServerSettings):
                                     description="chunk copies in flight, cluster-wide")
     rebalance_batch: int = Field(default=64, ge=0, le=100_000,
                                  description="rebalancing moves per pass (0: never move)")
+    snapshot_interval: float = Field(
+        default=900.0, ge=0, description="seconds between metadata snapshots stored on "
+        "the nodes, taken only when something changed (0: none)")
+    snapshot_keep: int = Field(default=4, ge=1, le=1000,
+                               description="metadata snapshots kept on the nodes")
     recovery_hold: float = Field(
         default=7 * 86400.0, ge=0, description="seconds after a 'tossit recover' during "
         "which chunks and packs the rebuilt metadata does not know are kept on the nodes "

@@ -10,6 +10,9 @@ started on it then serves every file; ``docs/operations.md`` is the runbook.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +29,14 @@ from tossit.auth.secretfile import (
     write_secret,
 )
 from tossit.brain.db import make_engine
-from tossit.brain.gather import Gatherer, Progress
+from tossit.brain.gather import Gatherer, Progress, SourceError
 from tossit.brain.keys import KeyService
 from tossit.brain.rebuild import Plan, plan
 from tossit.brain.rebuild_db import write_plan
+from tossit.brain.snapshots import PREFIX as SNAPSHOT_PREFIX
+from tossit.brain.snapshots import SnapshotContents, read_snapshot
 from tossit.brain.store import Store
-from tossit.manifests import pack_key
+from tossit.manifests import SYSTEM_BUCKET, pack_key, resolve
 
 
 class RecoverError(Exception):
@@ -45,6 +50,7 @@ class Recovery:
     admin_key_file: Path | None
     seconds: float
     sources: list[str] = field(default_factory=list)
+    snapshot_as_of: int | None = None
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -54,9 +60,12 @@ def sqlite_url(data_dir: Path) -> str:
 async def recover(*, secret: str, nodes: Sequence[str] = (), dirs: Sequence[Path] = (),
                   data_dir: Path, database_url: str | None = None, replicas: int = 3,
                   tls_ca: Path | None = None, progress: Progress | None = None,
-                  on_plan: Callable[[Plan], None] | None = None) -> Recovery:
+                  on_plan: Callable[[Plan], None] | None = None,
+                  from_snapshot: bool = False) -> Recovery:
     """Rebuild into ``database_url`` (else a new SQLite file in ``data_dir``), and
-    keep the cluster secret, a new master key and a new admin key in ``data_dir``."""
+    keep the cluster secret, a new master key and a new admin key in ``data_dir``.
+    ``from_snapshot``: start from the newest metadata snapshot on the nodes, then
+    apply the manifests written after it."""
     t0 = time.monotonic()
     if not nodes and not dirs:
         raise RecoverError("give the nodes to read: --node URL (repeat it) or --node-dir DIR")
@@ -78,16 +87,60 @@ async def recover(*, secret: str, nodes: Sequence[str] = (), dirs: Sequence[Path
     if not found.nodes:
         why = "; ".join(f"{k}: {v}" for k, v in found.unreachable.items())
         raise RecoverError(f"no node could be read ({why})")
-    result = plan(found, replicas)
+    history = None
+    if from_snapshot:
+        history = await _newest_snapshot(gatherer, data_dir)
+        result = plan(found, replicas, base=history.entries, as_of=history.as_of,
+                      now=time.time())
+    else:
+        result = plan(found, replicas)
     if on_plan is not None:
         on_plan(result)
     await asyncio.to_thread(data_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     url = database_url or sqlite_url(data_dir)
-    await write_plan(url, result, note={"sources": [*nodes, *map(str, dirs)]})
+    note: dict[str, Any] = {"sources": [*nodes, *map(str, dirs)]}
+    if history is not None:
+        note["snapshot_as_of"] = history.as_of
+    await write_plan(url, result, note=note, history=history)
     if not kept.exists():
         write_secret(kept, secret)
     admin = await _new_admin_key(url, data_dir, secret)
-    return Recovery(result, url, admin, time.monotonic() - t0, [*nodes, *map(str, dirs)])
+    return Recovery(result, url, admin, time.monotonic() - t0, [*nodes, *map(str, dirs)],
+                    history.as_of if history else None)
+
+
+async def _newest_snapshot(gatherer: Gatherer, data_dir: Path) -> SnapshotContents:
+    """The newest metadata snapshot whose file can be read whole from the nodes."""
+    found = gatherer.out
+    state = resolve(e for p in found.packs.values() for e in p.entries)
+    snaps = sorted((f for (bucket, key), f in state.files.items()
+                    if bucket == SYSTEM_BUCKET and key.startswith(SNAPSHOT_PREFIX)),
+                   key=lambda f: f.version, reverse=True)
+    if not snaps:
+        raise RecoverError("no metadata snapshot is on the nodes (the brain takes one "
+                           "every snapshot_interval): recover without --from-snapshot")
+    problems = []
+    await asyncio.to_thread(data_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tossit-recover-", dir=data_dir) as tmp:
+        path = Path(tmp) / "snapshot.db"
+        for snap in snaps:
+            try:
+                await gatherer.fetch_file(snap.chunks, path)
+                digest = await asyncio.to_thread(_sha256_file, path)
+                if digest != snap.sha256:
+                    raise SourceError("its bytes do not match its SHA-256")
+                return await asyncio.to_thread(read_snapshot, path)
+            except (SourceError, OSError, sqlite3.Error) as exc:
+                problems.append(f"{snap.key}: {exc}")
+    raise RecoverError("no metadata snapshot could be read whole: " + "; ".join(problems))
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while piece := fh.read(1 << 20):
+            h.update(piece)
+    return h.hexdigest()
 
 
 async def _new_admin_key(url: str, data_dir: Path, secret: str) -> Path:
@@ -115,6 +168,9 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
          f"{s['files']:,} files ({format_size(s['bytes'])}), {s['deleted']:,} deleted "
          f"names kept deleted, {s['keys']} API key(s), newest version {s['max_version']:,}",
          "green" if not s["incomplete"] else "yellow")]
+    if r.snapshot_as_of is not None:
+        out.append((f"started from the newest metadata snapshot (version "
+                    f"{r.snapshot_as_of:,}) and the manifests written after it", None))
     if s["incomplete"]:
         out.append((f"{s['incomplete']:,} file(s) cannot be complete now: "
                     f"{s['chunks_missing']:,} chunk(s) have no copy on the nodes read", "red"))

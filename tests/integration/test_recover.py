@@ -258,3 +258,45 @@ def test_a_brain_killed_between_commit_and_manifest_leaves_no_half_file(
     assert listing(c) == before
     whole({"keep.bin": keep, "victim.bin": victim})
     assert sha(c.download(kept["id"])) == sha(keep)
+
+
+def test_snapshots_on_the_nodes_and_a_recovery_from_the_newest(cluster: Cluster) -> None:
+    """Snapshots are files of the hidden bucket (not listed, not counted), the newest
+    few are kept; a recovery from one keeps the event history and applies what
+    changed after it."""
+    c = cluster
+    assert c.http.get("/api/status").json()["snapshot"]["last"] is None
+    alive = workload(c)
+    first = c.http.post("/api/admin/snapshot").json()
+    assert first["key"].startswith("snapshots/") and first["as_of"] > 0
+    status = c.http.get("/api/status").json()
+    assert status["snapshot"]["last"]["id"] == first["id"] and status["snapshot"]["kept"] == 1
+    assert status["objects"] == len(alive)  # the snapshot is not a user's file
+    assert "snapshots" not in " ".join(listing(c))
+    # What changes after the snapshot: applied from the manifests.
+    data = os.urandom(3000)
+    c.upload("after-snapshot.bin", data)
+    alive["after-snapshot.bin"] = data
+    fid = listing(c)["small.txt"][0]
+    assert c.http.delete(f"/api/files/{fid}").status_code == 200
+    del alive["small.txt"]
+    before = listing(c)
+    history = [e["message"] for e in c.http.get("/api/events", params={"limit": 1000}).json()]
+    assert any("joined" in m for m in history)
+    lose_the_brain(c)
+    out = run_recover(c, "--from-snapshot", *node_urls(c)).stdout
+    assert f"version {first['as_of']:,})" in out and "every file has all its chunks" in out, out
+    restart_brain(c)
+    check_served(c, alive, before)
+    kept = [e["message"] for e in c.http.get("/api/events", params={"limit": 1000}).json()]
+    assert set(history) <= set(kept)  # the history came back with the snapshot
+
+
+def test_only_the_newest_snapshots_are_kept_and_only_after_a_change(make_cluster: Any) -> None:
+    c: Cluster = make_cluster(nodes=3, replicas=3, brain_args=["--snapshot-keep", "2"])
+    ids = []
+    for i in range(3):
+        c.upload(f"f{i}.txt", b"x" * (i + 1))
+        ids.append(c.http.post("/api/admin/snapshot").json()["id"])
+    assert c.http.get("/api/status").json()["snapshot"]["kept"] == 2
+    assert len(set(ids)) == 3

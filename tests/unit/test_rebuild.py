@@ -112,3 +112,28 @@ def test_unreachable_sources_and_unreadable_packs_are_reported() -> None:
     g.unreadable["dead"] = "damaged on every node holding it"
     s = plan(g, 3).summary()
     assert (s["nodes_unreachable"], s["packs_unreadable"], s["files"]) == (1, 1, 1)
+
+
+def test_from_a_snapshot_packs_newer_than_it_apply_on_top() -> None:
+    """The snapshot (complete to version 4) has a and b; packs hold a put of c
+    older than it (c was deleted before the snapshot, its tombstone's pack is
+    lost), and newer entries: b overwritten, d uploaded."""
+    snapshot = [put(2, "a", ["a"]), put(4, "b", ["b"])]
+    packs = {"old": ([put(2, "a", ["a"]), put(3, "c", ["c"])], ALL),
+             "new": ([put(5, "b", ["c"]), put(6, "d", ["d"])], ALL)}
+    p = plan(gathered(packs, EVERYWHERE), 3, base=snapshot, as_of=4, now=99.0)
+    assert [(f.entry.key, f.entry.version) for f in p.files] == [("a", 2), ("b", 5), ("d", 6)]
+    # c stays deleted, and gets a new tombstone (in no pack yet: the brain writes it).
+    tomb = [(e, pack, needed) for e, pack, needed in p.entries if isinstance(e, DelEntry)]
+    assert [(e.key, e.version, pack, needed) for e, pack, needed in tomb] == [
+        ("c", 7, None, True)]
+    # Entries only in the snapshot have no pack yet; the others keep theirs.
+    homes = {e.version: pack for e, pack, _ in p.entries}
+    assert homes == {2: "old", 3: "old", 4: None, 5: "new", 6: "new", 7: None}
+    assert p.deleted == 1
+
+
+def test_a_snapshot_alone_rebuilds_files_whose_packs_are_lost() -> None:
+    p = plan(gathered({}, EVERYWHERE), 3, base=[put(3, "a", ["a", "b"])], as_of=3)
+    assert [f.entry.key for f in p.complete] == ["a"]
+    assert [(e.version, pack, needed) for e, pack, needed in p.entries] == [(3, None, True)]

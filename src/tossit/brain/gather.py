@@ -65,6 +65,7 @@ class Gatherer:
         self.out = Gathered()
         self._copies: dict[str, list[Copy]] = {}  # pack id -> where to read it
         self._bad_on: dict[str, set[str]] = {}  # pack id -> nodes with a damaged copy
+        self._where: dict[str, str | Path] = {}  # node id -> its URL or its data dir
 
     # -- sources -------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class Gatherer:
             if not after:
                 break
         self.out.inventory[node_id] = inv
+        self._where[node_id] = url
         for cid, (_size, kind) in inv.items():
             if kind == META:
                 self._copies.setdefault(cid, []).append(
@@ -154,6 +156,7 @@ class Gatherer:
                     if is_chunk_id(entry.name):
                         inv[entry.name] = (entry.stat().st_size, kind)
         self.out.inventory[node_id] = inv
+        self._where[node_id] = d
         used = sum(size for size, _ in inv.values())
         self.out.nodes[node_id] = NodeFound(
             id=node_id, name=str(doc.get("name") or f"node {node_id[:8]}"),
@@ -214,6 +217,40 @@ class Gatherer:
         found.good_on.update(n for n in unread
                              if self.out.inventory.get(n, {}).get(pid, (-1, ""))[0] == found.size)
         self.out.packs[pid] = found
+
+    async def fetch_file(self, chunks: Sequence[str], dest: Path) -> None:
+        """Write a file's chunks, each verified against its id, from the nodes that
+        hold them (after ``from_nodes``/``from_dirs``). Raises SourceError if a
+        chunk has no good copy."""
+        connector = aiohttp.TCPConnector(limit=16, ssl=client_context(self.tls_ca))
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            with open(dest, "wb") as fh:  # noqa: ASYNC230 - writes run in a thread
+                for cid in chunks:
+                    data = await self._fetch_chunk(http, cid)
+                    await asyncio.to_thread(fh.write, data)
+
+    async def _fetch_chunk(self, http: aiohttp.ClientSession, cid: str) -> bytes:
+        why = "no node holds it"
+        for node_id, inv in self.out.inventory.items():
+            if cid not in inv:
+                continue
+            where = self._where.get(node_id)
+            try:
+                if isinstance(where, Path):
+                    data = await asyncio.to_thread((where / "chunks" / cid[:3] / cid).read_bytes)
+                elif where is not None:
+                    data = await _http_reader(http, where, cid, self._headers(
+                        "GET", f"/chunks/{cid}", node_id))()
+                else:
+                    continue
+            except (aiohttp.ClientError, TimeoutError, OSError, SourceError) as exc:
+                why = f"{node_id}: {_why(exc)}"
+                continue
+            if content_id(data, DATA) == cid:
+                return bytes(data)
+            why = f"{node_id}: damaged copy"
+        raise SourceError(f"chunk {cid[:12]}: {why}")
 
     def _bad(self, pid: str) -> set[str]:
         return self._bad_on.setdefault(pid, set())

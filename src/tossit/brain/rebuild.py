@@ -17,7 +17,13 @@ The rules:
   report;
 * a pack is a chunk of kind ``meta`` whose refcount is its number of needed
   entries (``needed_versions``); an entry found in several packs belongs to the
-  one with the most copies.
+  one with the most copies;
+* from a metadata snapshot (``base``, complete up to version ``as_of``): the
+  snapshot's files and keys, then every pack entry newer than ``as_of``. A
+  name the snapshot does not have but an older pack still holds a ``put`` for
+  (its tombstone was lost) gets a new tombstone, so that a later rebuild from
+  the packs alone does not bring it back. Entries in no pack (only in the
+  snapshot, or new) are written to the nodes when the brain starts.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from tossit.manifests import (
     DelEntry,
     KeyEntry,
     PutEntry,
+    entry_scope,
     needed_versions,
     resolve,
 )
@@ -99,7 +106,7 @@ class Plan:
     files: list[FileState]
     deleted: int  # names whose newest entry is a tombstone
     keys: list[KeyEntry]
-    entries: list[tuple[Entry, str, bool]]  # (entry, its pack, needed)
+    entries: list[tuple[Entry, str | None, bool]]  # (entry, its pack or None, needed)
     chunks: dict[str, ChunkRow]
     nodes: list[NodeFound]
     max_version: int
@@ -150,19 +157,41 @@ def _home(entry_packs: dict[int, list[str]], packs: dict[str, PackFound]) -> dic
             for v, ps in entry_packs.items()}
 
 
-def plan(g: Gathered, replicas: int,
-         extra: list[Entry] | None = None) -> Plan:
-    """The new metadata from what was gathered. ``extra``: entries known from
-    elsewhere (a metadata snapshot), applied with the packs' under the same
-    newest-wins rule; they belong to no pack."""
+def _tombstones_for_lost(by_version: dict[int, Entry], base: list[Entry], as_of: int,
+                         now: float) -> list[Entry]:
+    """Names the snapshot says were gone at ``as_of`` while an older ``put`` of them
+    is still in a pack and nothing newer mentions them: new tombstones."""
+    in_base = {entry_scope(e) for e in base}
+    newer = {entry_scope(e) for e in by_version.values() if e.version > as_of}
+    newest_old: dict[tuple[str, str, str], Entry] = {}
+    for e in by_version.values():
+        if e.version <= as_of:
+            scope = entry_scope(e)
+            if scope not in newest_old or e.version > newest_old[scope].version:
+                newest_old[scope] = e
+    version = max([*by_version, *(e.version for e in base), 0]) + 1
+    out: list[Entry] = []
+    for scope, e in sorted(newest_old.items(), key=lambda kv: kv[1].version):
+        if isinstance(e, PutEntry) and scope not in in_base and scope not in newer:
+            out.append(DelEntry(version=version, bucket=e.bucket, key=e.key, id=e.id,
+                                deleted=now))
+            version += 1
+    return out
+
+
+def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int = 0,
+         now: float = 0.0) -> Plan:
+    """The new metadata from what was gathered; with ``base``, on top of a
+    snapshot's entries complete up to ``as_of``."""
     entry_packs: dict[int, list[str]] = {}
     by_version: dict[int, Entry] = {}
     for pack in g.packs.values():
         for e in pack.entries:
             by_version.setdefault(e.version, e)
             entry_packs.setdefault(e.version, []).append(pack.id)
-    for e in extra or []:
-        by_version.setdefault(e.version, e)
+    if base is not None:
+        for e in _tombstones_for_lost(by_version, base, as_of, now) + base:
+            by_version.setdefault(e.version, e)
     home = _home(entry_packs, g.packs)
     everything = list(by_version.values())
     state = resolve(everything)
@@ -194,8 +223,8 @@ def plan(g: Gathered, replicas: int,
         counts = [len(_ok(chunks[c])) for c in f.chunks]
         files.append(FileState(f, missing=sum(1 for n in counts if n == 0),
                                below=sum(1 for n in counts if n < replicas)))
-    entries = [(e, home[e.version], e.version in needed)
-               for e in sorted(everything, key=lambda e: e.version) if e.version in home]
+    entries = [(e, home.get(e.version), e.version in needed)
+               for e in sorted(everything, key=lambda e: e.version)]
     return Plan(files=files, deleted=len(state.deleted),
                 keys=sorted(state.keys.values(), key=lambda k: k.created),
                 entries=entries, chunks=chunks,

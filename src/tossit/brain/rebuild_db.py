@@ -33,6 +33,7 @@ from tossit.brain.models import (
     Replica,
 )
 from tossit.brain.rebuild import Plan
+from tossit.brain.snapshots import SnapshotContents
 from tossit.manifests import DelEntry, KeyEntry, PutEntry
 
 _BATCH = 2000
@@ -52,8 +53,10 @@ async def _insert(s: AsyncConnection, model: Any, rows: Sequence[dict[str, Any]]
         await s.execute(insert(model), list(batch))
 
 
-async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None) -> None:
-    """Create the schema at ``url`` and fill it from ``plan`` (raises NotEmpty)."""
+async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None,
+                     history: SnapshotContents | None = None) -> None:
+    """Create the schema at ``url`` and fill it from ``plan`` (raises NotEmpty).
+    ``history``: a snapshot's event log and nodes (drained, removed), kept too."""
     await migrate(url)
     engine = make_engine(url)
     now = time.time()
@@ -63,7 +66,7 @@ async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None
                 if await s.scalar(select(func.count()).select_from(model)):
                     raise NotEmpty(f"the target database already has rows in "
                                    f"{model.__tablename__}: give an empty one")
-            await _fill(s, plan, now, note or {})
+            await _fill(s, plan, now, note or {}, history)
             if engine.dialect.name == "postgresql":
                 for table, column in (("objects", "id"), ("manifest_log", "version"),
                                       ("events", "id")):
@@ -74,7 +77,8 @@ async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None
         await engine.dispose()
 
 
-async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]) -> None:
+async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any],
+                history: SnapshotContents | None) -> None:
     names = sorted({"default", *(e.bucket for e, _, _ in plan.entries
                                   if not isinstance(e, KeyEntry)),
                     *(f.entry.bucket for f in plan.files)})
@@ -83,16 +87,26 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
                               if n not in existing])
     bucket_ids = dict((await s.execute(select(Bucket.name, Bucket.id))).all())
 
+    before = {n["id"]: n for n in (history.nodes if history else [])}
     await _insert(s, Node, [{
         # A node whose address is unknown (an old data dir) is offline until it
         # registers again, which it does by itself.
         "id": n.id, "name": n.name, "address": n.address or f"http://unknown-{n.id}.invalid",
-        "zone": n.zone, "state": "online" if n.address else "offline", "admin_state": None,
+        "zone": n.zone, "state": "online" if n.address else "offline",
+        "admin_state": before.get(n.id, {}).get("admin_state"),
         "capacity": n.capacity, "used": n.used, "free": n.free,
         "disk_total": n.disk_total, "disk_free": n.disk_free, "chunk_count": n.chunk_count,
-        "load": 0.0, "latency_ms": None, "version": n.version, "registered_at": now,
+        "load": 0.0, "latency_ms": None, "version": n.version,
+        "registered_at": before.get(n.id, {}).get("registered_at", now),
         "last_heartbeat": now} for n in plan.nodes])
     known_nodes = {n.id for n in plan.nodes}
+    # Nodes the snapshot knew that were not read now (away, dead or removed): kept
+    # as they were, so a removed one cannot rejoin and an away one is recognised.
+    await _insert(s, Node, [{**row, "state": row["state"] if row["state"] in (
+        "removed", "dead") else "offline"} for nid, row in before.items()
+        if nid not in known_nodes])
+    await _insert(s, Event, [{k: v for k, v in e.items() if k != "id"}
+                             for e in (history.events if history else [])])
 
     await _insert(s, Chunk, [{"id": cid, "size": c.size, "refcount": c.refcount,
                               "created_at": now, "kind": c.kind}
@@ -125,7 +139,7 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
         "message": _sentence(summary), "node_id": None, "data": {**note, **summary}}])
 
 
-def _log_row(e: PutEntry | DelEntry | KeyEntry, pack: str, needed: bool,
+def _log_row(e: PutEntry | DelEntry | KeyEntry, pack: str | None, needed: bool,
              bucket_ids: dict[str, int]) -> dict[str, Any]:
     if isinstance(e, KeyEntry):
         return {"version": e.version, "op": KEY, "bucket_id": None, "key": e.key_id,

@@ -29,6 +29,7 @@ from tossit.brain.reader import Reader
 from tossit.brain.registry import DEAD, Registry
 from tossit.brain.repair import Repairer
 from tossit.brain.sessions import SessionService
+from tossit.brain.snapshots import Snapshotter
 from tossit.brain.store import Store
 from tossit.config import BrainSettings
 from tossit.manifests import pack_key
@@ -69,6 +70,7 @@ class Brain:
             lambda: len(self.registry.writable(1)) >= settings.replicas)
         self.commits.writer = self.manifests
         self.keys.after_change = self._key_changed
+        self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
         self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
@@ -111,6 +113,7 @@ class Brain:
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
             asyncio.create_task(self.collector.run_forever(), name="gc"),
             asyncio.create_task(self.manifests.run_forever(), name="manifests"),
+            asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))

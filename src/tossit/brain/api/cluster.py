@@ -136,8 +136,20 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "last_error": brain.manifests.last_error,
         },
         "readiness": await readiness(brain),
+        "snapshot": await _snapshot(brain),
         "repair": brain.repairer.progress.to_dict(),
         "throughput": TRAFFIC.snapshot(),
+    }
+
+
+async def _snapshot(brain: Brain) -> dict[str, Any]:
+    last = await brain.store.get_state("snapshot")
+    return {
+        "last": None if last is None else {**last, "at": iso(last["at"])},
+        "age_s": None if last is None else round(time.time() - float(last["at"]), 1),
+        "kept": len(await brain.snapshots.listing()),
+        "interval_s": brain.settings.snapshot_interval,
+        "last_error": brain.snapshots.last_error,
     }
 
 
@@ -195,6 +207,14 @@ async def run_scrub(request: Request) -> dict[str, Any]:
     repaired by the next repair pass (which this wakes)."""
     brain = brain_of(request)
     return {"nodes": await brain.scrub_all()}
+
+
+@router.post("/api/admin/snapshot", tags=["admin"],
+             summary="Take a metadata snapshot now and store it on the nodes (waits for it)")
+async def take_snapshot(request: Request) -> dict[str, Any]:
+    record = await brain_of(request).snapshots.run_once(force=True)
+    assert record is not None
+    return {**record, "at": iso(record["at"])}
 
 
 @router.get("/metrics", include_in_schema=False)
