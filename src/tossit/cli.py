@@ -663,6 +663,36 @@ def _metadata_safety(s: dict[str, Any]) -> None:
                       f"{escape(drill['last']['summary'])}[/]", highlight=False)
 
 
+@app.command()
+def drill(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Fire drill: would losing the brain now lose anything? Rebuilds the metadata
+    from the nodes into a scratch database and compares it, file by file, with
+    the live one (nothing changes). Exit 1 if something would be lost."""
+    client = _client(brain, config)
+    with err.status("reading every node's manifests and chunk lists..."):
+        r = _call(client.drill)
+    ok = r["ok"]
+    console.print(r["summary"], style="green" if ok else "red", highlight=False,
+                  markup=False, soft_wrap=True)
+    for key, words in (("lost", "would be lost"), ("wrong", "would come back as another "
+                       "version"), ("incomplete", "would miss chunks"),
+                       ("reappear", "deleted, would come back"),
+                       ("manifest_below", "manifest on fewer nodes than it should"),
+                       ("chunks_below", "chunks on fewer nodes than they should")):
+        n = r[f"{key}_count"]
+        if n:
+            console.print(f"{n:,} file(s) {words}: " + ", ".join(r[key])
+                          + (" ..." if n > len(r[key]) else ""), highlight=False,
+                          markup=False, soft_wrap=True,
+                          style="red" if key in ("lost", "wrong", "incomplete", "reappear")
+                          else "yellow")
+    for src, why in (r.get("nodes_unreachable") or {}).items():
+        console.print(f"not read: {src} ({why})", style="yellow", highlight=False,
+                      markup=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
 # -- node management -----------------------------------------------------
 
 

@@ -372,6 +372,33 @@ def test_readonly_key_sees_buttons_disabled_with_the_reason(
     assert listed(cl, "readonly-visible.txt")
 
 
+def test_the_overview_says_what_a_brain_loss_would_do_and_runs_a_fire_drill(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    put_file(cl, "drill-me.txt", b"rehearse")
+    cl.http.post("/api/admin/snapshot")
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    safety = page.locator("section.safety")
+    expect(safety.locator(".verdict")).to_have_attribute("data-safety", "ok")
+    expect(safety.locator(".verdict")).to_contain_text("tossit recover would rebuild")
+    expect(safety).to_contain_text(re.compile(r"Last snapshot\s*(just now|\d)"))
+    safety.locator("[data-action=drill]").click()
+    expect(safety.locator("#drill-summary")).to_contain_text(
+        re.compile(r"a brain loss now: 1 file recoverable, 0 lost"), timeout=60000)
+    expect(safety).to_contain_text("nothing would be lost")
+    last = cl.http.get("/api/status").json()["drill"]["last"]
+    assert last["ok"] is True and last["lost_count"] == 0
+    expect(safety.locator("#drill-summary")).to_have_text(last["summary"])
+    shot(page, artifacts, "overview-safety")
+    # A readonly key sees the result, and the button says why it cannot run one.
+    key = make_key(cl, "readonly", "drill reader")
+    page2, _ = open_page()
+    sign_in(page2, key["secret"])
+    button = page2.locator("section.safety [data-action=drill]")
+    expect(button).to_be_disabled()
+    expect(button).to_have_attribute("title", re.compile("admin key"))
+
+
 def test_a_readwrite_key_cannot_manage_nodes(cl: Cluster, open_page: Opener) -> None:
     key = make_key(cl, "readwrite")
     page, _ = open_page()

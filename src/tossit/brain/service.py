@@ -17,6 +17,7 @@ from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_
 from tossit.brain.brainlock import BrainLock, BrainLockError
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
+from tossit.brain.drill import Drill
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
@@ -71,6 +72,8 @@ class Brain:
         self.commits.writer = self.manifests
         self.keys.after_change = self._key_changed
         self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
+        self.drill = Drill(self.store, self.registry, cluster_secret, settings.replicas,
+                           settings.data_dir, settings.tls_ca)
         self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
@@ -149,6 +152,16 @@ class Brain:
         if row.state == DEAD:
             return max(age, self.settings.dead_after)
         return min(age, self.settings.suspect_after)
+
+    async def run_drill(self) -> dict[str, Any]:
+        """A fire drill (brain/drill.py), remembered and told in the event log."""
+        result = await self.drill.run()
+        await self.store.set_state("drill", result)
+        await self.store.add_event(
+            "drill", f"fire drill: {result['summary']}",
+            severity="info" if result["ok"] else "error",
+            data={k: v for k, v in result.items() if k != "summary"})
+        return result
 
     async def scrub_all(self) -> list[dict[str, Any]]:
         """Every online node re-hashes its chunks now; corrupt ones are marked and

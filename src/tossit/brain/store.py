@@ -766,6 +766,10 @@ class Store:
                 select(func.count(), func.coalesce(func.sum(Object.size), 0))
                 .where(Object.bucket_id != (system or -1))
             )).one()
+            n_sys, sys_bytes = (await s.execute(
+                select(func.count(), func.coalesce(func.sum(Object.size), 0))
+                .where(Object.bucket_id == (system or -1))
+            )).one()
             per_kind = {k: (int(n), int(b)) for k, n, b in (await s.execute(
                 select(Chunk.kind, func.count(), func.coalesce(func.sum(Chunk.size), 0))
                 .where(Chunk.refcount > 0).group_by(Chunk.kind)
@@ -798,6 +802,8 @@ class Store:
         packs, pack_bytes = per_kind.get(META, (0, 0))
         return {
             "objects": int(n_obj), "object_bytes": int(obj_bytes),
+            # The brain's own files (metadata snapshots): their chunks are counted below.
+            "system_objects": int(n_sys), "system_bytes": int(sys_bytes),
             "chunks": n_chunks, "chunk_bytes": chunk_bytes,
             "replica_histogram": histogram(DATA),
             "manifests": {"packs": packs, "bytes": pack_bytes,

@@ -181,6 +181,10 @@ class TossitClient:
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/api/status")
 
+    def drill(self) -> dict[str, Any]:
+        """Run a fire drill (can take minutes on a big cluster)."""
+        return self._request("POST", "/api/admin/drill", timeout=3600)
+
     def events(self, limit: int = 100, kind: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if kind:

@@ -1,10 +1,10 @@
 // Overview: capacity, replication health, nodes, throughput, repair, recent events.
 
-import { get } from "./api.js";
+import { api, get, whyNot } from "./api.js";
 import { h, morph, replace, s } from "./dom.js";
 import { ago, bytes, duration, num, pct, plural, rate, sinceIso } from "./format.js";
-import { nodeName, on, state } from "./store.js";
-import { emptyState, pageHeader, progressBar, stateBadge } from "./ui.js";
+import { emit, nodeName, on, role, state } from "./store.js";
+import { actionButton, emptyState, pageHeader, progressBar, stateBadge, toast } from "./ui.js";
 import { eventRow } from "./activity.js";
 
 export function mount(root) {
@@ -42,6 +42,7 @@ function renderAll(body, subtitle) {
   morph(body, [
     h("div", { class: "cards" }, capacityCard(st), dataCard(st), nodesCard(st)),
     healthCard(st),
+    safetyCard(st),
     h("div", { class: "cols" }, throughputCard(st), repairCard(st)),
     h("div", { class: "cols" }, nodesListCard(), recentCard())], 4);
 }
@@ -83,8 +84,9 @@ function dataCard(st) {
     h("p", { class: "muted small" }, `${bytes(st.object_bytes)} as uploaded`),
     h("div", { class: "kvs" },
       kv("Chunks", num(st.chunks), "Distinct chunks (identical ones are stored once)"),
-      kv("Chunk data", bytes(st.chunk_bytes), "One copy of every distinct chunk"),
-      kv("Dedup saved", bytes(Math.max(0, (st.object_bytes || 0) - (st.chunk_bytes || 0))))));
+      kv("Chunk data", bytes(st.chunk_bytes), "One copy of every distinct chunk, the brain's metadata snapshots included"),
+      st.system_bytes ? kv("Metadata snapshots", bytes(st.system_bytes), "Copies of the brain's database kept on the nodes") : null,
+      kv("Dedup saved", bytes(Math.max(0, (st.object_bytes || 0) + (st.system_bytes || 0) - (st.chunk_bytes || 0))))));
 }
 
 function nodesCard(st) {
@@ -155,6 +157,69 @@ function healthCard(st) {
       kv("Bytes at risk", bytes(rep.bytes_at_risk || 0), `Data in chunks with fewer than ${r} copies`),
       kv("Below target", num(rep.chunks_below_target || 0)),
       kv("Unavailable", num(rep.chunks_unavailable || 0))));
+}
+
+// -- if the brain's disk died ---------------------------------------------------
+
+let drillRunning = false;
+
+async function runDrill() {
+  drillRunning = true;
+  emit("status", state.status);
+  try {
+    const { data } = await api("/api/admin/drill", { method: "POST" });
+    if (state.status) state.status.drill = { last: data, age_s: 0 };
+    toast(data.summary, data.ok ? "ok" : "error", 10000);
+  } catch (err) {
+    toast(`The fire drill did not finish: ${err.message}`, "error", 10000);
+  } finally {
+    drillRunning = false;
+    emit("status", state.status);
+  }
+}
+
+function safetyCard(st) {
+  const m = st.manifests || {};
+  const snap = st.snapshot || {};
+  const drill = (st.drill || {}).last;
+  const r = st.replicas;
+  let verdict;
+  let cls = "ok";
+  if (m.waiting) {
+    verdict = `${plural(m.waiting, "manifest pack")} not on the nodes yet: if the brain's disk died now, ` +
+      `the changes in ${m.waiting === 1 ? "it" : "them"} would be lost. The brain keeps trying` +
+      (m.last_error ? ` (${m.last_error}).` : ".");
+    cls = "crit";
+  } else if (drill && !drill.ok) {
+    verdict = `The last fire drill found files a brain loss would lose: ${drill.summary}.`;
+    cls = "crit";
+  } else if (m.below_target) {
+    verdict = `${plural(m.below_target, "manifest pack")} have fewer than ${r} copies; the repairer is on it. ` +
+      "Every file can still be rebuilt from the nodes.";
+    cls = "warn";
+  } else if (!m.packs) {
+    verdict = "Nothing to protect yet.";
+  } else {
+    verdict = `Every file's manifest is on ${r} ${r === 1 ? "node" : "nodes"}: if the brain's disk died, ` +
+      "tossit recover would rebuild every file from the nodes.";
+  }
+  const why = whyNot(role(), "admin");
+  const button = drillRunning
+    ? h("button", { class: "btn small loading", type: "button", disabled: true, "aria-busy": "true" }, "Fire drill running…")
+    : actionButton("Run a fire drill", { why: why ? `${why} to run a fire drill` : null, onClick: runDrill,
+      title: "Rebuild the metadata from the nodes into a scratch copy and compare it with the live one (changes nothing)",
+      attrs: { dataset: { action: "drill" } } });
+  return card("If the brain's disk died", "safety",
+    h("p", { class: `verdict ${cls}`, dataset: { safety: cls } }, verdict),
+    h("div", { class: "kvs" },
+      kv("Manifests", m.packs ? `${num(m.packs)} packs · ${bytes(m.bytes)}` : "—",
+        "File manifests stored on the nodes (tossit recover rebuilds the metadata from them)"),
+      kv("Last snapshot", snap.last ? `${ago(snap.age_s)} · ${bytes(snap.last.size)}` : "none yet",
+        "A copy of the brain's database stored on the nodes (tossit recover --from-snapshot)"),
+      kv("Last fire drill", drill ? `${ago((st.drill || {}).age_s)} · ${drill.ok ? "nothing would be lost" : "losses found"}` : "never",
+        drill ? drill.summary : "Rehearses a brain loss on the live cluster")),
+    drill ? h("p", { class: `small ${drill.ok ? "muted" : "crit-text"}`, id: "drill-summary" }, drill.summary) : null,
+    h("div", { class: "card-actions" }, button));
 }
 
 // -- throughput -----------------------------------------------------------------
