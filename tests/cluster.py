@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -86,6 +87,7 @@ class Cluster:
         tls: Path | None = None,
         node_args: list[str] | None = None,
         brain_env: dict[str, str] | None = None,
+        brains: int = 1,
     ) -> None:
         """``tls``: a folder with ca.pem, cert.pem and key.pem (a certificate for
         127.0.0.1): every server then speaks HTTPS and verifies the others."""
@@ -105,6 +107,10 @@ class Cluster:
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.node_ports = [free_port() for _ in range(nodes)]
         self.brain: subprocess.Popen[bytes] | None = None
+        # More brains on the same (PostgreSQL) metadata: each its own port and data
+        # dir (with copies of the first one's secrets); the nodes know them all.
+        self.extra_ports = [free_port() for _ in range(brains - 1)]
+        self.extra: list[subprocess.Popen[bytes] | None] = [None] * (brains - 1)
         self.nodes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self.verify: Any = ssl.create_default_context(cafile=str(tls / "ca.pem")) if tls \
             else True
@@ -162,8 +168,9 @@ class Cluster:
         self.http.headers["Authorization"] = f"Bearer {self.admin_key}"
 
     def start_node(self, i: int) -> None:
+        brains = ",".join(self.brain_url(n) for n in range(len(self.extra) + 1))
         argv = ["node", "--port", str(self.node_ports[i]), "--data-dir", str(self.node_dir(i)),
-                "--brain", self.url, "--name", f"node-{i}", "--heartbeat-interval", "0.5",
+                "--brain", brains, "--name", f"node-{i}", "--heartbeat-interval", "0.5",
                 "--join-secret-file", str(self.secret_file)]
         if self.node_capacity:
             argv += ["--capacity", self.node_capacity]
@@ -180,8 +187,34 @@ class Cluster:
         self.start_node(self.n_nodes - 1)
         return self.n_nodes - 1
 
+    def brain_url(self, n: int) -> str:
+        """Brain n's URL (0: the first one)."""
+        return self.url if n == 0 else f"{self.scheme}://127.0.0.1:{self.extra_ports[n - 1]}"
+
+    def start_extra_brain(self, n: int) -> None:
+        """Start brain n (1, 2...) on the same metadata as the first."""
+        data = self.root / f"brain{n}"
+        data.mkdir(mode=0o700, exist_ok=True)
+        for name in ("cluster.secret", "keys.master"):
+            if not (data / name).exists():
+                shutil.copy(self.root / "brain" / name, data / name)
+        argv = self.brain_argv()
+        argv[argv.index("--port") + 1] = str(self.extra_ports[n - 1])
+        argv[argv.index("--data-dir") + 1] = str(data)
+        argv += ["--advertise-url", self.brain_url(n)]
+        self.extra[n - 1] = self._spawn(f"brain{n}", argv, self.brain_env)
+        wait_until(lambda: httpx.get(self.brain_url(n) + "/health", verify=self.verify
+                                     ).status_code == 200, 60, what=f"brain {n} health")
+
+    def client(self, n: int) -> httpx.Client:
+        """An admin client of brain n."""
+        return httpx.Client(base_url=self.brain_url(n), timeout=60, verify=self.verify,
+                            headers={"Authorization": f"Bearer {self.admin_key}"})
+
     def start(self) -> Cluster:
         self.start_brain()
+        for n in range(1, len(self.extra) + 1):
+            self.start_extra_brain(n)
         for i in range(self.n_nodes):
             self.start_node(i)
         self.wait_online(self.n_nodes)
@@ -221,11 +254,11 @@ class Cluster:
             self.brain = None
 
     def stop(self) -> None:
-        for proc in [*self.nodes, self.brain]:
+        for proc in [*self.nodes, self.brain, *self.extra]:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()
-        for proc in [*self.nodes, self.brain]:
+        for proc in [*self.nodes, self.brain, *self.extra]:
             if proc is not None:
                 try:
                     proc.wait(10)

@@ -45,7 +45,8 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file", envvar="TOSSIT_CONFIG")
 ]
 BrainOpt = Annotated[
-    str | None, typer.Option("--brain", help="brain URL", envvar="TOSSIT_BRAIN_URL")
+    str | None, typer.Option("--brain", help="brain URL, or several separated by commas",
+                             envvar="TOSSIT_BRAIN_URL")
 ]
 
 
@@ -107,6 +108,9 @@ def brain(
     host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [8000]")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="metadata folder [data/brain]")] = None,
+    advertise_url: Annotated[str | None, typer.Option(
+        help="URL the other brains use to reach this one, with several brains on "
+        "PostgreSQL [http://HOST:PORT]")] = None,
     database_url: Annotated[str | None, typer.Option(
         help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db [SQLite in data-dir]")] = None,
     replicas: Annotated[int | None, typer.Option(help="copies of each chunk, 1-5 [3]")] = None,
@@ -157,7 +161,8 @@ def brain(
     try:
         settings = BrainSettings.load(
             config, host=host, port=port, data_dir=data_dir, database_url=database_url,
-            replicas=replicas, write_quorum=write_quorum, chunk_size=chunk_size,
+            advertise_url=advertise_url, replicas=replicas, write_quorum=write_quorum,
+            chunk_size=chunk_size,
             heartbeat_interval=heartbeat_interval, suspect_after=suspect_after,
             offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
             dead_after=dead_after, repair_interval=repair_interval,
@@ -210,7 +215,9 @@ def node(
     host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [8081]")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="chunk folder [data/node]")] = None,
-    brain: Annotated[str | None, typer.Option(help="brain URL [http://127.0.0.1:8000]")] = None,
+    brain: Annotated[str | None, typer.Option(
+        help="brain URL, or several separated by commas (brains sharing PostgreSQL) "
+        "[http://127.0.0.1:8000]")] = None,
     name: Annotated[str | None, typer.Option(help="display name [HOST-PORT]")] = None,
     zone: Annotated[str | None, typer.Option(help="failure domain label [default]")] = None,
     capacity: Annotated[str | None, typer.Option(
@@ -605,6 +612,13 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     rep = s["replication"]
     console.print(f"nodes: {s['nodes']['online']} online of {s['nodes']['total']}  "
                   f"R={s['replicas']} W={s['write_quorum']}", highlight=False)
+    brains = s.get("brains") or {}
+    if brains.get("shared"):
+        live = [b for b in brains["list"] if b["role"] in ("leader", "follower")]
+        leader = next((b["url"] for b in live if b["role"] == "leader"), None)
+        console.print(f"brains: {len(live)} serving, leader {leader or 'none right now'}; this "
+                      f"one {'leads' if brains['role'] == 'leader' else 'follows'}",
+                      highlight=False, markup=False)
     console.print(f"capacity: raw {format_size(cap['raw'])}, usable ~{format_size(cap['usable'])}"
                   f", used {format_size(cap['used'])}, free {format_size(cap['free'])}",
                   highlight=False)
@@ -642,6 +656,8 @@ def _metadata_safety(s: dict[str, Any]) -> None:
     """How well the metadata would survive losing the brain: manifests waiting for
     the nodes, the last snapshot, the last fire drill."""
     m = s.get("manifests") or {}
+    if m.get("deletions_frozen"):
+        console.print(f"[bold red]{escape(m['deletions_frozen'])}[/]", highlight=False)
     if m.get("waiting"):
         console.print(f"[red]{m['waiting']} manifest pack(s) not on the nodes yet: a brain "
                       f"disk lost now would lose their changes[/] ({m.get('last_error')})",

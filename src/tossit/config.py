@@ -223,6 +223,19 @@ class _ServerSettings(_Settings):
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
 
+    def public_url(self) -> str:
+        """Where the other processes reach this server: ``advertise_url``, else
+        built from the address it listens on."""
+        advertised: str | None = getattr(self, "advertise_url", None)
+        if advertised:
+            return advertised
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
     @field_validator("port")
     @classmethod
     def _port(cls, v: int) -> int:
@@ -242,6 +255,9 @@ class BrainSettings(_ServerSettings):
 
     port: int = 8000
     data_dir: Path = Path("data/brain")
+    advertise_url: str | None = Field(
+        default=None, description="URL the other brains use to reach this one "
+        "[http://HOST:PORT]")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite in data_dir"
     )
@@ -304,6 +320,13 @@ class BrainSettings(_ServerSettings):
                 raise ValueError(f"trusted_proxies: {item!r} is not an IP address or "
                                  "network (CIDR) or '*'") from None
         return ",".join(items)
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+$", v.rstrip("/")):
+            raise ValueError("must be a URL like http://HOST:PORT")
+        return v.rstrip("/") if v else v
 
     @field_validator("upload_buffer", mode="before")
     @classmethod
@@ -397,12 +420,21 @@ class NodeSettings(_ServerSettings):
     def _secret_file(cls, v: Path | None) -> Path | None:
         return _check_file(v)
 
-    @field_validator("brain", "advertise_url")
+    @field_validator("advertise_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError("must be a URL like http://HOST:PORT")
         return v.rstrip("/") if v else v
+
+    @field_validator("brain")
+    @classmethod
+    def _brains(cls, v: str) -> str:
+        return ",".join(brain_urls(v))
+
+    def brain_urls(self) -> list[str]:
+        """The brains to talk to, in order (several on PostgreSQL: any of them)."""
+        return brain_urls(self.brain)
 
     @field_validator("zone")
     @classmethod
@@ -424,15 +456,18 @@ class NodeSettings(_ServerSettings):
     def node_name(self) -> str:
         return self.name or f"{socket.gethostname()}-{self.port}"
 
-    def public_url(self) -> str:
-        if self.advertise_url:
-            return self.advertise_url
-        host = self.host
-        if host in ("0.0.0.0", "::", ""):
-            host = socket.gethostname()
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{self.scheme}://{host}:{self.port}"
+
+
+def brain_urls(value: str) -> list[str]:
+    """``http://a:8000,http://b:8000`` -> the URLs (each checked)."""
+    urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("give at least one brain URL")
+    for u in urls:
+        if not re.match(r"^https?://[^/\s,]+$", u):
+            raise ValueError(f"{u!r} is not a URL like http://HOST:PORT (several: "
+                             "separate them with commas)")
+    return urls
 
 
 def capacity_limit(spec: str, disk_total: int) -> int:
@@ -485,7 +520,8 @@ class ClientSettings(_Settings):
         if self.key is not None:
             return self.key.get_secret_value().strip()
         path = self.key_file
-        if path is None and is_loopback(urlsplit(self.brain_url).hostname or ""):
+        if path is None and all(is_loopback(urlsplit(u).hostname or "")
+                                for u in brain_urls(self.brain_url)):
             path = LOCAL_ADMIN_KEY if LOCAL_ADMIN_KEY.is_file() else None
         if path is None:
             return None
@@ -497,6 +533,4 @@ class ClientSettings(_Settings):
     @field_validator("brain_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must be a URL like http://HOST:8000")
-        return v.rstrip("/")
+        return ",".join(brain_urls(v))

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -96,19 +97,23 @@ def wait_healthy(url: str, timeout: float, procs: list[Child]) -> None:
     raise RuntimeError(f"the brain did not become healthy at {url} within {timeout:.0f} s")
 
 
-def wait_ready(url: str, timeout: float, want_nodes: int = 0) -> dict[str, object]:
-    """Poll the brain's /ready until it says ready (and, with ``want_nodes``, that
-    many nodes take writes) or ``timeout`` passes; returns its last answer."""
+def wait_ready(url: str, timeout: float, want_nodes: int = 0,
+               verify: Any = True) -> dict[str, object]:
+    """Poll /ready (of the brains in ``url``, comma-separated, in turn) until one
+    says ready (and, with ``want_nodes``, that many nodes take writes) or
+    ``timeout`` passes; returns the last answer."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
     deadline = time.monotonic() + timeout
     last: dict[str, object] = {"status": "not_ready", "reason": "the brain did not answer"}
     while time.monotonic() < deadline:
-        try:
-            last = httpx.get(url + "/ready", timeout=2).json()
-            if last.get("status") == "ready" and int(
-                    str(last.get("nodes_writable", 0))) >= want_nodes:
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
+        for u in urls:
+            try:
+                last = httpx.get(u + "/ready", timeout=2, verify=verify).json()
+                if last.get("status") == "ready" and int(
+                        str(last.get("nodes_writable", 0))) >= want_nodes:
+                    return last
+            except (httpx.HTTPError, ValueError):
+                last = {"status": "not_ready", "reason": f"{u} did not answer"}
         time.sleep(0.2)
     return last
 

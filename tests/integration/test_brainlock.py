@@ -8,21 +8,34 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from cluster import Cluster, wait_until
 from tossit.serve import pick_free_port
 
 
-def test_a_second_brain_on_the_same_metadata_refuses_to_start(
-        make_cluster: Callable[..., Cluster], database_url: str | None) -> None:
-    c = make_cluster(nodes=1, replicas=1, database_url=database_url)
+def test_a_second_brain_on_the_same_sqlite_metadata_or_data_dir_refuses_to_start(
+        make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    c = make_cluster(nodes=1, replicas=1)
     argv = c.brain_argv()
     argv[argv.index("--port") + 1] = str(pick_free_port())
-    second = subprocess.run([sys.executable, "-m", "tossit", *argv], capture_output=True,
-                            text=True, timeout=60, stdin=subprocess.DEVNULL)
-    out = second.stdout + second.stderr
-    assert second.returncode != 0, out
-    assert "another brain" in out and "is already running on" in out, out
+
+    def refused(args: list[str]) -> str:
+        second = subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+        out = second.stdout + second.stderr
+        assert second.returncode != 0, out
+        return out
+
+    # The same data dir (and so the same SQLite file).
+    out = refused(argv)
+    assert "another brain" in out and "is already running with data dir" in out, out
+    # Its own data dir, but the first one's SQLite database.
+    other = list(argv)
+    other[other.index("--data-dir") + 1] = str(tmp_path / "other")
+    db = c.root / "brain" / "tossit.db"
+    out = refused([*other, "--database-url", f"sqlite+aiosqlite:///{db}"])
+    assert "another brain" in out and f"is already running on {db}" in out, out
     # The first one is untouched and still serves.
     data = os.urandom(10_000)
     up = c.upload("after.bin", data)
@@ -35,9 +48,10 @@ def test_a_second_brain_on_the_same_metadata_refuses_to_start(
 
 def test_a_brain_that_loses_its_postgres_lock(make_cluster: Callable[..., Cluster],
                                               pg_url: str) -> None:
-    """The connection holding the lock is cut (as by a PostgreSQL restart): the
-    brain takes the lock again. Cut it again and let someone else take the lock
-    first: the brain stops, so that two never act on the metadata at once."""
+    """The connection holding the leadership is cut (as by a PostgreSQL restart): the
+    brain takes it again. Cut it again and let someone else take the lock first:
+    the brain steps down to a follower (it keeps serving reads), and leads again
+    once the lock is free."""
     import asyncpg
 
     from tossit.brain.brainlock import _BRAIN_LOCK_KEY
@@ -45,13 +59,16 @@ def test_a_brain_that_loses_its_postgres_lock(make_cluster: Callable[..., Cluste
     c = make_cluster(nodes=1, replicas=1, database_url=pg_url)
     dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
+    def role() -> str:
+        return str(c.http.get("/health").json()["role"])
+
     async def holder(conn: asyncpg.Connection) -> int | None:
         return await conn.fetchval(  # type: ignore[no-any-return]
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 "
             "AND granted AND database = (SELECT oid FROM pg_database "
             "WHERE datname = current_database())", _BRAIN_LOCK_KEY)
 
-    async def cut_and_maybe_take(take: bool) -> int | None:
+    async def cut(take: bool) -> int | None:
         conn = await asyncpg.connect(dsn)
         first = await holder(conn)
         assert first is not None
@@ -59,31 +76,35 @@ def test_a_brain_that_loses_its_postgres_lock(make_cluster: Callable[..., Cluste
         if not take:
             await conn.close()
             return first
-        # Keep this session (and the lock) until the brain has given up.
-        # (It is free as soon as the cut session is gone; the brain checks every 10 s.)
+        # Take the freed lock and keep it while the brain finds out.
         await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock($1)", _BRAIN_LOCK_KEY), 5)
-        assert c.brain is not None
         try:
-            await asyncio.to_thread(c.brain.wait, 40)
+            await asyncio.to_thread(wait_until, lambda: role() == "follower", 20, 0.2,
+                                    "the brain stepping down")
+            # A follower still serves reads, and refuses to commit itself: with no
+            # leader to pass changes to, an upload is a clear 503.
+            assert c.http.get("/api/files").status_code == 200
+            up = await asyncio.to_thread(c.http.put, "/api/files/nope.txt", content=b"x")
+            assert up.status_code == 503 and up.json()["error"] == "no_leader", up.text
         finally:
             await conn.close()
         return first
 
-    first = asyncio.run(cut_and_maybe_take(take=False))
+    first = asyncio.run(cut(take=False))
 
-    async def retaken() -> int | None:
+    async def current() -> int | None:
         conn = await asyncpg.connect(dsn)
         try:
             return await holder(conn)
         finally:
             await conn.close()
 
-    wait_until(lambda: asyncio.run(retaken()) not in (None, first), 30,
+    wait_until(lambda: asyncio.run(current()) not in (None, first), 30,
                interval=0.5, what="the brain's lock taken again")
-    assert "brain lock taken again" in c.log("brain")
+    assert role() == "leader"
     assert c.download(c.upload("still.bin", b"x" * 1000)["id"]) == b"x" * 1000
 
-    asyncio.run(cut_and_maybe_take(take=True))
-    assert c.brain is not None and c.brain.poll() is not None  # it stopped itself
-    assert "this brain stops so that only one acts on the metadata" in c.log("brain")
-    c.brain = None
+    asyncio.run(cut(take=True))
+    assert "this brain steps down" in c.log("brain")
+    wait_until(lambda: role() == "leader", 30, what="the brain leading again")
+    assert c.download(c.upload("again.bin", b"y" * 1000)["id"]) == b"y" * 1000

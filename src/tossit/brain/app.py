@@ -12,6 +12,7 @@ from tossit import __version__
 from tossit.auth.keys import Role
 from tossit.brain.api import cluster, dashboard, files, keys, nodes, session, stream
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
+from tossit.brain.forward import ForwardToLeader
 from tossit.brain.service import Brain
 from tossit.config import BrainSettings
 from tossit.errors import ErrorBody, install_error_handlers
@@ -44,6 +45,10 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.state.feed = stream.LiveFeed(brain)
     app.state.on_exit = app.state.feed.close_all  # called by tossit.serve on SIGTERM
     install_error_handlers(app)
+    # Several brains on PostgreSQL: a follower passes changes to the leader.
+    app.add_middleware(ForwardToLeader, is_leader=lambda: brain.leader,
+                       directory=lambda: brain.directory if brain.lock.shared else None,
+                       tls_ca=settings.tls_ca)
     # Who may call what, declared once per router (tossit.brain.api.access).
     app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],
                        responses=AUTH_ERRORS)

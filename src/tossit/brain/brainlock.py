@@ -1,15 +1,25 @@
-"""One brain per metadata store.
+"""Which brain acts on the metadata.
 
-Two brains on the same metadata would both run the garbage collector and the
-repairer, each deciding from its own view of the nodes: one could delete a copy
-the other just counted. So a brain holds a lock for as long as it runs, and a
-second one refuses to start with a clear message:
+Two brains acting on the same metadata would both run the garbage collector and
+the repairer, each from its own view of the nodes: one could delete a copy the
+other just counted. So exactly one brain *leads*: it commits, and runs the
+background loops (failure detection, repair, garbage collection, manifests,
+snapshots).
 
-* SQLite: an exclusive ``flock`` on ``<database>.lock`` (released by the kernel
-  when the process dies, however it dies), with the holder's pid inside.
-* PostgreSQL: a session advisory lock on a connection kept open for the brain's
-  life. If that connection is lost (the server restarted), the lock is taken
-  again; if another brain got it meanwhile, this one stops itself.
+* SQLite: one brain per database. It holds an exclusive ``flock`` on
+  ``<database>.lock`` (the kernel releases it however the process dies, and the
+  holder's pid is inside); a second brain refuses to start.
+* PostgreSQL: any number of brains serve the API; the leader holds a session
+  advisory lock on a connection kept open. The others (*followers*) try to take
+  it every ``CHECK_EVERY`` seconds: when the leader dies, its session ends,
+  PostgreSQL frees the lock, and one of them takes over. No home-made consensus:
+  PostgreSQL is the arbiter. A leader whose lock connection breaks steps down
+  within ``CHECK_EVERY``, long before the server notices the session is gone
+  (its TCP keepalives are set to about ``SERVER_NOTICES`` seconds), and its
+  commits check that it still holds the lock (``still_leader``).
+
+Every brain also holds its data dir (``brain.lock``): the secrets there belong
+to one brain process at a time.
 """
 
 from __future__ import annotations
@@ -19,42 +29,72 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 log = logging.getLogger("tossit.brain")
 
 _BRAIN_LOCK_KEY = 0x7055_1701  # beside the refcount lock's key (store.py)
-CHECK_EVERY = 10.0  # seconds between checks that the PostgreSQL lock is still held
+CHECK_EVERY = 1.0  # seconds between checks of the lock (leader) or tries (follower)
+PING_TIMEOUT = 2.0  # a lock connection that does not answer this fast is lost
+SERVER_NOTICES = 10  # seconds for PostgreSQL to notice a silent lock holder is gone
 
 
 class BrainLockError(RuntimeError):
-    """Another brain already uses this metadata."""
+    """Another brain already uses this metadata or data dir."""
+
+
+class NotLeader(RuntimeError):
+    """This brain does not hold the leadership (any more): it must not commit."""
+
+
+async def _nothing() -> None:
+    return None
 
 
 class BrainLock:
-    def __init__(self, url: str, engine: AsyncEngine) -> None:
+    def __init__(self, url: str, engine: AsyncEngine, data_dir: Path | None = None) -> None:
         self.url = url
         self.engine = engine
-        self._fd: int | None = None
+        self.data_dir = data_dir
+        self.leader = False
+        self.on_promote: Callable[[], Awaitable[None]] = _nothing
+        self.on_demote: Callable[[], Awaitable[None]] = _nothing
+        self._fds: list[int] = []
         self._conn: AsyncConnection | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._pid: int | None = None  # the lock connection's backend
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Can several brains serve this metadata (PostgreSQL)?"""
+        return not self.url.startswith("sqlite")
 
     async def acquire(self) -> None:
-        if self.url.startswith("sqlite"):
+        """Hold the data dir, then lead (SQLite: or refuse to start; PostgreSQL: or
+        follow, and take over when the leader goes)."""
+        if self.data_dir is not None:
+            await asyncio.to_thread(self._lock_file, self.data_dir / "brain.lock",
+                                    f"with data dir {self.data_dir}", "its own --data-dir")
+        if not self.shared:
             path = make_url(self.url).database
             if path and path != ":memory:":
-                await asyncio.to_thread(self._lock_file, Path(path))
-        else:
-            await self._lock_postgres()
-            self._watch = asyncio.create_task(self._keep_postgres(), name="brain-lock")
+                db = Path(path)
+                await asyncio.to_thread(self._lock_file, db.with_name(db.name + ".lock"),
+                                        f"on {db}", "its own --data-dir")
+            self.leader = True
+            return
+        self.leader = await self._try()
+        if not self.leader:
+            log.info("another brain leads this metadata: serving as a follower (changes "
+                     "go to the leader; this brain takes over if it stops)")
+        self._task = asyncio.create_task(self._run(), name="brain-lock")
 
-    def _lock_file(self, db: Path) -> None:
-        lock = db.with_name(db.name + ".lock")
+    def _lock_file(self, lock: Path, where: str, own: str) -> None:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,58 +102,88 @@ class BrainLock:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise BrainLockError(
-                f"another brain (pid {holder}) is already running on {db}: stop it first, "
-                "or give this brain its own --data-dir") from None
+                f"another brain (pid {holder}) is already running {where}: stop it first, "
+                f"or give this brain {own}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        self._fds.append(fd)
 
-    async def _lock_postgres(self) -> None:
+    async def _try(self) -> bool:
+        """Take the PostgreSQL lock if it is free (keeping its connection)."""
         conn = await self.engine.connect()
-        got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _BRAIN_LOCK_KEY})
-        await conn.commit()
+        try:
+            for name, value in (("tcp_keepalives_idle", SERVER_NOTICES // 2),
+                                ("tcp_keepalives_interval", 1), ("tcp_keepalives_count", 3)):
+                await conn.execute(text(f"SET {name} = {int(value)}"))
+            got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"),
+                                    {"k": _BRAIN_LOCK_KEY})
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
         if not got:
             await conn.close()
-            where = make_url(self.url).render_as_string(hide_password=True)
-            raise BrainLockError(
-                f"another brain is already running on {where}: stop it first, or give "
-                "this brain its own database")
-        self._conn = conn
+            return False
+        self._conn, self._pid = conn, int(pid or 0)
+        return True
 
-    async def _keep_postgres(self) -> None:
+    async def _held(self) -> bool:
+        try:
+            assert self._conn is not None
+            await asyncio.wait_for(self._conn.scalar(text("SELECT 1")), PING_TIMEOUT)
+            await self._conn.commit()
+            return True
+        except Exception as exc:
+            log.warning("lost the database connection that holds the leadership (%s)", exc)
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                await self._conn.invalidate()
+        self._conn, self._pid = None, None
+        return False
+
+    async def _run(self) -> None:
         while True:
             await asyncio.sleep(CHECK_EVERY)
             try:
-                assert self._conn is not None
-                await self._conn.scalar(text("SELECT 1"))
-                await self._conn.commit()
-                continue
+                if self.leader and not await self._held():
+                    self.leader = False
+                    log.warning("this brain steps down: it no longer holds the leadership")
+                    await self.on_demote()
+                if not self.leader and await self._try():
+                    self.leader = True
+                    log.info("this brain now leads the metadata")
+                    await self.on_promote()
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                log.warning("lost the database connection that holds the brain lock (%s); "
-                            "taking the lock again", exc)
-            with contextlib.suppress(Exception):
-                if self._conn is not None:
-                    await self._conn.invalidate()
-            self._conn = None
-            try:
-                await self._lock_postgres()
-                log.info("brain lock taken again")
-            except BrainLockError as exc:
-                log.critical("%s; this brain stops so that only one acts on the metadata", exc)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            except Exception as exc:
-                log.warning("could not take the brain lock again yet: %s", exc)
+                log.warning("leadership check failed: %s", exc)
+
+    async def still_leader(self, s: AsyncSession) -> None:
+        """Inside a commit's transaction (after its refcount lock): raise NotLeader
+        unless this brain's lock session still holds the leadership. A commit that
+        passes is ordered before any new leader's first one."""
+        if not self.shared:
+            return
+        held = self.leader and self._pid is not None and await s.scalar(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+            "classid = 0 AND objid = :k AND objsubid = 1 AND pid = :pid AND "
+            "database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"k": _BRAIN_LOCK_KEY, "pid": self._pid})
+        if not held:
+            raise NotLeader("this brain is not the leader any more: the change was not made; "
+                            "retry (another brain takes over within seconds)")
 
     async def release(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+                await self._task
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()  # ends the session: the lock goes with it
             self._conn = None
-        if self._fd is not None:
-            os.close(self._fd)  # releases the flock
-            self._fd = None
+        self.leader = False
+        for fd in self._fds:
+            os.close(fd)  # releases the flock
+        self._fds = []

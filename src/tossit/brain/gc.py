@@ -26,7 +26,9 @@ from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import Store
+from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size
+from tossit.manifests import PackError, decode_pack
 
 log = logging.getLogger("tossit.brain.gc")
 _PARALLEL_DELETES = 16
@@ -60,6 +62,12 @@ class Collector:
         # belong to files whose manifests are on a node that was away: no orphan is
         # deleted before this time (epoch seconds).
         self.keep_orphans_until = 0.0
+        # Set when a node holds manifest packs with versions this brain never
+        # issued: its metadata is behind the cluster's (a new empty database, or an
+        # old backup restored). Nothing is deleted while it is set: what looks like
+        # garbage here may be what newer metadata uses. Cleared by a restart.
+        self.frozen: str | None = None
+        self._packs_checked: dict[str, bool] = {}  # unknown pack -> foreign?
 
     def request_sweep(self) -> None:
         """Compare inventories soon (a node joined or came back)."""
@@ -136,6 +144,37 @@ class Collector:
             self._held = True
         return bool(waiting)
 
+    async def _check_foreign(self, node: Any, packs: list[str]) -> None:
+        """Unknown manifest packs on a node: stale copies are orphans like any
+        other; but a pack of this cluster with versions newer than any this brain
+        logged means its metadata is behind: freeze deletions, and say so."""
+        if self.frozen or not packs or self.store.pack_key is None:
+            return
+        outbox = {p.id for p in await self.store.log.outbox(10_000)}
+        newest = await self.store.log.max_version()
+        for pid in packs:
+            if pid in outbox or self.pins.is_pinned(pid):
+                continue  # being written right now
+            if pid not in self._packs_checked:
+                try:
+                    data = await self.nodes.get_chunk(node, pid)
+                    if content_id(data, META) != pid:
+                        continue  # a damaged copy: the scrubber's business
+                    entries = decode_pack(data, self.store.pack_key)
+                except (NodeError, PackError):
+                    continue
+                self._packs_checked[pid] = max((e.version for e in entries), default=0) > newest
+            if self._packs_checked[pid]:
+                self.frozen = (
+                    f"{node.name} holds manifest pack {pid[:12]} with changes newer than this "
+                    "brain's metadata (a new empty database, or an old backup restored): "
+                    "nothing is deleted until this is sorted out; run 'tossit drill', and "
+                    "'tossit recover' to rebuild the metadata (docs/operations.md)")
+                log.critical("%s", self.frozen)
+                await self.store.add_event("metadata_behind", self.frozen, severity="error",
+                                           node_id=node.id, data={"pack": pid})
+                return
+
     async def _expire_tombstones(self) -> None:
         """Tombstones whose older versions are all gone from the nodes: their
         packs may go too (they are garbage now: the pass below collects them)."""
@@ -147,7 +186,7 @@ class Collector:
         node = self.registry.get(node_id)
         if node is None:
             return False  # the node is unknown: nothing to delete there
-        if node.state not in READABLE_STATES:
+        if node.state not in READABLE_STATES or self.frozen:
             return None
         async with self._sem:
             try:
@@ -255,6 +294,8 @@ class Collector:
                         # write): count it rather than delete good data.
                         await self.store.add_replicas(cid, [node_id])
                         stats["adopted"] += 1
+                await self._check_foreign(node, [e["id"] for e in entries if e.get(
+                    "kind") == META and e["id"] not in known])
                 old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff
                        and started >= self.keep_orphans_until]
                 claimed = await self._claim(old) if old and not await self._manifests_waiting(

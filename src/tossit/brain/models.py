@@ -134,6 +134,21 @@ class ClusterState(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
+class BrainRow(Base):
+    """A brain serving this metadata (several on PostgreSQL): where it answers, and
+    whether it leads (runs the background loops and commits). Each brain renews
+    its row every few seconds; the others send changes to the leader's URL."""
+
+    __tablename__ = "brains"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    url: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # leader, follower, stopped
+    version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+
+
 class PackOutbox(Base):
     """A pack committed in the metadata but not yet confirmed on the nodes, with
     its bytes, so that it is written again, identical, after a crash or while

@@ -105,6 +105,29 @@ class Registry:
         view.unreachable_until = 0.0  # it just talked to us: writers may try it again
         return view
 
+    def mirror(self, rows: list[Any]) -> None:
+        """Take the nodes as the leader recorded them (a follower's view: the
+        leader hears the heartbeats and decides the states)."""
+        now_mono, now = time.monotonic(), time.time()
+        seen = set()
+        for row in rows:
+            seen.add(row.id)
+            view = self.nodes.get(row.id)
+            if view is None:
+                view = NodeView(id=row.id, name=row.name, address=row.address, zone=row.zone,
+                                state=row.state, capacity=row.capacity, used=row.used,
+                                free=row.free, disk_total=row.disk_total,
+                                disk_free=row.disk_free, chunk_count=row.chunk_count)
+                self.nodes[row.id] = view
+            for k in ("name", "address", "zone", "state", "capacity", "used", "free",
+                      "disk_total", "disk_free", "chunk_count", "load", "version",
+                      "admin_state", "latency_ms", "registered_at", "last_heartbeat"):
+                setattr(view, k, getattr(row, k))
+            view.seen_mono = now_mono - max(0.0, now - row.last_heartbeat)
+            view.reserved = 0
+        for gone in set(self.nodes) - seen:
+            del self.nodes[gone]
+
     def get(self, node_id: str) -> NodeView | None:
         return self.nodes.get(node_id)
 

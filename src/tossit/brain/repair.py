@@ -98,6 +98,8 @@ class Repairer:
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
         self._meta: set[str] = set()  # this pass: which copies are manifest packs
+        # Several brains: the progress goes to the metadata for the followers' pages.
+        self.publish = False
         # The last full pass: the node set it saw, when, and whether it left work.
         self._full_key: PlacementKey = ()
         self._full_at = float("-inf")
@@ -192,10 +194,18 @@ class Repairer:
                 chunks_total=len(urgent) + len(moves),
                 bytes_total=sum(c.size for c in urgent + moves),
                 at_risk=dict(at_risk), unavailable=sum(1 for p in plans if p.unavailable))
-            copied, order = await self._copy_by_urgency(urgent)
-            dropped = await self._drop_all(drops)
-            moved = await self._copy_all(moves)
-            self.progress.running = False
+            publisher = asyncio.create_task(self._publish_while_running())
+            try:
+                copied, order = await self._copy_by_urgency(urgent)
+                dropped = await self._drop_all(drops)
+                moved = await self._copy_all(moves)
+            finally:
+                self.progress.running = False
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
+            if self.publish and (urgent or moves or drops):
+                await self.store.set_state("repair", self.progress.to_dict())
             stats = {
                 "chunks_below_target": sum(at_risk.values()),
                 "unavailable": self.progress.unavailable,
@@ -211,6 +221,11 @@ class Repairer:
             await self._report(stats, urgent, moves, plans)
             await self._finish_drains(progress=bool(stats["copies_done"] or dropped))
             return stats
+
+    async def _publish_while_running(self) -> None:
+        while self.publish and self.progress.running:
+            await self.store.set_state("repair", self.progress.to_dict())
+            await asyncio.sleep(1.0)
 
     async def _finish_drains(self, progress: bool) -> None:
         """A draining node that holds no copy any more is drained. One that still

@@ -15,6 +15,7 @@ from typing import Any
 from tossit.auth.mac import BRAIN, Signer, Verifier
 from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
 from tossit.brain.brainlock import BrainLock, BrainLockError
+from tossit.brain.brains import BrainDirectory, brain_id
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.drill import Drill
@@ -36,6 +37,8 @@ from tossit.config import BrainSettings
 from tossit.manifests import pack_key
 
 log = logging.getLogger("tossit.brain")
+MIRROR_EVERY = 1.0  # seconds between a follower's reads of the nodes table
+TAKEOVER_GRACE = 5.0  # seconds a new leader waits when another led a moment ago
 
 
 class Brain:
@@ -49,7 +52,7 @@ class Brain:
         master, _ = ensure_secret(settings.data_dir / MASTER_KEY_FILE)
         cluster_secret, _ = ensure_secret(settings.data_dir / CLUSTER_SECRET_FILE)
         self.store = Store(make_engine(self.url), pack_key(cluster_secret))
-        self.lock = BrainLock(self.url, self.store.engine)
+        self.lock = BrainLock(self.url, self.store.engine, settings.data_dir)
         self.registry = Registry(settings.replicas, settings.high_water)
         self.keys = KeyService(self.store, master.encode())
         self.sessions = SessionService(self.store)
@@ -78,22 +81,71 @@ class Brain:
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.started = time.time()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
+        self._own_tasks: list[asyncio.Task[None]] = []  # whatever the role
+        self.directory = BrainDirectory(self.store, brain_id(settings.data_dir),
+                                        settings.public_url())
+
+    @property
+    def leader(self) -> bool:
+        return self.lock.leader
 
     async def start(self) -> None:
+        self.lock.on_promote = self._promote
+        self.lock.on_demote = self._demote
         try:
             await self.lock.acquire()
         except BrainLockError as exc:
             log.error("%s", exc)  # the one line to read above uvicorn's traceback
             raise
-        await migrate(self.url)
-        await self.store.bucket_id("default")
-        if self.auth:
-            await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key)
+        if self.lock.shared:
+            self.store.fence = self.lock.still_leader
+            self.repairer.publish = True
+        if self.leader:
+            await migrate(self.url)
         else:
+            await self._schema_ready()
+        await self.store.bucket_id("default")
+        if not self.auth:
             log.warning("authentication is OFF (auth = false): anyone who can reach "
                         "%s:%d can read and change everything", self.settings.host,
                         self.settings.port)
+        elif self.leader:
+            await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key)
+        await self._load_nodes()
+        await self.nodes.start()
+        if self.lock.shared:
+            self._own_tasks.append(asyncio.create_task(
+                self.directory.run_forever(lambda: "leader" if self.leader else "follower"),
+                name="brain-row"))
+        if self.leader:
+            await self._lead()
+        else:
+            self._follow()
+        role = "" if not self.lock.shared else (
+            " as the leader" if self.leader else " as a follower")
+        await self.store.add_event(
+            "brain_started", f"brain started{role} (R={self.settings.replicas}, "
+            f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
+        log.info("brain ready%s: metadata at %s", role, self.url.split("@")[-1])
+
+    async def _schema_ready(self) -> None:
+        """A follower does not migrate (the leader does): it waits for the schema."""
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if await self.store.schema_is_current():
+                    return
+            except Exception as exc:
+                log.info("waiting for the leader to create the schema (%s)", exc)
+            if time.monotonic() > deadline:
+                raise RuntimeError("the metadata schema is not at this version's revision; "
+                                   "start a brain of this version as the leader first")
+            await asyncio.sleep(1)
+
+    async def _load_nodes(self) -> None:
+        """The nodes as the metadata last saw them (at start, and when taking over)."""
+        self.registry.nodes.clear()
         for row in await self.store.list_nodes():
             view = self.registry.update(
                 {c: getattr(row, c) for c in (
@@ -110,7 +162,9 @@ class Brain:
         if recovered is not None:
             self.collector.keep_orphans_until = (float(recovered["at"])
                                                  + self.settings.recovery_hold)
-        await self.nodes.start()
+
+    async def _lead(self) -> None:
+        """Commit, and run the background loops."""
         self.commits.start()
         self._tasks = [
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
@@ -120,10 +174,46 @@ class Brain:
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))
-        await self.store.add_event(
-            "brain_started", f"brain started (R={self.settings.replicas}, "
-            f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
-        log.info("brain ready: metadata at %s", self.url.split("@")[-1])
+        if self.lock.shared:
+            await self.directory.renew("leader")
+
+    def _follow(self) -> None:
+        """Serve reads; the leader's view of the nodes comes from the metadata."""
+        self._tasks = [asyncio.create_task(self._mirror_nodes(), name="mirror")]
+
+    async def _stop_tasks(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+
+    async def _promote(self) -> None:
+        """This brain took the leadership (the leader stopped)."""
+        await self._stop_tasks()
+        if await self.directory.another_led_recently():
+            # The old leader may be finishing a step it began before its lock went:
+            # its commits are fenced, but not its deletes on the nodes. Let it notice.
+            await asyncio.sleep(TAKEOVER_GRACE)
+        await self._load_nodes()
+        await self._lead()
+        await self.store.add_event("brain_leader", f"{self.directory.url} now leads the "
+                                   "cluster (the previous leader stopped)", severity="warning")
+
+    async def _demote(self) -> None:
+        """This brain lost the leadership: stop acting, keep serving."""
+        await self._stop_tasks()
+        await self.commits.stop()
+        self._follow()
+
+    async def _mirror_nodes(self) -> None:
+        while True:
+            try:
+                self.registry.mirror(await self.store.list_nodes())
+            except Exception as exc:
+                log.warning("could not read the nodes from the metadata: %s", exc)
+            await asyncio.sleep(MIRROR_EVERY)
 
     async def _key_changed(self, pack: Pack | None, garbage: list[str]) -> None:
         """A key was created or revoked: its manifest entry goes to the nodes now if
@@ -191,11 +281,15 @@ class Brain:
         self.repairer.wake()
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        await self._stop_tasks()
+        for t in self._own_tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in self._own_tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if self.lock.shared:
+            with contextlib.suppress(Exception):
+                await self.directory.renew("stopped")
         await self.commits.stop()
         await self.nodes.close()
         await self.lock.release()

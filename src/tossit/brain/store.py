@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +101,9 @@ class Store:
         cluster secret); without it commits log entries but pack none."""
         self.engine = engine
         self.pack_key = pack_key
+        # Several brains on PostgreSQL: a commit first checks, under its lock, that
+        # this brain still leads (BrainLock.still_leader); unset with one brain.
+        self.fence: Callable[[AsyncSession], Awaitable[None]] | None = None
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock()
@@ -143,10 +146,25 @@ class Store:
     def _insert(self, model: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
 
+    def insert_stmt(self, model: Any) -> Any:
+        """An INSERT of this dialect (with ``on_conflict_do_update``)."""
+        return self._insert(model)
+
     async def lock_refcounts(self, s: AsyncSession) -> None:
-        """Serialise reference-count changes (SQLite already has ``write``'s lock)."""
+        """Serialise reference-count changes (SQLite already has ``write``'s lock),
+        and make sure this brain may change them (it leads)."""
         if self.dialect == "postgresql":
             await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REFCOUNT_LOCK_KEY})
+        if self.fence is not None:
+            await self.fence(s)
+
+    async def schema_is_current(self) -> bool:
+        """Is the schema at this code's newest migration? (A follower waits for it.)"""
+        from tossit.brain.db import head_revision
+
+        async with self.read() as s:
+            found = await s.scalar(text("SELECT version_num FROM alembic_version"))
+        return found == head_revision()
 
     async def ping(self) -> None:
         async with self.read() as s:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tossit.config import brain_urls
 from tossit.tlsconfig import client_context
 
 Progress = Callable[[int], None]
@@ -33,12 +34,15 @@ class TossitError(Exception):
 
 
 class TossitClient:
-    """``key`` is an API key secret (sent as a bearer token); ``tls_ca`` a CA
+    """``brain_url``: one brain's URL, or several separated by commas (brains sharing
+    a PostgreSQL database): a brain that does not answer is skipped for the next.
+    ``key`` is an API key secret (sent as a bearer token); ``tls_ca`` a CA
     bundle to verify an HTTPS brain with (default: the system's store)."""
 
     def __init__(self, brain_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
                  key: str | None = None, tls_ca: str | Path | None = None) -> None:
-        self.url = brain_url.rstrip("/")
+        self.urls = brain_urls(brain_url)
+        self.url = self.urls[0]
         self.has_key = bool(key)
         self.http = httpx.Client(
             base_url=self.url,
@@ -69,14 +73,26 @@ class TossitClient:
             code, message = "error", resp.text[:300] or resp.reason_phrase
         raise TossitError(resp.status_code, code, message)
 
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            resp = self.http.request(method, path, **kw)
-        except httpx.ConnectError as exc:
+    def _failover(self, exc: Exception, tried: int) -> None:
+        """The current brain did not answer: go on to the next one, or give up."""
+        if tried >= len(self.urls):
+            where = self.url if len(self.urls) == 1 else f"any of {', '.join(self.urls)}"
             raise TossitError(
                 0, "unreachable",
-                f"cannot reach the brain at {self.url} ({exc}); is it running? (tossit up)",
+                f"cannot reach the brain at {where} ({exc}); is it running? (tossit up)",
             ) from None
+        self.url = self.urls[self.urls.index(self.url) + 1 if self.url in self.urls[:-1] else 0]
+        self.http.base_url = httpx.URL(self.url)
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        tried = 0
+        while True:
+            try:
+                resp = self.http.request(method, path, **kw)
+                break
+            except httpx.ConnectError as exc:  # nothing was sent: safe to send elsewhere
+                tried += 1
+                self._failover(exc, tried)
         return self._check(resp).json()
 
     # -- files --------------------------------------------------------------
@@ -120,6 +136,29 @@ class TossitClient:
         """Download to ``dest`` (a file path), verified against the stored SHA-256."""
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.tossit-partial")
+        tried = 0
+        while True:
+            try:
+                size, digest = self._download_to(file_id, tmp, progress)
+                break
+            except httpx.ConnectError as exc:  # nothing was received: ask the next brain
+                tried += 1
+                try:
+                    self._failover(exc, tried)
+                except TossitError:
+                    tmp.unlink(missing_ok=True)
+                    raise
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"id": file_id, "path": str(dest), "size": size, "sha256": digest}
+
+    def _download_to(self, file_id: int, tmp: Path, progress: Progress | None
+                     ) -> tuple[int, str]:
         sha = hashlib.sha256()
         size = 0
         try:
@@ -136,19 +175,15 @@ class TossitClient:
                             progress(len(piece))
                     out.flush()
                     os.fsync(out.fileno())
-            if length >= 0 and size != length:
-                raise TossitError(0, "truncated", f"got {size} of {length} bytes")
-            if expected and sha.hexdigest() != expected:
-                raise TossitError(0, "checksum_mismatch", "downloaded bytes fail the SHA-256 check")
-            os.replace(tmp, dest)
-        except httpx.ConnectError as exc:
-            raise TossitError(
-                0, "unreachable", f"cannot reach the brain at {self.url} ({exc})") from None
+        except httpx.ConnectError:
+            raise
         except httpx.HTTPError as exc:
             raise TossitError(0, "transfer_failed", f"download failed: {exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        return {"id": file_id, "path": str(dest), "size": size, "sha256": sha.hexdigest()}
+        if length >= 0 and size != length:
+            raise TossitError(0, "truncated", f"got {size} of {length} bytes")
+        if expected and sha.hexdigest() != expected:
+            raise TossitError(0, "checksum_mismatch", "downloaded bytes fail the SHA-256 check")
+        return size, sha.hexdigest()
 
     def download_bytes(self, file_id: int) -> bytes:
         resp = self.http.get(f"/api/files/{file_id}/download")

@@ -72,17 +72,21 @@ class Heartbeat:
             "disk_id": self.store.disk_id(),
         }
 
-    def _signed(self, path: str, body: bytes) -> dict[str, str]:
+    def _signed(self, brain: str, path: str, body: bytes) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if self.signer is not None:
-            full = urlsplit(self.settings.brain + path).path
+            full = urlsplit(brain + path).path
             headers.update(self.signer.headers("POST", full, BRAIN,
                                                digest=hashlib.sha256(body).hexdigest()))
         return headers
 
     async def _run(self) -> None:
+        """Report to the first brain of the list that answers; when it stops
+        answering, go on to the next (any brain passes reports to the leader)."""
         interval = self.settings.heartbeat_interval
         backoff = interval
+        brains = self.settings.brain_urls()
+        current = 0
         timeout = aiohttp.ClientTimeout(total=max(5.0, interval * 2))
         connector = aiohttp.TCPConnector(ssl=client_context(self.settings.tls_ca))
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
@@ -94,8 +98,9 @@ class Heartbeat:
                     )
                     corrupt = self.scrubber.unreported() if self.scrubber else []
                     body = json.dumps({**report, "corrupt": corrupt}).encode()
-                    async with http.post(self.settings.brain + path, data=body,
-                                         headers=self._signed(path, body)) as resp:
+                    brain = brains[current]
+                    async with http.post(brain + path, data=body,
+                                         headers=self._signed(brain, path, body)) as resp:
                         if resp.status == 404 and self._registered:
                             log.warning("brain does not know this node any more; re-registering")
                             self._registered = False
@@ -110,8 +115,7 @@ class Heartbeat:
                             text = (await resp.text())[:300]
                             raise RuntimeError(f"brain answered {resp.status}: {text}")
                         if not self._registered:
-                            log.info("registered with brain %s as %s", self.settings.brain,
-                                     self.node_id)
+                            log.info("registered with brain %s as %s", brain, self.node_id)
                             answer = await resp.json()
                             # The brain times failure detection on its interval: follow it.
                             interval = float(answer.get("heartbeat_interval", interval))
@@ -126,7 +130,11 @@ class Heartbeat:
                     raise
                 except Exception as exc:
                     if self.connected or backoff == interval:
-                        log.warning("no contact with brain %s: %s", self.settings.brain, exc)
+                        log.warning("no contact with brain %s: %s", brains[current], exc)
                     self.connected = False
+                    if len(brains) > 1:  # another brain may answer at once
+                        current = (current + 1) % len(brains)
+                        if current:
+                            continue
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, max(interval, MAX_BACKOFF))

@@ -14,6 +14,7 @@ from tossit.brain.api.common import brain_of, iso
 from tossit.brain.metrics import TRAFFIC
 from tossit.brain.models import Event
 from tossit.brain.registry import OFFLINE, READABLE_STATES, SUSPECT, disk_capacity
+from tossit.brain.repair import Progress
 from tossit.brain.service import Brain
 from tossit.placement import Candidate, usable_capacity
 
@@ -42,6 +43,7 @@ async def health(request: Request) -> Response:
     online = sum(1 for n in brain.registry.nodes.values() if n.state == "online")
     return JSONResponse({
         "status": "ok", "database": db, "version": __version__,
+        "role": "leader" if brain.leader else "follower",
         "nodes_online": online, "nodes_total": len(brain.registry.nodes),
         "uptime_s": round(time.time() - brain.started, 1),
     })
@@ -73,6 +75,10 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     except Exception as exc:
         return {"status": "not_ready",
                 "reason": f"the metadata database does not answer ({type(exc).__name__})"}
+    if brain.lock.shared and not brain.leader and await brain.directory.leader_url() is None:
+        return {"status": "not_ready", "role": "follower",
+                "reason": "no brain leads the cluster right now (one takes over within "
+                          "seconds of the leader stopping)"}
     quorum = brain.settings.quorum
     writable = brain.registry.writable(1)
     out: dict[str, Any] = {"nodes_writable": len(writable), "write_quorum": quorum,
@@ -134,11 +140,14 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "below_target": sum(v["chunks"] for k, v in pack_hist.items() if k < r),
             "waiting": await brain.store.log.outbox_count(),
             "last_error": brain.manifests.last_error,
+            "deletions_frozen": brain.collector.frozen,
         },
         "readiness": await readiness(brain),
         "snapshot": await _snapshot(brain),
         "drill": await _drill(brain),
-        "repair": brain.repairer.progress.to_dict(),
+        "repair": (brain.repairer.progress.to_dict() if brain.leader
+                   else await brain.store.get_state("repair") or Progress().to_dict()),
+        "brains": await _brains(brain),
         "throughput": TRAFFIC.snapshot(),
     }
 
@@ -152,6 +161,15 @@ async def _snapshot(brain: Brain) -> dict[str, Any]:
         "interval_s": brain.settings.snapshot_interval,
         "last_error": brain.snapshots.last_error,
     }
+
+
+async def _brains(brain: Brain) -> dict[str, Any]:
+    """Which brains serve this metadata and which leads (several on PostgreSQL)."""
+    if not brain.lock.shared:
+        return {"shared": False, "this": brain.directory.id, "role": "leader", "list": []}
+    return {"shared": True, "this": brain.directory.id,
+            "role": "leader" if brain.leader else "follower",
+            "list": await brain.directory.listing()}
 
 
 async def _drill(brain: Brain) -> dict[str, Any]:

@@ -98,7 +98,18 @@ function nodesCard(st) {
     h("p", { class: `small ${down ? "warn-text" : "muted"}` },
       !n.total ? "No node has joined yet" : down ? `${plural(down, "node")} not online` : "Every node is online"),
     h("div", { class: "state-list" }, states.map(([name, count]) => h("span", { class: "state-count" }, stateBadge(name), ` ${num(count)}`))),
+    brainsLine(st.brains),
     h("a", { class: "card-link", href: "#/nodes" }, "Manage nodes →"));
+}
+
+function brainsLine(b) {
+  // Several brains on PostgreSQL: which one this page talks to, and which leads.
+  if (!b || !b.shared) return null;
+  const live = (b.list || []).filter((x) => x.role !== "silent" && x.role !== "stopped");
+  const leader = live.find((x) => x.role === "leader");
+  const text = `${plural(live.length, "brain")} serving; this one ${b.role === "leader" ? "leads" : "follows"}` +
+    (b.role !== "leader" && leader ? ` (leader: ${leader.url})` : "") + (leader ? "" : " — no leader right now");
+  return h("p", { class: `small ${leader ? "muted" : "warn-text"}`, id: "brains-line", title: (b.list || []).map((x) => `${x.url}: ${x.role}`).join("\n") }, text);
 }
 
 // -- replication health -------------------------------------------------------
@@ -185,7 +196,10 @@ function safetyCard(st) {
   const r = st.replicas;
   let verdict;
   let cls = "ok";
-  if (m.waiting) {
+  if (m.deletions_frozen) {
+    verdict = m.deletions_frozen;
+    cls = "crit";
+  } else if (m.waiting) {
     verdict = `${plural(m.waiting, "manifest pack")} not on the nodes yet: if the brain's disk died now, ` +
       `the changes in ${m.waiting === 1 ? "it" : "them"} would be lost. The brain keeps trying` +
       (m.last_error ? ` (${m.last_error}).` : ".");

@@ -1,0 +1,103 @@
+"""The brains serving one metadata database, and which of them leads.
+
+Each brain keeps a row in ``brains`` (its URL, role, when it last renewed the
+row). Followers read it to know where to send changes (``forward.py``), the
+status page and ``tossit status`` list it, and a brain that takes over after
+another leader waits a moment before acting (``takeover_grace``). The row is
+advisory: who leads is decided by the PostgreSQL lock alone (``brainlock.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from tossit import __version__
+from tossit.brain.models import BrainRow
+from tossit.brain.store import Store
+
+log = logging.getLogger("tossit.brain")
+RENEW_EVERY = 2.0  # seconds between renewals of this brain's row
+FRESH = 15.0  # a row renewed less than this long ago belongs to a live brain
+FORGET_AFTER = 7 * 86400.0  # rows of brains silent this long are dropped
+
+
+def brain_id(data_dir: Path) -> str:
+    """This brain's persistent id (``data_dir/brain.json``)."""
+    path = data_dir / "brain.json"
+    if path.exists():
+        return str(json.loads(path.read_text())["id"])
+    bid = uuid.uuid4().hex[:16]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"id": bid}))
+    tmp.replace(path)
+    return bid
+
+
+class BrainDirectory:
+    def __init__(self, store: Store, bid: str, url: str) -> None:
+        self.store = store
+        self.id = bid
+        self.url = url
+        self.started = time.time()
+        self._leader: tuple[str | None, float] = (None, 0.0)  # (url, when read)
+
+    async def renew(self, role: str) -> None:
+        now = time.time()
+        values = {"url": self.url, "role": role, "version": __version__, "last_seen": now}
+        async with self.store.write() as s:
+            await s.execute(self.store.insert_stmt(BrainRow).values(
+                id=self.id, started_at=self.started, **values).on_conflict_do_update(
+                index_elements=["id"], set_=values))
+            await s.execute(delete(BrainRow).where(BrainRow.last_seen < now - FORGET_AFTER))
+        if role == "leader":
+            self._leader = (self.url, time.monotonic())
+
+    async def run_forever(self, role: Any) -> None:
+        """Renew this brain's row; ``role()`` says what it is now."""
+        while True:
+            try:
+                await self.renew(role())
+            except Exception as exc:
+                log.warning("could not renew this brain's row: %s", exc)
+            await asyncio.sleep(RENEW_EVERY)
+
+    async def listing(self) -> list[dict[str, Any]]:
+        now = time.time()
+        async with self.store.read() as s:
+            rows = (await s.execute(select(BrainRow).order_by(BrainRow.started_at))).scalars()
+            return [{"id": r.id, "url": r.url, "role": r.role if now - r.last_seen < FRESH
+                     else "silent", "version": r.version, "this": r.id == self.id,
+                     "seconds_since_seen": round(max(0.0, now - r.last_seen), 1)}
+                    for r in rows]
+
+    async def leader_url(self) -> str | None:
+        """Where the leader answers (cached for a second), or None while none does."""
+        url, at = self._leader
+        if time.monotonic() - at < 1.0:
+            return url
+        now = time.time()
+        async with self.store.read() as s:
+            row = (await s.execute(
+                select(BrainRow.url).where(BrainRow.role == "leader",
+                                           BrainRow.last_seen > now - FRESH,
+                                           BrainRow.id != self.id)
+                .order_by(BrainRow.last_seen.desc()).limit(1))).scalar_one_or_none()
+        self._leader = (row, time.monotonic())
+        return row
+
+    async def another_led_recently(self) -> bool:
+        """Did another brain lead a moment ago? (It may still be finishing a step.)"""
+        now = time.time()
+        async with self.store.read() as s:
+            found = await s.scalar(select(BrainRow.id).where(
+                BrainRow.role == "leader", BrainRow.id != self.id,
+                BrainRow.last_seen > now - FRESH).limit(1))
+        return found is not None
