@@ -324,3 +324,38 @@ def test_a_brain_on_an_empty_database_does_not_collect_the_clusters_data(
     assert frozen and "newer than this brain's metadata" in frozen
     event = c.http.get("/api/events", params={"kind": "metadata_behind"}).json()
     assert event and event[0]["severity"] == "error"
+
+
+def test_after_a_cluster_secret_rotation_the_manifests_are_signed_again(
+        cluster: Cluster) -> None:
+    """Packs are signed with a key from the cluster secret: after a rotation the
+    brain writes every needed entry again with the new one (and drops the old
+    packs), so a rebuild with the new secret finds everything."""
+    c = cluster
+    alive = {"a.bin": os.urandom(5000), "b.bin": os.urandom(MiB + 1)}
+    for name, data in alive.items():
+        c.upload(name, data)
+    old_packs = set(c.pack_files(0))
+    c.stop_brain()
+    for i in range(3):
+        c.kill_node(i, signal.SIGTERM)
+    (c.root / "brain" / "cluster.secret").write_text("a-brand-new-cluster-secret\n")
+    restart_brain(c)
+    for i in range(3):
+        c.start_node(i)
+    c.wait_online(3)
+
+    def resigned() -> bool:
+        c.gc()
+        m = c.http.get("/api/status").json()["manifests"]
+        return m["waiting"] == 0 and not (set(c.pack_files(0)) & old_packs)
+
+    wait_until(resigned, 60, interval=1, what="the manifests signed with the new secret")
+    kinds = [e["kind"] for e in c.http.get("/api/events").json()]
+    assert "manifests_resigned" in kinds
+    assert c.http.post("/api/admin/drill").json()["lost_count"] == 0
+    before = listing(c)
+    lose_the_brain(c)
+    run_recover(c, *node_urls(c))  # the nodes' copies of the (new) secret
+    restart_brain(c)
+    check_served(c, alive, before)

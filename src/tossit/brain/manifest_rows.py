@@ -26,6 +26,7 @@ each name is needed, unless it is a tombstone with no older ``put`` left.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -246,6 +247,29 @@ class LogStore:
             for batch in _batches(moot):
                 await s.execute(delete(ManifestEntry).where(ManifestEntry.version.in_(batch)))
             return await pack_entries(s, entries, key, time.time()) or Pack("", b"")
+
+    async def follow_key(self, key: bytes) -> int:
+        """Packs must verify with the current cluster secret: when it changed (a
+        rotation), every needed entry is packed again from the metadata, signed
+        with the new key, and the old packs are released (they are deleted from
+        the nodes once the new ones are there: the outbox holds the collector).
+        Returns how many entries were queued for re-signing."""
+        fingerprint = hashlib.sha256(b"tossit-pack-key-id" + key).hexdigest()[:16]
+        known = await self.store.get_state("pack_key")
+        if known is not None and known.get("id") == fingerprint:
+            return 0
+        moved = 0
+        if known is not None:
+            async with self.store.write() as s:
+                await self.store.lock_refcounts(s)
+                where = (ManifestEntry.needed, ManifestEntry.pack.is_not(None))
+                old = (await s.execute(select(ManifestEntry.pack).where(*where))).scalars().all()
+                await s.execute(update(ManifestEntry).where(*where).values(pack=None))
+                moved = len(old)
+                for batch in _batches(list(set(old))):
+                    await s.execute(update(Chunk).where(Chunk.id.in_(batch)).values(refcount=0))
+        await self.store.set_state("pack_key", {"id": fingerprint, "at": time.time()})
+        return moved
 
     async def expire_tombstones(self) -> list[str]:
         """Tombstones with no older ``put`` of their name left anywhere are needed

@@ -165,6 +165,13 @@ class Brain:
 
     async def _lead(self) -> None:
         """Commit, and run the background loops."""
+        assert self.store.pack_key is not None
+        resigned = await self.store.log.follow_key(self.store.pack_key)
+        if resigned:
+            await self.store.add_event(
+                "manifests_resigned", f"the cluster secret changed: {resigned:,} manifest "
+                "entries are written to the nodes again, signed with the new one",
+                severity="warning")
         self.commits.start()
         self._tasks = [
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
