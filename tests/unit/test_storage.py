@@ -344,10 +344,11 @@ def test_manifest_packs_are_kept_apart_and_checked_with_their_own_hash(
     assert store.read(mid) == data and store.verify(mid) is True
     assert store.write(mid, data, kind=META) is False  # intact: a duplicate
     u = store.usage()
-    assert (u.used, u.chunk_count) == (2 * len(data), 2)
+    assert (u.used, u.chunk_count, u.manifest_count) == (2 * len(data), 1, 1)
     store.path_for(mid, META).write_bytes(b"X" * len(data))
     assert store.verify(mid) is False
     assert store.quarantine(mid) is True and not store.exists(mid)
+    assert store.usage().manifest_count == 0
     assert store.delete(cid) is True and store.usage().chunk_count == 0
 
 
@@ -360,5 +361,6 @@ def test_a_store_reopened_counts_its_packs(tmp_path: Path,
     s.write(content_id(data, META), data, kind=META)
     again = ChunkStore(tmp_path / "n", capacity="1MiB")
     again.open()
-    assert (again.usage().used, again.usage().chunk_count) == (400, 1)
+    assert (again.usage().used, again.usage().chunk_count, again.usage().manifest_count) == (
+        400, 0, 1)
     assert [k for *_, k in again.iter_chunks()] == [META]

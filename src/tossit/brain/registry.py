@@ -35,6 +35,7 @@ class NodeView:
     disk_total: int
     disk_free: int
     chunk_count: int
+    manifest_count: int = 0
     load: float = 0.0
     version: str = "?"
     registered_at: float = 0.0
@@ -57,7 +58,8 @@ class NodeView:
             "id": self.id, "name": self.name, "address": self.address, "zone": self.zone,
             "state": self.state, "capacity": self.capacity, "used": self.used,
             "free": self.free, "disk_total": self.disk_total, "disk_free": self.disk_free,
-            "chunk_count": self.chunk_count, "load": self.load, "version": self.version,
+            "chunk_count": self.chunk_count, "manifest_count": self.manifest_count,
+            "load": self.load, "version": self.version,
             "disk_id": self.disk_id, "admin_state": self.admin_state,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "registered_at": self.registered_at, "last_heartbeat": self.last_heartbeat,
@@ -90,7 +92,7 @@ class Registry:
         view = self.nodes.get(report["id"])
         fields = {k: report[k] for k in (
             "name", "address", "zone", "capacity", "used", "free", "disk_total", "disk_free",
-            "chunk_count", "load", "version", "disk_id",
+            "chunk_count", "manifest_count", "load", "version", "disk_id",
         ) if k in report}
         if view is None:
             view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)

@@ -68,6 +68,7 @@ class Heartbeat:
             "disk_total": u.disk_total,
             "disk_free": u.disk_free,
             "chunk_count": u.chunk_count,
+            "manifest_count": u.manifest_count,
             "load": load1,
             "disk_id": self.store.disk_id(),
         }

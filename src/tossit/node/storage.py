@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,8 @@ class Usage:
     used: int  # bytes in chunk files
     disk_total: int
     disk_free: int
-    chunk_count: int
+    chunk_count: int  # file chunks
+    manifest_count: int = 0  # manifest packs (their bytes are in ``used``)
 
     @property
     def free(self) -> int:
@@ -74,7 +76,7 @@ class ChunkStore:
         self.capacity_spec = capacity
         self._lock = threading.Lock()
         self._used = 0
-        self._count = 0
+        self._count: Counter[str] = Counter()  # blobs by kind
         self._reserved = 0
 
     # -- set-up -------------------------------------------------------------
@@ -93,10 +95,10 @@ class ChunkStore:
         _fsync_dir(self.chunks_dir)
         self.meta_dir.mkdir(exist_ok=True)
         _fsync_dir(self.root)
-        used = count = 0
-        for _cid, size, _mtime, _kind in self.iter_chunks():
+        used, count = 0, Counter[str]()
+        for _cid, size, _mtime, kind in self.iter_chunks():
             used += size
-            count += 1
+            count[kind] += 1
         self._used, self._count = used, count
 
     # -- paths --------------------------------------------------------------
@@ -133,7 +135,8 @@ class ChunkStore:
             used=self._used,
             disk_total=total,
             disk_free=free,
-            chunk_count=self._count,
+            chunk_count=self._count[DATA],
+            manifest_count=self._count[META],
         )
 
     # -- data ---------------------------------------------------------------
@@ -186,7 +189,7 @@ class ChunkStore:
                 os.replace(tmp, final)
                 if old_size is None:
                     self._used += size
-                    self._count += 1
+                    self._count[kind] += 1
                 else:
                     self._used += size - old_size
             _fsync_dir(final.parent)
@@ -222,7 +225,7 @@ class ChunkStore:
         found = self.locate(cid)
         if found is None:
             return False
-        path = found[0]
+        path, kind = found
         qdir = self.root / "quarantine"
         qdir.mkdir(exist_ok=True)
         with self._lock:
@@ -232,7 +235,7 @@ class ChunkStore:
             except FileNotFoundError:
                 return False
             self._used -= size
-            self._count -= 1
+            self._count[kind] -= 1
         _fsync_dir(path.parent)
         old = sorted(qdir.iterdir(), key=lambda p: p.stat().st_mtime)[:-keep]
         for p in old:
@@ -252,7 +255,7 @@ class ChunkStore:
         found = self.locate(cid)
         if found is None:
             return False
-        path = found[0]
+        path, kind = found
         with self._lock:
             try:
                 size = path.stat().st_size
@@ -260,7 +263,7 @@ class ChunkStore:
             except FileNotFoundError:
                 return False
             self._used -= size
-            self._count -= 1
+            self._count[kind] -= 1
         _fsync_dir(path.parent)
         return True
 

@@ -43,7 +43,9 @@ class NodeReport(BaseModel):
     free: int = Field(ge=0, le=_BIG)
     disk_total: int = Field(ge=0, le=_BIG)
     disk_free: int = Field(ge=0, le=_BIG)
-    chunk_count: int = Field(ge=0, le=_BIG)
+    chunk_count: int = Field(ge=0, le=_BIG, description="file chunks it holds")
+    manifest_count: int = Field(default=0, ge=0, le=_BIG,
+                                description="manifest packs it holds")
     load: float = Field(default=0.0, ge=0, le=1e6)
     disk_id: str | None = Field(default=None, max_length=300)
     corrupt: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
