@@ -65,13 +65,18 @@ class _Entry(BaseModel):
     version: int = Field(ge=1)
 
 
-class PutEntry(_Entry):
-    """A committed file."""
+class _FileEntry(_Entry):
+    """About one file: its bucket, its name, and the id it had."""
 
-    op: Literal["put"] = "put"
     bucket: str = Field(min_length=1, max_length=63)
     key: str = Field(min_length=1, max_length=4096)
     id: int = Field(ge=1)
+
+
+class PutEntry(_FileEntry):
+    """A committed file."""
+
+    op: Literal["put"] = "put"
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_HEX64)
     content_type: str = Field(max_length=255)
@@ -100,13 +105,10 @@ class PutEntry(_Entry):
                             f"to its size {self.size}")
 
 
-class DelEntry(_Entry):
+class DelEntry(_FileEntry):
     """A deleted file (a tombstone)."""
 
     op: Literal["del"] = "del"
-    bucket: str = Field(min_length=1, max_length=63)
-    key: str = Field(min_length=1, max_length=4096)
-    id: int = Field(ge=1)
     deleted: float
 
 

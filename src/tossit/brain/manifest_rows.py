@@ -29,9 +29,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +46,7 @@ from tossit.brain.models import (
     ObjectChunk,
     PackOutbox,
 )
+from tossit.brain.sqlbatch import batches
 from tossit.chunking import META
 from tossit.manifests import DelEntry, KeyEntry, PutEntry, encode_pack, pack_id, put_entry
 
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from tossit.brain.store import Store
 
 PUT, DEL, KEY = "put", "del", "key"
-_BATCH = 500
 BACKFILL_PAGE = 2000  # entries per pack when packing entries logged without one
 
 AnyEntry = PutEntry | DelEntry | KeyEntry
@@ -88,9 +88,6 @@ class PackRecord:
     nodes: tuple[str, ...]
 
 
-def _batches(rows: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
 
 
 async def supersede(s: AsyncSession, files: Sequence[tuple[int, str]],
@@ -99,14 +96,14 @@ async def supersede(s: AsyncSession, files: Sequence[tuple[int, str]],
     are needed no more. Returns how many entries each pack lost (the caller
     releases them with ``release_packs``)."""
     lost: Counter[str] = Counter()
-    for batch in _batches(list(dict.fromkeys(files))):
+    for batch in batches(list(dict.fromkeys(files))):
         rows = (await s.execute(
             update(ManifestEntry)
             .where(ManifestEntry.needed, ManifestEntry.op.in_((PUT, DEL)),
                    tuple_(ManifestEntry.bucket_id, ManifestEntry.key).in_(batch))
             .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
         lost.update(p for p in rows if p is not None)
-    for batch in _batches(list(dict.fromkeys(keys))):
+    for batch in batches(list(dict.fromkeys(keys))):
         rows = (await s.execute(
             update(ManifestEntry)
             .where(ManifestEntry.needed, ManifestEntry.op == KEY, ManifestEntry.key.in_(batch))
@@ -136,11 +133,11 @@ async def release_packs(s: AsyncSession, lost: Counter[str]) -> list[str]:
     for pack, n in lost.items():
         by_n.setdefault(n, []).append(pack)
     for n, packs in by_n.items():
-        for batch in _batches(packs):
+        for batch in batches(packs):
             await s.execute(update(Chunk).where(Chunk.id.in_(batch))
                             .values(refcount=Chunk.refcount - n))
     done: list[str] = []
-    for batch in _batches(list(lost)):
+    for batch in batches(list(lost)):
         done += (await s.execute(select(Chunk.id).where(
             Chunk.id.in_(batch), Chunk.refcount <= 0))).scalars().all()
     return done
@@ -154,7 +151,7 @@ async def pack_entries(s: AsyncSession, entries: Sequence[AnyEntry], key: bytes,
         return None
     data = encode_pack(entries, key)
     pid = pack_id(data)
-    for batch in _batches([e.version for e in entries]):
+    for batch in batches([e.version for e in entries]):
         await s.execute(update(ManifestEntry).where(ManifestEntry.version.in_(batch))
                         .values(pack=pid))
     # The same bytes again (entries re-packed identically) are the same pack.
@@ -244,7 +241,7 @@ class LogStore:
             # Rows whose file or key is gone were superseded before ever reaching a
             # node: nothing to keep.
             moot = [r.version for r in rows if r.version not in {e.version for e in entries}]
-            for batch in _batches(moot):
+            for batch in batches(moot):
                 await s.execute(delete(ManifestEntry).where(ManifestEntry.version.in_(batch)))
             return await pack_entries(s, entries, key, time.time()) or Pack("", b"")
 
@@ -266,7 +263,7 @@ class LogStore:
                 old = (await s.execute(select(ManifestEntry.pack).where(*where))).scalars().all()
                 await s.execute(update(ManifestEntry).where(*where).values(pack=None))
                 moved = len(old)
-                for batch in _batches(list(set(old))):
+                for batch in batches(list(set(old))):
                     await s.execute(update(Chunk).where(Chunk.id.in_(batch)).values(refcount=0))
         await self.store.set_state("pack_key", {"id": fingerprint, "at": time.time()})
         return moved

@@ -12,7 +12,7 @@ twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
@@ -34,22 +34,18 @@ from tossit.brain.models import (
 )
 from tossit.brain.rebuild import Plan
 from tossit.brain.snapshots import SnapshotContents
+from tossit.brain.sqlbatch import batches
 from tossit.manifests import DelEntry, KeyEntry, PutEntry
 
-_BATCH = 2000
+_BATCH = 2000  # rows per insert: the whole rebuild is one transaction
 
 
 class NotEmpty(Exception):
     """The target database already holds files or a manifest log."""
 
 
-def _batches(rows: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
-
-
 async def _insert(s: AsyncConnection, model: Any, rows: Sequence[dict[str, Any]]) -> None:
-    for batch in _batches(rows):
+    for batch in batches(rows, _BATCH):
         await s.execute(insert(model), list(batch))
 
 

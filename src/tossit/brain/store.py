@@ -32,11 +32,11 @@ from tossit.brain.models import (
     ObjectChunk,
     Replica,
 )
+from tossit.brain.sqlbatch import batches
 from tossit.chunking import DATA, META
 from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
 
 DEFAULT_BUCKET = "default"
-_BATCH = 500  # rows per multi-row statement (SQLite caps bound parameters)
 # PostgreSQL transaction-scoped advisory lock taken by every transaction that
 # changes chunk reference counts, so that they run one at a time as they do on
 # SQLite: a delete racing an overwrite of the same object cannot release its
@@ -90,9 +90,6 @@ def _table(model: Any) -> Table:
     return table
 
 
-def _batches(rows: Sequence[Any], size: int = _BATCH) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
 
 
 class Store:
@@ -223,7 +220,7 @@ class Store:
         async with self.write() as s:
             await self.lock_refcounts(s)
             gone: list[tuple[int, int, str]] = []  # (id, bucket id, key)
-            for batch in _batches(list(deletes)):
+            for batch in batches(list(deletes)):
                 gone += [(i, b, k) for i, b, k in (await s.execute(
                     select(Object.id, Object.bucket_id, Object.key).where(Object.id.in_(batch))
                 )).all()]
@@ -235,7 +232,7 @@ class Store:
                                entries, pack)
             pairs = list({(b, i.key) for b, i in zip(bids, items, strict=True)})
             old_ids: list[int] = []
-            for batch in _batches(pairs):
+            for batch in batches(pairs):
                 old_ids += (await s.execute(
                     select(Object.id).where(tuple_(Object.bucket_id, Object.key).in_(batch))
                 )).scalars().all()
@@ -322,7 +319,7 @@ class Store:
         if not object_ids:
             return []
         counts: Counter[str] = Counter()
-        for batch in _batches(list(object_ids)):
+        for batch in batches(list(object_ids)):
             counts.update((await s.execute(
                 select(ObjectChunk.chunk_id).where(ObjectChunk.object_id.in_(batch))
             )).scalars().all())
@@ -330,18 +327,18 @@ class Store:
         for cid, n in counts.items():
             by_n[n].append(cid)
         for n, cids in by_n.items():
-            for batch in _batches(cids):
+            for batch in batches(cids):
                 await s.execute(
                     update(Chunk).where(Chunk.id.in_(batch)).values(refcount=Chunk.refcount - n)
                 )
-        for batch in _batches(list(object_ids)):
+        for batch in batches(list(object_ids)):
             await s.execute(delete(ObjectChunk).where(ObjectChunk.object_id.in_(batch)))
             await s.execute(delete(Object).where(Object.id.in_(batch)))
         return list(counts)
 
     async def _unreferenced(self, s: AsyncSession, chunk_ids: Sequence[str]) -> list[str]:
         out: list[str] = []
-        for batch in _batches(list(chunk_ids)):
+        for batch in batches(list(chunk_ids)):
             out += (await s.execute(
                 select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0)
             )).scalars().all()
@@ -432,7 +429,7 @@ class Store:
             return out
         positions: dict[tuple[int, int], set[str]] = {}
         async with self.read() as s:
-            for batch in _batches(list(object_ids)):
+            for batch in batches(list(object_ids)):
                 stmt = (
                     select(ObjectChunk.object_id, ObjectChunk.seq, Replica.node_id)
                     .outerjoin(Replica, (Replica.chunk_id == ObjectChunk.chunk_id)
@@ -498,7 +495,7 @@ class Store:
         reps: dict[str, dict[str, str]] = {cid: {} for cid, _ in chunks}
         if chunks:
             async with self.read() as s:
-                for batch in _batches(list(reps)):
+                for batch in batches(list(reps)):
                     for cid, node, state in (await s.execute(
                         select(Replica.chunk_id, Replica.node_id, Replica.state)
                         .where(Replica.chunk_id.in_(batch))
@@ -538,7 +535,7 @@ class Store:
         """Which of these are manifest packs (kind meta), not file chunks."""
         out: set[str] = set()
         async with self.read() as s:
-            for batch in _batches(list(dict.fromkeys(chunk_ids))):
+            for batch in batches(list(dict.fromkeys(chunk_ids))):
                 out.update((await s.execute(select(Chunk.id).where(
                     Chunk.id.in_(batch), Chunk.kind == META))).scalars().all())
         return out
@@ -624,7 +621,7 @@ class Store:
                 select(Chunk.id).where(Chunk.refcount <= 0).limit(limit)
             )).scalars().all()
             reps: dict[str, list[str]] = {cid: [] for cid in ids}
-            for batch in _batches(list(ids)):
+            for batch in batches(list(ids)):
                 for cid, node in (await s.execute(
                     select(Replica.chunk_id, Replica.node_id).where(Replica.chunk_id.in_(batch))
                 )).all():
@@ -636,7 +633,7 @@ class Store:
         n = 0
         async with self.write() as s:
             await self.lock_refcounts(s)
-            for batch in _batches(list(chunk_ids)):
+            for batch in batches(list(chunk_ids)):
                 dead = (await s.execute(
                     select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0)
                 )).scalars().all()
@@ -651,7 +648,7 @@ class Store:
         """Total size of these chunks (for the collector's report)."""
         total = 0
         async with self.read() as s:
-            for batch in _batches(list(chunk_ids)):
+            for batch in batches(list(chunk_ids)):
                 total += int(await s.scalar(
                     select(func.coalesce(func.sum(Chunk.size), 0)).where(Chunk.id.in_(batch))
                 ) or 0)
@@ -661,7 +658,7 @@ class Store:
         """Which of these chunk ids the metadata knows, with their refcounts."""
         out: dict[str, int] = {}
         async with self.read() as s:
-            for batch in _batches(list(chunk_ids)):
+            for batch in batches(list(chunk_ids)):
                 for cid, ref in (await s.execute(
                     select(Chunk.id, Chunk.refcount).where(Chunk.id.in_(batch))
                 )).all():
@@ -683,7 +680,7 @@ class Store:
     async def replicas_on_node(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
         out: set[str] = set()
         async with self.read() as s:
-            for batch in _batches(list(chunk_ids)):
+            for batch in batches(list(chunk_ids)):
                 out.update((await s.execute(
                     select(Replica.chunk_id).where(
                         Replica.node_id == node_id, Replica.chunk_id.in_(batch))
