@@ -49,9 +49,13 @@ def figures(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         for phase in PHASES:
             p = run["phases"][phase]
             cpu = sum(p["server_cpu_s"].values())
+            brain = p["server_cpu_s"].get("brain", 0.0)
+            ok = max(1, p["ok"])
             out.setdefault(run["case"], {})[phase] = {
                 "ops_s": p["ops_s"], "MBps": p["MBps"] or 0.0,
-                "cpu_ms_per_op": round(1000 * cpu / max(1, p["ok"]), 3),
+                "cpu_ms_per_op": round(1000 * cpu / ok, 3),
+                "brain_cpu_ms_per_op": round(1000 * brain / ok, 3),
+                "nodes_cpu_ms_per_op": round(1000 * (cpu - brain) / ok, 3),
                 "errors": p["errors"]}
     return out
 
@@ -84,10 +88,11 @@ def main() -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
                            capture_output=True)
     summary: dict[str, Any] = {}
-    print(f"\n{'case':<5}{'phase':<8}{'metric':<15}{'old':>10}{'new':>10}{'new/old':>9}")
+    print(f"\n{'case':<5}{'phase':<8}{'metric':<20}{'old':>10}{'new':>10}{'new/old':>9}")
     for case in ("a", "c"):
         for phase in PHASES:
-            for metric in ("ops_s", "MBps", "cpu_ms_per_op"):
+            for metric in ("ops_s", "MBps", "cpu_ms_per_op", "brain_cpu_ms_per_op",
+                           "nodes_cpu_ms_per_op"):
                 old = statistics.median(x["old"][case][phase][metric] for x in rounds)
                 new = statistics.median(x["new"][case][phase][metric] for x in rounds)
                 ratio = round(new / old, 3) if old else None
@@ -97,7 +102,7 @@ def main() -> None:
                                         / x["old"][case][phase][metric], 3)
                                   if x["old"][case][phase][metric] else None for x in rounds]}
                 if metric != "MBps" or case == "a":
-                    print(f"{case:<5}{phase:<8}{metric:<15}{old:>10.2f}{new:>10.2f}"
+                    print(f"{case:<5}{phase:<8}{metric:<20}{old:>10.2f}{new:>10.2f}"
                           f"{ratio if ratio is not None else '-':>9}")
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, cwd=ROOT).stdout.strip()

@@ -500,7 +500,9 @@ def test_sigstop_then_sigterm_restart(make_cluster: MakeCluster) -> None:
     assert sha(c.download(first["id"])) == sha(old)
     assert sha(c.download(second["id"])) == sha(new)
     # A repair pass completes the degraded write on the returning node.
-    # (3 chunks and the upload's manifest pack, also written to 2 nodes)
+    # 3 chunks and the upload's manifest pack, also written to 2 nodes (once recorded)
+    wait_until(lambda: c.http.get("/api/status").json()["manifests"]["outbox"] == 0, 10,
+               what="the manifest pack recorded")
     assert c.http.post("/api/admin/repair", timeout=120).json()["repaired"] == 4
     assert set(chunk_ids(new)) <= set(c.chunk_files(2))
     assert info(c, second["id"])["replication"]["state"] == "healthy"

@@ -61,7 +61,7 @@ def repair(cl: Cluster, **params: Any) -> dict[str, Any]:
 def settle(cl: Cluster) -> None:
     """Wait for the manifest packs written at start, and put them where placement
     wants them: what follows then starts from a quiet cluster."""
-    wait_until(lambda: cl.http.get("/api/status").json()["manifests"]["waiting"] == 0, 40,
+    wait_until(lambda: cl.http.get("/api/status").json()["manifests"]["outbox"] == 0, 40,
                what="no manifest pack waiting")
     repair_until_quiet(cl)
 

@@ -178,7 +178,7 @@ def test_recover_from_data_dirs_with_a_node_dead_and_damaged_manifests(
         m = c.http.get("/api/status").json()["manifests"]
         # What may stay damaged on node 0 is only what recover could not use (a pack
         # whose only other copy was on the dead node): an orphan the brain ignores.
-        return (m["packs"] > 0 and m["by_copies"] == {"3": m["packs"]} and m["waiting"] == 0
+        return (m["packs"] > 0 and m["by_copies"] == {"3": m["packs"]} and m["outbox"] == 0
                 and damaged_on_node0() == (int(unusable.group(1)) if unusable else 0))
 
     wait_until(repaired, 60, interval=1, what="every manifest pack at 3 good copies")
@@ -249,7 +249,7 @@ def test_a_brain_killed_between_commit_and_manifest_leaves_no_half_file(
     whole({"keep.bin": keep, "victim.bin": victim})
     # The commit happened: the restarted brain finishes the manifest and keeps it.
     assert "victim.bin" in listing(c)
-    wait_until(lambda: c.http.get("/api/status").json()["manifests"]["waiting"] == 0, 30,
+    wait_until(lambda: c.http.get("/api/status").json()["manifests"]["outbox"] == 0, 30,
                what="the waiting pack written")
     before = listing(c)
     lose_the_brain(c)
@@ -267,6 +267,8 @@ def test_snapshots_on_the_nodes_and_a_recovery_from_the_newest(cluster: Cluster)
     c = cluster
     assert c.http.get("/api/status").json()["snapshot"]["last"] is None
     alive = workload(c)
+    # The event history as the snapshot will hold it (later events are not in it).
+    history = [e["message"] for e in c.http.get("/api/events", params={"limit": 1000}).json()]
     first = c.http.post("/api/admin/snapshot").json()
     assert first["key"].startswith("snapshots/") and first["as_of"] > 0
     status = c.http.get("/api/status").json()
@@ -281,7 +283,6 @@ def test_snapshots_on_the_nodes_and_a_recovery_from_the_newest(cluster: Cluster)
     assert c.http.delete(f"/api/files/{fid}").status_code == 200
     del alive["small.txt"]
     before = listing(c)
-    history = [e["message"] for e in c.http.get("/api/events", params={"limit": 1000}).json()]
     assert any("joined" in m for m in history)
     lose_the_brain(c)
     out = run_recover(c, "--from-snapshot", *node_urls(c)).stdout
@@ -348,7 +349,7 @@ def test_after_a_cluster_secret_rotation_the_manifests_are_signed_again(
     def resigned() -> bool:
         c.gc()
         m = c.http.get("/api/status").json()["manifests"]
-        return m["waiting"] == 0 and not (set(c.pack_files(0)) & old_packs)
+        return m["outbox"] == 0 and not (set(c.pack_files(0)) & old_packs)
 
     wait_until(resigned, 60, interval=1, what="the manifests signed with the new secret")
     kinds = [e["kind"] for e in c.http.get("/api/events").json()]

@@ -230,7 +230,7 @@ def test_node_rejects_unsigned_and_forged_requests(cl: Cluster) -> None:
         for method, path in [("PUT", f"/chunks/{cid}"), ("GET", f"/chunks/{held}"),
                              ("HEAD", f"/chunks/{held}"), ("DELETE", f"/chunks/{held}"),
                              ("POST", "/chunk-batch"), ("GET", "/inventory"),
-                             ("GET", "/status")]:
+                             ("POST", "/chunk-deletes"), ("GET", "/status")]:
             resp = anon.request(method, path, content=data if method in ("PUT", "POST") else None)
             assert resp.status_code == 401, (method, path, resp.text)
             if method != "HEAD":

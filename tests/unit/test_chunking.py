@@ -153,3 +153,15 @@ def test_is_chunk_id_accepts_64_lowercase_hex() -> None:
 def test_is_chunk_id_matches_reference(value: str) -> None:
     expected = len(value) == 64 and all(ch in "0123456789abcdef" for ch in value)
     assert is_chunk_id(value) == expected
+
+
+def test_a_chunk_batch_carries_each_frames_kind() -> None:
+    from tossit import chunkbatch
+    from tossit.chunking import DATA, META, content_id
+
+    frames = [(content_id(b"a" * 10), b"a" * 10, DATA),
+              (content_id(b"pack", META), b"pack", META), (content_id(b""), b"", DATA)]
+    body = chunkbatch.encode(frames)
+    assert [(c, bytes(d), k) for c, d, k in chunkbatch.decode(body)] == frames
+    with pytest.raises(chunkbatch.BatchFormatError):
+        chunkbatch.decode(body[:-2])

@@ -364,3 +364,19 @@ def test_a_store_reopened_counts_its_packs(tmp_path: Path,
     assert (again.usage().used, again.usage().chunk_count, again.usage().manifest_count) == (
         400, 0, 1)
     assert [k for *_, k in again.iter_chunks()] == [META]
+
+
+def test_delete_many_removes_what_is_there_and_counts_right(store: ChunkStore) -> None:
+    ids = []
+    for i in range(5):
+        cid, data = blob(100 + i)
+        store.write(cid, data)
+        ids.append(cid)
+    data = b"a pack"
+    mid = content_id(data, META)
+    store.write(mid, data, kind=META)
+    gone = store.delete_many([ids[0], ids[1], mid, "f" * 64])
+    assert gone == [ids[0], ids[1], mid]
+    assert not store.exists(ids[0]) and store.exists(ids[2])
+    u = store.usage()
+    assert (u.chunk_count, u.manifest_count, u.used) == (3, 0, 3000)

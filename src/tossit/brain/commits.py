@@ -20,11 +20,12 @@ from typing import Any
 from tossit import failpoints
 from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.models import Object
-from tossit.brain.store import NewObject, Store
+from tossit.brain.store import Applied, NewObject, Store
 from tossit.errors import ApiError
 
 log = logging.getLogger("tossit.brain.commits")
 MAX_BATCH = 256
+PACKS_IN_FLIGHT = 4  # committed batches whose packs are being written at once
 
 
 @dataclass
@@ -55,6 +56,10 @@ class CommitBatcher:
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Batches committed whose pack is on its way to the nodes: the next batch
+        # commits meanwhile (its clients wait for their own pack only).
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(PACKS_IN_FLIGHT)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="commit-batcher")
@@ -64,6 +69,10 @@ class CommitBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for t in list(self._finishing):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         for req in self._queue:
             if not req.future.done():
                 req.future.set_exception(RuntimeError("the brain is shutting down"))
@@ -106,12 +115,34 @@ class CommitBatcher:
         """Commit a batch, write its manifest pack to the nodes, then answer."""
         uploads = [r for r in batch if r.upload is not None]
         deletes = [r for r in batch if r.delete is not None]
-        done = await self.store.apply(
-            [r.upload for r in uploads if r.upload is not None],
-            [r.delete for r in deletes if r.delete is not None],
-        )
-        failure: ManifestNotStored | None = None
+        written = self.writer.take_written() if self.writer is not None else []
+        try:
+            done = await self.store.apply(
+                [r.upload for r in uploads if r.upload is not None],
+                [r.delete for r in deletes if r.delete is not None], written,
+            )
+        except BaseException:
+            if self.writer is not None:
+                self.writer.recorded(written, ok=False)
+            raise
+        if self.writer is not None:
+            self.writer.recorded(written, ok=True)
         failpoints.hit("commit.before_pack", lambda: [e.key for e in done.objects])
+        if done.garbage:
+            self.on_garbage(done.garbage)  # (nothing is deleted while the pack waits)
+        await self._slots.acquire()
+        task = asyncio.create_task(self._finish(uploads, deletes, done))
+        self._finishing.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._finishing.discard(task)
+        self._slots.release()
+
+    async def _finish(self, uploads: list[_Request], deletes: list[_Request],
+                      done: Applied) -> None:
+        """Write the batch's pack to the nodes, then answer its clients."""
+        failure: ManifestNotStored | None = None
         if done.pack is not None and self.writer is not None:
             try:
                 await self.writer.write(done.pack)
@@ -123,8 +154,6 @@ class CommitBatcher:
             _settle(req.future, obj, failure)
         for req in deletes:
             _settle(req.future, req.delete in done.deleted, failure)
-        if done.garbage:
-            self.on_garbage(done.garbage)
 
     async def _run(self) -> None:
         while True:

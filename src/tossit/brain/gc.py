@@ -37,7 +37,9 @@ _PARALLEL_DELETES = 16
 # each such chunk is deleted once more this many seconds later, instead of waiting
 # for the orphan sweep's gc_grace (an hour by default) to free the space.
 LATE_WRITE_RECHECK = 10.0
+DELETES_PER_REQUEST = 500  # chunk ids in one delete request to a node
 HELD_RETRY = 1.0  # seconds before a pass held for waiting manifests tries again
+EXPIRE_EVERY = 10.0  # seconds between two tombstone expiries
 
 
 class Collector:
@@ -67,7 +69,11 @@ class Collector:
         # old backup restored). Nothing is deleted while it is set: what looks like
         # garbage here may be what newer metadata uses. Cleared by a restart.
         self.frozen: str | None = None
+        # Packs on the nodes whose recording in the metadata is pending (the writer's).
+        self.written_packs: Callable[[], set[str]] = set
         self._packs_checked: dict[str, bool] = {}  # unknown pack -> foreign?
+        self._packs_dropped = True  # since the last tombstone expiry (True: at start)
+        self._expired_at = float("-inf")
 
     def request_sweep(self) -> None:
         """Compare inventories soon (a node joined or came back)."""
@@ -116,7 +122,7 @@ class Collector:
             while True:
                 garbage = await self.store.garbage_chunks(limit=1000)
                 garbage = [(c, n) for c, n in garbage if not self.pins.is_deleting(c)]
-                if not garbage or await self._manifests_waiting(stats):
+                if not garbage or await self._manifests_waiting(stats, await self._committed()):
                     break
                 done = await self._collect_garbage(garbage, stats)
                 if not done:
@@ -133,12 +139,19 @@ class Collector:
                 await self.store.add_event("gc", msg, data=stats)
             return stats
 
-    async def _manifests_waiting(self, stats: dict[str, Any]) -> bool:
-        """While a manifest pack waits to reach the nodes, nothing is deleted: the
-        nodes must not lose a file's old manifest (or its chunks) before they hold
-        the newer one. Checked after the garbage is read, so a commit made in
-        between is covered by the check. A held pass is tried again soon."""
-        waiting = await self.store.log.outbox_count()
+    async def _committed(self) -> int:
+        """The newest version committed so far. Read after the garbage list: any
+        commit that made those chunks garbage is at or below it."""
+        return await self.store.log.max_version()
+
+    async def _manifests_waiting(self, stats: dict[str, Any], up_to: int) -> bool:
+        """Garbage is deleted only once the manifests of the commits that made it
+        garbage (versions up to ``up_to``) are on the nodes: the nodes must not lose
+        a file's old manifest, or the chunks it names, before they hold the newer
+        one. Packs of later commits do not hold it up (uploads that never stop
+        never stall the collector). A held pass is tried again soon."""
+        # A pack already on the nodes but not recorded yet counts as out.
+        waiting = len(await self.store.log.outbox_ids(up_to) - self.written_packs())
         if waiting:
             stats["held_for_manifests"] = waiting
             self._held = True
@@ -150,7 +163,7 @@ class Collector:
         logged means its metadata is behind: freeze deletions, and say so."""
         if self.frozen or not packs or self.store.pack_key is None:
             return
-        outbox = {p.id for p in await self.store.log.outbox(10_000)}
+        outbox = await self.store.log.outbox_ids()
         newest = await self.store.log.max_version()
         for pid in packs:
             if pid in outbox or self.pins.is_pinned(pid):
@@ -176,8 +189,15 @@ class Collector:
                 return
 
     async def _expire_tombstones(self) -> None:
-        """Tombstones whose older versions are all gone from the nodes: their
-        packs may go too (they are garbage now: the pass below collects them)."""
+        """Tombstones whose older versions are all gone from the nodes (or that a
+        newer entry made moot): their packs may go too (garbage now: the pass
+        below collects them). It reads every needed tombstone, so at most every
+        ``EXPIRE_EVERY`` seconds, and only after a pass dropped a pack."""
+        now = time.monotonic()
+        if not self._packs_dropped or now - self._expired_at < EXPIRE_EVERY:
+            return
+        self._packs_dropped = False
+        self._expired_at = now
         await self.store.log.expire_tombstones()
 
     async def _delete_copy(self, node_id: str, cid: str) -> bool | None:
@@ -233,27 +253,56 @@ class Collector:
     async def _collect_garbage(
         self, garbage: list[tuple[str, list[str]]], stats: dict[str, Any]
     ) -> int:
+        """Delete the claimed garbage's copies, one request per node for all of its
+        share, then forget them in one transaction."""
         claimed = set(await self._claim(c for c, _ in garbage))
         fully: list[str] = []
         try:
+            per_node: dict[str, list[str]] = {}
             for cid, holders in garbage:
-                if cid not in claimed:
-                    continue
-                ok = await asyncio.gather(*(self._delete_copy(n, cid) for n in holders))
-                for node_id, gone in zip(holders, ok, strict=True):
-                    if gone is not None:
-                        await self.store.remove_replica(cid, node_id)
-                        stats["replicas_deleted"] += int(gone)
-                if all(r is not None for r in ok):
-                    fully.append(cid)
+                if cid in claimed:
+                    for n in holders:
+                        per_node.setdefault(n, []).append(cid)
+            answers = dict(zip(per_node, await asyncio.gather(
+                *(self._delete_copies(n, cids) for n, cids in per_node.items())), strict=True))
+            forget = [(cid, n) for n, got in answers.items()
+                      for cid, gone in got.items() if gone is not None]
+            await self.store.remove_replicas(forget)
+            stats["replicas_deleted"] += sum(
+                1 for got in answers.values() for gone in got.values() if gone)
+            fully = [cid for cid, holders in garbage if cid in claimed and all(
+                answers[n].get(cid) is not None for n in holders)]
             sizes = await self.store.chunk_bytes(fully)
             dropped = await self.store.drop_unreferenced(fully)
+            if dropped:  # maybe packs: tombstones may have nothing left to hide
+                self._packs_dropped = True
             stats["chunks_dropped"] += dropped
             stats["bytes_freed"] += sizes
         finally:
             for c in claimed:
                 self.pins.end_delete(c)
         return len(fully)
+
+    async def _delete_copies(self, node_id: str, cids: list[str]) -> dict[str, bool | None]:
+        """Like ``_delete_copy`` for many chunks on one node, in few requests."""
+        node = self.registry.get(node_id)
+        if node is None:
+            return dict.fromkeys(cids, False)
+        if node.state not in READABLE_STATES or self.frozen:
+            return dict.fromkeys(cids, None)
+        out: dict[str, bool | None] = {}
+        for i in range(0, len(cids), DELETES_PER_REQUEST):
+            part = cids[i : i + DELETES_PER_REQUEST]
+            async with self._sem:
+                try:
+                    deleted = await self.nodes.delete_chunks(node, part)
+                except NodeError as exc:
+                    log.info("could not delete %d chunks on %s yet: %s", len(part),
+                             node.name, exc)
+                    out.update(dict.fromkeys(part, None))
+                    continue
+            out.update({c: c in deleted for c in part})
+        return out
 
     async def _sweep_orphans(self, stats: dict[str, Any]) -> None:
         """Compare each live node's inventory with the metadata, both ways:
@@ -296,10 +345,11 @@ class Collector:
                         stats["adopted"] += 1
                 await self._check_foreign(node, [e["id"] for e in entries if e.get(
                     "kind") == META and e["id"] not in known])
+                # (Packs still in the outbox are not known yet: never orphans.)
+                waiting = await self.store.log.outbox_ids() if has_packs(entries) else set()
                 old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff
-                       and started >= self.keep_orphans_until]
-                claimed = await self._claim(old) if old and not await self._manifests_waiting(
-                    stats) else []
+                       and e["id"] not in waiting and started >= self.keep_orphans_until]
+                claimed = await self._claim(old) if old else []
                 try:
                     for cid in claimed:
                         if await self._delete_copy(node_id, cid):
@@ -316,3 +366,8 @@ class Collector:
                     "replica_missing", f"{len(missing)} chunk copies the metadata expected "
                     f"were not on {node.name}; re-replicating them", severity="warning",
                     node_id=node_id, data={"missing": len(missing), "chunks": missing[:100]})
+
+
+def has_packs(entries: list[dict[str, Any]]) -> bool:
+    """Any manifest pack in this inventory page (only they can be in the outbox)?"""
+    return any(e.get("kind") == META for e in entries)

@@ -82,7 +82,7 @@ class KeyService:
         if self.store.pack_key is None:
             return [], None
         await self.store.lock_refcounts(s)
-        return await log_key(s, key_id, self.store.pack_key)
+        return await log_key(s, key_id, self.store.pack_key, self.store.versions)
 
     async def create(self, name: str, role: Role,
                      expires_at: float | None = None) -> tuple[KeyInfo, str]:

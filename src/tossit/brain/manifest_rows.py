@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -77,6 +78,7 @@ class Pack:
     id: str
     data: bytes
     created_at: float = 0.0
+    first_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,37 +92,104 @@ class PackRecord:
 
 
 
-async def supersede(s: AsyncSession, files: Sequence[tuple[int, str]],
+def by_bucket(names: Sequence[tuple[int, str]]) -> dict[int, list[str]]:
+    """(bucket id, name) pairs grouped by bucket, each name once."""
+    out: dict[int, list[str]] = {}
+    for bucket_id, name in dict.fromkeys(names):
+        out.setdefault(bucket_id, []).append(name)
+    return out
+
+
+# Statements built once: they run on every commit, and building and caching a new
+# statement object each time cost more than executing it.
+_SUPERSEDE_PUTS = (
+    update(ManifestEntry)
+    .where(ManifestEntry.needed, ManifestEntry.op == PUT,
+           ManifestEntry.object_id.in_(bindparam("ids", expanding=True)))
+    .values(needed=False).returning(ManifestEntry.pack))
+_SUPERSEDE_KEYS = (
+    update(ManifestEntry)
+    .where(ManifestEntry.needed, ManifestEntry.op == KEY,
+           ManifestEntry.key.in_(bindparam("names", expanding=True)))
+    .values(needed=False).returning(ManifestEntry.pack))
+_LOG = insert(ManifestEntry)
+_OUTBOX = {"sqlite": sqlite.insert(PackOutbox).on_conflict_do_nothing(index_elements=["pack_id"]),
+           "postgresql": postgresql.insert(PackOutbox).on_conflict_do_nothing(
+               index_elements=["pack_id"])}
+
+
+async def supersede(s: AsyncSession, objects: Sequence[int],
                     keys: Sequence[str] = ()) -> Counter[str]:
-    """A newer entry is about to be logged for these names: their needed entries
-    are needed no more. Returns how many entries each pack lost (the caller
-    releases them with ``release_packs``)."""
+    """These files were deleted or overwritten (or these keys changed): their
+    entries are needed no more. Returns how many entries each pack lost (the
+    caller releases them with ``release_packs``).
+
+    A tombstone of a name uploaded again is left needed here (a fresh upload
+    then costs no statement at all); the collector's ``expire_tombstones`` finds
+    it: it only keeps a pack a little longer."""
     lost: Counter[str] = Counter()
-    for batch in batches(list(dict.fromkeys(files))):
-        rows = (await s.execute(
-            update(ManifestEntry)
-            .where(ManifestEntry.needed, ManifestEntry.op.in_((PUT, DEL)),
-                   tuple_(ManifestEntry.bucket_id, ManifestEntry.key).in_(batch))
-            .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
+    conn = await s.connection()  # Core: these statements are on every commit's path
+    for batch in batches(list(dict.fromkeys(objects))):
+        rows = (await conn.execute(_SUPERSEDE_PUTS, {"ids": list(batch)})).scalars().all()
         lost.update(p for p in rows if p is not None)
     for batch in batches(list(dict.fromkeys(keys))):
-        rows = (await s.execute(
-            update(ManifestEntry)
-            .where(ManifestEntry.needed, ManifestEntry.op == KEY, ManifestEntry.key.in_(batch))
-            .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
+        rows = (await conn.execute(_SUPERSEDE_KEYS, {"names": list(batch)})).scalars().all()
         lost.update(p for p in rows if p is not None)
     return lost
 
 
-async def log_rows(s: AsyncSession, rows: Sequence[NewRow], now: float) -> list[int]:
-    """Insert entries; returns their versions, in ``rows`` order."""
-    if not rows:
-        return []
-    stmt = insert(ManifestEntry).returning(ManifestEntry.version, sort_by_parameter_order=True)
-    result = await s.execute(stmt, [
-        {"op": r.op, "bucket_id": r.bucket_id, "key": r.key, "object_id": r.object_id,
-         "needed": r.needed, "pack": None, "created_at": now} for r in rows])
-    return [int(v) for v in result.scalars().all()]
+class Versions:
+    """Hands out the next versions, from the table's own counter (never twice,
+    even when the newest rows were dropped). The caller holds the commit lock,
+    so versions follow commit order. PostgreSQL: its sequence (several brains may
+    take turns). SQLite (one brain per database): AUTOINCREMENT keeps the highest
+    version ever stored in sqlite_sequence, read once; inserting explicit
+    versions above it moves it on."""
+
+    def __init__(self) -> None:
+        self._top: int | None = None
+
+    async def allocate(self, s: AsyncSession, n: int) -> list[int]:
+        if n == 0:
+            return []
+        if s.get_bind().dialect.name == "postgresql":
+            rows = await s.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('manifest_log', 'version')) "
+                "FROM generate_series(1, :n)"), {"n": n})
+            return sorted(int(v) for (v,) in rows.all())
+        if self._top is None:
+            top = await s.scalar(text(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'manifest_log'"))
+            if top is None:
+                top = await s.scalar(select(func.max(ManifestEntry.version)))
+            self._top = int(top or 0)
+        first = self._top + 1
+        self._top += n
+        return list(range(first, first + n))
+
+
+async def log_rows(s: AsyncSession, rows: Sequence[NewRow], versions: Sequence[int],
+                   now: float, pack: str | None) -> None:
+    """Insert entries at these versions, in ``pack`` (None: to be packed later)."""
+    if rows:
+        await (await s.connection()).execute(_LOG, [
+            {"version": v, "op": r.op, "bucket_id": r.bucket_id, "key": r.key,
+             "object_id": r.object_id, "needed": r.needed, "pack": pack, "created_at": now}
+            for v, r in zip(versions, rows, strict=True)])
+
+
+def new_pack(entries: Sequence[AnyEntry], key: bytes, now: float) -> Pack:
+    data = encode_pack(entries, key)
+    return Pack(pack_id(data), data, now, min(e.version for e in entries))
+
+
+async def to_outbox(s: AsyncSession, pack: Pack) -> None:
+    """The pack waits here until it is on the nodes (the caller's transaction);
+    the same bytes again (entries re-packed identically) are the same pack."""
+    conn = await s.connection()
+    await conn.execute(_OUTBOX[conn.dialect.name], {
+        "pack_id": pack.id, "data": pack.data, "created_at": pack.created_at,
+        "first_version": pack.first_version})
 
 
 async def release_packs(s: AsyncSession, lost: Counter[str]) -> list[str]:
@@ -143,33 +212,32 @@ async def release_packs(s: AsyncSession, lost: Counter[str]) -> list[str]:
     return done
 
 
-async def pack_entries(s: AsyncSession, entries: Sequence[AnyEntry], key: bytes,
-                       now: float) -> Pack | None:
-    """Pack these just-logged entries and put the pack in the outbox (the
-    caller's transaction)."""
+async def pack_logged(s: AsyncSession, entries: Sequence[AnyEntry], key: bytes,
+                      now: float) -> Pack | None:
+    """Pack entries already logged without a pack, point them at it, and put it
+    in the outbox (the caller's transaction)."""
     if not entries:
         return None
-    data = encode_pack(entries, key)
-    pid = pack_id(data)
+    pack = new_pack(entries, key, now)
     for batch in batches([e.version for e in entries]):
         await s.execute(update(ManifestEntry).where(ManifestEntry.version.in_(batch))
-                        .values(pack=pid))
-    # The same bytes again (entries re-packed identically) are the same pack.
-    exists_ = await s.scalar(select(PackOutbox.pack_id).where(PackOutbox.pack_id == pid))
-    if exists_ is None:
-        await s.execute(insert(PackOutbox).values(pack_id=pid, data=data, created_at=now))
-    return Pack(pid, data, now)
+                        .values(pack=pack.id))
+    await to_outbox(s, pack)
+    return pack
 
 
-async def log_key(s: AsyncSession, key_id: str, pack_key: bytes) -> tuple[list[str], Pack | None]:
+async def log_key(s: AsyncSession, key_id: str, pack_key: bytes, versions: Versions
+                  ) -> tuple[list[str], Pack | None]:
     """Log an API key's new state (created or revoked) in the caller's transaction:
     returns the packs it leaves with nothing needed, and its own pack."""
     now = time.time()
     lost = await supersede(s, (), [key_id])
-    (version,) = await log_rows(s, [NewRow(KEY, None, key_id, None, True)], now)
+    (version,) = await versions.allocate(s, 1)
     row = await s.get(ApiKey, key_id)
     assert row is not None, "log the key after writing it"
-    pack = await pack_entries(s, [key_entry(version, row)], pack_key, now)
+    pack = new_pack([key_entry(version, row)], pack_key, now)
+    await log_rows(s, [NewRow(KEY, None, key_id, None, True)], [version], now, pack.id)
+    await to_outbox(s, pack)
     return await release_packs(s, lost), pack
 
 
@@ -184,47 +252,78 @@ class LogStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        ins = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(Chunk)
+        self._upsert_pack = ins.on_conflict_do_update(
+            index_elements=["id"], set_={"refcount": ins.excluded.refcount})
 
     async def record_packs(self, packs: Sequence[PackRecord]) -> list[str]:
-        """Packs are on the nodes: each becomes a chunk (kind meta) whose refcount
-        is its number of needed entries, with the nodes holding it, and leaves
-        the outbox. Returns the packs that need nothing (superseded meanwhile)."""
+        """Packs are on the nodes: record them (``record_in``) in a transaction of
+        their own. Returns the packs that need nothing (superseded meanwhile)."""
+        if not packs:
+            return []
+        async with self.store.write() as s:
+            await self.store.lock_refcounts(s)
+            return await self.record_in(s, packs)
+
+    async def record_in(self, s: AsyncSession, packs: Sequence[PackRecord]) -> list[str]:
+        """In the caller's transaction (a commit's, usually: no transaction of its
+        own): each pack becomes a chunk (kind meta) whose refcount is its number
+        of needed entries, with the nodes holding it, and leaves the outbox. A
+        handful of statements whatever the number of packs. Returns the packs
+        that need nothing."""
         if not packs:
             return []
         now = time.time()
-        empty: list[str] = []
-        async with self.store.write() as s:
-            await self.store.lock_refcounts(s)
-            for p in packs:
-                needed = int(await s.scalar(select(func.count()).select_from(ManifestEntry)
-                                            .where(ManifestEntry.pack == p.pack_id,
-                                                   ManifestEntry.needed)) or 0)
-                known = await s.get(Chunk, p.pack_id)
-                if known is None:
-                    s.add(Chunk(id=p.pack_id, size=p.size, refcount=needed, created_at=now,
-                                kind=META))
-                else:  # written again (after a crash): the count is the truth
-                    known.refcount = needed
-                if p.nodes:
-                    await s.execute(self.store.upsert_replica, [
-                        {"chunk_id": p.pack_id, "node_id": n, "state": "ok", "updated_at": now}
-                        for n in p.nodes])
-                await s.execute(delete(PackOutbox).where(PackOutbox.pack_id == p.pack_id))
-                if needed == 0:
-                    empty.append(p.pack_id)
-        return empty
+        ids = list(dict.fromkeys(p.pack_id for p in packs))
+        conn = await s.connection()
+        needed: Counter[str] = Counter()
+        for batch in batches(ids):
+            for pid, n in (await conn.execute(
+                    select(ManifestEntry.pack, func.count()).where(
+                        ManifestEntry.pack.in_(batch), ManifestEntry.needed)
+                    .group_by(ManifestEntry.pack))).all():
+                needed[str(pid)] += int(n)
+        sizes = {p.pack_id: p.size for p in packs}
+        # Written again (after a crash): the count is the truth.
+        await conn.execute(self._upsert_pack, [
+            {"id": pid, "size": sizes[pid], "refcount": needed[pid], "created_at": now,
+             "kind": META} for pid in ids])
+        replicas = {(p.pack_id, n) for p in packs for n in p.nodes}
+        if replicas:
+            await conn.execute(self.store.upsert_replica, [
+                {"chunk_id": pid, "node_id": n, "state": "ok", "updated_at": now}
+                for pid, n in sorted(replicas)])
+        for batch in batches(ids):
+            await conn.execute(delete(PackOutbox).where(PackOutbox.pack_id.in_(batch)))
+        return [pid for pid in ids if needed[pid] == 0]
 
     async def outbox(self, limit: int = 100) -> list[Pack]:
         """Packs waiting to be written, oldest first."""
         async with self.store.read() as s:
             rows = (await s.execute(select(PackOutbox.pack_id, PackOutbox.data,
-                                           PackOutbox.created_at)
+                                           PackOutbox.created_at, PackOutbox.first_version)
                                     .order_by(PackOutbox.created_at).limit(limit))).all()
-        return [Pack(pid, bytes(data), at) for pid, data, at in rows]
+        return [Pack(pid, bytes(data), at, v) for pid, data, at, v in rows]
 
-    async def outbox_count(self) -> int:
+    async def outbox_ids(self, up_to: int | None = None) -> set[str]:
+        """Packs in the outbox (with ``up_to``: holding a change at or below it)."""
+        stmt = select(PackOutbox.pack_id)
+        if up_to is not None:
+            stmt = stmt.where(PackOutbox.first_version <= up_to)
         async with self.store.read() as s:
-            return int(await s.scalar(select(func.count()).select_from(PackOutbox)) or 0)
+            return set((await s.execute(stmt)).scalars().all())
+
+    async def outbox_count(self, up_to: int | None = None,
+                           older_than: float | None = None) -> int:
+        """Packs waiting; with ``up_to``, only those holding a change at or below
+        that version; with ``older_than``, only those waiting that many seconds."""
+        stmt = select(func.count()).select_from(PackOutbox)
+        if up_to is not None:
+            stmt = stmt.where(PackOutbox.first_version <= up_to)
+        if older_than is not None:
+            stmt = stmt.where(PackOutbox.created_at < time.time() - older_than)
+        async with self.store.read() as s:
+            return int(await s.scalar(stmt) or 0)
 
     async def pack_unpacked(self, key: bytes, limit: int = BACKFILL_PAGE) -> Pack | None:
         """Entries logged without a pack (a cluster upgraded to manifests: every
@@ -243,7 +342,7 @@ class LogStore:
             moot = [r.version for r in rows if r.version not in {e.version for e in entries}]
             for batch in batches(moot):
                 await s.execute(delete(ManifestEntry).where(ManifestEntry.version.in_(batch)))
-            return await pack_entries(s, entries, key, time.time()) or Pack("", b"")
+            return await pack_logged(s, entries, key, time.time()) or Pack("", b"")
 
     async def follow_key(self, key: bytes) -> int:
         """Packs must verify with the current cluster secret: when it changed (a
@@ -269,19 +368,20 @@ class LogStore:
         return moved
 
     async def expire_tombstones(self) -> list[str]:
-        """Tombstones with no older ``put`` of their name left anywhere are needed
-        no more (that put's pack was deleted from the nodes). Returns the packs
-        that this leaves with nothing needed (garbage)."""
-        older = aliased(ManifestEntry)
+        """Tombstones needed no more: with no older ``put`` of their name left
+        anywhere (that put's pack was deleted from the nodes), or with a newer
+        entry for their name (uploaded again). Returns the packs that this leaves
+        with nothing needed (garbage)."""
+        other = aliased(ManifestEntry)
+        same = and_(other.bucket_id == ManifestEntry.bucket_id, other.key == ManifestEntry.key)
         async with self.store.write() as s:
             await self.store.lock_refcounts(s)
             rows = (await s.execute(
                 update(ManifestEntry)
                 .where(ManifestEntry.op == DEL, ManifestEntry.needed,
-                       ~exists().where(and_(older.op == PUT,
-                                            older.bucket_id == ManifestEntry.bucket_id,
-                                            older.key == ManifestEntry.key,
-                                            older.version < ManifestEntry.version)))
+                       ~exists().where(and_(same, other.op == PUT,
+                                            other.version < ManifestEntry.version))
+                       | exists().where(and_(same, other.version > ManifestEntry.version)))
                 .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
             return await release_packs(s, Counter(p for p in rows if p is not None))
 

@@ -152,12 +152,16 @@ class BrainRow(Base):
 class PackOutbox(Base):
     """A pack committed in the metadata but not yet confirmed on the nodes, with
     its bytes, so that it is written again, identical, after a crash or while
-    too few nodes take it. The collector deletes nothing while any is here."""
+    too few nodes take it."""
 
     __tablename__ = "pack_outbox"
 
     pack_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # The oldest change in it: garbage a commit up to this version made must stay
+    # on the nodes until the pack is out (Collector).
+    first_version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                               index=True)
     created_at: Mapped[float] = mapped_column(Float)
 
 

@@ -54,14 +54,15 @@ BATCHES_IN_FLIGHT = 2  # per node: the next batch gathers while these are sent
 
 
 class _Pending:
-    __slots__ = ("cid", "data", "future")
+    __slots__ = ("cid", "data", "future", "kind")
 
     def __init__(
-        self, cid: str, data: bytes | bytearray, future: asyncio.Future[None]
+        self, cid: str, data: bytes | bytearray, future: asyncio.Future[None], kind: str,
     ) -> None:
         self.cid = cid
         self.data = data
         self.future = future
+        self.kind = kind
 
 
 class _NodeQueue:
@@ -135,18 +136,18 @@ class NodeClient:
                         kind: str = DATA) -> None:
         """Store a chunk (or a manifest pack: ``kind`` meta) on a node, fsynced when
         this returns."""
-        if len(data) >= BATCH_BELOW or kind != DATA:
+        if len(data) >= BATCH_BELOW:
             return await self._put_one(node, chunk_id, data, kind)
         queue = self._queues.setdefault(node.id, _NodeQueue())
         if queue.in_flight == 0 and not queue.waiting:
             queue.in_flight += 1
             try:
-                return await self._put_one(node, chunk_id, data)
+                return await self._put_one(node, chunk_id, data, kind)
             finally:
                 queue.in_flight -= 1
                 self._kick(node, queue)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.waiting.append(_Pending(chunk_id, data, fut))
+        queue.waiting.append(_Pending(chunk_id, data, fut, kind))
         self._kick(node, queue)
         await fut
 
@@ -172,7 +173,7 @@ class NodeClient:
         if len(live) == 1:
             p = live[0]
             try:
-                await self._put_one(node, p.cid, p.data)
+                await self._put_one(node, p.cid, p.data, p.kind)
             except Exception as exc:
                 _settle(p.future, exc)
             else:
@@ -182,7 +183,7 @@ class NodeClient:
         BATCHED_CHUNKS.inc(len(live))
         t0 = time.monotonic()
         try:
-            body = chunkbatch.encode((p.cid, p.data) for p in live)
+            body = chunkbatch.encode((p.cid, p.data, p.kind) for p in live)
             digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
             async with self.http.post(
                 f"{node.address}/chunk-batch", data=body,
@@ -265,6 +266,21 @@ class NodeClient:
                 if resp.status >= 400:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to a delete")
                 return bool((await resp.json()).get("deleted"))
+
+    async def delete_chunks(self, node: NodeView, chunk_ids: list[str]) -> set[str]:
+        """Delete many chunks (or packs) on a node in one request; returns the ids
+        it had (deleting nothing is fine)."""
+        body = json.dumps({"ids": chunk_ids}).encode()
+        digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
+        with self._transport_errors(node, mark=False):
+            async with self.http.post(
+                f"{node.address}/chunk-deletes", data=body,
+                headers=self._headers("POST", "/chunk-deletes", node, digest=digest,
+                                      **{"content-type": "application/json"}),
+            ) as resp:
+                if resp.status != 200:
+                    raise NodeUnavailable(f"{node.name} answered {resp.status} to deletes")
+                return set((await resp.json())["deleted"])
 
     async def replicate(self, target: NodeView, chunk_id: str, sources: list[NodeView],
                         kind: str = DATA) -> None:

@@ -73,6 +73,7 @@ class Brain:
             self.store, self.ingest.place, self.pins, self.collector.release,
             lambda: len(self.registry.writable(1)) >= settings.replicas)
         self.commits.writer = self.manifests
+        self.collector.written_packs = self.manifests.written_ids
         self.keys.after_change = self._key_changed
         self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
         self.drill = Drill(self.store, self.registry, cluster_secret, settings.replicas,
@@ -177,6 +178,7 @@ class Brain:
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
             asyncio.create_task(self.collector.run_forever(), name="gc"),
             asyncio.create_task(self.manifests.run_forever(), name="manifests"),
+            asyncio.create_task(self.manifests.run_recorder(), name="manifest-records"),
             asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
         ]
         if self.settings.auto_repair:
@@ -212,6 +214,7 @@ class Brain:
         """This brain lost the leadership: stop acting, keep serving."""
         await self._stop_tasks()
         await self.commits.stop()
+        self.manifests.abandon()
         self._follow()
 
     async def _mirror_nodes(self) -> None:

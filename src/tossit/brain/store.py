@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, case, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tossit.brain import manifest_rows
-from tossit.brain.manifest_rows import DEL, PUT, LogStore, NewRow, Pack
+from tossit.brain.manifest_rows import DEL, PUT, LogStore, NewRow, Pack, PackRecord, by_bucket
 from tossit.brain.models import (
     Bucket,
     Chunk,
@@ -106,6 +106,7 @@ class Store:
         self._write_lock = asyncio.Lock()
         self._bucket_ids: dict[str, int] = {}
         self.log = LogStore(self)
+        self.versions = manifest_rows.Versions()
         ins = self._insert(_table(Chunk))
         self.upsert_chunk = ins.on_conflict_do_update(
             index_elements=["id"],
@@ -204,9 +205,12 @@ class Store:
         done = await self.apply(items, ())
         return done.objects, done.garbage
 
-    async def apply(self, items: Sequence[NewObject], deletes: Sequence[int]) -> Applied:
+    async def apply(self, items: Sequence[NewObject], deletes: Sequence[int],
+                    written: Sequence[PackRecord] = ()) -> Applied:
         """Delete objects by id, then commit new ones, in one transaction, and log
         each change as a manifest entry (tossit.manifests) in the same one.
+        ``written``: packs of earlier commits that reached the nodes since, recorded
+        first in the same transaction (it saves one of their own).
 
         A delete and an upload of the same name in one batch end as they would
         one after the other: the new object remains.
@@ -219,6 +223,7 @@ class Store:
         bids = [await self.bucket_id(i.bucket) for i in items]
         async with self.write() as s:
             await self.lock_refcounts(s)
+            recorded_empty = await self.log.record_in(s, written)
             gone: list[tuple[int, int, str]] = []  # (id, bucket id, key)
             for batch in batches(list(deletes)):
                 gone += [(i, b, k) for i, b, k in (await s.execute(
@@ -228,14 +233,15 @@ class Store:
             dropped = await self._drop_objects(s, sorted(deleted))
             if not items:
                 entries, packs, pack = await self._log(s, gone, [], [], now)
-                return Applied([], deleted, await self._unreferenced(s, dropped) + packs,
-                               entries, pack)
-            pairs = list({(b, i.key) for b, i in zip(bids, items, strict=True)})
+                return Applied([], deleted, await self._unreferenced(s, dropped) + packs
+                               + recorded_empty, entries, pack)
             old_ids: list[int] = []
-            for batch in batches(pairs):
-                old_ids += (await s.execute(
-                    select(Object.id).where(tuple_(Object.bucket_id, Object.key).in_(batch))
-                )).scalars().all()
+            # Per bucket: a row-value "(bucket_id, key) IN" would scan every object.
+            for bucket_id, names in by_bucket([(int(b or 0), i.key) for b, i in zip(
+                    bids, items, strict=True)]).items():
+                for batch in batches(names):
+                    old_ids += (await s.execute(select(Object.id).where(
+                        Object.bucket_id == bucket_id, Object.key.in_(batch)))).scalars().all()
             garbage_candidates = await self._drop_objects(s, old_ids)
             rows: list[dict[str, Any]] = [
                 {"bucket_id": b, "key": i.key, "size": i.size, "sha256": i.sha256,
@@ -278,24 +284,23 @@ class Store:
                 await s.execute(self._insert_object_chunk, oc_rows)
             garbage = await self._unreferenced(
                 s, [c for c in {*garbage_candidates, *dropped} if c not in counts])
-            entries, packs, pack = await self._log(s, gone, objs, items, now)
-        return Applied(objs, deleted, garbage + packs, entries, pack)
+            entries, packs, pack = await self._log(s, gone, objs, items, now, old_ids)
+        return Applied(objs, deleted, garbage + packs + recorded_empty, entries, pack)
 
     async def _log(
         self, s: AsyncSession, gone: list[tuple[int, int, str]], objs: list[Object],
-        items: Sequence[NewObject], now: float,
+        items: Sequence[NewObject], now: float, replaced: Sequence[int] = (),
     ) -> tuple[list[PutEntry | DelEntry | KeyEntry], list[str], Pack | None]:
         """Log a commit's deletes (tombstones) and uploads as manifest entries and
         pack them into the outbox, in its transaction; the entries they supersede
         are needed no more. Returns the entries, the packs left with nothing
         needed, and the new pack."""
-        lost = await manifest_rows.supersede(
-            s, [(b, k) for _, b, k in gone] + [(o.bucket_id, o.key) for o in objs])
+        lost = await manifest_rows.supersede(s, [i for i, _, _ in gone] + list(replaced))
         # Within one commit, a name deleted and uploaded again keeps only its upload.
         uploaded = {(o.bucket_id, o.key) for o in objs}
         rows = [NewRow(DEL, b, k, i, (b, k) not in uploaded) for i, b, k in gone]
         rows += [NewRow(PUT, o.bucket_id, o.key, o.id, True) for o in objs]
-        versions = await manifest_rows.log_rows(s, rows, now)
+        versions = await self.versions.allocate(s, len(rows))
         names = {bid: await self.bucket_name(bid) for bid in {r.bucket_id for r in rows}
                  if bid is not None}
         entries: list[PutEntry | DelEntry | KeyEntry] = [
@@ -307,11 +312,12 @@ class Store:
                 sha256=o.sha256, content_type=o.content_type, created=o.created_at,
                 chunk_size=o.chunk_size, chunks=item.chunks, etag=o.etag,
                 user_meta=o.user_meta))
-        packs = await manifest_rows.release_packs(s, lost)
         pack = None
-        if self.pack_key is not None:
-            pack = await manifest_rows.pack_entries(s, entries, self.pack_key, now)
-        return entries, packs, pack
+        if self.pack_key is not None and entries:
+            pack = manifest_rows.new_pack(entries, self.pack_key, now)
+            await manifest_rows.to_outbox(s, pack)
+        await manifest_rows.log_rows(s, rows, versions, now, pack.id if pack else None)
+        return entries, await manifest_rows.release_packs(s, lost), pack
 
     async def _drop_objects(self, s: AsyncSession, object_ids: Sequence[int]) -> list[str]:
         """Delete object rows and release their chunk references (caller's txn).
@@ -466,6 +472,16 @@ class Store:
             await s.execute(
                 delete(Replica).where(Replica.chunk_id == chunk_id, Replica.node_id == node_id)
             )
+
+    async def remove_replicas(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Forget these (chunk, node) copies, in one transaction."""
+        if not pairs:
+            return
+        async with self.write() as s:
+            await (await s.connection()).execute(
+                delete(Replica).where(Replica.chunk_id == bindparam("c"),
+                                      Replica.node_id == bindparam("n")),
+                [{"c": c, "n": n} for c, n in pairs])
 
     async def add_replicas(self, chunk_id: str, node_ids: Iterable[str]) -> None:
         now = time.time()

@@ -74,6 +74,11 @@ Kind = Annotated[str, Query(pattern=_KIND_PATTERN, description=(
     "(id = SHA-256 of a fixed prefix and the bytes, see tossit.chunking)"))]
 
 
+class DeleteOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1000)
+
+
 class ReplicateOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
     chunk_id: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -190,9 +195,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
         except chunkbatch.BatchFormatError as exc:
             raise ApiError(400, "invalid_batch", str(exc)) from None
 
-        async def one(cid: str, data: memoryview) -> dict[str, Any]:
+        async def one(cid: str, data: memoryview, kind: str) -> dict[str, Any]:
             try:
-                created = await asyncio.to_thread(store.write, cid, data)
+                created = await asyncio.to_thread(store.write, cid, data, True, kind)
             except HashMismatch:
                 ops.labels("put", "hash_mismatch").inc()
                 return {"id": cid, "status": "hash_mismatch"}
@@ -203,7 +208,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
             bytes_io.labels("in").inc(len(data))
             return {"id": cid, "status": "created" if created else "exists"}
 
-        results = await asyncio.gather(*(one(cid, data) for cid, data in frames))
+        results = await asyncio.gather(*(one(cid, data, kind) for cid, data, kind in frames))
         return {"results": list(results)}
 
     @app.get("/chunks/{chunk_id}", response_class=Response,
@@ -241,6 +246,19 @@ def create_app(settings: NodeSettings) -> FastAPI:
         deleted = await asyncio.to_thread(store.delete, chunk_id)
         ops.labels("delete", "ok" if deleted else "missing").inc()
         return {"id": chunk_id, "deleted": deleted}
+
+    @app.post("/chunk-deletes", responses=_signed(400))
+    async def delete_chunks(order: DeleteOrder, request: Request) -> dict[str, Any]:
+        """Remove many chunks (or manifest packs) at once: what the brain's garbage
+        collector sends. Idempotent; the answer lists the ids that were here."""
+        digest = signed_digest(request)
+        if digest is not None and hashlib.sha256(await request.body()).hexdigest() != digest:
+            raise ApiError(401, "unauthorized", "the body does not match its signed hash")
+
+        deleted = await asyncio.to_thread(store.delete_many, order.ids)
+        ops.labels("delete", "ok").inc(len(deleted))
+        ops.labels("delete", "missing").inc(len(order.ids) - len(deleted))
+        return {"deleted": deleted}
 
     @app.api_route("/chunks/{rest:path}", methods=["GET", "PUT", "DELETE", "HEAD"],
                    include_in_schema=False)

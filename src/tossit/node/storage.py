@@ -267,6 +267,31 @@ class ChunkStore:
         _fsync_dir(path.parent)
         return True
 
+    def delete_many(self, cids: list[str]) -> list[str]:
+        """Delete blobs; returns the ids that were here. Each directory touched is
+        fsynced once (a delete lost to a power cut only leaves an orphan, which the
+        brain's sweep removes again)."""
+        deleted: list[str] = []
+        dirs: set[Path] = set()
+        for cid in cids:
+            found = self.locate(cid)
+            if found is None:
+                continue
+            path, kind = found
+            with self._lock:
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                self._used -= size
+                self._count[kind] -= 1
+            deleted.append(cid)
+            dirs.add(path.parent)
+        for d in dirs:
+            _fsync_dir(d)
+        return deleted
+
     def iter_chunks(self) -> Iterator[tuple[str, int, float, str]]:
         """(id, size, mtime, kind) of every stored blob, in fan-out order."""
         for kind, base in ((DATA, self.chunks_dir), (META, self.meta_dir)):

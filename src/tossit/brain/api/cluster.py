@@ -19,6 +19,7 @@ from tossit.brain.service import Brain
 from tossit.placement import Candidate, usable_capacity
 
 router = APIRouter()
+STUCK_AFTER = 5.0  # seconds a manifest pack may take to reach the nodes before it counts
 public = APIRouter()  # the only route that needs no key: load balancers and probes
 _UNHEALTHY = {
     "description": "The metadata database does not answer",
@@ -138,7 +139,10 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             **packs,
             "by_copies": {str(k): v["chunks"] for k, v in pack_hist.items()},
             "below_target": sum(v["chunks"] for k, v in pack_hist.items() if k < r),
-            "waiting": await brain.store.log.outbox_count(),
+            # Packs on their way take milliseconds: "waiting" counts the ones stuck,
+            # "outbox" every pack not yet recorded as on the nodes.
+            "waiting": await brain.store.log.outbox_count(older_than=STUCK_AFTER),
+            "outbox": await brain.store.log.outbox_count(),
             "last_error": brain.manifests.last_error,
             "deletions_frozen": brain.collector.frozen,
         },

@@ -43,9 +43,12 @@ def upgrade() -> None:
         "pack_outbox",
         sa.Column("pack_id", sa.String(length=64), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("first_version", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("pack_id"),
     )
+    op.create_index("ix_pack_outbox_first_version", "pack_outbox", ["first_version"])
     op.create_table(
         "cluster_state",
         sa.Column("name", sa.String(length=64), nullable=False),
