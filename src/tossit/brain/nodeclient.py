@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -270,17 +270,24 @@ class NodeClient:
     async def delete_chunks(self, node: NodeView, chunk_ids: list[str]) -> set[str]:
         """Delete many chunks (or packs) on a node in one request; returns the ids
         it had (deleting nothing is fine)."""
-        body = json.dumps({"ids": chunk_ids}).encode()
+        async with self._post_json(node, "/chunk-deletes", {"ids": chunk_ids}) as resp:
+            if resp.status != 200:
+                raise NodeUnavailable(f"{node.name} answered {resp.status} to deletes")
+            return set((await resp.json())["deleted"])
+
+    @contextlib.asynccontextmanager
+    async def _post_json(self, node: NodeView, path: str,
+                         payload: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST a signed JSON order to a node (transport errors as NodeUnavailable)."""
+        body = json.dumps(payload).encode()
         digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
         with self._transport_errors(node, mark=False):
             async with self.http.post(
-                f"{node.address}/chunk-deletes", data=body,
-                headers=self._headers("POST", "/chunk-deletes", node, digest=digest,
+                f"{node.address}{path}", data=body,
+                headers=self._headers("POST", path, node, digest=digest,
                                       **{"content-type": "application/json"}),
             ) as resp:
-                if resp.status != 200:
-                    raise NodeUnavailable(f"{node.name} answered {resp.status} to deletes")
-                return set((await resp.json())["deleted"])
+                yield resp
 
     async def replicate(self, target: NodeView, chunk_id: str, sources: list[NodeView],
                         kind: str = DATA) -> None:
@@ -290,22 +297,15 @@ class NodeClient:
             {"id": s.id, "address": s.address} for s in sources]}
         if kind != DATA:
             order["kind"] = kind
-        body = json.dumps(order).encode()
-        digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
-        with self._transport_errors(target, mark=False):
-            async with self.http.post(
-                f"{target.address}/replicate", data=body,
-                headers=self._headers("POST", "/replicate", target, digest=digest,
-                                      **{"content-type": "application/json"}),
-            ) as resp:
-                if resp.status in (200, 201):
-                    await resp.read()
-                    return
-                text = (await resp.text())[:300]
-                if resp.status == 507:
-                    raise NodeFull(f"{target.name}: {text}")
-                raise NodeError(f"{target.name} could not copy {chunk_id[:12]}: "
-                                f"{resp.status} {text}")
+        async with self._post_json(target, "/replicate", order) as resp:
+            if resp.status in (200, 201):
+                await resp.read()
+                return
+            text = (await resp.text())[:300]
+            if resp.status == 507:
+                raise NodeFull(f"{target.name}: {text}")
+            raise NodeError(f"{target.name} could not copy {chunk_id[:12]}: "
+                            f"{resp.status} {text}")
 
     async def scrub(self, node: NodeView) -> dict[str, Any]:
         """Have the node re-hash everything now; returns its report."""

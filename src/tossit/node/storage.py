@@ -252,19 +252,10 @@ class ChunkStore:
                 return fh.read()
 
     def delete(self, cid: str) -> bool:
-        found = self.locate(cid)
-        if found is None:
+        gone = self._unlink(cid)
+        if gone is None:
             return False
-        path, kind = found
-        with self._lock:
-            try:
-                size = path.stat().st_size
-                path.unlink()
-            except FileNotFoundError:
-                return False
-            self._used -= size
-            self._count[kind] -= 1
-        _fsync_dir(path.parent)
+        _fsync_dir(gone.parent)
         return True
 
     def delete_many(self, cids: list[str]) -> list[str]:
@@ -274,23 +265,30 @@ class ChunkStore:
         deleted: list[str] = []
         dirs: set[Path] = set()
         for cid in cids:
-            found = self.locate(cid)
-            if found is None:
-                continue
-            path, kind = found
-            with self._lock:
-                try:
-                    size = path.stat().st_size
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
-                self._used -= size
-                self._count[kind] -= 1
-            deleted.append(cid)
-            dirs.add(path.parent)
+            gone = self._unlink(cid)
+            if gone is not None:
+                deleted.append(cid)
+                dirs.add(gone.parent)
         for d in dirs:
             _fsync_dir(d)
         return deleted
+
+    def _unlink(self, cid: str) -> Path | None:
+        """Remove a blob's file and count it out; its path, or None if absent.
+        The caller fsyncs the directory."""
+        found = self.locate(cid)
+        if found is None:
+            return None
+        path, kind = found
+        with self._lock:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return None
+            self._used -= size
+            self._count[kind] -= 1
+        return path
 
     def iter_chunks(self) -> Iterator[tuple[str, int, float, str]]:
         """(id, size, mtime, kind) of every stored blob, in fan-out order."""
