@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,37 +156,11 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
                 f"the brain wrote no admin key ({exc}); tossit up always runs with "
                 "authentication: unset TOSSIT_AUTH") from None
         ready = wait_ready(url, 30, want_nodes=len(children) - 1)
-        online = ready.get("nodes_writable", 0)
-        echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)"
-             + ("" if ready.get("status") == "ready" else
-                f"; not ready for writes yet: {ready.get('reason')}"))
-        echo(f"  dashboard + API  {url}   (OpenAPI docs: {url}/docs)")
-        for c in children[1:]:
-            echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
-        echo(f"  data             {data_dir.resolve()}   (logs in {logs.resolve()})")
-        local = key_file.resolve() == LOCAL_ADMIN_KEY.resolve()
-        echo(f"  admin key        {key_file.resolve()}   (mode 0600; "
-             + ("the tossit CLI finds it when run from this folder)" if local else
-                f"for the CLI: export TOSSIT_KEY_FILE={key_file.resolve()})")
-             + ("  [new]" if first_start else ""))
-        if first_start:
-            echo(f"                   secret: {key}  (shown on this first start only)")
-        echo(f"  cluster secret   {(brain_dir / CLUSTER_SECRET_FILE).resolve()}   (nodes on "
-             "other machines: --join-secret-file)")
-        rel = key_file if not key_file.is_absolute() else key_file.resolve()
-        echo(f'  try: curl -H "Authorization: Bearer $(cat {rel})" '
-             f"-F file=@README.md {url}/api/files/upload")
+        _banner(echo, children, data_dir, url, host, ready, key if first_start else None)
         echo("Press Ctrl-C to stop.")
         reported: set[str] = set()
         while not stopping:
-            for c in children:
-                assert c.proc is not None
-                if c.proc.poll() is not None and c.name not in reported:
-                    reported.add(c.name)
-                    echo(f"! {c.name} exited with code {c.proc.returncode} "
-                         f"(see {logs / (c.name + '.log')})")
-                    if c.name == "brain":
-                        stopping = True
+            stopping = _report_exits(children, reported, echo, logs)
             time.sleep(0.3)
         return 0
     except RuntimeError as exc:
@@ -193,18 +168,70 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
         return 1
     finally:
         echo("stopping...")
-        for c in reversed(children):
-            if c.proc and c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for c in children:
-            if c.proc is None:
-                continue
-            try:
-                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(c.proc.pid, signal.SIGKILL)
-                c.proc.wait()
+        _stop_all(children)
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         echo("stopped.")
+
+
+def _banner(echo: Callable[[str], object], children: list[Child], data_dir: Path, url: str,
+            host: str, ready: dict[str, object], new_key: str | None) -> None:
+    """What is running where, and how to use it. ``new_key``: the admin secret
+    made on this first start, shown once (on a terminal only)."""
+    online = ready.get("nodes_writable", 0)
+    brain_dir = data_dir / "brain"
+    key_file = brain_dir / ADMIN_KEY_FILE
+    echo(f"TossIt is running: brain + {len(children) - 1} nodes ({online} online)"
+         + ("" if ready.get("status") == "ready" else
+            f"; not ready for writes yet: {ready.get('reason')}"))
+    echo(f"  dashboard + API  {url}   (OpenAPI docs: {url}/docs)")
+    for c in children[1:]:
+        echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
+    logs = (data_dir / "logs").resolve()
+    echo(f"  data             {data_dir.resolve()}   (logs in {logs})")
+    local = key_file.resolve() == LOCAL_ADMIN_KEY.resolve()
+    echo(f"  admin key        {key_file.resolve()}   (mode 0600; "
+         + ("the tossit CLI finds it when run from this folder)" if local else
+            f"for the CLI: export TOSSIT_KEY_FILE={key_file.resolve()})")
+         + ("  [new]" if new_key else ""))
+    if new_key and sys.stdout.isatty():
+        echo(f"                   secret: {new_key}  (shown on this first start only)")
+    elif new_key:  # a log file or a pipe would keep the secret where it does not belong
+        echo("                   (a new key: the secret is in that file, not printed because "
+             "the output is not a terminal)")
+    echo(f"  cluster secret   {(brain_dir / CLUSTER_SECRET_FILE).resolve()}   (nodes on "
+         "other machines: --join-secret-file)")
+    rel = key_file if not key_file.is_absolute() else key_file.resolve()
+    echo(f'  try: curl -H "Authorization: Bearer $(cat {rel})" '
+         f"-F file=@README.md {url}/api/files/upload")
+
+
+def _report_exits(children: list[Child], reported: set[str], echo: Callable[[str], object],
+                  logs: Path) -> bool:
+    """Say which children exited since the last look; True if the brain did."""
+    brain_gone = False
+    for c in children:
+        assert c.proc is not None
+        if c.proc.poll() is not None and c.name not in reported:
+            reported.add(c.name)
+            echo(f"! {c.name} exited with code {c.proc.returncode} "
+                 f"(see {logs / (c.name + '.log')})")
+            brain_gone = brain_gone or c.name == "brain"
+    return brain_gone
+
+
+def _stop_all(children: list[Child]) -> None:
+    """SIGTERM the nodes then the brain (last started, first stopped); SIGKILL
+    what has not exited after 10 s."""
+    for c in reversed(children):
+        if c.proc and c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for c in children:
+        if c.proc is None:
+            continue
+        try:
+            c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(c.proc.pid, signal.SIGKILL)
+            c.proc.wait()

@@ -111,6 +111,9 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "stopped." in out
     assert str(key_file.resolve()) in out  # tossit up says where the admin key is
+    # ... but not the secret itself: its output is a pipe here, not a terminal.
+    assert key_file.read_text().strip() not in out
+    assert "not printed because the output is not a terminal" in out
     assert key_file.stat().st_mode & 0o777 == 0o600
     for p in (port, node_port, node_port + 1):
         try:
