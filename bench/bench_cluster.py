@@ -537,6 +537,20 @@ def run_phase(count: int, concurrency: int, cluster: Cluster,
     return wall
 
 
+def _timed(conn: Conn, ph: Phase, what: str, method: str, path: str,
+           body: bytes | None = None) -> tuple[int, bytes, float] | None:
+    """One timed request; a transport error is counted and gives None."""
+    try:
+        t0 = time.perf_counter()
+        resp = conn.send(method, path, body)
+        data = resp.read()
+        return resp.status, data, time.perf_counter() - t0
+    except (OSError, http.client.HTTPException) as exc:
+        conn.reset()
+        ph.fail(f"{what}: {type(exc).__name__}: {exc}")
+        return None
+
+
 def run_case(case: Case, rnd: int, cluster: Cluster, sampler: Sampler,
              seed: int) -> dict[str, Any]:
     # The same objects for both auth modes of a round: like is compared with like.
@@ -547,22 +561,9 @@ def run_case(case: Case, rnd: int, cluster: Cluster, sampler: Sampler,
     ids: list[int | None] = [None] * case.count
     phases = {p: Phase() for p in PHASES}
 
-    def request(conn: Conn, ph: Phase, what: str, method: str, path: str,
-                body: bytes | None = None) -> tuple[int, bytes, float] | None:
-        """One timed request; a transport error is counted and gives None."""
-        try:
-            t0 = time.perf_counter()
-            resp = conn.send(method, path, body)
-            data = resp.read()
-            return resp.status, data, time.perf_counter() - t0
-        except (OSError, http.client.HTTPException) as exc:
-            conn.reset()
-            ph.fail(f"{what}: {type(exc).__name__}: {exc}")
-            return None
-
     def put(conn: Conn, i: int) -> None:
         ph = phases["put"]
-        res = request(conn, ph, f"PUT {i}", "PUT", f"/api/files/{tag}/obj-{i:07d}", datas[i])
+        res = _timed(conn, ph, f"PUT {i}", "PUT", f"/api/files/{tag}/obj-{i:07d}", datas[i])
         if res is None:
             return
         status, body, dt = res
@@ -578,7 +579,7 @@ def run_case(case: Case, rnd: int, cluster: Cluster, sampler: Sampler,
         if ids[i] is None:
             ph.fail(f"{what}: not uploaded")
             return None
-        res = request(conn, ph, what, method, path.format(id=ids[i]))
+        res = _timed(conn, ph, what, method, path.format(id=ids[i]))
         if res is None:
             return None
         status, body, dt = res

@@ -295,7 +295,10 @@ def rel(t: float | None, t0: float) -> float | None:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, cluster: RepairCluster, result: dict[str, Any]) -> int:
+# One long script on purpose: the phases share the timeline and read top to bottom
+# as the experiment happens (upload, kill, watch the repair, verify).
+def run(args: argparse.Namespace,  # noqa: C901
+        cluster: RepairCluster, result: dict[str, Any]) -> int:
     errors = 0
     figures: dict[str, Any] = {}
     result["figures"] = figures
@@ -524,8 +527,8 @@ def run(args: argparse.Namespace, cluster: RepairCluster, result: dict[str, Any]
     t0 = time.monotonic()
     bad_files = []
     for f in files:
-        ok, why = download_hash(cluster, f)
-        if not ok:
+        intact, why = download_hash(cluster, f)
+        if not intact:
             bad_files.append(f"{f['name']}: {why}")
     dl_s = time.monotonic() - t0
     result["verify"] = {

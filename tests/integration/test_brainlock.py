@@ -63,10 +63,11 @@ def test_a_brain_that_loses_its_postgres_lock(make_cluster: Callable[..., Cluste
         return str(c.http.get("/health").json()["role"])
 
     async def holder(conn: asyncpg.Connection) -> int | None:
-        return await conn.fetchval(  # type: ignore[no-any-return]
+        pid: int | None = await conn.fetchval(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 "
             "AND granted AND database = (SELECT oid FROM pg_database "
             "WHERE datname = current_database())", _BRAIN_LOCK_KEY)
+        return pid
 
     async def cut(take: bool) -> int | None:
         conn = await asyncpg.connect(dsn)

@@ -156,7 +156,7 @@ def files_outside_storage(root: Path) -> set[str]:
     """Every path under a node's data dir but outside ``chunks/``, ``manifests/``
     (the packs of uploads the fuzzer makes) and ``tmp/`` (those are not walked:
     4096 fan-out folders would make each case slow)."""
-    out = set()
+    out: set[str] = set()
     for folder, dirs, files in os.walk(root):
         if Path(folder) == root:
             dirs[:] = [d for d in dirs if d not in ("chunks", "manifests", "tmp")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,8 +170,19 @@ def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
         assert info["files_unavailable"] >= 1
         assert "become unavailable" in info["summary"]
         assert cl.http.get("/api/nodes/nope/impact").status_code == 404
+        # And when it happens, `tossit status` says so, and only so.
+        cl.kill_node(0)
+        cl.wait_node_state(0, "offline")
+        out = subprocess.run(
+            [sys.executable, "-m", "tossit", "status"], capture_output=True, text=True,
+            timeout=60, env=dict(os.environ, COLUMNS="200", TOSSIT_BRAIN_URL=cl.url,
+                                 TOSSIT_KEY_FILE=str(cl.root / "brain" / "admin.key")))
+        assert f"{len(shared)} chunks have no live copy" in out.stdout, out.stdout + out.stderr
+        assert "full set of copies" not in out.stdout
     finally:
-        cl.start_node(1)
+        for i in (0, 1):
+            if cl.nodes[i] is None:
+                cl.start_node(i)
         cl.wait_online(3)
     # Nothing stored is touched by asking.
     assert len(cl.chunk_files(0)) == held

@@ -77,7 +77,7 @@ def test_every_call_but_health_needs_a_key(cl: Cluster) -> None:
         last = "B" if cl.admin_key.endswith("A") else "A"  # one character off, never equal
         for bad in ("x" * 40, "not-a-key", cl.admin_key[:-1] + last, "é" * 20):
             raw = b"Bearer " + bad.encode()
-            assert anon.get("/api/files", headers={"Authorization": raw}).status_code == 401
+            assert anon.get("/api/files", headers=[(b"Authorization", raw)]).status_code == 401
         # The home page needs no key and shows nothing of the cluster's contents.
         home = anon.get("/")
         assert home.status_code == 200 and "secret-plans" not in home.text
@@ -143,10 +143,12 @@ def test_expired_key_fails(cl: Cluster) -> None:
 
 
 def test_key_requests_are_validated(cl: Cluster) -> None:
-    for body in ({"name": "x", "role": "root"}, {"name": "", "role": "admin"},
-                 {"name": "x", "extra": 1}, {"name": "x" * 200}, {"name": "a\nb"},
-                 {"name": "x", "expires_in": -5}, {"name": "x", "expires_in": 1e30},
-                 {"name": 5}, []):
+    bodies: list[object] = [
+        {"name": "x", "role": "root"}, {"name": "", "role": "admin"},
+        {"name": "x", "extra": 1}, {"name": "x" * 200}, {"name": "a\nb"},
+        {"name": "x", "expires_in": -5}, {"name": "x", "expires_in": 1e30},
+        {"name": 5}, []]
+    for body in bodies:
         assert_error(cl.http.post("/api/keys", json=body), 400, "invalid_request")
     assert_error(cl.http.delete("/api/keys/TKAAAAAAAAAAAAAAAAAA"), 404, "key_not_found")
     assert cl.http.delete("/api/keys/../../x").status_code in (400, 404)

@@ -20,7 +20,7 @@ async def agen(pieces: Iterable[bytes]) -> AsyncIterator[bytes]:
 
 def run_rechunk(pieces: list[bytes], size: int) -> list[bytes]:
     async def collect() -> list[bytes]:
-        return [c async for c in rechunk(agen(pieces), size)]
+        return [bytes(c) async for c in rechunk(agen(pieces), size)]
 
     return asyncio.run(collect())
 

@@ -53,7 +53,8 @@ def keyv(v: int, key_id: str = "TKAAAAAAAAAAAAAAAAAA", revoked: float | None = N
 
 
 def test_a_pack_round_trips_and_is_the_same_bytes_every_time() -> None:
-    entries = [put(3, "b"), dele(2), keyv(1), put(4, "c", size=0)]
+    entries: list[PutEntry | DelEntry | KeyEntry] = [put(3, "b"), dele(2), keyv(1),
+                                                     put(4, "c", size=0)]
     data = encode_pack(entries, KEY)
     assert data.startswith(MAGIC)
     assert encode_pack(list(reversed(entries)), KEY) == data  # order-independent
@@ -68,7 +69,8 @@ def test_regular_chunk_sizes_are_not_stored_but_others_are() -> None:
                     content_type="x", created=0, chunk_size=4,
                     chunks=[(cid("p"), 3), (cid("q"), 3)])
     assert odd.chunk_sizes == (3, 3)
-    assert decode_pack(encode_pack([odd], KEY), KEY)[0].sizes() == [3, 3]
+    back = decode_pack(encode_pack([odd], KEY), KEY)[0]
+    assert isinstance(back, PutEntry) and back.sizes() == [3, 3]
     assert put(3, size=0).sizes() == [] and put(4, size=4).sizes() == [4]
 
 

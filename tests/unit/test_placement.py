@@ -179,9 +179,9 @@ def _copy_share_by(key: str, cands: list[Candidate], placed: list[list[str]]) ->
     group = {c.id: getattr(c, key) for c in cands}
     count = Counter(group[n] for p in placed for n in p)
     copies = sum(count.values())
-    cap: Counter[str] = Counter()
+    cap: dict[str, float] = {}
     for c in cands:
-        cap[group[c.id]] += c.weight
+        cap[group[c.id]] = cap.get(group[c.id], 0.0) + c.weight
     total = sum(cap.values())
     return {g: (count[g] / copies) / (cap[g] / total) for g in cap}
 

@@ -8,6 +8,8 @@ from tossit.brain.rebuild import Gathered, NodeFound, PackFound, plan
 from tossit.chunking import DATA, META
 from tossit.manifests import DelEntry, KeyEntry, PutEntry, put_entry
 
+Entry = PutEntry | DelEntry | KeyEntry
+
 H = hashlib.sha256(b"x").hexdigest()
 N1, N2, N3 = "node1", "node2", "node3"
 
@@ -118,9 +120,10 @@ def test_from_a_snapshot_packs_newer_than_it_apply_on_top() -> None:
     """The snapshot (complete to version 4) has a and b; packs hold a put of c
     older than it (c was deleted before the snapshot, its tombstone's pack is
     lost), and newer entries: b overwritten, d uploaded."""
-    snapshot = [put(2, "a", ["a"]), put(4, "b", ["b"])]
-    packs = {"old": ([put(2, "a", ["a"]), put(3, "c", ["c"])], ALL),
-             "new": ([put(5, "b", ["c"]), put(6, "d", ["d"])], ALL)}
+    snapshot: list[Entry] = [put(2, "a", ["a"]), put(4, "b", ["b"])]
+    packs: dict[str, tuple[list[Entry], set[str]]] = {
+        "old": ([put(2, "a", ["a"]), put(3, "c", ["c"])], ALL),
+        "new": ([put(5, "b", ["c"]), put(6, "d", ["d"])], ALL)}
     p = plan(gathered(packs, EVERYWHERE), 3, base=snapshot, as_of=4, now=99.0)
     assert [(f.entry.key, f.entry.version) for f in p.files] == [("a", 2), ("b", 5), ("d", 6)]
     # c stays deleted, and gets a new tombstone (in no pack yet: the brain writes it).

@@ -9,6 +9,7 @@ from tossit.brain.repair_plan import (
     MISSING,
     REBALANCE,
     UNDER_REPLICATED,
+    ChunkPlan,
     NodeInfo,
     plan_chunk,
 )
@@ -25,7 +26,7 @@ def cluster(**states: str) -> dict[str, NodeInfo]:
 
 
 def plan(replicas: dict[str, str], nodes: dict[str, NodeInfo], desired: list[str],
-         order: list[str] | None = None):  # type: ignore[no-untyped-def]
+         order: list[str] | None = None) -> ChunkPlan:
     if order is None:
         order = [n for n in desired + sorted(nodes) if nodes[n].state == "online"
                  and nodes[n].admin_state is None]

@@ -153,27 +153,34 @@ class Ingest:
                 self.on_degraded()  # make the missing copies now, not at the next pass
             return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
         finally:
-            if commit is not None and not commit.done():
-                # The client went away while its object was being committed. The
-                # commit goes on; its outcome decides whether these chunks are
-                # garbage, so keep them pinned until it is known.
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(commit)
-            if commit is not None and commit.done() and not commit.cancelled():
-                committed = commit.exception() is None
-            for task in placing.values():
-                task.cancel()
-            for task in placing.values():
-                with contextlib.suppress(BaseException):
-                    await task
-            for cid in pinned:
-                self.pins.unpin(cid)
-            if not committed:
-                UPLOADS.labels("failed").inc()
-            if not committed and placing:
-                # Chunks written for a failed upload: the collector frees the
-                # ones no committed object uses (it re-checks under its lock).
-                self.collector.release(list(placing))
+            await self._end_upload(commit, committed, placing, pinned)
+
+    async def _end_upload(self, commit: asyncio.Future[Object] | None, committed: bool,
+                          placing: dict[str, asyncio.Task[list[str]]],
+                          pinned: set[str]) -> None:
+        """Whatever way an upload ended: unpin its chunks, and if it was not
+        committed hand them to the collector."""
+        if commit is not None and not commit.done():
+            # The client went away while its object was being committed. The
+            # commit goes on; its outcome decides whether these chunks are
+            # garbage, so keep them pinned until it is known.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(commit)
+        if commit is not None and commit.done() and not commit.cancelled():
+            committed = commit.exception() is None
+        for task in placing.values():
+            task.cancel()
+        for task in placing.values():
+            with contextlib.suppress(BaseException):
+                await task
+        for cid in pinned:
+            self.pins.unpin(cid)
+        if not committed:
+            UPLOADS.labels("failed").inc()
+        if not committed and placing:
+            # Chunks written for a failed upload: the collector frees the
+            # ones no committed object uses (it re-checks under its lock).
+            self.collector.release(list(placing))
 
     async def place(self, cid: str, data: bytes | bytearray, kind: str = DATA) -> list[str]:
         """Store one chunk (or manifest pack) on R nodes, or at least W; returns
