@@ -286,6 +286,10 @@ def test_drain_then_remove(dead_fast: Any) -> None:
     assert cl.chunk_files(3) == {}
     node = cl.http.get(f"/api/nodes/{node_id}").json()
     assert node["admin_state"] == "drained"
+    metrics = cl.http.get("/metrics").text
+    assert 'tossit_nodes_admin{admin_state="drained"} 1.0' in metrics
+    assert 'tossit_nodes_admin{admin_state="draining"} 0.0' in metrics
+    assert 'tossit_nodes{state="online"} 4.0' in metrics  # drained, and still answering
     assert_all_at_r(cl, files, [0, 1, 2])
     gone = cl.http.delete(f"/api/nodes/{node_id}")
     assert gone.status_code == 200, gone.text

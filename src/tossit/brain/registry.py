@@ -18,7 +18,9 @@ from tossit.placement import Candidate, balanced, preference_list, rank, spread_
 ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
 DRAINING, DRAINED = "draining", "drained"
 PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
-READABLE_STATES = (ONLINE, SUSPECT, "draining")
+# Health states whose copies can be read. Draining is an admin state on top of
+# these (a draining node that answers is read from until it is drained).
+READABLE_STATES = (ONLINE, SUSPECT)
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 
 
