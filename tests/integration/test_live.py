@@ -160,10 +160,19 @@ def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
     assert "2 other nodes" in info["drain"]["summary"]
     assert info["remove"]["allowed"] is False and "drain it first" in info["remove"]["reason"]
 
+    # Every node answering shows its heartbeat's round trip (loopback: well under 1 s).
+    def latencies() -> dict[str, float | None]:
+        return {n["id"]: n["latency_ms"] for n in cl.http.get("/api/nodes").json()}
+
+    wait_until(lambda: all(v is not None for v in latencies().values()), 20,
+               what="a heartbeat round trip for every node")
+    assert all(0 < (v or 0) < 1000 for v in latencies().values()), latencies()
+
     # With node-1 down, the chunks node-0 shares only with node-1 would be lost.
     cl.kill_node(1)
     try:
         cl.wait_node_state(1, "offline")
+        assert latencies()[ids[1]] is None  # no figure for a node that does not answer
         shared = set(cl.chunk_files(0)) & set(cl.chunk_files(1))
         info = cl.http.get(f"/api/nodes/{ids[0]}/impact").json()["if_stopped"]
         assert info["chunks_unavailable"] == len(shared) > 0

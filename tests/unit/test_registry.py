@@ -78,7 +78,8 @@ def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:
     rep._full_work = False
     assert not rep._needs_full_pass()
     reg.nodes["n0"].state = OFFLINE  # its copies still count: nothing to re-plan
-    reg.nodes["n4"].latency_ms = 3.0
+    reg.nodes["n4"].rtt_ms = 3.0
+    reg.nodes["n4"].transfer_ms = 3.0
     assert not rep._needs_full_pass()
     for change in ("dead", "drain", "capacity", "zone", "joined"):
         reg = make_registry()

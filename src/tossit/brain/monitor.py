@@ -77,7 +77,7 @@ class Monitor:
                 continue
             old, node.state = node.state, state
             changes.append((node.id, old, state))
-            await self.store.set_node_state(node.id, state, node.latency_ms)
+            await self.store.set_node_state(node.id, state, node.rtt_ms)
             since = datetime.fromtimestamp(node.last_heartbeat, UTC).strftime("%H:%M:%S")
             missed = int(silent // self.settings.heartbeat_interval)
             if state == DEAD:

@@ -43,7 +43,11 @@ class NodeView:
     registered_at: float = 0.0
     last_heartbeat: float = 0.0  # wall clock, for display
     seen_mono: float = field(default_factory=time.monotonic)
-    latency_ms: float | None = None
+    # The node's last heartbeat round trip (node -> brain -> node), what people
+    # are shown as its latency; and the brain's running average of chunk
+    # transfers to it (size-dependent, for ordering reads only).
+    rtt_ms: float | None = None
+    transfer_ms: float | None = None
     unreachable_until: float = 0.0
     admin_state: str | None = None
     reserved: int = 0  # bytes placed here since the last heartbeat
@@ -63,7 +67,9 @@ class NodeView:
             "chunk_count": self.chunk_count, "manifest_count": self.manifest_count,
             "load": self.load, "version": self.version,
             "disk_id": self.disk_id, "admin_state": self.admin_state,
-            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            # Only while it answers: an offline node's last figure is not its latency.
+            "latency_ms": (round(self.rtt_ms, 2) if self.rtt_ms is not None
+                           and self.state == ONLINE else None),
             "registered_at": self.registered_at, "last_heartbeat": self.last_heartbeat,
             "seconds_since_heartbeat": round(max(0.0, time.monotonic() - self.seen_mono), 1),
         }
@@ -94,8 +100,8 @@ class Registry:
         view = self.nodes.get(report["id"])
         fields = {k: report[k] for k in (
             "name", "address", "zone", "capacity", "used", "free", "disk_total", "disk_free",
-            "chunk_count", "manifest_count", "load", "version", "disk_id",
-        ) if k in report}
+            "chunk_count", "manifest_count", "load", "version", "disk_id", "rtt_ms",
+        ) if k in report and (k != "rtt_ms" or report[k] is not None)}
         if view is None:
             view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)
             self.nodes[view.id] = view
@@ -125,8 +131,9 @@ class Registry:
                 self.nodes[row.id] = view
             for k in ("name", "address", "zone", "state", "capacity", "used", "free",
                       "disk_total", "disk_free", "chunk_count", "load", "version",
-                      "admin_state", "latency_ms", "registered_at", "last_heartbeat"):
+                      "admin_state", "registered_at", "last_heartbeat"):
                 setattr(view, k, getattr(row, k))
+            view.rtt_ms = row.latency_ms
             view.seen_mono = now_mono - max(0.0, now - row.last_heartbeat)
             view.reserved = 0
         for gone in set(self.nodes) - seen:
@@ -199,7 +206,7 @@ class Registry:
             return (
                 0 if v.state in READABLE_STATES else 1,
                 1 if v.unreachable_until > now else 0,
-                v.latency_ms if v.latency_ms is not None else 50.0,
+                v.transfer_ms if v.transfer_ms is not None else 50.0,
             )
 
         return sorted(views, key=key)
@@ -213,5 +220,6 @@ class Registry:
         view = self.nodes.get(node_id)
         if view:
             ms = seconds * 1000
-            view.latency_ms = ms if view.latency_ms is None else 0.8 * view.latency_ms + 0.2 * ms
+            view.transfer_ms = (ms if view.transfer_ms is None
+                                else 0.8 * view.transfer_ms + 0.2 * ms)
             view.unreachable_until = 0.0

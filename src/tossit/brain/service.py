@@ -157,7 +157,7 @@ class Brain:
             view.registered_at = row.registered_at
             view.last_heartbeat = row.last_heartbeat
             view.seen_mono = time.monotonic() - self._silence_at_start(row)
-            view.latency_ms = row.latency_ms
+            view.rtt_ms = row.latency_ms
             view.admin_state = row.admin_state
         recovered = await self.store.get_state("recovered")
         if recovered is not None:

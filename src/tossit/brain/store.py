@@ -729,6 +729,8 @@ class Store:
             "capacity", "used", "free", "disk_total", "disk_free", "chunk_count", "load",
         ) if k in report}
         values["last_heartbeat"] = time.time()
+        if report.get("rtt_ms") is not None:
+            values["latency_ms"] = report["rtt_ms"]  # the column shown as the node's latency
         async with self.write() as s:
             res = await s.execute(update(Node).where(Node.id == node_id).values(**values))
             return bool(res.rowcount)  # type: ignore[attr-defined]

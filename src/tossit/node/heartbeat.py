@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ class Heartbeat:
         self.signer = signer
         self.scrubber = scrubber
         self.connected = False
+        self.rtt_ms: float | None = None  # the last heartbeat's round trip
         self._task: asyncio.Task[None] | None = None
         self._registered = False
 
@@ -98,10 +100,15 @@ class Heartbeat:
                         f"/api/nodes/{self.node_id}/heartbeat"
                     )
                     corrupt = self.scrubber.unreported() if self.scrubber else []
-                    body = json.dumps({**report, "corrupt": corrupt}).encode()
+                    body = json.dumps({**report, "corrupt": corrupt,
+                                       "rtt_ms": self.rtt_ms}).encode()
                     brain = brains[current]
+                    t0 = time.monotonic()
                     async with http.post(brain + path, data=body,
                                          headers=self._signed(brain, path, body)) as resp:
+                        # Measured on this real exchange (network both ways and the
+                        # brain's handling), reported with the next heartbeat.
+                        self.rtt_ms = round((time.monotonic() - t0) * 1000, 2)
                         if resp.status == 404 and self._registered:
                             log.warning("brain does not know this node any more; re-registering")
                             self._registered = False
@@ -133,6 +140,7 @@ class Heartbeat:
                     if self.connected or backoff == interval:
                         log.warning("no contact with brain %s: %s", brains[current], exc)
                     self.connected = False
+                    self.rtt_ms = None  # no figure rather than one from before the outage
                     if len(brains) > 1:  # another brain may answer at once
                         current = (current + 1) % len(brains)
                         if current:

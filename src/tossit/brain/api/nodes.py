@@ -47,6 +47,8 @@ class NodeReport(BaseModel):
     manifest_count: int = Field(default=0, ge=0, le=_BIG,
                                 description="manifest packs it holds")
     load: float = Field(default=0.0, ge=0, le=1e6)
+    rtt_ms: float | None = Field(default=None, ge=0, le=1e6,
+                                 description="the round trip of the node's previous heartbeat")
     disk_id: str | None = Field(default=None, max_length=300)
     corrupt: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list, max_length=1000,
@@ -167,7 +169,7 @@ async def heartbeat(report: NodeReport, request: Request,
     brain.registry.update(data, ONLINE)
     await brain.store.save_heartbeat(node_id, data)
     if was != ONLINE:
-        await brain.store.set_node_state(node_id, ONLINE, view.latency_ms)
+        await brain.store.set_node_state(node_id, ONLINE, view.rtt_ms)
         await _back_online(brain, report, was)
     await _corrupt_reported(brain, report)
     return {"ok": True}
