@@ -602,6 +602,18 @@ def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     console.print(table)
     console.print(f"seen: time since the last heartbeat; node commands take a name, an id "
                   f"or its first {SHORT_ID} characters", style="dim", highlight=False)
+    _shared_fate(_call(_client(brain, config).status))
+
+
+def _copies(n: int) -> str:
+    return f"{n} {'copy' if n == 1 else 'copies'}"
+
+
+def _shared_fate(s: dict[str, Any]) -> None:
+    """Say loudly when copies share a disk or a machine."""
+    for fate in s.get("shared_fate") or []:
+        console.print(f"! {fate['message']}", style="bold yellow", highlight=False,
+                      markup=False)
 
 
 @app.command()
@@ -619,9 +631,11 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
         console.print(f"brains: {len(live)} serving, leader {leader or 'none right now'}; this "
                       f"one {'leads' if brains['role'] == 'leader' else 'follows'}",
                       highlight=False, markup=False)
-    console.print(f"capacity: raw {format_size(cap['raw'])}, usable ~{format_size(cap['usable'])}"
-                  f", used {format_size(cap['used'])}, free {format_size(cap['free'])}",
-                  highlight=False)
+    console.print(f"capacity: room for about {format_size(cap['room'])} more at "
+                  f"{_copies(s['replicas'])} (~{format_size(cap['usable'])} in all; raw "
+                  f"{format_size(cap['raw'])}, used {format_size(cap['used'])}, free "
+                  f"{format_size(cap['free'])})", highlight=False)
+    _shared_fate(s)
     console.print(f"files: {s['objects']} ({format_size(s['object_bytes'])}), unique chunks: "
                   f"{s['chunks']} ({format_size(s['chunk_bytes'])})", highlight=False)
     _metadata_safety(s)

@@ -58,9 +58,14 @@ def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> Non
 
     info = tossit("info", str(listing["album/a.jpg"]["id"]), brain=url, key_file=key).stdout
     assert "healthy" in info and "node-" in info
-    assert "online" in tossit("nodes", brain=url, key_file=key).stdout
+    listed_nodes = tossit("nodes", brain=url, key_file=key).stdout
+    assert "online" in listed_nodes
     status = tossit("status", brain=url, key_file=key).stdout
     assert "every chunk has its full set of copies" in status
+    assert re.search(r"capacity: room for about [\d.]+ \w+ more at \d cop", status), status
+    # The test's nodes share this machine's disk: both commands say what that means.
+    for said in (listed_nodes, status):
+        assert "store on one disk" in said and "do not protect against that disk failing" in said
 
     tossit("rm", "album/a.jpg", "album/2024/b.txt", brain=url, key_file=key)
     names = {f["name"] for f in shared_cluster.http.get("/api/files").json()}

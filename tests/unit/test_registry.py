@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tossit.brain.registry import DEAD, OFFLINE, Registry
+from tossit.brain.registry import (
+    DEAD,
+    DRAINED,
+    OFFLINE,
+    NodeView,
+    Registry,
+    room_at,
+    shared_fates,
+)
 from tossit.placement import Candidate, balanced, desired_nodes
 
 
@@ -104,3 +112,50 @@ def test_the_repairer_plans_every_chunk_only_when_the_nodes_change() -> None:
     assert rep._needs_full_pass()
     rep._full_work, rep._full_at = False, time.monotonic() - 4000  # an hour went by
     assert rep._needs_full_pass()
+
+
+def _view(name: str, disk: str | None, capacity: int = 100, used: int = 0, free: int = 100,
+          zone: str = "z", admin: str | None = None) -> NodeView:
+    return NodeView(id=name, name=name, address="", zone=zone, state="online",
+                    capacity=capacity, used=used, free=free, disk_total=1000, disk_free=free,
+                    chunk_count=0, disk_id=disk, admin_state=admin)
+
+
+def test_shared_fates_name_the_disks_and_machines_copies_share() -> None:
+    cases: list[tuple[list[NodeView], list[tuple[str, str, tuple[str, ...]]]]] = [
+        # Three machines, a disk each: nothing to say.
+        ([_view("a", "h1:1"), _view("b", "h2:1"), _view("c", "h3:1")], []),
+        # tossit up: three nodes on one disk (one warning, not a second for the host).
+        ([_view("n1", "lab:7"), _view("n2", "lab:7"), _view("n3", "lab:7")],
+         [("disk", "lab:7", ("n1", "n2", "n3"))]),
+        # Two disks in one machine, one node each, and a machine of its own.
+        ([_view("a", "nas:1"), _view("b", "nas:2"), _view("c", "pi:1")],
+         [("host", "nas", ("a", "b"))]),
+        # Both: a shared disk, and a third node on the same machine's other disk.
+        ([_view("a", "nas:1"), _view("b", "nas:1"), _view("c", "nas:2"), _view("d", "pi:1")],
+         [("disk", "nas:1", ("a", "b")), ("host", "nas", ("a", "b", "c"))]),
+        # A drained node holds nothing; nodes that never said their disk are left out.
+        ([_view("a", "h:1"), _view("b", "h:1", admin=DRAINED), _view("c", None),
+          _view("d", None)], []),
+    ]
+    for nodes, want in cases:
+        got = [(f.kind, f.where, f.nodes) for f in shared_fates(nodes)]
+        assert got == want, (nodes, got)
+    fate = shared_fates([_view("n1", "lab:7"), _view("n2", "lab:7"), _view("n3", "lab:7")])[0]
+    assert fate.message() == ("n1, n2 and n3 store on one disk (lab:7): copies on them do not "
+                              "protect against that disk failing")
+
+
+def test_room_is_what_fits_more_at_r_copies() -> None:
+    # Three equal nodes, a third full: room for what is left of one node.
+    even = [_view(n, f"{n}:1", capacity=300, used=100, free=200) for n in "abc"]
+    assert room_at(even, 3, free=600) == 200
+    # A small node caps the room at what it has left (copies need distinct nodes).
+    uneven = [*even[:2], _view("c", "c:1", capacity=100, used=90, free=10)]
+    assert room_at(uneven, 3, free=410) == 10
+    # One shared disk: no more than its free space over R, whatever the limits say.
+    shared = [_view(n, "h:1", capacity=1000, used=0, free=90) for n in "abc"]
+    assert room_at(shared, 3, free=90) == 30
+    # A draining node takes no new data.
+    assert room_at([*even, _view("d", "d:1", capacity=900, free=900, admin="draining")], 3,
+                   free=1500) == 200

@@ -13,7 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tossit.placement import Candidate, balanced, preference_list, rank, spread_by_zone
+from tossit.placement import (
+    Candidate,
+    balanced,
+    preference_list,
+    rank,
+    spread_by_zone,
+    usable_capacity,
+)
 
 ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
 DRAINING, DRAINED = "draining", "drained"
@@ -86,6 +93,54 @@ def disk_capacity(nodes: list[NodeView]) -> tuple[int, int]:
         raw += min(sum(n.capacity for n in group), max(n.disk_total for n in group))
         free += min(sum(n.free for n in group), max(n.disk_free for n in group))
     return raw, free
+
+
+def room_at(live: list[NodeView], r: int, free: int) -> int:
+    """How much more file data fits at ``r`` copies: what the nodes taking
+    writes have left, with copies on distinct nodes (and zones), and no more
+    than the free space (a shared disk counted once) over ``r``."""
+    left = [Candidate(n.id, max(0, min(n.capacity - n.used, n.free)), n.zone)
+            for n in live if n.admin_state is None]
+    return min(free // r, usable_capacity(left, r))
+
+
+@dataclass(frozen=True)
+class SharedFate:
+    """Nodes that one failure takes down together, so that copies on them
+    protect against less than their number suggests."""
+
+    kind: str  # "disk" or "host"
+    where: str  # the disk id, or the machine's name
+    nodes: tuple[str, ...]  # their names
+
+    def message(self) -> str:
+        thing = "disk" if self.kind == "disk" else "machine"
+        verb = "store on one disk" if self.kind == "disk" else "run on one machine"
+        return (f"{_names(self.nodes)} {verb} ({self.where}): copies on them do not protect "
+                f"against that {thing} failing")
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def shared_fates(nodes: list[NodeView]) -> list[SharedFate]:
+    """Groups of two or more nodes on one disk, and on one machine (when their
+    disks are not already one). Drained nodes hold nothing and do not count."""
+    by_disk: dict[str, list[str]] = {}
+    by_host: dict[str, set[str]] = {}
+    for n in sorted(nodes, key=lambda n: n.name):
+        if not n.disk_id or n.admin_state == DRAINED:
+            continue
+        by_disk.setdefault(n.disk_id, []).append(n.name)
+        by_host.setdefault(n.disk_id.rpartition(":")[0] or n.disk_id, set()).add(n.disk_id)
+    out = [SharedFate("disk", d, tuple(names)) for d, names in sorted(by_disk.items())
+           if len(names) > 1]
+    for host, disks in sorted(by_host.items()):
+        names = tuple(sorted(name for d in disks for name in by_disk[d]))
+        if len(disks) > 1 and len(names) > 1:
+            out.append(SharedFate("host", host, names))
+    return out
 
 
 class Registry:

@@ -13,7 +13,14 @@ from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
 from tossit.brain.metrics import TRAFFIC
 from tossit.brain.models import Event
-from tossit.brain.registry import OFFLINE, READABLE_STATES, SUSPECT, disk_capacity
+from tossit.brain.registry import (
+    OFFLINE,
+    READABLE_STATES,
+    SUSPECT,
+    disk_capacity,
+    room_at,
+    shared_fates,
+)
 from tossit.brain.repair import Progress
 from tossit.brain.service import Brain
 from tossit.placement import Candidate, usable_capacity
@@ -126,7 +133,9 @@ async def status_body(brain: Brain) -> dict[str, Any]:
                   "by_state": {s: sum(1 for n in nodes if n.state == s)
                                for s in sorted({n.state for n in nodes})}},
         "capacity": {"raw": raw, "used": used, "free": free,
-                     "usable": usable},
+                     "usable": usable, "room": room_at(live, r, free)},
+        "shared_fate": [{"kind": f.kind, "where": f.where, "nodes": list(f.nodes),
+                         "message": f.message()} for f in shared_fates(nodes)],
         **totals,
         "replication": {
             "by_copies": {str(k): v for k, v in hist.items()},

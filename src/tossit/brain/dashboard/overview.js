@@ -40,6 +40,7 @@ function renderAll(body, subtitle) {
   subtitle.textContent = `${st.replicas} ${st.replicas === 1 ? "copy" : "copies"} of every chunk · writes acknowledged by ${st.write_quorum} · chunk size ${bytes(st.chunk_size)}`;
   if (body.querySelector(".empty") && body.childNodes.length === 1) replace(body);
   morph(body, [
+    sharedFate(st),
     h("div", { class: "cards" }, capacityCard(st), dataCard(st), nodesCard(st)),
     healthCard(st),
     safetyCard(st),
@@ -64,13 +65,23 @@ function usableWhy(c, r) {
     "nodes (and zones), so the smaller ones fill first";
 }
 
+// Copies on one disk or one machine protect against less than their number says:
+// said on top of the overview, always (an empty placeholder keeps the layout stable).
+function sharedFate(st) {
+  const fates = st.shared_fate || [];
+  return h("div", { class: "shared-fate", id: "shared-fate", role: fates.length ? "alert" : null },
+    fates.map((f) => h("p", { class: "notice warn" }, f.message)));
+}
+
 function capacityCard(st) {
   const c = st.capacity || {};
+  const r = st.replicas;
   const bar = progressBar("Raw capacity used", "big");
   bar.update(c.used, c.raw);
   return card("Capacity", "cap",
-    h("p", { class: "metric" }, bytes(c.usable), h("span", { class: "metric-sub" }, " usable")),
-    h("p", { class: "muted small" }, usableWhy(c, st.replicas)),
+    h("p", { class: "metric" }, `Room for about ${bytes(c.room)}`,
+      h("span", { class: "metric-sub" }, ` more at ${r} ${r === 1 ? "copy" : "copies"}`)),
+    h("p", { class: "muted small" }, `${bytes(c.usable)} of files in all. `, usableWhy(c, r)),
     bar,
     h("div", { class: "kvs" },
       kv("Used", `${bytes(c.used)} (${Math.round(pct(c.used, c.raw))}%)`, "Space the chunks take on the nodes, every copy counted"),
