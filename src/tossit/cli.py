@@ -29,6 +29,7 @@ from tossit.config import (
     format_duration,
     format_size,
     parse_duration,
+    plural,
 )
 
 app = typer.Typer(
@@ -417,7 +418,8 @@ def ready(
         raise _fail(str(exc)) from None
     answer = wait_ready(url, max(wait, 0.1))
     if answer.get("status") == "ready":
-        console.print(f"ready: {answer['nodes_writable']} node(s) take writes "
+        n = int(str(answer["nodes_writable"]))
+        console.print(f"ready: {plural(n, 'node')} {'takes' if n == 1 else 'take'} writes "
                       f"(write quorum {answer['write_quorum']})", highlight=False)
         return
     err.print(f"not ready: {answer.get('reason')}", highlight=False, markup=False)
@@ -468,7 +470,7 @@ def put(
     with _progress() as progress:
         overall = None
         if len(files) > 1:
-            overall = progress.add_task(f"{len(files)} file(s)", total=total)
+            overall = progress.add_task(plural(len(files), "file"), total=total)
         for path, key in files:
             key = name or key
             task = progress.add_task(key, total=path.stat().st_size)
@@ -484,7 +486,7 @@ def put(
                 note = "" if health["state"] == "healthy" else f"  [{health['state']}]"
                 progress.console.print(
                     f"[green]✓[/] {key}  id={res['id']}  {format_size(res['size'])}  "
-                    f"{res['chunks']} chunk(s){note}", highlight=False)
+                    f"{plural(res['chunks'], 'chunk')}{note}", highlight=False)
             except TossitError as exc:
                 failures += 1
                 progress.console.print(f"[red]✗[/] {key}: {exc}", highlight=False)
@@ -654,9 +656,11 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
             + (f", about {format_duration(eta)} left" if eta is not None else "") + ")[/]",
             highlight=False)
     if rep["chunks_unavailable"]:
-        console.print(f"[red]{rep['chunks_unavailable']} chunks have no live copy[/]")
+        n = rep["chunks_unavailable"]
+        console.print(f"[red]{plural(n, 'chunk')} {'has' if n == 1 else 'have'} no live copy[/]")
     elif rep["chunks_below_target"]:
-        console.print(f"[yellow]{rep['chunks_below_target']} chunks below {s['replicas']} copies, "
+        console.print(f"[yellow]{plural(rep['chunks_below_target'], 'chunk')} below "
+                      f"{_copies(s['replicas'])}, "
                       f"{format_size(rep['bytes_at_risk'])} at risk[/]")
     for g in rep.get("waiting_for") or []:
         console.print(f"{g['name']} is {g['state']}: its copies still count; they are re-made "
@@ -673,12 +677,12 @@ def _metadata_safety(s: dict[str, Any]) -> None:
     if m.get("deletions_frozen"):
         console.print(f"[bold red]{escape(m['deletions_frozen'])}[/]", highlight=False)
     if m.get("waiting"):
-        console.print(f"[red]{m['waiting']} manifest pack(s) not on the nodes yet: a brain "
+        console.print(f"[red]{plural(m['waiting'], 'manifest pack')} not on the nodes yet: a brain "
                       f"disk lost now would lose their changes[/] ({m.get('last_error')})",
                       highlight=False)
     elif m.get("below_target"):
-        console.print(f"[yellow]{m['below_target']} manifest pack(s) below "
-                      f"{s['replicas']} copies[/]", highlight=False)
+        console.print(f"[yellow]{plural(m['below_target'], 'manifest pack')} below "
+                      f"{_copies(s['replicas'])}[/]", highlight=False)
     snap = s.get("snapshot") or {}
     if snap.get("last"):
         console.print(f"last metadata snapshot {format_duration(snap['age_s'])} ago "
@@ -711,7 +715,7 @@ def drill(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                        ("chunks_below", "chunks on fewer nodes than they should")):
         n = r[f"{key}_count"]
         if n:
-            console.print(f"{n:,} file(s) {words}: " + ", ".join(r[key])
+            console.print(f"{plural(n, 'file')} {words}: " + ", ".join(r[key])
                           + (" ..." if n > len(r[key]) else ""), highlight=False,
                           markup=False, soft_wrap=True,
                           style="red" if key in ("lost", "wrong", "incomplete", "reappear")

@@ -97,6 +97,11 @@ def format_duration(seconds: float) -> str:
     return f"{h // 24} d {h % 24} h"
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 chunk``, ``2 chunks``, ``1,200 copies`` (with ``words`` for irregular ones)."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
 class _TomlTable(PydanticBaseSettingsSource):
     """Reads one table (``[brain]``, ``[node]``...) of the TOML config file."""
 

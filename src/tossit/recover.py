@@ -160,20 +160,23 @@ async def _new_admin_key(url: str, data_dir: Path, secret: str) -> Path:
 
 def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
     """The summary, as (text, style) lines for the terminal."""
-    from tossit.config import format_duration, format_size
+    from tossit.config import format_duration, format_size, plural
 
     s: dict[str, Any] = r.plan.summary()
     out: list[tuple[str, str | None]] = [
-        (f"rebuilt in {format_duration(r.seconds)} from {s['nodes']} node(s): "
-         f"{s['files']:,} files ({format_size(s['bytes'])}), {s['deleted']:,} deleted "
-         f"names kept deleted, {s['keys']} API key(s), newest version {s['max_version']:,}",
+        (f"rebuilt in {format_duration(r.seconds)} from {plural(s['nodes'], 'node')}: "
+         f"{plural(s['files'], 'file')} ({format_size(s['bytes'])}), "
+         f"{plural(s['deleted'], 'deleted name')} kept deleted, "
+         f"{plural(s['keys'], 'API key')}, newest version {s['max_version']:,}",
          "green" if not s["incomplete"] else "yellow")]
     if r.snapshot_as_of is not None:
         out.append((f"started from the newest metadata snapshot (version "
                     f"{r.snapshot_as_of:,}) and the manifests written after it", None))
     if s["incomplete"]:
-        out.append((f"{s['incomplete']:,} file(s) cannot be complete now: "
-                    f"{s['chunks_missing']:,} chunk(s) have no copy on the nodes read", "red"))
+        missing = s["chunks_missing"]
+        out.append((f"{plural(s['incomplete'], 'file')} cannot be complete now: "
+                    f"{plural(missing, 'chunk')} {'has' if missing == 1 else 'have'} no copy "
+                    "on the nodes read", "red"))
         names = s["incomplete_names"]
         out += [(f"  {n}", "red") for n in names[:limit]]
         if len(names) > limit:
@@ -182,8 +185,9 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
     else:
         out.append(("every file has all its chunks on the nodes read", "green"))
     if s["below_target"]:
-        out.append((f"{s['below_target']:,} file(s) have chunks below the target number "
-                    "of copies: the brain re-replicates them", "yellow"))
+        n = s["below_target"]
+        out.append((f"{plural(n, 'file')} {'has' if n == 1 else 'have'} chunks below the "
+                    "target number of copies: the brain re-makes the missing ones", "yellow"))
     for src, why in r.plan.unreachable.items():
         out.append((f"not read: {src} ({why}); its copies count again when it rejoins",
                     "yellow"))

@@ -58,7 +58,7 @@ def test_drill_on_a_healthy_cluster_then_with_manifests_deleted_by_hand(
     lossy = drill_cli(c)
     assert lossy.returncode == 1, lossy.stdout
     assert "5 files recoverable, 1 lost" in lossy.stdout
-    assert "1 file(s) would be lost: default/f0.bin" in lossy.stdout
+    assert "1 file would be lost: default/f0.bin" in lossy.stdout
     event = c.http.get("/api/events", params={"kind": "drill"}).json()[0]
     assert event["severity"] == "error" and "1 lost" in event["message"]
     # The repairer re-writes what it can from its metadata copy? Not a drill's job:

@@ -186,7 +186,8 @@ def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
             [sys.executable, "-m", "tossit", "status"], capture_output=True, text=True,
             timeout=60, env=dict(os.environ, COLUMNS="200", TOSSIT_BRAIN_URL=cl.url,
                                  TOSSIT_KEY_FILE=str(cl.root / "brain" / "admin.key")))
-        assert f"{len(shared)} chunks have no live copy" in out.stdout, out.stdout + out.stderr
+        said = (f"{len(shared)} chunk has" if len(shared) == 1 else f"{len(shared)} chunks have")
+        assert f"{said} no live copy" in out.stdout, out.stdout + out.stderr
         assert "full set of copies" not in out.stdout
     finally:
         for i in (0, 1):

@@ -23,7 +23,7 @@ def test_ready_only_while_a_write_would_be_accepted(make_cluster: Any) -> None:
     assert resp.json() == {"status": "ready", "nodes_writable": 3, "write_quorum": 2,
                            "replicas": 3}
     ok = ready_cli(c)
-    assert ok.returncode == 0 and "ready: 3 node(s) take writes" in ok.stdout, ok.stderr
+    assert ok.returncode == 0 and "ready: 3 nodes take writes" in ok.stdout, ok.stderr
     c.kill_node(1)
     c.kill_node(2)
     c.wait_node_state(1, "offline")
@@ -32,14 +32,14 @@ def test_ready_only_while_a_write_would_be_accepted(make_cluster: Any) -> None:
     assert resp.status_code == 503, resp.text
     body = resp.json()
     assert body["status"] == "not_ready" and body["nodes_writable"] == 1
-    assert body["reason"].startswith("1 storage node(s) can take writes, 2 needed")
+    assert body["reason"].startswith("1 storage node can take writes, 2 needed")
     assert "node-1 is offline" in body["reason"] and "node-2 is offline" in body["reason"]
     assert httpx.get(c.url + "/health").status_code == 200  # alive all the same
     # What /ready says is what an upload gets.
     up = c.http.put("/api/files/nope.txt", content=b"x")
     assert up.status_code == 503 and up.json()["error"] == "not_enough_nodes"
     down = ready_cli(c)
-    assert down.returncode == 1 and "not ready: 1 storage node(s)" in down.stderr
+    assert down.returncode == 1 and "not ready: 1 storage node can" in down.stderr
     assert c.http.get("/api/status").json()["readiness"]["status"] == "not_ready"
     c.start_node(1)
     waited = ready_cli(c, "--wait", "30")  # returns as soon as the node is back

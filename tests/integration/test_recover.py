@@ -196,7 +196,7 @@ def test_recover_refuses_to_overwrite_and_names_what_it_cannot_complete(
         c.chunk_files(i)[lost_chunks[0]].unlink()
     proc = run_recover(c, *node_urls(c), check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 file(s) cannot be complete" in proc.stdout, proc.stdout
+    assert "1 file cannot be complete" in proc.stdout, proc.stdout
     assert "default/lost.bin" in proc.stdout and "kept.bin" not in proc.stdout
     again = run_recover(c, *node_urls(c), check=False)
     assert again.returncode == 2 and "already exists" in again.stderr, again.stderr

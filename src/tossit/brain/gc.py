@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tossit.brain.nodeclient import NodeClient, NodeError
@@ -27,7 +27,7 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import Store
 from tossit.chunking import META, content_id
-from tossit.config import BrainSettings, format_size
+from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import PackError, decode_pack
 
 log = logging.getLogger("tossit.brain.gc")
@@ -42,6 +42,20 @@ HELD_RETRY = 1.0  # seconds before a pass held for waiting manifests tries again
 EXPIRE_EVERY = 10.0  # seconds between two tombstone expiries
 
 
+def gc_summary(stats: Mapping[str, int]) -> str:
+    """A collector pass in words: the space freed (every copy counted), and
+    what it was."""
+    parts = []
+    if stats["replicas_deleted"]:
+        what = (f"{plural(stats['chunks_dropped'], 'chunk')} no file uses any more"
+                if stats["chunks_dropped"] else "chunks no file uses any more")
+        parts.append(f"{plural(stats['replicas_deleted'], 'copy', 'copies')} of {what}")
+    if stats["orphans_deleted"]:
+        parts.append(f"{plural(stats['orphans_deleted'], 'stray copy', 'stray copies')} "
+                     "that no file refers to (failed uploads, or deleted while a node was away)")
+    return f"garbage collection freed {format_size(stats['bytes_freed'])}: " + " and ".join(parts)
+
+
 class Collector:
     def __init__(
         self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
@@ -53,6 +67,7 @@ class Collector:
         self.nodes = nodes
         self.pins = pins
         self._pending: set[str] = set()
+        self._sizes: dict[str, int] = {}  # of released chunks, when the caller knew
         self._late: dict[str, float] = {}  # chunk -> when to delete it once more
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -80,9 +95,13 @@ class Collector:
         self._sweep_soon = True
         self._wake.set()
 
-    def release(self, chunk_ids: Iterable[str]) -> None:
-        """These chunks may have become garbage; check them soon."""
+    def release(self, chunk_ids: Iterable[str], sizes: Mapping[str, int] | None = None) -> None:
+        """These chunks may have become garbage; check them soon. ``sizes``: what
+        the caller knows of their sizes (chunks of a failed upload have no row),
+        for the report of the space freed."""
         self._pending.update(chunk_ids)
+        if sizes:
+            self._sizes.update(sizes)
         self._wake.set()
 
     async def run_forever(self) -> None:
@@ -131,10 +150,8 @@ class Collector:
                 await self._sweep_orphans(stats)
             if stats.get("missing"):
                 self.on_missing()
-            if stats["chunks_dropped"] or stats["orphans_deleted"]:
-                msg = (f"garbage collection freed {stats['chunks_dropped']} chunks and "
-                       f"{stats['orphans_deleted']} orphan copies "
-                       f"({format_size(stats['bytes_freed'])})")
+            if stats["replicas_deleted"] or stats["orphans_deleted"]:
+                msg = gc_summary(stats)
                 log.info(msg)
                 await self.store.add_event("gc", msg, data=stats)
             return stats
@@ -243,9 +260,13 @@ class Collector:
                 *(self._delete_copy(n, c) for c in claimed for n in live)
             )
             stats["orphans_deleted"] += sum(1 for r in results if r)
+            pairs = [c for c in claimed for _ in live]
+            stats["bytes_freed"] += sum(self._sizes.get(c, 0)
+                                        for c, r in zip(pairs, results, strict=True) if r)
         finally:
             for c in claimed:
                 self.pins.end_delete(c)
+                self._sizes.pop(c, None)
         self._pending |= retry
         again = time.monotonic() + LATE_WRITE_RECHECK
         self._late.update((c, again) for c in claimed if c not in late)
@@ -258,6 +279,7 @@ class Collector:
         claimed = set(await self._claim(c for c, _ in garbage))
         fully: list[str] = []
         try:
+            size_of = await self.store.chunk_sizes(list(claimed))
             per_node: dict[str, list[str]] = {}
             for cid, holders in garbage:
                 if cid in claimed:
@@ -270,14 +292,14 @@ class Collector:
             await self.store.remove_replicas(forget)
             stats["replicas_deleted"] += sum(
                 1 for got in answers.values() for gone in got.values() if gone)
+            stats["bytes_freed"] += sum(size_of.get(cid, 0) for got in answers.values()
+                                        for cid, gone in got.items() if gone)
             fully = [cid for cid, holders in garbage if cid in claimed and all(
                 answers[n].get(cid) is not None for n in holders)]
-            sizes = await self.store.chunk_bytes(fully)
             dropped = await self.store.drop_unreferenced(fully)
             if dropped:  # maybe packs: tombstones may have nothing left to hide
                 self._packs_dropped = True
             stats["chunks_dropped"] += dropped
-            stats["bytes_freed"] += sizes
         finally:
             for c in claimed:
                 self.pins.end_delete(c)
@@ -351,9 +373,11 @@ class Collector:
                        and e["id"] not in waiting and started >= self.keep_orphans_until]
                 claimed = await self._claim(old) if old else []
                 try:
+                    size_of = {e["id"]: int(e.get("size") or 0) for e in entries}
                     for cid in claimed:
                         if await self._delete_copy(node_id, cid):
                             stats["orphans_deleted"] += 1
+                            stats["bytes_freed"] += size_of.get(cid, 0)
                 finally:
                     for cid in claimed:
                         self.pins.end_delete(cid)

@@ -153,11 +153,11 @@ class Ingest:
                 self.on_degraded()  # make the missing copies now, not at the next pass
             return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
         finally:
-            await self._end_upload(commit, committed, placing, pinned)
+            await self._end_upload(commit, committed, placing, pinned, dict(chunk_list))
 
     async def _end_upload(self, commit: asyncio.Future[Object] | None, committed: bool,
                           placing: dict[str, asyncio.Task[list[str]]],
-                          pinned: set[str]) -> None:
+                          pinned: set[str], sizes: dict[str, int]) -> None:
         """Whatever way an upload ended: unpin its chunks, and if it was not
         committed hand them to the collector."""
         if commit is not None and not commit.done():
@@ -180,7 +180,7 @@ class Ingest:
         if not committed and placing:
             # Chunks written for a failed upload: the collector frees the
             # ones no committed object uses (it re-checks under its lock).
-            self.collector.release(list(placing))
+            self.collector.release(list(placing), sizes)
 
     async def place(self, cid: str, data: bytes | bytearray, kind: str = DATA) -> list[str]:
         """Store one chunk (or manifest pack) on R nodes, or at least W; returns

@@ -18,11 +18,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from tossit.brain.registry import DEAD, OFFLINE, ONLINE, SUSPECT, Registry
 from tossit.brain.store import Store
-from tossit.config import BrainSettings
+from tossit.config import BrainSettings, format_duration, plural
 
 log = logging.getLogger("tossit.brain.monitor")
 
@@ -78,20 +77,22 @@ class Monitor:
             old, node.state = node.state, state
             changes.append((node.id, old, state))
             await self.store.set_node_state(node.id, state, node.rtt_ms)
-            since = datetime.fromtimestamp(node.last_heartbeat, UTC).strftime("%H:%M:%S")
+            # Durations, not clock times: the event's own time is shown in the
+            # reader's time zone, a time in the text would be in the brain's.
             missed = int(silent // self.settings.heartbeat_interval)
             if state == DEAD:
-                msg = (f"{node.name} dead: no heartbeat since {since} UTC (over "
-                       f"{self.settings.dead_after:.0f} s); re-replicating its "
-                       f"{node.chunk_count:,} chunks elsewhere")
+                msg = (f"{node.name} dead: no heartbeat for {format_duration(silent)}; "
+                       f"re-making copies of its {plural(node.chunk_count, 'chunk')} "
+                       "on the other nodes")
                 sev = "error"
             elif state == OFFLINE:
-                msg = (f"{node.name} offline since {since} UTC (missed {missed} heartbeats); "
-                       f"its copies are re-replicated if it stays silent for "
-                       f"{self.settings.dead_after:.0f} s")
+                msg = (f"{node.name} offline: {plural(missed, 'heartbeat')} missed "
+                       f"({format_duration(silent)}); its copies still count, and are re-made "
+                       f"elsewhere if it is still silent after "
+                       f"{format_duration(self.settings.dead_after)} in all")
                 sev = "error"
             elif state == SUSPECT:
-                msg = f"{node.name} suspect: no heartbeat for {silent:.0f} s"
+                msg = f"{node.name} suspect: no heartbeat for {format_duration(silent)}"
                 sev = "warning"
             else:
                 msg = f"{node.name} back online"

@@ -35,6 +35,7 @@ from tossit.brain.models import (
 from tossit.brain.rebuild import Plan
 from tossit.brain.snapshots import SnapshotContents
 from tossit.brain.sqlbatch import batches
+from tossit.config import plural
 from tossit.manifests import DelEntry, KeyEntry, PutEntry
 
 _BATCH = 2000  # rows per insert: the whole rebuild is one transaction
@@ -147,8 +148,10 @@ def _log_row(e: PutEntry | DelEntry | KeyEntry, pack: str | None, needed: bool,
 
 
 def _sentence(summary: dict[str, Any]) -> str:
-    text_ = (f"metadata rebuilt from {summary['nodes']} node(s): {summary['files']:,} files, "
+    text_ = (f"metadata rebuilt from {plural(summary['nodes'], 'node')}: "
+             f"{plural(summary['files'], 'file')}, "
              f"{summary['deleted']:,} deletions honoured, {summary['keys']} API keys")
     if summary["incomplete"]:
-        text_ += f"; {summary['incomplete']:,} files are missing chunks"
+        n = summary["incomplete"]
+        text_ += f"; {plural(n, 'file')} {'is' if n == 1 else 'are'} missing chunks"
     return text_

@@ -41,7 +41,7 @@ from tossit.brain.repair_plan import (
 )
 from tossit.brain.store import Store
 from tossit.chunking import DATA, META
-from tossit.config import BrainSettings, format_duration, format_size
+from tossit.config import BrainSettings, format_duration, format_size, plural
 
 log = logging.getLogger("tossit.brain.repair")
 PAGE = 500  # chunks planned between two awaits: bounds how long the loop is busy
@@ -284,20 +284,24 @@ class Repairer:
         if stats["repaired"]:
             reasons = ", ".join(sorted({c.reason for c in urgent}))
             await self.store.add_event(
-                "repair", f"re-replicated {stats['repaired']:,} chunks "
+                "repair", f"re-made copies of {plural(stats['repaired'], 'chunk')} "
                 f"({format_size(done.total() - done[REBALANCE])}){self._lost_from(plans)} "
                 f"in {format_duration(took)} ({reasons})", data=stats)
         if stats["moved"]:
             await self.store.add_event(
-                "rebalance", f"copied {stats['moved']:,} chunks "
+                "rebalance", f"moved copies of {plural(stats['moved'], 'chunk')} "
                 f"({format_size(done[REBALANCE])}) towards their placement", data=stats)
         if stats["failed"]:
             await self.store.add_event(
-                "repair_failed", f"{stats['failed']} copies failed; retrying on the next pass",
+                "repair_failed",
+                f"{plural(stats['failed'], 'copy', 'copies')} could not be made; trying again "
+                "on the next pass",
                 severity="warning", data=stats)
         if stats["unavailable"] and stats["unavailable"] != self._last_unavailable:
             await self.store.add_event(
-                "chunks_unavailable", f"{stats['unavailable']} chunks have no readable copy "
+                "chunks_unavailable",
+                f"{plural(stats['unavailable'], 'chunk')} "
+                f"{'has' if stats['unavailable'] == 1 else 'have'} no readable copy "
                 "(their nodes are offline or dead)", severity="error")
         self._last_unavailable = stats["unavailable"]
 

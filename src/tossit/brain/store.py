@@ -660,15 +660,15 @@ class Store:
                     n += len(dead)
         return n
 
-    async def chunk_bytes(self, chunk_ids: Sequence[str]) -> int:
-        """Total size of these chunks (for the collector's report)."""
-        total = 0
+    async def chunk_sizes(self, chunk_ids: Sequence[str]) -> dict[str, int]:
+        """The sizes of those of these chunks the metadata knows (for the
+        collector's report of the space it frees)."""
+        out: dict[str, int] = {}
         async with self.read() as s:
             for batch in batches(list(chunk_ids)):
-                total += int(await s.scalar(
-                    select(func.coalesce(func.sum(Chunk.size), 0)).where(Chunk.id.in_(batch))
-                ) or 0)
-        return total
+                rows = await s.execute(select(Chunk.id, Chunk.size).where(Chunk.id.in_(batch)))
+                out.update({cid: int(size) for cid, size in rows})
+        return out
 
     async def known_chunks(self, chunk_ids: Sequence[str]) -> dict[str, int]:
         """Which of these chunk ids the metadata knows, with their refcounts."""

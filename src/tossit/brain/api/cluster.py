@@ -23,6 +23,7 @@ from tossit.brain.registry import (
 )
 from tossit.brain.repair import Progress
 from tossit.brain.service import Brain
+from tossit.config import plural
 from tossit.placement import Candidate, usable_capacity
 
 router = APIRouter()
@@ -94,7 +95,7 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     if len(writable) < quorum:
         others = sorted(f"{n.name} is {n.admin_state or n.state}"
                         for n in brain.registry.nodes.values() if n not in writable)
-        why = (f"{len(writable)} storage node(s) can take writes, {quorum} needed "
+        why = (f"{plural(len(writable), 'storage node')} can take writes, {quorum} needed "
                f"(write quorum)")
         if others:
             why += ": " + ", ".join(others)

@@ -19,7 +19,7 @@ from tossit.brain.registry import (
     NodeView,
 )
 from tossit.brain.service import Brain
-from tossit.config import format_size
+from tossit.config import format_size, plural
 from tossit.errors import ApiError, error_responses
 
 router = APIRouter(tags=["nodes"])
@@ -200,7 +200,7 @@ async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str,
         view.admin_state = DRAINING
         await brain.store.set_admin_state(node_id, DRAINING)
         await brain.store.add_event(
-            "node_draining", f"draining {view.name}: {view.chunk_count:,} chunks will be "
+            "node_draining", f"draining {view.name}: {plural(view.chunk_count, 'chunk')} will be "
             "copied to other nodes", node_id=node_id)
         brain.repairer.wake()
     return node_json(view)
@@ -257,8 +257,8 @@ async def _removal_refusal(brain: Brain, view: NodeView) -> ApiError | None:
     sole = await brain.store.sole_copies(view.id, others)
     if sole:
         return ApiError(409, "only_copies",
-                        f"{view.name} holds the only copy of {sole:,} chunks: drain it first "
-                        f"(tossit node drain {view.name})", chunks=sole)
+                        f"{view.name} holds the only copy of {plural(sole, 'chunk')}: drain it "
+                        f"first (tossit node drain {view.name})", chunks=sole)
     return None
 
 
