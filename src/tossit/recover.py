@@ -192,7 +192,7 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
         out.append((f"not read: {src} ({why}); its copies count again when it rejoins",
                     "yellow"))
     if s["packs_unreadable"]:
-        out.append((f"{s['packs_unreadable']} manifest pack(s) could not be used "
+        out.append((f"{plural(s['packs_unreadable'], 'manifest pack')} could not be used "
                     "(damaged everywhere, or not signed with this cluster secret)", "yellow"))
     out.append((f"database: {r.database.split('@')[-1]}", None))
     if r.admin_key_file:

@@ -465,6 +465,11 @@ def test_activity_is_live_and_filterable(cl: Cluster, open_page: Opener,
     page.locator("#act-text").fill("")
     expect(page.locator("#event-list .event").nth(1)).to_be_visible()
     shot(page, artifacts, "activity")
+    # Opened directly (the nodes never loaded on this page): names, not ids.
+    page.reload()
+    expect(page.locator("#event-list .event-node").first).to_be_visible()
+    shown = page.locator("#event-list .event-node").all_inner_texts()
+    assert shown and all(t.startswith("node-") for t in shown), shown
 
 
 # -- nodes ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from tossit.brain.rebuild import Plan, plan
 from tossit.brain.rebuild_db import write_plan
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import Store
-from tossit.config import format_duration
+from tossit.config import format_duration, plural
 from tossit.manifests import SYSTEM_BUCKET
 
 log = logging.getLogger("tossit.brain.drill")
@@ -177,7 +177,7 @@ def summary(r: dict[str, Any]) -> str:
     if at_risk:
         text += f"; {_files(at_risk)} with fewer than the full number of copies"
     if r["nodes_unreachable"]:
-        text += f"; {len(r['nodes_unreachable'])} node(s) could not be read"
+        text += f"; {plural(len(r['nodes_unreachable']), 'node')} could not be read"
     age = r["snapshot_age_s"]
     text += "; " + ("no metadata snapshot yet" if age is None else
                     f"last snapshot {format_duration(age)} ago")

@@ -33,7 +33,7 @@ from tossit.brain.repair import Repairer
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
 from tossit.brain.store import Store
-from tossit.config import BrainSettings
+from tossit.config import BrainSettings, plural
 from tossit.manifests import pack_key
 
 log = logging.getLogger("tossit.brain")
@@ -275,7 +275,8 @@ class Brain:
                 continue
             corrupt = report.get("corrupt", [])
             await self.record_corrupt(node.id, corrupt, f"scrub of {node.name} found "
-                                      f"{len(corrupt)} corrupt chunk(s); repairing them")
+                                      f"{plural(len(corrupt), 'corrupt chunk')}; "
+                                      "repairing them")
             out.append({"node": node.id, "name": node.name, **report})
         return out
 

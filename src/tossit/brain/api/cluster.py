@@ -210,13 +210,18 @@ async def events(
     after: int | None = Query(None, ge=0, le=2**62, description=(
         "only the `limit` events right after this id (page forward with the newest id seen)")),
 ) -> list[dict[str, Any]]:
-    rows = await brain_of(request).store.list_events(limit=limit, kind=kind, after_id=after)
-    return [event_json(e) for e in rows]
+    brain = brain_of(request)
+    rows = await brain.store.list_events(limit=limit, kind=kind, after_id=after)
+    return [event_json(e, brain) for e in rows]
 
 
-def event_json(e: Event) -> dict[str, Any]:
+def event_json(e: Event, brain: Brain) -> dict[str, Any]:
+    """An event as the API gives it, with the node's name as it is now (a page
+    opened on the events alone need not look the nodes up; None once removed)."""
+    node = brain.registry.get(e.node_id) if e.node_id else None
     return {"id": e.id, "time": iso(e.ts), "kind": e.kind, "severity": e.severity,
-            "message": e.message, "node_id": e.node_id, "data": e.data}
+            "message": e.message, "node_id": e.node_id,
+            "node_name": node.name if node is not None else None, "data": e.data}
 
 
 @router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now")

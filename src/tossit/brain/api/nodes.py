@@ -149,8 +149,8 @@ async def _placement_inputs_changed(brain: Brain, report: NodeReport, capacity: 
 async def _corrupt_reported(brain: Brain, report: NodeReport) -> None:
     """The node's scrubber quarantined these: repair them from good copies."""
     await brain.record_corrupt(
-        report.id, report.corrupt, f"{report.name}'s scrubber found {len(report.corrupt)} "
-        "corrupt chunk(s) on disk; repairing them from good copies")
+        report.id, report.corrupt, f"{report.name}'s scrubber found "
+        f"{plural(len(report.corrupt), 'corrupt chunk')} on disk; repairing them from good copies")
 
 
 @protocol.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report",
@@ -230,7 +230,7 @@ def _drain_refusal(brain: Brain, view: NodeView) -> ApiError | None:
         return None
     if len(others) < r:
         return ApiError(409, "not_enough_nodes",
-                        f"draining {view.name} would leave {len(others)} node(s) for "
+                        f"draining {view.name} would leave {plural(len(others), 'node')} for "
                         f"{r} copies of each chunk: add a node first",
                         needed=r, available=len(others))
     if len(online) < r:

@@ -105,7 +105,7 @@ class LiveFeed:
         # leave a gap (clients drop an event id they have already seen).
         missed = [] if after is None else await self.brain.store.list_events(
             limit=_MISSED, after_id=after)
-        return queue, [_sse("event", event_json(e)) for e in reversed(missed)]
+        return queue, [_sse("event", event_json(e, self.brain)) for e in reversed(missed)]
 
     def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
         self._listeners.discard(queue)
@@ -139,7 +139,7 @@ class LiveFeed:
             fresh = await brain.store.list_events(limit=_MISSED, after_id=self._last_event)
             if fresh:
                 self._last_event = fresh[0].id
-                out += [_sse("event", event_json(e)) for e in reversed(fresh)]
+                out += [_sse("event", event_json(e, brain)) for e in reversed(fresh)]
         return out
 
 

@@ -32,7 +32,7 @@ export function eventRow(e, nameOf = nodeName) {
       h("p", { class: "event-msg" }, e.message),
       h("p", { class: "event-meta muted small" },
         h("span", { class: "event-kind" }, kindLabel(e.kind)),
-        e.node_id ? h("span", { class: "event-node" }, nameOf(e.node_id)) : null,
+        e.node_id ? h("span", { class: "event-node" }, e.node_name || nameOf(e.node_id)) : null,
         h("time", { datetime: e.time, title: dateTime(e.time) }, `${clock(e.time)} · ${ago(sinceIso(e.time))}`))));
 }
 
@@ -73,7 +73,7 @@ export function mount(root) {
     if (sev && sev !== "warning+" && e.severity !== sev) return false;
     const q = text.value.trim().toLowerCase();
     if (q) {
-      const hay = `${e.message} ${e.kind} ${kindLabel(e.kind)} ${e.node_id ? nodeName(e.node_id) : ""}`.toLowerCase();
+      const hay = `${e.message} ${e.kind} ${kindLabel(e.kind)} ${e.node_id ? e.node_name || nodeName(e.node_id) : ""}`.toLowerCase();
       if (!hay.includes(q)) return false;
     }
     return true;
