@@ -102,7 +102,9 @@ class Cluster:
         self.port = free_port()
         self.tls = tls
         self.node_args = node_args or []
-        self.brain_env = brain_env or {}  # e.g. TOSSIT_FAILPOINTS (tossit.failpoints)
+        # e.g. TOSSIT_FAILPOINTS (tossit.failpoints). Tests send wrong keys on
+        # purpose, all from 127.0.0.1: the throttle has a test of its own.
+        self.brain_env = {"TOSSIT_WRONG_KEYS_FREE": "100000", **(brain_env or {})}
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.node_ports = [free_port() for _ in range(nodes)]

@@ -298,6 +298,11 @@ class BrainSettings(_ServerSettings):
     snapshot_interval: float = Field(
         default=900.0, ge=0, description="seconds between metadata snapshots stored on "
         "the nodes, taken only when something changed (0: none)")
+    wrong_keys_free: int = Field(
+        default=5, ge=0, le=1_000_000,
+        description="wrong API keys one client address may send within a minute before "
+        "each further one is answered late, with 429 and a doubling Retry-After "
+        "(good keys always pass)")
     snapshot_keep: int = Field(default=4, ge=1, le=1000,
                                description="metadata snapshots kept on the nodes")
     recovery_hold: float = Field(

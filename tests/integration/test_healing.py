@@ -290,6 +290,9 @@ def test_drain_then_remove(dead_fast: Any) -> None:
     assert 'tossit_nodes_admin{admin_state="drained"} 1.0' in metrics
     assert 'tossit_nodes_admin{admin_state="draining"} 0.0' in metrics
     assert 'tossit_nodes{state="online"} 4.0' in metrics  # drained, and still answering
+    drains = cl.http.get("/api/events", params={"kind": "node_draining"}).json()
+    assert [e["message"].split(":")[0] for e in drains] == [
+        f"draining node-3 by admin ({cl.http.get('/api/keys/me').json()['id']}, admin)"], drains
     assert_all_at_r(cl, files, [0, 1, 2])
     gone = cl.http.delete(f"/api/nodes/{node_id}")
     assert gone.status_code == 200, gone.text

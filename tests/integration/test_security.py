@@ -142,6 +142,37 @@ def test_expired_key_fails(cl: Cluster) -> None:
         assert "expired" in resp.json()["message"]
 
 
+def test_wrong_keys_are_slowed_down_and_logged(make_cluster: Any) -> None:
+    """Past a few wrong keys from one address: 429 with a doubling Retry-After,
+    answered late; good keys from the same address still pass; refused sign-ins
+    and the first wrong key are events."""
+    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_WRONG_KEYS_FREE": "3"})
+    anon = httpx.Client(base_url=c.url, timeout=30)
+    csrf = {"X-Tossit-CSRF": "1"}
+    for _ in range(2):  # two refused sign-ins ...
+        assert anon.post("/api/session", json={"key": "nope" * 10},
+                         headers=csrf).status_code == 401
+    bad = {"Authorization": "Bearer " + "x" * 40}
+    assert anon.get("/api/files", headers=bad).status_code == 401  # ... and a wrong key: 3
+    waits = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        resp = anon.get("/api/files", headers=bad)
+        assert resp.status_code == 429 and resp.json()["error"] == "too_many_wrong_keys"
+        assert time.monotonic() - t0 >= 0.9 or int(resp.headers["retry-after"]) < 1
+        waits.append(int(resp.headers["retry-after"]))
+    assert waits == [1, 2, 4], waits
+    # The admin behind the same address is not locked out.
+    assert c.http.get("/api/files").status_code == 200
+    events = c.http.get("/api/events").json()
+    refused = [e for e in events if e["kind"] == "sign_in_failed"]
+    assert len(refused) == 2 and "refused from 127.0.0.1" in refused[0]["message"]
+    wrong = [e["message"] for e in events if e["kind"] == "key_refused"]
+    # One when the address got locked (its first wrong key was a sign-in).
+    assert len(wrong) == 1 and "4 wrong keys within a minute" in wrong[0], wrong
+    anon.close()
+
+
 def test_key_requests_are_validated(cl: Cluster) -> None:
     bodies: list[object] = [
         {"name": "x", "role": "root"}, {"name": "", "role": "admin"},

@@ -14,6 +14,7 @@ from typing import Any
 
 from tossit.auth.mac import BRAIN, Signer, Verifier
 from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
+from tossit.auth.throttle import WrongKeys
 from tossit.brain.brainlock import BrainLock, BrainLockError
 from tossit.brain.brains import BrainDirectory, brain_id
 from tossit.brain.commits import CommitBatcher
@@ -56,6 +57,7 @@ class Brain:
         self.registry = Registry(settings.replicas, settings.high_water)
         self.keys = KeyService(self.store, master.encode())
         self.sessions = SessionService(self.store)
+        self.wrong_keys = WrongKeys(free=settings.wrong_keys_free)  # per client address
         self.auth = settings.auth
         self.node_verifier = Verifier(cluster_secret, BRAIN) if settings.auth else None
         signer = Signer(cluster_secret, BRAIN) if settings.auth else None

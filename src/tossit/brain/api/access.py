@@ -17,8 +17,10 @@ request, and FastAPI's dependency machinery costs more than the check itself.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from math import ceil
 from typing import Any
 
 from fastapi import Request
@@ -28,6 +30,7 @@ from tossit.auth.mac import MacError
 from tossit.brain.api.common import brain_of
 from tossit.brain.keys import KeyInfo
 from tossit.brain.sessions import COOKIE
+from tossit.config import format_duration, plural
 from tossit.errors import ApiError
 
 CSRF_HEADER = "x-tossit-csrf"
@@ -44,7 +47,45 @@ _NO_AUTH = KeyInfo("-", "auth disabled", Role.admin, 0.0, None, None)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No key, or an unknown, revoked or expired key"},
     403: {"description": "The key's role does not allow this"},
+    429: {"description": "Too many wrong keys from this address lately: wait Retry-After "
+                         "seconds"},
 }
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def key_for(request: Request, secret: str, doing: str) -> KeyInfo | None:
+    """The key with this secret, or None (the caller answers 401). Wrong keys
+    are counted per address (``tossit.auth.throttle``): past a few, the answer
+    comes late and is a 429 with Retry-After. ``doing``: what the caller
+    tried, for the event."""
+    brain = brain_of(request)
+    key = await brain.keys.authenticate(secret)
+    if key is not None:
+        return key
+    address = client_address(request)
+    count, lock = brain.wrong_keys.failed(address, time.monotonic())
+    # Every refused sign-in is an event (the lock bounds how many); a script's
+    # wrong key on the API is one at its first and when the address is locked.
+    if doing == SIGNING_IN or count == 1 or (lock and count == brain.wrong_keys.free + 1):
+        locked = (f"; {plural(count, 'wrong key')} within a minute, so it waits "
+                  f"{format_duration(lock)} before its next try" if lock else "")
+        await brain.store.add_event(
+            "sign_in_failed" if doing == SIGNING_IN else "key_refused",
+            f"{doing} refused from {address}: unknown API key{locked}", severity="warning",
+            data={"address": address, "wrong_keys": count, "locked_s": lock})
+    if lock:
+        await asyncio.sleep(min(lock, 1.0))  # each guess costs the guesser time
+        raise ApiError(429, "too_many_wrong_keys",
+                       f"{plural(count, 'wrong key')} from {address} within a minute: wait "
+                       f"{format_duration(lock)} before trying another",
+                       headers={"Retry-After": str(ceil(lock))})
+    return None
+
+
+SIGNING_IN = "dashboard sign-in"
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -69,7 +110,7 @@ async def authenticate(request: Request) -> KeyInfo:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret:
             raise _unauthorized("send the key as 'Authorization: Bearer <secret>'")
-        key = await brain.keys.authenticate(secret.strip())
+        key = await key_for(request, secret.strip(), "an API request")
         if key is None:
             raise _unauthorized("unknown API key")
     else:
@@ -88,6 +129,14 @@ async def authenticate(request: Request) -> KeyInfo:
         raise _unauthorized(problem)
     request.state.key = key
     return key
+
+
+def who(request: Request) -> str:
+    """The caller, for an event: "by laptop (TK..., admin)"."""
+    key: KeyInfo | None = getattr(request.state, "key", None)
+    if key is None or key is _NO_AUTH:
+        return "with authentication off"
+    return f"by {key.name} ({key.id}, {key.role.value})"
 
 
 class Access:

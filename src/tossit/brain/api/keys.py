@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tossit.auth.keys import KEY_ID_PATTERN, Role
-from tossit.brain.api.access import Access, authenticate
+from tossit.brain.api.access import Access, authenticate, who
 from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
 from tossit.errors import ApiError, error_responses
@@ -63,7 +63,7 @@ async def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
     expires = time.time() + body.expires_in if body.expires_in else None
     info, secret = await brain.keys.create(body.name, body.role, expires)
     await brain.store.add_event("key_created", f"{info.role.value} key {info.id} "
-                                f"({info.name}) created")
+                                f"({info.name}) created {who(request)}")
     return {**key_json(info), "secret": secret}
 
 
@@ -85,5 +85,6 @@ async def revoke_key(request: Request,
         raise ApiError(409, "last_admin_key",
                        "this is the last usable admin key: create another admin key first"
                        ) from None
-    await brain.store.add_event("key_revoked", f"key {info.id} ({info.name}) revoked")
+    await brain.store.add_event("key_revoked",
+                                f"key {info.id} ({info.name}) revoked {who(request)}")
     return key_json(info)

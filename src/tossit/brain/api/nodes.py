@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tossit.brain.api.access import signed_by_node
+from tossit.brain.api.access import signed_by_node, who
 from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
 from tossit.brain.registry import (
     DEAD,
@@ -200,8 +200,9 @@ async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str,
         view.admin_state = DRAINING
         await brain.store.set_admin_state(node_id, DRAINING)
         await brain.store.add_event(
-            "node_draining", f"draining {view.name}: {plural(view.chunk_count, 'chunk')} will be "
-            "copied to other nodes", node_id=node_id)
+            "node_draining", f"draining {view.name} {who(request)}: "
+            f"{plural(view.chunk_count, 'chunk')} will be copied to other nodes",
+            node_id=node_id)
         brain.repairer.wake()
     return node_json(view)
 
@@ -214,8 +215,9 @@ async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[st
     if view.admin_state is not None:
         view.admin_state = None
         await brain.store.set_admin_state(node_id, None)
-        await brain.store.add_event("node_undrained", f"{view.name} takes new chunks again",
-                                    node_id=node_id)
+        await brain.store.add_event(
+            "node_undrained", f"{view.name} takes new chunks again (drain cancelled "
+            f"{who(request)})", node_id=node_id)
         brain.repairer.wake()
     return node_json(view)
 
@@ -275,7 +277,8 @@ async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
         raise refusal
     await brain.store.forget_node(node_id)
     brain.registry.nodes.pop(node_id, None)
-    await brain.store.add_event("node_removed", f"{view.name} removed from the cluster",
+    await brain.store.add_event("node_removed",
+                                f"{view.name} removed from the cluster {who(request)}",
                                 node_id=node_id)
     brain.repairer.wake()
     return {**node_json(view), "removed": True}

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tossit.auth.keys import secret_hash
-from tossit.brain.api.access import CSRF_HEADER, authenticate
+from tossit.brain.api.access import CSRF_HEADER, SIGNING_IN, authenticate, key_for
 from tossit.brain.api.common import brain_of
 from tossit.brain.api.keys import key_json
 from tossit.brain.sessions import COOKIE
@@ -32,7 +32,7 @@ class SignIn(BaseModel):
 
 
 @router.post("/api/session", summary="Sign in (the dashboard): sets the session cookie",
-             responses=error_responses(401, 403))
+             responses=error_responses(401, 403, 429))
 async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
     """Answers like ``GET /api/keys/me``. Needs ``X-Tossit-CSRF: 1``, so that no
     other site can sign a browser in with a key of its own."""
@@ -42,7 +42,7 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> dict[st
     if not brain.auth:
         return key_json(await authenticate(request))
     secret = body.key.strip()
-    key = await brain.keys.authenticate(secret)
+    key = await key_for(request, secret, SIGNING_IN)
     problem = "unknown API key" if key is None else key.problem(time.time())
     if key is None or problem:
         log.warning("dashboard sign-in refused from %s: %s",

@@ -16,7 +16,7 @@ const KIND_WORDS = {
   replica_corrupt: "Corrupt copy", replica_missing: "Missing copy", repair: "Re-replicated",
   repair_failed: "Repair failed", rebalance: "Rebalance", gc: "Garbage collection",
   key_created: "Key created", key_revoked: "Key revoked", signed_in: "Signed in",
-  sign_in_failed: "Sign-in refused", chunks_unavailable: "Chunks unavailable",
+  sign_in_failed: "Sign-in refused", key_refused: "Wrong key", chunks_unavailable: "Chunks unavailable",
 };
 
 export function kindLabel(kind) {
