@@ -77,6 +77,8 @@ class NodeView:
             # Only while it answers: an offline node's last figure is not its latency.
             "latency_ms": (round(self.rtt_ms, 2) if self.rtt_ms is not None
                            and self.state == ONLINE else None),
+            # What orders reads (this brain's, in memory): null before a transfer.
+            "transfer_ms": None if self.transfer_ms is None else round(self.transfer_ms, 2),
             "registered_at": self.registered_at, "last_heartbeat": self.last_heartbeat,
             "seconds_since_heartbeat": round(max(0.0, time.monotonic() - self.seen_mono), 1),
         }
