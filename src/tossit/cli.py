@@ -419,7 +419,7 @@ def ready(
     answer = wait_ready(url, max(wait, 0.1))
     if answer.get("status") == "ready":
         n = int(str(answer["nodes_writable"]))
-        console.print(f"ready: {plural(n, 'node')} {'takes' if n == 1 else 'take'} writes "
+        console.print(f"ready: {plural(n, 'node', verb=('takes', 'take'))} writes "
                       f"(write quorum {answer['write_quorum']})", highlight=False)
         return
     err.print(f"not ready: {answer.get('reason')}", highlight=False, markup=False)
@@ -608,7 +608,7 @@ def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
 
 
 def _copies(n: int) -> str:
-    return f"{n} {'copy' if n == 1 else 'copies'}"
+    return plural(n, "copy", "copies")
 
 
 def _shared_fate(s: dict[str, Any]) -> None:
@@ -657,7 +657,7 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
             highlight=False)
     if rep["chunks_unavailable"]:
         n = rep["chunks_unavailable"]
-        console.print(f"[red]{plural(n, 'chunk')} {'has' if n == 1 else 'have'} no live copy[/]")
+        console.print(f"[red]{plural(n, 'chunk', verb=('has', 'have'))} no live copy[/]")
     elif rep["chunks_below_target"]:
         console.print(f"[yellow]{plural(rep['chunks_below_target'], 'chunk')} below "
                       f"{_copies(s['replicas'])}, "

@@ -97,9 +97,12 @@ def format_duration(seconds: float) -> str:
     return f"{h // 24} d {h % 24} h"
 
 
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 chunk``, ``2 chunks``, ``1,200 copies`` (with ``words`` for irregular ones)."""
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+def plural(n: int, word: str, words: str | None = None,
+           verb: tuple[str, str] | None = None) -> str:
+    """``1 chunk``, ``2 chunks``, ``1,200 copies`` (with ``words`` for irregular ones);
+    ``verb=("has", "have")`` adds the verb that agrees: ``1 chunk has``."""
+    said = f"{n:,} {word if n == 1 else (words or word + 's')}"
+    return f"{said} {verb[0] if n == 1 else verb[1]}" if verb else said
 
 
 class _TomlTable(PydanticBaseSettingsSource):

@@ -175,7 +175,7 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
     if s["incomplete"]:
         missing = s["chunks_missing"]
         out.append((f"{plural(s['incomplete'], 'file')} cannot be complete now: "
-                    f"{plural(missing, 'chunk')} {'has' if missing == 1 else 'have'} no copy "
+                    f"{plural(missing, 'chunk', verb=('has', 'have'))} no copy "
                     "on the nodes read", "red"))
         names = s["incomplete_names"]
         out += [(f"  {n}", "red") for n in names[:limit]]
@@ -186,7 +186,7 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
         out.append(("every file has all its chunks on the nodes read", "green"))
     if s["below_target"]:
         n = s["below_target"]
-        out.append((f"{plural(n, 'file')} {'has' if n == 1 else 'have'} chunks below the "
+        out.append((f"{plural(n, 'file', verb=('has', 'have'))} chunks below the "
                     "target number of copies: the brain re-makes the missing ones", "yellow"))
     for src, why in r.plan.unreachable.items():
         out.append((f"not read: {src} ({why}); its copies count again when it rejoins",

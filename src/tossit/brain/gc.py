@@ -266,7 +266,8 @@ class Collector:
         finally:
             for c in claimed:
                 self.pins.end_delete(c)
-                self._sizes.pop(c, None)
+        for c in everything - retry:  # settled (deleted, in use, or held): sizes not needed
+            self._sizes.pop(c, None)
         self._pending |= retry
         again = time.monotonic() + LATE_WRITE_RECHECK
         self._late.update((c, again) for c in claimed if c not in late)

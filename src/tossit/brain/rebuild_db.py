@@ -152,6 +152,5 @@ def _sentence(summary: dict[str, Any]) -> str:
              f"{plural(summary['files'], 'file')}, "
              f"{summary['deleted']:,} deletions honoured, {summary['keys']} API keys")
     if summary["incomplete"]:
-        n = summary["incomplete"]
-        text_ += f"; {plural(n, 'file')} {'is' if n == 1 else 'are'} missing chunks"
+        text_ += f"; {plural(summary['incomplete'], 'file', verb=('is', 'are'))} missing chunks"
     return text_

@@ -300,8 +300,7 @@ class Repairer:
         if stats["unavailable"] and stats["unavailable"] != self._last_unavailable:
             await self.store.add_event(
                 "chunks_unavailable",
-                f"{plural(stats['unavailable'], 'chunk')} "
-                f"{'has' if stats['unavailable'] == 1 else 'have'} no readable copy "
+                f"{plural(stats['unavailable'], 'chunk', verb=('has', 'have'))} no readable copy "
                 "(their nodes are offline or dead)", severity="error")
         self._last_unavailable = stats["unavailable"]
 
