@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -309,6 +310,17 @@ class Cluster:
         resp = self.http.get(f"/api/files/{file_id}/download")
         assert resp.status_code == 200, resp.text
         return resp.content
+
+    def open_upload(self, target: str, *, method: str = "PUT", ctype: str = "text/plain",
+                    length: int, first: bytes) -> socket.socket:
+        """Start an upload of ``length`` bytes and send only ``first``: the open
+        socket, for a test that then lets the client (or the brain) go away."""
+        head = (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}"
+                f"\r\nContent-Length: {length}\r\nAuthorization: Bearer {self.admin_key}"
+                "\r\n\r\n")
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.sendall(head.encode() + first)
+        return sock
 
     def gc(self, orphans: bool = True) -> dict[str, Any]:
         resp = self.http.post("/api/admin/gc", params={"orphans": str(orphans).lower()})

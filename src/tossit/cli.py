@@ -238,6 +238,10 @@ def node(
     join_secret: Annotated[str | None, typer.Option(
         help="the cluster secret itself (prefer --join-secret-file or "
         "TOSSIT_NODE_JOIN_SECRET: a flag is visible in the process list)")] = None,
+    adopt_cluster: Annotated[str | None, typer.Option(
+        help="join the brain of this cluster id although the node belongs to another "
+        "one (the brain's refusal names both); only after checking the brain's metadata "
+        "is the one to keep")] = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     tls_ca: TlsCaOpt = None,
@@ -253,8 +257,8 @@ def node(
             heartbeat_interval=heartbeat_interval, join_secret=join_secret,
             repair_bandwidth=repair_bandwidth, scrub_rate=scrub_rate,
             scrub_interval=scrub_interval,
-            join_secret_file=join_secret_file, tls_cert=tls_cert, tls_key=tls_key,
-            tls_ca=tls_ca, log_level=log_level,
+            join_secret_file=join_secret_file, adopt_cluster=adopt_cluster,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, log_level=log_level,
         )
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -624,6 +628,9 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     s = _call(_client(brain, config).status)
     cap = s["capacity"]
     rep = s["replication"]
+    if s.get("needs_recovery"):  # first, before anything that looks reassuring
+        console.print(f"NEEDS RECOVERY: {s['needs_recovery']}", style="bold red",
+                      highlight=False, markup=False)
     console.print(f"nodes: {s['nodes']['online']} online of {s['nodes']['total']}  "
                   f"R={s['replicas']} W={s['write_quorum']}", highlight=False)
     brains = s.get("brains") or {}
@@ -675,7 +682,13 @@ def _metadata_safety(s: dict[str, Any]) -> None:
     the nodes, the last snapshot, the last fire drill."""
     m = s.get("manifests") or {}
     if m.get("deletions_frozen"):
-        console.print(f"[bold red]{escape(m['deletions_frozen'])}[/]", highlight=False)
+        console.print("nothing is deleted until this is sorted out (see above)",
+                      style="bold red", highlight=False)
+    kept = m.get("unknown_kept") or {}
+    if kept.get("copies"):
+        console.print(f"{plural(kept['copies'], 'unknown copy', 'unknown copies')} "
+                      f"({format_size(kept['bytes'])}) kept: no file and no record of this "
+                      "brain names them, so they are not deleted", highlight=False)
     if m.get("waiting"):
         console.print(f"[red]{plural(m['waiting'], 'manifest pack')} not on the nodes yet: a brain "
                       f"disk lost now would lose their changes[/] ({m.get('last_error')})",

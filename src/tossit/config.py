@@ -278,6 +278,12 @@ class BrainSettings(_ServerSettings):
     high_water: float = Field(default=0.95, gt=0, le=1)
     gc_interval: float = Field(default=60.0, gt=0)
     gc_grace: float = Field(default=3600.0, ge=0)
+    gc_sweep_max: int = Field(
+        default=100_000, ge=1, description="stray copies one orphan sweep deletes at most "
+        "(more: an event, and the rest waits for the next sweep)")
+    intent_keep: float = Field(
+        default=7 * 86400.0, gt=0, description="seconds the brain remembers a chunk it "
+        "wrote for an upload that did not commit (a node away longer keeps such copies)")
     upload_parallel_chunks: int = Field(default=4, ge=1, le=32)
     upload_buffer: int = Field(
         default=64 * MiB, description="chunk bytes all uploads together may hold in memory"
@@ -425,6 +431,11 @@ class NodeSettings(_ServerSettings):
 
     join_secret: SecretStr | None = Field(
         default=None, description="the cluster secret (brain data dir: cluster.secret)")
+    adopt_cluster: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{16,64}$",
+        description="the id of a cluster to join even though this node joined another "
+        "one before (the brain's refusal names it); its chunks are then unknown to that "
+        "brain, which keeps them but never deletes them")
     join_secret_file: Path | None = Field(
         default=None, description="a file holding the cluster secret")
 

@@ -617,12 +617,9 @@ def test_client_disconnect_mid_upload(cl: Cluster, mode: str) -> None:
         ctype = f"multipart/form-data; boundary={boundary}"
     else:
         preamble, target, length, ctype = b"", f"/api/files/{name}", declared, "text/plain"
-    head = (f"{'POST' if mode == 'multipart' else 'PUT'} {target} HTTP/1.1\r\n"
-            f"Host: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n"
-            f"Authorization: Bearer {cl.admin_key}\r\n\r\n")
-    sock = socket.create_connection(("127.0.0.1", cl.port), timeout=30)
+    sock = cl.open_upload(target, method="POST" if mode == "multipart" else "PUT",
+                          ctype=ctype, length=length, first=preamble + prefix)
     try:
-        sock.sendall(head.encode() + preamble + prefix)
         # The brain has stored the prefix's full chunks on the nodes ...
         wait_until(lambda: set().union(*on_disk(cl, ids).values()) == ids, 20,
                    what="the prefix's chunks on disk")

@@ -427,20 +427,25 @@ def test_deletes_while_a_node_is_away_are_collected_when_it_returns(dead_fast: A
 
 
 def test_the_collector_says_how_much_it_freed(dead_fast: Any) -> None:
-    """Stray copies (bytes no file refers to) are counted in the space freed, and
-    the event says it in words: the old one said "0 B" for 192 MiB of them."""
+    """Stray copies (a failed upload's chunks, which no file refers to) are counted
+    in the space freed, and the event says it in words: the old one said "0 B" for
+    192 MiB of them."""
     cl = dead_fast(nodes=3, brain_args=["--gc-grace", "0"])
     upload_many(cl, 2)
-    strays = [os.urandom(50_000 + i) for i in range(3)]
-    with cl.node_http(0) as node:
-        for data in strays:
-            cid = hashlib.sha256(data).hexdigest()
-            assert node.put(f"/chunks/{cid}", content=data).status_code == 201
-    cl.gc()  # (a background sweep may take some of them first: counted in its event)
+    prefix = os.urandom(2 * CHUNK + 100)
+    ids = {hashlib.sha256(prefix[i:i + CHUNK]).hexdigest() for i in (0, CHUNK)}
+    sock = cl.open_upload("/api/files/never-finished.bin", length=100 * CHUNK, first=prefix)
+    try:
+        wait_until(lambda: all(ids <= set(cl.chunk_files(i)) for i in range(3)), 30,
+                   what="the partial upload's chunks on every node")
+    finally:
+        sock.close()  # the client goes away: its chunks are garbage
+    wait_until(lambda: (cl.gc(), not any(ids & set(cl.chunk_files(i)) for i in range(3)))[1],
+               30, interval=0.5, what="the failed upload's chunks freed")
     events = cl.http.get("/api/events", params={"kind": "gc"}).json()
     freed = [e["data"] for e in events if e["data"] and e["data"].get("orphans_deleted")]
-    assert sum(d["orphans_deleted"] for d in freed) == 3, events
-    assert sum(d["bytes_freed"] for d in freed) == sum(map(len, strays)), events
+    assert sum(d["orphans_deleted"] for d in freed) == 6, events
+    assert sum(d["bytes_freed"] for d in freed) == 6 * CHUNK, events
     assert all(re.fullmatch(r"garbage collection freed [\d.]+ KiB: \d stray cop(y|ies) that no "
                             r"file refers to \(failed uploads, or deleted while a node was "
                             r"away\)", e["message"]) for e in events if e["data"] and

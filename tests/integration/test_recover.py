@@ -303,26 +303,33 @@ def test_only_the_newest_snapshots_are_kept_and_only_after_a_change(make_cluster
     assert len(set(ids)) == 3
 
 
-def test_a_brain_on_an_empty_database_does_not_collect_the_clusters_data(
-        cluster: Cluster) -> None:
-    """The wrong way back (a new, empty database with the old secrets, instead of
-    tossit recover): the nodes' packs carry changes this brain never made, so it
-    deletes nothing and says why, instead of taking everything for orphans."""
+def test_a_brain_on_an_old_backup_does_not_collect_the_newer_data(cluster: Cluster) -> None:
+    """The wrong way back (yesterday's database backup, instead of tossit recover):
+    same cluster id, so the nodes join; but their packs carry changes this brain
+    never made, so it deletes nothing and says why, instead of taking the newer
+    files' chunks for orphans."""
     c = cluster
-    data = os.urandom(MiB + 3)
-    c.upload("precious.bin", data)
+    c.upload("old.bin", os.urandom(5000))
+    c.stop_brain()
+    brain = c.root / "brain"
+    shutil.copy(brain / "tossit.db", brain / "backup.db")  # stopped: the WAL is merged
+    c.start_brain()
+    c.wait_online(3)
+    c.upload("precious.bin", os.urandom(MiB + 3))
     before = {i: set(c.chunk_files(i)) for i in range(3)}
     c.stop_brain()
-    (c.root / "brain" / "tossit.db").rename(c.root / "brain" / "old.db")
     for extra in ("tossit.db-wal", "tossit.db-shm"):
-        (c.root / "brain" / extra).unlink(missing_ok=True)
+        (brain / extra).unlink(missing_ok=True)
+    (brain / "backup.db").replace(brain / "tossit.db")
     c.brain_args = ["--gc-grace", "0"]  # orphans would be deleted at once
     restart_brain(c)
     stats = c.gc()
     assert stats["orphans_deleted"] == 0, stats
     assert {i: set(c.chunk_files(i)) for i in range(3)} == before
-    frozen = c.http.get("/api/status").json()["manifests"]["deletions_frozen"]
+    st = c.http.get("/api/status").json()
+    frozen = st["manifests"]["deletions_frozen"]
     assert frozen and "newer than this brain's metadata" in frozen
+    assert st["needs_recovery"] and "tossit recover" in st["needs_recovery"]
     event = c.http.get("/api/events", params={"kind": "metadata_behind"}).json()
     assert event and event[0]["severity"] == "error"
 

@@ -116,7 +116,7 @@ class Gatherer:
             zone=str(status.get("zone", "default")),
             **{k: int(status.get(k, 0)) for k in (
                 "capacity", "used", "free", "disk_total", "disk_free", "chunk_count")},
-            version=str(status.get("version", "?")))
+            version=str(status.get("version", "?")), cluster=status.get("cluster") or None)
         inv: dict[str, tuple[int, str]] = {}
         after = ""
         while True:
@@ -161,7 +161,7 @@ class Gatherer:
         self.out.nodes[node_id] = NodeFound(
             id=node_id, name=str(doc.get("name") or f"node {node_id[:8]}"),
             address=str(doc.get("address") or ""), zone=str(doc.get("zone") or "default"),
-            used=used, chunk_count=len(inv))
+            used=used, chunk_count=len(inv), cluster=doc.get("cluster") or None)
         for cid, (_size, kind) in inv.items():
             if kind == META:
                 path = d / "manifests" / cid[:3] / cid

@@ -5,7 +5,10 @@ Three sources of garbage, one procedure:
 * chunks a delete or an overwrite left at zero references (``release``),
 * chunks written for an upload that failed before it committed (``release``),
 * chunks found on a node that the metadata does not know at all (the orphan
-  sweep, e.g. after a brain crash mid-upload), once older than ``gc_grace``.
+  sweep, e.g. after a brain crash mid-upload), once older than ``gc_grace``, and
+  only if the intent journal says this brain wrote them (``intents``): absence
+  from the metadata alone never deletes anything, and a node whose data is
+  mostly unknown stops every deletion (``strangers``).
 
 A chunk is claimed (``ChunkPins.begin_delete``) before the metadata is checked
 and its copies deleted, so an upload that starts using it in the meantime waits
@@ -20,12 +23,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from tossit.brain.intents import IntentJournal
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import Store
+from tossit.brain.strangers import RecoveryAlarm, Suspect, is_stranger
 from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import PackError, decode_pack
@@ -79,11 +85,15 @@ class Collector:
         # belong to files whose manifests are on a node that was away: no orphan is
         # deleted before this time (epoch seconds).
         self.keep_orphans_until = 0.0
-        # Set when a node holds manifest packs with versions this brain never
-        # issued: its metadata is behind the cluster's (a new empty database, or an
-        # old backup restored). Nothing is deleted while it is set: what looks like
-        # garbage here may be what newer metadata uses. Cleared by a restart.
-        self.frozen: str | None = None
+        # What says this brain's metadata may not be the cluster's (strangers,
+        # packs newer than it, nodes of another cluster): while it blocks, nothing
+        # is deleted, since what looks like garbage here may be what the real
+        # metadata uses. Cleared by a restart.
+        self.alarm = RecoveryAlarm()
+        # The orphan sweep's positive knowledge: what this brain wrote (uploads
+        # note their chunks in it).
+        self.intents = IntentJournal(store, settings.intent_keep)
+        self.unknown_kept = (0, 0)  # unknown copies the last sweep kept: count, bytes
         # Packs on the nodes whose recording in the metadata is pending (the writer's).
         self.written_packs: Callable[[], set[str]] = set
         self._packs_checked: dict[str, bool] = {}  # unknown pack -> foreign?
@@ -178,7 +188,7 @@ class Collector:
         """Unknown manifest packs on a node: stale copies are orphans like any
         other; but a pack of this cluster with versions newer than any this brain
         logged means its metadata is behind: freeze deletions, and say so."""
-        if self.frozen or not packs or self.store.pack_key is None:
+        if self.alarm.behind or not packs or self.store.pack_key is None:
             return
         outbox = await self.store.log.outbox_ids()
         newest = await self.store.log.max_version()
@@ -195,13 +205,14 @@ class Collector:
                     continue
                 self._packs_checked[pid] = max((e.version for e in entries), default=0) > newest
             if self._packs_checked[pid]:
-                self.frozen = (
+                self.alarm.behind = (
                     f"{node.name} holds manifest pack {pid[:12]} with changes newer than this "
                     "brain's metadata (a new empty database, or an old backup restored): "
                     "nothing is deleted until this is sorted out; run 'tossit drill', and "
                     "'tossit recover' to rebuild the metadata (docs/operations.md)")
-                log.critical("%s", self.frozen)
-                await self.store.add_event("metadata_behind", self.frozen, severity="error",
+                log.critical("%s", self.alarm.behind)
+                await self.store.add_event("metadata_behind", self.alarm.behind,
+                                           severity="error",
                                            node_id=node.id, data={"pack": pid})
                 return
 
@@ -223,7 +234,7 @@ class Collector:
         node = self.registry.get(node_id)
         if node is None:
             return False  # the node is unknown: nothing to delete there
-        if node.state not in READABLE_STATES or self.frozen:
+        if node.state not in READABLE_STATES or self.alarm.blocks_deletion:
             return None
         async with self._sem:
             try:
@@ -311,7 +322,7 @@ class Collector:
         node = self.registry.get(node_id)
         if node is None:
             return dict.fromkeys(cids, False)
-        if node.state not in READABLE_STATES or self.frozen:
+        if node.state not in READABLE_STATES or self.alarm.blocks_deletion:
             return dict.fromkeys(cids, None)
         out: dict[str, bool | None] = {}
         for i in range(0, len(cids), DELETES_PER_REQUEST):
@@ -328,69 +339,134 @@ class Collector:
         return out
 
     async def _sweep_orphans(self, stats: dict[str, Any]) -> None:
-        """Compare each live node's inventory with the metadata, both ways:
-        copies the metadata does not know are adopted (if referenced) or deleted
-        after ``gc_grace``; copies it expects but the node lacks are marked
-        missing, and the repairer re-makes them."""
+        """Compare each live node's inventory with the metadata, both ways.
+
+        Copies the metadata expects but the node lacks are marked missing (the
+        repairer re-makes them); copies of known chunks it did not record are
+        adopted. Unknown copies are first only looked at, on every node: a node
+        whose inventory is mostly unknown is a stranger, and packs newer than the
+        metadata mean it is behind; either stops all deletion (``alarm``). Then,
+        and only then, unknown copies older than ``gc_grace`` that the intent
+        journal names are deleted, at most ``gc_sweep_max`` per sweep; any other
+        unknown copy is kept and counted: absence from the metadata alone is
+        never a reason to delete."""
         started = time.time()
-        cutoff = started - self.settings.gc_grace
         stats.setdefault("missing", 0)
+        looks = []
         for node_id in self.registry.online_ids():
             node = self.registry.get(node_id)
-            if node is None:
-                continue
-            after = ""
-            missing: list[str] = []
-            while True:
-                try:
-                    page = await self.nodes.inventory(node, after, 5000)
-                except NodeError as exc:
-                    log.info("inventory of %s failed: %s", node.name, exc)
-                    break
-                entries: list[dict[str, Any]] = page["chunks"]  # type: ignore[assignment]
-                nxt = page.get("next") or ""
-                ids = [e["id"] for e in entries]
-                expected = await self.store.ok_replicas_in_range(
-                    node_id, after, ids[-1] if nxt and ids else None, started)
-                for cid in sorted(expected - set(ids)):
-                    await self.store.set_replica_state(cid, node_id, "missing")
-                    missing.append(cid)
-                if not entries:
-                    break
-                known = await self.store.known_chunks(ids)
-                recorded = await self.store.replicas_on_node(node_id, ids)
-                for e in entries:
-                    cid = e["id"]
-                    if known.get(cid, 0) > 0 and cid not in recorded:
-                        # A verified copy the metadata lost track of (e.g. a retried
-                        # write): count it rather than delete good data.
-                        await self.store.add_replicas(cid, [node_id])
-                        stats["adopted"] += 1
-                await self._check_foreign(node, [e["id"] for e in entries if e.get(
-                    "kind") == META and e["id"] not in known])
-                # (Packs still in the outbox are not known yet: never orphans.)
-                waiting = await self.store.log.outbox_ids() if has_packs(entries) else set()
-                old = [e["id"] for e in entries if e["id"] not in known and e["mtime"] < cutoff
-                       and e["id"] not in waiting and started >= self.keep_orphans_until]
-                claimed = await self._claim(old) if old else []
-                try:
-                    size_of = {e["id"]: int(e.get("size") or 0) for e in entries}
-                    for cid in claimed:
-                        if await self._delete_copy(node_id, cid):
-                            stats["orphans_deleted"] += 1
-                            stats["bytes_freed"] += size_of.get(cid, 0)
-                finally:
-                    for cid in claimed:
-                        self.pins.end_delete(cid)
-                after = page.get("next") or ""  # type: ignore[assignment]
-                if not after:
-                    break
-            if missing:
-                stats["missing"] += len(missing)
-                await self.store.add_event(
-                    "replica_missing", f"{len(missing)} chunk copies the metadata expected "
-                    f"were not on {node.name}; re-replicating them", severity="warning",
-                    node_id=node_id, data={"missing": len(missing), "chunks": missing[:100]})
+            if node is not None:
+                look = await self._look(node, started, stats)
+                if look is not None:
+                    looks.append(look)
+        candidates = [c for look in looks for c in look.old]
+        named = await self.intents.known([cid for _, cid, _ in candidates])
+        stats["unknown_kept"] = sum(1 for _, cid, _ in candidates if cid not in named)
+        stats["unknown_kept_bytes"] = sum(size for _, cid, size in candidates
+                                          if cid not in named)
+        self.unknown_kept = (stats["unknown_kept"], stats["unknown_kept_bytes"])
+        if self.alarm.blocks_deletion or started < self.keep_orphans_until:
+            return
+        doomed = [c for c in candidates if c[1] in named]
+        cap = self.settings.gc_sweep_max
+        if len(doomed) > cap:
+            msg = (f"the orphan sweep found {plural(len(doomed), 'stray copy', 'stray copies')} "
+                   f"to delete and stopped at {cap:,} (gc_sweep_max): the rest waits for the "
+                   "next sweep")
+            log.warning("%s", msg)
+            await self.store.add_event("gc_capped", msg, severity="warning",
+                                       data={"found": len(doomed), "cap": cap})
+            doomed = doomed[:cap]
+        claimed = set(await self._claim(cid for _, cid, _ in doomed))
+        try:
+            for node_id, cid, size in doomed:
+                if cid in claimed and await self._delete_copy(node_id, cid):
+                    stats["orphans_deleted"] += 1
+                    stats["bytes_freed"] += size
+        finally:
+            for cid in claimed:
+                self.pins.end_delete(cid)
+
+    async def _look(self, node: Any, started: float, stats: dict[str, Any]) -> _Look | None:
+        """Read one node's whole inventory: mark missing copies, adopt known ones,
+        judge whether it is a stranger, and list its unknown copies older than
+        ``gc_grace`` (deleted later, if at all). None: it could not be read."""
+        cutoff = started - self.settings.gc_grace
+        look = _Look(node.id)
+        after = ""
+        missing: list[str] = []
+        while True:
+            try:
+                page = await self.nodes.inventory(node, after, 5000)
+            except NodeError as exc:
+                log.info("inventory of %s failed: %s", node.name, exc)
+                return None
+            entries: list[dict[str, Any]] = page["chunks"]  # type: ignore[assignment]
+            nxt = page.get("next") or ""
+            ids = [e["id"] for e in entries]
+            expected = await self.store.ok_replicas_in_range(
+                node.id, after, ids[-1] if nxt and ids else None, started)
+            for cid in sorted(expected - set(ids)):
+                await self.store.set_replica_state(cid, node.id, "missing")
+                missing.append(cid)
+            if not entries:
+                break
+            known = await self.store.known_chunks(ids)
+            recorded = await self.store.replicas_on_node(node.id, ids)
+            for cid in ids:
+                if known.get(cid, 0) > 0 and cid not in recorded:
+                    # A verified copy the metadata lost track of (e.g. a retried
+                    # write): count it rather than delete good data.
+                    await self.store.add_replicas(cid, [node.id])
+                    stats["adopted"] += 1
+            await self._check_foreign(node, [e["id"] for e in entries if e.get(
+                "kind") == META and e["id"] not in known])
+            # (Packs still in the outbox are not known yet: never orphans.)
+            waiting = await self.store.log.outbox_ids() if has_packs(entries) else set()
+            unknown = [e for e in entries if e["id"] not in known and e["id"] not in waiting]
+            look.total += len(entries)
+            look.unknown += len(unknown)
+            look.old.extend((node.id, e["id"], int(e.get("size") or 0)) for e in unknown
+                            if e["mtime"] < cutoff)
+            after = nxt  # type: ignore[assignment]
+            if not after:
+                break
+        if missing:
+            stats["missing"] += len(missing)
+            await self.store.add_event(
+                "replica_missing", f"{len(missing)} chunk copies the metadata expected "
+                f"were not on {node.name}; re-replicating them", severity="warning",
+                node_id=node.id, data={"missing": len(missing), "chunks": missing[:100]})
+        await self._judge(node, look)
+        return look
+
+    async def _judge(self, node: Any, look: _Look) -> None:
+        """Raise (or clear) the stranger alarm for this node."""
+        if not is_stranger(look.total, look.unknown):
+            self.alarm.strangers.pop(node.id, None)
+            self.alarm.vouched.add(node.id)
+            return
+        self.alarm.vouched.discard(node.id)
+        if node.id in self.alarm.strangers:
+            return
+        reason = (f"{look.unknown:,} of its {look.total:,} chunks and packs are unknown to "
+                  "this brain's metadata")
+        self.alarm.strangers[node.id] = Suspect(node.name, reason)
+        msg = self.alarm.message() or reason
+        log.warning("%s (%s: %s)", msg, node.name, reason)
+        await self.store.add_event("needs_recovery", f"{node.name}: {reason}. {msg}",
+                                   severity="error", node_id=node.id,
+                                   data={"unknown": look.unknown, "total": look.total})
+
+
+@dataclass
+class _Look:
+    """One node's inventory as the sweep judged it."""
+
+    node_id: str
+    total: int = 0
+    unknown: int = 0
+    old: list[tuple[str, str, int]] = field(default_factory=list)  # (node, chunk, size)
 
 
 def has_packs(entries: list[dict[str, Any]]) -> bool:

@@ -145,6 +145,7 @@ class Ingest:
             )))
             obj = await asyncio.shield(commit)
             committed = True
+            self.collector.intents.settled(placing)
             UPLOADS.labels("ok").inc()
             UPLOAD_BYTES.inc(hasher.size)
             under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
@@ -188,6 +189,9 @@ class Ingest:
         replicas = self.settings.replicas
         quorum = self.settings.quorum
         holders: list[str] = []
+        # Before any copy leaves: if this never commits, the journal is what lets
+        # the orphan sweep delete the copies (nothing is deleted on absence alone).
+        self.collector.intents.note(cid)
         if kind == DATA and len(data) >= _DEDUP_LOOKUP_FROM:
             holders = [
                 n for n in await self.store.ok_replicas(cid)

@@ -25,7 +25,7 @@ from tossit.auth.keys import (
     new_salt,
     secret_hash,
 )
-from tossit.auth.secretfile import ADMIN_KEY_FILE, write_secret
+from tossit.auth.secretfile import ADMIN_KEY_FILE, SecretFileError, read_secret, write_secret
 from tossit.brain.manifest_rows import Pack, log_key
 from tossit.brain.models import ApiKey
 from tossit.brain.store import Store
@@ -164,6 +164,16 @@ class KeyService:
             raise KeyNotFound(key_id)
         return derive_secret(self.master, row.id, row.salt)
 
+    async def _knows_secret_in(self, path: Path) -> bool:
+        """Is the key in this file one of this database's (revoked or expired)?"""
+        try:
+            digest = secret_hash(read_secret(path))
+        except SecretFileError:
+            return False
+        async with self.store.read() as s:
+            return await s.scalar(select(ApiKey.id).where(
+                ApiKey.secret_sha256 == digest)) is not None
+
     async def bootstrap(self, data_dir: Path, force: bool = False) -> Path | None:
         """Make sure somebody can administer the cluster: when no usable admin key
         exists (first start, or every admin key revoked or expired), or when
@@ -175,6 +185,14 @@ class KeyService:
         if usable and not force:
             return None
         info, secret = await self.create("admin", Role.admin)
+        if path.exists() and not force and not await self._knows_secret_in(path):
+            # This database has no usable admin key, and the key file holds a key it
+            # never made: the key of another database (this one is new or empty by
+            # mistake, and the real one may come back). Never overwrite it unasked.
+            kept, path = path, path.with_name(ADMIN_KEY_FILE + ".new")
+            log.warning("this database has no usable admin key but %s exists (the key of "
+                        "another database?): it is kept; the new admin key is in %s. If %s "
+                        "is no longer needed, restart with --new-admin-key", kept, path, kept)
         write_secret(path, secret)  # the secret alone: $(cat admin.key) works in a shell
         log.info("created admin key %s; its secret is in %s (mode 0600)", info.id, path)
         if sys.stdout.isatty():  # shown once on a terminal, never written to a log

@@ -123,6 +123,22 @@ class ManifestEntry(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class ChunkIntent(Base):
+    """A blob this brain asked nodes to store that no committed file may use yet:
+    the orphan sweep's positive knowledge. A copy the metadata does not know is
+    deleted only if its id is here (a failed or interrupted upload's chunk, a
+    pack); any other unknown copy is kept and counted, never taken for garbage
+    on mere absence from the metadata (an empty or old database would delete
+    the cluster). Rows expire after ``intent_keep``; those of chunks that
+    committed go sooner."""
+
+    __tablename__ = "chunk_intents"
+    __table_args__ = (Index("ix_chunk_intents_at", "at"),)
+
+    chunk_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+
+
 class ClusterState(Base):
     """Facts the brain keeps about itself: the last metadata snapshot, the last
     fire drill, when the metadata was rebuilt from the nodes."""

@@ -59,6 +59,7 @@ class NodeFound:
     disk_free: int = 0
     chunk_count: int = 0
     version: str = "?"
+    cluster: str | None = None  # the cluster id the node remembers (None: never joined)
 
 
 @dataclass
@@ -112,6 +113,8 @@ class Plan:
     max_version: int
     unreadable: dict[str, str]
     unreachable: dict[str, str]
+    cluster: str | None = None  # the id the new metadata takes: the nodes' own
+
 
     @property
     def complete(self) -> list[FileState]:
@@ -144,6 +147,15 @@ class Plan:
             "nodes_unreachable": len(self.unreachable),
             "max_version": self.max_version,
         }
+
+
+def cluster_of(nodes: list[NodeFound]) -> str | None:
+    """The cluster id the rebuilt metadata keeps, so that the nodes accept the
+    brain started on it: the one most nodes remember (ties: the smallest id)."""
+    counts = Counter(n.cluster for n in nodes if n.cluster)
+    if not counts:
+        return None
+    return min(counts, key=lambda c: (-counts[c], c))
 
 
 def _ok(c: ChunkRow) -> list[str]:
@@ -230,4 +242,4 @@ def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int
                 entries=entries, chunks=chunks,
                 nodes=sorted(g.nodes.values(), key=lambda n: n.name),
                 max_version=state.max_version, unreadable=dict(g.unreadable),
-                unreachable=dict(g.unreachable))
+                unreachable=dict(g.unreachable), cluster=cluster_of(list(g.nodes.values())))

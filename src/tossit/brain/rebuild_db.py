@@ -131,6 +131,9 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
     summary = plan.summary()
     await _insert(s, ClusterState, [{"name": "recovered", "updated_at": now,
                                      "value": {"at": now, **note, **summary}}])
+    if plan.cluster:  # the nodes' own id: they refuse a brain with another one
+        await _insert(s, ClusterState, [{"name": "cluster", "updated_at": now,
+                                         "value": {"id": plan.cluster, "created": now}}])
     await _insert(s, Event, [{
         "ts": now, "kind": "metadata_rebuilt", "severity": "warning",
         "message": _sentence(summary), "node_id": None, "data": {**note, **summary}}])

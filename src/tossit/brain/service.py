@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from typing import Any
 
 from tossit.auth.mac import BRAIN, Signer, Verifier
@@ -84,6 +85,7 @@ class Brain:
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.started = time.time()
+        self.cluster_id: str | None = None  # loaded at start (metadata state "cluster")
         self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
         self._own_tasks: list[asyncio.Task[None]] = []  # whatever the role
         self.directory = BrainDirectory(self.store, brain_id(settings.data_dir),
@@ -109,6 +111,7 @@ class Brain:
         else:
             await self._schema_ready()
         await self.store.bucket_id("default")
+        self.cluster_id = await self._cluster_id()
         if not self.auth:
             log.warning("authentication is OFF (auth = false): anyone who can reach "
                         "%s:%d can read and change everything", self.settings.host,
@@ -131,6 +134,17 @@ class Brain:
             "brain_started", f"brain started{role} (R={self.settings.replicas}, "
             f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
         log.info("brain ready%s: metadata at %s", role, self.url.split("@")[-1])
+
+    async def _cluster_id(self) -> str | None:
+        """This metadata's cluster id, made by the leader on a first start. Nodes
+        remember it, and refuse a brain with another one (an empty or wrong
+        database) instead of handing it chunks it would not know."""
+        state = await self.store.get_state("cluster")
+        if state is None and self.leader:
+            state = {"id": uuid.uuid4().hex[:16], "created": time.time()}
+            await self.store.set_state("cluster", state)
+            log.info("new cluster %s", state["id"])
+        return None if state is None else str(state["id"])
 
     async def _schema_ready(self) -> None:
         """A follower does not migrate (the leader does): it waits for the schema."""
@@ -169,6 +183,8 @@ class Brain:
     async def _lead(self) -> None:
         """Commit, and run the background loops."""
         assert self.store.pack_key is not None
+        if self.cluster_id is None:  # a follower taking over before the first leader made it
+            self.cluster_id = await self._cluster_id()
         resigned = await self.store.log.follow_key(self.store.pack_key)
         if resigned:
             await self.store.add_event(
@@ -179,6 +195,7 @@ class Brain:
         self._tasks = [
             asyncio.create_task(self.monitor.run_forever(), name="monitor"),
             asyncio.create_task(self.collector.run_forever(), name="gc"),
+            asyncio.create_task(self.collector.intents.run_forever(), name="intents"),
             asyncio.create_task(self.manifests.run_forever(), name="manifests"),
             asyncio.create_task(self.manifests.run_recorder(), name="manifest-records"),
             asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
@@ -304,6 +321,8 @@ class Brain:
             with contextlib.suppress(Exception):
                 await self.directory.renew("stopped")
         await self.commits.stop()
+        if self.leader:
+            await self.collector.intents.close()
         await self.nodes.close()
         await self.lock.release()
         await self.store.close()

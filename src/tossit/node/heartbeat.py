@@ -21,6 +21,7 @@ import aiohttp
 from tossit import __version__
 from tossit.auth.mac import BRAIN, Signer
 from tossit.config import NodeSettings
+from tossit.node.identity import load_cluster, record_cluster
 from tossit.node.scrubber import Scrubber
 from tossit.node.storage import ChunkStore
 from tossit.tlsconfig import client_context
@@ -44,6 +45,8 @@ class Heartbeat:
         self.rtt_ms: float | None = None  # the last heartbeat's round trip
         self._task: asyncio.Task[None] | None = None
         self._registered = False
+        # The cluster this node belongs to (node.json); None until it first joins.
+        self.cluster: str | None = load_cluster(settings.data_dir)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeat")
@@ -73,7 +76,19 @@ class Heartbeat:
             "manifest_count": u.manifest_count,
             "load": load1,
             "disk_id": self.store.disk_id(),
+            "cluster": self.cluster,
         }
+
+    async def _joined(self, cluster: str | None) -> None:
+        """Remember the brain's cluster id (the first join, or an adoption the
+        operator asked for: the brain only accepts another id when ``adopt`` names
+        its own)."""
+        if cluster and cluster != self.cluster:
+            if self.cluster:
+                log.warning("this node now belongs to cluster %s (was %s), as asked "
+                            "(--adopt-cluster)", cluster, self.cluster)
+            await asyncio.to_thread(record_cluster, self.settings.data_dir, cluster)
+            self.cluster = cluster
 
     def _signed(self, brain: str, path: str, body: bytes) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -100,7 +115,9 @@ class Heartbeat:
                         f"/api/nodes/{self.node_id}/heartbeat"
                     )
                     corrupt = self.scrubber.unreported() if self.scrubber else []
-                    body = json.dumps({**report, "corrupt": corrupt,
+                    extra = ({"adopt": self.settings.adopt_cluster}
+                             if self.settings.adopt_cluster else {})
+                    body = json.dumps({**report, **extra, "corrupt": corrupt,
                                        "rtt_ms": self.rtt_ms}).encode()
                     brain = brains[current]
                     t0 = time.monotonic()
@@ -113,20 +130,17 @@ class Heartbeat:
                             log.warning("brain does not know this node any more; re-registering")
                             self._registered = False
                             continue
-                        if resp.status == 401:
-                            why = (await resp.text())[:300]
-                            raise RuntimeError(
-                                f"the brain refused this node ({why}); give the node the "
-                                "brain's cluster secret: --join-secret-file "
-                                "BRAIN_DATA_DIR/cluster.secret")
+                        if resp.status in (401, 409):
+                            raise Refused(_refusal(resp.status, await resp.text()))
                         if resp.status >= 400:
                             text = (await resp.text())[:300]
                             raise RuntimeError(f"brain answered {resp.status}: {text}")
+                        answer = await resp.json()
                         if not self._registered:
                             log.info("registered with brain %s as %s", brain, self.node_id)
-                            answer = await resp.json()
                             # The brain times failure detection on its interval: follow it.
                             interval = float(answer.get("heartbeat_interval", interval))
+                        await self._joined(answer.get("cluster"))
                         self._registered = True
                         if corrupt and self.scrubber:
                             self.scrubber.acknowledge(corrupt)
@@ -136,6 +150,16 @@ class Heartbeat:
                     await asyncio.sleep(interval)
                 except asyncio.CancelledError:
                     raise
+                except Refused as exc:
+                    # Every time, not only the first: an operator tailing the log
+                    # after fixing something must see whether it is still refused.
+                    log.warning("brain %s refused this node: %s", brains[current], exc)
+                    self.connected = False
+                    self.rtt_ms = None
+                    if len(brains) > 1:
+                        current = (current + 1) % len(brains)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, max(interval, MAX_BACKOFF))
                 except Exception as exc:
                     if self.connected or backoff == interval:
                         log.warning("no contact with brain %s: %s", brains[current], exc)
@@ -147,3 +171,21 @@ class Heartbeat:
                             continue
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, max(interval, MAX_BACKOFF))
+
+
+class Refused(Exception):
+    """The brain will not take this node as it is (wrong secret, other cluster):
+    retried, since the operator may fix the brain, but logged every time."""
+
+
+def _refusal(status: int, text: str) -> str:
+    """The brain's reason, and what to do about it."""
+    try:
+        message = str(json.loads(text).get("message") or text)
+    except (ValueError, AttributeError):
+        message = text
+    message = message[:500]
+    if status == 401:
+        return (f"{message}; give the node the brain's cluster secret: "
+                "--join-secret-file BRAIN_DATA_DIR/cluster.secret")
+    return message

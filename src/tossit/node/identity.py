@@ -37,12 +37,30 @@ def load_or_create(data_dir: Path) -> str:
 def record_address(data_dir: Path, name: str, address: str, zone: str) -> None:
     """Keep the node's name, address and zone in ``node.json`` beside its id, so
     that ``tossit recover --node-dir`` can name and reach it without its brain."""
+    _update(data_dir, {"name": name, "address": address, "zone": zone})
+
+
+def load_cluster(data_dir: Path) -> str | None:
+    """The id of the cluster this node belongs to (None: it never joined one).
+
+    A brain started on an empty or wrong database has another cluster id; a node
+    that remembers its own refuses to join it, instead of handing it chunks that
+    brain would take for garbage."""
+    doc = json.loads((data_dir / "node.json").read_text())
+    return str(doc["cluster"]) if doc.get("cluster") else None
+
+
+def record_cluster(data_dir: Path, cluster_id: str) -> None:
+    """Remember the cluster this node joined (fsynced before it is relied on)."""
+    _update(data_dir, {"cluster": cluster_id})
+
+
+def _update(data_dir: Path, fields: dict[str, str]) -> None:
     path = data_dir / "node.json"
     doc = json.loads(path.read_text())
-    seen = {"name": name, "address": address, "zone": zone}
-    if all(doc.get(k) == v for k, v in seen.items()):
+    if all(doc.get(k) == v for k, v in fields.items()):
         return
-    doc.update(seen)
+    doc.update(fields)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     with open(tmp, "rb") as fh:

@@ -126,7 +126,13 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     # zones hold less, because a chunk's copies must land on distinct ones.
     usable = min(raw // r, usable_capacity(
         [Candidate(n.id, n.capacity, n.zone) for n in live if n.admin_state is None], r))
+    alarm = brain.collector.alarm
+    kept, kept_bytes = brain.collector.unknown_kept
     return {
+        "cluster_id": brain.cluster_id,
+        # Not None: this brain's metadata may not be the cluster's (strangers, packs
+        # newer than it, nodes of another cluster); see tossit.brain.strangers.
+        "needs_recovery": alarm.message(),
         "replicas": r,
         "write_quorum": brain.settings.quorum,
         "chunk_size": brain.settings.chunk_size,
@@ -154,7 +160,9 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "waiting": await brain.store.log.outbox_count(older_than=STUCK_AFTER),
             "outbox": await brain.store.log.outbox_count(),
             "last_error": brain.manifests.last_error,
-            "deletions_frozen": brain.collector.frozen,
+            "deletions_frozen": alarm.message() if alarm.blocks_deletion else None,
+            # Copies no file and no intent names: kept, never deleted on absence alone.
+            "unknown_kept": {"copies": kept, "bytes": kept_bytes},
         },
         "readiness": await readiness(brain),
         "snapshot": await _snapshot(brain),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -19,9 +20,11 @@ from tossit.brain.registry import (
     NodeView,
 )
 from tossit.brain.service import Brain
+from tossit.brain.strangers import Suspect, cluster_refusal
 from tossit.config import format_size, plural
 from tossit.errors import ApiError, error_responses
 
+log = logging.getLogger("tossit.brain.nodes")
 router = APIRouter(tags=["nodes"])
 # Called by nodes, not users: authenticated by the cluster MAC (tossit.auth.mac).
 protocol = APIRouter(tags=["node protocol"], route_class=AuthBeforeBody)
@@ -50,6 +53,11 @@ class NodeReport(BaseModel):
     rtt_ms: float | None = Field(default=None, ge=0, le=1e6,
                                  description="the round trip of the node's previous heartbeat")
     disk_id: str | None = Field(default=None, max_length=300)
+    cluster: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$",
+                                description="the cluster the node joined before (none: new)")
+    adopt: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$",
+                              description="join this cluster even if the node belongs to "
+                              "another (the operator's --adopt-cluster)")
     corrupt: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list, max_length=1000,
         description="chunks the node's scrubber found corrupt (and quarantined)")
@@ -85,12 +93,41 @@ def _check_sender(sender: str | None, node_id: str) -> None:
         raise ApiError(403, "forbidden", f"signed by {sender}, not by node {node_id}")
 
 
+def _cluster_for(brain: Brain, report: NodeReport) -> str | None:
+    """The cluster id to tell this node (it remembers it and refuses other brains
+    from then on): not to a stranger, which must still be able to join the
+    database its data belongs to."""
+    if report.cluster is None and not brain.collector.alarm.may_learn_cluster(
+            report.id, report.chunk_count + report.manifest_count):
+        return None
+    return brain.cluster_id
+
+
+async def _check_cluster(brain: Brain, report: NodeReport) -> None:
+    """A node of another cluster is refused, loudly on both sides: this brain's
+    metadata is probably not the one its chunks belong to."""
+    why = cluster_refusal(brain.cluster_id, report.cluster, report.adopt)
+    if why is None:
+        brain.collector.alarm.refused.pop(report.id, None)
+        return
+    first = report.id not in brain.collector.alarm.refused
+    brain.collector.alarm.refused[report.id] = Suspect(report.name, why)
+    log.warning("refused node %s (%s): %s", report.name, report.address, why)
+    if first:
+        await brain.store.add_event("node_refused", f"{report.name} refused: {why}",
+                                    severity="error", data={
+                                        "node": report.id, "address": report.address,
+                                        "cluster": report.cluster})
+    raise ApiError(409, "wrong_cluster", why, cluster=brain.cluster_id)
+
+
 @protocol.post("/api/nodes/register", summary="A node joins (or rejoins) the cluster",
                responses=error_responses(403, 409, 413, e403="Signed by another node"))
 async def register(report: NodeReport, request: Request,
                    sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
     _check_sender(sender, report.id)
     brain = brain_of(request)
+    await _check_cluster(brain, report)
     if await brain.store.node_row_state(report.id) == "removed":
         raise ApiError(409, "node_removed",
                        "this node was removed from the cluster; to join again as a new "
@@ -116,7 +153,8 @@ async def register(report: NodeReport, request: Request,
     brain.collector.request_sweep()  # reconcile its inventory with the metadata
     brain.manifests.wake()  # manifest packs that waited for nodes may go now
     await _corrupt_reported(brain, report)
-    return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval}
+    return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval,
+            "cluster": _cluster_for(brain, report)}
 
 
 async def _back_online(brain: Brain, report: NodeReport, was: str) -> None:
@@ -164,6 +202,7 @@ async def heartbeat(report: NodeReport, request: Request,
     view = brain.registry.get(node_id)
     if view is None or report.id != node_id:
         raise ApiError(404, "node_not_found", "unknown node: register first")
+    await _check_cluster(brain, report)
     was = view.state
     data = report.model_dump(exclude={"corrupt"})
     brain.registry.update(data, ONLINE)
@@ -172,7 +211,7 @@ async def heartbeat(report: NodeReport, request: Request,
         await brain.store.set_node_state(node_id, ONLINE, view.rtt_ms)
         await _back_online(brain, report, was)
     await _corrupt_reported(brain, report)
-    return {"ok": True}
+    return {"ok": True, "cluster": _cluster_for(brain, report)}
 
 
 # -- drain and remove (admin) ------------------------------------------------

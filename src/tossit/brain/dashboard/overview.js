@@ -67,10 +67,14 @@ function usableWhy(c, r) {
 
 // Copies on one disk or one machine protect against less than their number says:
 // said on top of the overview, always (an empty placeholder keeps the layout stable).
+// "Needs recovery" (this brain's metadata may not be the cluster's) comes first.
 function sharedFate(st) {
   const fates = st.shared_fate || [];
-  return h("div", { class: "shared-fate", id: "shared-fate", role: fates.length ? "alert" : null },
-    fates.map((f) => h("p", { class: "notice warn" }, f.message)));
+  const alarm = st.needs_recovery
+    ? [h("p", { class: "notice crit", id: "needs-recovery" }, h("strong", "Needs recovery: "), st.needs_recovery)]
+    : [];
+  return h("div", { class: "shared-fate", id: "shared-fate", role: fates.length || alarm.length ? "alert" : null },
+    alarm, fates.map((f) => h("p", { class: "notice warn" }, f.message)));
 }
 
 function capacityCard(st) {
