@@ -606,6 +606,10 @@ def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
             format_size(n["used"]), format_size(n["capacity"]), f"{n['chunk_count']:,}",
             format_duration(n["seconds_since_heartbeat"]), n["id"][:SHORT_ID])
     console.print(table)
+    for n in rows:
+        if n.get("address_problem"):
+            console.print(f"! {n['name']} unreachable: {n['address_problem']}",
+                          style="bold red", highlight=False, markup=False)
     console.print(f"seen: time since the last heartbeat; node commands take a name, an id "
                   f"or its first {SHORT_ID} characters", style="dim", highlight=False)
     _shared_fate(_call(_client(brain, config).status))

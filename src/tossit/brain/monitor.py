@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from tossit.brain.registry import DEAD, OFFLINE, ONLINE, SUSPECT, Registry
+from tossit.brain.registry import DEAD, OFFLINE, ONLINE, SUSPECT, UNREACHABLE, Registry
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_duration, plural
 
@@ -71,7 +71,7 @@ class Monitor:
             elif silent >= self.settings.suspect_after:
                 state = SUSPECT
             else:
-                state = ONLINE
+                state = UNREACHABLE if node.address_problem else ONLINE
             if state == node.state:
                 continue
             old, node.state = node.state, state
@@ -93,6 +93,10 @@ class Monitor:
                 sev = "error"
             elif state == SUSPECT:
                 msg = f"{node.name} suspect: no heartbeat for {format_duration(silent)}"
+                sev = "warning"
+            elif state == UNREACHABLE:
+                msg = (f"{node.name} heartbeats again, but this brain cannot reach it: "
+                       f"{node.address_problem}")
                 sev = "warning"
             else:
                 msg = f"{node.name} back online"

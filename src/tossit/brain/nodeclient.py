@@ -84,6 +84,9 @@ class _NodeQueue:
         return batch
 
 
+PROBE_TIMEOUT = 3.0  # seconds the registration's reachability probe waits
+
+
 class NodeClient:
     def __init__(self, registry: Registry, timeout: float, signer: Signer | None = None,
                  tls_ca: Path | None = None) -> None:
@@ -332,6 +335,25 @@ class NodeClient:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to inventory")
                 result: dict[str, object] = await resp.json()
                 return result
+
+
+    async def probe(self, node: NodeView) -> str | None:
+        """Can this brain reach the node at the address it gave? None if its
+        ``/health`` answers with its id, else why not, for people."""
+        url = f"{node.address}/health"
+        hint = ("; start the node with --advertise-url set to an address this brain can "
+                "reach")
+        try:
+            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+                                     ) as resp:
+                answer = await resp.json(content_type=None) if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            return f"{url} does not answer ({type(exc).__name__}: {exc})"[:300] + hint
+        if not isinstance(answer, dict):
+            return f"{url} answered {resp.status}, not as a TossIt node{hint}"
+        if answer.get("id") != node.id:
+            return f"another node ({answer.get('id')}) answers at {url}{hint}"
+        return None
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:

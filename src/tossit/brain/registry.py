@@ -23,6 +23,9 @@ from tossit.placement import (
 )
 
 ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
+# Heartbeats arrive, but the brain cannot reach the address the node gave (no
+# --advertise-url, an unresolvable name): nothing is read from or written to it.
+UNREACHABLE = "unreachable"
 DRAINING, DRAINED = "draining", "drained"
 PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
 # Health states whose copies can be read. Draining is an admin state on top of
@@ -59,6 +62,9 @@ class NodeView:
     admin_state: str | None = None
     reserved: int = 0  # bytes placed here since the last heartbeat
     disk_id: str | None = None  # nodes sharing a filesystem report the same id
+    # Why the brain cannot reach ``address`` (None: it answered the last probe).
+    address_problem: str | None = None
+    probed_mono: float = 0.0
 
     def writable(self, size: int, high_water: float, now: float) -> bool:
         if self.state != ONLINE or self.admin_state is not None or self.unreachable_until > now:
@@ -74,6 +80,7 @@ class NodeView:
             "chunk_count": self.chunk_count, "manifest_count": self.manifest_count,
             "load": self.load, "version": self.version,
             "disk_id": self.disk_id, "admin_state": self.admin_state,
+            "address_problem": self.address_problem,
             # Only while it answers: an offline node's last figure is not its latency.
             "latency_ms": (round(self.rtt_ms, 2) if self.rtt_ms is not None
                            and self.state == ONLINE else None),
@@ -163,9 +170,11 @@ class Registry:
             view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)
             self.nodes[view.id] = view
         else:
+            if fields.get("address", view.address) != view.address:
+                view.address_problem = None  # a new address: probed again
             for k, v in fields.items():
                 setattr(view, k, v)
-            view.state = state
+            view.state = UNREACHABLE if state == ONLINE and view.address_problem else state
         view.last_heartbeat = time.time()
         view.seen_mono = time.monotonic()
         view.reserved = 0

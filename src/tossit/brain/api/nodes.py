@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -17,6 +18,7 @@ from tossit.brain.registry import (
     OFFLINE,
     ONLINE,
     READABLE_STATES,
+    UNREACHABLE,
     NodeView,
 )
 from tossit.brain.service import Brain
@@ -30,6 +32,7 @@ router = APIRouter(tags=["nodes"])
 protocol = APIRouter(tags=["node protocol"], route_class=AuthBeforeBody)
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _BIG = 2**62
+REPROBE_EVERY = 10.0  # seconds between probes of a node the brain could not reach
 
 
 class NodeReport(BaseModel):
@@ -141,13 +144,14 @@ async def register(report: NodeReport, request: Request,
         raise ApiError(409, "address_in_use",
                        f"another live node already serves {report.address}")
     new = await brain.store.upsert_node(data, ONLINE)
-    brain.registry.update(data, ONLINE)
+    view = brain.registry.update(data, ONLINE)
+    await _probe(brain, view)
     if new:
         msg = f"{report.name} joined ({report.address}, zone {report.zone})"
         await brain.store.add_event("node_joined", msg, node_id=report.id)
         brain.repairer.wake()  # placement changed: rebalance
     elif was is not None:
-        if was[0] != ONLINE:
+        if was[0] != ONLINE and view.state == ONLINE:
             await _back_online(brain, report, was[0])
         await _placement_inputs_changed(brain, report, was[1], was[2])
     brain.collector.request_sweep()  # reconcile its inventory with the metadata
@@ -155,6 +159,30 @@ async def register(report: NodeReport, request: Request,
     await _corrupt_reported(brain, report)
     return {"id": report.id, "heartbeat_interval": brain.settings.heartbeat_interval,
             "cluster": _cluster_for(brain, report)}
+
+
+async def _probe(brain: Brain, view: NodeView) -> None:
+    """Heartbeats prove the node reaches the brain, not the other way round: a
+    node registered at an address the brain cannot reach (no --advertise-url, an
+    unresolvable name) is shown as unreachable, and nothing goes to or comes
+    from it, instead of it looking online while every transfer fails."""
+    problem = await brain.nodes.probe(view)
+    view.probed_mono = time.monotonic()
+    if problem == view.address_problem:
+        return
+    view.address_problem = problem
+    if problem is not None:
+        view.state = UNREACHABLE
+        await brain.store.set_node_state(view.id, UNREACHABLE, view.rtt_ms)
+        log.warning("node %s is unreachable: %s", view.name, problem)
+        await brain.store.add_event("node_unreachable", f"{view.name} unreachable: {problem}",
+                                    severity="error", node_id=view.id)
+    elif view.state == UNREACHABLE:
+        view.state = ONLINE
+        await brain.store.set_node_state(view.id, ONLINE, view.rtt_ms)
+        await brain.store.add_event("node_online", f"{view.name} reachable again at "
+                                    f"{view.address}", node_id=view.id)
+        brain.repairer.wake()
 
 
 async def _back_online(brain: Brain, report: NodeReport, was: str) -> None:
@@ -207,9 +235,13 @@ async def heartbeat(report: NodeReport, request: Request,
     data = report.model_dump(exclude={"corrupt"})
     brain.registry.update(data, ONLINE)
     await brain.store.save_heartbeat(node_id, data)
-    if was != ONLINE:
+    if view.address_problem and time.monotonic() - view.probed_mono >= REPROBE_EVERY:
+        await _probe(brain, view)
+    if was != view.state and view.state == ONLINE:
         await brain.store.set_node_state(node_id, ONLINE, view.rtt_ms)
         await _back_online(brain, report, was)
+    elif was != view.state:
+        await brain.store.set_node_state(node_id, view.state, view.rtt_ms)
     await _corrupt_reported(brain, report)
     return {"ok": True, "cluster": _cluster_for(brain, report)}
 

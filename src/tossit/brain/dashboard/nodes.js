@@ -95,7 +95,8 @@ function row(n) {
   const limit = h("div", { class: "capbar-limit", title: `Storage limit ${bytes(cap)}` });
   limit.style.left = `${pct(cap, disk)}%`;
   bar.append(used, limit);
-  const stateBox = h("div", { class: "state-box" }, stateBadge(n.state));
+  const stateBox = h("div", { class: "state-box" }, stateBadge(n.state, n.address_problem || undefined));
+  if (n.address_problem) stateBox.append(h("span", { class: "small crit-text address-problem" }, n.address_problem));
   const stateCell = h("td", { "data-label": "State", class: "state-cell" }, stateBox);
   if (n.admin_state === "draining") {
     const start = Math.max(drainStart[n.id] || n.chunk_count, n.chunk_count);

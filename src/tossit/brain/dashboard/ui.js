@@ -105,6 +105,7 @@ export function progressBar(label, cls = "") {
 
 const STATE_WORDS = {
   online: "Online", suspect: "Suspect", offline: "Offline", dead: "Dead", unknown: "Unknown",
+  unreachable: "Unreachable",
   draining: "Draining", drained: "Drained", removed: "Removed",
 };
 
