@@ -526,7 +526,7 @@ def get(
         dest = dest / meta["name"].rsplit("/", 1)[-1]
     t0 = time.monotonic()
     with _progress() as progress:
-        task = progress.add_task(meta["name"], total=meta["size"])
+        task = progress.add_task(escape(meta["name"]), total=meta["size"])
         res = _call(client.download, meta["id"], dest,
                     progress=lambda n: progress.advance(task, n))
     dt = max(time.monotonic() - t0, 1e-6)
@@ -547,7 +547,7 @@ def ls(
     for f in files:
         rep = f["replication"]
         colour = {"healthy": "green", "degraded": "yellow"}.get(rep["state"], "red")
-        table.add_row(str(f["id"]), f["name"], format_size(f["size"]), str(f["chunks"]),
+        table.add_row(str(f["id"]), escape(f["name"]), format_size(f["size"]), str(f["chunks"]),
                       f"[{colour}]{rep['state']}[/] {rep['min_copies']}/{rep['target']}",
                       f["created"][:19].replace("T", " "))
     console.print(table)
@@ -564,7 +564,7 @@ def rm(
     for ref in refs:
         meta = _resolve(client, ref)
         _call(client.delete, meta["id"])
-        console.print(f"deleted {meta['name']} (id {meta['id']})", highlight=False)
+        console.print(f"deleted {escape(meta['name'])} (id {meta['id']})", highlight=False)
 
 
 @app.command()
@@ -576,14 +576,14 @@ def info(
     """Show a file's chunk map: which nodes hold each chunk."""
     client = _client(brain, config)
     meta = _call(client.info, _resolve(client, ref)["id"])
-    console.print(f"[bold]{meta['name']}[/]  id={meta['id']}  {format_size(meta['size'])}  "
+    console.print(f"[bold]{escape(meta['name'])}[/]  id={meta['id']}  {format_size(meta['size'])}  "
                   f"sha256={meta['sha256']}", highlight=False)
     rep = meta["replication"]
     console.print(f"replication: {rep['state']} (fewest copies {rep['min_copies']} of "
                   f"{rep['target']})", highlight=False)
     table = Table("#", "chunk", "size", "nodes", "placement wants", box=None)
     for c in meta["chunk_map"]:
-        held = ", ".join(f"{n['name']}({n['node_state']}/{n['replica_state']})"
+        held = ", ".join(f"{escape(n['name'])}({n['node_state']}/{n['replica_state']})"
                          for n in c["nodes"])
         table.add_row(str(c["index"]), c["id"][:16], format_size(c["size"]), held,
                       str(len(c["desired_nodes"])) + " nodes")
@@ -758,7 +758,7 @@ def node_drain(
     ref = _node_ref(client, node_id)
     plan = _call(client.node_impact, ref)["drain"]["summary"]
     n = _call(client.drain_node, ref)
-    console.print(f"draining {n['name']}: {plan}\nfollow with 'tossit status' or "
+    console.print(f"draining {escape(n['name'])}: {plan}\nfollow with 'tossit status' or "
                   "'tossit events'", highlight=False, markup=False)
 
 
@@ -793,7 +793,7 @@ def node_undrain(
     """Stop draining a node: it takes new chunks again."""
     client = _client(brain, config)
     n = _call(client.undrain_node, _node_ref(client, node_id))
-    console.print(f"{n['name']} takes new chunks again", highlight=False)
+    console.print(f"{escape(n['name'])} takes new chunks again", highlight=False)
 
 
 @node_app.command("remove")
@@ -805,7 +805,7 @@ def node_remove(
     """Forget a node. Refused while it holds the only copy of anything."""
     client = _client(brain, config)
     n = _call(client.remove_node, _node_ref(client, node_id))
-    console.print(f"removed {n['name']} ({n['id']})", highlight=False)
+    console.print(f"removed {escape(n['name'])} ({n['id']})", highlight=False)
 
 
 def _node_ref(client: TossitClient, ref: str) -> str:
@@ -870,7 +870,7 @@ def key_create(
     if secret_only:
         print(k["secret"])
         return
-    console.print(f"created {k['role']} key {k['id']} ({k['name']})"
+    console.print(f"created {k['role']} key {k['id']} ({escape(k['name'])})"
                   + (f", expires {k['expires'][:19]}Z" if k["expires"] else ""), highlight=False)
     console.print(f"secret: {k['secret']}", highlight=False, soft_wrap=True)
     err.print("This secret is not stored anywhere and cannot be shown again. Use it as "
@@ -884,7 +884,7 @@ def key_list(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     table = Table("id", "name", "role", "state", "created", "expires", box=None)
     for k in rows:
         colour = {"active": "green"}.get(k["state"], "red")
-        table.add_row(k["id"], k["name"], k["role"], f"[{colour}]{k['state']}[/]",
+        table.add_row(k["id"], escape(k["name"]), k["role"], f"[{colour}]{k['state']}[/]",
                       k["created"][:19].replace("T", " "),
                       (k["expires"] or "never")[:19].replace("T", " "))
     console.print(table)
@@ -898,7 +898,7 @@ def key_revoke(
 ) -> None:
     """Revoke a key: every request made with it fails from now on."""
     k = _call(_client(brain, config).revoke_key, key_id)
-    console.print(f"revoked key {k['id']} ({k['name']})", highlight=False)
+    console.print(f"revoked key {k['id']} ({escape(k['name'])})", highlight=False)
 
 
 def main() -> None:

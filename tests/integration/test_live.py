@@ -198,6 +198,26 @@ def test_impact_says_what_stopping_a_node_would_do(cl: Cluster) -> None:
     assert len(cl.chunk_files(0)) == held
 
 
+def test_one_key_cannot_hold_every_stream(cl: Cluster) -> None:
+    """A readonly key opening stream after stream gets 429 after a few; the admin
+    (another key) still gets its dashboard."""
+    key = cl.http.post("/api/keys", json={"name": "greedy", "role": "readonly"}).json()
+    headers = {"Authorization": f"Bearer {key['secret']}"}
+    held = [Listener(cl, headers=headers) for _ in range(8)]
+    try:
+        wait_until(lambda: all(x.status == 200 for x in held), 20, what="8 streams open")
+        extra = httpx.get(f"{cl.url}/api/stream", headers=headers, verify=cl.verify, timeout=10)
+        assert extra.status_code == 429 and extra.json()["error"] == "too_many_streams"
+        admin = Listener(cl)
+        try:
+            wait_until(lambda: admin.last("status"), 10, what="the admin's stream")
+        finally:
+            admin.close()
+    finally:
+        for x in held:
+            x.close()
+
+
 def test_open_streams_do_not_hold_up_a_brain_shutdown(cl: Cluster) -> None:
     live = Listener(cl)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
-import re
 import unicodedata
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -15,9 +14,9 @@ from fastapi.routing import APIRoute
 
 from tossit.brain.service import Brain
 from tossit.errors import ApiError, MalformedJson
+from tossit.names import unsafe_char, valid_media_type
 
 MAX_NAME_BYTES = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def brain_of(request: Request) -> Brain:
@@ -35,8 +34,10 @@ def check_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
     if not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise ApiError(400, "invalid_name", f"a file name is 1 to {MAX_NAME_BYTES} bytes")
-    if _CONTROL.search(name):
-        raise ApiError(400, "invalid_name", "a file name cannot contain control characters")
+    bad = unsafe_char(name)
+    if bad is not None:
+        raise ApiError(400, "invalid_name", f"a file name cannot contain control or "
+                       f"text-direction characters (found {bad})")
     if name.startswith("/") or any(seg in ("", ".", "..") for seg in name.split("/")):
         raise ApiError(
             400, "invalid_name", "a file name cannot start with '/' or contain '.', '..' "
@@ -52,9 +53,15 @@ def upload_filename(raw: str) -> str:
 
 
 def content_type_for(name: str, declared: str | None) -> str:
+    """The media type to store: the one declared (checked: it goes back out as a
+    header on every download), else a guess from the name."""
     generic = ("application/octet-stream", "")
-    if declared and declared.lower() not in generic and len(declared) < 200:
-        return declared
+    if declared and not valid_media_type(declared):
+        raise ApiError(400, "invalid_content_type",
+                       f"the Content-Type {declared[:80]!r} is not a valid media type "
+                       "(type/subtype, ASCII, optional ;name=value parameters)")
+    if declared and declared.lower() not in generic:
+        return declared.strip()
     guess, _ = mimetypes.guess_type(posixpath.basename(name), strict=False)
     return guess or "application/octet-stream"
 

@@ -23,6 +23,7 @@ from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
 from tossit.errors import ApiError, error_responses
+from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
 
 log = logging.getLogger("tossit.brain.api")
@@ -256,13 +257,14 @@ async def download(
         status = 206
         headers["Content-Range"] = rng.content_range(obj.size)
     return StreamingResponse(dl.body, status_code=status, headers=headers,
-                             media_type=obj.content_type)
+                             media_type=servable_media_type(obj.content_type))
 
 
 @router.head("/api/files/{file_id}/download", include_in_schema=False)
 async def download_head(file_id: FileId, request: Request) -> Response:
     obj = await _object(brain_of(request), file_id)
-    return Response(headers=_download_headers(obj, obj.size), media_type=obj.content_type)
+    return Response(headers=_download_headers(obj, obj.size),
+                    media_type=servable_media_type(obj.content_type))
 
 
 def _download_headers(obj: Object, length: int) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from tossit.brain.api.access import Access, authenticate, who
 from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
 from tossit.errors import ApiError, error_responses
+from tossit.names import unsafe_char
 
 # /api/keys/me is for any valid key; the rest of this router needs an admin key.
 me_router = APIRouter(tags=["keys"])
@@ -21,7 +21,7 @@ router = APIRouter(tags=["keys"], dependencies=[Depends(Access(Role.admin, read=
                    route_class=AuthBeforeBody)
 _TEN_YEARS = 10 * 365 * 86400.0
 # What ``KeyCreate._name`` enforces, for the schema: no control characters, not blank.
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 
 
 class KeyCreate(BaseModel):
@@ -35,8 +35,9 @@ class KeyCreate(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if re.search(r"[\x00-\x1f\x7f]", v) or not v.strip():
-            raise ValueError("a key name is printable text")
+        if unsafe_char(v) or not v.strip():
+            raise ValueError("a key name is printable text (no control or text-direction "
+                             "characters)")
         return v.strip()
 
 

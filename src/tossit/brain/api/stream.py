@@ -37,6 +37,9 @@ INTERVAL = 2.0
 KEEPALIVE = 15.0
 RECHECK_KEY = 10.0
 MAX_LISTENERS = 200
+# One key (a readonly one found in a script, say) must not hold every slot and
+# lock the admin out: a person with several tabs needs a few, not 200.
+MAX_PER_KEY = 8
 _QUEUE = 16
 _MISSED = 200  # events sent at most per pass, and to a (re)connecting client
 _END = ": end of stream\n\n"  # put in a queue (compared by identity): ends that stream
@@ -65,6 +68,7 @@ class LiveFeed:
         self.brain = brain
         self.interval = interval
         self._listeners: set[asyncio.Queue[str]] = set()
+        self._per_key: dict[asyncio.Queue[str], str] = {}  # listener -> its key id
         self._latest: list[str] = []  # the last status and nodes messages
         self._last_event: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -82,16 +86,24 @@ class LiveFeed:
         for queue in self._listeners:
             _offer(queue, _END)
 
-    async def subscribe(self, after: int | None = None) -> tuple[asyncio.Queue[str], list[str]]:
+    async def subscribe(self, after: int | None = None, key: str = ""
+                        ) -> tuple[asyncio.Queue[str], list[str]]:
         """A queue of what comes next, and the events after ``after`` (the newest
-        one the client already has) that it missed: no event falls in between."""
+        one the client already has) that it missed: no event falls in between.
+        ``key``: the caller's key id, for the per-key limit."""
         if self._closed:
             raise ApiError(503, "shutting_down", "the brain is shutting down")
         self._loop = asyncio.get_running_loop()
         if len(self._listeners) >= MAX_LISTENERS:
             raise ApiError(503, "too_many_streams",
                            f"{MAX_LISTENERS} live streams are open already; try again later")
+        if sum(1 for k in self._per_key.values() if k == key) >= MAX_PER_KEY:
+            raise ApiError(429, "too_many_streams",
+                           f"this key has {MAX_PER_KEY} live streams open already (each "
+                           "dashboard tab holds one); close one and try again",
+                           headers={"Retry-After": "10"})
         queue: asyncio.Queue[str] = asyncio.Queue(_QUEUE)
+        self._per_key[queue] = key
         for msg in self._latest:
             queue.put_nowait(msg)
         self._listeners.add(queue)
@@ -109,6 +121,7 @@ class LiveFeed:
 
     def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
         self._listeners.discard(queue)
+        self._per_key.pop(queue, None)
         if not self._listeners and self._task is not None:
             self._task.cancel()
             self._task = None
@@ -153,7 +166,8 @@ async def stream(
         "the newest event id the client has: the events after it come first")),
 ) -> StreamingResponse:
     feed: LiveFeed = request.app.state.feed
-    queue, missed = await feed.subscribe(after)
+    key = getattr(request.state, "key", None)
+    queue, missed = await feed.subscribe(after, key=getattr(key, "id", "") or "")
     check = Access(Role.readonly)
 
     async def body() -> AsyncIterator[str]:
