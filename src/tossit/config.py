@@ -210,6 +210,9 @@ class _ServerSettings(_Settings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    api_docs: bool = Field(
+        default=True, description="serve the API reference at /docs (from the package, "
+        "under a content security policy); false: no /docs page")
     tls_cert: Path | None = Field(default=None, description="PEM certificate (chain)")
     tls_key: Path | None = Field(default=None, description="PEM private key")
     tls_ca: Path | None = Field(

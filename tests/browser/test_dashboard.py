@@ -677,3 +677,20 @@ def test_usable_capacity_with_uneven_nodes_is_explained(browser: Any, tmp_path: 
         if ctx is not None:
             ctx.close()
         c.stop()
+
+
+# -- /docs: the API reference, from the package, under a CSP ------------------------
+
+
+def test_the_api_reference_renders_offline_under_its_csp(cl: Cluster, open_page: Opener) -> None:
+    """Swagger UI from the package (no CDN), no inline script: the page renders with
+    its Content-Security-Policy and no request leaves the brain's origin."""
+    page, watch = open_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(cl.url) else None)
+    resp = page.goto(cl.url + "/docs")
+    assert resp is not None and "script-src 'self'" in resp.headers["content-security-policy"]
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("TossIt")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert not outside, outside
+    watch.check()

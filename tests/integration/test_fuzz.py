@@ -50,7 +50,7 @@ SEED = int(os.environ.get("TOSSIT_FUZZ_SEED", "0"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 # Reachable on a node without the cluster secret (tossit.node.app.OPEN_PATHS).
-NODE_OPEN_PATHS = {"/health", "/metrics", "/docs", "/openapi.json"}
+NODE_OPEN_PATHS = {"/health", "/metrics", "/docs", "/docs/init.js", "/openapi.json"}
 # Where generated file ids are folded to (see aim_at_files): reads aim at the
 # fixture's three files and the first uploads, deletes spare the fixture's.
 READ_IDS = range(1, 6)

@@ -17,13 +17,18 @@ _BODYLESS = {"GET", "HEAD", "DELETE", "OPTIONS"}
 
 
 class SignedRequests:
-    def __init__(self, app: Any, verifier: Verifier, open_paths: frozenset[str]) -> None:
+    def __init__(self, app: Any, verifier: Verifier, open_paths: frozenset[str],
+                 open_prefix: str | None = None) -> None:
+        """``open_paths`` and anything under ``open_prefix`` need no signature."""
         self.app = app
         self.verifier = verifier
         self.open_paths = open_paths
+        self.open_prefix = open_prefix
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths or (
+                self.open_prefix and path.startswith(self.open_prefix) and ".." not in path):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tossit import __version__
+from tossit.apidocs import install_docs
 from tossit.auth.keys import Role
 from tossit.brain.api import cluster, dashboard, files, keys, nodes, session, stream
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
@@ -40,7 +41,9 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
             "Distributed storage cluster: files are cut into content-addressed chunks, "
             "each replicated on several storage nodes."
         ),
+        docs_url=None, redoc_url=None,
     )
+    install_docs(app, "TossIt", settings.api_docs)
     app.state.brain = brain
     app.state.feed = stream.LiveFeed(brain)
     app.state.on_exit = app.state.feed.close_all  # called by tossit.serve on SIGTERM

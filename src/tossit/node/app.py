@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 
 from tossit import __version__
+from tossit.apidocs import ASSETS, install_docs
 from tossit.auth.asgi import SignedRequests
 from tossit.auth.mac import Signer, Verifier
 from tossit.config import NodeSettings
@@ -30,7 +31,7 @@ from tossit.node.storage import ChunkStore
 log = logging.getLogger("tossit.node")
 DISK_THREADS = 32
 # Reachable without the cluster secret: nothing here reveals or changes a chunk.
-OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/docs/init.js", "/openapi.json"})
 
 
 def create_app(settings: NodeSettings) -> FastAPI:
@@ -71,12 +72,14 @@ def create_app(settings: NodeSettings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Chunk storage API of one TossIt node (called by the brain and other nodes).",
+        docs_url=None, redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app, "TossIt node", settings.api_docs)
     app.state.parts = parts
     if secret:
         app.add_middleware(SignedRequests, verifier=Verifier(secret, node_id),
-                           open_paths=OPEN_PATHS)
+                           open_paths=OPEN_PATHS, open_prefix=ASSETS + "/")
     else:
         log.warning("no cluster secret: this node accepts unsigned requests (loopback only)")
 
