@@ -307,6 +307,9 @@ def up(
         help="copies fsynced before an upload is acknowledged [majority]")] = None,
     database_url: Annotated[str | None, typer.Option(
         help="metadata database URL [SQLite in DATA_DIR/brain]")] = None,
+    new_admin_key: Annotated[bool, typer.Option(
+        "--new-admin-key", help="create another admin key and write it to "
+        "DATA_DIR/brain/admin.key (when the one there was revoked or lost)")] = False,
 ) -> None:
     """Run a local cluster (brain + NODES nodes) in the foreground; Ctrl-C stops it."""
     from tossit import localcluster
@@ -319,9 +322,9 @@ def up(
         replicas = min(3, nodes)
     children = localcluster.plan(data_dir, nodes, port, node_port, host, replicas,
                                  chunk_size, capacity, write_quorum=write_quorum,
-                                 database_url=database_url)
+                                 database_url=database_url, new_admin_key=new_admin_key)
     def say(text: str) -> None:
-        console.print(text, soft_wrap=True, highlight=False)
+        console.print(text, soft_wrap=True, highlight=False, markup=False)
 
     raise typer.Exit(localcluster.run(children, data_dir, host, port, say))
 

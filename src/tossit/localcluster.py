@@ -42,7 +42,7 @@ def plan(
     data_dir: Path, nodes: int, port: int, node_port: int, host: str,
     replicas: int | None, chunk_size: str | None, capacity: str | None,
     heartbeat: float | None = None, write_quorum: int | None = None,
-    database_url: str | None = None,
+    database_url: str | None = None, new_admin_key: bool = False,
 ) -> list[Child]:
     exe = [sys.executable, "-m", "tossit"]
     brain = exe + ["brain", "--host", host, "--port", str(port),
@@ -57,6 +57,8 @@ def plan(
         brain += ["--write-quorum", str(write_quorum)]
     if database_url is not None:
         brain += ["--database-url", database_url]
+    if new_admin_key:
+        brain += ["--new-admin-key"]
     children = [Child("brain", brain)]
     secret = data_dir / "brain" / CLUSTER_SECRET_FILE
     for i in range(1, nodes + 1):
@@ -119,6 +121,21 @@ def wait_ready(url: str, timeout: float, want_nodes: int = 0,
     return last
 
 
+def key_refused(url: str, key: str) -> str | None:
+    """Why the brain refuses this key (revoked, expired), or None."""
+    try:
+        resp = httpx.get(f"{url}/api/keys/me", headers={"Authorization": f"Bearer {key}"},
+                         timeout=5)
+    except httpx.HTTPError:
+        return None  # the brain's own trouble shows elsewhere
+    if resp.status_code != 401:
+        return None
+    try:
+        return str(resp.json().get("message") or "refused")
+    except ValueError:
+        return "refused"
+
+
 def run(children: list[Child], data_dir: Path, host: str, port: int, say: object) -> int:
     """Start everything, wait for Ctrl-C (or the brain dying), stop everything."""
     echo = say if callable(say) else print
@@ -137,7 +154,7 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
     # Made here (the brain would make it too) so the nodes can be given its path.
     ensure_secret(brain_dir / CLUSTER_SECRET_FILE)
     key_file = brain_dir / ADMIN_KEY_FILE
-    first_start = not key_file.exists()
+    first_start = not key_file.exists() or "--new-admin-key" in children[0].argv
     try:
         url = f"http://{host}:{port}"
         for c in children:
@@ -157,6 +174,10 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
                 "authentication: unset TOSSIT_AUTH") from None
         ready = wait_ready(url, 30, want_nodes=len(children) - 1)
         _banner(echo, children, data_dir, url, host, ready, key if first_start else None)
+        refused = key_refused(url, key)
+        if refused:
+            echo(f"warning: the key in {key_file} no longer works ({refused}); to make a "
+                 "new one, stop and run tossit up --new-admin-key")
         echo("Press Ctrl-C to stop.")
         reported: set[str] = set()
         while not stopping:

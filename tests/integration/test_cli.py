@@ -126,6 +126,42 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         except httpx.HTTPError:
             continue
         raise AssertionError(f"something still answers on port {p} after tossit up stopped")
+    # The key in admin.key revoked (another admin key exists): the next start says
+    # so and how to fix it; --new-admin-key writes a working one.
+    revoked = key_file.read_text().strip()
+
+    def run_up(log: Path, *extra: str) -> subprocess.Popen[str]:
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tossit", "up", "--nodes", "2", "--port", str(port),
+                 "--node-port", str(node_port), "--data-dir", str(data), *extra],
+                stdout=fh, stderr=subprocess.STDOUT, text=True)
+        wait_until(lambda: "Press Ctrl-C" in log.read_text(), 90, what="tossit up running")
+        return proc
+
+    def stop(proc: subprocess.Popen[str], log: Path) -> str:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        return log.read_text()
+
+    log = tmp_path / "up2.log"
+    proc = run_up(log, "--new-admin-key")
+    try:
+        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        assert auth["Authorization"] != f"Bearer {revoked}"
+        me = httpx.get(url + "/api/keys/me", headers={"Authorization": f"Bearer {revoked}"},
+                       timeout=5).json()
+        assert httpx.delete(f"{url}/api/keys/{me['id']}", headers=auth,
+                            timeout=5).status_code == 200
+        assert httpx.get(url + "/api/keys/me", headers=auth, timeout=5).status_code == 200
+    finally:
+        out = stop(proc, log)
+    assert "[new]" in out, out
+    key_file.write_text(revoked + "\n")  # the revoked one back: what the next start says
+    log = tmp_path / "up3.log"
+    out = stop(run_up(log), log)
+    assert "no longer works" in out and "tossit up --new-admin-key" in out, out
+    assert "Traceback" not in out
 
 
 def test_node_what_if_drain_and_undrain(make_cluster: Any) -> None:

@@ -117,3 +117,17 @@ def test_a_stored_bad_media_type_is_repaired_by_the_migration(cl: Cluster) -> No
     assert got.headers["content-type"] == "application/octet-stream"
     meta = cl.http.get(f"/api/files/{up['id']}").json()
     assert meta["content_type"] == "application/octet-stream"
+
+
+def test_a_name_that_is_not_utf8_is_refused_not_replaced(cl: Cluster) -> None:
+    """A bad byte used to become U+FFFD: a stored name the client never sent."""
+    resp = cl.http.put("/api/files/bad-%FF-byte.txt", content=b"x")
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_name", resp.text
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\""
+            ).encode() + b"bad-\xff-byte.txt" + (
+            f"\"\r\n\r\nhello\r\n--{boundary}--\r\n").encode()
+    resp = cl.http.post("/api/files/upload", content=body,
+                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert resp.status_code == 400, resp.text
+    assert not [f for f in cl.http.get("/api/files").json() if "\ufffd" in f["name"]]

@@ -80,9 +80,15 @@ class StreamingMultipart:
         self._value += data[start:end]
 
     def _on_header_end(self) -> None:
-        self._part.headers[self._field.decode("latin-1").lower()] = self._value.decode(
-            "utf-8", "replace"
-        )
+        field = self._field.decode("latin-1").lower()
+        try:
+            value = self._value.decode("utf-8")
+        except UnicodeDecodeError:
+            # Replaced silently, a bad byte in a file name became U+FFFD in the
+            # stored name: the client would never find its file under its name.
+            self._events.append(("error", f"the part's {field} header is not valid UTF-8"))
+            value = self._value.decode("utf-8", "replace")
+        self._part.headers[field] = value
         self._field = self._value = b""
 
     def _on_headers_finished(self) -> None:

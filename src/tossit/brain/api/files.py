@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -149,6 +149,10 @@ async def upload_raw(name: str, request: Request) -> Response:
     also from a pipe (chunked transfer encoding, no Content-Length)."""
     brain = brain_of(request)
     key = check_name(name)
+    try:  # the server decoded the path leniently: a bad byte would become U+FFFD
+        unquote_to_bytes(request.scope.get("raw_path") or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_name", "a file name must be valid UTF-8") from None
     declared = request.headers.get("content-length")
     size_hint = int(declared) if declared and declared.isdigit() else None
     try:
