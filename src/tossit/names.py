@@ -42,3 +42,16 @@ def servable_media_type(stored: str) -> str:
     """What to send for a stored media type (one from before the check, or from
     a rebuilt manifest, may be invalid: never fail the download for it)."""
     return stored if valid_media_type(stored) else FALLBACK_MEDIA_TYPE
+
+
+def numbered_name(key: str, n: int) -> str:
+    """The name "keep both" gives the n-th file uploaded under ``key``:
+    ``photos/cat.jpg`` -> ``photos/cat (2).jpg``. The number goes before the last
+    extension of the last path segment; a name that starts with a dot and has no
+    other (``.bashrc``) or has none gets it at the end."""
+    folder, sep, base = key.rpartition("/")
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem:
+        stem, ext = base, ""
+    numbered = f"{stem} ({n})" + (f".{ext}" if ext else "")
+    return f"{folder}{sep}{numbered}"

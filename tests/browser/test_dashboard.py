@@ -194,6 +194,38 @@ def test_upload_with_the_button(cl: Cluster, open_page: Opener) -> None:
     assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+def test_a_taken_name_asks_replace_keep_both_or_skip(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    """Three files whose names are taken: Keep both for the first, Replace for the
+    second, Skip for the third; then nothing was replaced that should not be."""
+    old = {n: put_file(cl, n, f"old {n}".encode()) for n in ("c-keep.txt", "c-repl.txt",
+                                                              "c-skip.txt")}
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    drop_files(page, {n: f"new {n}".encode() for n in old})
+    dialog = page.locator("dialog[open]")
+    for name, action in (("c-keep.txt", "rename"), ("c-repl.txt", "replace"),
+                         ("c-skip.txt", "skip")):
+        expect(dialog).to_contain_text(name)
+        if name == "c-keep.txt":
+            shot(page, artifacts, "dialog-name-taken")
+        dialog.locator(f"[data-action={action}]").click()
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    kept = page.locator('#upload-list .upload[data-name="c-keep.txt"]')
+    expect(kept).to_have_attribute("data-status", "done", timeout=30000)
+    expect(kept.locator(".upload-status")).to_contain_text("stored as c-keep (2).txt")
+    expect(page.locator('#upload-list .upload[data-name="c-repl.txt"]')).to_have_attribute(
+        "data-status", "done", timeout=30000)
+    expect(page.locator('#upload-list .upload[data-name="c-skip.txt"]')).to_have_count(0)
+    by_name = {f["name"]: f for f in listed(cl, "c-")}
+    assert cl.download(by_name["c-keep.txt"]["id"]) == b"old c-keep.txt"
+    assert cl.download(by_name["c-keep (2).txt"]["id"]) == b"new c-keep.txt"
+    assert cl.download(by_name["c-repl.txt"]["id"]) == b"new c-repl.txt"
+    assert cl.download(by_name["c-skip.txt"]["id"]) == b"old c-skip.txt"
+
+
 def test_upload_errors_show_the_server_message_and_retry_works(
         cl: Cluster, open_page: Opener) -> None:
     page, _ = open_page()
@@ -211,13 +243,13 @@ def test_upload_errors_show_the_server_message_and_retry_works(
         else:
             route.continue_()
 
-    page.route("**/api/files/retry-me.bin", flaky)
+    page.route("**/api/files/retry-me.bin?*", flaky)
     data = os.urandom(MiB // 2)
     # A name the brain refuses for real (control character): its message is shown.
     drop_files(page, {"retry-me.bin": data, "bad\u0001name.bin": b"x"})
     bad = page.locator('#upload-list .upload[data-name="bad\u0001name.bin"]')
     expect(bad).to_have_attribute("data-status", "failed")
-    expect(bad.locator(".upload-status")).to_contain_text("control characters")
+    expect(bad.locator(".upload-status")).to_contain_text("control or text-direction characters")
     row = page.locator('#upload-list .upload[data-name="retry-me.bin"]')
     expect(row).to_have_attribute("data-status", "failed")
     expect(row.locator(".upload-status")).to_contain_text("only 1 node can take writes")
@@ -235,7 +267,7 @@ def test_cancel_an_upload(cl: Cluster, open_page: Opener) -> None:
     page.goto(cl.url + "/#/files")
     expect(page.locator("#files-table")).to_be_visible()
     # Hold the request so that it is still running when Cancel is clicked.
-    page.route("**/api/files/cancel-me.bin", lambda route: None)
+    page.route("**/api/files/cancel-me.bin?*", lambda route: None)
     drop_files(page, {"cancel-me.bin": os.urandom(64 * 1024)})
     row = page.locator('#upload-list .upload[data-name="cancel-me.bin"]')
     expect(row).to_have_attribute("data-status", re.compile("sending|storing"))

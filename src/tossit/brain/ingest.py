@@ -96,6 +96,7 @@ class Ingest:
         content_type: str,
         bucket: str = "default",
         size_hint: int | None = None,
+        on_conflict: str = "replace",
     ) -> UploadResult:
         self.check_capacity(size_hint)
         hasher = StreamHasher()
@@ -141,7 +142,7 @@ class Ingest:
             commit = asyncio.ensure_future(self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=hasher.size, sha256=hasher.hexdigest(),
                 content_type=content_type, chunk_size=self.settings.chunk_size,
-                chunks=chunk_list, replicas=replicas,
+                chunks=chunk_list, replicas=replicas, on_conflict=on_conflict,
             )))
             obj = await asyncio.shield(commit)
             committed = True

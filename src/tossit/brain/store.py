@@ -8,6 +8,7 @@ and its reference-count updates are one commit) live in one place.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -34,7 +35,9 @@ from tossit.brain.models import (
 )
 from tossit.brain.sqlbatch import batches
 from tossit.chunking import DATA, META
+from tossit.errors import ApiError
 from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
+from tossit.names import numbered_name
 
 DEFAULT_BUCKET = "default"
 # PostgreSQL transaction-scoped advisory lock taken by every transaction that
@@ -70,6 +73,16 @@ class NewObject:
     chunks: Sequence[tuple[str, int]]  # (chunk id, size) in order
     replicas: dict[str, list[str]]  # chunk id -> nodes holding a good copy
     user_meta: dict[str, Any] | None = None
+    # When the name is taken: replace that file, rename this one ("name (2).ext",
+    # keep both), or fail (NameTaken). Decided in the commit's transaction.
+    on_conflict: str = "replace"
+
+
+class NameTaken(ApiError):
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(409, "name_taken", f"a file named {key!r} exists already; "
+                         "on_conflict=replace replaces it, on_conflict=rename keeps both",
+                         name=key, bucket=bucket)
 
 
 @dataclass
@@ -231,6 +244,7 @@ class Store:
                 )).all()]
             deleted = {i for i, _, _ in gone}
             dropped = await self._drop_objects(s, sorted(deleted))
+            items = await self._settle_names(s, items, bids)
             if not items:
                 entries, packs, pack = await self._log(s, gone, [], [], now)
                 return Applied([], deleted, await self._unreferenced(s, dropped) + packs
@@ -286,6 +300,37 @@ class Store:
                 s, [c for c in {*garbage_candidates, *dropped} if c not in counts])
             entries, packs, pack = await self._log(s, gone, objs, items, now, old_ids)
         return Applied(objs, deleted, garbage + packs + recorded_empty, entries, pack)
+
+    async def name_taken(self, bucket: str, key: str) -> bool:
+        """Is there a file under this name now? (An early answer for on_conflict=fail;
+        the commit checks again.)"""
+        bid = await self.bucket_id(bucket)
+        async with self.read() as s:
+            return bid is not None and await s.scalar(select(Object.id).where(
+                Object.bucket_id == bid, Object.key == key)) is not None
+
+    async def _settle_names(self, s: AsyncSession, items: Sequence[NewObject],
+                            bids: Sequence[int | None]) -> Sequence[NewObject]:
+        """Apply each upload's ``on_conflict`` against the names taken now (in the
+        commit's transaction, so no other commit slips in between). Uploads that
+        replace, the default, cost nothing here."""
+        if all(i.on_conflict == "replace" for i in items):
+            return items
+        out = list(items)
+        for n, (item, bid) in enumerate(zip(items, bids, strict=True)):
+            if item.on_conflict == "replace" or not await self._taken(s, bid, item.key):
+                continue
+            if item.on_conflict == "fail":
+                raise NameTaken(item.bucket, item.key)
+            number = 2
+            while await self._taken(s, bid, numbered_name(item.key, number)):
+                number += 1
+            out[n] = dataclasses.replace(item, key=numbered_name(item.key, number))
+        return out
+
+    async def _taken(self, s: AsyncSession, bid: int | None, key: str) -> bool:
+        return await s.scalar(select(Object.id).where(
+            Object.bucket_id == bid, Object.key == key)) is not None
 
     async def _log(
         self, s: AsyncSession, gone: list[tuple[int, int, str]], objs: list[Object],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -22,6 +22,7 @@ from tossit.brain.ingest import UploadResult
 from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
+from tossit.brain.store import NameTaken
 from tossit.errors import ApiError, error_responses
 from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
@@ -117,13 +118,29 @@ async def _object(brain: Brain, file_id: int) -> Object:
     return obj
 
 
+OnConflict = Annotated[Literal["replace", "rename", "fail"], Query(
+    description="when a file of that name exists: replace it (new id), rename this one "
+    "(\"name (2).ext\", keep both), or fail with 409 name_taken")]
+
+
+_TAKEN = "on_conflict=fail and a file of that name exists"
+
+
+async def _refuse_taken(brain: Brain, key: str, on_conflict: str) -> None:
+    """on_conflict=fail: answer 409 before the body is read when the name is taken
+    now (the commit checks again, for an upload racing this one)."""
+    if on_conflict == "fail" and await brain.store.name_taken("default", key):
+        raise NameTaken("default", key)
+
+
 @router.post("/api/files/upload", status_code=201, openapi_extra=_MULTIPART_BODY,
              summary="Upload a file (multipart form field 'file')",
-             responses=error_responses(400, 503))
-async def upload_multipart(request: Request) -> Response:
+             responses=error_responses(400, 409, 503, e409=_TAKEN))
+async def upload_multipart(request: Request, on_conflict: OnConflict = "replace") -> Response:
     """Streams the ``file`` part to the nodes as it arrives; nothing is spooled.
 
-    A file with the same name replaces the old one atomically (new id).
+    A file with the same name replaces the old one atomically (new id), unless
+    ``on_conflict`` says to keep both (``rename``) or to refuse (``fail``, 409).
     """
     brain = brain_of(request)
     brain.ingest.check_capacity()
@@ -131,8 +148,10 @@ async def upload_multipart(request: Request) -> Response:
     try:
         part = await form.file_part("file")
         name = upload_filename(part.filename)
+        await _refuse_taken(brain, name, on_conflict)
         result = await brain.ingest.put(
             part.body, key=name, content_type=content_type_for(name, part.content_type),
+            on_conflict=on_conflict,
         )
         await form.drain()
     except ClientDisconnect:
@@ -143,8 +162,9 @@ async def upload_multipart(request: Request) -> Response:
 
 @router.put("/api/files/{name:anypath}", status_code=201, openapi_extra=_RAW_BODY,
             summary="Upload a file from the raw request body (curl -T)",
-            responses=error_responses(400, 503, 507))
-async def upload_raw(name: str, request: Request) -> Response:
+            responses=error_responses(400, 409, 503, 507, e409=_TAKEN))
+async def upload_raw(name: str, request: Request,
+                     on_conflict: OnConflict = "replace") -> Response:
     """For scripts and big files: ``curl -T big.iso http://HOST:8000/api/files/big.iso``,
     also from a pipe (chunked transfer encoding, no Content-Length)."""
     brain = brain_of(request)
@@ -155,11 +175,12 @@ async def upload_raw(name: str, request: Request) -> Response:
         raise ApiError(400, "invalid_name", "a file name must be valid UTF-8") from None
     declared = request.headers.get("content-length")
     size_hint = int(declared) if declared and declared.isdigit() else None
+    await _refuse_taken(brain, key, on_conflict)
     try:
         result = await brain.ingest.put(
             request.stream(), key=key,
             content_type=content_type_for(key, request.headers.get("content-type")),
-            size_hint=size_hint,
+            size_hint=size_hint, on_conflict=on_conflict,
         )
     except ClientDisconnect:
         log.info("client went away during an upload of %r; nothing committed", key)

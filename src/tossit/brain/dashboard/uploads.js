@@ -2,11 +2,11 @@
 // bar, MB/s and time left come from its upload progress events), at most a
 // few at once, each cancellable and retryable.
 
-import { CSRF_HEADER, uploadPath } from "./api.js";
+import { CSRF_HEADER, get, uploadPath } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, duration, num, rate } from "./format.js";
 import { emit } from "./store.js";
-import { progressBar } from "./ui.js";
+import { openDialog, progressBar } from "./ui.js";
 
 const PARALLEL = 3;
 const items = []; // every upload of this page's life (finished ones until dismissed)
@@ -22,15 +22,63 @@ export function uploadsBusy() {
   return items.some((u) => u.status === "queued" || u.status === "sending" || u.status === "storing");
 }
 
-/** Queue files: [{file, name}] (name may have folders: a/b/c.txt). */
-export function enqueue(entries) {
+/** Queue files: [{file, name}] (name may have folders: a/b/c.txt). A name that
+ * is taken asks first: Replace, Keep both (the brain picks "name (2).ext") or
+ * Skip. The others go up with on_conflict=fail, so a file someone else uploads
+ * under that name meanwhile is never replaced silently (the row says so). */
+export async function enqueue(entries) {
+  const taken = await takenNames(entries.map((e) => e.name));
+  let forAll = null;
+  let left = entries.filter((e) => taken.has(e.name)).length;
   for (const { file, name } of entries) {
-    const u = { id: ++seq, file, name, status: "queued", loaded: 0, total: file.size, samples: [], xhr: null, error: null, result: null, el: null };
+    let onConflict = "fail";
+    if (taken.has(name)) {
+      left -= 1;
+      const choice = forAll || await askConflict(name, left);
+      if (choice.all) forAll = choice;
+      if (choice.mode === "skip") continue;
+      onConflict = choice.mode;
+    }
+    const u = { id: ++seq, file, name, onConflict, status: "queued", loaded: 0, total: file.size, samples: [], xhr: null, error: null, result: null, el: null };
     items.push(u);
     if (panel) panel.prepend(rowFor(u));
   }
   pump();
   renderPanelState();
+}
+
+/** Which of these names are files already (one indexed lookup each, 8 at a time). */
+async function takenNames(names) {
+  const out = new Set();
+  const queue = [...new Set(names)];
+  async function worker() {
+    while (queue.length) {
+      const name = queue.shift();
+      try {
+        const found = await get(`/api/files?prefix=${encodeURIComponent(name)}&sort=name&order=asc&limit=1`);
+        if (found.length && found[0].name === name) out.add(name);
+      } catch {
+        // Unknown: the upload's on_conflict=fail will tell.
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(8, queue.length) }, worker));
+  return out;
+}
+
+async function askConflict(name, more) {
+  const all = h("input", { type: "checkbox", id: "conflict-all" });
+  const body = [h("p", "A file named ", h("strong", name), " is already stored. Replace it, keep both (this one is stored as a numbered copy), or skip this file?")];
+  if (more > 0) body.push(h("label", { class: "check-line" }, all, ` Do the same for the other ${num(more)} ${more === 1 ? "file" : "files"} whose name is taken`));
+  const mode = await openDialog({
+    title: "This name is taken", body, label: `Conflict for ${name}`,
+    actions: [
+      { label: "Skip", value: "skip", kind: "ghost" },
+      { label: "Keep both", value: "rename" },
+      { label: "Replace", value: "replace", kind: "primary", title: "The stored file is replaced by this one (it gets a new id)" },
+    ],
+  });
+  return { mode: mode || "skip", all: all.checked };
 }
 
 function pump() {
@@ -47,7 +95,7 @@ function start(u) {
   u.error = null;
   u.started = performance.now();
   u.samples = [{ t: u.started, b: 0 }];
-  xhr.open("PUT", uploadPath(u.name));
+  xhr.open("PUT", `${uploadPath(u.name)}?on_conflict=${u.onConflict || "fail"}`);
   xhr.setRequestHeader(CSRF_HEADER, "1");
   xhr.setRequestHeader("Content-Type", u.file.type || "application/octet-stream");
   xhr.setRequestHeader("Accept", "application/json");
@@ -83,6 +131,7 @@ function start(u) {
       emit("files-changed", body);
     } else {
       u.status = "failed";
+      u.errorCode = body && body.error;
       u.error = (body && body.message) || `${xhr.status} ${xhr.statusText || "error"}`;
       if (body && body.error) u.error = `${u.error} (${body.error})`;
       if (xhr.status === 401) onUnauthorized(body && body.message ? body.message : "unauthorized");
@@ -120,7 +169,9 @@ function cancel(u) {
   }
 }
 
-function retry(u) {
+function retry(u, onConflict) {
+  if (onConflict) u.onConflict = onConflict;
+  u.errorCode = null;
   u.status = "queued";
   u.loaded = 0;
   u.error = null;
@@ -197,6 +248,7 @@ function update(u) {
   else if (u.status === "done") {
     const avg = u.elapsed ? u.total / u.elapsed : null;
     text = `Uploaded · ${bytes(u.total)} in ${duration(u.elapsed)}${avg ? ` (${rate(avg)})` : ""}`;
+    if (u.result && u.result.name && u.result.name !== u.name) text += ` · stored as ${u.result.name}`;
     if (u.result && u.result.replication && u.result.replication.state !== "healthy") {
       text += ` · ${u.result.replication.min_copies} of ${u.result.replication.target} copies so far`;
     }
@@ -209,7 +261,11 @@ function update(u) {
   actions.dataset.for = want;
   const kids = [];
   if (want === "queued" || want === "sending" || want === "storing") kids.push(button("Cancel", "x", () => cancel(u)));
-  if (want === "failed" || want === "cancelled") kids.push(button("Retry", "retry", () => retry(u), ""), button("Dismiss", "x", () => dismiss(u)));
+  if (want === "failed" && u.errorCode === "name_taken") {
+    // Someone stored a file of that name meanwhile: the same choice as before.
+    kids.push(button("Replace", "upload", () => retry(u, "replace"), ""), button("Keep both", "upload", () => retry(u, "rename")));
+  } else if (want === "failed" || want === "cancelled") kids.push(button("Retry", "retry", () => retry(u), ""));
+  if (want === "failed" || want === "cancelled") kids.push(button("Dismiss", "x", () => dismiss(u)));
   if (want === "done") {
     if (u.result && u.result.id) kids.push(h("a", { class: "btn small ghost", href: `#/files/${u.result.id}` }, "Details"));
     kids.push(button("Dismiss", "x", () => dismiss(u)));
