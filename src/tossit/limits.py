@@ -10,7 +10,9 @@ guards, both installed by ``tossit.serve.serve``:
   first byte (408) and stay under ``max_header_bytes`` / ``max_headers`` (431).
 * ``RequestLimits`` (pure ASGI middleware, so streamed bodies stay streamed)
   guards the body: a pause longer than ``body_timeout`` between two pieces ends
-  it (408), and JSON / form bodies are capped at ``max_json_body`` (413).
+  it (408), and every body but a streamed upload is capped at ``max_body``
+  (413), whatever its Content-Type: frameworks read a body whole into memory
+  before the handler, or its access checks, can refuse it.
 
 Errors use the project's JSON shape ``{"error": code, "message": text}``.
 """
@@ -33,10 +35,18 @@ HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 BODY_TIMEOUT = 30.0
-MAX_JSON_BODY = 1 << 20
-# PUT bodies under these paths are streamed uploads (raw file uploads on the
-# brain, chunks on a node): a file stored with a JSON content type is not capped.
-STREAM_PATHS = ("/api/files/", "/chunks/")
+MAX_BODY = 1 << 20
+# (method, path prefix) of the routes whose body is a streamed upload, read
+# piece by piece by its handler (which bounds it itself where it must): the
+# brain's file uploads (raw and multipart), a node's chunks and chunk batches.
+# Every other body is capped, whatever its Content-Type.
+UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
+    ("PUT", "/api/files/"), ("POST", "/api/files/upload"),
+    ("PUT", "/chunks/"), ("POST", "/chunk-batch"),
+)
+# Bodies that are small by nature get a smaller cap: a sign-in carries one key
+# (at most 256 characters) and is read before anything can be checked.
+SMALL_BODIES: dict[tuple[str, str], int] = {("POST", "/api/session"): 4 * 1024}
 # After refusing a request the server keeps reading (and dropping) what the
 # client still sends for this long: closing a socket with unread input makes
 # the kernel answer with a reset, which can destroy the error response in flight.
@@ -265,11 +275,7 @@ class BodyTimeout(BodyLimitError):
 class BodyTooLarge(BodyLimitError):
     def __init__(self, limit: int) -> None:
         super().__init__(413, "body_too_large",
-                         f"a JSON or form body is at most {limit} bytes")
-
-
-# Bodies the apps parse whole in memory; uploads are streamed and not capped.
-_CAPPED_TYPES = frozenset({b"application/json", b"application/x-www-form-urlencoded"})
+                         f"this request's body is at most {limit} bytes")
 
 
 async def _send_error(send: Send, exc: BodyLimitError) -> None:
@@ -283,11 +289,14 @@ async def _send_error(send: Send, exc: BodyLimitError) -> None:
 
 
 class RequestLimits:
-    """Body idle timeout and JSON/form size cap around an ASGI app.
+    """Body idle timeout and size cap around an ASGI app.
 
     Requests without a body (no Content-Length or a zero one, not chunked) go
-    straight to the app at no cost. The cap applies by content type, except to
-    PUTs under ``stream_paths`` (uploads that merely are JSON files). Requests
+    straight to the app at no cost. Every body is capped at ``max_body`` (or
+    its entry in ``small_bodies``) except on ``upload_routes``; the cap goes by
+    route, not by Content-Type, because FastAPI reads any body of a route with
+    a body model whole (text/plain, none, octet-stream...) before its
+    dependencies run. Requests
     with a body get a ``receive`` that waits at most ``body_timeout`` for each
     piece (only until the body is complete: waiting for ``http.disconnect``
     afterwards is not limited) and a ``send`` that replaces the app's answer
@@ -301,12 +310,14 @@ class RequestLimits:
     """
 
     def __init__(self, app: ASGIApp, *, body_timeout: float = BODY_TIMEOUT,
-                 max_json_body: int = MAX_JSON_BODY,
-                 stream_paths: tuple[str, ...] = STREAM_PATHS) -> None:
+                 max_body: int = MAX_BODY,
+                 upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
+                 small_bodies: dict[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.body_timeout = body_timeout
-        self.max_json_body = max_json_body
-        self.stream_paths = stream_paths
+        self.max_body = max_body
+        self.upload_routes = upload_routes
+        self.small_bodies = SMALL_BODIES if small_bodies is None else small_bodies
         self.tick = min(1.0, body_timeout / 4)
         self.waiting: set[_BodyGuard] = set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -328,16 +339,12 @@ class RequestLimits:
         if not chunked and (length is None or length == b"0"):
             await self.app(scope, receive, send)
             return
-        cap: int | None = None
-        if (ctype is not None
-                and ctype.split(b";", 1)[0].strip().lower() in _CAPPED_TYPES
-                and not (scope["method"] == "PUT" and scope["path"].startswith(self.stream_paths))):
-            cap = self.max_json_body
-            if length is not None and length.isdigit() and int(length) > cap:
-                log.info("%s %s: %s-byte %s body refused", scope["method"], scope["path"],
-                         length.decode(), ctype.decode("latin-1"))
-                await _send_error(send, BodyTooLarge(cap))
-                return
+        cap = self.cap_for(scope["method"], scope["path"])
+        if cap is not None and length is not None and length.isdigit() and int(length) > cap:
+            log.info("%s %s: %s-byte %s body refused", scope["method"], scope["path"],
+                     length.decode(), (ctype or b"untyped").decode("latin-1"))
+            await _send_error(send, BodyTooLarge(cap))
+            return
         guard = _BodyGuard(self, scope, receive, send, cap)
         try:
             await self.app(scope, guard.receive, guard.send)
@@ -348,6 +355,13 @@ class RequestLimits:
                 raise
         if guard.error is not None and not guard.app_started and not guard.answered:
             await guard.answer()
+
+    def cap_for(self, method: str, path: str) -> int | None:
+        """The most body bytes this route may get; None for a streamed upload."""
+        for upload_method, prefix in self.upload_routes:
+            if method == upload_method and path.startswith(prefix):
+                return None
+        return self.small_bodies.get((method, path), self.max_body)
 
     def watch(self, guard: _BodyGuard) -> None:
         """Note that ``guard`` waits for body data; start the watchdog if needed."""

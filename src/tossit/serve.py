@@ -17,10 +17,10 @@ import uvicorn
 from tossit.limits import (
     BODY_TIMEOUT,
     HEADER_TIMEOUT,
+    MAX_BODY,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
-    MAX_JSON_BODY,
-    STREAM_PATHS,
+    UPLOAD_ROUTES,
     RequestLimits,
     header_guard,
 )
@@ -114,8 +114,8 @@ def serve(
     max_header_bytes: int = MAX_HEADER_BYTES,
     max_headers: int = MAX_HEADERS,
     body_timeout: float = BODY_TIMEOUT,
-    max_json_body: int = MAX_JSON_BODY,
-    stream_paths: tuple[str, ...] = STREAM_PATHS,
+    max_body: int = MAX_BODY,
+    upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
     **uvicorn_kwargs: Any,
 ) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get a few seconds to finish.
@@ -123,8 +123,8 @@ def serve(
     Every server is guarded against slow and oversized requests (see
     ``tossit.limits``): headers must arrive within ``header_timeout`` seconds and
     fit ``max_header_bytes`` / ``max_headers``; a request body may pause at most
-    ``body_timeout`` seconds; JSON and form bodies are capped at ``max_json_body``
-    (except PUT uploads under ``stream_paths``).
+    ``body_timeout`` seconds; every body is capped at ``max_body`` (sign-in
+    bodies lower), except streamed uploads on ``upload_routes``.
     ``uvicorn_kwargs`` (e.g. ``ssl_certfile``/``ssl_keyfile``) go to ``uvicorn.Config``
     and override the defaults below.
     """
@@ -140,8 +140,8 @@ def serve(
         "log_config": None,
     }
     options.update(uvicorn_kwargs)
-    guarded = RequestLimits(app, body_timeout=body_timeout, max_json_body=max_json_body,
-                            stream_paths=stream_paths)
+    guarded = RequestLimits(app, body_timeout=body_timeout, max_body=max_body,
+                            upload_routes=upload_routes)
     config = uvicorn.Config(guarded, **options)
     tune_runtime()
     server = _Server(config, getattr(getattr(app, "state", None), "on_exit", None))
