@@ -8,6 +8,9 @@ guards, both installed by ``tossit.serve.serve``:
 * ``HeaderGuard`` (an uvicorn protocol) sees bytes before there is a request:
   request line + headers must be complete within ``header_timeout`` of their
   first byte (408) and stay under ``max_header_bytes`` / ``max_headers`` (431).
+  It also counts connections (``ConnectionLimits``): past the cap per client
+  address or overall, a new connection makes room by closing the oldest idle
+  one, so idle sockets cannot use up the file descriptors.
 * ``RequestLimits`` (pure ASGI middleware, so streamed bodies stay streamed)
   guards the body: a pause longer than ``body_timeout`` between two pieces ends
   it (408), and every body but a streamed upload is capped at ``max_body``
@@ -35,6 +38,8 @@ HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 BODY_TIMEOUT = 30.0
+MAX_CONNECTIONS = 4096
+MAX_CONNECTIONS_PER_CLIENT = 256
 MAX_BODY = 1 << 20
 # (method, path prefix) of the routes whose body is a streamed upload, read
 # piece by piece by its handler (which bounds it itself where it must): the
@@ -84,6 +89,73 @@ def _raw_error(status: int, code: str, message: str,
     return b"".join(out)
 
 
+class ConnectionLimits:
+    """Open connections per client address and overall, with room made by
+    closing idle ones.
+
+    Each connection holds a file descriptor, and an idle one costs its client
+    nothing: with 1,100 idle connections a server at the usual 1024-descriptor
+    limit could no longer accept anything, ``/health`` included. A refusal
+    would lock out whoever comes next, the health probe or a real user behind
+    the same address as the attacker (a NAT, a proxy, loopback in tests); so a
+    connection past a cap is let in and the *oldest idle* connection of the
+    same address (past the overall cap: of the address holding the most) is
+    closed instead. Idle means no request in progress: a fresh connection that
+    has sent nothing or only part of its headers, or a kept-alive one between
+    requests; its client loses nothing but the connection (browsers and HTTP
+    libraries reconnect). Only when every connection concerned is busy
+    answering a request is the new one refused, with a 503.
+
+    Connections are kept in arrival order per address, so finding the oldest
+    idle one is a scan that stops at the first, and only when a cap is hit.
+    """
+
+    def __init__(self, max_connections: int = MAX_CONNECTIONS,
+                 per_client: int = MAX_CONNECTIONS_PER_CLIENT) -> None:
+        self.max_connections = max_connections
+        self.per_client = per_client
+        self.by_client: dict[str, dict[HeaderGuard, None]] = {}
+        self.total = 0
+        self.evicted = 0  # idle connections closed to make room
+
+    def admit(self, conn: HeaderGuard) -> bool:
+        """Count ``conn`` in, closing idle ones as needed; False: refuse it."""
+        mine = self.by_client.setdefault(conn.client_key, {})
+        if len(mine) >= self.per_client and not self._evict_from(mine):
+            return False
+        if self.total >= self.max_connections:
+            biggest = sorted(self.by_client.values(), key=len, reverse=True)
+            if not any(self._evict_from(conns) for conns in biggest):
+                return False
+        mine[conn] = None
+        self.total += 1
+        return True
+
+    def release(self, conn: HeaderGuard) -> None:
+        """Count ``conn`` out (idempotent: an evicted one is out already)."""
+        conns = self.by_client.get(conn.client_key)
+        if conns is None:
+            return
+        if conns.pop(conn, False) is None:  # it was counted (values are None)
+            self.total -= 1
+        if not conns:
+            del self.by_client[conn.client_key]
+
+    def _evict_from(self, conns: dict[HeaderGuard, None]) -> bool:
+        for old in conns:
+            if not old.busy():
+                self.release(old)
+                self.evicted += 1
+                if self.evicted == 1 or self.evicted % 1000 == 0:  # a flood logs a few lines
+                    log.warning("connection caps reached (%d per address, %d in all): "
+                                "closed an idle connection from %s to make room (%d so far)",
+                                self.per_client, self.max_connections, old.client_key,
+                                self.evicted)
+                old.evict()
+                return True
+        return False
+
+
 class HeaderGuard(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size cap on headers.
 
@@ -110,9 +182,11 @@ class HeaderGuard(HttpToolsProtocol):
     header_timeout: float = HEADER_TIMEOUT
     max_header_bytes: int = MAX_HEADER_BYTES
     max_headers: int = MAX_HEADERS
+    conn_limits: ConnectionLimits | None = None  # one per server: a class attribute
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.client_key = "unknown"  # the client's address, for ConnectionLimits
         self._in_headers = False  # a request has begun and its headers are incomplete
         self._hdr_fresh = False  # ... and it began in the read being processed
         self._hdr_bytes = 0  # bytes of later reads while still incomplete
@@ -122,11 +196,35 @@ class HeaderGuard(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.conn_limits is not None:
+            self.client_key = self.client[0] if self.client else "unix"
+            if not self.conn_limits.admit(self):
+                log.warning("%s: refused: every connection from it (or every one, past %d) "
+                            "is busy", self._peer(), self.conn_limits.max_connections)
+                self.parser = _DISCARD  # type: ignore[assignment]
+                transport.write(_raw_error(503, "too_many_connections",
+                                           "too many connections: try again shortly",
+                                           self.server_state.default_headers))
+                transport.close()
+                return
         self._hdr_timer = self.loop.call_later(self.header_timeout, self._deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self.conn_limits is not None:
+            self.conn_limits.release(self)
         super().connection_lost(exc)
+
+    def busy(self) -> bool:
+        """A request on this connection is being answered (it cannot be evicted)."""
+        return self._busy()
+
+    def evict(self) -> None:
+        """Close this idle connection to make room for a new one."""
+        self._cancel_timer()
+        self.parser = _DISCARD  # type: ignore[assignment]
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         # uvicorn 0.54's data_received (pinned), except that a refusal raised from
@@ -239,12 +337,14 @@ class HeaderGuard(HttpToolsProtocol):
 
 def header_guard(header_timeout: float = HEADER_TIMEOUT,
                  max_header_bytes: int = MAX_HEADER_BYTES,
-                 max_headers: int = MAX_HEADERS) -> type[HeaderGuard]:
+                 max_headers: int = MAX_HEADERS,
+                 conn_limits: ConnectionLimits | None = None) -> type[HeaderGuard]:
     """A ``HeaderGuard`` subclass with these limits, for ``uvicorn.Config(http=...)``."""
     return cast(type[HeaderGuard], type("HeaderGuard", (HeaderGuard,), {
         "header_timeout": header_timeout,
         "max_header_bytes": max_header_bytes,
         "max_headers": max_headers,
+        "conn_limits": conn_limits,
     }))
 
 

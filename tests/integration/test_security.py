@@ -511,6 +511,73 @@ def test_sign_in_body_is_capped_small(cl: Cluster) -> None:
         assert_error(resp, 401, "unauthorized")
 
 
+# -- connections and file descriptors ---------------------------------------------------
+
+
+def open_file_limits(pid: int) -> tuple[int, int]:
+    """A process's (soft, hard) open-file limit, from /proc."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-file limit in /proc")
+
+
+def test_servers_raise_their_open_file_limit(make_cluster: Any) -> None:
+    """A soft limit of 1024 under a far higher hard one left the servers a
+    thousand connections from refusing everything: they raise it at start."""
+    cl = make_cluster(nodes=1, replicas=1, nofile=(256, 4096))
+    assert cl.brain is not None and cl.nodes[0] is not None
+    assert open_file_limits(cl.brain.pid) == (4096, 4096)
+    assert open_file_limits(cl.nodes[0].pid) == (4096, 4096)
+
+
+@pytest.mark.timeout(120)
+def test_idle_connections_cannot_exhaust_descriptors(make_cluster: Any) -> None:
+    """The pen test held 1,100 idle connections against a 1024-descriptor limit
+    and /health failed for as long as they were held. Here the brain may open
+    only 200 files (the soft limit raised to the hard one changes nothing) and
+    one address may hold 50 connections: 300 idle sockets from the attacker's
+    address (loopback, everyone's here) close the oldest idle ones instead of
+    the descriptors running out, so /health and an authenticated upload that
+    was in progress all along are still answered."""
+    cl = make_cluster(nodes=1, replicas=1, nofile=(200, 200),
+                      brain_env={"TOSSIT_MAX_CONNECTIONS_PER_CLIENT": "50"})
+    # A busy, authenticated request in progress: half an upload's body sent.
+    upload = socket.create_connection(("127.0.0.1", cl.port), timeout=10)
+    upload.sendall(f"PUT /api/files/during-the-flood.bin HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {cl.admin_key}\r\nContent-Length: 2000\r\n\r\n"
+                   .encode() + b"a" * 1000)
+    time.sleep(0.3)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", cl.port), timeout=10))
+        with httpx.Client(base_url=cl.url, timeout=5) as fresh:
+            assert fresh.get("/health").status_code == 200
+            files = fresh.get("/api/files", headers=bearer(cl.admin_key))
+            assert files.status_code == 200, files.text
+        # The brain closed the oldest idle ones at once, not at its header timeout.
+        closed = 0
+        for sock in idle:
+            sock.settimeout(0.01)
+            with contextlib.suppress(TimeoutError):
+                closed += sock.recv(1) == b""
+        assert closed >= 300 - 50, closed
+        # The upload was busy, not idle: it was left alone and completes.
+        upload.sendall(b"b" * 1000)
+        upload.settimeout(30)
+        answer = upload.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+    finally:
+        upload.close()
+        for sock in idle:
+            sock.close()
+    stored = [f for f in cl.http.get("/api/files").json() if f["name"] == "during-the-flood.bin"]
+    assert [f["size"] for f in stored] == [2000]
+    assert "connection caps reached" in cl.log("brain")
+
+
 # -- TLS -----------------------------------------------------------------------------
 
 
