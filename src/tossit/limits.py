@@ -258,6 +258,15 @@ class HeaderGuard(HttpToolsProtocol):
                 elif len(self.headers) > self.max_headers:
                     self._refuse_large(f"more than {self.max_headers} header fields")
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that do not parse as HTTP, in the JSON error
+        shape of every other answer (uvicorn's own is plain text)."""
+        self._cancel_timer()
+        self.parser = _DISCARD  # type: ignore[assignment]
+        self.transport.write(_raw_error(400, "invalid_request", msg,
+                                        self.server_state.default_headers))
+        self.transport.close()
+
     # httptools callbacks
 
     def on_message_begin(self) -> None:

@@ -503,3 +503,15 @@ def test_any_body_off_the_upload_routes_is_capped(server: Server, ctype: str | N
         conn.close()
     seen = server.outcomes("chunk")[before:]
     assert [o["complete"] for o in seen] == [False], seen
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"GET /ping HTTP/1.1\r\nHost x\r\n\r\n",
+                                 b"GET /ping HTTP/1.1\r\nContent-Length: -5\r\n\r\n"])
+def test_malformed_http_gets_the_json_error_shape(server: Server, raw: bytes) -> None:
+    conn = server.connect()
+    try:
+        conn.send(raw)
+        assert_error(conn.response(timeout=3), 400, "invalid_request")
+        assert conn.closed(timeout=3)
+    finally:
+        conn.close()
