@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -89,9 +90,11 @@ class Cluster:
         node_args: list[str] | None = None,
         brain_env: dict[str, str] | None = None,
         brains: int = 1,
+        nofile: tuple[int, int] | None = None,
     ) -> None:
         """``tls``: a folder with ca.pem, cert.pem and key.pem (a certificate for
-        127.0.0.1): every server then speaks HTTPS and verifies the others."""
+        127.0.0.1): every server then speaks HTTPS and verifies the others.
+        ``nofile``: the (soft, hard) open-file limit every process starts with."""
         self.root = root
         self.n_nodes = nodes
         self.replicas = replicas
@@ -103,6 +106,7 @@ class Cluster:
         self.port = free_port()
         self.tls = tls
         self.node_args = node_args or []
+        self.nofile = nofile
         # e.g. TOSSIT_FAILPOINTS (tossit.failpoints). Tests send wrong keys on
         # purpose, all from 127.0.0.1: the throttle has a test of its own.
         self.brain_env = {"TOSSIT_WRONG_KEYS_FREE": "100000", **(brain_env or {})}
@@ -126,9 +130,15 @@ class Cluster:
                extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
+        nofile = self.nofile
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
         proc = subprocess.Popen(
             [sys.executable, "-m", "tossit", *argv], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env,
+            stdin=subprocess.DEVNULL, env=env, preexec_fn=limit if nofile else None,
         )
         log.close()
         return proc

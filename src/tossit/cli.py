@@ -103,6 +103,12 @@ def _tls(settings: Any) -> dict[str, Any]:
 
 
 
+def _serving(settings: Any) -> dict[str, Any]:
+    """What ``serve`` takes from a server's settings: TLS and connection caps."""
+    return {**_tls(settings), "max_connections": settings.max_connections,
+            "max_connections_per_client": settings.max_connections_per_client}
+
+
 @app.command()
 def brain(
     config: ConfigOpt = None,
@@ -200,7 +206,7 @@ def brain(
     setup_logging(settings.log_level, "brain")
     serve(create_app(settings, new_admin_key), settings.host, settings.port,
           settings.log_level, proxy_headers=bool(settings.trusted_proxies),
-          forwarded_allow_ips=settings.trusted_proxies or None, **_tls(settings))
+          forwarded_allow_ips=settings.trusted_proxies or None, **_serving(settings))
 
 
 node_app = typer.Typer(
@@ -290,7 +296,7 @@ def node(
             "(--join-secret-file BRAIN_DATA_DIR/cluster.secret) or bind to 127.0.0.1")
     setup_logging(settings.log_level, f"node:{settings.port}")
     serve(create_app(settings), settings.host, settings.port, settings.log_level,
-          **_tls(settings))
+          **_serving(settings))
 
 
 @app.command()

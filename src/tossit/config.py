@@ -218,6 +218,14 @@ class _ServerSettings(_Settings):
     tls_ca: Path | None = Field(
         default=None, description="PEM CA bundle to verify the other servers' certificates "
         "[the system's trust store]")
+    max_connections: int = Field(
+        default=4096, ge=16, le=1_000_000,
+        description="open client connections in all (at most the open-file limit less "
+        "128); past it a new one closes the oldest idle one")
+    max_connections_per_client: int = Field(
+        default=256, ge=1, le=1_000_000,
+        description="open connections from one client address; past it a new one closes "
+        "that address's oldest idle one, so idle sockets cannot lock others out")
 
     @field_validator("tls_cert", "tls_key", "tls_ca")
     @classmethod

@@ -42,7 +42,7 @@ class MalformedJson:
     """A request body that is not JSON, left for validation to refuse (so that
     access checks run first: ``tossit.brain.api.common.AuthBeforeBody``)."""
 
-    def __init__(self, exc: ValueError) -> None:
+    def __init__(self, exc: ValueError | RecursionError) -> None:
         self.problem = f"the body is not valid JSON ({exc})"
 
     def __repr__(self) -> str:

@@ -8,9 +8,14 @@ guards, both installed by ``tossit.serve.serve``:
 * ``HeaderGuard`` (an uvicorn protocol) sees bytes before there is a request:
   request line + headers must be complete within ``header_timeout`` of their
   first byte (408) and stay under ``max_header_bytes`` / ``max_headers`` (431).
+  It also counts connections (``ConnectionLimits``): past the cap per client
+  address or overall, a new connection makes room by closing the oldest idle
+  one, so idle sockets cannot use up the file descriptors.
 * ``RequestLimits`` (pure ASGI middleware, so streamed bodies stay streamed)
   guards the body: a pause longer than ``body_timeout`` between two pieces ends
-  it (408), and JSON / form bodies are capped at ``max_json_body`` (413).
+  it (408), and every body but a streamed upload is capped at ``max_body``
+  (413), whatever its Content-Type: frameworks read a body whole into memory
+  before the handler, or its access checks, can refuse it.
 
 Errors use the project's JSON shape ``{"error": code, "message": text}``.
 """
@@ -33,10 +38,20 @@ HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 BODY_TIMEOUT = 30.0
-MAX_JSON_BODY = 1 << 20
-# PUT bodies under these paths are streamed uploads (raw file uploads on the
-# brain, chunks on a node): a file stored with a JSON content type is not capped.
-STREAM_PATHS = ("/api/files/", "/chunks/")
+MAX_CONNECTIONS = 4096
+MAX_CONNECTIONS_PER_CLIENT = 256
+MAX_BODY = 1 << 20
+# (method, path prefix) of the routes whose body is a streamed upload, read
+# piece by piece by its handler (which bounds it itself where it must): the
+# brain's file uploads (raw and multipart), a node's chunks and chunk batches.
+# Every other body is capped, whatever its Content-Type.
+UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
+    ("PUT", "/api/files/"), ("POST", "/api/files/upload"),
+    ("PUT", "/chunks/"), ("POST", "/chunk-batch"),
+)
+# Bodies that are small by nature get a smaller cap: a sign-in carries one key
+# (at most 256 characters) and is read before anything can be checked.
+SMALL_BODIES: dict[tuple[str, str], int] = {("POST", "/api/session"): 4 * 1024}
 # After refusing a request the server keeps reading (and dropping) what the
 # client still sends for this long: closing a socket with unread input makes
 # the kernel answer with a reset, which can destroy the error response in flight.
@@ -74,6 +89,73 @@ def _raw_error(status: int, code: str, message: str,
     return b"".join(out)
 
 
+class ConnectionLimits:
+    """Open connections per client address and overall, with room made by
+    closing idle ones.
+
+    Each connection holds a file descriptor, and an idle one costs its client
+    nothing: with 1,100 idle connections a server at the usual 1024-descriptor
+    limit could no longer accept anything, ``/health`` included. A refusal
+    would lock out whoever comes next, the health probe or a real user behind
+    the same address as the attacker (a NAT, a proxy, loopback in tests); so a
+    connection past a cap is let in and the *oldest idle* connection of the
+    same address (past the overall cap: of the address holding the most) is
+    closed instead. Idle means no request in progress: a fresh connection that
+    has sent nothing or only part of its headers, or a kept-alive one between
+    requests; its client loses nothing but the connection (browsers and HTTP
+    libraries reconnect). Only when every connection concerned is busy
+    answering a request is the new one refused, with a 503.
+
+    Connections are kept in arrival order per address, so finding the oldest
+    idle one is a scan that stops at the first, and only when a cap is hit.
+    """
+
+    def __init__(self, max_connections: int = MAX_CONNECTIONS,
+                 per_client: int = MAX_CONNECTIONS_PER_CLIENT) -> None:
+        self.max_connections = max_connections
+        self.per_client = per_client
+        self.by_client: dict[str, dict[HeaderGuard, None]] = {}
+        self.total = 0
+        self.evicted = 0  # idle connections closed to make room
+
+    def admit(self, conn: HeaderGuard) -> bool:
+        """Count ``conn`` in, closing idle ones as needed; False: refuse it."""
+        mine = self.by_client.setdefault(conn.client_key, {})
+        if len(mine) >= self.per_client and not self._evict_from(mine):
+            return False
+        if self.total >= self.max_connections:
+            biggest = sorted(self.by_client.values(), key=len, reverse=True)
+            if not any(self._evict_from(conns) for conns in biggest):
+                return False
+        mine[conn] = None
+        self.total += 1
+        return True
+
+    def release(self, conn: HeaderGuard) -> None:
+        """Count ``conn`` out (idempotent: an evicted one is out already)."""
+        conns = self.by_client.get(conn.client_key)
+        if conns is None:
+            return
+        if conns.pop(conn, False) is None:  # it was counted (values are None)
+            self.total -= 1
+        if not conns:
+            del self.by_client[conn.client_key]
+
+    def _evict_from(self, conns: dict[HeaderGuard, None]) -> bool:
+        for old in conns:
+            if not old.busy():
+                self.release(old)
+                self.evicted += 1
+                if self.evicted == 1 or self.evicted % 1000 == 0:  # a flood logs a few lines
+                    log.warning("connection caps reached (%d per address, %d in all): "
+                                "closed an idle connection from %s to make room (%d so far)",
+                                self.per_client, self.max_connections, old.client_key,
+                                self.evicted)
+                old.evict()
+                return True
+        return False
+
+
 class HeaderGuard(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size cap on headers.
 
@@ -100,9 +182,11 @@ class HeaderGuard(HttpToolsProtocol):
     header_timeout: float = HEADER_TIMEOUT
     max_header_bytes: int = MAX_HEADER_BYTES
     max_headers: int = MAX_HEADERS
+    conn_limits: ConnectionLimits | None = None  # one per server: a class attribute
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.client_key = "unknown"  # the client's address, for ConnectionLimits
         self._in_headers = False  # a request has begun and its headers are incomplete
         self._hdr_fresh = False  # ... and it began in the read being processed
         self._hdr_bytes = 0  # bytes of later reads while still incomplete
@@ -112,11 +196,35 @@ class HeaderGuard(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.conn_limits is not None:
+            self.client_key = self.client[0] if self.client else "unix"
+            if not self.conn_limits.admit(self):
+                log.warning("%s: refused: every connection from it (or every one, past %d) "
+                            "is busy", self._peer(), self.conn_limits.max_connections)
+                self.parser = _DISCARD  # type: ignore[assignment]
+                transport.write(_raw_error(503, "too_many_connections",
+                                           "too many connections: try again shortly",
+                                           self.server_state.default_headers))
+                transport.close()
+                return
         self._hdr_timer = self.loop.call_later(self.header_timeout, self._deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self.conn_limits is not None:
+            self.conn_limits.release(self)
         super().connection_lost(exc)
+
+    def busy(self) -> bool:
+        """A request on this connection is being answered (it cannot be evicted)."""
+        return self._busy()
+
+    def evict(self) -> None:
+        """Close this idle connection to make room for a new one."""
+        self._cancel_timer()
+        self.parser = _DISCARD  # type: ignore[assignment]
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         # uvicorn 0.54's data_received (pinned), except that a refusal raised from
@@ -149,6 +257,15 @@ class HeaderGuard(HttpToolsProtocol):
                                        f"{self.max_header_bytes} bytes")
                 elif len(self.headers) > self.max_headers:
                     self._refuse_large(f"more than {self.max_headers} header fields")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that do not parse as HTTP, in the JSON error
+        shape of every other answer (uvicorn's own is plain text)."""
+        self._cancel_timer()
+        self.parser = _DISCARD  # type: ignore[assignment]
+        self.transport.write(_raw_error(400, "invalid_request", msg,
+                                        self.server_state.default_headers))
+        self.transport.close()
 
     # httptools callbacks
 
@@ -229,12 +346,14 @@ class HeaderGuard(HttpToolsProtocol):
 
 def header_guard(header_timeout: float = HEADER_TIMEOUT,
                  max_header_bytes: int = MAX_HEADER_BYTES,
-                 max_headers: int = MAX_HEADERS) -> type[HeaderGuard]:
+                 max_headers: int = MAX_HEADERS,
+                 conn_limits: ConnectionLimits | None = None) -> type[HeaderGuard]:
     """A ``HeaderGuard`` subclass with these limits, for ``uvicorn.Config(http=...)``."""
     return cast(type[HeaderGuard], type("HeaderGuard", (HeaderGuard,), {
         "header_timeout": header_timeout,
         "max_header_bytes": max_header_bytes,
         "max_headers": max_headers,
+        "conn_limits": conn_limits,
     }))
 
 
@@ -265,11 +384,7 @@ class BodyTimeout(BodyLimitError):
 class BodyTooLarge(BodyLimitError):
     def __init__(self, limit: int) -> None:
         super().__init__(413, "body_too_large",
-                         f"a JSON or form body is at most {limit} bytes")
-
-
-# Bodies the apps parse whole in memory; uploads are streamed and not capped.
-_CAPPED_TYPES = frozenset({b"application/json", b"application/x-www-form-urlencoded"})
+                         f"this request's body is at most {limit} bytes")
 
 
 async def _send_error(send: Send, exc: BodyLimitError) -> None:
@@ -283,11 +398,14 @@ async def _send_error(send: Send, exc: BodyLimitError) -> None:
 
 
 class RequestLimits:
-    """Body idle timeout and JSON/form size cap around an ASGI app.
+    """Body idle timeout and size cap around an ASGI app.
 
     Requests without a body (no Content-Length or a zero one, not chunked) go
-    straight to the app at no cost. The cap applies by content type, except to
-    PUTs under ``stream_paths`` (uploads that merely are JSON files). Requests
+    straight to the app at no cost. Every body is capped at ``max_body`` (or
+    its entry in ``small_bodies``) except on ``upload_routes``; the cap goes by
+    route, not by Content-Type, because FastAPI reads any body of a route with
+    a body model whole (text/plain, none, octet-stream...) before its
+    dependencies run. Requests
     with a body get a ``receive`` that waits at most ``body_timeout`` for each
     piece (only until the body is complete: waiting for ``http.disconnect``
     afterwards is not limited) and a ``send`` that replaces the app's answer
@@ -301,12 +419,14 @@ class RequestLimits:
     """
 
     def __init__(self, app: ASGIApp, *, body_timeout: float = BODY_TIMEOUT,
-                 max_json_body: int = MAX_JSON_BODY,
-                 stream_paths: tuple[str, ...] = STREAM_PATHS) -> None:
+                 max_body: int = MAX_BODY,
+                 upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
+                 small_bodies: dict[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.body_timeout = body_timeout
-        self.max_json_body = max_json_body
-        self.stream_paths = stream_paths
+        self.max_body = max_body
+        self.upload_routes = upload_routes
+        self.small_bodies = SMALL_BODIES if small_bodies is None else small_bodies
         self.tick = min(1.0, body_timeout / 4)
         self.waiting: set[_BodyGuard] = set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -328,16 +448,12 @@ class RequestLimits:
         if not chunked and (length is None or length == b"0"):
             await self.app(scope, receive, send)
             return
-        cap: int | None = None
-        if (ctype is not None
-                and ctype.split(b";", 1)[0].strip().lower() in _CAPPED_TYPES
-                and not (scope["method"] == "PUT" and scope["path"].startswith(self.stream_paths))):
-            cap = self.max_json_body
-            if length is not None and length.isdigit() and int(length) > cap:
-                log.info("%s %s: %s-byte %s body refused", scope["method"], scope["path"],
-                         length.decode(), ctype.decode("latin-1"))
-                await _send_error(send, BodyTooLarge(cap))
-                return
+        cap = self.cap_for(scope["method"], scope["path"])
+        if cap is not None and length is not None and length.isdigit() and int(length) > cap:
+            log.info("%s %s: %s-byte %s body refused", scope["method"], scope["path"],
+                     length.decode(), (ctype or b"untyped").decode("latin-1"))
+            await _send_error(send, BodyTooLarge(cap))
+            return
         guard = _BodyGuard(self, scope, receive, send, cap)
         try:
             await self.app(scope, guard.receive, guard.send)
@@ -348,6 +464,13 @@ class RequestLimits:
                 raise
         if guard.error is not None and not guard.app_started and not guard.answered:
             await guard.answer()
+
+    def cap_for(self, method: str, path: str) -> int | None:
+        """The most body bytes this route may get; None for a streamed upload."""
+        for upload_method, prefix in self.upload_routes:
+            if method == upload_method and path.startswith(prefix):
+                return None
+        return self.small_bodies.get((method, path), self.max_body)
 
     def watch(self, guard: _BodyGuard) -> None:
         """Note that ``guard`` waits for body data; start the watchdog if needed."""

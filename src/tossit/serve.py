@@ -17,13 +17,21 @@ import uvicorn
 from tossit.limits import (
     BODY_TIMEOUT,
     HEADER_TIMEOUT,
+    MAX_BODY,
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_CLIENT,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
-    MAX_JSON_BODY,
-    STREAM_PATHS,
+    UPLOAD_ROUTES,
+    ConnectionLimits,
     RequestLimits,
     header_guard,
 )
+
+log = logging.getLogger("tossit.serve")
+# File descriptors kept free of client connections: the database, chunk files,
+# connections to nodes and brains, the log.
+FD_RESERVE = 128
 
 
 def port_free(host: str, port: int) -> bool:
@@ -58,6 +66,42 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError(f"no free port found on {host}")
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-file limit to the hard one; return the soft limit.
+
+    The soft limit is often 1024 while the hard one is far higher: a server
+    that stays at 1024 runs out of descriptors at about a thousand idle
+    connections, and then cannot accept ``/health`` nor open a chunk file.
+    Raising the soft limit up to the hard one needs no privilege.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 1 << 20
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft if soft != resource.RLIM_INFINITY else target
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:  # e.g. macOS caps it below an "unlimited" hard limit
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+        return soft
+    return target
+
+
+def connection_caps(max_connections: int, per_client: int, nofile: int) -> ConnectionLimits:
+    """The connection caps for a process that may open ``nofile`` descriptors:
+    the overall cap leaves ``FD_RESERVE`` of them for everything else."""
+    room = max(16, nofile - FD_RESERVE)
+    if max_connections > room:
+        log.warning("open-file limit %d: at most %d client connections (not %d); raise "
+                    "the hard limit (ulimit -Hn, LimitNOFILE=) for more", nofile, room,
+                    max_connections)
+        max_connections = room
+    return ConnectionLimits(max_connections, min(per_client, max_connections))
 
 
 def tune_runtime() -> None:
@@ -114,8 +158,10 @@ def serve(
     max_header_bytes: int = MAX_HEADER_BYTES,
     max_headers: int = MAX_HEADERS,
     body_timeout: float = BODY_TIMEOUT,
-    max_json_body: int = MAX_JSON_BODY,
-    stream_paths: tuple[str, ...] = STREAM_PATHS,
+    max_body: int = MAX_BODY,
+    upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
+    max_connections: int = MAX_CONNECTIONS,
+    max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
     **uvicorn_kwargs: Any,
 ) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get a few seconds to finish.
@@ -123,8 +169,10 @@ def serve(
     Every server is guarded against slow and oversized requests (see
     ``tossit.limits``): headers must arrive within ``header_timeout`` seconds and
     fit ``max_header_bytes`` / ``max_headers``; a request body may pause at most
-    ``body_timeout`` seconds; JSON and form bodies are capped at ``max_json_body``
-    (except PUT uploads under ``stream_paths``).
+    ``body_timeout`` seconds; every body is capped at ``max_body`` (sign-in
+    bodies lower), except streamed uploads on ``upload_routes``. The soft
+    open-file limit is raised to the hard one, and open connections are capped
+    overall and per client address (``tossit.limits.ConnectionLimits``).
     ``uvicorn_kwargs`` (e.g. ``ssl_certfile``/``ssl_keyfile``) go to ``uvicorn.Config``
     and override the defaults below.
     """
@@ -134,14 +182,15 @@ def serve(
         "log_level": log_level.lower(),
         "access_log": False,
         "loop": "uvloop",
-        "http": header_guard(header_timeout, max_header_bytes, max_headers),
+        "http": header_guard(header_timeout, max_header_bytes, max_headers, connection_caps(
+            max_connections, max_connections_per_client, raise_nofile_limit())),
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": 5,
         "log_config": None,
     }
     options.update(uvicorn_kwargs)
-    guarded = RequestLimits(app, body_timeout=body_timeout, max_json_body=max_json_body,
-                            stream_paths=stream_paths)
+    guarded = RequestLimits(app, body_timeout=body_timeout, max_body=max_body,
+                            upload_routes=upload_routes)
     config = uvicorn.Config(guarded, **options)
     tune_runtime()
     server = _Server(config, getattr(getattr(app, "state", None), "on_exit", None))

@@ -78,5 +78,5 @@ if __name__ == "__main__":
     if len(sys.argv) == 4:
         tls = {"ssl_certfile": sys.argv[2], "ssl_keyfile": sys.argv[3]}
     serve(app, "127.0.0.1", int(sys.argv[1]), "info",
-          header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT, stream_paths=("/upload",),
-          **tls)
+          header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT,
+          upload_routes=(("PUT", "/upload"),), **tls)

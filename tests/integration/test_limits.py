@@ -476,3 +476,42 @@ def test_json_file_upload_to_a_stream_path_is_not_capped(server: Server) -> None
         r = c.put("/chunk", content=payload,
                   headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/octet-stream",
+                                   "application/x-json-stream", None])
+def test_any_body_off_the_upload_routes_is_capped(server: Server, ctype: str | None) -> None:
+    """FastAPI reads a body whole whatever its type: the cap goes by route."""
+    before = len(server.outcomes("chunk"))
+    headers = {"Content_Type": ctype} if ctype else {}
+    conn = server.connect()
+    try:
+        conn.send(request("PUT", "/chunk", Content_Length=str(2 * MiB), **headers) + b"x")
+        assert_error(conn.response(timeout=3), 413, "body_too_large")
+    finally:
+        conn.close()
+    conn = server.connect()
+    try:  # chunked: cut off once past the cap
+        conn.send(request("PUT", "/chunk", Transfer_Encoding="chunked", **headers))
+        piece = b"%x\r\n" % (64 * KiB) + b"a" * (64 * KiB) + b"\r\n"
+        sent = 0
+        while sent < 3 * MiB and not conn.readable(0.01):
+            assert conn.send(piece), "closed without an answer"
+            sent += 64 * KiB
+        assert_error(conn.response(timeout=3), 413, "body_too_large")
+    finally:
+        conn.close()
+    seen = server.outcomes("chunk")[before:]
+    assert [o["complete"] for o in seen] == [False], seen
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"GET /ping HTTP/1.1\r\nHost x\r\n\r\n",
+                                 b"GET /ping HTTP/1.1\r\nContent-Length: -5\r\n\r\n"])
+def test_malformed_http_gets_the_json_error_shape(server: Server, raw: bytes) -> None:
+    conn = server.connect()
+    try:
+        conn.send(raw)
+        assert_error(conn.response(timeout=3), 400, "invalid_request")
+        assert conn.closed(timeout=3)
+    finally:
+        conn.close()

@@ -4,8 +4,11 @@ in logs, and an HTTPS cluster with a CA made by the test."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import select
+import socket
 import subprocess
 import sys
 import time
@@ -385,6 +388,196 @@ def test_servers_refuse_to_listen_on_the_network_without_auth(tmp_path: Path) ->
                 "--data-dir", str(tmp_path / "b"))
     assert brain.returncode == 2 and "auth = false" in brain.stderr
     assert not (tmp_path / "b" / "tossit.db").exists()
+
+
+# -- unauthenticated bodies ------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+def peak_rss(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in bytes."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024)
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start VmHWM again from the current RSS (clear_refs 5, Linux 4.0+)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def flood(port: int, method: str, path: str, size: int, headers: dict[str, str],
+          chunked: bool) -> tuple[int | None, int]:
+    """Send ``size`` bytes of body, made as they go, until the server answers
+    or hangs up; (its status or None, bytes sent). Raw sockets: an early
+    answer must not wait for the rest of the body."""
+    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1",
+            "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}",
+            *(f"{k}: {v}" for k, v in headers.items())]
+    piece = b"x" * MiB
+    frame = b"%x\r\n" % len(piece) + piece + b"\r\n" if chunked else piece
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        while sent < size:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server answered (or hung up) early
+            try:
+                sock.sendall(frame)
+            except OSError:
+                break
+            sent += len(piece)
+        else:
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+        sock.settimeout(30)
+        try:
+            answer = sock.recv(4096)
+        except OSError:
+            answer = b""
+    status = int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
+    return status, sent
+
+
+@pytest.mark.timeout(120)
+def test_unauthenticated_bodies_are_not_read_whole(cl: Cluster) -> None:
+    """The pen test's 300 MB text/plain body with no key grew the brain by 300
+    MiB: FastAPI reads a route's whole body before its access check, and only
+    JSON and form bodies were capped. Now the check comes first and every
+    body but an upload is capped, whatever its type."""
+    assert cl.brain is not None
+    node = cl.node_id(0)
+    size = 150 * MiB
+    targets = [(cl.port, cl.brain.pid, path) for path in (
+        "/api/session", "/api/keys", "/api/nodes/register", f"/api/nodes/{node}/heartbeat",
+        # Uploads are not capped, but refused from the headers (a guard).
+        "/api/files/upload")]
+    # The node's app: its signature check runs before any body (a guard here).
+    node_proc = cl.nodes[0]
+    assert node_proc is not None
+    targets.append((cl.node_ports[0], node_proc.pid, "/chunk-deletes"))
+    for port, pid, path in targets:
+        for chunked, ctype in ((False, {"Content-Type": "text/plain"}), (True, {}),
+                               (True, {"Content-Type": "application/x-json-stream"})):
+            rss, _ = peak_rss(pid)
+            reset_peak_rss(pid)
+            start = time.monotonic()
+            status, sent = flood(port, "POST", path, size, {**ctype, "X-Tossit-CSRF": "1"},
+                                 chunked)
+            _, peak = peak_rss(pid)
+            what = (path, "chunked" if chunked else "sized", ctype)
+            assert peak - rss < 30 * MiB, (what, f"grew by {(peak - rss) / MiB:.0f} MiB")
+            assert status in (401, 413), (what, status)
+            assert sent < 50 * MiB and time.monotonic() - start < 10, (what, sent)
+    assert cl.http.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/keys", "/api/nodes/register", "heartbeat"])
+def test_access_is_checked_before_the_body_arrives(cl: Cluster, path: str) -> None:
+    """A refused caller is answered from its headers alone: the server does
+    not wait for (nor hold) a body it will not use; deeply nested JSON gets the
+    401 too, not a parse error."""
+    if path == "heartbeat":
+        path = f"/api/nodes/{cl.node_id(0)}/heartbeat"
+    with socket.create_connection(("127.0.0.1", cl.port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {512 * 1024}\r\n\r\n{{\"name\": \"".encode())
+        sock.settimeout(5)
+        answer = b""
+        while b'"}' not in answer:  # the end of the JSON error
+            piece = sock.recv(4096)
+            assert piece, answer
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert b'"error":"unauthorized"' in answer.replace(b" ", b"")
+    nested = b"[" * 200_000 + b"]" * 200_000
+    resp = httpx.post(f"{cl.url}{path}", content=nested,
+                      headers={"Content-Type": "application/json"})
+    assert_error(resp, 401, "unauthorized")
+    if path == "/api/keys":  # with the key: the usual 400, not a 500
+        assert_error(cl.http.post(path, content=nested,
+                                  headers={"Content-Type": "application/json"}),
+                     400, "invalid_request")
+
+
+def test_sign_in_body_is_capped_small(cl: Cluster) -> None:
+    """The sign-in carries its key in the body, so it is read before anything
+    can be checked: it gets a few KiB, not the 1 MiB of other bodies."""
+    with as_key(cl, None) as anon:
+        resp = anon.post("/api/session", json={"key": "k" * 8000},
+                         headers={"X-Tossit-CSRF": "1"})
+        assert_error(resp, 413, "body_too_large")
+        resp = anon.post("/api/session", json={"key": "k" * 40}, headers={"X-Tossit-CSRF": "1"})
+        assert_error(resp, 401, "unauthorized")
+
+
+# -- connections and file descriptors ---------------------------------------------------
+
+
+def open_file_limits(pid: int) -> tuple[int, int]:
+    """A process's (soft, hard) open-file limit, from /proc."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-file limit in /proc")
+
+
+def test_servers_raise_their_open_file_limit(make_cluster: Any) -> None:
+    """A soft limit of 1024 under a far higher hard one left the servers a
+    thousand connections from refusing everything: they raise it at start."""
+    cl = make_cluster(nodes=1, replicas=1, nofile=(256, 4096))
+    assert cl.brain is not None and cl.nodes[0] is not None
+    assert open_file_limits(cl.brain.pid) == (4096, 4096)
+    assert open_file_limits(cl.nodes[0].pid) == (4096, 4096)
+
+
+@pytest.mark.timeout(120)
+def test_idle_connections_cannot_exhaust_descriptors(make_cluster: Any) -> None:
+    """The pen test held 1,100 idle connections against a 1024-descriptor limit
+    and /health failed for as long as they were held. Here the brain may open
+    only 200 files (the soft limit raised to the hard one changes nothing) and
+    one address may hold 50 connections: 300 idle sockets from the attacker's
+    address (loopback, everyone's here) close the oldest idle ones instead of
+    the descriptors running out, so /health and an authenticated upload that
+    was in progress all along are still answered."""
+    cl = make_cluster(nodes=1, replicas=1, nofile=(200, 200),
+                      brain_env={"TOSSIT_MAX_CONNECTIONS_PER_CLIENT": "50"})
+    # A busy, authenticated request in progress: half an upload's body sent.
+    upload = socket.create_connection(("127.0.0.1", cl.port), timeout=10)
+    upload.sendall(f"PUT /api/files/during-the-flood.bin HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {cl.admin_key}\r\nContent-Length: 2000\r\n\r\n"
+                   .encode() + b"a" * 1000)
+    time.sleep(0.3)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", cl.port), timeout=10))
+        with httpx.Client(base_url=cl.url, timeout=5) as fresh:
+            assert fresh.get("/health").status_code == 200
+            files = fresh.get("/api/files", headers=bearer(cl.admin_key))
+            assert files.status_code == 200, files.text
+        # The brain closed the oldest idle ones at once, not at its header timeout.
+        closed = 0
+        for sock in idle:
+            sock.settimeout(0.01)
+            with contextlib.suppress(TimeoutError):
+                closed += sock.recv(1) == b""
+        assert closed >= 300 - 50, closed
+        # The upload was busy, not idle: it was left alone and completes.
+        upload.sendall(b"b" * 1000)
+        upload.settimeout(30)
+        answer = upload.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+    finally:
+        upload.close()
+        for sock in idle:
+            sock.close()
+    stored = [f for f in cl.http.get("/api/files").json() if f["name"] == "during-the-flood.bin"]
+    assert [f["size"] for f in stored] == [2000]
+    assert "connection caps reached" in cl.log("brain")
 
 
 # -- TLS -----------------------------------------------------------------------------

@@ -112,6 +112,19 @@ def test_mac_rejects_stale_and_future_requests(monkeypatch: pytest.MonkeyPatch) 
     v.verify("PUT", "/chunks/ab", "", h)  # inside the window
 
 
+@pytest.mark.parametrize("ts", ["nan", "NaN", "inf", "-inf", "1e999"])
+def test_mac_rejects_non_finite_times(ts: str) -> None:
+    """A correctly signed request stamped ``ts=nan`` passed the clock check (nan
+    compares false) and could be replayed once its nonce was forgotten."""
+    signer = mac.Signer(SECRET, "brain")
+    sig = mac._sign(signer._mac, mac._string_to_sign("GET", "/status", "", "node-1", "brain",
+                                                     ts, "n1", mac.EMPTY_SHA256))
+    h = {mac.AUTH_HEADER: f"v1 to=node-1;from=brain;ts={ts};nonce=n1;sig={sig}",
+         mac.DIGEST_HEADER: mac.EMPTY_SHA256}
+    with pytest.raises(mac.MacError, match="finite"):
+        mac.Verifier(SECRET, "node-1").verify("GET", "/status", "", h)
+
+
 @given(st.text(max_size=300))
 def test_mac_never_crashes_on_garbage(header: str) -> None:
     v = mac.Verifier(SECRET, "node-1")

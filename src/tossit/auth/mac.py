@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -117,6 +118,10 @@ class Verifier:
             when = float(ts)
         except (KeyError, ValueError):
             raise MacError("malformed X-Tossit-Auth header") from None
+        if not math.isfinite(when):
+            # nan compares false with everything, so it passed the clock check
+            # below, and a request stamped with it could be replayed forever.
+            raise MacError("malformed X-Tossit-Auth header: ts is not a finite time")
         digest = headers.get(DIGEST_HEADER.lower()) or headers.get(DIGEST_HEADER) or ""
         if len(digest) != 64 or len(nonce) > 64 or len(sender) > 64:
             raise MacError("malformed X-Tossit-Auth or X-Tossit-Content-SHA256 header")

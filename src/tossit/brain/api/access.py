@@ -148,6 +148,9 @@ class Access:
         self.read = read
 
     async def __call__(self, request: Request) -> KeyInfo:
+        # Not remembered from an earlier call: a live stream calls this again
+        # on the same request to notice a revoked key. (A router that also
+        # runs it as an ``AuthBeforeBody`` gate pays a second, cached lookup.)
         key = await authenticate(request)
         needed = self.read if request.method in _READ_METHODS else self.write
         if not key.role.allows(needed):
@@ -155,20 +158,35 @@ class Access:
         return key
 
 
-async def signed_by_node(request: Request) -> str | None:
-    """A dependency for node-protocol routes: the request must carry the cluster
-    MAC, over a body that hashes to what was signed. Returns the sender."""
+async def node_signature(request: Request) -> None:
+    """A gate for node-protocol routes (``AuthBeforeBody``): the cluster MAC in
+    the headers must be valid before the body is read. Its sender and signed
+    body hash are kept in ``request.state.node_mac`` for ``signed_by_node``
+    (verifying twice would trip the nonce's replay check)."""
     verifier = brain_of(request).node_verifier
     if verifier is None:
-        return None
+        request.state.node_mac = None
+        return
     try:
         # The path and query exactly as the server decoded them (as the node's
         # middleware does): request.url would normalise some characters away.
-        sender, digest = verifier.verify(request.method, request.scope["path"],
-                                         request.scope["query_string"].decode("latin-1"),
-                                         request.headers)
+        request.state.node_mac = verifier.verify(
+            request.method, request.scope["path"],
+            request.scope["query_string"].decode("latin-1"), request.headers)
     except MacError as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
+
+
+async def signed_by_node(request: Request) -> str | None:
+    """A dependency for node-protocol routes: the request must carry the cluster
+    MAC (checked by the ``node_signature`` gate, or here), over a body that
+    hashes to what was signed. Returns the sender."""
+    if not hasattr(request.state, "node_mac"):
+        await node_signature(request)
+    mac: tuple[str, str] | None = request.state.node_mac
+    if mac is None:
+        return None
+    sender, digest = mac
     if hashlib.sha256(await request.body()).hexdigest() != digest:
         raise ApiError(401, "unauthorized", "the body does not match its signed hash")
     return sender

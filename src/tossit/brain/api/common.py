@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import posixpath
 import unicodedata
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,30 +66,51 @@ def content_type_for(name: str, declared: str | None) -> str:
     return guess or "application/octet-stream"
 
 
-class AuthBeforeBody(APIRoute):
-    """A route class whose access checks run before its JSON body is judged.
+Gate = Callable[[Request], Awaitable[Any]]
 
-    FastAPI decodes a JSON body before it runs any dependency, so a caller with
-    no key (or no cluster signature) who sent malformed JSON got a 400 where
-    every other request gets a 401. Here a body that does not decode is handed
-    on as ``MalformedJson``: the dependencies run first, then validation
-    refuses it with the usual 400.
+
+class AuthBeforeBody(APIRoute):
+    """A route class whose access checks run before its body is read.
+
+    FastAPI reads a route's whole body, and decodes it as JSON, before it runs
+    any dependency: a caller with no key (or no cluster signature) made the
+    server read and hold whatever it sent (only ``tossit.limits`` bounds it),
+    and malformed or too deeply nested JSON got a 400 where every other
+    unauthenticated request gets a 401. Here the router's ``gates`` (checks of
+    the headers alone: ``tossit.brain.api.access``) run first; then a body
+    that does not decode is handed on as ``MalformedJson``, so the
+    dependencies run before validation refuses it with the usual 400.
+
+    ``before_body(*gates)`` makes the class for a router.
     """
+
+    gates: tuple[Gate, ...] = ()
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        gates = self.gates
 
         async def run(request: Request) -> Response:
-            return await handler(_JsonLater(request.scope, request.receive))
+            later = _JsonLater(request.scope, request.receive)
+            for gate in gates:
+                await gate(later)
+            return await handler(later)
 
         return run
+
+
+def before_body(*gates: Gate) -> type[AuthBeforeBody]:
+    """An ``AuthBeforeBody`` route class that runs ``gates`` before the body is read."""
+    return type("AuthBeforeBody", (AuthBeforeBody,), {"gates": gates})
 
 
 class _JsonLater(Request):
     async def json(self) -> Any:
         try:
             return await super().json()
-        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        # JSONDecodeError, bytes that are not UTF-8, or nesting deeper than the
+        # decoder's recursion limit
+        except (ValueError, RecursionError) as exc:
             return MalformedJson(exc)
 
 

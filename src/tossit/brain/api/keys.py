@@ -10,15 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tossit.auth.keys import KEY_ID_PATTERN, Role
 from tossit.brain.api.access import Access, authenticate, who
-from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
+from tossit.brain.api.common import before_body, brain_of, iso
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
 from tossit.errors import ApiError, error_responses
 from tossit.names import unsafe_char
 
-# /api/keys/me is for any valid key; the rest of this router needs an admin key.
+# /api/keys/me is for any valid key; the rest of this router needs an admin key,
+# checked before a body is read.
 me_router = APIRouter(tags=["keys"])
-router = APIRouter(tags=["keys"], dependencies=[Depends(Access(Role.admin, read=Role.admin))],
-                   route_class=AuthBeforeBody)
+_ADMIN = Access(Role.admin, read=Role.admin)
+router = APIRouter(tags=["keys"], dependencies=[Depends(_ADMIN)], route_class=before_body(_ADMIN))
 _TEN_YEARS = 10 * 365 * 86400.0
 # What ``KeyCreate._name`` enforces, for the schema: no control characters, not blank.
 _PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"

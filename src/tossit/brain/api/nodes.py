@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tossit.brain.api.access import signed_by_node, who
-from tossit.brain.api.common import AuthBeforeBody, brain_of, iso
+from tossit.brain.api.access import node_signature, signed_by_node, who
+from tossit.brain.api.common import before_body, brain_of, iso
 from tossit.brain.registry import (
     DEAD,
     DRAINED,
@@ -28,8 +28,9 @@ from tossit.errors import ApiError, error_responses
 
 log = logging.getLogger("tossit.brain.nodes")
 router = APIRouter(tags=["nodes"])
-# Called by nodes, not users: authenticated by the cluster MAC (tossit.auth.mac).
-protocol = APIRouter(tags=["node protocol"], route_class=AuthBeforeBody)
+# Called by nodes, not users: authenticated by the cluster MAC (tossit.auth.mac),
+# from the headers before the body is read.
+protocol = APIRouter(tags=["node protocol"], route_class=before_body(node_signature))
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _BIG = 2**62
 REPROBE_EVERY = 10.0  # seconds between probes of a node the brain could not reach
