@@ -148,3 +148,38 @@ def test_unknown_node_rows_are_dropped_from_metadata() -> None:
     nodes = cluster(a="online", b="online", c="online")
     p = plan({"a": "ok", "b": "ok", "c": "ok", "gone": "ok"}, nodes, ["a", "b", "c"])
     assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("gone", MISSING, False)]
+
+
+# -- which holder a copy is read from ------------------------------------------
+
+
+def test_copies_are_read_from_every_holder_not_one() -> None:
+    from collections import Counter
+
+    from tossit.brain.repair_plan import spread_sources
+
+    holders = ["a", "b", "c"]
+    firsts = Counter(spread_sources(f"{i:064x}", holders, {})[0] for i in range(900))
+    assert set(firsts) == set(holders)
+    assert all(200 < n < 400 for n in firsts.values()), firsts  # about a third each
+
+
+def test_the_least_busy_holder_is_read_first_and_the_others_stay_as_fallback() -> None:
+    from tossit.brain.repair_plan import spread_sources
+
+    for i in range(50):
+        order = spread_sources(f"{i:064x}", ["a", "b", "c"], {"a": 2, "b": 1})
+        assert order == ["c", "b", "a"]
+    # Equal load: a chunk's order is stable (a retry asks in the same order),
+    # every holder is in it once.
+    order = spread_sources("f" * 64, ["a", "b", "c", "b"], {})
+    assert sorted(order) == ["a", "b", "c"]
+    assert spread_sources("f" * 64, ["c", "b", "a"], {}) == order
+
+
+def test_a_better_tier_wins_over_a_lighter_load() -> None:
+    from tossit.brain.repair_plan import spread_sources
+
+    tier = {"a": 0, "b": 2, "c": 1}  # b suspect, c draining
+    for i in range(50):
+        assert spread_sources(f"{i:064x}", ["b", "c", "a"], {"a": 5}, tier) == ["a", "c", "b"]
