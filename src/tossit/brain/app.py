@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 
 from tossit import __version__
 from tossit.auth.keys import Role
-from tossit.brain.api import cluster, dashboard, files, keys, nodes, session, stream
+from tossit.brain.api import cluster, dashboard, files, keys, nodes, scrub, session, stream
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.forward import ForwardToLeader
 from tossit.brain.service import Brain
@@ -55,6 +55,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.include_router(nodes.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
     app.include_router(cluster.router, dependencies=[Depends(Access(Role.admin))],
+                       responses=AUTH_ERRORS)
+    app.include_router(scrub.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
     app.include_router(stream.router, dependencies=[Depends(Access(Role.readonly))],
                        responses=AUTH_ERRORS)

@@ -31,6 +31,7 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
 from tossit.brain.registry import DEAD, Registry
 from tossit.brain.repair import Repairer
+from tossit.brain.scrubs import ScrubWatch
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
 from tossit.brain.store import Store
@@ -66,6 +67,7 @@ class Brain:
         self.pins = ChunkPins()
         self.collector = Collector(settings, self.store, self.registry, self.nodes, self.pins)
         self.repairer = Repairer(settings, self.store, self.registry, self.nodes, self.pins)
+        self.scrubs = ScrubWatch(self.registry, self.nodes)
         self.monitor = Monitor(settings, self.store, self.registry, self.repairer.wake)
         self.collector.on_missing = self.repairer.wake
         self.commits = CommitBatcher(self.store, self.collector.release)
@@ -304,6 +306,7 @@ class Brain:
             with contextlib.suppress(Exception):
                 await self.directory.renew("stopped")
         await self.commits.stop()
+        await self.scrubs.close()
         await self.nodes.close()
         await self.lock.release()
         await self.store.close()

@@ -22,6 +22,7 @@ from tossit.brain.registry import (
     shared_fates,
 )
 from tossit.brain.repair import Progress
+from tossit.brain.scrubs import summary as scrub_summary
 from tossit.brain.service import Brain
 from tossit.config import plural
 from tossit.placement import Candidate, usable_capacity
@@ -163,6 +164,8 @@ async def status_body(brain: Brain) -> dict[str, Any]:
                    else await brain.store.get_state("repair") or Progress().to_dict()),
         "brains": await _brains(brain),
         "throughput": TRAFFIC.snapshot(),
+        # The nodes' last answers (refreshed in the background: never waits on a node).
+        "scrub": scrub_summary(brain.scrubs.cached()),
     }
 
 
