@@ -8,8 +8,9 @@ import os
 import time
 from typing import Any
 
-from cluster import Cluster, wait_until
 from test_cli import tossit
+
+from cluster import Cluster, wait_until
 
 
 def scrub_of(cl: Cluster, name: str) -> dict[str, Any]:

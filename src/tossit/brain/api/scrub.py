@@ -12,15 +12,17 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tossit.brain.api.access import who
-from tossit.brain.api.common import brain_of
+from tossit.brain.api.common import AuthBeforeBody, brain_of
 from tossit.brain.registry import NodeView
 from tossit.brain.scrubs import summary
 from tossit.brain.service import Brain
 from tossit.config import format_size, parse_rate
 from tossit.errors import ApiError, error_responses
 
-router = APIRouter(tags=["scrub"])
+# The key is checked before a malformed body is judged (401, not 400, without one).
+router = APIRouter(tags=["scrub"], route_class=AuthBeforeBody)
 MIN_RATE = 64 * 1024  # bytes/s: below this a pass over a real disk never ends
+MAX_RATE = 2**40  # what a node accepts
 _NODE = Query(None, max_length=128, description="a node's id or name (default: every node "
                                                 "that answers)")
 
@@ -78,6 +80,8 @@ async def scrub_rate(body: RateBody, request: Request) -> dict[str, Any]:
         rate = parse_rate(body.rate)
     except ValueError as exc:
         raise ApiError(400, "invalid_rate", str(exc)) from None
+    if rate > MAX_RATE:
+        raise ApiError(400, "invalid_rate", f"a scrub rate is at most {format_size(MAX_RATE)}/s")
     if rate < MIN_RATE:
         raise ApiError(400, "invalid_rate", f"a scrub rate is at least "
                        f"{format_size(MIN_RATE)}/s (to stop scrubbing: tossit scrub pause)")
