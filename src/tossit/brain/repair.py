@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tossit.brain.metrics import REPAIR_FAILURES, REPAIRED_BYTES, REPAIRED_CHUNKS
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import (
@@ -347,6 +348,7 @@ class Repairer:
                                                META if c.chunk_id in self._meta else DATA)
                 except NodeError as exc:
                     log.info("copy of %s to %s failed: %s", c.chunk_id[:12], target.name, exc)
+                    REPAIR_FAILURES.inc()
                     self.progress.failed += 1
                     return False
                 finally:
@@ -354,6 +356,8 @@ class Repairer:
                     if self._reading[first] <= 0:
                         del self._reading[first]
                 await self.store.add_replicas(c.chunk_id, [c.target])
+                REPAIRED_CHUNKS.labels(c.reason).inc()
+                REPAIRED_BYTES.labels(c.reason).inc(c.size)
                 self.progress.chunks_done += 1
                 self.progress.bytes_done += c.size
                 self._done_bytes[c.reason] += c.size

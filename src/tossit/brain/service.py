@@ -25,6 +25,7 @@ from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
 from tossit.brain.manifest_rows import Pack
 from tossit.brain.manifest_writer import ManifestWriter
+from tossit.brain.metrics import CORRUPT_COPIES
 from tossit.brain.monitor import Monitor
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
@@ -291,6 +292,7 @@ class Brain:
             return
         for cid in chunks:
             await self.store.set_replica_state(cid, node_id, "corrupt")
+        CORRUPT_COPIES.labels("scrub").inc(len(chunks))
         await self.store.add_event("replica_corrupt", message, severity="warning",
                                    node_id=node_id, data={"chunks": chunks[:100]})
         self.repairer.wake()
