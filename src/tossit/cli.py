@@ -235,9 +235,9 @@ def node(
     repair_bandwidth: Annotated[str | None, typer.Option(
         help="bytes/s fetched for repairs and moves, 0 = unlimited [64MiB]")] = None,
     scrub_rate: Annotated[str | None, typer.Option(
-        help="bytes/s the background scrubber re-hashes, 0 = off [16MiB]")] = None,
+        help="bytes/s the background scrubber re-hashes, 0 = off [32MiB]")] = None,
     scrub_interval: Annotated[float | None, typer.Option(
-        help="seconds between the starts of two scrub passes [604800]")] = None,
+        help="seconds between the starts of two scrub passes [86400]")] = None,
     join_secret_file: Annotated[Path | None, typer.Option(
         help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
         "kept in this node's data dir for later starts")] = None,
@@ -688,6 +688,24 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                       highlight=False, markup=False)
     if not rep["chunks_unavailable"] and not rep["chunks_below_target"]:
         console.print("[green]every chunk has its full set of copies[/]")
+    _scrub_line(s.get("scrub") or {})
+
+
+def _scrub_line(sc: dict[str, Any]) -> None:
+    """One line on the scrubbers: are copies nobody reads checked for rot?"""
+    if not sc.get("nodes"):
+        return
+    states = ", ".join(f"{n} {st}" for st, n in sc["by_state"].items())
+    progress = f" ({sc['progress'] * 100:.0f}% through)" if sc.get("progress") is not None else ""
+    if sc.get("oldest_full_pass") is not None:
+        checked = f"oldest full pass ended {_ago(sc['oldest_full_pass'])}"
+    else:
+        checked = f"{plural(sc['nodes_never_scrubbed'], 'node')} not fully scrubbed yet"
+    corrupt = sc.get("corrupt_found") or 0
+    console.print(f"scrub: {states}{progress}; {checked}; "
+                  f"{plural(corrupt, 'corrupt copy', 'corrupt copies')} found",
+                  style="yellow" if corrupt or "off" in sc["by_state"] else None,
+                  highlight=False, markup=False)
 
 
 def _metadata_safety(s: dict[str, Any]) -> None:
@@ -845,6 +863,90 @@ def events(
         console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}",
                       style=colours.get(e["severity"]), highlight=False, markup=False,
                       soft_wrap=True)
+
+
+# -- scrub -----------------------------------------------------------------
+
+scrub_app = typer.Typer(help="See and steer the nodes' background scrubbing, which re-hashes "
+                        "every copy to find rot (needs an admin key).", no_args_is_help=True,
+                        rich_markup_mode=None)
+app.add_typer(scrub_app, name="scrub")
+NodeOpt = Annotated[str | None, typer.Option("--node", help="only this node (name or id)")]
+
+
+def _ago(ts: float | None) -> str:
+    return "never" if ts is None else f"{format_duration(max(0.0, time.time() - ts))} ago"
+
+
+def _scrub_rows(rows: list[dict[str, Any]]) -> None:
+    table = Table(box=None, padding=(0, 1, 0, 0))
+    for col in ("node", "scrub", "progress", "checked", "rate", "last full pass", "corrupt"):
+        table.add_column(col, no_wrap=True, justify="right" if col in (
+            "progress", "checked", "rate", "corrupt") else "left")
+    for r in rows:
+        s = r["scrub"]
+        if s is None or r["error"]:
+            table.add_row(escape(r["name"]), f"[red]{escape(r['error'] or '?')}[/]",
+                          "", "", "", "", "")
+            continue
+        colour = {"scanning": "green", "paused": "yellow", "off": "red"}.get(s["state"], "")
+        state = f"[{colour}]{s['state']}[/]" if colour else s["state"]
+        rate = f"{format_size(s['rate'])}/s"
+        if s.get("measured_rate") is not None and s["state"] == "scanning":
+            rate = f"{format_size(s['measured_rate'])}/s of {rate}"
+        last = s.get("last_full_pass")
+        progress = "" if s["progress"] is None else f"{s['progress'] * 100:.1f}%"
+        table.add_row(escape(r["name"]), state, progress, format_size(s["bytes_checked"]),
+                      rate, _ago(last["finished"] if last else None), f"{s['corrupt_found']:,}")
+    console.print(table)
+
+
+@scrub_app.command("status")
+def scrub_status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Per node: the pass in progress, bytes checked, rate, the last full pass
+    and the corrupt copies found (quarantined and repaired from good copies)."""
+    _scrub_rows(_call(_client(brain, config).scrub_status)["nodes"])
+    console.print("checked: this pass; corrupt: copies found rotten since the node's first "
+                  "pass", style="dim", highlight=False)
+
+
+def _scrub_order(action: str, node: str | None, brain: str | None,
+                 config: Path | None) -> None:
+    rows = _call(_client(brain, config).scrub, action, node)["nodes"]
+    _scrub_rows(rows)
+    if any(r["error"] for r in rows):
+        raise typer.Exit(1)
+
+
+@scrub_app.command("start")
+def scrub_start(node: NodeOpt = None, brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Begin a pass now (a pass in progress goes on; a paused one resumes)."""
+    _scrub_order("start", node, brain, config)
+
+
+@scrub_app.command("pause")
+def scrub_pause(node: NodeOpt = None, brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Pause scrubbing where it is (kept across node restarts)."""
+    _scrub_order("pause", node, brain, config)
+
+
+@scrub_app.command("resume")
+def scrub_resume(node: NodeOpt = None, brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Go on scrubbing from where it was paused."""
+    _scrub_order("resume", node, brain, config)
+
+
+@scrub_app.command("rate")
+def scrub_rate(
+    rate: Annotated[str, typer.Argument(help="bytes/s, e.g. 200MiB/s")],
+    node: NodeOpt = None, brain: BrainOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Change the scrub rate now; each node keeps it across restarts (until its
+    configured scrub_rate is changed)."""
+    rows = _call(_client(brain, config).scrub_rate, rate, node)["nodes"]
+    _scrub_rows(rows)
+    if any(r["error"] for r in rows):
+        raise typer.Exit(1)
 
 
 # -- keys ----------------------------------------------------------------

@@ -148,3 +148,85 @@ def test_unknown_node_rows_are_dropped_from_metadata() -> None:
     nodes = cluster(a="online", b="online", c="online")
     p = plan({"a": "ok", "b": "ok", "c": "ok", "gone": "ok"}, nodes, ["a", "b", "c"])
     assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("gone", MISSING, False)]
+
+
+# -- which holder a copy is read from ------------------------------------------
+
+
+def test_copies_are_read_from_every_holder_not_one() -> None:
+    from collections import Counter
+
+    from tossit.brain.repair_plan import spread_sources
+
+    holders = ["a", "b", "c"]
+    firsts = Counter(spread_sources(f"{i:064x}", holders, {})[0] for i in range(900))
+    assert set(firsts) == set(holders)
+    assert all(200 < n < 400 for n in firsts.values()), firsts  # about a third each
+
+
+def test_the_least_busy_holder_is_read_first_and_the_others_stay_as_fallback() -> None:
+    from tossit.brain.repair_plan import spread_sources
+
+    for i in range(50):
+        order = spread_sources(f"{i:064x}", ["a", "b", "c"], {"a": 2, "b": 1})
+        assert order == ["c", "b", "a"]
+    # Equal load: a chunk's order is stable (a retry asks in the same order),
+    # every holder is in it once.
+    order = spread_sources("f" * 64, ["a", "b", "c", "b"], {})
+    assert sorted(order) == ["a", "b", "c"]
+    assert spread_sources("f" * 64, ["c", "b", "a"], {}) == order
+
+
+def test_a_better_tier_wins_over_a_lighter_load() -> None:
+    from tossit.brain.repair_plan import spread_sources
+
+    tier = {"a": 0, "b": 2, "c": 1}  # b suspect, c draining
+    for i in range(50):
+        assert spread_sources(f"{i:064x}", ["b", "c", "a"], {"a": 5}, tier) == ["a", "c", "b"]
+
+
+def test_a_repair_pass_reads_from_every_holder_and_keeps_the_others_as_fallback() -> None:
+    """The repairer itself (with a recording node client): a dead node's chunks,
+    each held by the same two survivors, are read from both, about half each,
+    and every order still names both (the target falls back to the second)."""
+    import asyncio
+    from collections import Counter
+    from typing import Any
+
+    from tossit.brain.registry import NodeView, Registry
+    from tossit.brain.repair import Repairer
+    from tossit.brain.repair_plan import Copy
+    from tossit.config import BrainSettings
+
+    reg = Registry(replicas=3, high_water=0.95)
+    for n in ("a", "b", "t"):
+        reg.update({"id": n, "name": n, "address": f"http://{n}:1", "zone": "z",
+                    "capacity": 10**12, "used": 0, "free": 10**12, "disk_total": 10**12,
+                    "disk_free": 10**12, "chunk_count": 0})
+
+    class Nodes:
+        def __init__(self) -> None:
+            self.orders: list[list[str]] = []
+
+        async def replicate(self, target: NodeView, cid: str, sources: list[NodeView],
+                            kind: str) -> None:
+            self.orders.append([s.id for s in sources])
+            await asyncio.sleep(0.001)
+
+    class Pins:
+        async def pin(self, cid: str) -> None: ...
+        def unpin(self, cid: str) -> None: ...
+
+    class Store:
+        async def add_replicas(self, cid: str, nodes: list[str]) -> None: ...
+
+    nodes = Nodes()
+    fakes: Any = (Store(), nodes, Pins())
+    repairer = Repairer(BrainSettings(), fakes[0], reg, fakes[1], fakes[2])
+    # The plan lists the holders in one fixed order ("a" first), as it used to read.
+    copies = [Copy(f"{i:064x}", 100, ("a", "b"), "t", "under-replicated", 2)
+              for i in range(40)]
+    assert asyncio.run(repairer._copy_all(copies)) == 40
+    firsts = Counter(order[0] for order in nodes.orders)
+    assert 12 <= firsts["a"] <= 28 and firsts["a"] + firsts["b"] == 40, firsts
+    assert all(sorted(order) == ["a", "b"] for order in nodes.orders)

@@ -11,9 +11,10 @@ from fastapi import Depends, FastAPI
 from tossit import __version__
 from tossit.apidocs import install_docs
 from tossit.auth.keys import Role
-from tossit.brain.api import cluster, dashboard, files, keys, nodes, session, stream
+from tossit.brain.api import cluster, dashboard, files, keys, nodes, scrub, session, stream
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.forward import ForwardToLeader
+from tossit.brain.metrics import RequestLatency
 from tossit.brain.service import Brain
 from tossit.config import BrainSettings
 from tossit.errors import ErrorBody, install_error_handlers
@@ -48,6 +49,9 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.state.feed = stream.LiveFeed(brain)
     app.state.on_exit = app.state.feed.close_all  # called by tossit.serve on SIGTERM
     install_error_handlers(app)
+    # Latency by route template; inside the forwarder: a request a follower passes
+    # on is measured once, by the leader that answers it.
+    app.add_middleware(RequestLatency)
     # Several brains on PostgreSQL: a follower passes changes to the leader.
     app.add_middleware(ForwardToLeader, is_leader=lambda: brain.leader,
                        directory=lambda: brain.directory if brain.lock.shared else None,
@@ -58,6 +62,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.include_router(nodes.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
     app.include_router(cluster.router, dependencies=[Depends(Access(Role.admin))],
+                       responses=AUTH_ERRORS)
+    app.include_router(scrub.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
     app.include_router(stream.router, dependencies=[Depends(Access(Role.readonly))],
                        responses=AUTH_ERRORS)

@@ -49,6 +49,7 @@ class ChunkMissing(NodeError):
     """The node answered 404 for a chunk it was expected to hold."""
 
 
+SCRUB_TIMEOUT = 10.0  # seconds a node has to answer a scrub status or order
 BATCH_BELOW = 256 * 1024  # chunks smaller than this may travel in batches
 BATCHES_IN_FLIGHT = 2  # per node: the next batch gathers while these are sent
 
@@ -317,6 +318,39 @@ class NodeClient:
                                       headers=self._headers("POST", "/scrub", node)) as resp:
                 if resp.status != 200:
                     raise NodeUnavailable(f"{node.name} answered {resp.status} to a scrub")
+                result: dict[str, Any] = await resp.json()
+                return result
+
+    async def scrub_call(self, node: NodeView, action: str,
+                         rate: int | None = None) -> dict[str, Any]:
+        """The node's background scrub: ``status``, ``start``, ``pause``,
+        ``resume`` or ``rate`` (with ``rate``); returns its status. A short
+        timeout: an operator waits for the answer, and a node that does not
+        answer is shown as such rather than holding up the others."""
+        timeout = aiohttp.ClientTimeout(total=SCRUB_TIMEOUT)
+        with self._transport_errors(node, mark=False):
+            if action == "status":
+                ctx = self.http.get(f"{node.address}/scrub", timeout=timeout,
+                                    headers=self._headers("GET", "/scrub", node))
+            elif action == "rate":
+                body = json.dumps({"rate": rate}).encode()
+                digest = hashlib.sha256(body).hexdigest() if self.signer else EMPTY_SHA256
+                ctx = self.http.put(f"{node.address}/scrub/rate", data=body, timeout=timeout,
+                                    headers=self._headers(
+                                        "PUT", "/scrub/rate", node, digest=digest,
+                                        **{"content-type": "application/json"}))
+            else:
+                path = f"/scrub/{action}"
+                ctx = self.http.post(f"{node.address}{path}", timeout=timeout,
+                                     headers=self._headers("POST", path, node))
+            async with ctx as resp:
+                if resp.status == 404 and action == "status":
+                    raise NodeError(f"{node.name} runs an older version without scrub "
+                                    "control")
+                if resp.status != 200:
+                    text = (await resp.text())[:300]
+                    cls = NodeUnavailable if resp.status >= 500 else NodeError
+                    raise cls(f"{node.name} answered {resp.status}: {text}")
                 result: dict[str, Any] = await resp.json()
                 return result
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from tossit.brain.metrics import DOWNLOAD_BYTES, TRAFFIC
+from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, TRAFFIC
 from tossit.brain.nodeclient import ChunkMissing, NodeClient, NodeError
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import ChunkPlacement, Store
@@ -78,6 +78,7 @@ class Reader:
             if digest == placement.chunk_id and len(data) == placement.size:
                 return data
             errors.append(f"{node.name} returned corrupt data")
+            CORRUPT_COPIES.labels("read").inc()
             await self._report_bad(placement.chunk_id, node.id, "corrupt")
         raise ChunkUnavailable(placement.chunk_id, "; ".join(errors) or "no replica recorded")
 

@@ -113,6 +113,18 @@ def room_at(live: list[NodeView], r: int, free: int) -> int:
     return min(free // r, usable_capacity(left, r))
 
 
+def cluster_capacity(live: list[NodeView], r: int) -> dict[str, int]:
+    """Raw, used, free, usable (at ``r`` copies) and room (more file data that
+    fits at ``r`` copies) over the readable nodes, from memory alone."""
+    raw, free = disk_capacity(live)
+    # raw / R is an upper bound (a disk shared by nodes counts once); uneven nodes or
+    # zones hold less, because a chunk's copies must land on distinct ones.
+    usable = min(raw // r, usable_capacity(
+        [Candidate(n.id, n.capacity, n.zone) for n in live if n.admin_state is None], r))
+    return {"raw": raw, "used": sum(n.used for n in live), "free": free,
+            "usable": usable, "room": room_at(live, r, free)}
+
+
 @dataclass(frozen=True)
 class SharedFate:
     """Nodes that one failure takes down together, so that copies on them

@@ -28,9 +28,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tossit.brain.metrics import REPAIR_FAILURES, REPAIRED_BYTES, REPAIRED_CHUNKS
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
-from tossit.brain.registry import DEAD, DRAINED, DRAINING, ONLINE, PlacementKey, Registry
+from tossit.brain.registry import (
+    DEAD,
+    DRAINED,
+    DRAINING,
+    ONLINE,
+    NodeView,
+    PlacementKey,
+    Registry,
+)
 from tossit.brain.repair_plan import (
     REBALANCE,
     ChunkPlan,
@@ -38,6 +47,7 @@ from tossit.brain.repair_plan import (
     Drop,
     NodeInfo,
     plan_chunk,
+    spread_sources,
 )
 from tossit.brain.store import Store
 from tossit.chunking import DATA, META
@@ -98,6 +108,9 @@ class Repairer:
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
         self._meta: set[str] = set()  # this pass: which copies are manifest packs
+        # Copies being read from each holder now (the first source of each order):
+        # the next order starts at the least busy one (repair_plan.spread_sources).
+        self._reading: Counter[str] = Counter()
         # Several brains: the progress goes to the metadata for the followers' pages.
         self.publish = False
         # The last full pass: the node set it saw, when, and whether it left work.
@@ -324,24 +337,41 @@ class Repairer:
         try:
             async with per_target, self._sem:
                 target = self.registry.get(c.target)
-                sources = [v for v in (self.registry.get(s) for s in c.sources) if v]
+                sources = self._sources(c)
                 if target is None or not sources:
                     self.progress.failed += 1
                     return False
+                first = sources[0].id
+                self._reading[first] += 1
                 try:
                     await self.nodes.replicate(target, c.chunk_id, sources,
                                                META if c.chunk_id in self._meta else DATA)
                 except NodeError as exc:
                     log.info("copy of %s to %s failed: %s", c.chunk_id[:12], target.name, exc)
+                    REPAIR_FAILURES.inc()
                     self.progress.failed += 1
                     return False
+                finally:
+                    self._reading[first] -= 1
+                    if self._reading[first] <= 0:
+                        del self._reading[first]
                 await self.store.add_replicas(c.chunk_id, [c.target])
+                REPAIRED_CHUNKS.labels(c.reason).inc()
+                REPAIRED_BYTES.labels(c.reason).inc(c.size)
                 self.progress.chunks_done += 1
                 self.progress.bytes_done += c.size
                 self._done_bytes[c.reason] += c.size
                 return True
         finally:
             self.pins.unpin(c.chunk_id)
+
+    def _sources(self, c: Copy) -> list[NodeView]:
+        """The holders to read this copy from, spread over all of them (every
+        holder listed: the target falls back to the next when one fails)."""
+        views = {v.id: v for v in (self.registry.get(s) for s in c.sources) if v}
+        tier = {n: (v.state != ONLINE) * 2 + (v.admin_state is not None)
+                for n, v in views.items()}
+        return [views[n] for n in spread_sources(c.chunk_id, list(views), self._reading, tier)]
 
     # -- drops -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ Pure logic (no I/O), so every rule can be tested without servers:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -127,6 +128,29 @@ def plan_chunk(
         elif st == "missing" or node_id not in nodes:
             plan.drop.append(Drop(chunk_id, node_id, MISSING, on_node=False))
     return plan
+
+
+def spread_sources(chunk_id: str, sources: Sequence[str], busy: Mapping[str, int],
+                   tier: Mapping[str, int] | None = None) -> list[str]:
+    """The order in which a copy's target should try the holders.
+
+    The target reads from the first holder that answers (``tossit.node.peers``),
+    so the first place decides which disk serves the read. Always taking the
+    same holder would make one node serve a whole repair (its disk and network
+    the bottleneck, the other holders idle). Instead: better tiers first (``tier``:
+    lower is better, e.g. online before suspect, not draining before draining),
+    then the holder with the fewest copies being read from it right now
+    (``busy``), then a hash of (chunk, node), so that chunks with equal load
+    start at different holders yet a retry of one chunk asks in the same order.
+    Every holder stays in the list: the later ones are the fallback when the
+    first fails."""
+    tier = tier or {}
+
+    def key(node: str) -> tuple[int, int, bytes]:
+        spread = hashlib.blake2b(f"{chunk_id}/{node}".encode(), digest_size=8).digest()
+        return tier.get(node, 0), busy.get(node, 0), spread
+
+    return sorted(dict.fromkeys(sources), key=key)
 
 
 def _why_not_counted(replica_state: str, node: NodeInfo | None) -> str:

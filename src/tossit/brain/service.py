@@ -26,12 +26,14 @@ from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
 from tossit.brain.manifest_rows import Pack
 from tossit.brain.manifest_writer import ManifestWriter
+from tossit.brain.metrics import CORRUPT_COPIES
 from tossit.brain.monitor import Monitor
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
 from tossit.brain.registry import DEAD, Registry
 from tossit.brain.repair import Repairer
+from tossit.brain.scrubs import ScrubWatch
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
 from tossit.brain.store import Store
@@ -67,6 +69,7 @@ class Brain:
         self.pins = ChunkPins()
         self.collector = Collector(settings, self.store, self.registry, self.nodes, self.pins)
         self.repairer = Repairer(settings, self.store, self.registry, self.nodes, self.pins)
+        self.scrubs = ScrubWatch(self.registry, self.nodes)
         self.monitor = Monitor(settings, self.store, self.registry, self.repairer.wake)
         self.collector.on_missing = self.repairer.wake
         self.commits = CommitBatcher(self.store, self.collector.release)
@@ -306,6 +309,7 @@ class Brain:
             return
         for cid in chunks:
             await self.store.set_replica_state(cid, node_id, "corrupt")
+        CORRUPT_COPIES.labels("scrub").inc(len(chunks))
         await self.store.add_event("replica_corrupt", message, severity="warning",
                                    node_id=node_id, data={"chunks": chunks[:100]})
         self.repairer.wake()
@@ -323,6 +327,7 @@ class Brain:
         await self.commits.stop()
         if self.leader:
             await self.collector.intents.close()
+        await self.scrubs.close()
         await self.nodes.close()
         await self.lock.release()
         await self.store.close()

@@ -239,6 +239,19 @@ class TossitClient:
     def remove_node(self, node_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/api/nodes/{node_id}")
 
+    def scrub_status(self) -> dict[str, Any]:
+        """Every node's background scrub (progress, rate, last full pass)."""
+        return self._request("GET", "/api/scrub")
+
+    def scrub(self, action: str, node: str | None = None) -> dict[str, Any]:
+        """``start``, ``pause`` or ``resume`` scrubbing on every node (or one)."""
+        params = {"node": node} if node else {}
+        return self._request("POST", f"/api/scrub/{action}", params=params)
+
+    def scrub_rate(self, rate: str | int, node: str | None = None) -> dict[str, Any]:
+        """Change the scrub rate (bytes/s, or "200MiB/s") now."""
+        return self._request("PUT", "/api/scrub/rate", json={"rate": rate, "node": node})
+
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/health")
 

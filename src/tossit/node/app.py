@@ -41,7 +41,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
     secret = load_join_secret(settings)
     store = ChunkStore(settings.data_dir, settings.capacity)
     signer = Signer(secret, node_id) if secret else None
-    scrubber = Scrubber(store, settings.scrub_rate, settings.scrub_interval)
+    scrubber = Scrubber(store, settings.scrub_rate, settings.scrub_interval, settings.data_dir)
     heartbeat = Heartbeat(settings, node_id, store, signer, scrubber)
     peers = PeerFetcher(settings, store, signer)
     parts = NodeParts.with_metrics(node_id, store, heartbeat, scrubber, peers)

@@ -67,6 +67,49 @@ async def scrub(p: Parts) -> dict[str, Any]:
     return result
 
 
+class ScrubRate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rate: int = Field(gt=0, le=2**40, description="bytes/s")
+
+
+@router.get("/scrub", responses=signed())
+async def scrub_status(p: Parts) -> dict[str, Any]:
+    """Where the background scrub is: its pass's progress, its rate, the last
+    full pass and the corrupt copies it found (``tossit scrub status``)."""
+    return await asyncio.to_thread(p.scrubber.status)
+
+
+@router.post("/scrub/{action}", responses=signed(404, 409, e409="Scrubbing is off (rate 0)"))
+async def scrub_control(action: str, p: Parts) -> dict[str, Any]:
+    """``start`` a pass now (resuming if paused; a pass in progress goes on),
+    ``pause`` the pass where it is, ``resume`` it. Kept across restarts."""
+    s = p.scrubber
+    started = None
+    if action == "start":
+        try:
+            started = s.start_pass()
+        except ValueError as exc:
+            raise ApiError(409, "scrub_off", str(exc)) from None
+    elif action == "pause":
+        s.pause()
+    elif action == "resume":
+        s.resume()
+    else:
+        raise ApiError(404, "not_found", "scrub actions: start, pause, resume")
+    await s.persist()
+    return {**await asyncio.to_thread(s.status), "started": started}
+
+
+@router.put("/scrub/rate", responses=signed(400))
+async def scrub_rate(body: ScrubRate, request: Request, p: Parts) -> dict[str, Any]:
+    """Change the background scrub's rate now; kept across restarts until the
+    configured ``scrub_rate`` itself is changed."""
+    check_signed_body(request, await request.body())
+    p.scrubber.set_rate(body.rate)
+    await p.scrubber.persist()
+    return await asyncio.to_thread(p.scrubber.status)
+
+
 @router.get("/health")
 async def health(p: Parts) -> dict[str, Any]:
     return {"status": "ok", "id": p.node_id}

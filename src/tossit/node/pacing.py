@@ -19,6 +19,13 @@ class Pacer:
         self._last = time.monotonic()
         self._lock = asyncio.Lock()
 
+    def set_rate(self, bytes_per_s: int, burst_s: float = 1.0) -> None:
+        """A new rate from now on (an operator's change at run time); a transfer
+        already waiting finishes its wait at the old rate."""
+        self.rate = bytes_per_s
+        self.burst = max(1.0, bytes_per_s * burst_s)
+        self._tokens = min(self._tokens, self.burst)
+
     async def take(self, nbytes: int) -> None:
         """Wait until ``nbytes`` fit in the rate (big requests may borrow ahead)."""
         if self.rate <= 0:

@@ -17,14 +17,13 @@ from tossit.brain.registry import (
     OFFLINE,
     READABLE_STATES,
     SUSPECT,
-    disk_capacity,
-    room_at,
+    cluster_capacity,
     shared_fates,
 )
 from tossit.brain.repair import Progress
+from tossit.brain.scrubs import summary as scrub_summary
 from tossit.brain.service import Brain
 from tossit.config import plural
-from tossit.placement import Candidate, usable_capacity
 
 router = APIRouter()
 STUCK_AFTER = 5.0  # seconds a manifest pack may take to reach the nodes before it counts
@@ -120,12 +119,6 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     packs = totals.pop("manifests")
     pack_hist = packs.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
-    raw, free = disk_capacity(live)
-    used = sum(n.used for n in live)
-    # raw / R is an upper bound (a disk shared by nodes counts once); uneven nodes or
-    # zones hold less, because a chunk's copies must land on distinct ones.
-    usable = min(raw // r, usable_capacity(
-        [Candidate(n.id, n.capacity, n.zone) for n in live if n.admin_state is None], r))
     alarm = brain.collector.alarm
     kept, kept_bytes = brain.collector.unknown_kept
     return {
@@ -139,8 +132,7 @@ async def status_body(brain: Brain) -> dict[str, Any]:
         "nodes": {"total": len(nodes), "online": sum(1 for n in nodes if n.state == "online"),
                   "by_state": {s: sum(1 for n in nodes if n.state == s)
                                for s in sorted({n.state for n in nodes})}},
-        "capacity": {"raw": raw, "used": used, "free": free,
-                     "usable": usable, "room": room_at(live, r, free)},
+        "capacity": cluster_capacity(live, r),
         "shared_fate": [{"kind": f.kind, "where": f.where, "nodes": list(f.nodes),
                          "message": f.message()} for f in shared_fates(nodes)],
         **totals,
@@ -171,6 +163,8 @@ async def status_body(brain: Brain) -> dict[str, Any]:
                    else await brain.store.get_state("repair") or Progress().to_dict()),
         "brains": await _brains(brain),
         "throughput": TRAFFIC.snapshot(),
+        # The nodes' last answers (refreshed in the background: never waits on a node).
+        "scrub": scrub_summary(brain.scrubs.cached()),
     }
 
 
@@ -283,6 +277,6 @@ async def run_drill(request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     from tossit.brain.metrics import refresh
 
-    refresh(brain_of(request))
+    await refresh(brain_of(request))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
