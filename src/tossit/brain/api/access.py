@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from math import ceil
 from typing import Any
@@ -33,6 +34,7 @@ from tossit.brain.sessions import COOKIE
 from tossit.config import format_duration, plural
 from tossit.errors import ApiError
 
+log = logging.getLogger("tossit.brain.access")
 CSRF_HEADER = "x-tossit-csrf"
 SECURITY_SCHEME = {
     "api_key": {
@@ -174,6 +176,11 @@ async def node_signature(request: Request) -> None:
             request.method, request.scope["path"],
             request.scope["query_string"].decode("latin-1"), request.headers)
     except MacError as exc:
+        # Every time, with who and why: a node with the wrong secret retries every
+        # few seconds, and its operator looks here for the reason.
+        peer = request.client.host if request.client else "?"
+        log.warning("refused a node request from %s to %s: %s", peer, request.scope["path"],
+                    exc)
         raise ApiError(401, "unauthorized", str(exc)) from None
 
 
