@@ -31,6 +31,7 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
 from tossit.brain.registry import DEAD, Registry
 from tossit.brain.repair import Repairer
+from tossit.brain.schema import SchemaTooNew, check_not_too_new
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
 from tossit.brain.store import Store
@@ -104,10 +105,14 @@ class Brain:
         if self.lock.shared:
             self.store.fence = self.lock.still_leader
             self.repairer.publish = True
-        if self.leader:
-            await migrate(self.url)
-        else:
-            await self._schema_ready()
+        try:
+            if self.leader:
+                await migrate(self.url)
+            else:
+                await self._schema_ready()
+        except SchemaTooNew as exc:
+            log.error("%s", exc)
+            raise
         await self.store.bucket_id("default")
         if not self.auth:
             log.warning("authentication is OFF (auth = false): anyone who can reach "
@@ -137,8 +142,11 @@ class Brain:
         deadline = time.monotonic() + 120
         while True:
             try:
+                await check_not_too_new(self.url)  # an older brain never waits for it
                 if await self.store.schema_is_current():
                     return
+            except SchemaTooNew:
+                raise
             except Exception as exc:
                 log.info("waiting for the leader to create the schema (%s)", exc)
             if time.monotonic() > deadline:
