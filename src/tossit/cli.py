@@ -961,7 +961,10 @@ def events(
     rows = _call(_client(brain, config).events, limit, kind)
     colours = {"error": "red", "warning": "yellow"}
     for e in rows:  # names come from users: never read them as markup
-        console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}",
+        count = e.get("count", 1)
+        again = (f"  (×{count:,} since {e['first_time'][:19].replace('T', ' ')})"
+                 if count > 1 else "")
+        console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}{again}",
                       style=colours.get(e["severity"]), highlight=False, markup=False,
                       soft_wrap=True)
 

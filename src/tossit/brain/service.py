@@ -20,6 +20,7 @@ from tossit.brain.brains import BrainDirectory, brain_id
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.drill import Drill
+from tossit.brain.eventlog import EventPruner
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
@@ -84,6 +85,7 @@ class Brain:
         self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
+        self.event_pruner = EventPruner(settings, self.store)
         self.started = time.time()
         self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
         self._own_tasks: list[asyncio.Task[None]] = []  # whatever the role
@@ -190,6 +192,7 @@ class Brain:
             asyncio.create_task(self.manifests.run_forever(), name="manifests"),
             asyncio.create_task(self.manifests.run_recorder(), name="manifest-records"),
             asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
+            asyncio.create_task(self.event_pruner.run_forever(), name="event-pruner"),
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))
