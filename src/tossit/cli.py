@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ from tossit.config import (
     plural,
 )
 
+if TYPE_CHECKING:
+    from tossit.brain.schema import SchemaState
+
 app = typer.Typer(
     help="TossIt: pool the disks of several machines into one replicated store.",
     no_args_is_help=True,
@@ -52,7 +55,7 @@ BrainOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -192,21 +195,163 @@ def brain(
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
-    import asyncio
-
-    from tossit.brain.db import check_database
-
-    url = settings.resolved_database_url()
-    shown = url.split("@")[-1] if "@" in url else url
-    try:
-        asyncio.run(check_database(url))
-    except Exception as exc:
-        reason = str(exc).splitlines()[0][:300]
-        raise _fail(f"cannot open the metadata database ({shown}): {reason}") from None
+    _check_metadata(settings)
     setup_logging(settings.log_level, "brain")
     serve(create_app(settings, new_admin_key), settings.host, settings.port,
           settings.log_level, proxy_headers=bool(settings.trusted_proxies),
           forwarded_allow_ips=settings.trusted_proxies or None, **_serving(settings))
+
+
+def _shown_url(url: str) -> str:
+    """A database URL without its credentials."""
+    return url.split("@")[-1] if "@" in url else url
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    """The folder of a SQLite database file (None for other databases)."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database
+    return Path(path).parent if path and path != ":memory:" else None
+
+
+def _check_metadata(settings: BrainSettings, *, free: bool = True) -> SchemaState:
+    """Open the metadata database once before anything starts, so that what stops
+    a brain is one line on stderr and exit code 2, not a traceback from inside
+    the server: a URL that cannot be opened, a database a newer TossIt migrated,
+    another brain on the same data dir or SQLite file (``free``)."""
+    import asyncio
+
+    from tossit.brain.brainlock import BrainLockError, check_free
+    from tossit.brain.db import check_database
+    from tossit.brain.schema import schema_state
+
+    url = settings.resolved_database_url()
+    folder = _sqlite_folder(url)
+    if folder is not None and not folder.is_dir():
+        # Said here: aiosqlite's failing thread would print a traceback of its own.
+        raise _fail(f"cannot open the metadata database ({url}): folder {folder} "
+                    "does not exist")
+    try:
+        asyncio.run(check_database(url))
+        state = asyncio.run(schema_state(url))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise _fail(f"cannot open the metadata database ({_shown_url(url)}): "
+                    f"{reason}") from None
+    if state.too_new:
+        raise _fail(state.too_new_message())
+    if free:
+        try:
+            check_free(url, settings.data_dir)
+        except BrainLockError as exc:
+            raise _fail(str(exc)) from None
+    return state
+
+
+# -- the metadata database -------------------------------------------------
+
+db_app = typer.Typer(
+    help="The brain's metadata database: its schema revision, and migrating it.",
+    no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(db_app, name="db")
+
+DataDirOpt = Annotated[Path | None, typer.Option(help="metadata folder [data/brain]")]
+DatabaseUrlOpt = Annotated[str | None, typer.Option(
+    help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db [SQLite in data-dir]")]
+
+
+def _db_settings(config: Path | None, data_dir: Path | None,
+                 database_url: str | None) -> BrainSettings:
+    """The brain's settings, read as ``tossit brain`` reads them (file, TOSSIT_*
+    variables, flags): these commands act on the database that brain would use."""
+    try:
+        settings: BrainSettings = BrainSettings.load(config, data_dir=data_dir,
+                                                     database_url=database_url)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    return settings
+
+
+def _sqlite_file_missing(settings: BrainSettings) -> bool:
+    return not settings.database_url and not (settings.data_dir / "tossit.db").exists()
+
+
+@db_app.command("current")
+def db_current(config: ConfigOpt = None, data_dir: DataDirOpt = None,
+               database_url: DatabaseUrlOpt = None) -> None:
+    """Show the database's schema revision and whether it is this TossIt's newest.
+    Exit code 0: up to date; 1: an upgrade would change it; 2: this TossIt cannot
+    use it (or cannot open it)."""
+    settings = _db_settings(config, data_dir, database_url)
+    if _sqlite_file_missing(settings):
+        raise _fail(f"no metadata database in {settings.data_dir} (a brain creates it "
+                    "at its first start, or run 'tossit db upgrade')")
+    state = _check_metadata(settings, free=False)
+    if state.up_to_date:
+        console.print(f"schema revision {state.current} (the newest this TossIt knows)",
+                      highlight=False)
+        return
+    if state.current is None:
+        console.print(f"no TossIt schema in this database yet (this TossIt's newest "
+                      f"revision is {state.head}): 'tossit db upgrade' creates it",
+                      highlight=False)
+    else:
+        console.print(f"schema revision {state.current}; this TossIt's newest is "
+                      f"{state.head} ({plural(state.behind, 'migration')} to run): run "
+                      "'tossit db upgrade', or start the brain, which upgrades it by itself",
+                      highlight=False)
+    raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None, data_dir: DataDirOpt = None,
+               database_url: DatabaseUrlOpt = None) -> None:
+    """Migrate the database to this TossIt's newest schema revision (stop the brain
+    first; a brain also does this by itself when it starts)."""
+    import asyncio
+
+    from tossit.brain.brainlock import BrainLock
+    from tossit.brain.db import make_engine, migrate
+
+    settings = _db_settings(config, data_dir, database_url)
+    if not settings.database_url:
+        try:
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
+    state = _check_metadata(settings)
+    url = settings.resolved_database_url()
+    if state.up_to_date:
+        console.print(f"schema already at revision {state.head}, the newest this TossIt "
+                      "knows: nothing to do", highlight=False)
+        return
+
+    async def run() -> bool:
+        lock = BrainLock(url, make_engine(url))
+        try:
+            if await lock.someone_leads():
+                return False
+            await migrate(url)
+            return True
+        finally:
+            await lock.engine.dispose()
+
+    try:
+        done = asyncio.run(run())
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise _fail(f"the migration failed: {reason}") from None
+    if not done:
+        raise _fail("a brain is running on this database: stop every brain first")
+    if state.current is None:
+        console.print(f"created the metadata schema at revision {state.head}",
+                      highlight=False)
+    else:
+        console.print(f"upgraded the metadata schema from revision {state.current} to "
+                      f"{state.head} ({plural(state.behind, 'migration')})", highlight=False)
 
 
 node_app = typer.Typer(
@@ -860,7 +1005,10 @@ def events(
     rows = _call(_client(brain, config).events, limit, kind)
     colours = {"error": "red", "warning": "yellow"}
     for e in rows:  # names come from users: never read them as markup
-        console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}",
+        count = e.get("count", 1)
+        again = (f"  (×{count:,} since {e['first_time'][:19].replace('T', ' ')})"
+                 if count > 1 else "")
+        console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}{again}",
                       style=colours.get(e["severity"]), highlight=False, markup=False,
                       soft_wrap=True)
 

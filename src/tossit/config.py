@@ -336,6 +336,12 @@ class BrainSettings(_ServerSettings):
         default=7 * 86400.0, ge=0, description="seconds after a 'tossit recover' during "
         "which chunks and packs the rebuilt metadata does not know are kept on the nodes "
         "(a node that was away may still bring the manifests that name them)")
+    events_max_age: float = Field(
+        default=30 * 86400.0, gt=0, description="seconds an event is kept after it last "
+        "happened (the brain prunes older ones every hour)")
+    events_max_rows: int = Field(
+        default=100_000, ge=100, le=100_000_000,
+        description="events kept at most (the newest; older ones are pruned)")
     trusted_proxies: str = Field(
         default="127.0.0.1", max_length=2000,
         description="comma-separated addresses or networks (CIDR) of reverse proxies "

@@ -726,3 +726,39 @@ def test_the_api_reference_renders_offline_under_its_csp(cl: Cluster, open_page:
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert not outside, outside
     watch.check()
+
+
+def test_a_repeating_event_is_one_row_with_a_count(browser: Any, tmp_path: Path,
+                                                   artifacts: Path) -> None:
+    """R = 2 on one node: every repair pass is stuck. The activity list shows one
+    row that counts the passes, replaced live (no reload), not a row per pass."""
+    c = Cluster(tmp_path / "stuck", nodes=1, replicas=2, brain_args=["--write-quorum", "1"])
+    ctx = None
+    try:
+        c.start_brain()
+        c.start_node(0)
+        c.wait_online(1)
+        c.upload("lonely.bin", os.urandom(100_000))
+
+        def repair() -> None:
+            assert c.http.post("/api/admin/repair", timeout=120).status_code == 200
+
+        repair()
+        repair()
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        page.goto(c.url + "/")
+        sign_in(page, c.admin_key)
+        page.goto(c.url + "/#/activity")
+        rows = page.locator('#event-list .event[data-kind="repair_stuck"]')
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("a 2nd copy but only 1 node can take")
+        expect(rows.locator(".event-count")).to_contain_text("×2 since")
+        repair()  # arrives through the stream and replaces the row
+        expect(rows.locator(".event-count")).to_contain_text("×3 since", timeout=10000)
+        expect(rows).to_have_count(1)
+        shot(page, artifacts, "activity-repeating-event")
+    finally:
+        if ctx is not None:
+            ctx.close()
+        c.stop()

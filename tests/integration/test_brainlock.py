@@ -24,7 +24,10 @@ def test_a_second_brain_on_the_same_sqlite_metadata_or_data_dir_refuses_to_start
         second = subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
                                 text=True, timeout=60, stdin=subprocess.DEVNULL)
         out = second.stdout + second.stderr
-        assert second.returncode != 0, out
+        assert second.returncode == 2, out
+        # One line on stderr, said before any server starts: no traceback.
+        assert "Traceback" not in out and second.stdout == "", out
+        assert second.stderr.startswith("error: ") and second.stderr.count("\n") == 1, out
         return out
 
     # The same data dir (and so the same SQLite file).

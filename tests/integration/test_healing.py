@@ -521,3 +521,40 @@ def test_uneven_zones_place_writes_where_the_repairer_wants_them(dead_fast: Any)
     # and a full correction gives it one of every chunk (it must, to fill evenly).
     chunks = sum(per_zone.values()) // 3
     assert per_zone["d"] == chunks, per_zone
+
+
+def test_a_repair_with_nowhere_to_go_says_it_is_stuck_once_with_a_count(
+        dead_fast: Any) -> None:
+    """R = 3 on 3 nodes, one dies: the 3rd copies have nowhere to go. Each pass
+    says so, in one event whose count goes up (not a row per pass), naming why;
+    a new node ends it."""
+    from test_cli import tossit
+
+    cl = dead_fast(nodes=3)
+    upload_many(cl, 3)
+    settle(cl)
+    cl.kill_node(2)
+    cl.wait_node_state(2, "dead", 20)
+    passes = [repair(cl) for _ in range(3)]
+    short = passes[-1]["chunks_below_target"]
+    assert short > 0 and all(p["copies_planned"] == 0 for p in passes), passes
+
+    stuck = cl.http.get("/api/events", params={"kind": "repair_stuck"}).json()
+    assert len(stuck) == 1, stuck
+    e = stuck[0]
+    assert e["message"] == (f"repair is stuck: {short} chunks need a 3rd copy but only "
+                            "2 nodes can take them (node-2 dead)"), e
+    assert e["count"] == 3 and e["first_time"] < e["time"], e
+    assert e["data"]["chunks"] == short and e["data"]["nodes_can_take"] == 2
+    # The CLI shows the count too.
+    out = tossit("events", "--kind", "repair_stuck", brain=cl.url,
+                 key_file=cl.root / "brain" / "admin.key").stdout
+    assert "repair is stuck" in out and "(×3 since " in out, out
+
+    # A node joins: the copies are made, and the log says the repair goes on.
+    cl.add_node()
+    cl.wait_online(3)
+    repair_until_quiet(cl)
+    kinds = [x["kind"] for x in cl.http.get("/api/events").json()]
+    assert "repair_resumed" in kinds and kinds.count("repair_stuck") == 1, kinds
+    assert kinds.index("repair_resumed") < kinds.index("repair_stuck")  # newer

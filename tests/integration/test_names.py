@@ -12,8 +12,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from alembic import command
+from alembic.config import Config
 
 from cluster import Cluster
+from tossit.brain.db import MIGRATIONS
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +106,14 @@ def test_a_stored_bad_media_type_is_repaired_by_the_migration(cl: Cluster) -> No
     0008 migration turns them into application/octet-stream."""
     up: dict[str, Any] = cl.upload("old-upload.bin", b"stored before the check")
     cl.stop_brain()
-    db = sqlite3.connect(cl.root / "brain" / "tossit.db")
+    path = cl.root / "brain" / "tossit.db"
+    cfg = Config()  # the schema as it was before 0008, then the bad value stored
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", f"sqlite+aiosqlite:///{path}")
+    command.downgrade(cfg, "0007")
+    db = sqlite3.connect(path)
     try:
         db.execute("UPDATE objects SET content_type = ? WHERE id = ?", ("text/\u20ac\n", up["id"]))
-        db.execute("UPDATE alembic_version SET version_num = '0007'")
         db.commit()
     finally:
         db.close()

@@ -621,3 +621,49 @@ async def test_entries_without_a_pack_are_packed_from_the_metadata(store: Store)
     assert [(type(e).__name__, getattr(e, "key", None)) for e in entries] == [
         ("PutEntry", "kept"), ("DelEntry", "moot")]
     assert sorted(await log_rows(store)) == [1, 3]  # the moot put never reached a node
+
+
+async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
+    await store.add_event("repair_stuck", "stuck: 3 chunks", severity="warning",
+                          repeat_key="since 1")
+    first = (await store.list_events())[0]
+    await store.add_event("gc", "an event of another kind in between")
+    await store.add_event("repair_stuck", "stuck: 5 chunks", severity="warning",
+                          repeat_key="since 1", node_id=None)
+    await store.add_event("repair_stuck", "stuck: 4 chunks", severity="warning",
+                          repeat_key="since 1")
+    rows = await store.list_events()
+    stuck = [e for e in rows if e.kind == "repair_stuck"]
+    assert len(stuck) == 1 and len(rows) == 2
+    e = stuck[0]
+    assert (e.count, e.message) == (3, "stuck: 4 chunks")  # the last words
+    assert e.first_at == first.ts and e.ts >= first.ts
+    assert e.id > rows[1].id > first.id  # a new id: newest first, and live readers see it
+    assert [x.id for x in await store.list_events(after_id=first.id)] == [e.id, rows[1].id]
+    # Another episode (a new key), another node, or no key: rows of their own.
+    await store.add_event("repair_stuck", "stuck again", repeat_key="since 2")
+    await store.add_event("repair_stuck", "on a node", repeat_key="since 2", node_id=N1)
+    await store.add_event("repair_stuck", "no key")
+    await store.add_event("repair_stuck", "no key")
+    counts = [(x.message, x.count) for x in await store.list_events(kind="repair_stuck")]
+    assert counts == [("no key", 1), ("no key", 1), ("on a node", 1), ("stuck again", 1),
+                      ("stuck: 4 chunks", 3)]
+
+
+async def test_events_are_pruned_by_age_and_count(store: Store) -> None:
+    for i in range(30):
+        await store.add_event("gc", f"event {i}")
+    async with store.write() as s:  # the ten oldest happened 40 days ago
+        await s.execute(text("UPDATE events SET ts = ts - 40 * 86400 WHERE id IN "
+                             "(SELECT id FROM events ORDER BY id LIMIT 10)"))
+    import time
+
+    gone = await store.prune_events(time.time() - 30 * 86400, keep=1000, batch=3)
+    assert gone == 10
+    left = [e.message for e in await store.list_events()]
+    assert left == [f"event {i}" for i in range(29, 9, -1)]
+    gone = await store.prune_events(time.time() - 30 * 86400, keep=7, batch=4)
+    assert gone == 13
+    assert [e.message for e in await store.list_events()] == [
+        f"event {i}" for i in range(29, 22, -1)]
+    assert await store.prune_events(time.time() - 30 * 86400, keep=7) == 0

@@ -56,6 +56,50 @@ async def _nothing() -> None:
     return None
 
 
+def _lock_files(url: str, data_dir: Path | None) -> list[tuple[Path, str]]:
+    """The files whose ``flock`` says which brain holds what: its data dir, and
+    (SQLite) the database file beside it."""
+    files = []
+    if data_dir is not None:
+        files.append((data_dir / "brain.lock", f"with data dir {data_dir}"))
+    if not url.startswith("sqlite"):
+        return files
+    path = make_url(url).database
+    if path and path != ":memory:":
+        db = Path(path)
+        files.append((db.with_name(db.name + ".lock"), f"on {db}"))
+    return files
+
+
+def _take(lock: Path, where: str) -> int:
+    """Lock ``lock`` for this process (its fd, which holds the lock until closed)
+    or raise BrainLockError naming the holder."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise BrainLockError(
+            f"another brain (pid {holder}) is already running {where}: stop it first, "
+            "or give this brain its own --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def check_free(url: str, data_dir: Path | None) -> None:
+    """Raise BrainLockError if a running brain holds this data dir or SQLite
+    database. A look before starting the server (so the refusal is one line, not
+    a traceback from inside it) or before ``tossit db upgrade``; ``acquire``
+    takes the locks for good."""
+    for lock, where in _lock_files(url, data_dir):
+        if not lock.parent.is_dir():
+            continue  # nothing there yet, so nobody holds it
+        fd = _take(lock, where)
+        os.close(fd)
+
+
 class BrainLock:
     def __init__(self, url: str, engine: AsyncEngine, data_dir: Path | None = None) -> None:
         self.url = url
@@ -77,15 +121,9 @@ class BrainLock:
     async def acquire(self) -> None:
         """Hold the data dir, then lead (SQLite: or refuse to start; PostgreSQL: or
         follow, and take over when the leader goes)."""
-        if self.data_dir is not None:
-            await asyncio.to_thread(self._lock_file, self.data_dir / "brain.lock",
-                                    f"with data dir {self.data_dir}", "its own --data-dir")
+        for lock, where in _lock_files(self.url, self.data_dir):
+            self._fds.append(await asyncio.to_thread(_take, lock, where))
         if not self.shared:
-            path = make_url(self.url).database
-            if path and path != ":memory:":
-                db = Path(path)
-                await asyncio.to_thread(self._lock_file, db.with_name(db.name + ".lock"),
-                                        f"on {db}", "its own --data-dir")
             self.leader = True
             return
         self.leader = await self._try()
@@ -93,20 +131,6 @@ class BrainLock:
             log.info("another brain leads this metadata: serving as a follower (changes "
                      "go to the leader; this brain takes over if it stops)")
         self._task = asyncio.create_task(self._run(), name="brain-lock")
-
-    def _lock_file(self, lock: Path, where: str, own: str) -> None:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise BrainLockError(
-                f"another brain (pid {holder}) is already running {where}: stop it first, "
-                f"or give this brain {own}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fds.append(fd)
 
     async def _try(self) -> bool:
         """Take the PostgreSQL lock if it is free (keeping its connection)."""
@@ -127,6 +151,17 @@ class BrainLock:
             return False
         self._conn, self._pid = conn, int(pid or 0)
         return True
+
+    async def someone_leads(self) -> bool:
+        """PostgreSQL: does a running brain hold the leadership now? (Takes the
+        lock and lets it go at once if it was free.)"""
+        if not self.shared or not await self._try():
+            return self.shared
+        assert self._conn is not None
+        with contextlib.suppress(Exception):
+            await self._conn.close()
+        self._conn, self._pid = None, None
+        return False
 
     async def _held(self) -> bool:
         try:

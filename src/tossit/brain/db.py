@@ -74,7 +74,12 @@ async def migrate(url: str) -> None:
     """Bring the schema to the newest revision.
 
     Alembic's env runs its own event loop, so it gets a thread of its own.
+    A database a newer TossIt migrated raises ``SchemaTooNew``: never run on
+    (or try to migrate) a schema this code does not know.
     """
+    from tossit.brain.schema import check_not_too_new
+
+    await check_not_too_new(url)
     err: list[BaseException] = []
 
     def run() -> None:

@@ -220,17 +220,24 @@ class Node(Base):
 
 
 class Event(Base):
-    """A plain-words record of what the cluster did and why."""
+    """A plain-words record of what the cluster did and why.
+
+    A failure that repeats (every repair pass, say) is one row, not one per
+    pass: ``count`` says how often it happened, ``first_at`` when it began and
+    ``ts`` when it was last seen (see ``Store.add_event``'s ``repeat_key``)."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    ts: Mapped[float] = mapped_column(Float, index=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)  # the last time it happened
     kind: Mapped[str] = mapped_column(String(48), index=True)
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    first_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: = ts
+    repeat_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class ApiKey(Base):

@@ -48,6 +48,8 @@ from tossit.brain.repair_plan import (
     NodeInfo,
     plan_chunk,
     spread_sources,
+    stuck_message,
+    stuck_plans,
 )
 from tossit.brain.store import Store
 from tossit.chunking import DATA, META
@@ -107,6 +109,9 @@ class Repairer:
         self._last_unavailable = 0
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
+        # Since when a repeating condition ("stuck", "failed") has lasted, by event
+        # kind: its events are one row with a count per episode (Store.add_event).
+        self._since: dict[str, float] = {}
         self._meta: set[str] = set()  # this pass: which copies are manifest packs
         # Copies being read from each holder now (the first source of each order):
         # the next order starts at the least busy one (repair_plan.spread_sources).
@@ -309,13 +314,60 @@ class Repairer:
                 "repair_failed",
                 f"{plural(stats['failed'], 'copy', 'copies')} could not be made; trying again "
                 "on the next pass",
-                severity="warning", data=stats)
+                severity="warning", data=stats, repeat_key=self._episode("repair_failed"))
+        else:
+            self._since.pop("repair_failed", None)
+        await self._report_stuck(plans)
         if stats["unavailable"] and stats["unavailable"] != self._last_unavailable:
             await self.store.add_event(
                 "chunks_unavailable",
                 f"{plural(stats['unavailable'], 'chunk', verb=('has', 'have'))} no readable copy "
                 "(their nodes are offline or dead)", severity="error")
         self._last_unavailable = stats["unavailable"]
+
+    def _episode(self, kind: str) -> str:
+        """The repeat key of a condition that lasts over passes: the same until it
+        clears, so each pass's event adds to one row instead of a new one."""
+        return f"since {self._since.setdefault(kind, time.time()):.3f}"
+
+    def _why_nodes_cannot_take(self) -> tuple[int, list[str]]:
+        """How many nodes can take a copy now, and each other node with why not."""
+        now, can, why = time.monotonic(), 0, []
+        for n in sorted(self.registry.nodes.values(), key=lambda v: v.name):
+            if n.writable(1, self.registry.high_water, now):
+                can += 1
+            elif n.admin_state is not None:
+                why.append(f"{n.name} {n.admin_state}")
+            elif n.state != ONLINE:
+                why.append(f"{n.name} {n.state}")
+            elif n.unreachable_until > now:
+                why.append(f"{n.name} unreachable")
+            else:
+                why.append(f"{n.name} is full")
+        return can, why
+
+    async def _report_stuck(self, plans: list[ChunkPlan]) -> None:
+        """Chunks below R with nowhere to put the missing copies: the repair is
+        stuck, and says why, as one event counted over the passes it lasts."""
+        r = self.settings.replicas
+        stuck = stuck_plans(plans, r)
+        if not stuck:
+            if self._since.pop("repair_stuck", None) is not None:
+                await self.store.add_event(
+                    "repair_resumed", "repair is no longer stuck: the missing copies can "
+                    "be made again")
+            return
+        first = "repair_stuck" not in self._since
+        key = self._episode("repair_stuck")
+        can_take, why = self._why_nodes_cannot_take()
+        msg = stuck_message(stuck, r, can_take, why)
+        if first:
+            log.warning("%s", msg)
+        await self.store.add_event(
+            "repair_stuck", msg, severity="error" if min(p.copies for p in stuck) <= 1
+            else "warning", repeat_key=key,
+            data={"chunks": len(stuck), "nodes_can_take": can_take, "why": why,
+                  "sample": [p.chunk_id for p in stuck[:20]]})
 
     # -- copies ----------------------------------------------------------------
 

@@ -190,3 +190,33 @@ def _rebalance(plan: ChunkPlan, chunk_id: str, size: int, ok: list[str], counted
             continue
         plan.drop.append(Drop(chunk_id, n, DRAIN if n in leaving else EXTRA, on_node=True))
         kept.discard(n)
+
+
+def stuck_plans(plans: Sequence[ChunkPlan], target_count: int) -> list[ChunkPlan]:
+    """Chunks below R that this pass cannot bring to R: not for want of a source
+    (that is ``unavailable``), but of a node to put the missing copies on."""
+    return [p for p in plans if not p.unavailable and p.copies < target_count
+            and p.copies + sum(1 for c in p.copy if c.reason != REBALANCE) < target_count]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n if n < 20 else n % 10, 'th') }"
+
+
+def stuck_message(stuck: Sequence[ChunkPlan], target_count: int, can_take: int,
+                  why_not: Sequence[str]) -> str:
+    """The words of a stuck repair, e.g. "repair is stuck: 12 chunks need a 3rd copy
+    but only 2 nodes can take them (nas-2 is full, nas-3 offline)". ``can_take``:
+    the nodes that can take a copy now; ``why_not``: each other node and why not."""
+    need = {p.copies + sum(1 for c in p.copy if c.reason != REBALANCE) + 1 for p in stuck}
+    n = len(stuck)
+    chunks = f"{n:,} chunk{'' if n == 1 else 's'}"
+    if len(need) == 1:
+        what = f"{chunks} {'needs' if n == 1 else 'need'} a {_ordinal(need.pop())} copy"
+    else:
+        what = f"{chunks} {'is' if n == 1 else 'are'} short of {target_count} copies"
+    nodes = "no node" if can_take == 0 else (
+        f"only {can_take} node{'' if can_take == 1 else 's'}")
+    them = "it" if n == 1 else "them"
+    reasons = f" ({', '.join(why_not)})" if why_not else ""
+    return f"repair is stuck: {what} but {nodes} can take {them}{reasons}"

@@ -21,6 +21,7 @@ from tossit.brain.brains import BrainDirectory, brain_id
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.drill import Drill
+from tossit.brain.eventlog import EventPruner
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
 from tossit.brain.keys import KeyService
@@ -33,6 +34,7 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
 from tossit.brain.registry import DEAD, Registry
 from tossit.brain.repair import Repairer
+from tossit.brain.schema import SchemaTooNew, check_not_too_new
 from tossit.brain.scrubs import ScrubWatch
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
@@ -87,6 +89,7 @@ class Brain:
         self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
+        self.event_pruner = EventPruner(settings, self.store)
         self.started = time.time()
         self.cluster_id: str | None = None  # loaded at start (metadata state "cluster")
         self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
@@ -109,10 +112,14 @@ class Brain:
         if self.lock.shared:
             self.store.fence = self.lock.still_leader
             self.repairer.publish = True
-        if self.leader:
-            await migrate(self.url)
-        else:
-            await self._schema_ready()
+        try:
+            if self.leader:
+                await migrate(self.url)
+            else:
+                await self._schema_ready()
+        except SchemaTooNew as exc:
+            log.error("%s", exc)
+            raise
         await self.store.bucket_id("default")
         self.cluster_id = await self._cluster_id()
         if not self.auth:
@@ -154,8 +161,11 @@ class Brain:
         deadline = time.monotonic() + 120
         while True:
             try:
+                await check_not_too_new(self.url)  # an older brain never waits for it
                 if await self.store.schema_is_current():
                     return
+            except SchemaTooNew:
+                raise
             except Exception as exc:
                 log.info("waiting for the leader to create the schema (%s)", exc)
             if time.monotonic() > deadline:
@@ -202,6 +212,7 @@ class Brain:
             asyncio.create_task(self.manifests.run_forever(), name="manifests"),
             asyncio.create_task(self.manifests.run_recorder(), name="manifest-records"),
             asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
+            asyncio.create_task(self.event_pruner.run_forever(), name="event-pruner"),
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))

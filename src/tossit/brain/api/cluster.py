@@ -223,7 +223,11 @@ def event_json(e: Event, brain: Brain) -> dict[str, Any]:
     node = brain.registry.get(e.node_id) if e.node_id else None
     return {"id": e.id, "time": iso(e.ts), "kind": e.kind, "severity": e.severity,
             "message": e.message, "node_id": e.node_id,
-            "node_name": node.name if node is not None else None, "data": e.data}
+            "node_name": node.name if node is not None else None, "data": e.data,
+            # A repeating event is one entry: how often, since when (``time`` is
+            # the last time), and the key that the next repeat will replace it by.
+            "count": e.count or 1, "first_time": iso(e.first_at or e.ts),
+            "repeat_key": e.repeat_key}
 
 
 @router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now")

@@ -14,7 +14,7 @@ const KIND_WORDS = {
   node_drained: "Node drained", node_undrained: "Drain cancelled", node_removed: "Node removed",
   drain_waiting: "Drain waiting", node_changed: "Node changed", brain_started: "Brain started",
   replica_corrupt: "Corrupt copy", replica_missing: "Missing copy", repair: "Re-replicated",
-  repair_failed: "Repair failed", rebalance: "Rebalance", gc: "Garbage collection",
+  repair_failed: "Repair failed", repair_stuck: "Repair stuck", rebalance: "Rebalance", gc: "Garbage collection",
   key_created: "Key created", key_revoked: "Key revoked", signed_in: "Signed in",
   sign_in_failed: "Sign-in refused", key_refused: "Wrong key", chunks_unavailable: "Chunks unavailable",
 };
@@ -33,7 +33,27 @@ export function eventRow(e, nameOf = nodeName) {
       h("p", { class: "event-meta muted small" },
         h("span", { class: "event-kind" }, kindLabel(e.kind)),
         e.node_id ? h("span", { class: "event-node" }, e.node_name || nameOf(e.node_id)) : null,
+        e.count > 1 ? h("span", { class: "event-count", title: `happened ${num(e.count)} times since ${dateTime(e.first_time)}; last at ${dateTime(e.time)}` },
+          `×${num(e.count)} since ${clock(e.first_time)}`) : null,
         h("time", { datetime: e.time, title: dateTime(e.time) }, `${clock(e.time)} · ${ago(sinceIso(e.time))}`))));
+}
+
+/** Is ``b`` an earlier occurrence of the repeating event ``a`` (which replaced it)? */
+export function sameRepeat(a, b) {
+  return a.repeat_key != null && a.id !== b.id && a.repeat_key === b.repeat_key
+    && a.kind === b.kind && (a.node_id || null) === (b.node_id || null);
+}
+
+/** Newest first, each repeating event once (its newest occurrence). */
+export function withoutReplaced(events) {
+  const seen = new Set();
+  return events.filter((e) => {
+    if (e.repeat_key == null) return true;
+    const key = JSON.stringify([e.kind, e.node_id || null, e.repeat_key]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 export function mount(root) {
@@ -91,6 +111,7 @@ export function mount(root) {
 
   const onNew = (e) => {
     if (!matches(e)) return;
+    for (const id of e.replaces || []) list.querySelector(`li[data-id="${id}"]`)?.remove();
     const row = eventRow(e);
     row.classList.add("fresh");
     const empty = list.querySelector(".empty");

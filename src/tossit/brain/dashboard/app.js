@@ -114,7 +114,7 @@ async function loadEvents() {
     const have = new Set(state.events.map((e) => e.id));
     const merged = [...state.events, ...events.filter((e) => !have.has(e.id))];
     merged.sort((a, b) => b.id - a.id);
-    state.events = merged.slice(0, 1000);
+    state.events = activity.withoutReplaced(merged).slice(0, 1000);
     emit("events-loaded", state.events);
   } catch (exc) {
     if (exc.status !== 401) toast(`Could not load the activity: ${exc.message}`, "error");

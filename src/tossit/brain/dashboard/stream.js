@@ -3,6 +3,7 @@
 // shows a banner and is reconnected with a growing delay; nothing polls.
 
 import { api } from "./api.js";
+import { sameRepeat } from "./activity.js";
 import { emit, state } from "./store.js";
 
 const STALE_MS = 12000; // the brain sends status every ~2 s: silence this long means trouble
@@ -87,6 +88,9 @@ function connect() {
     if (!data || source !== es) return;
     seen();
     if (!state.events.some((e) => e.id === data.id)) {
+      // A repeat replaces its earlier occurrence (one entry, with a count).
+      data.replaces = state.events.filter((e) => sameRepeat(data, e)).map((e) => e.id);
+      if (data.replaces.length) state.events = state.events.filter((e) => !data.replaces.includes(e.id));
       state.events.unshift(data);
       if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
       emit("event", data);
