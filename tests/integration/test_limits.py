@@ -213,6 +213,18 @@ def assert_error(resp: Response | None, status: int, code: str) -> None:
 # -- ordinary traffic still works -------------------------------------------------
 
 
+def send_chunks_until_cut_off(conn: Conn) -> int:
+    """Send 64 KiB chunks (of a chunked body already begun) until the server
+    answers, at most 3 MiB; it must answer 413. Returns the bytes sent."""
+    piece = b"%x\r\n" % (64 * KiB) + b"a" * (64 * KiB) + b"\r\n"
+    sent = 0
+    while sent < 3 * MiB and not conn.readable(0.01):
+        assert conn.send(piece), "closed without an answer"
+        sent += 64 * KiB
+    assert_error(conn.response(timeout=3), 413, "body_too_large")
+    return sent
+
+
 def test_keep_alive_and_pipelining(server: Server) -> None:
     conn = server.connect()
     try:
@@ -442,12 +454,7 @@ def test_chunked_json_over_the_cap_is_cut_off(server: Server) -> None:
     try:
         conn.send(request("POST", "/json", Transfer_Encoding="chunked",
                           Content_Type="application/json") + b"2\r\n[\"\r\n")
-        piece = b"%x\r\n" % (64 * KiB) + b"a" * (64 * KiB) + b"\r\n"
-        sent = 0
-        while sent < 3 * MiB and not conn.readable(0.01):
-            assert conn.send(piece), "closed without an answer"
-            sent += 64 * KiB
-        assert_error(conn.response(timeout=3), 413, "body_too_large")
+        sent = send_chunks_until_cut_off(conn)
         assert sent >= MiB  # plus the 2-byte first chunk: just over the cap
     finally:
         conn.close()
@@ -493,12 +500,7 @@ def test_any_body_off_the_upload_routes_is_capped(server: Server, ctype: str | N
     conn = server.connect()
     try:  # chunked: cut off once past the cap
         conn.send(request("PUT", "/chunk", Transfer_Encoding="chunked", **headers))
-        piece = b"%x\r\n" % (64 * KiB) + b"a" * (64 * KiB) + b"\r\n"
-        sent = 0
-        while sent < 3 * MiB and not conn.readable(0.01):
-            assert conn.send(piece), "closed without an answer"
-            sent += 64 * KiB
-        assert_error(conn.response(timeout=3), 413, "body_too_large")
+        send_chunks_until_cut_off(conn)
     finally:
         conn.close()
     seen = server.outcomes("chunk")[before:]
