@@ -204,3 +204,30 @@ def test_the_sweep_deletes_what_this_brain_wrote_and_keeps_the_rest(make_cluster
     kept = status(c)["manifests"]["unknown_kept"]
     assert kept == {"copies": 1, "bytes": len(planted)}, kept
     assert status(c)["needs_recovery"] is None
+
+
+def test_nodes_from_before_cluster_ids_learn_it_from_their_own_brain(
+        make_cluster: Any) -> None:
+    """The upgrade path: nodes with data and no cluster id, on the brain whose
+    metadata knows their data, take its id once a sweep has vouched for them."""
+    c: Cluster = make_cluster(nodes=3, replicas=3)
+    for i in range(20):
+        c.upload(f"known-{i}.txt", os.urandom(2000 + i))
+    ours = status(c)["cluster_id"]
+    for i in range(3):
+        c.kill_node(i, signal.SIGTERM)
+        ident = c.node_dir(i) / "node.json"
+        doc = json.loads(ident.read_text())
+        del doc["cluster"]
+        ident.write_text(json.dumps(doc))
+    for i in range(3):
+        c.start_node(i)
+    c.wait_online(3)
+    c.gc()  # a sweep: their inventories are this metadata's own
+
+    def learnt() -> bool:
+        return all(json.loads((c.node_dir(i) / "node.json").read_text()).get("cluster") == ours
+                   for i in range(3))
+
+    wait_until(learnt, 20, what="every node taking the cluster id")
+    assert status(c)["needs_recovery"] is None
