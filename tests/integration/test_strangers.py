@@ -38,6 +38,16 @@ def empty_database(c: Cluster) -> None:
         (brain / extra).unlink(missing_ok=True)
 
 
+def stop_as_nodes_from_before_cluster_ids(c: Cluster) -> None:
+    """Stop every node and forget its cluster id, as a node of an older version."""
+    for i in range(c.n_nodes):
+        c.kill_node(i, signal.SIGTERM)
+        ident = c.node_dir(i) / "node.json"
+        doc = json.loads(ident.read_text())
+        del doc["cluster"]
+        ident.write_text(json.dumps(doc))
+
+
 def use_new_admin_key(c: Cluster) -> None:
     c.http.headers["Authorization"] = \
         f"Bearer {(c.root / 'brain' / 'admin.key.new').read_text().strip()}"
@@ -101,12 +111,7 @@ def test_nodes_from_before_cluster_ids_are_strangers_and_keep_their_data(
     c: Cluster = make_cluster(nodes=3, replicas=3)
     for i in range(20):
         c.upload(f"small-{i}.txt", os.urandom(3000 + i))
-    for i in range(3):
-        c.kill_node(i, signal.SIGTERM)
-        ident = c.node_dir(i) / "node.json"
-        doc = json.loads(ident.read_text())
-        del doc["cluster"]
-        ident.write_text(json.dumps(doc))
+    stop_as_nodes_from_before_cluster_ids(c)
     before = on_disk(c)
     empty_database(c)
     c.brain_args = ["--gc-grace", "0"]
@@ -214,12 +219,7 @@ def test_nodes_from_before_cluster_ids_learn_it_from_their_own_brain(
     for i in range(20):
         c.upload(f"known-{i}.txt", os.urandom(2000 + i))
     ours = status(c)["cluster_id"]
-    for i in range(3):
-        c.kill_node(i, signal.SIGTERM)
-        ident = c.node_dir(i) / "node.json"
-        doc = json.loads(ident.read_text())
-        del doc["cluster"]
-        ident.write_text(json.dumps(doc))
+    stop_as_nodes_from_before_cluster_ids(c)
     for i in range(3):
         c.start_node(i)
     c.wait_online(3)
