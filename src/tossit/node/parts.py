@@ -41,7 +41,9 @@ class NodeParts:
         )
 
 
-def _parts(request: Request) -> NodeParts:
+async def _parts(request: Request) -> NodeParts:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    # hop on every chunk request for what is an attribute read.
     parts: NodeParts = request.app.state.parts
     return parts
 
