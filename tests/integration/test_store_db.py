@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
+from tossit.brain.activity import DELETED, UPLOADED, ActivityLog
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.manifest_rows import PackRecord
 from tossit.brain.models import Base, ManifestEntry
@@ -667,3 +668,26 @@ async def test_events_are_pruned_by_age_and_count(store: Store) -> None:
     assert [e.message for e in await store.list_events()] == [
         f"event {i}" for i in range(29, 22, -1)]
     assert await store.prune_events(time.time() - 30 * 86400, keep=7) == 0
+
+
+async def test_activity_gathers_changes_into_one_event_per_person_and_kind(
+        store: Store) -> None:
+    """Uploads and deletes are tallied per (kind, who, bucket) and written as one
+    event each, in one transaction; a single file reads as itself."""
+    activity = ActivityLog(store, window=3600)  # flushed by hand below
+    for i in range(5):
+        activity.note(UPLOADED, "by laptop (TK1, readwrite)", "TK1", "default",
+                      f"photo-{i}.jpg", 1024, 100 + i)
+    activity.note(UPLOADED, "by phone (TK2, readwrite)", "TK2", "default", "a.txt", 3, 200)
+    activity.note(DELETED, "by laptop (TK1, readwrite)", "TK1", "default", "old.txt", 10, 7)
+    assert await activity.flush() == 3
+    assert await activity.flush() == 0  # nothing noted since
+    events = {(e.kind, (e.data or {})["key_id"]): e for e in await store.list_events()}
+    assert len(events) == 3
+    laptop = events[(UPLOADED, "TK1")]
+    assert laptop.message == ("5 files (5.0 KiB) uploaded by laptop (TK1, readwrite): "
+                              "photo-0.jpg, photo-1.jpg, photo-2.jpg and 2 more")
+    assert laptop.data is not None and laptop.data["count"] == 5
+    assert laptop.data["ids"] == [100, 101, 102, 103, 104]
+    assert events[(UPLOADED, "TK2")].message == "a.txt (3 B) uploaded by phone (TK2, readwrite)"
+    assert events[(DELETED, "TK1")].message == "old.txt (10 B) deleted by laptop (TK1, readwrite)"

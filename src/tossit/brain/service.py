@@ -16,6 +16,7 @@ from typing import Any
 from tossit.auth.mac import BRAIN, Signer, Verifier
 from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
 from tossit.auth.throttle import WrongKeys
+from tossit.brain.activity import ActivityLog
 from tossit.brain.brainlock import BrainLock, BrainLockError
 from tossit.brain.brains import BrainDirectory, brain_id
 from tossit.brain.commits import CommitBatcher
@@ -90,6 +91,7 @@ class Brain:
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.event_pruner = EventPruner(settings, self.store)
+        self.activity = ActivityLog(self.store)  # who uploaded and deleted what
         self.started = time.time()
         self.cluster_id: str | None = None  # loaded at start (metadata state "cluster")
         self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
@@ -130,6 +132,7 @@ class Brain:
             await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key)
         await self._load_nodes()
         await self.nodes.start()
+        self.activity.start()
         if self.lock.shared:
             self._own_tasks.append(asyncio.create_task(
                 self.directory.run_forever(lambda: "leader" if self.leader else "follower"),
@@ -336,6 +339,7 @@ class Brain:
             with contextlib.suppress(Exception):
                 await self.directory.renew("stopped")
         await self.commits.stop()
+        await self.activity.stop()
         if self.leader:
             await self.collector.intents.close()
         await self.scrubs.close()

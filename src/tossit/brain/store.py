@@ -85,6 +85,18 @@ class NameTaken(ApiError):
                          name=key, bucket=bucket)
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event written with others in one transaction (``Store.add_events``)."""
+
+    ts: float
+    kind: str
+    message: str
+    severity: str = "info"
+    node_id: str | None = None
+    data: dict[str, Any] | None = None
+
+
 @dataclass
 class Applied:
     """What one commit did: the new objects (in the order given), the ids among
@@ -836,6 +848,14 @@ class Store:
             if last is not None:
                 await s.flush()  # the new row takes its id before the old one goes
                 await s.delete(last)
+
+    async def add_events(self, events: Sequence[NewEvent]) -> None:
+        """Record several events in one transaction (no repeat folding)."""
+        if not events:
+            return
+        async with self.write() as s:
+            s.add_all([Event(ts=e.ts, kind=e.kind, severity=e.severity, message=e.message,
+                             node_id=e.node_id, data=e.data, count=1) for e in events])
 
     async def prune_events(self, older_than: float, keep: int, batch: int = 5000) -> int:
         """Delete events last seen before ``older_than`` (epoch seconds), then all

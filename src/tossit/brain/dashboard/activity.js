@@ -17,6 +17,7 @@ const KIND_WORDS = {
   repair_failed: "Repair failed", repair_stuck: "Repair stuck", rebalance: "Rebalance", gc: "Garbage collection",
   key_created: "Key created", key_revoked: "Key revoked", signed_in: "Signed in",
   sign_in_failed: "Sign-in refused", key_refused: "Wrong key", chunks_unavailable: "Chunks unavailable",
+  files_uploaded: "Uploaded", files_deleted: "Deleted",
 };
 
 export function kindLabel(kind) {
