@@ -829,7 +829,9 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                       f"{format_size(rep['bytes_at_risk'])} at risk[/]")
     for g in rep.get("waiting_for") or []:
         console.print(f"{g['name']} is {g['state']}: its copies still count; they are re-made "
-                      f"elsewhere if it stays silent for another {format_duration(g['dead_in_s'])}",
+                      f"elsewhere if it stays "
+                      f"{'unreachable' if g['state'] == 'unreachable' else 'silent'} for "
+                      f"another {format_duration(g['dead_in_s'])}",
                       highlight=False, markup=False)
     if not rep["chunks_unavailable"] and not rep["chunks_below_target"]:
         console.print("[green]every chunk has its full set of copies[/]")

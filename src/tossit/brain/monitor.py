@@ -19,7 +19,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from tossit.brain.registry import DEAD, OFFLINE, ONLINE, SUSPECT, UNREACHABLE, Registry
+from tossit.brain.registry import (
+    DEAD,
+    OFFLINE,
+    ONLINE,
+    SUSPECT,
+    UNREACHABLE,
+    NodeView,
+    Registry,
+)
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_duration, plural
 
@@ -57,12 +65,31 @@ class Monitor:
                         node.seen_mono = min(now, node.seen_mono + paused)
         self._last_pass = now
 
+    async def _write_off(self, node: NodeView, now: float) -> bool:
+        """A node that heartbeats but has been unreachable for ``dead_after``:
+        its copies stop counting and are re-made elsewhere (it is never silent,
+        so it would otherwise never be declared dead, while nothing can be read
+        from it). Its copies count again once it answers."""
+        since = node.unreachable_since
+        if (node.written_off or since is None or node.state == DEAD
+                or now - since < self.settings.dead_after):
+            return False
+        node.written_off = True
+        msg = (f"{node.name} unreachable for {format_duration(now - since)} "
+               f"({node.address_problem}): its copies no longer count; re-making copies of "
+               f"its {plural(node.chunk_count, 'chunk')} on the other nodes")
+        log.error(msg)
+        await self.store.add_event("node_unreachable", msg, severity="error", node_id=node.id)
+        return True
+
     async def run_once(self) -> list[tuple[str, str, str]]:
         """Update every node's state from its heartbeat age; returns the changes."""
         changes = []
         now = time.monotonic()
         self._excuse_own_pause(now)
         for node in list(self.registry.nodes.values()):
+            if await self._write_off(node, now):
+                changes.append((node.id, node.state, "written_off"))
             silent = now - node.seen_mono
             if silent >= self.settings.dead_after:
                 state = DEAD

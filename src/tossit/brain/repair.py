@@ -147,7 +147,8 @@ class Repairer:
     # -- one pass -------------------------------------------------------------
 
     def _node_infos(self) -> dict[str, NodeInfo]:
-        return {n.id: NodeInfo(n.id, n.state, n.admin_state)
+        # A node unreachable for longer than dead_after plans as a dead one.
+        return {n.id: NodeInfo(n.id, DEAD if n.gone else n.state, n.admin_state)
                 for n in self.registry.nodes.values()}
 
     def _needs_full_pass(self, key: PlacementKey | None = None) -> bool:

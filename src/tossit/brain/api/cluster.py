@@ -17,6 +17,7 @@ from tossit.brain.registry import (
     OFFLINE,
     READABLE_STATES,
     SUSPECT,
+    UNREACHABLE,
     cluster_capacity,
     shared_fates,
 )
@@ -195,13 +196,20 @@ async def _drill(brain: Brain) -> dict[str, Any]:
 
 
 def _grace(brain: Brain) -> list[dict[str, Any]]:
-    """Silent nodes within their grace period: their copies still count, so the
-    repairer deliberately waits; this says for how much longer."""
+    """Silent (or unreachable) nodes within their grace period: their copies
+    still count, so the repairer deliberately waits; this says for how much longer."""
     now = time.monotonic()
-    return [{"node_id": n.id, "name": n.name, "state": n.state,
-             "dead_in_s": round(max(0.0, brain.settings.dead_after - (now - n.seen_mono)), 1)}
-            for n in sorted(brain.registry.nodes.values(), key=lambda v: v.name)
-            if n.state in (SUSPECT, OFFLINE)]
+    out = []
+    for n in sorted(brain.registry.nodes.values(), key=lambda v: v.name):
+        if n.state in (SUSPECT, OFFLINE):
+            since = n.seen_mono
+        elif n.state == UNREACHABLE and n.unreachable_since is not None and not n.written_off:
+            since = n.unreachable_since
+        else:
+            continue
+        out.append({"node_id": n.id, "name": n.name, "state": n.state, "dead_in_s": round(
+            max(0.0, brain.settings.dead_after - (now - since)), 1)})
+    return out
 
 
 @router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first")

@@ -171,7 +171,7 @@ async def _probe(brain: Brain, view: NodeView) -> None:
     view.probed_mono = time.monotonic()
     if problem == view.address_problem:
         return
-    view.address_problem = problem
+    view.set_address_problem(problem)
     if problem is not None:
         view.state = UNREACHABLE
         await brain.store.set_node_state(view.id, UNREACHABLE, view.rtt_ms)
