@@ -36,6 +36,7 @@ from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import PackError, decode_pack
 
+ALARM_STATE = "recovery_alarm"  # the leader's alarm, for followers (cluster_state row)
 log = logging.getLogger("tossit.brain.gc")
 _PARALLEL_DELETES = 16
 # A failed upload's chunk writes that were already on their way still land on the
@@ -90,6 +91,10 @@ class Collector:
         # is deleted, since what looks like garbage here may be what the real
         # metadata uses. Cleared by a restart.
         self.alarm = RecoveryAlarm()
+        # With several brains, the leader (whose loops see the nodes) writes the
+        # alarm to the shared database for the followers' status (``publish``).
+        self.publish = False
+        self._published: dict[str, Any] | None = None
         # The orphan sweep's positive knowledge: what this brain wrote (uploads
         # note their chunks in it).
         self.intents = IntentJournal(store, settings.intent_keep)
@@ -164,7 +169,17 @@ class Collector:
                 msg = gc_summary(stats)
                 log.info(msg)
                 await self.store.add_event("gc", msg, data=stats)
-            return stats
+        await self.publish_alarm()
+        return stats
+
+    async def publish_alarm(self) -> None:
+        """Write the recovery alarm where followers read it, when it changed."""
+        if not self.publish:
+            return
+        state = {"message": self.alarm.message(), "blocks_deletion": self.alarm.blocks_deletion}
+        if state != self._published:
+            await self.store.set_state(ALARM_STATE, state)
+            self._published = state
 
     async def _committed(self) -> int:
         """The newest version committed so far. Read after the garbage list: any

@@ -114,6 +114,7 @@ class Brain:
         if self.lock.shared:
             self.store.fence = self.lock.still_leader
             self.repairer.publish = True
+            self.collector.publish = True
         try:
             if self.leader:
                 await migrate(self.url)

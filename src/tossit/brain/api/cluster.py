@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
+from tossit.brain.gc import ALARM_STATE
 from tossit.brain.metrics import TRAFFIC
 from tossit.brain.models import Event
 from tossit.brain.registry import (
@@ -120,13 +121,13 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     packs = totals.pop("manifests")
     pack_hist = packs.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
-    alarm = brain.collector.alarm
+    alarm = await _alarm(brain)
     kept, kept_bytes = brain.collector.unknown_kept
     return {
         "cluster_id": brain.cluster_id,
         # Not None: this brain's metadata may not be the cluster's (strangers, packs
         # newer than it, nodes of another cluster); see tossit.brain.strangers.
-        "needs_recovery": alarm.message(),
+        "needs_recovery": alarm["message"],
         "replicas": r,
         "write_quorum": brain.settings.quorum,
         "chunk_size": brain.settings.chunk_size,
@@ -153,7 +154,7 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "waiting": await brain.store.log.outbox_count(older_than=STUCK_AFTER),
             "outbox": await brain.store.log.outbox_count(),
             "last_error": brain.manifests.last_error,
-            "deletions_frozen": alarm.message() if alarm.blocks_deletion else None,
+            "deletions_frozen": alarm["message"] if alarm["blocks_deletion"] else None,
             # Copies no file and no intent names: kept, never deleted on absence alone.
             "unknown_kept": {"copies": kept, "bytes": kept_bytes},
         },
@@ -193,6 +194,16 @@ async def _drill(brain: Brain) -> dict[str, Any]:
     last = await brain.store.get_state("drill")
     return {"last": None if last is None else {**last, "at": iso(last["at"])},
             "age_s": None if last is None else round(time.time() - float(last["at"]), 1)}
+
+
+async def _alarm(brain: Brain) -> dict[str, Any]:
+    """The recovery alarm: this brain's own when it leads (its loops see the
+    nodes), else what the leader last wrote to the shared database."""
+    if brain.leader:
+        return {"message": brain.collector.alarm.message(),
+                "blocks_deletion": brain.collector.alarm.blocks_deletion}
+    return await brain.store.get_state(ALARM_STATE) or {"message": None,
+                                                         "blocks_deletion": False}
 
 
 def _grace(brain: Brain) -> list[dict[str, Any]]:

@@ -112,10 +112,12 @@ async def _check_cluster(brain: Brain, report: NodeReport) -> None:
     metadata is probably not the one its chunks belong to."""
     why = cluster_refusal(brain.cluster_id, report.cluster, report.adopt)
     if why is None:
-        brain.collector.alarm.refused.pop(report.id, None)
+        if brain.collector.alarm.refused.pop(report.id, None) is not None:
+            await brain.collector.publish_alarm()
         return
     first = report.id not in brain.collector.alarm.refused
     brain.collector.alarm.refused[report.id] = Suspect(report.name, why)
+    await brain.collector.publish_alarm()
     log.warning("refused node %s (%s): %s", report.name, report.address, why)
     if first:
         await brain.store.add_event("node_refused", f"{report.name} refused: {why}",
