@@ -65,6 +65,20 @@ class Monitor:
                         node.seen_mono = min(now, node.seen_mono + paused)
         self._last_pass = now
 
+    def _what_now(self, lost: NodeView) -> str:
+        """What happens to a lost node's copies, truthfully: re-made on the
+        others, or (too few nodes left for R copies) not until one joins."""
+        chunks = plural(lost.chunk_count, "chunk")
+        left = sum(1 for n in self.registry.nodes.values()
+                   if n.id != lost.id and not n.gone and n.admin_state is None)
+        r = self.settings.replicas
+        if left >= r:
+            return f"re-making copies of its {chunks} on the other nodes"
+        return (f"only {plural(left, 'node')} left for {r} copies: its {chunks} stay below "
+                f"{r} copies until another node joins (copies are made up to what the "
+                "remaining nodes can hold)" if left else
+                f"no other node is left to make copies of its {chunks} on")
+
     async def _write_off(self, node: NodeView, now: float) -> bool:
         """A node that heartbeats but has been unreachable for ``dead_after``:
         its copies stop counting and are re-made elsewhere (it is never silent,
@@ -76,8 +90,7 @@ class Monitor:
             return False
         node.written_off = True
         msg = (f"{node.name} unreachable for {format_duration(now - since)} "
-               f"({node.address_problem}): its copies no longer count; re-making copies of "
-               f"its {plural(node.chunk_count, 'chunk')} on the other nodes")
+               f"({node.address_problem}): its copies no longer count; {self._what_now(node)}")
         log.error(msg)
         await self.store.add_event("node_unreachable", msg, severity="error", node_id=node.id)
         return True
@@ -109,8 +122,7 @@ class Monitor:
             missed = int(silent // self.settings.heartbeat_interval)
             if state == DEAD:
                 msg = (f"{node.name} dead: no heartbeat for {format_duration(silent)}; "
-                       f"re-making copies of its {plural(node.chunk_count, 'chunk')} "
-                       "on the other nodes")
+                       f"{self._what_now(node)}")
                 sev = "error"
             elif state == OFFLINE:
                 msg = (f"{node.name} offline: {plural(missed, 'heartbeat')} missed "
