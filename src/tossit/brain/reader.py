@@ -22,21 +22,11 @@ from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, TRAFFIC
 from tossit.brain.nodeclient import ChunkMissing, NodeClient, NodeError
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.store import ChunkPlacement, Store
-from tossit.errors import ApiError
+from tossit.errors import ChunkUnavailable
 from tossit.ranges import ByteRange, ChunkSlice, chunk_slices
 
 log = logging.getLogger("tossit.brain.reader")
 _VERIFY_INLINE_BELOW = 256 * 1024
-
-
-class ChunkUnavailable(ApiError):
-    def __init__(self, chunk_id: str, detail: str) -> None:
-        super().__init__(
-            503, "chunk_unavailable",
-            f"no readable copy of chunk {chunk_id} right now ({detail}); "
-            "the file is not lost if a node holding it comes back",
-            chunk=chunk_id,
-        )
 
 
 @dataclass

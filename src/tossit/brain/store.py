@@ -35,7 +35,7 @@ from tossit.brain.models import (
 )
 from tossit.brain.sqlbatch import batches
 from tossit.chunking import DATA, META
-from tossit.errors import ApiError
+from tossit.errors import NameTaken
 from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
 from tossit.names import numbered_name
 
@@ -76,13 +76,6 @@ class NewObject:
     # When the name is taken: replace that file, rename this one ("name (2).ext",
     # keep both), or fail (NameTaken). Decided in the commit's transaction.
     on_conflict: str = "replace"
-
-
-class NameTaken(ApiError):
-    def __init__(self, bucket: str, key: str) -> None:
-        super().__init__(409, "name_taken", f"a file named {key!r} exists already; "
-                         "on_conflict=replace replaces it, on_conflict=rename keeps both",
-                         name=key, bucket=bucket)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ from tossit.brain.keys import KeyInfo
 from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
-from tossit.brain.store import NameTaken
-from tossit.errors import ApiError, error_responses
+from tossit.errors import ApiError, NameTaken, error_responses
 from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
 
