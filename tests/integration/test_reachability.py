@@ -51,7 +51,7 @@ def test_copies_on_a_node_unreachable_past_dead_after_are_made_elsewhere(
     it. Past dead_after its copies stop counting and the repairer re-makes them
     on the reachable nodes (once it answers again, they count again)."""
     c: Cluster = make_cluster(nodes=3, replicas=2, chunk_size="64KiB", brain_args=[
-        "--dead-after", "6", "--auto-repair", "--repair-interval", "3600"])
+        "--dead-after", "15", "--auto-repair", "--repair-interval", "3600"])
     files = {f"f{k}.bin": os.urandom(200_000) for k in range(4)}
     ids = {name: c.upload(name, data)["id"] for name, data in files.items()}
     victim = 0
@@ -79,7 +79,7 @@ def test_copies_on_a_node_unreachable_past_dead_after_are_made_elsewhere(
                     return False
         return True
 
-    wait_until(at_r_elsewhere, 60, interval=0.5,
+    wait_until(at_r_elsewhere, 90, interval=0.5,
                what="every chunk at R on the reachable nodes")
     events = c.http.get("/api/events", params={"kind": "node_unreachable"}).json()
     assert any("its copies no longer count" in e["message"] for e in events), events

@@ -17,6 +17,7 @@ from tossit.brain.activity import DELETED, UPLOADED, ActivityLog
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.manifest_rows import PackRecord
 from tossit.brain.models import Base, ManifestEntry
+from tossit.brain.states import EventKind
 from tossit.brain.store import NewObject, Store
 from tossit.manifests import PutEntry, decode_pack, needed_versions, pack_key
 
@@ -400,9 +401,10 @@ async def test_nodes(store: Store) -> None:
 
 
 async def test_events(store: Store) -> None:
-    await store.add_event("node_joined", "node-1 joined", node_id=N1, data={"n": 1})
-    await store.add_event("gc", "freed 3 chunks", data={"chunks": [1, 2, 3]})
-    await store.add_event("node_offline", "node-1 is offline", severity="warning", node_id=N1)
+    await store.add_event(EventKind.NODE_JOINED, "node-1 joined", node_id=N1, data={"n": 1})
+    await store.add_event(EventKind.GC, "freed 3 chunks", data={"chunks": [1, 2, 3]})
+    await store.add_event(EventKind.NODE_OFFLINE, "node-1 is offline", severity="warning",
+                          node_id=N1)
     events = await store.list_events()
     assert [e.kind for e in events] == ["node_offline", "gc", "node_joined"]  # newest first
     assert events[0].severity == "warning" and events[1].severity == "info"
@@ -625,13 +627,13 @@ async def test_entries_without_a_pack_are_packed_from_the_metadata(store: Store)
 
 
 async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
-    await store.add_event("repair_stuck", "stuck: 3 chunks", severity="warning",
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck: 3 chunks", severity="warning",
                           repeat_key="since 1")
     first = (await store.list_events())[0]
-    await store.add_event("gc", "an event of another kind in between")
-    await store.add_event("repair_stuck", "stuck: 5 chunks", severity="warning",
+    await store.add_event(EventKind.GC, "an event of another kind in between")
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck: 5 chunks", severity="warning",
                           repeat_key="since 1", node_id=None)
-    await store.add_event("repair_stuck", "stuck: 4 chunks", severity="warning",
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck: 4 chunks", severity="warning",
                           repeat_key="since 1")
     rows = await store.list_events()
     stuck = [e for e in rows if e.kind == "repair_stuck"]
@@ -642,10 +644,10 @@ async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
     assert e.id > rows[1].id > first.id  # a new id: newest first, and live readers see it
     assert [x.id for x in await store.list_events(after_id=first.id)] == [e.id, rows[1].id]
     # Another episode (a new key), another node, or no key: rows of their own.
-    await store.add_event("repair_stuck", "stuck again", repeat_key="since 2")
-    await store.add_event("repair_stuck", "on a node", repeat_key="since 2", node_id=N1)
-    await store.add_event("repair_stuck", "no key")
-    await store.add_event("repair_stuck", "no key")
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck again", repeat_key="since 2")
+    await store.add_event(EventKind.REPAIR_STUCK, "on a node", repeat_key="since 2", node_id=N1)
+    await store.add_event(EventKind.REPAIR_STUCK, "no key")
+    await store.add_event(EventKind.REPAIR_STUCK, "no key")
     counts = [(x.message, x.count) for x in await store.list_events(kind="repair_stuck")]
     assert counts == [("no key", 1), ("no key", 1), ("on a node", 1), ("stuck again", 1),
                       ("stuck: 4 chunks", 3)]
@@ -653,7 +655,7 @@ async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
 
 async def test_events_are_pruned_by_age_and_count(store: Store) -> None:
     for i in range(30):
-        await store.add_event("gc", f"event {i}")
+        await store.add_event(EventKind.GC, f"event {i}")
     async with store.write() as s:  # the ten oldest happened 40 days ago
         await s.execute(text("UPDATE events SET ts = ts - 40 * 86400 WHERE id IN "
                              "(SELECT id FROM events ORDER BY id LIMIT 10)"))

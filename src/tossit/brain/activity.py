@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tossit.brain.states import EventKind
 from tossit.brain.store import NewEvent, Store
 from tossit.config import format_size, plural
 
@@ -28,8 +29,8 @@ log = logging.getLogger("tossit.brain.activity")
 WINDOW = 5.0  # seconds changes are gathered before they are written
 NAMES_SHOWN = 3  # names written in the message
 NAMES_KEPT = 20  # names (and ids) kept in the event's data
-UPLOADED = "files_uploaded"
-DELETED = "files_deleted"
+UPLOADED = EventKind.FILES_UPLOADED
+DELETED = EventKind.FILES_DELETED
 _VERBS = {UPLOADED: "uploaded", DELETED: "deleted"}
 
 
@@ -37,7 +38,7 @@ _VERBS = {UPLOADED: "uploaded", DELETED: "deleted"}
 class Tally:
     """One person's changes of one kind in one bucket within a window."""
 
-    action: str
+    action: EventKind
     who: str
     key_id: str | None
     bucket: str
@@ -95,10 +96,10 @@ class ActivityLog:
     def __init__(self, store: Store, window: float = WINDOW) -> None:
         self.store = store
         self.window = window
-        self._tallies: dict[tuple[str, str, str], Tally] = {}
+        self._tallies: dict[tuple[EventKind, str, str], Tally] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, action: str, who: str, key_id: str | None, bucket: str, name: str,
+    def note(self, action: EventKind, who: str, key_id: str | None, bucket: str, name: str,
              size: int, obj_id: int) -> None:
         """Count one change (no I/O: called on the request path)."""
         tally = self._tallies.get((action, who, bucket))

@@ -30,6 +30,7 @@ from tossit.brain.intents import IntentJournal
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, Registry
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.brain.strangers import RecoveryAlarm, Suspect, is_stranger
 from tossit.chunking import META, content_id
@@ -168,7 +169,7 @@ class Collector:
             if stats["replicas_deleted"] or stats["orphans_deleted"]:
                 msg = gc_summary(stats)
                 log.info(msg)
-                await self.store.add_event("gc", msg, data=stats)
+                await self.store.add_event(EventKind.GC, msg, data=stats)
         await self.publish_alarm()
         return stats
 
@@ -226,7 +227,7 @@ class Collector:
                     "nothing is deleted until this is sorted out; run 'tossit drill', and "
                     "'tossit recover' to rebuild the metadata (docs/operations.md)")
                 log.critical("%s", self.alarm.behind)
-                await self.store.add_event("metadata_behind", self.alarm.behind,
+                await self.store.add_event(EventKind.METADATA_BEHIND, self.alarm.behind,
                                            severity="error",
                                            node_id=node.id, data={"pack": pid})
                 return
@@ -389,7 +390,7 @@ class Collector:
                    f"to delete and stopped at {cap:,} (gc_sweep_max): the rest waits for the "
                    "next sweep")
             log.warning("%s", msg)
-            await self.store.add_event("gc_capped", msg, severity="warning",
+            await self.store.add_event(EventKind.GC_CAPPED, msg, severity="warning",
                                        data={"found": len(doomed), "cap": cap})
             doomed = doomed[:cap]
         claimed = set(await self._claim(cid for _, cid, _ in doomed))
@@ -449,7 +450,7 @@ class Collector:
         if missing:
             stats["missing"] += len(missing)
             await self.store.add_event(
-                "replica_missing", f"{len(missing)} chunk copies the metadata expected "
+                EventKind.REPLICA_MISSING, f"{len(missing)} chunk copies the metadata expected "
                 f"were not on {node.name}; re-replicating them", severity="warning",
                 node_id=node.id, data={"missing": len(missing), "chunks": missing[:100]})
         await self._judge(node, look)
@@ -469,7 +470,7 @@ class Collector:
         self.alarm.strangers[node.id] = Suspect(node.name, reason)
         msg = self.alarm.message() or reason
         log.warning("%s (%s: %s)", msg, node.name, reason)
-        await self.store.add_event("needs_recovery", f"{node.name}: {reason}. {msg}",
+        await self.store.add_event(EventKind.NEEDS_RECOVERY, f"{node.name}: {reason}. {msg}",
                                    severity="error", node_id=node.id,
                                    data={"unknown": look.unknown, "total": look.total})
 

@@ -28,6 +28,7 @@ from tossit.brain.registry import (
     NodeView,
     Registry,
 )
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_duration, plural
 
@@ -92,7 +93,8 @@ class Monitor:
         msg = (f"{node.name} unreachable for {format_duration(now - since)} "
                f"({node.address_problem}): its copies no longer count; {self._what_now(node)}")
         log.error(msg)
-        await self.store.add_event("node_unreachable", msg, severity="error", node_id=node.id)
+        await self.store.add_event(EventKind.NODE_UNREACHABLE, msg, severity="error",
+                                   node_id=node.id)
         return True
 
     async def run_once(self) -> list[tuple[str, str, str]]:
@@ -141,7 +143,8 @@ class Monitor:
                 msg = f"{node.name} back online"
                 sev = "info"
             log.warning(msg) if sev != "info" else log.info(msg)
-            await self.store.add_event(f"node_{state}", msg, severity=sev, node_id=node.id)
+            await self.store.add_event(EventKind(f"node_{state}"), msg, severity=sev,
+                                       node_id=node.id)
         if changes:
             self.on_change()
         return changes

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, TRAFFIC
 from tossit.brain.nodeclient import ChunkMissing, NodeClient, NodeError
 from tossit.brain.registry import READABLE_STATES, Registry
+from tossit.brain.states import EventKind
 from tossit.brain.store import ChunkPlacement, Store
 from tossit.errors import ChunkUnavailable
 from tossit.ranges import ByteRange, ChunkSlice, chunk_slices
@@ -79,7 +80,7 @@ class Reader:
         try:
             await self.store.set_replica_state(chunk_id, node_id, state)
             await self.store.add_event(
-                f"replica_{state}",
+                EventKind(f"replica_{state}"),
                 f"chunk {chunk_id[:12]} on {name} is {state}; read served from another copy, "
                 "repair scheduled", severity="warning", node_id=node_id,
                 data={"chunk": chunk_id},

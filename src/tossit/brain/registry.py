@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tossit.brain.states import READABLE_STATES, AdminState, NodeState
 from tossit.placement import (
     Candidate,
     balanced,
@@ -22,15 +23,12 @@ from tossit.placement import (
     usable_capacity,
 )
 
-ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
-# Heartbeats arrive, but the brain cannot reach the address the node gave (no
-# --advertise-url, an unresolvable name): nothing is read from or written to it.
-UNREACHABLE = "unreachable"
-DRAINING, DRAINED = "draining", "drained"
+# The states (tossit.brain.states), under the short names the brain uses.
+ONLINE, SUSPECT, OFFLINE, DEAD = (NodeState.ONLINE, NodeState.SUSPECT, NodeState.OFFLINE,
+                                  NodeState.DEAD)
+UNREACHABLE = NodeState.UNREACHABLE
+DRAINING, DRAINED = AdminState.DRAINING, AdminState.DRAINED
 PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
-# Health states whose copies can be read. Draining is an admin state on top of
-# these (a draining node that answers is read from until it is drained).
-READABLE_STATES = (ONLINE, SUSPECT)
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 
 

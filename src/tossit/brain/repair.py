@@ -51,6 +51,7 @@ from tossit.brain.repair_plan import (
     stuck_message,
     stuck_plans,
 )
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size, plural
@@ -257,14 +258,14 @@ class Repairer:
                 self._drain_waiting.discard(node.id)
                 await self.store.set_admin_state(node.id, DRAINED)
                 await self.store.add_event(
-                    "node_drained", f"{node.name} drained: it holds no chunk any more and "
+                    EventKind.NODE_DRAINED, f"{node.name} drained: it holds no chunk any more and "
                     "can be removed (tossit node remove)", node_id=node.id)
             elif progress:
                 self._drain_waiting.discard(node.id)
             elif node.id not in self._drain_waiting:
                 self._drain_waiting.add(node.id)
                 await self.store.add_event(
-                    "drain_waiting", f"drain of {node.name} is waiting: its last "
+                    EventKind.DRAIN_WAITING, f"drain of {node.name} is waiting: its last "
                     f"{held:,} chunk copies can only go once {self.settings.replicas} "
                     f"other online nodes hold them ({self._node_shortage(node.id)})",
                     severity="warning", node_id=node.id)
@@ -303,16 +304,16 @@ class Repairer:
         if stats["repaired"]:
             reasons = ", ".join(sorted({c.reason for c in urgent}))
             await self.store.add_event(
-                "repair", f"re-made copies of {plural(stats['repaired'], 'chunk')} "
+                EventKind.REPAIR, f"re-made copies of {plural(stats['repaired'], 'chunk')} "
                 f"({format_size(done.total() - done[REBALANCE])}){self._lost_from(plans)} "
                 f"in {format_duration(took)} ({reasons})", data=stats)
         if stats["moved"]:
             await self.store.add_event(
-                "rebalance", f"moved copies of {plural(stats['moved'], 'chunk')} "
+                EventKind.REBALANCE, f"moved copies of {plural(stats['moved'], 'chunk')} "
                 f"({format_size(done[REBALANCE])}) towards their placement", data=stats)
         if stats["failed"]:
             await self.store.add_event(
-                "repair_failed",
+                EventKind.REPAIR_FAILED,
                 f"{plural(stats['failed'], 'copy', 'copies')} could not be made; trying again "
                 "on the next pass",
                 severity="warning", data=stats, repeat_key=self._episode("repair_failed"))
@@ -321,7 +322,7 @@ class Repairer:
         await self._report_stuck(plans)
         if stats["unavailable"] and stats["unavailable"] != self._last_unavailable:
             await self.store.add_event(
-                "chunks_unavailable",
+                EventKind.CHUNKS_UNAVAILABLE,
                 f"{plural(stats['unavailable'], 'chunk', verb=('has', 'have'))} no readable copy "
                 "(their nodes are offline or dead)", severity="error")
         self._last_unavailable = stats["unavailable"]
@@ -355,7 +356,7 @@ class Repairer:
         if not stuck:
             if self._since.pop("repair_stuck", None) is not None:
                 await self.store.add_event(
-                    "repair_resumed", "repair is no longer stuck: the missing copies can "
+                    EventKind.REPAIR_RESUMED, "repair is no longer stuck: the missing copies can "
                     "be made again")
             return
         first = "repair_stuck" not in self._since
@@ -365,7 +366,7 @@ class Repairer:
         if first:
             log.warning("%s", msg)
         await self.store.add_event(
-            "repair_stuck", msg, severity="error" if min(p.copies for p in stuck) <= 1
+            EventKind.REPAIR_STUCK, msg, severity="error" if min(p.copies for p in stuck) <= 1
             else "warning", repeat_key=key,
             data={"chunks": len(stuck), "nodes_can_take": can_take, "why": why,
                   "sample": [p.chunk_id for p in stuck[:20]]})

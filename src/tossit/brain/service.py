@@ -39,6 +39,7 @@ from tossit.brain.schema import SchemaTooNew, check_not_too_new
 from tossit.brain.scrubs import ScrubWatch
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, plural
 from tossit.manifests import pack_key
@@ -145,7 +146,7 @@ class Brain:
         role = "" if not self.lock.shared else (
             " as the leader" if self.leader else " as a follower")
         await self.store.add_event(
-            "brain_started", f"brain started{role} (R={self.settings.replicas}, "
+            EventKind.BRAIN_STARTED, f"brain started{role} (R={self.settings.replicas}, "
             f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
         log.info("brain ready%s: metadata at %s", role, self.url.split("@")[-1])
 
@@ -205,7 +206,7 @@ class Brain:
         resigned = await self.store.log.follow_key(self.store.pack_key)
         if resigned:
             await self.store.add_event(
-                "manifests_resigned", f"the cluster secret changed: {resigned:,} manifest "
+                EventKind.MANIFESTS_RESIGNED, f"the cluster secret changed: {resigned:,} manifest "
                 "entries are written to the nodes again, signed with the new one",
                 severity="warning")
         self.commits.start()
@@ -244,7 +245,7 @@ class Brain:
             await asyncio.sleep(TAKEOVER_GRACE)
         await self._load_nodes()
         await self._lead()
-        await self.store.add_event("brain_leader", f"{self.directory.url} now leads the "
+        await self.store.add_event(EventKind.BRAIN_LEADER, f"{self.directory.url} now leads the "
                                    "cluster (the previous leader stopped)", severity="warning")
 
     async def _demote(self) -> None:
@@ -295,7 +296,7 @@ class Brain:
         result = await self.drill.run()
         await self.store.set_state("drill", result)
         await self.store.add_event(
-            "drill", f"fire drill: {result['summary']}",
+            EventKind.DRILL, f"fire drill: {result['summary']}",
             severity="info" if result["ok"] else "error",
             data={k: v for k, v in result.items() if k != "summary"})
         return result
@@ -325,7 +326,7 @@ class Brain:
         for cid in chunks:
             await self.store.set_replica_state(cid, node_id, "corrupt")
         CORRUPT_COPIES.labels("scrub").inc(len(chunks))
-        await self.store.add_event("replica_corrupt", message, severity="warning",
+        await self.store.add_event(EventKind.REPLICA_CORRUPT, message, severity="warning",
                                    node_id=node_id, data={"chunks": chunks[:100]})
         self.repairer.wake()
 

@@ -34,6 +34,7 @@ from tossit.brain.models import (
     Replica,
 )
 from tossit.brain.sqlbatch import batches
+from tossit.brain.states import EventKind
 from tossit.chunking import DATA, META
 from tossit.errors import NameTaken
 from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
@@ -83,7 +84,7 @@ class NewEvent:
     """An event written with others in one transaction (``Store.add_events``)."""
 
     ts: float
-    kind: str
+    kind: EventKind
     message: str
     severity: str = "info"
     node_id: str | None = None
@@ -814,7 +815,7 @@ class Store:
     # -- events -------------------------------------------------------------
 
     async def add_event(
-        self, kind: str, message: str, *, severity: str = "info",
+        self, kind: EventKind, message: str, *, severity: str = "info",
         node_id: str | None = None, data: dict[str, Any] | None = None,
         repeat_key: str | None = None,
     ) -> None:

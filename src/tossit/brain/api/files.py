@@ -25,6 +25,7 @@ from tossit.brain.keys import KeyInfo
 from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
+from tossit.brain.states import EventKind
 from tossit.errors import ApiError, NameTaken, error_responses
 from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
@@ -104,7 +105,7 @@ async def _describe(brain: Brain, objs: list[Object]) -> list[dict[str, Any]]:
     return [_file_json(brain, o, per_obj.get(o.id, [])) for o in objs]
 
 
-def _noted(request: Request, action: str, bucket: str, obj: Object) -> None:
+def _noted(request: Request, action: EventKind, bucket: str, obj: Object) -> None:
     """Count the change for the activity log, with who made it."""
     key: KeyInfo | None = getattr(request.state, "key", None)
     brain_of(request).activity.note(action, who(request), key.id if key else None, bucket,
