@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tossit.brain.metrics import REPAIR_FAILURES, REPAIRED_BYTES, REPAIRED_CHUNKS
-from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import (
     DEAD,
@@ -52,6 +51,7 @@ from tossit.brain.repair_plan import (
     stuck_plans,
 )
 from tossit.brain.store import Store
+from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size, plural
 
@@ -95,7 +95,7 @@ class Progress:
 
 class Repairer:
     def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
-                 nodes: NodeClient, pins: ChunkPins) -> None:
+                 nodes: NodeTransport, pins: ChunkPins) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
