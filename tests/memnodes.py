@@ -97,6 +97,7 @@ class MemNode:
 
     def lose(self, blob_id: str) -> None:
         self.blobs.pop(blob_id, None)
+        self.rotten.discard(blob_id)
 
     def rot(self, blob_id: str) -> None:
         """Reads of this blob return other bytes of the same length."""
@@ -199,11 +200,14 @@ class MemTransport:
 
     async def replicate(self, target: NodeView, chunk_id: str, sources: list[NodeView],
                         kind: str = DATA) -> None:
-        """The target fetches from the first source that serves verified bytes
-        (a failing, paused-then-failing, lacking or rotten source is skipped)."""
+        """As a node does (node/peers.py): an intact copy already there is kept, a
+        rotten one set aside; then the target fetches from the first source that
+        serves verified bytes (failing, lacking or rotten sources are skipped)."""
         t = await self._enter(target, "replicate", chunk_id)
         if chunk_id in t.blobs:
-            return
+            if chunk_id not in t.rotten:
+                return
+            t.lose(chunk_id)  # quarantined
         for src in sources:
             s = self.nodes.get(src.id)
             if s is None or s.failing is not None or chunk_id not in s.blobs:
