@@ -141,3 +141,24 @@ async def test_a_full_target_fails_the_copy_until_it_has_room(
         stats = await core.repairer.run_once(rebalance=False)
         assert stats["repaired"] == 1
         await assert_whole(core, cid)
+
+
+async def test_an_extra_copy_is_dropped_but_not_while_pinned(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        (cid,) = await upload_chunks(core, "f", [35])
+        held = await core.replicas(cid)
+        (spare,) = [n for n in core.nodes if n.view.id not in held]
+        # A fourth copy (a node that was away came back with it, and was adopted).
+        spare.store(cid, blob(35, CHUNK), "data")
+        await core.store.add_replicas(cid, [spare.view.id])
+        await core.pins.pin(cid)  # an upload is using the chunk right now
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["drops_planned"] == 1 and stats["drops_done"] == 0
+        assert len(core.holders(cid)) == 4
+        core.pins.unpin(cid)
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["drops_done"] == 1 and stats["copies_done"] == 0
+        await assert_whole(core, cid)
+        assert core.holders(cid) == set(await core.replicas(cid))
+        # The copy placement wants least is the one that went.
+        assert set(await core.replicas(cid)) == set(core.registry.desired(cid))
