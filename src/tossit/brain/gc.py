@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tossit.brain.intents import IntentJournal
-from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.brain.strangers import RecoveryAlarm, Suspect, is_stranger
+from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import PackError, decode_pack
@@ -66,7 +66,7 @@ def gc_summary(stats: Mapping[str, int]) -> str:
 
 class Collector:
     def __init__(
-        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
+        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeTransport,
         pins: ChunkPins,
     ) -> None:
         self.settings = settings

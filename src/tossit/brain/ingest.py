@@ -21,10 +21,10 @@ from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
 from tossit.brain.metrics import TRAFFIC, UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
-from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
+from tossit.brain.transport import NodeError, NodeFull, NodeTransport
 from tossit.chunking import DATA, StreamHasher, rechunk
 from tossit.config import BrainSettings
 from tossit.errors import InsufficientStorage, NotEnoughNodes
@@ -47,7 +47,7 @@ class UploadResult:
 
 class Ingest:
     def __init__(
-        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
+        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeTransport,
         pins: ChunkPins, collector: Collector, commits: CommitBatcher,
     ) -> None:
         self.settings = settings

@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, TRAFFIC
-from tossit.brain.nodeclient import ChunkMissing, NodeClient, NodeError
 from tossit.brain.registry import READABLE_STATES, Registry
 from tossit.brain.states import EventKind
 from tossit.brain.store import ChunkPlacement, Store
+from tossit.brain.transport import ChunkMissing, NodeError, NodeTransport
 from tossit.errors import ChunkUnavailable
 from tossit.ranges import ByteRange, ChunkSlice, chunk_slices
 
@@ -40,7 +40,7 @@ class Download:
 
 class Reader:
     def __init__(
-        self, store: Store, registry: Registry, nodes: NodeClient, read_ahead: int,
+        self, store: Store, registry: Registry, nodes: NodeTransport, read_ahead: int,
         on_bad_replica: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store

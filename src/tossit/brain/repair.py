@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tossit.brain.metrics import REPAIR_FAILURES, REPAIRED_BYTES, REPAIRED_CHUNKS
-from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import (
     DEAD,
@@ -53,6 +52,7 @@ from tossit.brain.repair_plan import (
 )
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
+from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size, plural
 
@@ -96,7 +96,7 @@ class Progress:
 
 class Repairer:
     def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
-                 nodes: NodeClient, pins: ChunkPins) -> None:
+                 nodes: NodeTransport, pins: ChunkPins) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -109,6 +109,7 @@ class Repairer:
         self._per_target: dict[str, asyncio.Semaphore] = {}
         self._last_unavailable = 0
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
+        self._repaired: set[str] = set()  # this pass: chunks given back missing copies
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
         # Since when a repeating condition ("stuck", "failed") has lasted, by event
         # kind: its events are one row with a count per episode (Store.add_event).
@@ -209,6 +210,7 @@ class Repairer:
             at_risk = Counter(p.copies for p in plans if p.copies < r)
             self._meta = await self.store.meta_ids([c.chunk_id for c in urgent + moves])
             self._done_bytes = Counter()
+            self._repaired = set()
             self.progress = Progress(
                 running=bool(urgent or moves), started=t0,
                 chunks_total=len(urgent) + len(moves),
@@ -304,7 +306,7 @@ class Repairer:
         if stats["repaired"]:
             reasons = ", ".join(sorted({c.reason for c in urgent}))
             await self.store.add_event(
-                EventKind.REPAIR, f"re-made copies of {plural(stats['repaired'], 'chunk')} "
+                EventKind.REPAIR, f"re-made copies of {plural(len(self._repaired), 'chunk')} "
                 f"({format_size(done.total() - done[REBALANCE])}){self._lost_from(plans)} "
                 f"in {format_duration(took)} ({reasons})", data=stats)
         if stats["moved"]:
@@ -415,6 +417,8 @@ class Repairer:
                 self.progress.chunks_done += 1
                 self.progress.bytes_done += c.size
                 self._done_bytes[c.reason] += c.size
+                if c.reason != REBALANCE:
+                    self._repaired.add(c.chunk_id)
                 return True
         finally:
             self.pins.unpin(c.chunk_id)
