@@ -24,6 +24,7 @@ from typing import Any
 from tossit.brain.states import EventKind
 from tossit.brain.store import NewEvent, Store
 from tossit.config import format_size, plural
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.activity")
 WINDOW = 5.0  # seconds changes are gathered before they are written
@@ -90,10 +91,14 @@ class Tally:
         return NewEvent(ts=self.last_at, kind=self.action, message=self.message(), data=data)
 
 
-class ActivityLog:
+class ActivityLog(Periodic):
     """Gathers uploads and deletes and writes them as events every ``window`` s."""
 
+    name = "activity log"
+    wait_first = True
+
     def __init__(self, store: Store, window: float = WINDOW) -> None:
+        super().__init__()
         self.store = store
         self.window = window
         self._tallies: dict[tuple[EventKind, str, str], Tally] = {}
@@ -124,8 +129,17 @@ class ActivityLog:
             raise
         return len(tallies)
 
+    async def run_once(self) -> int:
+        return await self.flush()
+
+    async def next_delay(self) -> float:
+        return self.window
+
+    def failed(self, exc: Exception) -> None:  # the log must not stop the brain
+        log.warning("could not write the activity log: %s", exc)
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="activity")
+        self._task = asyncio.create_task(self.run_forever(), name="activity")
 
     async def stop(self) -> None:
         """Write what is left (a clean stop loses nothing)."""
@@ -135,11 +149,3 @@ class ActivityLog:
                 await self._task
         with contextlib.suppress(Exception):
             await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.window)
-            try:
-                await self.flush()
-            except Exception as exc:  # the log must not stop the brain
-                log.warning("could not write the activity log: %s", exc)

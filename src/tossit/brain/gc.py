@@ -19,7 +19,6 @@ points at a chunk the collector removed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +35,7 @@ from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import PackError, decode_pack
+from tossit.periodic import Periodic
 
 ALARM_STATE = "recovery_alarm"  # the leader's alarm, for followers (cluster_state row)
 log = logging.getLogger("tossit.brain.gc")
@@ -64,11 +64,16 @@ def gc_summary(stats: Mapping[str, int]) -> str:
     return f"garbage collection freed {format_size(stats['bytes_freed'])}: " + " and ".join(parts)
 
 
-class Collector:
+class Collector(Periodic):
+    name = "garbage collection"
+    wait_first = True  # released chunks wake it; nothing to do at start
+    retry_after = 10.0
+
     def __init__(
         self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeTransport,
         pins: ChunkPins,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -77,11 +82,11 @@ class Collector:
         self._pending: set[str] = set()
         self._sizes: dict[str, int] = {}  # of released chunks, when the caller knew
         self._late: dict[str, float] = {}  # chunk -> when to delete it once more
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(_PARALLEL_DELETES)
         self.on_missing: Callable[[], None] = lambda: None  # wakes the repairer
         self._sweep_soon = False
+        self._last_sweep = time.monotonic()
         self._held = False  # the last pass was held for manifests: try again soon
         # After a rebuild from the nodes, blobs the new metadata does not know may
         # belong to files whose manifests are on a node that was away: no orphan is
@@ -120,25 +125,24 @@ class Collector:
             self._sizes.update(sizes)
         self._wake.set()
 
-    async def run_forever(self) -> None:
-        last_sweep = time.monotonic()
-        while True:
-            timeout = self.settings.gc_interval
-            if self._late:
-                timeout = min(timeout, max(0.1, min(self._late.values()) - time.monotonic()))
-            if self._held:
-                timeout = min(timeout, HELD_RETRY)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            self._wake.clear()
-            sweep = self._sweep_soon or time.monotonic() - last_sweep >= self.settings.gc_interval
-            self._sweep_soon = False
-            try:
-                await self.run_once(sweep_orphans=sweep)
-            except Exception:
-                log.exception("garbage collection pass failed; retrying later")
+    async def next_delay(self) -> float:
+        """gc_interval, sooner for chunks due later (``_late``) or held by packs."""
+        timeout = self.settings.gc_interval
+        if self._late:
+            timeout = min(timeout, max(0.1, min(self._late.values()) - time.monotonic()))
+        if self._held:
+            timeout = min(timeout, HELD_RETRY)
+        return timeout
+
+    async def tick(self) -> dict[str, Any]:
+        """The timed pass: orphans are swept only every gc_interval (or when asked)."""
+        sweep = self._sweep_soon or time.monotonic() - self._last_sweep >= self.settings.gc_interval
+        self._sweep_soon = False
+        try:
+            return await self.run_once(sweep_orphans=sweep)
+        finally:
             if sweep:
-                last_sweep = time.monotonic()
+                self._last_sweep = time.monotonic()
             await asyncio.sleep(0.2)  # batch bursts of releases
 
     async def run_once(self, sweep_orphans: bool = True) -> dict[str, Any]:

@@ -14,7 +14,6 @@ not held against the nodes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -31,27 +30,27 @@ from tossit.brain.registry import (
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_duration, plural
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.monitor")
 
 
-class Monitor:
+class Monitor(Periodic):
+    name = "monitor"
+
     def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
                  on_change: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.registry = registry
         self.on_change = on_change
         self.period = min(1.0, self.settings.heartbeat_interval / 2)
+        self.retry_after = self.period
         self._last_pass: float | None = None
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("monitor pass failed")
-            await asyncio.sleep(self.period)
+    async def next_delay(self) -> float:
+        return self.period
 
     def _excuse_own_pause(self, now: float) -> None:
         """Passes come every ``period``; a longer gap is time the brain was not

@@ -55,6 +55,7 @@ from tossit.brain.store import Store
 from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size, plural
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.repair")
 PAGE = 500  # chunks planned between two awaits: bounds how long the loop is busy
@@ -94,16 +95,21 @@ class Progress:
         }
 
 
-class Repairer:
+class Repairer(Periodic):
+    name = "repair"
+    wait_first = True
+    retry_after = 30.0  # a failing pass (the database?) is not retried hot
+
     def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
                  nodes: NodeTransport, pins: ChunkPins) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.registry = registry
         self.nodes = nodes
         self.pins = pins
         self.progress = Progress()
-        self._wake = asyncio.Event()
+        self._again = False  # the last pass made progress: more may be possible now
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(settings.repair_concurrency)
         self._per_target: dict[str, asyncio.Semaphore] = {}
@@ -125,26 +131,16 @@ class Repairer:
         self._full_at = float("-inf")
         self._full_work = True
 
-    def wake(self) -> None:
-        """Something changed (a node's state, a drain, a bad replica): plan again soon."""
-        self._wake.set()
+    # wake(): something changed (a node's state, a drain, a bad replica): plan again soon.
 
-    async def run_forever(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.repair_interval)
-            self._wake.clear()
-            try:
-                stats = await self.run_once()
-            except Exception:
-                log.exception("repair pass failed; retrying later")
-                await asyncio.sleep(5)
-                continue
-            if stats["copies_done"] or stats["drops_done"]:
-                self._wake.set()  # more may be possible now (moves come in steps)
-                await asyncio.sleep(0.5)
-            # A pass that achieved nothing (every copy failed) waits for a change
-            # or for repair_interval: no hot loop against a broken source.
+    def after_pass(self, stats: dict[str, Any]) -> None:
+        # Moves come in steps: after one that did something, more may be possible.
+        self._again = bool(stats["copies_done"] or stats["drops_done"])
+
+    async def next_delay(self) -> float:
+        # A pass that achieved nothing (every copy failed) waits for a change or
+        # for repair_interval: no hot loop against a broken source.
+        return 0.5 if self._again else self.settings.repair_interval
 
     # -- one pass -------------------------------------------------------------
 
