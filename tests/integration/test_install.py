@@ -229,3 +229,16 @@ def test_a_brain_and_a_node_run_from_what_install_wrote(tmp_path: Path) -> None:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_the_units_in_the_docs_are_the_generators_output() -> None:
+    """docs/deployment.md shows the units ``tossit install`` writes: one source of
+    truth, so a change to the generator must come with the docs' copy."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    exe = "/opt/tossit/bin/tossit"
+    brain = inst.unit_text(inst.brain_plan(exe))
+    node = inst.unit_text(inst.node_plan(exe, brain="https://brain.lan:8000", join_secret="s",
+                                         data_dir=Path("/srv/tossit/node")))
+    assert f"```ini\n{brain}```" in docs
+    assert f"```ini\n{node}```" in docs
+    assert "tossit-node@" not in docs  # the old hand-written template is gone
