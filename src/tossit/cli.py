@@ -549,6 +549,13 @@ def install_node(
     advertise_url: Annotated[str | None, typer.Option(
         help="URL the brain and the other nodes use to reach this node "
         "[http://HOSTNAME:PORT]")] = None,
+    zone: Annotated[str | None, typer.Option(
+        help="failure domain: copies of a chunk go to distinct zones first [this "
+        "machine's name]")] = None,
+    instance: Annotated[str | None, typer.Option(
+        help="another node on this machine (one per disk): the service tossit-node-INSTANCE, "
+        "its config /etc/tossit/node-INSTANCE.env, data dir /var/lib/tossit/node-INSTANCE; "
+        "give it its own --port")] = None,
     dry_run: DryRunOpt = False,
     force: ForceOpt = False,
     root: RootOpt = None,
@@ -563,7 +570,7 @@ def install_node(
         raise _fail(f"cannot read the cluster secret: {exc}") from None
     _install(lambda exe: inst.node_plan(
         exe, brain=brain, join_secret=secret, user=user, data_dir=data_dir, host=host,
-        port=port, advertise_url=advertise_url), dry_run, force, root)
+        port=port, advertise_url=advertise_url, instance=instance, zone=zone), dry_run, force, root)
 
 
 @app.command()

@@ -23,6 +23,7 @@ import pwd
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ UNIT_MODE = 0o644
 DATA_MODE = 0o750
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # systemd expands % specifiers and splits on whitespace: keep paths plain.
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 
@@ -66,10 +68,27 @@ class Plan:
     settings: dict[str, str] = field(default_factory=dict)
     # Those of them that are secrets: shown as <hidden> by --dry-run.
     secrets: frozenset[str] = frozenset()
+    # A second node on this machine (another disk): tossit-node-INSTANCE.
+    instance: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``brain``, ``node`` or ``node-INSTANCE``: names the service and its files."""
+        return f"{self.role}-{self.instance}" if self.instance else self.role
+
+    @property
+    def command(self) -> str:
+        """The command that writes (and with --force re-writes) this service."""
+        return f"tossit install {self.role}" + (
+            f" --instance {self.instance}" if self.instance else "")
+
+    @property
+    def service(self) -> str:
+        return f"tossit-{self.name}"
 
     @property
     def unit_name(self) -> str:
-        return f"tossit-{self.role}.service"
+        return f"{self.service}.service"
 
     @property
     def unit_path(self) -> Path:
@@ -77,7 +96,7 @@ class Plan:
 
     @property
     def env_path(self) -> Path:
-        return CONFIG_DIR / f"{self.role}.env"
+        return CONFIG_DIR / f"{self.name}.env"
 
     @property
     def local_url(self) -> str:
@@ -136,13 +155,20 @@ def brain_plan(tossit: str, *, user: str = DEFAULT_USER, data_dir: Path | None =
 
 def node_plan(tossit: str, *, brain: str, join_secret: str, user: str = DEFAULT_USER,
               data_dir: Path | None = None, host: str = "0.0.0.0", port: int = 8081,
-              advertise_url: str | None = None) -> Plan:
+              advertise_url: str | None = None, instance: str | None = None,
+              zone: str | None = None) -> Plan:
     """A node's plan. ``join_secret`` is the cluster secret itself: it goes into the
     env file (mode 0640 root:USER), not a path, because the file it came from is
-    often in a home folder, which the service cannot see (ProtectHome=yes)."""
+    often in a home folder, which the service cannot see (ProtectHome=yes).
+
+    ``zone`` defaults to this machine's name: copies of a chunk then go to distinct
+    machines first, and the nodes of one machine (one per disk) share its zone."""
     from tossit.config import brain_urls
 
-    data = check_path(data_dir or DATA_ROOT / "node", "the data dir")
+    if instance is not None and not _INSTANCE_RE.match(instance):
+        raise InstallError(f"--instance {instance!r}: 1-32 lowercase letters, digits and -")
+    data = check_path(data_dir or DATA_ROOT / (f"node-{instance}" if instance else "node"),
+                      "the data dir")
     try:
         brains = ",".join(brain_urls(brain))
     except ValueError as exc:
@@ -153,9 +179,18 @@ def node_plan(tossit: str, *, brain: str, join_secret: str, user: str = DEFAULT_
                 "TOSSIT_NODE_DATA_DIR": str(data), "TOSSIT_NODE_BRAIN": brains}
     if advertise_url:
         settings["TOSSIT_NODE_ADVERTISE_URL"] = advertise_url
+    if zone is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", zone):
+        raise InstallError("--zone: 1-64 letters, digits or . _ : -")
+    settings["TOSSIT_NODE_ZONE"] = zone or machine_zone()
     settings["TOSSIT_NODE_JOIN_SECRET"] = join_secret
     return Plan("node", tossit, check_user(user), data, settings,
-                frozenset({"TOSSIT_NODE_JOIN_SECRET"}))
+                frozenset({"TOSSIT_NODE_JOIN_SECRET"}), instance)
+
+
+def machine_zone() -> str:
+    """This machine's short host name as a zone name ("default" if it is not one)."""
+    name = socket.gethostname().split(".")[0]
+    return name if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name) else "default"
 
 
 def _protect_home(tossit: str) -> str:
@@ -179,12 +214,12 @@ def unit_text(plan: Plan) -> str:
             f"#   After={plan.unit_name}\n"
             f"#   ExecStartPre={plan.tossit} ready --wait 300 --brain {plan.local_url}\n")
     else:
-        description = "TossIt storage node"
+        description = "TossIt storage node" + (f" {plan.instance}" if plan.instance else "")
         extra_unit = ""
         readiness = ""
     return f"""\
-# Written by 'tossit install {role}' (TossIt {__version__}); settings: {plan.env_path}.
-# Regenerate with 'tossit install {role} --force' (replaces this file and the env file).
+# Written by '{plan.command}' (TossIt {__version__}); settings: {plan.env_path}.
+# Regenerate with '{plan.command} --force' (replaces this file and the env file).
 [Unit]
 Description={description}
 After=network-online.target
@@ -254,8 +289,8 @@ def env_text(plan: Plan, *, hide_secrets: bool = False) -> str:
     prefix = str(cls.model_config.get("env_prefix", "TOSSIT_"))
     out = [
         f"# TossIt {plan.role} settings, read by {plan.unit_name} (EnvironmentFile=).",
-        f"# Written by 'tossit install {plan.role}'. After a change: "
-        f"systemctl restart tossit-{plan.role}",
+        f"# Written by '{plan.command}'. After a change: "
+        f"systemctl restart {plan.service}",
         "# One VARIABLE=value a line, no quotes needed; these win over a TOML file, if",
         "# you also keep one: TOSSIT_CONFIG=/etc/tossit/tossit.toml. All settings:",
         "# docs/configuration.md. Sizes take units (4MiB), durations are seconds.",
@@ -277,7 +312,7 @@ def env_text(plan: Plan, *, hide_secrets: bool = False) -> str:
 
 def next_steps(plan: Plan) -> str:
     """What the operator does after the files are written."""
-    service = f"tossit-{plan.role}"
+    service = plan.service
     lines = ["Next:",
              f"  systemctl daemon-reload && systemctl enable --now {service}",
              f"  journalctl -u {service} -f          # its log"]

@@ -65,12 +65,25 @@ def test_dry_run_shows_the_unit_and_settings_and_needs_no_root(tmp_path: Path) -
     assert env == {"TOSSIT_NODE_HOST": "0.0.0.0", "TOSSIT_NODE_PORT": "8082",
                    "TOSSIT_NODE_DATA_DIR": "/srv/disk1",
                    "TOSSIT_NODE_BRAIN": "http://10.1.2.3:8000",
+                   "TOSSIT_NODE_ZONE": inst.machine_zone(),
                    "TOSSIT_NODE_JOIN_SECRET": "<hidden>"}
     assert "S3cr3t" not in out  # never printed
     assert "# TOSSIT_NODE_SCRUB_RATE=33554432" in out  # the defaults, commented out
     assert "systemctl daemon-reload && systemctl enable --now tossit-node" in out
     assert not Path("/etc/tossit/node.env").exists() or "S3cr3t" not in \
         Path("/etc/tossit/node.env").read_text()
+    # A second node on this machine (another disk): its own service, files and zone.
+    second = tossit("install", "node", "--brain", "http://10.1.2.3:8000", "--join-secret-file",
+                    str(secret), "--dry-run", "--instance", "disk2", "--port", "8083",
+                    "--zone", "shelf-1")
+    assert second.returncode == 0, second.stderr
+    unit = unit_lines(section(second.stdout, "/etc/systemd/system/tossit-node-disk2.service"))
+    assert unit["EnvironmentFile"] == "/etc/tossit/node-disk2.env"
+    assert unit["ReadWritePaths"] == "/var/lib/tossit/node-disk2"
+    env = unit_lines(section(second.stdout, "/etc/tossit/node-disk2.env"))
+    assert (env["TOSSIT_NODE_PORT"], env["TOSSIT_NODE_ZONE"], env["TOSSIT_NODE_DATA_DIR"]) == (
+        "8083", "shelf-1", "/var/lib/tossit/node-disk2")
+    assert "systemctl enable --now tossit-node-disk2" in second.stdout
 
 
 def test_every_default_in_the_env_file_is_a_value_the_settings_take() -> None:
