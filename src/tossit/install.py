@@ -310,6 +310,11 @@ def env_text(plan: Plan, *, hide_secrets: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def _reachable_host(host: str) -> str:
+    """How other machines name this one, for a server listening on ``host``."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+
+
 def next_steps(plan: Plan) -> str:
     """What the operator does after the files are written."""
     service = plan.service
@@ -318,24 +323,29 @@ def next_steps(plan: Plan) -> str:
              f"  journalctl -u {service} -f          # its log"]
     if plan.role == "brain":
         port = plan.settings.get("TOSSIT_PORT", "8000")
+        url = f"http://{_reachable_host(plan.settings.get('TOSSIT_HOST', ''))}:{port}"
         lines += [
             f"On its first start the brain writes the admin key to {plan.data_dir}/admin.key",
             f"and the cluster secret to {plan.data_dir}/cluster.secret (root can read both).",
-            f"  Dashboard: http://THIS-HOST:{port}/ - sign in with the admin key",
+            f"  Dashboard: {url}/ - sign in with the admin key "
+            f"(sudo cat {plan.data_dir}/admin.key)",
             f"  CLI here:  sudo TOSSIT_KEY_FILE={plan.data_dir}/admin.key "
-            f"{plan.tossit} status",
+            f"{plan.tossit} status" + (f" --brain {plan.local_url}" if port != "8000" else ""),
             "  Nodes:     copy cluster.secret to each storage machine, then there:",
-            f"             sudo tossit install node --brain http://THIS-HOST:{port} "
+            f"             sudo tossit install node --brain {url} "
             "--join-secret-file cluster.secret",
             f"  Wait until the cluster takes writes: {plan.tossit} ready --wait 300 "
             f"--brain {plan.local_url}",
+            f"Without TLS, keys cross the network in clear: set TOSSIT_TLS_CERT and "
+            f"TOSSIT_TLS_KEY in {plan.env_path} (docs/deployment.md, TLS).",
         ]
     else:
+        port = plan.settings["TOSSIT_NODE_PORT"]
         lines += [
             f"The node joins {plan.settings['TOSSIT_NODE_BRAIN']} within seconds; on the "
             "brain, 'tossit nodes' lists it.",
             "The brain and the other nodes reach it at TOSSIT_NODE_ADVERTISE_URL "
-            f"(default http://HOSTNAME:{plan.settings['TOSSIT_NODE_PORT']}): set it in "
+            f"(default http://{socket.gethostname()}:{port}): set it in "
             f"{plan.env_path} if that name does not resolve.",
         ]
     return "\n".join(lines)
