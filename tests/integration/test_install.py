@@ -153,6 +153,46 @@ def test_root_install_writes_files_with_modes_and_owners_and_refuses_to_overwrit
     assert (data / "tossit.db").read_bytes() == b"precious"  # data never touched
 
 
+def test_a_real_install_as_root_makes_the_user_and_owns_the_files(tmp_path: Path) -> None:
+    """The install as an admin runs it (no --root): useradd, /etc, /var/lib. Done in a
+    private mount namespace with /etc and /var overlaid by folders under tmp_path, so
+    this machine gets no user and no files."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (a private mount namespace)")
+    t = tmp_path
+    script = f"""
+for d in etc var; do
+  mkdir -p {t}/$d/u {t}/$d/w
+  mount -t overlay overlay -o lowerdir=/$d,upperdir={t}/$d/u,workdir={t}/$d/w /$d || exit 77
+done
+{sys.executable} -m tossit install brain > {t}/out 2> {t}/err; echo $? > {t}/rc
+getent passwd tossit > {t}/passwd
+stat -c '%a %U %G %n' /etc/systemd/system/tossit-brain.service /etc/tossit/brain.env \
+    /var/lib/tossit/brain > {t}/stat
+{sys.executable} -m tossit install brain > /dev/null 2> {t}/err2; echo $? > {t}/rc2
+"""
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           script], capture_output=True, text=True, timeout=120, cwd="/")
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"no private mount namespace with overlays here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert (t / "rc").read_text().strip() == "0", (t / "err").read_text()
+    out = (t / "out").read_text()
+    assert "created the system user tossit" in out
+    assert "systemctl daemon-reload && systemctl enable --now tossit-brain" in out
+    passwd = (t / "passwd").read_text().split(":")
+    assert passwd[0] == "tossit" and int(passwd[2]) < 1000  # a system user
+    assert passwd[6].strip() in ("/usr/sbin/nologin", "/bin/false")
+    assert (t / "stat").read_text().splitlines() == [
+        "644 root root /etc/systemd/system/tossit-brain.service",
+        "640 root tossit /etc/tossit/brain.env",
+        "750 tossit tossit /var/lib/tossit/brain"]
+    assert (t / "rc2").read_text().strip() == "2"
+    assert "already exist: add --force" in (t / "err2").read_text()
+    with pytest.raises(KeyError):
+        pwd.getpwnam("tossit")  # this machine got no user
+
+
 def test_the_unit_verifies_clean_with_systemd_analyze(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed here: the unit was not verified")
