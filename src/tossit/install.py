@@ -146,11 +146,21 @@ def root_refusal(euid: int, dry_run: bool, root: Path | None) -> str | None:
             "/var/lib): run it with sudo, or add --dry-run to see what it would write")
 
 
+def _plain(settings: dict[str, str]) -> dict[str, str]:
+    """Values as the env file can hold them: one word each (a newline would start
+    another variable, and systemd splits unquoted values on spaces)."""
+    for var, value in settings.items():
+        if not value or any(c.isspace() or not c.isprintable() for c in value):
+            raise InstallError(f"{var}: {value!r} must be one word, without spaces")
+    return settings
+
+
 def brain_plan(tossit: str, *, user: str = DEFAULT_USER, data_dir: Path | None = None,
                host: str = "0.0.0.0", port: int = 8000) -> Plan:
     data = check_path(data_dir or DATA_ROOT / "brain", "the data dir")
-    return Plan("brain", tossit, check_user(user), data, {
-        "TOSSIT_HOST": host, "TOSSIT_PORT": str(port), "TOSSIT_DATA_DIR": str(data)})
+    exe = str(check_path(Path(tossit), "the tossit command's path"))
+    return Plan("brain", exe, check_user(user), data, _plain({
+        "TOSSIT_HOST": host, "TOSSIT_PORT": str(port), "TOSSIT_DATA_DIR": str(data)}))
 
 
 def node_plan(tossit: str, *, brain: str, join_secret: str, user: str = DEFAULT_USER,
@@ -183,7 +193,8 @@ def node_plan(tossit: str, *, brain: str, join_secret: str, user: str = DEFAULT_
         raise InstallError("--zone: 1-64 letters, digits or . _ : -")
     settings["TOSSIT_NODE_ZONE"] = zone or machine_zone()
     settings["TOSSIT_NODE_JOIN_SECRET"] = join_secret
-    return Plan("node", tossit, check_user(user), data, settings,
+    exe = str(check_path(Path(tossit), "the tossit command's path"))
+    return Plan("node", exe, check_user(user), data, _plain(settings),
                 frozenset({"TOSSIT_NODE_JOIN_SECRET"}), instance)
 
 

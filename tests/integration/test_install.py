@@ -216,6 +216,10 @@ def test_without_root_it_refuses_with_one_line(tmp_path: Path) -> None:
     bad = tossit("install", "node", "--brain", "not-a-url", "--join-secret-file",
                  str(secret), "--dry-run")
     assert bad.returncode == 2 and "--brain" in bad.stderr
+    newline = tossit("install", "brain", "--host", "0.0.0.0\nTOSSIT_AUTH=false", "--dry-run")
+    assert newline.returncode == 2 and "TOSSIT_HOST" in newline.stderr, newline.stderr
+    spaced = tossit("install", "brain", "--data-dir", "/srv/my data", "--dry-run")
+    assert spaced.returncode == 2 and "absolute path" in spaced.stderr, spaced.stderr
 
 
 def test_the_command_refuses_a_user_who_is_not_root() -> None:
