@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from cluster import free_port, wait_until
+from tossit import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "tossit"
@@ -63,7 +64,7 @@ def test_the_wheel_installs_and_runs_a_brain_with_its_dashboard(tmp_path: Path) 
     assert {f"src/{f}" for f in wanted} <= in_sdist, sorted(
         {f"src/{f}" for f in wanted} - in_sdist)
     with zipfile.ZipFile(wheel) as zf:
-        meta = zf.read("tossit-0.1.0.dist-info/entry_points.txt").decode()
+        meta = zf.read(f"tossit-{__version__}.dist-info/entry_points.txt").decode()
     assert "tossit = tossit.cli:main" in meta
 
     site = tmp_path / "site"
