@@ -61,10 +61,15 @@ function render() {
   if (key === lastKey) return tick();
   lastKey = key;
   const next = current.next;
-  const parts = [
-    h("span", { class: "hstrip-state", id: "health-state", role: "status" },
-      h("span", { class: "hstrip-mark", "aria-hidden": "true" }, current.mark), h("strong", { id: "health-word" }, current.word)),
-  ];
+  // The live region stays in place (one inserted anew is not announced); only
+  // its words change, so a screen reader hears "Degraded" once, when it happens.
+  let live = $("#health-state");
+  if (!live) {
+    live = h("span", { class: "hstrip-state", id: "health-state", role: "status" });
+    replace(strip, live, h("span", { class: "hstrip-body", id: "health-body" }));
+  }
+  replace(live, h("span", { class: "hstrip-mark", "aria-hidden": "true" }, current.mark), h("strong", { id: "health-word" }, current.word));
+  const parts = [];
   if (next) {
     parts.push(h("span", { class: "hstrip-next", id: "health-next" }, next.text,
       next.href ? [" ", h("a", { href: next.href, class: "hstrip-link" }, next.nav === "nodes" ? "Nodes page" : "Overview page")] : null));
@@ -84,7 +89,7 @@ function render() {
   // Screen readers: the navigation badges are described here, not in the links'
   // names (those stay "Nodes", "Overview").
   parts.push(h("span", { id: "nav-alert-desc", hidden: true }, current.problems.map((p) => p.text).join(". ")));
-  replace(strip, parts);
+  replace($("#health-body"), parts);
   tick();
 }
 
