@@ -332,6 +332,15 @@ def test_on_a_phone_everything_is_big_enough_to_tap_and_the_chunk_map_works(
     assert wrap.evaluate("(e) => e.scrollTop") > 0
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, artifacts, "health-phone-chunk-map")
+    # A live update re-reads the map (any new event does): where the reader
+    # scrolled to and the cell picked stay.
+    page.evaluate("document.querySelector('#chunk-map').dataset.old = '1'")
+    top = wrap.evaluate("(e) => e.scrollTop")
+    make_key(cl, "readonly")  # logs an event
+    expect(page.locator("#chunk-map[data-old]")).to_have_count(0, timeout=15000)  # re-drawn
+    assert abs(wrap.evaluate("(e) => e.scrollTop") - top) <= 1
+    expect(page.locator("#chunk-map td.picked")).to_have_count(1)
+    expect(detail).to_contain_text("Chunk #3")
 
 
 # -- a node stops: degraded --------------------------------------------------------------

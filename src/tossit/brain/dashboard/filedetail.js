@@ -34,6 +34,9 @@ export function mount(root, { match }) {
 
   const render = () => {
     const hadFocus = document.activeElement && document.activeElement.classList.contains("cm-cell");
+    // A live re-render must not throw the reader back to the map's top-left corner.
+    const oldWrap = body.querySelector(".chunkmap-wrap");
+    const scrolled = oldWrap ? [oldWrap.scrollLeft, oldWrap.scrollTop] : null;
     const f = info;
     const writeNote = whyNot(role(), "readwrite");
     const del = actionButton("Delete", { kind: "danger", iconName: "trash", why: writeNote ? `${writeNote} to delete files` : null, small: false, attrs: { id: "detail-delete" } });
@@ -68,6 +71,8 @@ export function mount(root, { match }) {
         h("div", { class: "fact wide" }, h("span", { class: "fact-k" }, "SHA-256"), h("code", { class: "hash", id: "file-sha" }, f.sha256),
           h("span", { class: "muted small" }, "Every download is checked against each chunk's SHA-256; compare with sha256sum."))),
       chunkMap(f));
+    const wrap = body.querySelector(".chunkmap-wrap");
+    if (wrap && scrolled) [wrap.scrollLeft, wrap.scrollTop] = scrolled;
     const table = body.querySelector("#chunk-map");
     if (table) wireMap(table, body.querySelector("#cm-detail"), hadFocus);
   };
@@ -88,10 +93,10 @@ export function mount(root, { match }) {
       const hash = tr.querySelector(".cm-hash");
       detail.textContent = `Chunk #${tr.dataset.chunk} (${hash ? hash.textContent : ""}…) on ${td.title}`;
       detail.hidden = false;
-      if (focus) td.focus();
+      if (focus) td.focus({ preventScroll: focus === "quiet" });
     };
     const start = find(picked);
-    if (start) show(start, refocus);
+    if (start) show(start, refocus ? "quiet" : false);
     else cells[0].tabIndex = 0;
     table.addEventListener("click", (ev) => {
       const td = ev.target.closest("td.cm-cell");
