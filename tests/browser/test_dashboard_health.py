@@ -284,7 +284,6 @@ def test_on_a_phone_everything_is_big_enough_to_tap_and_the_chunk_map_works(
     f = put_file(cl, "health/phone-map.bin", os.urandom(40 * 256 * 1024))
     put_file(cl, "health/a-file-with-a-rather-long-name-to-wrap-on-a-phone.pdf", b"x" * 1000)
     page = phone
-    sign_in(page, cl.admin_key)
 
     def check(name: str) -> None:
         width = page.evaluate("document.documentElement.scrollWidth")
@@ -292,6 +291,10 @@ def test_on_a_phone_everything_is_big_enough_to_tap_and_the_chunk_map_works(
         small = page.evaluate(TOO_SMALL)
         assert not small, f"{name}: smaller than 44x44 CSS px: {small}"
         shot(page, artifacts, f"health-phone-{name}")
+
+    expect(page.locator("#signin-key")).to_be_visible()
+    check("signin")
+    sign_in(page, cl.admin_key)
 
     expect(page.locator("#health-word")).to_have_text("Healthy")
     expect(page.locator(".card.data .metric")).to_be_visible()
@@ -303,6 +306,12 @@ def test_on_a_phone_everything_is_big_enough_to_tap_and_the_chunk_map_works(
         expect(page.locator(f'.mainnav a[data-route="{route}"]')).to_have_attribute(
             "aria-current", "page")
         check(route)
+        if route == "nodes":  # a dialog too
+            page.locator("#nodes-table [data-action=whatif]").first.tap()
+            expect(page.locator("dialog[open] #impact-summary")).to_contain_text("If node-")
+            check("dialog")
+            page.locator("dialog[open] [data-action=cancel]").tap()
+            expect(page.locator("dialog[open]")).to_have_count(0)
 
     page.goto(f"{cl.url}/#/files/{f['id']}")
     expect(page.locator("#chunk-map tbody tr")).to_have_count(40)
