@@ -241,7 +241,7 @@ function safetyCard(st) {
   return card("If the brain's disk died", "safety",
     h("p", { class: `verdict ${cls}`, dataset: { safety: cls } }, verdict),
     h("div", { class: "kvs" },
-      kv("Manifests", m.packs ? `${num(m.packs)} packs · ${bytes(m.bytes)}` : "—",
+      kv("Manifests", m.packs ? `${plural(m.packs, "pack")} · ${bytes(m.bytes)}` : "—",
         "File manifests stored on the nodes (tossit recover rebuilds the metadata from them)"),
       kv("Last snapshot", snap.last ? `${ago(snap.age_s)} · ${bytes(snap.last.size)}` : "none yet",
         "A copy of the brain's database stored on the nodes (tossit recover --from-snapshot)"),
