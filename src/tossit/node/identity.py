@@ -86,3 +86,16 @@ def load_join_secret(settings: NodeSettings) -> str | None:
     if not kept.exists() or read_secret(kept) != given:
         write_secret(kept, given)
     return given
+
+
+def record_brains(data_dir: Path, urls: list[str]) -> None:
+    """Remember the brains a join token named, so a restart needs no ``--brain``."""
+    _update(data_dir, {"brains": ",".join(urls)})
+
+
+def load_brains(data_dir: Path) -> list[str]:
+    path = data_dir / "node.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    return [u for u in str(doc.get("brains") or "").split(",") if u]

@@ -1,0 +1,127 @@
+"""Join tokens (issue 12): a new machine joins with one line, and a token that is
+used up, expired, revoked or altered is refused with a sentence and exit code 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from cluster import Cluster, free_port, wait_until
+from tossit.auth import jointoken as jt
+
+
+def _cli(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TOSSIT_BRAIN_URL=c.url, TOSSIT_KEY=c.admin_key, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "tossit", *args], env=env, text=True,
+                          capture_output=True, timeout=60)
+
+
+def _refused(c: Cluster, i: int) -> str:
+    """Node i's process exits 2; its log (the one line it printed)."""
+    proc = c.nodes[i]
+    assert proc is not None
+    assert proc.wait(60) == 2, c.log(f"node{i}")
+    c.nodes[i] = None
+    out = c.log(f"node{i}")
+    assert "Traceback" not in out, out
+    assert not (c.node_dir(i) / "cluster.secret").exists()
+    return out
+
+
+def _token(c: Cluster, **body: object) -> dict[str, object]:
+    resp = c.http.post("/api/join-tokens", json=body)
+    assert resp.status_code == 201, resp.text
+    doc: dict[str, object] = resp.json()
+    return doc
+
+
+def test_a_node_joins_with_a_token(make_cluster: Callable[..., Cluster]) -> None:
+    c = make_cluster(nodes=2, replicas=3)
+    made = _cli(c, "join-token", "create", "--expires", "1h")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert "\n" not in token and token.startswith("tossit-join-1."), made.stdout
+    assert "lets one machine join" in made.stderr
+    assert jt.decode(token).brains == (c.url,)
+
+    i = c.add_node(join=token)  # no --join-secret-file, no --brain
+    c.wait_online(3)
+    kept = c.node_dir(i) / "cluster.secret"
+    assert kept.read_text().strip() == c.secret_file.read_text().strip()
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert "joined cluster" in c.log(f"node{i}")
+
+    data = os.urandom(3 * 1024 * 1024 + 5)  # 4 chunks of 1 MiB at most
+    f = c.upload("joined.bin", data)
+    chunks = c.chunk_files(i)
+    assert len(chunks) == 4, chunks  # R=3 on 3 nodes: every chunk is on the new one
+    for cid, path in chunks.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == cid
+    assert set(chunks) == set(c.chunk_files(0))
+
+    listed = _cli(c, "join-token", "ls")
+    assert listed.returncode == 0, listed.stderr
+    assert "used" in listed.stdout and "1/1" in listed.stdout and f"node-{i}" in listed.stdout
+
+    # A restart needs no token: the secret, cluster and brain URLs are in the data dir.
+    c.kill_node(i, signal.SIGTERM)
+    wait_until(lambda: c.node_state(i) != "online", 20, what="the node seen gone")
+    c.start_node(i, bare=True)
+    c.wait_node_state(i, "online")
+    assert c.download(int(f["id"])) == data
+    # Started again with the same token, it just starts (it is a member already).
+    c.kill_node(i, signal.SIGTERM)
+    c.start_node(i, join=token)
+    wait_until(lambda: "already belongs to cluster" in c.log(f"node{i}"), 30,
+               what="the node starting with the secret it keeps")
+    c.wait_node_state(i, "online")
+
+    # The same token for a second machine: refused, and said why.
+    j = c.add_node(join=token)
+    out = _refused(c, j)
+    assert "was already used by node node-2" in out, out
+    events = c.http.get("/api/events", params={"kind": "join_refused"}).json()
+    assert any(f"node-{j}" in e["message"] and "already used" in e["message"]
+               for e in events), events
+    joined = c.http.get("/api/events", params={"kind": "node_join_token"}).json()
+    assert len(joined) == 1 and "node-2" in joined[0]["message"]
+
+
+def test_expired_revoked_altered_and_unreachable_tokens_are_refused(
+        make_cluster: Callable[..., Cluster]) -> None:
+    c = make_cluster(nodes=1, replicas=1)
+    expired = _token(c, expires_in=1)
+    revoked = _token(c)
+    gone = _cli(c, "join-token", "revoke", str(revoked["id"]))
+    assert gone.returncode == 0 and f"revoked join token {revoked['id']}" in gone.stdout
+    good = _token(c)
+    decoded = jt.decode(str(good["token"]))
+    flipped = jt.encode(dataclasses.replace(
+        decoded, secret=bytes([decoded.secret[0] ^ 1]) + decoded.secret[1:]))
+    nowhere = jt.encode(dataclasses.replace(
+        decoded, brains=(f"http://127.0.0.1:{free_port()}",)))
+    time.sleep(1.1)  # the first token's second is up
+    tokens = {"expired": expired["token"], "revoked": revoked["token"], "flipped": flipped,
+              "nowhere": nowhere}
+    started = {why: c.add_node(join=str(t)) for why, t in tokens.items()}
+    says = {why: _refused(c, i) for why, i in started.items()}
+
+    assert f"join token {expired['id']} expired at 20" in says["expired"], says["expired"]
+    assert f"join token {revoked['id']} was revoked at" in says["revoked"], says["revoked"]
+    assert "does not match" in says["flipped"], says["flipped"]
+    assert "cannot reach the brain at any URL in the join token" in says["nowhere"]
+    # The altered copy did not use the real token up.
+    states = {t["id"]: t["state"] for t in c.http.get("/api/join-tokens").json()}
+    assert states == {expired["id"]: "expired", revoked["id"]: "revoked",
+                      good["id"]: "active"}
+    refused = [e["message"] for e in c.http.get(
+        "/api/events", params={"kind": "join_refused"}).json()]
+    assert len(refused) == 3, refused
+    for why in ("expired", "revoked", "flipped"):
+        assert any(f"node-{started[why]}" in m for m in refused), (why, refused)
