@@ -195,7 +195,11 @@ class Cluster:
             argv += ["--capacity", self.node_capacity]
         if self.zones:
             argv += ["--zone", self.zones[i % len(self.zones)]]
-        argv += self.tls_args() + self.node_args
+        # A node that joins with a token learns the CA from it (and keeps it).
+        tls = self.tls_args()
+        if (join is not None or bare) and tls:
+            tls = tls[:-2]  # without --tls-ca
+        argv += tls + self.node_args
         self.nodes[i] = self._spawn(f"node{i}", argv)
 
     def add_node(self, join: str | None = None) -> int:

@@ -457,8 +457,9 @@ def node(
     if secret is None and not is_loopback(settings.host):
         raise _fail(
             f"refusing to listen on {settings.host} without the cluster secret: anyone on the "
-            "network could read or delete chunks. Give the node the brain's cluster secret "
-            "(--join-secret-file BRAIN_DATA_DIR/cluster.secret) or bind to 127.0.0.1")
+            "network could read or delete chunks. Give the node a join token (tossit "
+            "join-token create, then --join TOKEN) or the brain's cluster secret "
+            "(--join-secret-file BRAIN_DATA_DIR/cluster.secret), or bind to 127.0.0.1")
     setup_logging(settings.log_level, f"node:{settings.port}")
     serve(create_app(settings), settings.host, settings.port, settings.log_level,
           **_serving(settings))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from cluster import Cluster, free_port, wait_until
 from tossit.auth import jointoken as jt
@@ -125,3 +126,39 @@ def test_expired_revoked_altered_and_unreachable_tokens_are_refused(
     assert len(refused) == 3, refused
     for why in ("expired", "revoked", "flipped"):
         assert any(f"node-{started[why]}" in m for m in refused), (why, refused)
+
+
+def test_a_token_pins_the_brains_tls_ca(tmp_path: Path,
+                                         make_cluster: Callable[..., Cluster]) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    ca.cert_pem.write_to_path(str(tls / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tls / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tls / "cert.pem"))
+    c = make_cluster(nodes=1, replicas=1, tls=tls)
+    made = _token(c, uses=2)
+    token = jt.decode(str(made["token"]))
+    assert token.brains == (c.url,) and c.url.startswith("https://")
+    assert token.ca_sha256 == made["ca_sha256"] == jt.ca_fingerprint(
+        (tls / "ca.pem").read_text())
+
+    # Another CA's fingerprint in the token: the node refuses that brain.
+    other = jt.encode(dataclasses.replace(
+        token, ca_sha256=jt.ca_fingerprint(trustme.CA().cert_pem.bytes().decode())))
+    bad = c.add_node(join=other)
+    out = _refused(c, bad)
+    assert f"{token.ca_sha256}" in out and "refusing" in out, out
+
+    # The real token: the node, given no --tls-ca, trusts the CA it pins.
+    i = c.add_node(join=str(made["token"]))
+    wait_until(lambda: any(n["name"] == f"node-{i}" and n["state"] == "online"
+                           for n in c.http.get("/api/nodes").json()), 60,
+               what="the node joined over TLS")
+    kept = (c.node_dir(i) / "cluster-ca.pem").read_text()
+    assert jt.ca_fingerprint(kept) == token.ca_sha256
+    assert (c.node_dir(i) / "cluster.secret").read_text().strip() == \
+        c.secret_file.read_text().strip()

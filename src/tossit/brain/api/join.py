@@ -13,7 +13,7 @@ import time
 from math import ceil
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -131,7 +131,7 @@ async def revoke_token(request: Request,
 
 
 @public.post("/api/join", summary="A new node redeems a join token for the cluster secret",
-             responses=error_responses(401, 409, 410, 429, e401="Unknown token, wrong "
+             responses=error_responses(401, 409, 410, 429, 503, e401="Unknown token, wrong "
                                        "secret, stale proof or clock off",
                                        e409="The token was used up",
                                        e410="The token expired or was revoked"))
@@ -175,11 +175,13 @@ def _too_many(address: str, lock: float) -> ApiError:
                     headers={"Retry-After": str(ceil(lock))})
 
 
-@public.get("/api/join/ca", response_class=PlainTextResponse,
-            summary="The CA certificate a join token pins (PEM)",
-            responses=error_responses(404, e404="This brain has no CA of its own"))
-async def join_ca(request: Request) -> PlainTextResponse:
+@public.get("/api/join/ca", summary="The CA certificate a join token pins (PEM)",
+            response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "The CA certificate (PEM)"},
+                       **error_responses(404, e404="This brain has no CA of its own")})
+async def join_ca(request: Request) -> Response:
     ca = brain_of(request).join_ca
     if ca is None:
         raise ApiError(404, "no_ca", "this brain serves no TLS with a CA of its own")
-    return PlainTextResponse(ca[0], media_type="application/x-pem-file")
+    return PlainTextResponse(ca[0])
