@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from cluster import Cluster, free_port, wait_until
 from tossit.auth import jointoken as jt
 
@@ -127,6 +129,28 @@ def test_expired_revoked_altered_and_unreachable_tokens_are_refused(
     for why in ("expired", "revoked", "flipped"):
         assert any(f"node-{started[why]}" in m for m in refused), (why, refused)
 
+    # The exchange itself, as a node makes it: the answer opens with the token's
+    # secret and holds the cluster secret; a replay, another node and a wrong
+    # clock are refused; the node that used the token may redeem it again.
+    def redeem(node: str, nonce: str, skew: float = 0.0) -> httpx.Response:
+        ts = f"{time.time() + skew:.3f}"
+        return c.http.post("/api/join", headers={"Authorization": ""}, json={
+            "token": decoded.id, "node": node, "name": node, "ts": ts, "nonce": nonce,
+            "proof": jt.proof(decoded.secret, decoded.id, node, ts, nonce)})
+
+    first = redeem("mynode", "a" * 32)
+    assert first.status_code == 200, first.text
+    opened = jt.unseal(decoded.secret, decoded.id, "mynode", "a" * 32, decoded.cluster,
+                       first.json()["sealed"])
+    assert opened.decode() == c.secret_file.read_text().strip()
+    assert redeem("mynode", "a" * 32).json()["error"] == "replayed"
+    assert redeem("mynode", "b" * 32).status_code == 200  # its answer was lost: again
+    other = redeem("othernode", "c" * 32)
+    assert other.status_code == 409 and "already used by node mynode" in other.text
+    assert redeem("mynode", "d" * 32, skew=-120).json()["error"] == "clock_skew"
+    used = [t for t in c.http.get("/api/join-tokens").json() if t["id"] == good["id"]]
+    assert used[0]["used"] == 1 and used[0]["used_by"] == "mynode"
+
 
 def test_a_token_pins_the_brains_tls_ca(tmp_path: Path,
                                          make_cluster: Callable[..., Cluster]) -> None:
@@ -162,3 +186,30 @@ def test_a_token_pins_the_brains_tls_ca(tmp_path: Path,
     assert jt.ca_fingerprint(kept) == token.ca_sha256
     assert (c.node_dir(i) / "cluster.secret").read_text().strip() == \
         c.secret_file.read_text().strip()
+
+
+def test_a_token_names_every_brain_and_the_node_tries_them_in_turn(
+        tmp_path: Path, pg_url: str) -> None:
+    c = Cluster(tmp_path / "c", database_url=pg_url, nodes=0, replicas=1, brains=2)
+    try:
+        _every_brain(c)
+    finally:
+        c.stop()
+
+
+def _every_brain(c: Cluster) -> None:
+    c.start_brain()
+    c.start_extra_brain(1)
+    with c.client(1) as follower:  # a change on a follower is made by the leader
+        resp = follower.post("/api/join-tokens", json={"expires_in": 600})
+    assert resp.status_code == 201, resp.text
+    token = str(resp.json()["token"])
+    assert set(jt.decode(token).brains) == {c.brain_url(0), c.brain_url(1)}
+    c.stop_brain()  # the first brain of the token is gone; the other takes over
+    wait_until(lambda: httpx.get(c.brain_url(1) + "/health", timeout=5).json()["role"]
+               == "leader", 60, what="brain 1 leading")
+    i = c.add_node(join=token)
+    with c.client(1) as b1:
+        wait_until(lambda: [n["state"] for n in b1.get("/api/nodes").json()] == ["online"],
+                   60, what="the node online at brain 1")
+    assert f"(via {c.brain_url(1)})" in c.log(f"node{i}")

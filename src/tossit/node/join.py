@@ -10,6 +10,7 @@ then kept in the data dir, so later starts need no token. Every failure is a
 
 from __future__ import annotations
 
+import re
 import secrets
 import ssl
 import time
@@ -98,8 +99,12 @@ def join(settings: NodeSettings, text: str) -> str:
         _write_public(data_dir / JOIN_CA_FILE, ca_pem)
     write_secret(kept, secret)
     record_cluster(data_dir, token.cluster)
-    brains = [str(u) for u in answer.get("brains") or [] if isinstance(u, str)]
-    record_brains(data_dir, brains or list(token.brains))
+    # The token's brains, then any other the brain knows now (a brain added since).
+    brains = list(token.brains)
+    for u in answer.get("brains") or []:
+        if isinstance(u, str) and re.match(r"^https?://[^/\s,]+$", u) and u not in brains:
+            brains.append(u)
+    record_brains(data_dir, brains)
     apply_remembered(settings)
     return (f"joined cluster {token.cluster} with join token {token.id} (via {url}); the "
             f"cluster secret is kept in {kept}: later starts need no token")
