@@ -99,3 +99,17 @@ def load_brains(data_dir: Path) -> list[str]:
         return []
     doc = json.loads(path.read_text())
     return [u for u in str(doc.get("brains") or "").split(",") if u]
+
+
+def record_joined(data_dir: Path, cluster_id: str) -> None:
+    """Remember that a join token gave this node the secret of that cluster, so a
+    start with the same token again needs no exchange."""
+    _update(data_dir, {"joined": cluster_id})
+
+
+def load_joined(data_dir: Path) -> str | None:
+    path = data_dir / "node.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    return str(doc["joined"]) if doc.get("joined") else None

@@ -25,9 +25,10 @@ from tossit.config import NodeSettings
 from tossit.node.identity import (
     load_brains,
     load_cluster,
+    load_joined,
     load_or_create,
     record_brains,
-    record_cluster,
+    record_joined,
 )
 from tossit.tlsconfig import client_context
 
@@ -63,9 +64,9 @@ def join(settings: NodeSettings, text: str) -> str:
     node_id = load_or_create(data_dir)
     cluster = load_cluster(data_dir)
     kept = data_dir / CLUSTER_SECRET_FILE
-    if cluster == token.cluster and kept.exists():
+    if token.cluster in (cluster, load_joined(data_dir)) and kept.exists():
         apply_remembered(settings)
-        return (f"this node already belongs to cluster {cluster}: starting with the secret "
+        return (f"this node already belongs to cluster {token.cluster}: starting with the secret "
                 f"it keeps (the join token is not needed)")
     if cluster not in (None, token.cluster) and settings.adopt_cluster != token.cluster:
         raise JoinError(f"this node belongs to cluster {cluster}, the join token to cluster "
@@ -98,7 +99,9 @@ def join(settings: NodeSettings, text: str) -> str:
     if ca_pem:
         _write_public(data_dir / JOIN_CA_FILE, ca_pem)
     write_secret(kept, secret)
-    record_cluster(data_dir, token.cluster)
+    # Not node.json's "cluster": the brain tells the node that on registration, by
+    # its own rules (a node holding chunks of unknown origin, an adoption).
+    record_joined(data_dir, token.cluster)
     # The token's brains, then any other the brain knows now (a brain added since).
     brains = list(token.brains)
     for u in answer.get("brains") or []:
