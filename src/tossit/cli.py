@@ -1226,6 +1226,7 @@ def join_token_create(
 
 
 @join_app.command("ls")
+@join_app.command("list", hidden=True)  # as in tossit key list
 def join_token_ls(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """List join tokens (never their secrets)."""
     rows = _call(_client(brain, config).list_join_tokens)
