@@ -98,7 +98,8 @@ def test_a_node_joins_with_a_token(make_cluster: Callable[..., Cluster]) -> None
 
 def test_expired_revoked_altered_and_unreachable_tokens_are_refused(
         make_cluster: Callable[..., Cluster]) -> None:
-    c = make_cluster(nodes=1, replicas=1)
+    # Wrong join tokens count with wrong keys: the altered one below is the first.
+    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_WRONG_KEYS_FREE": "3"})
     expired = _token(c, expires_in=1)
     revoked = _token(c)
     gone = _cli(c, "join-token", "revoke", str(revoked["id"]))
@@ -150,6 +151,17 @@ def test_expired_revoked_altered_and_unreachable_tokens_are_refused(
     assert redeem("mynode", "d" * 32, skew=-120).json()["error"] == "clock_skew"
     used = [t for t in c.http.get("/api/join-tokens").json() if t["id"] == good["id"]]
     assert used[0]["used"] == 1 and used[0]["used_by"] == "mynode"
+
+    # Guessing is slowed down like wrong keys: past 3 a minute from one address, 429.
+    wrong = dataclasses.replace(decoded, secret=bytes(32))
+    answers = []
+    for n in range(3):
+        ts, nonce = f"{time.time():.3f}", f"{n:032x}"
+        answers.append(c.http.post("/api/join", json={
+            "token": wrong.id, "node": "guesser", "name": "guesser", "ts": ts,
+            "nonce": nonce, "proof": jt.proof(wrong.secret, wrong.id, "guesser", ts, nonce)}))
+    assert [a.status_code for a in answers] == [401, 401, 429], [a.text for a in answers]
+    assert int(answers[-1].headers["retry-after"]) >= 1
 
 
 def test_a_token_pins_the_brains_tls_ca(tmp_path: Path,
