@@ -11,7 +11,17 @@ from fastapi import Depends, FastAPI
 from tossit import __version__
 from tossit.apidocs import install_docs
 from tossit.auth.keys import Role
-from tossit.brain.api import cluster, dashboard, files, keys, nodes, scrub, session, stream
+from tossit.brain.api import (
+    cluster,
+    dashboard,
+    files,
+    join,
+    keys,
+    nodes,
+    scrub,
+    session,
+    stream,
+)
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.forward import ForwardToLeader
 from tossit.brain.metrics import RequestLatency
@@ -69,6 +79,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
                        responses=AUTH_ERRORS)
     app.include_router(keys.me_router, responses={401: AUTH_ERRORS[401]})
     app.include_router(keys.router, responses=AUTH_ERRORS)
+    app.include_router(join.router, responses=AUTH_ERRORS)
+    app.include_router(join.public)
     app.include_router(session.router)
     app.include_router(nodes.protocol, responses={401: AUTH_ERRORS[401]})
     app.include_router(cluster.public)
