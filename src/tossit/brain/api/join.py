@@ -24,6 +24,7 @@ from tossit.brain.api.common import before_body, brain_of, iso
 from tossit.brain.jointokens import JoinRefused, JoinTokenInfo, JoinTokenNotFound, utc
 from tossit.brain.keys import KeyInfo
 from tossit.brain.service import Brain
+from tossit.brain.states import EventKind
 from tossit.config import format_duration, plural
 from tossit.errors import ApiError, error_responses
 
@@ -106,7 +107,7 @@ async def create_token(body: TokenCreate, request: Request) -> dict[str, Any]:
     info, line = await brain.join_tokens.create(time.time() + body.expires_in, body.uses, by,
                                                 brains, brain.cluster_id, fp)
     await brain.store.add_event(
-        "join_token_created", f"join token {info.id} created {who(request)}: lets "
+        EventKind.JOIN_TOKEN_CREATED, f"join token {info.id} created {who(request)}: lets "
         f"{plural(info.max_uses, 'machine')} join until {utc(info.expires_at)}")
     return {**token_json(info), "token": line, "brains": brains, "ca_sha256": fp}
 
@@ -125,7 +126,7 @@ async def revoke_token(request: Request,
         info = await brain.join_tokens.revoke(token_id)
     except JoinTokenNotFound:
         raise ApiError(404, "join_token_not_found", f"no join token {token_id}") from None
-    await brain.store.add_event("join_token_revoked",
+    await brain.store.add_event(EventKind.JOIN_TOKEN_REVOKED,
                                 f"join token {info.id} revoked {who(request)}")
     return token_json(info)
 
@@ -150,7 +151,7 @@ async def redeem(body: JoinRequest, request: Request) -> dict[str, Any]:
     except JoinRefused as exc:
         log.warning("refused join token %s for node %s: %s", body.token, node, exc.message)
         await brain.store.add_event(
-            "join_refused", f"node {node} refused: {exc.message}", severity="warning",
+            EventKind.JOIN_REFUSED, f"node {node} refused: {exc.message}", severity="warning",
             data={"token": body.token, "node": body.node, "name": body.name,
                   "address": address, "reason": exc.code})
         if exc.guess:
@@ -160,7 +161,7 @@ async def redeem(body: JoinRequest, request: Request) -> dict[str, Any]:
                 raise _too_many(address, lock) from None
         raise ApiError(exc.status, exc.code, exc.message) from None
     await brain.store.add_event(
-        "node_join_token", f"node {node} received the cluster secret with join token "
+        EventKind.NODE_JOIN_TOKEN, f"node {node} received the cluster secret with join token "
         f"{info.id} ({info.uses} of {plural(info.max_uses, 'use')})",
         data={"token": info.id, "node": body.node, "name": body.name, "address": address})
     return {"cluster": brain.cluster_id, "sealed": sealed,
