@@ -555,14 +555,15 @@ def install_brain(
 
 @install_app.command("node")
 def install_node(
-    brain: Annotated[str, typer.Option(
-        help="the brain's URL as this machine reaches it, or several separated by commas")],
-    # NOTE(join tokens, issue 12): '--join TOKEN' (brain URL and secret in one token)
-    # is being built on another branch; it goes here, as the alternative to
-    # --join-secret-file, and fills the same plan (node_plan's brain and join_secret).
-    join_secret_file: Annotated[Path, typer.Option(
-        help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
-        "its content goes into the config file, mode 0640")],
+    join: Annotated[str | None, typer.Option(
+        help="a join token (tossit join-token create): it names the brains and lets the "
+        "node obtain the cluster secret; goes into the config file, mode 0640")] = None,
+    brain: Annotated[str | None, typer.Option(
+        help="the brain's URL as this machine reaches it, or several separated by commas "
+        "(needed with --join-secret-file; with --join, the token's)")] = None,
+    join_secret_file: Annotated[Path | None, typer.Option(
+        help="instead of --join: the file holding the cluster secret (the brain's "
+        "DATA_DIR/cluster.secret); its content goes into the config file, mode 0640")] = None,
     data_dir: InstallDataDirOpt = None,
     user: InstallUserOpt = "tossit",
     host: InstallHostOpt = "0.0.0.0",
@@ -585,12 +586,14 @@ def install_node(
     from tossit import install as inst
     from tossit.auth.secretfile import SecretFileError, read_secret
 
-    try:
-        secret = read_secret(join_secret_file)
-    except SecretFileError as exc:
-        raise _fail(f"cannot read the cluster secret: {exc}") from None
+    secret = None
+    if join_secret_file is not None:
+        try:
+            secret = read_secret(join_secret_file)
+        except SecretFileError as exc:
+            raise _fail(f"cannot read the cluster secret: {exc}") from None
     _install(lambda exe: inst.node_plan(
-        exe, brain=brain, join_secret=secret, user=user, data_dir=data_dir, host=host,
+        exe, brain=brain, join_secret=secret, join=join, user=user, data_dir=data_dir, host=host,
         port=port, advertise_url=advertise_url, instance=instance, zone=zone), dry_run, force, root)
 
 
