@@ -71,11 +71,12 @@ def test_prefix_end_bounds_every_name_with_the_prefix() -> None:
     assert prefix_end("a\U0010ffff") == "b"
     assert prefix_end("\U0010ffff") is None
     assert prefix_end("x\ud7ff") == "x\ue000"
+    end = prefix_end("photos/")
+    assert end is not None
     for name in ("photos/", "photos/a", "photos/\U0010ffff\U0010ffff", "photos/é"):
-        end = prefix_end("photos/")
-        assert end is not None
-        assert "photos/".encode() <= name.encode() < end.encode()
-    assert not "photos0".encode() < "photos0".encode()
+        assert b"photos/" <= name.encode() < end.encode()  # UTF-8 order: SQLite's
+    for name in ("photos0", "photos0/a", "photot"):
+        assert not name.encode() < end.encode()
 
 
 async def test_files_at_a_level_and_its_folders(store: Store) -> None:
