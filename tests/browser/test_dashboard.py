@@ -378,10 +378,19 @@ def test_a_folder_upload_keeps_paths_and_the_list_browses_folders(
     sign_in(page, cl.admin_key)
     page.goto(cl.url + "/#/files?sort=name&order=asc")  # kept while browsing
     expect(page.locator("#files-table")).to_be_visible()
+    # A name the brain refuses (a control character) is a failed row with the reason.
+    (root / "2024" / "bad\u0001.txt").write_bytes(b"refused")
     page.locator("#folder-picker").set_input_files(root)
     for rel in tree:
         row = page.locator(f'#upload-list .upload[data-name="album-up/{rel}"]')
         expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    bad = page.locator('#upload-list .upload[data-name="album-up/2024/bad\u0001.txt"]')
+    expect(bad).to_have_attribute("data-status", "failed")
+    expect(bad.locator(".upload-status")).to_contain_text("control or text-direction")
+    expect(page.locator("#upload-list .upload").first).to_have_attribute("data-status", "failed")
+    expect(page.locator("#upload-tray")).to_have_attribute("data-done-files", "4")
+    expect(page.locator("#upload-tray")).to_have_attribute(
+        "data-done-bytes", str(sum(len(d) for d in tree.values())))
     resp = cl.http.get("/api/files", params={"prefix": "album-up/", "limit": 100})
     assert {f["name"]: f["size"] for f in resp.json()} == {
         f"album-up/{rel}": len(data) for rel, data in tree.items()}
@@ -413,6 +422,11 @@ def test_a_folder_upload_keeps_paths_and_the_list_browses_folders(
     page.reload()
     expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up", "2024", "Deep"])
     expect(names).to_have_text(["c.txt", "e.txt"])
+    # A file's page leads back to its folder.
+    page.get_by_role("link", name="c.txt", exact=True).click()
+    expect(page.locator("#file-name")).to_have_text("album-up/2024/Deep/c.txt")
+    page.locator("a.back").click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up", "2024", "Deep"])
     page.locator("#breadcrumb a", has_text="Root").click()
     expect(page.locator('#files-table tr.folder-row[data-folder="album-up/"]')).to_have_count(1)
 

@@ -63,7 +63,7 @@ export function mount(root, { params }) {
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   const listCard = h("section", { class: "card flush table-wrap" }, table);
   const dropHint = h("div", { class: "drop-hint" }, icon("upload"),
-    h("span", writeNote ? writeNote : "Drop files here to upload them (several at once is fine), or use Upload files."));
+    h("span", writeNote ? writeNote : "Drop files or folders here to upload them (several at once is fine), or use the buttons above."));
   const overlay = h("div", { class: "drop-overlay", "aria-hidden": "true" },
     h("div", icon("upload"), h("p", writeNote ? writeNote : "Drop to upload")));
   const zone = h("div", { class: "dropzone", id: "dropzone" },
