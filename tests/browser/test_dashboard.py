@@ -439,6 +439,34 @@ def test_a_folder_upload_keeps_paths_and_the_list_browses_folders(
     expect(names).to_have_text(["Deep", "b.bin", "dropped-here.txt"])
 
 
+def test_a_big_folder_upload_still_asks_about_a_taken_name(
+        cl: Cluster, open_page: Opener, tmp_path: Path) -> None:
+    """25 files in one folder: their names are checked with one listing of the
+    folder (not 25 lookups), and the one that is taken still asks."""
+    put_file(cl, "many-up/f05.txt", b"old")
+    root = tmp_path / "many-up"
+    root.mkdir()
+    for i in range(25):
+        (root / f"f{i:02d}.txt").write_bytes(f"new {i}".encode())
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    lookups: list[str] = []
+    page.on("request", lambda r: lookups.append(r.url) if "/api/files?prefix=" in r.url else None)
+    page.locator("#folder-picker").set_input_files(root)
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("many-up/f05.txt")
+    dialog.locator("[data-action=rename]").click()
+    expect(page.locator("#upload-tray")).to_have_attribute("data-done-files", "25",
+                                                          timeout=30_000)
+    assert len(lookups) == 1 and "delimiter=/" in lookups[0], lookups
+    by_name = {f["name"]: f for f in listed(cl, "many-up/")}
+    assert len(by_name) == 26
+    assert cl.download(by_name["many-up/f05.txt"]["id"]) == b"old"
+    assert cl.download(by_name["many-up/f05 (2).txt"]["id"]) == b"new 5"
+
+
 def test_names_sort_case_insensitively(cl: Cluster, open_page: Opener,
                                        artifacts: Path) -> None:
     for name in ("sortci/cherry.txt", "sortci/apple.txt", "sortci/Banana.txt",

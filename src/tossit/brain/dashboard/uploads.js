@@ -60,16 +60,37 @@ export async function enqueue(entries) {
   changed();
 }
 
-/** Which of these names are files already (one indexed lookup each, 8 at a time). */
+/** Which of these names are files already. A folder of many files is listed
+ * (one request per 5,000 of its files); a few names are looked up one by one
+ * (one indexed lookup each, 8 at a time). */
 async function takenNames(names) {
   const out = new Set();
-  const queue = [...new Set(names)];
+  const byFolder = new Map();
+  for (const name of new Set(names)) {
+    const folder = name.slice(0, name.lastIndexOf("/") + 1);
+    if (!byFolder.has(folder)) byFolder.set(folder, []);
+    byFolder.get(folder).push(name);
+  }
+  const queue = [];
+  for (const [folder, list] of byFolder) {
+    if (list.length >= 20) queue.push({ folder, list });
+    else for (const name of list) queue.push({ name });
+  }
   async function worker() {
     while (queue.length) {
-      const name = queue.shift();
+      const job = queue.shift();
       try {
-        const found = await get(`/api/files?prefix=${encodeURIComponent(name)}&sort=name&order=asc&limit=1`);
-        if (found.length && found[0].name === name) out.add(name);
+        if (job.name) {
+          const found = await get(`/api/files?prefix=${encodeURIComponent(job.name)}&sort=name&order=asc&limit=1`);
+          if (found.length && found[0].name === job.name) out.add(job.name);
+        } else {
+          const wanted = new Set(job.list);
+          for (let offset = 0; ; offset += 5000) {
+            const page = await get(`/api/files?prefix=${encodeURIComponent(job.folder)}&delimiter=/&sort=name&order=asc&limit=5000&offset=${offset}`);
+            for (const f of page) if (f.type !== "folder" && wanted.has(f.name)) out.add(f.name);
+            if (page.length < 5000) break;
+          }
+        }
       } catch {
         // Unknown: the upload's on_conflict=fail will tell.
       }
