@@ -487,6 +487,28 @@ def test_names_sort_case_insensitively(cl: Cluster, open_page: Opener,
     expect(names).to_have_text(["Zeta", "alpha", "cherry.txt", "Banana.txt", "apple.txt"])
 
 
+def test_cancel_all_uploads_from_the_tray(cl: Cluster, open_page: Opener) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    page.route("**/api/files/hold-*", lambda route: None)  # held: still running
+    drop_files(page, {f"hold-{i}.bin": os.urandom(32 * 1024) for i in range(5)})
+    rows = page.locator("#upload-list .upload")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#nav-uploads")).to_have_text("5")
+    expect(page.locator('#upload-list .upload[data-status="queued"]')).to_have_count(2)
+    page.locator("#tray-cancel-all").click()
+    expect(page.locator('#upload-list .upload[data-status="cancelled"]')).to_have_count(5)
+    expect(page.locator("#nav-uploads")).to_be_hidden()
+    expect(page.locator("#upload-tray")).to_have_attribute("data-files", "0")
+    expect(page.locator("#tray-summary")).to_have_text("Uploads: 5 cancelled")
+    page.unroute("**/api/files/hold-*")
+    page.locator("#tray-close").click()
+    expect(page.locator("#upload-tray")).to_be_hidden()
+    assert not listed(cl, "hold-")
+
+
 def test_search_sort_and_paging_are_done_by_the_server(
         cl: Cluster, open_page: Opener) -> None:
     for i in range(30):
