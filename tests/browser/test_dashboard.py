@@ -469,9 +469,10 @@ def test_a_big_folder_upload_still_asks_about_a_taken_name(
 
 def test_names_sort_case_insensitively(cl: Cluster, open_page: Opener,
                                        artifacts: Path) -> None:
-    for name in ("sortci/cherry.txt", "sortci/apple.txt", "sortci/Banana.txt",
-                 "sortci/Zeta/z.txt", "sortci/alpha/a.txt"):
-        put_file(cl, name, name.encode())
+    for name, size in (("sortci/cherry.txt", 2), ("sortci/apple.txt", 3),
+                       ("sortci/Banana.txt", 1), ("sortci/Zeta/z.txt", 10),
+                       ("sortci/alpha/a.txt", 5)):
+        put_file(cl, name, b"s" * size)
     page, _ = open_page()
     sign_in(page, cl.admin_key)
     page.goto(cl.url + "/#/files?dir=sortci%2F")
@@ -484,7 +485,9 @@ def test_names_sort_case_insensitively(cl: Cluster, open_page: Opener,
     expect(names).to_have_text(["Zeta", "alpha", "cherry.txt", "Banana.txt", "apple.txt"])
     # Other sorts still work: by size, folders by their total.
     page.locator("button.sort[data-sort=size]").click()
-    expect(names).to_have_text(["Zeta", "alpha", "cherry.txt", "Banana.txt", "apple.txt"])
+    expect(page.locator("th[aria-sort=descending] button.sort")).to_have_attribute(
+        "data-sort", "size")
+    expect(names).to_have_text(["Zeta", "alpha", "apple.txt", "cherry.txt", "Banana.txt"])
 
 
 def test_cancel_all_uploads_from_the_tray(cl: Cluster, open_page: Opener) -> None:
