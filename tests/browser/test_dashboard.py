@@ -280,6 +280,238 @@ def test_cancel_an_upload(cl: Cluster, open_page: Opener) -> None:
     assert not listed(cl, "cancel-me.bin")
 
 
+def test_the_upload_tray_sums_up_collapses_and_shows_a_failure(
+        cl: Cluster, open_page: Opener, artifacts: Path) -> None:
+    """Four files through a slowed link and one name the brain refuses: one
+    overall line (files, bytes, speed, time left), bytes done never above the
+    total, the failed file first with its reason and a Retry, collapse/expand."""
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    # About 1 MB/s for the whole page, so that the uploads take a few seconds.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": 1_000_000})
+    # Every state of the tray as it changes (its data attributes), to check afterwards.
+    page.evaluate("""() => {
+        window.__tray = [];
+        setInterval(() => {
+            const t = document.querySelector("#upload-tray");
+            if (t && !t.hidden) window.__tray.push({...t.dataset,
+                text: document.querySelector("#tray-summary").textContent});
+        }, 100);
+    }""")
+    files = {f"tray-{i}.bin": os.urandom(MiB + i * 1000) for i in range(4)}
+    drop_files(page, {**files, "tray-bad\u0001.bin": b"refused"})
+    tray = page.locator("#upload-tray")
+    expect(tray).to_be_visible()
+    expect(tray).to_have_attribute("data-state", "running")
+    expect(page.locator("#upload-list .upload")).to_have_count(5)
+    summary = page.locator("#tray-summary")
+    # A speed over the last seconds and the time left, once they are known.
+    expect(summary).to_contain_text(re.compile(r"Uploading \d of [45] files · .+ of 4\.01 MiB · "
+                                               r"[\d.]+ [kM]B/s · [\d.]+ s left"),
+                                     timeout=15_000)
+    shot(page, artifacts, "upload-tray-running")
+    # The failed one comes first, with its reason and a Retry.
+    first = page.locator("#upload-list .upload").first
+    expect(first).to_have_attribute("data-name", "tray-bad\u0001.bin")
+    expect(first).to_have_attribute("data-status", "failed")
+    expect(first.locator(".upload-status")).to_contain_text("control or text-direction")
+    expect(first.get_by_role("button", name="Retry")).to_be_visible()
+
+    # Collapsed: one line, the list hidden; expanded again: the rows are back.
+    toggle = page.locator("#tray-toggle")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#upload-list")).to_be_hidden()
+    expect(summary).to_be_visible()
+    box = tray.bounding_box()
+    assert box is not None and box["height"] < 90, box
+    shot(page, artifacts, "upload-tray-collapsed")
+    # It stays on other pages while the uploads go on.
+    page.get_by_role("link", name="Nodes", exact=True).click()
+    expect(page.locator("#nodes-table")).to_be_visible()
+    expect(tray).to_be_visible()
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#upload-list .upload")).to_have_count(5)
+
+    total = sum(len(d) for d in files.values())
+    expect(tray).to_have_attribute("data-state", "failed", timeout=30_000)
+    expect(tray).to_have_attribute("data-done-files", "4")
+    expect(tray).to_have_attribute("data-failed", "1")
+    expect(tray).to_have_attribute("data-bytes", str(total))
+    expect(tray).to_have_attribute("data-done-bytes", str(total))
+    expect(summary).to_have_text("4 files uploaded (4.01 MiB) · 1 failed")
+    shot(page, artifacts, "upload-tray-done")
+    log = page.evaluate("window.__tray")
+    running = [s for s in log if s["state"] == "running"]
+    assert len(running) >= 5, log[:3]
+    # The total counts the refused file's 7 bytes only until it failed.
+    assert {int(s["bytes"]) for s in running} <= {total, total + 7}
+    assert all(0 <= int(s["doneBytes"]) <= int(s["bytes"]) for s in running), running
+    done = [int(s["doneBytes"]) for s in running if int(s["bytes"]) == total]
+    assert done == sorted(done), done  # never goes back
+    assert any(" left" in s["text"] for s in running)
+    # Nonsense is never shown: no NaN, no Infinity, no negative time.
+    assert not [s["text"] for s in log if re.search(r"NaN|Infinity|undefined|-\d", s["text"])]
+    by_name = {f["name"]: f for f in listed(cl, "tray-")}
+    assert {n: f["size"] for n, f in by_name.items()} == {n: len(d) for n, d in files.items()}
+
+    # Close forgets them all; the tray goes away.
+    page.locator("#tray-close").click()
+    expect(tray).to_be_hidden()
+
+
+def test_a_folder_upload_keeps_paths_and_the_list_browses_folders(
+        cl: Cluster, open_page: Opener, artifacts: Path, tmp_path: Path) -> None:
+    root = tmp_path / "album-up"
+    tree = {"a.txt": b"a" * 10, "2024/b.bin": os.urandom(300_000),
+            "2024/Deep/c.txt": b"c" * 30, "2024/Deep/e.txt": b"e" * 40}
+    for rel, data in tree.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files?sort=name&order=asc")  # kept while browsing
+    expect(page.locator("#files-table")).to_be_visible()
+    # A name the brain refuses (a control character) is a failed row with the reason.
+    (root / "2024" / "bad\u0001.txt").write_bytes(b"refused")
+    page.locator("#folder-picker").set_input_files(root)
+    for rel in tree:
+        row = page.locator(f'#upload-list .upload[data-name="album-up/{rel}"]')
+        expect(row).to_have_attribute("data-status", "done", timeout=30_000)
+    bad = page.locator('#upload-list .upload[data-name="album-up/2024/bad\u0001.txt"]')
+    expect(bad).to_have_attribute("data-status", "failed")
+    expect(bad.locator(".upload-status")).to_contain_text("control or text-direction")
+    expect(page.locator("#upload-list .upload").first).to_have_attribute("data-status", "failed")
+    expect(page.locator("#upload-tray")).to_have_attribute("data-done-files", "4")
+    expect(page.locator("#upload-tray")).to_have_attribute(
+        "data-done-bytes", str(sum(len(d) for d in tree.values())))
+    resp = cl.http.get("/api/files", params={"prefix": "album-up/", "limit": 100})
+    assert {f["name"]: f["size"] for f in resp.json()} == {
+        f"album-up/{rel}": len(data) for rel, data in tree.items()}
+    page.locator("#tray-close").click()
+
+    # The root lists the folder with its file count and size; in it, its folder
+    # then its file; the breadcrumb and the browser's Back go up again.
+    folder = page.locator('#files-table tr.folder-row[data-folder="album-up/"]')
+    expect(folder).to_contain_text("4 files")
+    expect(folder.locator("td.num")).to_have_attribute(
+        "title", f"{sum(len(d) for d in tree.values()):,} bytes in 4 files")
+    folder.locator(".folder-link").click()
+    expect(page).to_have_url(re.compile(r"#/files\?dir=album-up%2F&sort=name&order=asc$"))
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up"])
+    names = page.locator("#files-table tbody tr").locator(".folder-link, .file-link")
+    expect(names).to_have_text(["2024", "a.txt"])
+    expect(page.locator("#file-total")).to_have_text("1 folder, 1 file")
+    page.locator('#files-table .folder-link[title="album-up/2024/"]').click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up", "2024"])
+    expect(names).to_have_text(["Deep", "b.bin"])
+    page.locator('#files-table .folder-link[title="album-up/2024/Deep/"]').click()
+    expect(names).to_have_text(["c.txt", "e.txt"])
+    shot(page, artifacts, "files-folder")
+    page.locator('#breadcrumb a[data-dir="album-up/"]').click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up"])
+    expect(names).to_have_text(["2024", "a.txt"])
+    page.go_back()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up", "2024", "Deep"])
+    page.reload()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up", "2024", "Deep"])
+    expect(names).to_have_text(["c.txt", "e.txt"])
+    # A file's page leads back to its folder.
+    page.get_by_role("link", name="c.txt", exact=True).click()
+    expect(page.locator("#file-name")).to_have_text("album-up/2024/Deep/c.txt")
+    page.locator("a.back").click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Root", "album-up", "2024", "Deep"])
+    page.locator("#breadcrumb a", has_text="Root").click()
+    expect(page.locator('#files-table tr.folder-row[data-folder="album-up/"]')).to_have_count(1)
+
+    # Files dropped in a folder land in it.
+    page.goto(cl.url + "/#/files?dir=album-up%2F2024%2F&sort=name&order=asc")
+    expect(names).to_have_text(["Deep", "b.bin"])
+    drop_files(page, {"dropped-here.txt": b"here"})
+    expect(page.locator('#upload-list .upload[data-name="album-up/2024/dropped-here.txt"]')
+           ).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(names).to_have_text(["Deep", "b.bin", "dropped-here.txt"])
+
+
+def test_a_big_folder_upload_still_asks_about_a_taken_name(
+        cl: Cluster, open_page: Opener, tmp_path: Path) -> None:
+    """25 files in one folder: their names are checked with one listing of the
+    folder (not 25 lookups), and the one that is taken still asks."""
+    put_file(cl, "many-up/f05.txt", b"old")
+    root = tmp_path / "many-up"
+    root.mkdir()
+    for i in range(25):
+        (root / f"f{i:02d}.txt").write_bytes(f"new {i}".encode())
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    lookups: list[str] = []
+    page.on("request", lambda r: lookups.append(r.url) if "/api/files?prefix=" in r.url else None)
+    page.locator("#folder-picker").set_input_files(root)
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("many-up/f05.txt")
+    dialog.locator("[data-action=rename]").click()
+    expect(page.locator("#upload-tray")).to_have_attribute("data-done-files", "25",
+                                                          timeout=30_000)
+    assert len(lookups) == 1 and "delimiter=/" in lookups[0], lookups
+    by_name = {f["name"]: f for f in listed(cl, "many-up/")}
+    assert len(by_name) == 26
+    assert cl.download(by_name["many-up/f05.txt"]["id"]) == b"old"
+    assert cl.download(by_name["many-up/f05 (2).txt"]["id"]) == b"new 5"
+
+
+def test_names_sort_case_insensitively(cl: Cluster, open_page: Opener,
+                                       artifacts: Path) -> None:
+    for name, size in (("sortci/cherry.txt", 2), ("sortci/apple.txt", 3),
+                       ("sortci/Banana.txt", 1), ("sortci/Zeta/z.txt", 10),
+                       ("sortci/alpha/a.txt", 5)):
+        put_file(cl, name, b"s" * size)
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files?dir=sortci%2F")
+    names = page.locator("#files-table tbody tr").locator(".folder-link, .file-link")
+    expect(names).to_have_count(5)
+    page.locator("button.sort[data-sort=name]").click()  # name, ascending
+    expect(names).to_have_text(["alpha", "Zeta", "apple.txt", "Banana.txt", "cherry.txt"])
+    shot(page, artifacts, "files-sorted-by-name")
+    page.locator("button.sort[data-sort=name]").click()  # descending
+    expect(names).to_have_text(["Zeta", "alpha", "cherry.txt", "Banana.txt", "apple.txt"])
+    # Other sorts still work: by size, folders by their total.
+    page.locator("button.sort[data-sort=size]").click()
+    expect(page.locator("th[aria-sort=descending] button.sort")).to_have_attribute(
+        "data-sort", "size")
+    expect(names).to_have_text(["Zeta", "alpha", "apple.txt", "cherry.txt", "Banana.txt"])
+
+
+def test_cancel_all_uploads_from_the_tray(cl: Cluster, open_page: Opener) -> None:
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files")
+    expect(page.locator("#files-table")).to_be_visible()
+    page.route("**/api/files/hold-*", lambda route: None)  # held: still running
+    drop_files(page, {f"hold-{i}.bin": os.urandom(32 * 1024) for i in range(5)})
+    rows = page.locator("#upload-list .upload")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#nav-uploads")).to_have_text("5")
+    expect(page.locator('#upload-list .upload[data-status="queued"]')).to_have_count(2)
+    page.locator("#tray-cancel-all").click()
+    expect(page.locator('#upload-list .upload[data-status="cancelled"]')).to_have_count(5)
+    expect(page.locator("#nav-uploads")).to_be_hidden()
+    expect(page.locator("#upload-tray")).to_have_attribute("data-files", "0")
+    expect(page.locator("#tray-summary")).to_have_text("Uploads: 5 cancelled")
+    page.unroute("**/api/files/hold-*")
+    page.locator("#tray-close").click()
+    expect(page.locator("#upload-tray")).to_be_hidden()
+    assert not listed(cl, "hold-")
+
+
 def test_search_sort_and_paging_are_done_by_the_server(
         cl: Cluster, open_page: Opener) -> None:
     for i in range(30):
@@ -614,6 +846,8 @@ def test_phone_width_pages_fit_and_navigate(cl: Cluster, open_page: Opener,
          "phone-nodes"),
         (page.get_by_role("link", name="Files", exact=True), "#files-table tbody tr",
          "phone-files"),
+        (page.locator('#files-table .folder-link[title="phone/"]'), "#breadcrumb .crumb-here",
+         "phone-files-folder"),
         (page.locator("#files-table tbody tr .file-link").first, "#chunk-map",
          "phone-file-detail"),
         (page.get_by_role("link", name="Activity", exact=True), "#event-list .event",

@@ -104,6 +104,45 @@ class Applied:
     pack: Pack | None = None  # the entries' pack, in the outbox until on the nodes
 
 
+@dataclass(frozen=True)
+class Folder:
+    """A name part shared by files at one level of a listing (``photos/2024/``)."""
+
+    name: str  # with the prefix and the trailing delimiter
+    files: int
+    size: int
+    newest: float  # the latest upload time under it
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string after every string that starts with ``prefix`` (in
+    code point order, which is UTF-8 byte order: SQLite's BINARY collation), so
+    that ``prefix <= key < prefix_end(prefix)`` selects them. None: no bound
+    (a prefix of U+10FFFF only)."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop()) + 1
+        if 0xD800 <= last <= 0xDFFF:  # surrogates are not characters in UTF-8
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return "".join(chars) + chr(last)
+    return None
+
+
+def _like_escape(text: str) -> str:
+    """``text`` as a literal in a LIKE pattern with ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def sort_folders(folders: Sequence[Folder], sort: str, descending: bool) -> list[Folder]:
+    """Folders in the order the files of a listing take: by name case-insensitively
+    (then exactly), by total size, or by newest upload (by name for ``id``)."""
+    def key(f: Folder) -> tuple[Any, ...]:
+        by_name = (f.name.lower(), f.name)
+        return {"size": (f.size, *by_name), "created": (f.newest, *by_name)}.get(sort, by_name)
+    return sorted(folders, key=key, reverse=descending)
+
+
 def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
@@ -441,32 +480,58 @@ class Store:
             rows = (await s.execute(_placements_query(object_id))).all()
         return Object(**row), _group_placements(rows)
 
+    def _under(self, prefix: str) -> list[Any]:
+        """WHERE clauses for "key starts with ``prefix``" (case-sensitive, from the
+        (bucket_id, key) index). SQLite's LIKE ignores case and skips the index, so
+        there it is a key range; PostgreSQL's LIKE is exact and stays correct under
+        any collation (a range is not: en_US sorts "a/b" after "a0")."""
+        if not prefix:
+            return []
+        if self.dialect == "sqlite":
+            end = prefix_end(prefix)
+            return [Object.key >= prefix] + ([Object.key < end] if end is not None else [])
+        return [Object.key.startswith(prefix, autoescape=True)]
+
+    def _where(self, bid: int, prefix: str | None, search: str | None) -> list[Any]:
+        where = [Object.bucket_id == bid, *self._under(prefix or "")]
+        if search:
+            # Case-insensitive (for ASCII) on both: SQLite's LIKE already is, and
+            # is 2-3x faster without lower(); PostgreSQL's is not.
+            like = Object.key.contains if self.dialect == "sqlite" else Object.key.icontains
+            where.append(like(search, autoescape=True))
+        return where
+
     async def list_objects(
         self,
         *,
         bucket: str = DEFAULT_BUCKET,
         search: str | None = None,
         prefix: str | None = None,
+        delimiter: str | None = None,
         sort: str = "created",
         descending: bool = True,
         limit: int = 1000,
         offset: int = 0,
     ) -> tuple[list[Object], int]:
+        """One page of files and the number of files matching. With ``delimiter``,
+        only the files at the level of ``prefix``: none whose name has the
+        delimiter after the prefix (those are in ``list_folders``).
+
+        Names sort case-insensitively ("apple", "Banana", "cherry"), then exactly,
+        so that the order is total and stable across pages."""
         bid = await self.bucket_id(bucket, create=False)
         if bid is None:
             return [], 0
-        where = [Object.bucket_id == bid]
-        if prefix:
-            where.append(Object.key.startswith(prefix, autoescape=True))
-        if search:
-            # Case-insensitive (for ASCII) on both: SQLite's LIKE already is, and
-            # is 2-3x faster without lower(); PostgreSQL's is not.
-            like = Object.key.contains if self.dialect == "sqlite" else Object.key.icontains
-            where.append(like(search, autoescape=True))
-        column = {"created": Object.created_at, "name": Object.key, "size": Object.size,
-                  "id": Object.id}[sort]
-        order: list[Any] = [column.desc() if descending else column.asc(),
-                 Object.id.desc() if descending else Object.id.asc()]
+        where = self._where(bid, prefix, search)
+        if delimiter:
+            deeper = _like_escape(prefix or "") + "%" + _like_escape(delimiter) + "%"
+            where.append(~Object.key.like(deeper, escape="\\"))
+        by: dict[str, list[Any]] = {"created": [Object.created_at],
+                                    "name": [func.lower(Object.key), Object.key],
+                                    "size": [Object.size], "id": []}
+        columns = by[sort]
+        order: list[Any] = [c.desc() if descending else c.asc()
+                            for c in (*columns, Object.id)]
         # Page through ids alone (an index-only scan for each sort), then read
         # the page's rows: OFFSET 50,000 skips index entries, not table rows.
         page = (select(Object.id).where(*where).order_by(*order).limit(limit).offset(offset)
@@ -478,6 +543,43 @@ class Store:
                                 .order_by(*order))
             ).scalars().all()
         return list(rows), total
+
+    async def list_folders(
+        self,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        prefix: str | None = None,
+        delimiter: str = "/",
+        search: str | None = None,
+    ) -> list[Folder]:
+        """The folders at the level of ``prefix``: each distinct name part up to
+        the next delimiter, with its file count, total size and newest upload.
+
+        The database groups the keys under the prefix (a range of the (bucket_id,
+        key) index) and sends one row per folder, so a folder of 100,000 files
+        costs one row here. Unsorted: the caller sorts them (see ``sort_folders``)."""
+        bid = await self.bucket_id(bucket, create=False)
+        if bid is None:
+            return []
+        prefix = prefix or ""
+        start = len(prefix) + 1  # SQL strings count characters from 1
+        where = self._where(bid, prefix, search)
+        deeper = _like_escape(prefix) + "%" + _like_escape(delimiter) + "%"
+        where.append(Object.key.like(deeper, escape="\\"))
+        position = func.instr if self.dialect == "sqlite" else func.strpos
+        rest = func.substr(Object.key, start)
+        # Grouped in an outer query: PostgreSQL will not match a GROUP BY
+        # expression holding bind parameters with the same one in the SELECT.
+        inner = select(
+            func.substr(Object.key, 1, start - 1 + position(rest, delimiter)).label("folder"),
+            Object.size.label("size"), Object.created_at.label("created"),
+        ).where(*where).subquery()
+        stmt = (select(inner.c.folder, func.count(), func.sum(inner.c.size),
+                       func.max(inner.c.created)).group_by(inner.c.folder))
+        async with self.read() as s:
+            rows = (await s.execute(stmt)).all()
+        return [Folder(name=r[0], files=int(r[1]), size=int(r[2] or 0), newest=float(r[3]))
+                for r in rows]
 
     async def ok_replica_nodes(self, object_ids: Sequence[int]) -> dict[int, list[set[str]]]:
         """For each object, per chunk position, the nodes holding a good copy."""

@@ -26,6 +26,7 @@ from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
 from tossit.brain.states import EventKind
+from tossit.brain.store import sort_folders
 from tossit.errors import ApiError, NameTaken, error_responses
 from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
@@ -207,20 +208,49 @@ async def list_files(
     request: Request,
     response: Response,
     search: str | None = Query(None, max_length=1024, description="substring of the name"),
-    prefix: str | None = Query(None, max_length=1024),
-    sort: str = Query("created", pattern="^(created|name|size|id)$"),
+    prefix: str | None = Query(None, max_length=1024,
+                               description="only names that start with this (case-sensitive)"),
+    delimiter: Literal["/"] | None = Query(
+        None, description="list one folder level: the files whose name has no '/' after "
+        "the prefix, after the folders there (entries with \"type\": \"folder\")"),
+    sort: str = Query("created", pattern="^(created|name|size|id)$",
+                      description="name sorts case-insensitively"),
     order: str = Query("desc", pattern="^(asc|desc)$"),
     limit: int = Query(1000, ge=1, le=10000),
     offset: int = Query(0, ge=0, le=10**9),
 ) -> list[dict[str, Any]]:
-    """A JSON list, newest first by default; ``X-Total-Count`` has the total."""
+    """A JSON list, newest first by default; ``X-Total-Count`` has the total.
+
+    With ``delimiter=/`` the list is one level of a folder tree: first the
+    folders under ``prefix`` (``{"type": "folder", "name": "photos/2024/", "files":
+    12, "size": 3400000, "created": newest upload}``), then the files of that level;
+    ``limit`` and ``offset`` page through both, ``X-Total-Count`` counts both and
+    ``X-Folder-Count`` the folders."""
     brain = brain_of(request)
-    objs, total = await brain.store.list_objects(
-        search=search, prefix=prefix, sort=sort, descending=order == "desc",
-        limit=limit, offset=offset,
+    descending = order == "desc"
+    if delimiter is None:
+        objs, total = await brain.store.list_objects(
+            search=search, prefix=prefix, sort=sort, descending=descending,
+            limit=limit, offset=offset,
+        )
+        response.headers["X-Total-Count"] = str(total)
+        return await _describe(brain, objs)
+    folders = sort_folders(
+        await brain.store.list_folders(prefix=prefix, delimiter=delimiter, search=search),
+        sort, descending)
+    shown = folders[offset:offset + limit]
+    objs, files = await brain.store.list_objects(
+        search=search, prefix=prefix, delimiter=delimiter, sort=sort, descending=descending,
+        limit=max(1, limit - len(shown)), offset=max(0, offset - len(folders)),
     )
-    response.headers["X-Total-Count"] = str(total)
-    return await _describe(brain, objs)
+    response.headers["X-Total-Count"] = str(len(folders) + files)
+    response.headers["X-Folder-Count"] = str(len(folders))
+    body: list[dict[str, Any]] = [
+        {"type": "folder", "name": f.name, "files": f.files, "size": f.size,
+         "created": iso(f.newest)} for f in shown]
+    if len(shown) < limit:
+        body += await _describe(brain, objs)
+    return body
 
 
 @router.get("/api/files/{file_id}", summary="One file's metadata",

@@ -66,6 +66,7 @@ const ICONS = {
   overview: ["M3 13h8V3H3z", "M13 21h8V11h-8z", "M3 21h8v-6H3z", "M13 3v6h8V3z"],
   nodes: ["M4 5h16v5H4z", "M4 14h16v5H4z", "M8 7.5h.01", "M8 16.5h.01"],
   files: ["M14 3H6a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V9z", "M14 3v6h6"],
+  folder: ["M3 6a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z"],
   activity: ["M3 12h4l3 8 4-16 3 8h4"],
   upload: ["M12 16V4", "M7 9l5-5 5 5", "M4 20h16"],
   download: ["M12 4v12", "M7 11l5 5 5-5", "M4 20h16"],

@@ -14,7 +14,8 @@ const READABLE = new Set(["online", "suspect"]);
 export function mount(root, { match }) {
   const id = Number(match[1]);
   const body = h("div", { class: "detail" }, emptyState("Loading…"));
-  root.append(h("a", { class: "back", href: "#/files" }, icon("back"), "Files"), body);
+  const back = h("a", { class: "back", href: "#/files" }, icon("back"), "Files");
+  root.append(back, body);
   let shown = PAGE;
   let info = null;
   let timer = null;
@@ -38,6 +39,9 @@ export function mount(root, { match }) {
     const oldWrap = body.querySelector(".chunkmap-wrap");
     const scrolled = oldWrap ? [oldWrap.scrollLeft, oldWrap.scrollTop] : null;
     const f = info;
+    // Back to the folder the file is in ("photos/2024/a.jpg": photos/2024/).
+    const folder = f.name.slice(0, f.name.lastIndexOf("/") + 1);
+    if (folder) back.href = `#/files?dir=${encodeURIComponent(folder)}`;
     const writeNote = whyNot(role(), "readwrite");
     const del = actionButton("Delete", { kind: "danger", iconName: "trash", why: writeNote ? `${writeNote} to delete files` : null, small: false, attrs: { id: "detail-delete" } });
     if (!writeNote) del.addEventListener("click", async () => {

@@ -1,12 +1,13 @@
 // Files: search, sort and paging done by the server (fast with 100,000 files),
-// upload by button or drag-and-drop, download, delete, multi-select delete.
+// browsing by folder ("/" in names; the folder is in the URL), upload of files
+// and folders by button or drag-and-drop, download, delete, multi-select delete.
 
 import { api, whyNot } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, dateTime, num, plural, ago, sinceIso } from "./format.js";
 import { on, role, state } from "./store.js";
 import { actionButton, confirmDialog, emptyState, pageHeader, progressBar, toast, whyIdOf } from "./ui.js";
-import { detachPanel, enqueue, uploadsPanel } from "./uploads.js";
+import { enqueue } from "./uploads.js";
 
 const SIZES = [25, 50, 100, 200];
 const COLS = [
@@ -24,6 +25,7 @@ export function mount(root, { params }) {
     order: params.get("order") === "asc" ? "asc" : "desc",
     size: SIZES.includes(Number(params.get("size"))) ? Number(params.get("size")) : 50,
     page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
+    dir: folderParam(params.get("dir")),
   };
   const canWrite = whyNot(role(), "readwrite");
   const writeNote = canWrite ? `${canWrite} to upload or delete files` : null;
@@ -34,8 +36,18 @@ export function mount(root, { params }) {
   if (!writeNote) uploadBtn.addEventListener("click", () => picker.click());
   const whyId = whyIdOf(uploadBtn); // the Delete buttons point at the Upload button's reason (it covers both)
   picker.addEventListener("change", () => {
-    enqueue([...picker.files].map((file) => ({ file, name: file.name })));
+    enqueue([...picker.files].map((file) => ({ file, name: q.dir + file.name })));
     picker.value = "";
+  });
+  // A folder chosen: each file under its path in it ("photos/2024/a.jpg").
+  const folderPicker = h("input", { type: "file", multiple: true, webkitdirectory: "", id: "folder-picker", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
+  const folderBtn = actionButton("Upload a folder", { iconName: "upload", why: writeNote, small: false, attrs: { id: "upload-folder-button" } });
+  if (!writeNote) folderBtn.addEventListener("click", () => folderPicker.click());
+  folderPicker.addEventListener("change", () => {
+    const entries = [...folderPicker.files].map((file) => ({ file, name: q.dir + (file.webkitRelativePath || file.name) }));
+    folderPicker.value = "";
+    if (entries.length) enqueue(entries);
+    else toast("That folder has no files in it.", "info");
   });
   const search = h("input", { id: "file-search", type: "search", placeholder: "Search by name", value: q.search, "aria-label": "Search files by name", autocomplete: "off" });
   const totalText = h("span", { class: "muted", id: "file-total", role: "status" });
@@ -44,7 +56,7 @@ export function mount(root, { params }) {
   const selText = h("span", { class: "small" });
   const selBar = h("div", { class: "selbar", hidden: true }, selText, bulkBtn, clearSel);
 
-  const head = pageHeader("Files", null, writeNote ? null : h("span", { class: "muted small drop-note" }, "or drop files on this page"), uploadBtn, picker);
+  const head = pageHeader("Files", null, writeNote ? null : h("span", { class: "muted small drop-note" }, "or drop files and folders on this page"), folderBtn, uploadBtn, picker, folderPicker);
   head.firstChild.append(totalText);
   const tableBody = h("tbody");
   const headRow = h("tr");
@@ -52,12 +64,12 @@ export function mount(root, { params }) {
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   const listCard = h("section", { class: "card flush table-wrap" }, table);
   const dropHint = h("div", { class: "drop-hint" }, icon("upload"),
-    h("span", writeNote ? writeNote : "Drop files here to upload them (several at once is fine), or use Upload files."));
+    h("span", writeNote ? writeNote : "Drop files or folders here to upload them (several at once is fine), or use the buttons above."));
   const overlay = h("div", { class: "drop-overlay", "aria-hidden": "true" },
     h("div", icon("upload"), h("p", writeNote ? writeNote : "Drop to upload")));
   const zone = h("div", { class: "dropzone", id: "dropzone" },
     h("div", { class: "toolbar" }, h("label", { class: "field grow search-field" }, h("span", { class: "sr-only" }, "Search"), icon("files"), search), selBar),
-    uploadsPanel(), dropHint, listCard, pager, overlay);
+    breadcrumb(q), dropHint, listCard, pager, overlay);
   root.append(head, zone);
 
   // -- drag and drop -------------------------------------------------------------
@@ -86,7 +98,13 @@ export function mount(root, { params }) {
       toast(`Cannot upload: ${writeNote.toLowerCase()}.`, "error");
       return;
     }
-    const entries = await droppedFiles(ev.dataTransfer);
+    let entries;
+    try {
+      entries = (await droppedFiles(ev.dataTransfer)).map((e) => ({ ...e, name: q.dir + e.name }));
+    } catch (exc) {
+      toast(`Could not read what was dropped: ${exc.message || exc}`, "error");
+      return;
+    }
     if (!entries.length) {
       toast("Nothing to upload in what was dropped.", "info");
       return;
@@ -97,18 +115,17 @@ export function mount(root, { params }) {
   // -- loading a page ------------------------------------------------------------
   let inflight = null;
   let total = 0;
-  let rows = [];
+  let folderCount = 0;
+  let rows = []; // the files shown (folders are in `folders`)
+  let folders = [];
   let lastObjects = state.status ? state.status.objects : null;
 
   const syncHash = () => {
-    const p = new URLSearchParams();
-    if (q.search) p.set("q", q.search);
-    if (q.sort !== "created") p.set("sort", q.sort);
-    if (q.order !== "desc") p.set("order", q.order);
-    if (q.size !== 50) p.set("size", String(q.size));
+    const hash = filesHref(q).replace(/^#\/files\??/, "");
+    const p = new URLSearchParams(hash);
     if (q.page > 1) p.set("page", String(q.page));
-    const hash = `#/files${p.toString() ? `?${p}` : ""}`;
-    if (location.hash !== hash) history.replaceState(null, "", hash);
+    const full = `#/files${p.toString() ? `?${p}` : ""}`;
+    if (location.hash !== full) history.replaceState(null, "", full);
   };
 
   const load = async () => {
@@ -118,12 +135,16 @@ export function mount(root, { params }) {
     syncHash();
     listCard.classList.add("loading");
     const p = new URLSearchParams({ sort: q.sort, order: q.order, limit: String(q.size), offset: String((q.page - 1) * q.size) });
-    if (q.search) p.set("search", q.search);
+    if (q.search) p.set("search", q.search); // in this folder and below it, flat
+    else p.set("delimiter", "/"); // this folder's level: its folders, then its files
+    if (q.dir) p.set("prefix", q.dir);
     try {
       const resp = await api(`/api/files?${p}`, { signal: ctl.signal });
       if (inflight !== ctl) return;
       total = Number(resp.headers.get("X-Total-Count") || resp.data.length);
-      rows = resp.data;
+      folderCount = Number(resp.headers.get("X-Folder-Count") || 0);
+      folders = resp.data.filter((f) => f.type === "folder");
+      rows = resp.data.filter((f) => f.type !== "folder");
       const pages = Math.max(1, Math.ceil(total / q.size));
       if (q.page > pages && total > 0) {
         q.page = pages;
@@ -151,7 +172,7 @@ export function mount(root, { params }) {
   // -- rendering -----------------------------------------------------------------
   const renderHead = () => {
     const all = h("input", { type: "checkbox", "aria-label": "Select every file on this page", id: "select-page" });
-    all.checked = rows.length > 0 && rows.every((r) => selected.has(r.id));
+    all.checked = rows.length > 0 && rows.every((r) => selected.has(r.id)); // files only, not folders
     all.indeterminate = !all.checked && rows.some((r) => selected.has(r.id));
     all.addEventListener("change", () => {
       for (const r of rows) {
@@ -185,18 +206,32 @@ export function mount(root, { params }) {
     renderHead();
     const from = total ? (q.page - 1) * q.size + 1 : 0;
     totalText.textContent = q.search
-      ? `${plural(total, "file")} match “${q.search}”`
-      : `${plural(total, "file")}`;
-    dropHint.hidden = total > 0 || Boolean(q.search);
-    if (!rows.length) {
+      ? `${plural(total, "file")} match “${q.search}”${q.dir ? ` in ${q.dir}` : ""}`
+      : folderCount ? `${plural(folderCount, "folder")}, ${plural(total - folderCount, "file")}` : `${plural(total, "file")}`;
+    dropHint.hidden = total > 0 || Boolean(q.search) || Boolean(q.dir);
+    if (!rows.length && !folders.length) {
       replace(tableBody, h("tr", h("td", { colspan: "7" }, q.search
         ? emptyState("No file name contains that text.", "Try a shorter search.")
-        : emptyState("No files yet.", writeNote || "Upload files with the button above or drop them here."))));
+        : q.dir ? emptyState("No files in this folder.", "A folder exists while a file's name starts with it: go back up with the path above.")
+          : emptyState("No files yet.", writeNote || "Upload files with the button above or drop them here."))));
     } else {
-      replace(tableBody, rows.map((f) => fileRow(f)));
+      replace(tableBody, folders.map((f) => folderRow(f)), rows.map((f) => fileRow(f)));
     }
     renderPager(from);
     renderSelection();
+  };
+
+  const folderRow = (f) => {
+    const label = f.name.slice(q.dir.length, -1);
+    return h("tr", { class: "folder-row", dataset: { folder: f.name } },
+      h("td", { class: "check" }),
+      h("td", { "data-label": "Name", class: "name-cell" }, h("div", { class: "stack-cell" },
+        h("a", { href: filesHref({ ...q, dir: f.name, page: 1, search: "" }), class: "folder-link", title: f.name }, icon("folder"), h("span", label)),
+        h("span", { class: "muted small" }, `Folder · ${plural(f.files, "file")}`))),
+      h("td", { "data-label": "Size", class: "num", title: `${num(f.size)} bytes in ${plural(f.files, "file")}` }, bytes(f.size)),
+      h("td", { "data-label": "Copies" }, h("span", { class: "muted" }, "—")),
+      h("td", { "data-label": "Uploaded", title: `Newest file: ${dateTime(f.created)}` }, ago(sinceIso(f.created))),
+      h("td", { "data-label": "Actions", class: "actions" }));
   };
 
   const fileRow = (f) => {
@@ -215,7 +250,7 @@ export function mount(root, { params }) {
     return h("tr", { dataset: { id: f.id, name: f.name } },
       h("td", { class: "check" }, box),
       h("td", { "data-label": "Name", class: "name-cell" }, h("div", { class: "stack-cell" },
-        h("a", { href: `#/files/${f.id}`, class: "file-link", title: f.name }, f.name),
+        h("a", { href: `#/files/${f.id}`, class: "file-link", title: f.name }, !q.search && q.dir && f.name.startsWith(q.dir) ? f.name.slice(q.dir.length) : f.name),
         h("span", { class: "muted small" }, f.content_type))),
       h("td", { "data-label": "Size", class: "num", title: `${num(f.size)} bytes` }, bytes(f.size)),
       h("td", { "data-label": "Copies" }, h("span", { class: `pill ${repCls}`, title: `${rep.state}: the chunk with the fewest readable copies has ${rep.min_copies} of ${rep.target}` },
@@ -355,8 +390,42 @@ export function mount(root, { params }) {
     offs.forEach((off) => off());
     clearTimeout(reloadTimer);
     if (inflight) inflight.abort();
-    detachPanel();
   };
+}
+
+// -- folders ---------------------------------------------------------------------------
+
+/** The folder in the URL: "" (the root) or "a/b/" (no empty, "." or ".." part). */
+function folderParam(raw) {
+  if (!raw) return "";
+  const parts = raw.split("/").filter((p) => p !== "");
+  if (parts.some((p) => p === "." || p === "..")) return "";
+  return parts.length ? `${parts.join("/")}/` : "";
+}
+
+/** The hash of the files page for these settings (defaults left out). */
+function filesHref(q) {
+  const p = new URLSearchParams();
+  if (q.dir) p.set("dir", q.dir);
+  if (q.search) p.set("q", q.search);
+  if (q.sort !== "created") p.set("sort", q.sort);
+  if (q.order !== "desc") p.set("order", q.order);
+  if (q.size !== 50) p.set("size", String(q.size));
+  return `#/files${p.toString() ? `?${p}` : ""}`;
+}
+
+/** Root / photos / 2024: each part but the last goes up to that folder. */
+function breadcrumb(q) {
+  const parts = q.dir ? q.dir.slice(0, -1).split("/") : [];
+  const crumbs = [{ label: "Root", dir: "" }, ...parts.map((p, i) => ({ label: p, dir: `${parts.slice(0, i + 1).join("/")}/` }))];
+  const list = h("ol");
+  crumbs.forEach((c, i) => {
+    const last = i === crumbs.length - 1;
+    list.append(h("li", last
+      ? h("span", { "aria-current": "location", class: "crumb-here" }, c.label)
+      : h("a", { href: filesHref({ ...q, dir: c.dir, search: "" }), dataset: { dir: c.dir } }, c.label)));
+  });
+  return h("nav", { class: "breadcrumb", id: "breadcrumb", "aria-label": "Folder" }, icon("folder"), list);
 }
 
 // -- what was dropped: files, and folders walked (their paths kept as names) ------------
