@@ -237,11 +237,17 @@ upload small.txt 1000
 upload big.bin $((9 * 1024 * 1024 + 123))  # three 4 MiB chunks
 check_all "3 nodes"
 
+running() {  # $1: service -> true/false
+  docker inspect -f '{{.State.Running}}' "$("${COMPOSE[@]}" ps -q "$1")"
+}
 say "killing node1"
 timeout 60 "${COMPOSE[@]}" kill node1 >/dev/null 2>&1
-check_all "node1 killed"
+[ "$(running node1)" = false ] || fail "node1 still runs after kill"
+check_all "node1 killed"  # at once: the brain still counts it online, and must fail over
 upload while-down.bin $((5 * 1024 * 1024))  # the write quorum (2 of 3) still holds
 check_all "node1 killed, after a write"
+# Its restart policy must not have brought it back under the reads above.
+[ "$(running node1)" = false ] || fail "node1 came back before it was started"
 
 say "starting node1 again"
 timeout 60 "${COMPOSE[@]}" start node1 >/dev/null 2>&1
