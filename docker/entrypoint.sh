@@ -34,7 +34,10 @@ node)
   shift
   echo node > /tmp/tossit-role
   data="${TOSSIT_NODE_DATA_DIR:-/data/node}"
-  if [ -z "${TOSSIT_NODE_JOIN_SECRET:-}" ] && [ -z "${TOSSIT_NODE_JOIN_SECRET_FILE:-}" ]; then
+  # A join token (TOSSIT_JOIN, a node on another machine) or a secret given
+  # outright needs no shared volume.
+  if [ -z "${TOSSIT_NODE_JOIN_SECRET:-}" ] && [ -z "${TOSSIT_NODE_JOIN_SECRET_FILE:-}" ] &&
+     [ -z "${TOSSIT_JOIN:-}" ] && [ -z "${TOSSIT_NODE_JOIN:-}" ]; then
     if [ ! -s "$secret_dir/cluster.secret" ] && [ ! -s "$data/cluster.secret" ]; then
       wait="${TOSSIT_SECRET_WAIT:-120}"
       echo "tossit: waiting up to ${wait}s for the brain's cluster secret in $secret_dir"

@@ -5,7 +5,7 @@
 # readiness, uploads and downloads through the brain's published port with the
 # admin key taken from `logs brain`, kills a node and reads again (and writes),
 # starts it again, runs `down` then `up` and checks every file is still there,
-# then adds two nodes with docker-compose.more-nodes.yml.
+# then adds two nodes with docker-compose.more-nodes.yml and one with a join token.
 #
 # Needs a Docker engine. If none answers, it installs docker.io (apt-get, as root)
 # and starts dockerd itself; where that is impossible it prints SKIP and exits 0.
@@ -30,6 +30,7 @@ BASE="${TOSSIT_DOCKER_BASE:-}"
 DEBIAN_BASE="local/debian:bookworm"
 WORK="$(mktemp -d /tmp/tossit-docker-test.XXXXXX)"
 DOCKERD_PID=""
+EXTRA_NODE=""  # the node started with docker run (a join token)
 COMPOSE=()
 STARTED=$SECONDS
 
@@ -44,6 +45,11 @@ cleanup() {
     if [ "$rc" -ne 0 ]; then
       say "logs of the failed run:"
       timeout 60 "${COMPOSE[@]}" logs --no-color --tail 40 2>&1 | tail -n 160
+    fi
+    if [ -n "$EXTRA_NODE" ]; then
+      [ "$rc" -eq 0 ] || timeout 30 docker logs --tail 20 "$EXTRA_NODE" 2>&1
+      timeout 60 docker rm -f "$EXTRA_NODE" >/dev/null 2>&1
+      timeout 60 docker volume rm -f "$EXTRA_NODE" >/dev/null 2>&1
     fi
     timeout 120 "${COMPOSE[@]}" down -v --remove-orphans --timeout 5 >/dev/null 2>&1
   fi
@@ -279,4 +285,18 @@ timeout 300 "${COMPOSE[@]}" up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WOR
 wait_online 5 90
 upload five.bin $((5 * 1024 * 1024))
 check_all "5 nodes"
+
+# A node of another machine joins with a token alone (TOSSIT_JOIN): no shared
+# secret volume, no TOSSIT_NODE_BRAIN; here a plain `docker run` on the network.
+say "a sixth node, joining with a token"
+token=$("${COMPOSE[@]}" exec -T brain tossit join-token create --expires 10m \
+  --url http://brain:8000 2>/dev/null | tr -d '\r' | tail -n 1)
+[ -n "$token" ] || fail "tossit join-token create printed no token"
+EXTRA_NODE="$PROJECT-joined"
+timeout 60 docker run -d --name "$EXTRA_NODE" --network "${PROJECT}_default" \
+  --network-alias joined -v "$EXTRA_NODE:/data" -e TOSSIT_JOIN="$token" \
+  -e TOSSIT_NODE_NAME=joined -e TOSSIT_NODE_ADVERTISE_URL=http://joined:8081 \
+  "$IMAGE" node >/dev/null || fail "docker run of the joining node failed"
+wait_online 6 60
+check_all "6 nodes"
 say "PASS"
