@@ -289,8 +289,8 @@ check_all "5 nodes"
 # A node of another machine joins with a token alone (TOSSIT_JOIN): no shared
 # secret volume, no TOSSIT_NODE_BRAIN; here a plain `docker run` on the network.
 say "a sixth node, joining with a token"
-token=$("${COMPOSE[@]}" exec -T brain tossit join-token create --expires 10m \
-  --url http://brain:8000 2>/dev/null | tr -d '\r' | tail -n 1)
+token=$("${COMPOSE[@]}" exec -T brain tossit join-token create --expires 10m 2>/dev/null |
+  tr -d '\r' | tail -n 1)  # naming the brain's advertised http://brain:8000
 [ -n "$token" ] || fail "tossit join-token create printed no token"
 EXTRA_NODE="$PROJECT-joined"
 timeout 60 docker run -d --name "$EXTRA_NODE" --network "${PROJECT}_default" \
