@@ -5,11 +5,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test lint bench clean help
+.PHONY: up test test-docker lint bench clean help
 
 help:
 	@echo "make up     - install (first time) and run brain + 3 nodes on http://localhost:8000"
 	@echo "make test   - install test tools (first time) and run the whole test suite"
+	@echo "make test-docker - build the Docker image and test docker/docker-compose.yml"
+	@echo "               (needs a Docker engine; skipped with the reason if none can start)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - throughput/latency benchmark (bench/README.md)"
 
@@ -34,6 +36,11 @@ up: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The image and the compose cluster, end to end (scripts/docker-test.sh): needs no
+# venv, since everything runs in containers.
+test-docker:
+	bash scripts/docker-test.sh
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

@@ -349,6 +349,10 @@ class BrainSettings(_ServerSettings):
     events_max_rows: int = Field(
         default=100_000, ge=100, le=100_000_000,
         description="events kept at most (the newest; older ones are pruned)")
+    show_admin_key: bool = Field(
+        default=False, description="print a newly created admin key's secret on stdout "
+        "even when it is not a terminal, so a container's log shows it once, on the first "
+        "start (it is always shown on a terminal and always written to admin.key)")
     trusted_proxies: str = Field(
         default="127.0.0.1", max_length=2000,
         description="comma-separated addresses or networks (CIDR) of reverse proxies "

@@ -175,11 +175,15 @@ class KeyService:
             return await s.scalar(select(ApiKey.id).where(
                 ApiKey.secret_sha256 == digest)) is not None
 
-    async def bootstrap(self, data_dir: Path, force: bool = False) -> Path | None:
+    async def bootstrap(self, data_dir: Path, force: bool = False,
+                        show: bool = False) -> Path | None:
         """Make sure somebody can administer the cluster: when no usable admin key
         exists (first start, or every admin key revoked or expired), or when
         ``force`` is set (``tossit brain --new-admin-key``: the secret was lost),
-        create an admin key and write its secret to ``data_dir/admin.key`` (0600)."""
+        create an admin key and write its secret to ``data_dir/admin.key`` (0600).
+
+        The secret is printed on a terminal; ``show`` (``show_admin_key``) prints it
+        on stdout anyway, for a container whose log is the only screen there is."""
         path = data_dir / ADMIN_KEY_FILE
         now = time.time()
         usable = any(k.role == Role.admin and k.problem(now) is None for k in await self.list())
@@ -196,7 +200,7 @@ class KeyService:
                         "is no longer needed, restart with --new-admin-key", kept, path, kept)
         write_secret(path, secret)  # the secret alone: $(cat admin.key) works in a shell
         log.info("created admin key %s; its secret is in %s (mode 0600)", info.id, path)
-        if sys.stdout.isatty():  # shown once on a terminal, never written to a log
+        if show or sys.stdout.isatty():  # shown once; to a log only when asked
             print(f"\n  admin key {info.id}\n  secret    {secret}\n  (also in {path})\n",
                   flush=True)
         why = "on request (--new-admin-key)" if force else "(no usable admin key)"

@@ -146,7 +146,8 @@ class Brain:
                         "%s:%d can read and change everything", self.settings.host,
                         self.settings.port)
         elif self.leader:
-            await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key)
+            await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key,
+                                      show=self.settings.show_admin_key)
         await self._load_nodes()
         await self.nodes.start()
         self.activity.start()
