@@ -11,7 +11,17 @@ from fastapi import Depends, FastAPI
 from tossit import __version__
 from tossit.apidocs import install_docs
 from tossit.auth.keys import Role
-from tossit.brain.api import cluster, dashboard, files, keys, nodes, scrub, session, stream
+from tossit.brain.api import (
+    cluster,
+    dashboard,
+    files,
+    keys,
+    nodes,
+    scrub,
+    session,
+    stream,
+    trash,
+)
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.forward import ForwardToLeader
 from tossit.brain.metrics import RequestLatency
@@ -59,6 +69,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     # Who may call what, declared once per router (tossit.brain.api.access).
     app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],
                        responses=AUTH_ERRORS)
+    app.include_router(trash.router, responses=AUTH_ERRORS,
+                       dependencies=[Depends(Access(Role.readwrite, read=Role.readwrite))])
     app.include_router(nodes.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
     app.include_router(cluster.router, dependencies=[Depends(Access(Role.admin))],
