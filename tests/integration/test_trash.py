@@ -242,3 +242,36 @@ def test_a_brain_loss_keeps_the_trash_and_not_what_was_purged(cl: Cluster) -> No
     # New files never take a trashed file's id.
     fresh = c.upload("fresh.bin", b"new")
     assert fresh["id"] > max(k["id"], v1["id"], p["id"])
+
+
+def tossit(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TOSSIT_KEY=c.admin_key, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "tossit", *args, "--brain", c.url],
+                          capture_output=True, text=True, timeout=120, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_the_cli(cl: Cluster) -> None:
+    data = os.urandom(70_000)
+    one = cl.upload("cli.bin", data)
+    two = cl.upload("other.bin", b"other")
+    out = tossit(cl, "rm", "cli.bin", "other.bin")
+    assert out.returncode == 0 and "to the trash" in out.stdout, out.stdout + out.stderr
+    ls = tossit(cl, "trash", "ls")
+    assert ls.returncode == 0 and "cli.bin" in ls.stdout and "2 files in the trash" in ls.stdout
+    st = tossit(cl, "status")
+    assert "in trash: 68.4 KiB (2 files), freed within 1 h" in st.stdout, st.stdout
+    cl.upload("cli.bin", b"took the name")
+    taken = tossit(cl, "trash", "restore", str(one["id"]))
+    assert taken.returncode == 1 and "name_taken" in taken.stderr + taken.stdout
+    back = tossit(cl, "trash", "restore", str(one["id"]), "--as", "cli-old.bin")
+    assert back.returncode == 0 and "restored cli-old.bin" in back.stdout, back.stderr
+    assert sha(cl.download(one["id"])) == sha(data)
+    # Not in a terminal: emptying needs --yes, and nothing is deleted without it.
+    refused = tossit(cl, "trash", "empty")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert set(trash(cl)) == {two["id"]}
+    emptied = tossit(cl, "trash", "empty", "--yes")
+    assert emptied.returncode == 0 and "1 file" in emptied.stdout, emptied.stderr
+    assert trash(cl) == {}
+    assert tossit(cl, "trash", "rm", str(two["id"])).returncode == 1
