@@ -59,6 +59,23 @@ def key(c: Cluster, role: str) -> httpx.Client:
                         headers={"Authorization": f"Bearer {made.json()['secret']}"})
 
 
+def lose_and_recover(c: Cluster, *args: str) -> str:
+    """Kill the brain, delete its data dir, ``tossit recover`` from the nodes, start
+    a brain on the result. Returns what recover printed."""
+    c.stop_brain(signal.SIGKILL)
+    shutil.rmtree(c.root / "brain")
+    secret = c.node_dir(0) / "cluster.secret"
+    nodes = [a for port in c.node_ports for a in ("--node", f"http://127.0.0.1:{port}")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tossit", "recover", "--cluster-secret-file", str(secret),
+         "--data-dir", str(c.root / "brain"), "--replicas", str(c.replicas), *args, *nodes],
+        capture_output=True, text=True, timeout=300, cwd=c.root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    c.start_brain()
+    c.wait_online(3)
+    return proc.stdout
+
+
 @pytest.fixture
 def cl(make_cluster: Any) -> Cluster:
     c: Cluster = make_cluster(nodes=3, replicas=3, brain_env={"TOSSIT_TRASH_KEEP": "3600"})
@@ -215,17 +232,8 @@ def test_a_brain_loss_keeps_the_trash_and_not_what_was_purged(cl: Cluster) -> No
     assert drill["ok"] and drill["trash"] == 2, drill
     before = names(c)
 
-    c.stop_brain(signal.SIGKILL)
-    shutil.rmtree(c.root / "brain")
-    secret = c.node_dir(0) / "cluster.secret"
-    nodes = [a for port in c.node_ports for a in ("--node", f"http://127.0.0.1:{port}")]
-    proc = subprocess.run(
-        [sys.executable, "-m", "tossit", "recover", "--cluster-secret-file", str(secret),
-         "--data-dir", str(c.root / "brain"), "--replicas", str(c.replicas), *nodes],
-        capture_output=True, text=True, timeout=300, cwd=c.root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    c.start_brain()
-    c.wait_online(3)
+    out = lose_and_recover(c)
+    assert "2 files" in out and "back in the trash" in out, out
 
     assert names(c) == before
     after = trash(c)
@@ -242,6 +250,30 @@ def test_a_brain_loss_keeps_the_trash_and_not_what_was_purged(cl: Cluster) -> No
     # New files never take a trashed file's id.
     fresh = c.upload("fresh.bin", b"new")
     assert fresh["id"] > max(k["id"], v1["id"], p["id"])
+
+
+def test_a_recovery_from_a_snapshot_keeps_the_trash(cl: Cluster) -> None:
+    c = cl
+    files = {n: os.urandom(200_000 + i) for i, n in enumerate(("s1", "s2", "s3"))}
+    ids = {n: c.upload(n, d)["id"] for n, d in files.items()}
+    for n in ("s1", "s2"):
+        assert c.http.delete(f"/api/files/{ids[n]}").status_code == 200
+    snap = c.http.post("/api/admin/snapshot")
+    assert snap.status_code == 200, snap.text
+    # After the snapshot: s2 purged, s3 deleted (the packs say so).
+    assert c.http.delete(f"/api/trash/{ids['s2']}").status_code == 200
+    assert c.http.delete(f"/api/files/{ids['s3']}").status_code == 200
+    before = trash(c)
+    assert set(before) == {ids["s1"], ids["s3"]}
+    lose_and_recover(c, "--from-snapshot")
+    after = trash(c)
+    assert set(after) == {ids["s1"], ids["s3"]}
+    assert {i: f["purge_at"] for i, f in after.items()} == {
+        i: f["purge_at"] for i, f in before.items()}
+    for n in ("s1", "s3"):
+        assert restore(c, ids[n]).status_code == 200
+        assert sha(c.download(ids[n])) == sha(files[n])
+    assert c.http.get(f"/api/files/{ids['s2']}").status_code == 404 and not trash(c)
 
 
 def tossit(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -275,3 +307,21 @@ def test_the_cli(cl: Cluster) -> None:
     assert emptied.returncode == 0 and "1 file" in emptied.stdout, emptied.stderr
     assert trash(cl) == {}
     assert tossit(cl, "trash", "rm", str(two["id"])).returncode == 1
+
+
+def test_the_trash_on_postgresql(make_cluster: Any, pg_url: str) -> None:
+    c: Cluster = make_cluster(nodes=3, replicas=3, database_url=pg_url,
+                              brain_env={"TOSSIT_TRASH_KEEP": "3600"})
+    one, two = os.urandom(MiB + 3), os.urandom(1000)
+    a = c.upload("pg.bin", one)
+    ids = chunk_ids(c, a["id"])
+    c.upload("pg.bin", two)  # overwrite: a goes to the trash
+    assert trash(c)[a["id"]]["why"] == "overwritten"
+    back = restore(c, a["id"], on_conflict="rename")
+    assert back.status_code == 200 and back.json()["name"] == "pg (2).bin"
+    assert sha(c.download(a["id"])) == sha(one)
+    assert c.http.delete(f"/api/files/{a['id']}").status_code == 200
+    assert c.http.delete("/api/trash").json() == {"purged": 1, "bytes": len(one)}
+    c.gc()
+    assert held(c, ids) == 0
+    assert c.http.post("/api/admin/drill").json()["ok"]
