@@ -115,3 +115,12 @@ def test_a_readwrite_key_restores_but_cannot_purge(cl: Cluster, open_page: Any) 
     expect(page.locator("#trash-empty")).to_be_disabled()
     expect(row(page, "rw.bin").locator("button.restore")).to_be_enabled()
     assert fid in in_trash(cl)
+
+
+def test_a_readonly_key_is_told_why_it_sees_no_trash(cl: Cluster, open_page: Any) -> None:
+    made = cl.http.post("/api/keys", json={"name": "ro", "role": "readonly"}).json()
+    page, _ = open_page()
+    sign_in(page, made["secret"])
+    page.goto(cl.url + "/#/trash")
+    expect(page.locator("#trash-table")).to_contain_text("Needs a readwrite key")
+    expect(page.locator("#trash-empty")).to_be_disabled()

@@ -59,6 +59,11 @@ export function mount(root) {
   let inflight = false;
 
   const load = async () => {
+    if (restoreNote) {
+      replace(body, h("tr", h("td", { colspan: "6" }, emptyState(`${restoreNote} to see the trash`,
+        "Deleted files stay restorable here; ask someone with a readwrite or admin key."))));
+      return;
+    }
     if (inflight) return;
     inflight = true;
     try {
