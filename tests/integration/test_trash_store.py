@@ -53,7 +53,8 @@ def cid(name: str) -> str:
 
 
 def obj(key: str, chunks: list[str], bucket: str = "default") -> NewObject:
-    return NewObject(bucket=bucket, key=key, size=10 * len(chunks), sha256=cid("o:" + key),
+    return NewObject(bucket=bucket, key=key, size=10 * len(chunks),
+                     sha256=cid("o:" + ",".join(chunks)),
                      content_type="x", chunk_size=10, chunks=[(cid(c), 10) for c in chunks],
                      replicas={cid(c): [N1] for c in chunks})
 
@@ -129,3 +130,13 @@ async def test_restore_replacing_sends_the_other_file_to_the_trash(store: Store)
     rows, _ = await store.list_trash()
     assert [(r.id, r.why) for r in rows] == [(b.id, "overwritten")]
     assert await refs(store, "1", "2") == {"1": 1, "2": 1}
+
+
+async def test_the_same_bytes_again_leave_nothing_in_the_trash(store: Store) -> None:
+    (a,), _ = await store.commit_objects([obj("same", ["s1"])])
+    (b,), garbage = await store.commit_objects([obj("same", ["s1"])])  # same SHA-256
+    assert b.id != a.id and garbage == [] and await store.list_trash() == ([], 0)
+    assert await refs(store, "s1") == {"s1": 1}
+    changed = obj("same", ["s2"])
+    await store.commit_objects([changed])
+    assert [r.id for r in (await store.list_trash())[0]] == [b.id]

@@ -297,7 +297,8 @@ class Store:
                 for batch in batches(names):
                     old_ids += (await s.execute(select(Object.id).where(
                         Object.bucket_id == bucket_id, Object.key.in_(batch)))).scalars().all()
-            kept = await self._to_trash(s, await self._trashable(s, old_ids, system), now,
+            new = {(int(b or 0), i.key): i.sha256 for b, i in zip(bids, items, strict=True)}
+            kept = await self._to_trash(s, await self._trashable(s, old_ids, system, new), now,
                                         "overwritten")
             trashed += kept
             garbage_candidates = await self._drop_objects(
@@ -351,17 +352,20 @@ class Store:
         """Does a delete or overwrite in this bucket go to the trash?"""
         return bool(self.trash_keep) and bucket_id != system
 
-    async def _trashable(self, s: AsyncSession, ids: Sequence[int],
-                         system: int | None) -> list[int]:
-        """Those of these objects that an overwrite moves to the trash."""
+    async def _trashable(self, s: AsyncSession, ids: Sequence[int], system: int | None,
+                         new: dict[tuple[int, str], str]) -> list[int]:
+        """Those of these objects that an overwrite moves to the trash: not the
+        brain's own files, and not a file replaced by the same bytes (``new``:
+        (bucket id, name) -> the upload's SHA-256), which has nothing to restore."""
         if not self.trash_keep or not ids:
             return []
-        if system is None:
-            return list(ids)
         out: list[int] = []
         for batch in batches(list(ids)):
-            out += (await s.execute(select(Object.id).where(
-                Object.id.in_(batch), Object.bucket_id != system))).scalars().all()
+            for oid, bid, key, sha in (await s.execute(
+                    select(Object.id, Object.bucket_id, Object.key, Object.sha256)
+                    .where(Object.id.in_(batch)))).all():
+                if bid != system and new.get((bid, key)) != sha:
+                    out.append(oid)
         return out
 
     async def _to_trash(self, s: AsyncSession, ids: Sequence[int], now: float,
