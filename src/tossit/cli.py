@@ -444,6 +444,135 @@ def node(
           **_serving(settings))
 
 
+# -- installing on a bare machine ---------------------------------------
+
+install_app = typer.Typer(
+    help="Set this machine up to run a brain or a node under systemd: a unit, a "
+    "config file and a data dir owned by a system user (needs root, or --dry-run).",
+    no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(install_app, name="install")
+
+InstallDataDirOpt = Annotated[Path | None, typer.Option(
+    help="data dir [/var/lib/tossit/brain or /var/lib/tossit/node]")]
+InstallUserOpt = Annotated[str, typer.Option(
+    help="system user the service runs as (created if missing)")]
+InstallHostOpt = Annotated[str, typer.Option(
+    help="address to listen on (0.0.0.0: every interface, so other machines reach it)")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="print what would be written and change nothing (needs no root)")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="replace an existing unit and config file (the data dir is kept)")]
+RootOpt = Annotated[Path | None, typer.Option(
+    help="write under this folder instead of / (like DESTDIR, for packagers and tests): "
+    "no user is created")]
+
+
+def _install(plan_of: Any, dry_run: bool, force: bool, root: Path | None) -> None:
+    """Shared by the roles: refuse without root, build the plan, then print it
+    (--dry-run) or install it; verify the unit; say what to do next."""
+    import os
+
+    from tossit import install as inst
+
+    refusal = inst.root_refusal(os.geteuid(), dry_run, root)
+    if refusal:
+        raise _fail(refusal)
+    try:
+        plan = plan_of(inst.find_tossit())
+        if dry_run:
+            _show_plan(plan, root)
+            verdict = inst.verify_text(plan)
+        else:
+            for line in inst.install(plan, root=root, force=force):
+                typer.echo(line)
+            verdict = inst.verify_unit(root / plan.unit_path.relative_to("/") if root
+                                       else plan.unit_path)
+    except (inst.InstallError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if not verdict.ran:
+        typer.echo(f"({verdict.output})")
+    elif verdict.ok:
+        typer.echo("systemd-analyze verify: the unit is clean")
+    else:
+        typer.echo(f"warning: systemd-analyze verify says:\n{verdict.output}", err=True)
+    typer.echo("\n" + inst.next_steps(plan))
+
+
+def _show_plan(plan: Any, root: Path | None) -> None:
+    from tossit import install as inst
+
+    def where(p: Path) -> Path:
+        return root / p.relative_to("/") if root else p
+
+    if root is None and not inst.user_exists(plan.user):
+        typer.echo(f"would create the system user {plan.user} (useradd --system)")
+    typer.echo(f"would make the data dir {where(plan.data_dir)} (0750, owned by "
+               f"{plan.user})")
+    for path, mode, text in ((plan.env_path, f"0640, group of {plan.user}",
+                              inst.env_text(plan, hide_secrets=True)),
+                             (plan.unit_path, "0644 root:root", inst.unit_text(plan))):
+        typer.echo(f"\n--- would write {where(path)} ({mode}) ---")
+        typer.echo(text, nl=False)
+
+
+@install_app.command("brain")
+def install_brain(
+    data_dir: InstallDataDirOpt = None,
+    user: InstallUserOpt = "tossit",
+    host: InstallHostOpt = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8000,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+    root: RootOpt = None,
+) -> None:
+    """Install the brain as the systemd service tossit-brain."""
+    from tossit import install as inst
+
+    _install(lambda exe: inst.brain_plan(exe, user=user, data_dir=data_dir, host=host,
+                                         port=port), dry_run, force, root)
+
+
+@install_app.command("node")
+def install_node(
+    brain: Annotated[str, typer.Option(
+        help="the brain's URL as this machine reaches it, or several separated by commas")],
+    # NOTE(join tokens, issue 12): '--join TOKEN' (brain URL and secret in one token)
+    # is being built on another branch; it goes here, as the alternative to
+    # --join-secret-file, and fills the same plan (node_plan's brain and join_secret).
+    join_secret_file: Annotated[Path, typer.Option(
+        help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
+        "its content goes into the config file, mode 0640")],
+    data_dir: InstallDataDirOpt = None,
+    user: InstallUserOpt = "tossit",
+    host: InstallHostOpt = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8081,
+    advertise_url: Annotated[str | None, typer.Option(
+        help="URL the brain and the other nodes use to reach this node "
+        "[http://HOSTNAME:PORT]")] = None,
+    zone: Annotated[str | None, typer.Option(
+        help="failure domain: copies of a chunk go to distinct zones first [this "
+        "machine's name]")] = None,
+    instance: Annotated[str | None, typer.Option(
+        help="another node on this machine (one per disk): the service tossit-node-INSTANCE, "
+        "its config /etc/tossit/node-INSTANCE.env, data dir /var/lib/tossit/node-INSTANCE; "
+        "give it its own --port")] = None,
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+    root: RootOpt = None,
+) -> None:
+    """Install a storage node as the systemd service tossit-node."""
+    from tossit import install as inst
+    from tossit.auth.secretfile import SecretFileError, read_secret
+
+    try:
+        secret = read_secret(join_secret_file)
+    except SecretFileError as exc:
+        raise _fail(f"cannot read the cluster secret: {exc}") from None
+    _install(lambda exe: inst.node_plan(
+        exe, brain=brain, join_secret=secret, user=user, data_dir=data_dir, host=host,
+        port=port, advertise_url=advertise_url, instance=instance, zone=zone), dry_run, force, root)
+
+
 @app.command()
 def up(
     nodes: Annotated[int, typer.Option(help="storage nodes to start", min=1, max=50)] = 3,
@@ -834,7 +963,9 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
                       f"{format_size(rep['bytes_at_risk'])} at risk[/]")
     for g in rep.get("waiting_for") or []:
         console.print(f"{g['name']} is {g['state']}: its copies still count; they are re-made "
-                      f"elsewhere if it stays silent for another {format_duration(g['dead_in_s'])}",
+                      f"elsewhere if it stays "
+                      f"{'unreachable' if g['state'] == 'unreachable' else 'silent'} for "
+                      f"another {format_duration(g['dead_in_s'])}",
                       highlight=False, markup=False)
     if not rep["chunks_unavailable"] and not rep["chunks_below_target"]:
         console.print("[green]every chunk has its full set of copies[/]")

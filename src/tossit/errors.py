@@ -1,9 +1,16 @@
 """One error shape for every API: ``{"error": code, "message": text, ...}``.
 
-Handlers raise ``ApiError``; the app's exception handlers turn it, validation
-failures and anything unexpected into that JSON (never a traceback). Routes
-declare the errors they can answer with ``error_responses`` so the OpenAPI
-description documents them with the same shape (``ErrorBody``).
+Two kinds of errors are raised. The cluster's core (ingest, reader, commits,
+store) raises **domain errors** (``TossitError``): what went wrong in the
+cluster's terms, with no HTTP status, because the same failure is answered
+differently by each API (JSON here, an XML error code on an S3 API). Their
+HTTP statuses are in one table, ``HTTP_STATUS``. The HTTP layer (routes,
+access checks, body parsing) raises ``ApiError`` with its status directly.
+
+The app's exception handlers turn both, validation failures and anything
+unexpected into that JSON (never a traceback). Routes declare the errors they
+can answer with ``error_responses`` so the OpenAPI description documents them
+with the same shape (``ErrorBody``).
 """
 
 from __future__ import annotations
@@ -74,6 +81,94 @@ class ApiError(Exception):
         return {"error": self.code, "message": self.message, **self.extra}
 
 
+class TossitError(Exception):
+    """A domain error: ``code`` is stable (programs match it), ``message`` is for
+    people, ``extra`` are facts a client may use (``needed``, ``free``, ...)."""
+
+    code = "error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.extra}
+
+
+class NotEnoughNodes(TossitError):
+    """Too few nodes can take a write to store it at the write quorum."""
+
+    code = "not_enough_nodes"
+
+    def __init__(self, needed: int, available: int, detail: str = "") -> None:
+        msg = (f"not enough storage nodes to store the data safely: {needed} needed, "
+               f"{available} available")
+        super().__init__(msg + (f" ({detail})" if detail else ""), needed=needed,
+                         available=available)
+
+
+class InsufficientStorage(TossitError):
+    """The nodes that can take writes have too little room for this upload."""
+
+    code = "insufficient_storage"
+
+    def __init__(self, free: int, size: int, copies: int) -> None:
+        super().__init__(f"the cluster has {free} bytes free, not enough for {size} bytes "
+                         f"stored {copies} times", free=free)
+
+
+class ChunkUnavailable(TossitError):
+    """No readable copy of a chunk right now (not lost: its nodes may come back)."""
+
+    code = "chunk_unavailable"
+
+    def __init__(self, chunk_id: str, detail: str) -> None:
+        super().__init__(f"no readable copy of chunk {chunk_id} right now ({detail}); "
+                         "the file is not lost if a node holding it comes back",
+                         chunk=chunk_id)
+
+
+class NameTaken(TossitError):
+    """``on_conflict=fail`` and a file of that name exists."""
+
+    code = "name_taken"
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"a file named {key!r} exists already; on_conflict=replace "
+                         "replaces it, on_conflict=rename keeps both", name=key, bucket=bucket)
+
+
+class ManifestNotStored(TossitError):
+    """The change is committed in the metadata, but its manifest is not on enough
+    nodes yet: not acknowledged (a lost brain disk now would lose it)."""
+
+    code = "manifest_not_stored"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "the change is committed in the brain's metadata, but its manifest could not "
+            f"be written to enough nodes yet ({detail}); the brain keeps trying")
+
+
+# The REST API's status for each domain error (the most specific class wins).
+HTTP_STATUS: dict[type[TossitError], int] = {
+    NotEnoughNodes: 503,
+    InsufficientStorage: 507,
+    ChunkUnavailable: 503,
+    NameTaken: 409,
+    ManifestNotStored: 503,
+}
+
+
+def http_status(exc: TossitError) -> int:
+    """The REST status of a domain error (500 for one the table lacks: a bug)."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
 def install_error_handlers(app: Any) -> None:
     """Make every failure of a FastAPI app answer in the JSON error shape, and
     its OpenAPI description say so (``document_validation_errors``)."""
@@ -90,6 +185,10 @@ def install_error_handlers(app: Any) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(TossitError)
+    async def _domain_error(request: Request, exc: TossitError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -628,23 +628,26 @@ def test_phone_width_pages_fit_and_navigate(cl: Cluster, open_page: Opener,
 # -- last: restarts the brain ----------------------------------------------------------
 
 
-def test_lost_connection_shows_a_banner_that_clears_itself(
+def test_lost_connection_shows_in_the_health_strip_and_clears_itself(
         cl: Cluster, open_page: Opener, artifacts: Path) -> None:
     page, _ = open_page()
     sign_in(page, cl.admin_key)
     page.goto(cl.url + "/#/nodes")
-    banner = page.locator("#banner")
-    expect(banner).to_be_hidden()
+    strip = page.locator("#health-strip")
+    expect(strip).not_to_have_attribute("data-level", "unreachable")
     cl.stop_brain()
     try:
-        expect(banner).to_be_visible(timeout=15000)
-        expect(banner).to_contain_text("Lost connection to the brain — retrying…")
+        expect(strip).to_have_attribute("data-level", "unreachable", timeout=15000)
+        expect(strip).to_contain_text("Brain unreachable")
+        expect(strip).to_contain_text("Lost connection to the brain — retrying…")
         expect(page.locator("#live")).to_contain_text("Offline")
+        expect(page.locator("html")).to_have_class(re.compile(r"\bstale\b"))
         shot(page, artifacts, "banner-lost-connection")
     finally:
         cl.start_brain()
     # The page reconnects by itself (the session survives the restart).
-    expect(banner).to_be_hidden(timeout=30000)
+    expect(strip).not_to_have_attribute("data-level", "unreachable", timeout=30000)
+    expect(page.locator("html")).not_to_have_class(re.compile(r"\bstale\b"))
     expect(page.locator("#live")).to_contain_text("Live")
     expect(page.locator("#nodes-table tbody tr").first).to_be_visible()
     expect(page.locator("#signin")).to_be_hidden()

@@ -6,7 +6,10 @@ into markup: these checks read the sources and the served headers.
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,3 +90,72 @@ def test_scripts_never_parse_strings_as_html() -> None:
             if line.lstrip().startswith(("//", "/*", "*")):
                 continue  # comments may name what is banned
             assert not banned.search(line), f"{src.name}:{n}: {line.strip()}"
+
+
+# -- compression and caching -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,name", [("/", "index.html"), ("/ui/app.js", "app.js"),
+                                       ("/ui/style.css", "style.css")])
+async def test_text_files_are_gzipped_for_clients_that_accept_it(
+        client: httpx.AsyncClient, path: str, name: str) -> None:
+    raw = (ROOT / name).read_bytes()
+    # httpx decodes gzip by itself: read the wire bytes to see what was sent.
+    async with client.stream("GET", path, headers={"Accept-Encoding": "gzip, deflate"}) as resp:
+        wire = b"".join([c async for c in resp.aiter_raw()])
+    assert resp.status_code == 200
+    assert resp.headers["content-encoding"] == "gzip"
+    assert resp.headers["vary"] == "Accept-Encoding"
+    assert resp.headers["cache-control"] == "no-cache"
+    assert resp.headers["content-security-policy"] == CSP
+    assert int(resp.headers["content-length"]) == len(wire) < len(raw) / 2
+    assert gzip.decompress(wire) == raw
+    gz_tag = resp.headers["etag"]
+    assert gz_tag.endswith('-gz"')
+
+    # Not accepted (absent, identity only, or refused with q=0): the plain bytes.
+    for accept in ("identity", "gzip;q=0, *", "br"):
+        async with client.stream("GET", path, headers={"Accept-Encoding": accept}) as plain:
+            body = b"".join([c async for c in plain.aiter_raw()])
+        assert "content-encoding" not in plain.headers, accept
+        assert plain.headers["vary"] == "Accept-Encoding"
+        assert body == raw, accept
+        assert plain.headers["etag"] != gz_tag and not plain.headers["etag"].endswith('-gz"')
+    plain_tag = plain.headers["etag"]
+
+    # 304 for the variant the client holds, never for the other one.
+    again = await client.get(path, headers={"Accept-Encoding": "gzip",
+                                            "If-None-Match": gz_tag})
+    assert again.status_code == 304 and not again.content
+    assert again.headers["etag"] == gz_tag and again.headers["vary"] == "Accept-Encoding"
+    weak = await client.get(path, headers={"Accept-Encoding": "gzip",
+                                           "If-None-Match": f"W/{gz_tag}"})
+    assert weak.status_code == 304
+    other = await client.get(path, headers={"Accept-Encoding": "identity",
+                                            "If-None-Match": gz_tag})
+    assert other.status_code == 200 and other.content == raw
+    assert (await client.get(path, headers={"Accept-Encoding": "identity",
+                                            "If-None-Match": plain_tag})).status_code == 304
+    # HEAD: the same headers, no body.
+    head = await client.head(path, headers={"Accept-Encoding": "gzip"})
+    assert head.status_code == 200 and not head.content
+    assert head.headers["etag"] == gz_tag and head.headers["content-encoding"] == "gzip"
+
+
+async def test_a_changed_file_gets_a_new_etag(client: httpx.AsyncClient, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an upgrade the browser revalidates (no-cache) and gets the new bytes."""
+    from tossit.brain.api import dashboard
+
+    folder = tmp_path / "dash"
+    folder.mkdir()
+    (folder / "app.js").write_text("// version 1\n" * 50)
+    monkeypatch.setattr(dashboard, "ROOT", folder)
+    first = await client.get("/ui/app.js", headers={"Accept-Encoding": "gzip"})
+    assert first.text == "// version 1\n" * 50
+    (folder / "app.js").write_text("// version 2\n" * 50)
+    os.utime(folder / "app.js", ns=(time.time_ns() + 10**9,) * 2)  # a new mtime for sure
+    second = await client.get("/ui/app.js", headers={"Accept-Encoding": "gzip",
+                                                     "If-None-Match": first.headers["etag"]})
+    assert second.status_code == 200 and second.text == "// version 2\n" * 50
+    assert second.headers["etag"] != first.headers["etag"]

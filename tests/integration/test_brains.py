@@ -9,6 +9,7 @@ every file is still there, whole.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -118,3 +119,32 @@ def test_two_brains_serve_and_one_takes_over_in_the_middle_of_a_repair(
     assert role(c, 0) == "follower"
     assert b0.put("/api/files/back.bin", content=b"back").status_code == 201
     assert b1.get("/api/files", params={"search": "back.bin"}).json()[0]["size"] == 4
+
+
+def test_a_follower_shows_the_leaders_recovery_alarm(make_cluster: Any, pg_url: str) -> None:
+    """Only the leader sees the nodes (their requests go to it), so only it can
+    raise "needs recovery"; a follower's status and dashboard must say it too,
+    and stop saying it once it is over."""
+    c: Cluster = make_cluster(database_url=pg_url, nodes=3, replicas=3, brains=2,
+                              node_args=["--scrub-rate", "0"])
+    assert (role(c, 0), role(c, 1)) == ("leader", "follower")
+    b0, b1 = c.client(0), c.client(1)
+    ours = b0.get("/api/status").json()["cluster_id"]
+    c.kill_node(0, signal.SIGTERM)
+    ident = c.node_dir(0) / "node.json"
+    doc = json.loads(ident.read_text())
+    ident.write_text(json.dumps({**doc, "cluster": "0123456789abcdef"}))
+    c.start_node(0)
+    wait_until(lambda: "refused" in (b0.get("/api/status").json()["needs_recovery"] or ""),
+               20, what="the leader's alarm")
+    leader_says = b0.get("/api/status").json()["needs_recovery"]
+    wait_until(lambda: b1.get("/api/status").json()["needs_recovery"] == leader_says, 20,
+               what="the follower showing the leader's alarm")
+    # Told to adopt this cluster, the node is accepted: the alarm clears on both.
+    c.kill_node(0, signal.SIGTERM)
+    c.node_args = ["--adopt-cluster", ours, "--scrub-rate", "0"]
+    c.start_node(0)
+    c.wait_node_state(0, "online")
+    wait_until(lambda: b1.get("/api/status").json()["needs_recovery"] is None, 20,
+               what="the follower's alarm cleared")
+    assert b0.get("/api/status").json()["needs_recovery"] is None

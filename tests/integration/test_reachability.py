@@ -43,3 +43,46 @@ def test_a_node_at_an_address_the_brain_cannot_reach_is_unreachable(make_cluster
     c.start_node(i)
     c.wait_node_state(i, "online", 30)
     assert node_row(c, f"node-{i}")["address_problem"] is None
+
+
+def test_copies_on_a_node_unreachable_past_dead_after_are_made_elsewhere(
+        make_cluster: Any) -> None:
+    """It heartbeats, so it is never declared dead; but nothing can be read from
+    it. Past dead_after its copies stop counting and the repairer re-makes them
+    on the reachable nodes (once it answers again, they count again)."""
+    c: Cluster = make_cluster(nodes=3, replicas=2, chunk_size="64KiB", brain_args=[
+        "--dead-after", "15", "--auto-repair", "--repair-interval", "3600"])
+    files = {f"f{k}.bin": os.urandom(200_000) for k in range(4)}
+    ids = {name: c.upload(name, data)["id"] for name, data in files.items()}
+    victim = 0
+    held = set(c.chunk_files(victim))
+    assert held, "the victim holds nothing: proves nothing"
+    victim_id = c.node_id(victim)
+    # The same node (same data dir and id) comes back at an address nobody answers.
+    c.kill_node(victim)
+    c.node_args = ["--advertise-url", f"http://127.0.0.1:{free_port()}"]
+    c.start_node(victim)
+    c.node_args = []
+    wait_until(lambda: node_row(c, f"node-{victim}")["state"] == "unreachable", 30,
+               what="the node shown as unreachable")
+    # Within the grace period its copies still count, and the status says it waits.
+    status = c.http.get("/api/status").json()
+    waiting = status["replication"]["waiting_for"]
+    assert [w["name"] for w in waiting] == [f"node-{victim}"] and waiting[0]["dead_in_s"] > 0
+
+    def at_r_elsewhere() -> bool:
+        for fid in ids.values():
+            info = c.http.get(f"/api/files/{fid}/info").json()
+            for ch in info["chunk_map"]:
+                ok = {n["id"] for n in ch["nodes"] if n.get("state", "ok") == "ok"}
+                if len(ok - {victim_id}) < 2:
+                    return False
+        return True
+
+    wait_until(at_r_elsewhere, 90, interval=0.5,
+               what="every chunk at R on the reachable nodes")
+    events = c.http.get("/api/events", params={"kind": "node_unreachable"}).json()
+    assert any("its copies no longer count" in e["message"] for e in events), events
+    assert node_row(c, f"node-{victim}")["state"] == "unreachable"  # not dead: it heartbeats
+    for name, fid in ids.items():
+        assert c.download(fid) == files[name]

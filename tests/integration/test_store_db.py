@@ -13,9 +13,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
+from tossit.brain.activity import DELETED, UPLOADED, ActivityLog
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.manifest_rows import PackRecord
 from tossit.brain.models import Base, ManifestEntry
+from tossit.brain.states import EventKind
 from tossit.brain.store import NewObject, Store
 from tossit.manifests import PutEntry, decode_pack, needed_versions, pack_key
 
@@ -399,9 +401,10 @@ async def test_nodes(store: Store) -> None:
 
 
 async def test_events(store: Store) -> None:
-    await store.add_event("node_joined", "node-1 joined", node_id=N1, data={"n": 1})
-    await store.add_event("gc", "freed 3 chunks", data={"chunks": [1, 2, 3]})
-    await store.add_event("node_offline", "node-1 is offline", severity="warning", node_id=N1)
+    await store.add_event(EventKind.NODE_JOINED, "node-1 joined", node_id=N1, data={"n": 1})
+    await store.add_event(EventKind.GC, "freed 3 chunks", data={"chunks": [1, 2, 3]})
+    await store.add_event(EventKind.NODE_OFFLINE, "node-1 is offline", severity="warning",
+                          node_id=N1)
     events = await store.list_events()
     assert [e.kind for e in events] == ["node_offline", "gc", "node_joined"]  # newest first
     assert events[0].severity == "warning" and events[1].severity == "info"
@@ -624,13 +627,13 @@ async def test_entries_without_a_pack_are_packed_from_the_metadata(store: Store)
 
 
 async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
-    await store.add_event("repair_stuck", "stuck: 3 chunks", severity="warning",
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck: 3 chunks", severity="warning",
                           repeat_key="since 1")
     first = (await store.list_events())[0]
-    await store.add_event("gc", "an event of another kind in between")
-    await store.add_event("repair_stuck", "stuck: 5 chunks", severity="warning",
+    await store.add_event(EventKind.GC, "an event of another kind in between")
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck: 5 chunks", severity="warning",
                           repeat_key="since 1", node_id=None)
-    await store.add_event("repair_stuck", "stuck: 4 chunks", severity="warning",
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck: 4 chunks", severity="warning",
                           repeat_key="since 1")
     rows = await store.list_events()
     stuck = [e for e in rows if e.kind == "repair_stuck"]
@@ -641,10 +644,10 @@ async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
     assert e.id > rows[1].id > first.id  # a new id: newest first, and live readers see it
     assert [x.id for x in await store.list_events(after_id=first.id)] == [e.id, rows[1].id]
     # Another episode (a new key), another node, or no key: rows of their own.
-    await store.add_event("repair_stuck", "stuck again", repeat_key="since 2")
-    await store.add_event("repair_stuck", "on a node", repeat_key="since 2", node_id=N1)
-    await store.add_event("repair_stuck", "no key")
-    await store.add_event("repair_stuck", "no key")
+    await store.add_event(EventKind.REPAIR_STUCK, "stuck again", repeat_key="since 2")
+    await store.add_event(EventKind.REPAIR_STUCK, "on a node", repeat_key="since 2", node_id=N1)
+    await store.add_event(EventKind.REPAIR_STUCK, "no key")
+    await store.add_event(EventKind.REPAIR_STUCK, "no key")
     counts = [(x.message, x.count) for x in await store.list_events(kind="repair_stuck")]
     assert counts == [("no key", 1), ("no key", 1), ("on a node", 1), ("stuck again", 1),
                       ("stuck: 4 chunks", 3)]
@@ -652,7 +655,7 @@ async def test_a_repeating_event_is_one_row_with_a_count(store: Store) -> None:
 
 async def test_events_are_pruned_by_age_and_count(store: Store) -> None:
     for i in range(30):
-        await store.add_event("gc", f"event {i}")
+        await store.add_event(EventKind.GC, f"event {i}")
     async with store.write() as s:  # the ten oldest happened 40 days ago
         await s.execute(text("UPDATE events SET ts = ts - 40 * 86400 WHERE id IN "
                              "(SELECT id FROM events ORDER BY id LIMIT 10)"))
@@ -667,3 +670,26 @@ async def test_events_are_pruned_by_age_and_count(store: Store) -> None:
     assert [e.message for e in await store.list_events()] == [
         f"event {i}" for i in range(29, 22, -1)]
     assert await store.prune_events(time.time() - 30 * 86400, keep=7) == 0
+
+
+async def test_activity_gathers_changes_into_one_event_per_person_and_kind(
+        store: Store) -> None:
+    """Uploads and deletes are tallied per (kind, who, bucket) and written as one
+    event each, in one transaction; a single file reads as itself."""
+    activity = ActivityLog(store, window=3600)  # flushed by hand below
+    for i in range(5):
+        activity.note(UPLOADED, "by laptop (TK1, readwrite)", "TK1", "default",
+                      f"photo-{i}.jpg", 1024, 100 + i)
+    activity.note(UPLOADED, "by phone (TK2, readwrite)", "TK2", "default", "a.txt", 3, 200)
+    activity.note(DELETED, "by laptop (TK1, readwrite)", "TK1", "default", "old.txt", 10, 7)
+    assert await activity.flush() == 3
+    assert await activity.flush() == 0  # nothing noted since
+    events = {(e.kind, (e.data or {})["key_id"]): e for e in await store.list_events()}
+    assert len(events) == 3
+    laptop = events[(UPLOADED, "TK1")]
+    assert laptop.message == ("5 files (5.0 KiB) uploaded by laptop (TK1, readwrite): "
+                              "photo-0.jpg, photo-1.jpg, photo-2.jpg and 2 more")
+    assert laptop.data is not None and laptop.data["count"] == 5
+    assert laptop.data["ids"] == [100, 101, 102, 103, 104]
+    assert events[(UPLOADED, "TK2")].message == "a.txt (3 B) uploaded by phone (TK2, readwrite)"
+    assert events[(DELETED, "TK1")].message == "old.txt (10 B) deleted by laptop (TK1, readwrite)"

@@ -60,3 +60,19 @@ def test_silence_while_the_brain_runs_still_counts() -> None:
     asyncio.run(mon.run_once())
     assert reg.nodes["n0"].state == OFFLINE
     assert store.events == ["node_offline"]
+
+
+def test_a_lost_node_is_said_to_be_repaired_only_when_the_others_can_hold_r_copies() -> None:
+    mon, reg, _ = make_monitor()  # three nodes, R = 3
+    reg.update({"id": "n3", "name": "node-3", "address": "127.0.0.1:9003", "zone": "z",
+                "capacity": 10**9, "used": 0, "free": 10**9, "disk_total": 10**12,
+                "disk_free": 10**12, "chunk_count": 7})
+    lost = reg.nodes["n3"]
+    assert mon._what_now(lost) == "re-making copies of its 7 chunks on the other nodes"
+    reg.nodes["n2"].state = DEAD
+    assert mon._what_now(lost).startswith(
+        "only 2 nodes left for 3 copies: its 7 chunks stay below 3 copies until another "
+        "node joins")
+    reg.nodes["n1"].written_off = True  # unreachable too long counts as gone
+    reg.nodes["n0"].admin_state = "draining"
+    assert mon._what_now(lost) == "no other node is left to make copies of its 7 chunks on"

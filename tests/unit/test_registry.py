@@ -159,3 +159,22 @@ def test_room_is_what_fits_more_at_r_copies() -> None:
     # A draining node takes no new data.
     assert room_at([*even, _view("d", "d:1", capacity=900, free=900, admin="draining")], 3,
                    free=1500) == 200
+
+
+def test_an_unreachable_node_is_gone_only_once_written_off() -> None:
+    """The probe's outcome starts (and a later answer ends) the unreachable
+    clock; a new problem text does not restart it; ``gone`` (copies no longer
+    count) is the dead state or a write-off, which an answer undoes."""
+    v = _view("a", None)
+    assert v.unreachable_since is None and not v.gone
+    v.set_address_problem("does not answer")
+    since = v.unreachable_since
+    assert since is not None and not v.gone  # unreachable: still counts, for now
+    v.set_address_problem("connection refused")
+    assert v.unreachable_since == since  # the same episode
+    v.written_off = True
+    assert v.gone
+    v.set_address_problem(None)
+    assert v.unreachable_since is None and not v.written_off and not v.gone
+    v.state = "dead"
+    assert v.gone

@@ -21,7 +21,7 @@ from tossit import failpoints
 from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.models import Object
 from tossit.brain.store import Applied, NewObject, Store
-from tossit.errors import ApiError
+from tossit.errors import ManifestNotStored
 
 log = logging.getLogger("tossit.brain.commits")
 MAX_BATCH = 256
@@ -34,17 +34,6 @@ class _Request:
     delete: int | None = None
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-class ManifestNotStored(ApiError):
-    """The change is committed in the metadata, but its manifest is not on enough
-    nodes yet: not acknowledged (a lost brain disk now would lose it)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(
-            503, "manifest_not_stored",
-            "the change is committed in the brain's metadata, but its manifest could not "
-            f"be written to enough nodes yet ({detail}); the brain keeps trying")
 
 
 class CommitBatcher:

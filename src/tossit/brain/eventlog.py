@@ -9,20 +9,25 @@ Both bounds are settings (``docs/configuration.md``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from tossit.brain.store import Store
 from tossit.config import BrainSettings
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.events")
 PRUNE_EVERY = 3600.0  # seconds between prunes
 FIRST_PRUNE_AFTER = 30.0  # seconds after taking the lead: not in the start-up rush
 
 
-class EventPruner:
+class EventPruner(Periodic):
+    name = "event pruning"
+    first_delay = FIRST_PRUNE_AFTER
+    retry_after = PRUNE_EVERY
+
     def __init__(self, settings: BrainSettings, store: Store) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
 
@@ -36,11 +41,8 @@ class EventPruner:
                      self.settings.events_max_rows)
         return gone
 
-    async def run_forever(self) -> None:
-        await asyncio.sleep(FIRST_PRUNE_AFTER)
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:  # the log must not stop the brain: try again later
-                log.warning("could not prune the event log: %s", exc)
-            await asyncio.sleep(PRUNE_EVERY)
+    async def next_delay(self) -> float:
+        return PRUNE_EVERY
+
+    def failed(self, exc: Exception) -> None:  # the log must not stop the brain
+        log.warning("could not prune the event log: %s", exc)

@@ -19,7 +19,6 @@ points at a chunk the collector removed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,15 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tossit.brain.intents import IntentJournal
-from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, Registry
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.brain.strangers import RecoveryAlarm, Suspect, is_stranger
+from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import PackError, decode_pack
+from tossit.periodic import Periodic
 
+ALARM_STATE = "recovery_alarm"  # the leader's alarm, for followers (cluster_state row)
 log = logging.getLogger("tossit.brain.gc")
 _PARALLEL_DELETES = 16
 # A failed upload's chunk writes that were already on their way still land on the
@@ -62,11 +64,16 @@ def gc_summary(stats: Mapping[str, int]) -> str:
     return f"garbage collection freed {format_size(stats['bytes_freed'])}: " + " and ".join(parts)
 
 
-class Collector:
+class Collector(Periodic):
+    name = "garbage collection"
+    wait_first = True  # released chunks wake it; nothing to do at start
+    retry_after = 10.0
+
     def __init__(
-        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
+        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeTransport,
         pins: ChunkPins,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -75,11 +82,11 @@ class Collector:
         self._pending: set[str] = set()
         self._sizes: dict[str, int] = {}  # of released chunks, when the caller knew
         self._late: dict[str, float] = {}  # chunk -> when to delete it once more
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(_PARALLEL_DELETES)
         self.on_missing: Callable[[], None] = lambda: None  # wakes the repairer
         self._sweep_soon = False
+        self._last_sweep = time.monotonic()
         self._held = False  # the last pass was held for manifests: try again soon
         # After a rebuild from the nodes, blobs the new metadata does not know may
         # belong to files whose manifests are on a node that was away: no orphan is
@@ -90,6 +97,10 @@ class Collector:
         # is deleted, since what looks like garbage here may be what the real
         # metadata uses. Cleared by a restart.
         self.alarm = RecoveryAlarm()
+        # With several brains, the leader (whose loops see the nodes) writes the
+        # alarm to the shared database for the followers' status (``publish``).
+        self.publish = False
+        self._published: dict[str, Any] | None = None
         # The orphan sweep's positive knowledge: what this brain wrote (uploads
         # note their chunks in it).
         self.intents = IntentJournal(store, settings.intent_keep)
@@ -114,25 +125,24 @@ class Collector:
             self._sizes.update(sizes)
         self._wake.set()
 
-    async def run_forever(self) -> None:
-        last_sweep = time.monotonic()
-        while True:
-            timeout = self.settings.gc_interval
-            if self._late:
-                timeout = min(timeout, max(0.1, min(self._late.values()) - time.monotonic()))
-            if self._held:
-                timeout = min(timeout, HELD_RETRY)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            self._wake.clear()
-            sweep = self._sweep_soon or time.monotonic() - last_sweep >= self.settings.gc_interval
-            self._sweep_soon = False
-            try:
-                await self.run_once(sweep_orphans=sweep)
-            except Exception:
-                log.exception("garbage collection pass failed; retrying later")
+    async def next_delay(self) -> float:
+        """gc_interval, sooner for chunks due later (``_late``) or held by packs."""
+        timeout = self.settings.gc_interval
+        if self._late:
+            timeout = min(timeout, max(0.1, min(self._late.values()) - time.monotonic()))
+        if self._held:
+            timeout = min(timeout, HELD_RETRY)
+        return timeout
+
+    async def tick(self) -> dict[str, Any]:
+        """The timed pass: orphans are swept only every gc_interval (or when asked)."""
+        sweep = self._sweep_soon or time.monotonic() - self._last_sweep >= self.settings.gc_interval
+        self._sweep_soon = False
+        try:
+            return await self.run_once(sweep_orphans=sweep)
+        finally:
             if sweep:
-                last_sweep = time.monotonic()
+                self._last_sweep = time.monotonic()
             await asyncio.sleep(0.2)  # batch bursts of releases
 
     async def run_once(self, sweep_orphans: bool = True) -> dict[str, Any]:
@@ -163,8 +173,18 @@ class Collector:
             if stats["replicas_deleted"] or stats["orphans_deleted"]:
                 msg = gc_summary(stats)
                 log.info(msg)
-                await self.store.add_event("gc", msg, data=stats)
-            return stats
+                await self.store.add_event(EventKind.GC, msg, data=stats)
+        await self.publish_alarm()
+        return stats
+
+    async def publish_alarm(self) -> None:
+        """Write the recovery alarm where followers read it, when it changed."""
+        if not self.publish:
+            return
+        state = {"message": self.alarm.message(), "blocks_deletion": self.alarm.blocks_deletion}
+        if state != self._published:
+            await self.store.set_state(ALARM_STATE, state)
+            self._published = state
 
     async def _committed(self) -> int:
         """The newest version committed so far. Read after the garbage list: any
@@ -211,7 +231,7 @@ class Collector:
                     "nothing is deleted until this is sorted out; run 'tossit drill', and "
                     "'tossit recover' to rebuild the metadata (docs/operations.md)")
                 log.critical("%s", self.alarm.behind)
-                await self.store.add_event("metadata_behind", self.alarm.behind,
+                await self.store.add_event(EventKind.METADATA_BEHIND, self.alarm.behind,
                                            severity="error",
                                            node_id=node.id, data={"pack": pid})
                 return
@@ -374,7 +394,7 @@ class Collector:
                    f"to delete and stopped at {cap:,} (gc_sweep_max): the rest waits for the "
                    "next sweep")
             log.warning("%s", msg)
-            await self.store.add_event("gc_capped", msg, severity="warning",
+            await self.store.add_event(EventKind.GC_CAPPED, msg, severity="warning",
                                        data={"found": len(doomed), "cap": cap})
             doomed = doomed[:cap]
         claimed = set(await self._claim(cid for _, cid, _ in doomed))
@@ -434,7 +454,7 @@ class Collector:
         if missing:
             stats["missing"] += len(missing)
             await self.store.add_event(
-                "replica_missing", f"{len(missing)} chunk copies the metadata expected "
+                EventKind.REPLICA_MISSING, f"{len(missing)} chunk copies the metadata expected "
                 f"were not on {node.name}; re-replicating them", severity="warning",
                 node_id=node.id, data={"missing": len(missing), "chunks": missing[:100]})
         await self._judge(node, look)
@@ -454,7 +474,7 @@ class Collector:
         self.alarm.strangers[node.id] = Suspect(node.name, reason)
         msg = self.alarm.message() or reason
         log.warning("%s (%s: %s)", msg, node.name, reason)
-        await self.store.add_event("needs_recovery", f"{node.name}: {reason}. {msg}",
+        await self.store.add_event(EventKind.NEEDS_RECOVERY, f"{node.name}: {reason}. {msg}",
                                    severity="error", node_id=node.id,
                                    data={"unknown": look.unknown, "total": look.total})
 

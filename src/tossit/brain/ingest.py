@@ -21,13 +21,13 @@ from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
 from tossit.brain.metrics import TRAFFIC, UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
-from tossit.brain.nodeclient import NodeClient, NodeError, NodeFull
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
+from tossit.brain.transport import NodeError, NodeFull, NodeTransport
 from tossit.chunking import DATA, StreamHasher, rechunk
 from tossit.config import BrainSettings
-from tossit.errors import ApiError
+from tossit.errors import InsufficientStorage, NotEnoughNodes
 
 log = logging.getLogger("tossit.brain.ingest")
 
@@ -35,16 +35,6 @@ _HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread ho
 # Below this size, asking the metadata whether a chunk is already stored costs
 # more than sending it: the nodes answer "already have it" without rewriting.
 _DEDUP_LOOKUP_FROM = 64 * 1024
-
-
-class NotEnoughNodes(ApiError):
-    def __init__(self, needed: int, available: int, detail: str = "") -> None:
-        msg = (
-            f"not enough storage nodes to store the data safely: {needed} needed, "
-            f"{available} available"
-        )
-        super().__init__(503, "not_enough_nodes", msg + (f" ({detail})" if detail else ""),
-                         needed=needed, available=available)
 
 
 @dataclass
@@ -57,7 +47,7 @@ class UploadResult:
 
 class Ingest:
     def __init__(
-        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeClient,
+        self, settings: BrainSettings, store: Store, registry: Registry, nodes: NodeTransport,
         pins: ChunkPins, collector: Collector, commits: CommitBatcher,
     ) -> None:
         self.settings = settings
@@ -81,12 +71,7 @@ class Ingest:
             raise NotEnoughNodes(quorum, len(writable), "nodes that are online and not full")
         _, free = disk_capacity(writable)
         if size_hint and size_hint * quorum > free:
-            raise ApiError(
-                507, "insufficient_storage",
-                f"the cluster has {free} bytes free, not enough for {size_hint} bytes "
-                f"stored {quorum} times",
-                free=free,
-            )
+            raise InsufficientStorage(free, size_hint, quorum)
 
     async def put(
         self,

@@ -18,7 +18,6 @@ wrong.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -29,6 +28,7 @@ from sqlalchemy import delete, select
 from tossit.brain.models import Chunk, ChunkIntent
 from tossit.brain.sqlbatch import batches
 from tossit.brain.store import Store
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.intents")
 FLUSH_AFTER = 2.0  # seconds an id stays pending in memory before it is written
@@ -37,10 +37,15 @@ PRUNE_EVERY = 600.0  # seconds between two prunes of the table
 SETTLED_AFTER = 60.0  # the row of a chunk a file uses goes after this
 
 
-class IntentJournal:
+class IntentJournal(Periodic):
+    name = "chunk intent journal"
+    wait_first = True
+    retry_after = FLUSH_EVERY
+
     def __init__(self, store: Store, keep: float) -> None:
         """``keep``: seconds a row lives at most (a node away longer than that
         keeps the copies it missed the deletion of, counted as unknown)."""
+        super().__init__()
         self.store = store
         self.keep = keep
         self._pending: dict[str, float] = {}  # chunk id -> monotonic time noted
@@ -92,15 +97,14 @@ class IntentJournal:
                 ChunkIntent.chunk_id.in_(select(Chunk.id).where(Chunk.refcount > 0))))
         self._pruned_at = time.monotonic()
 
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            try:
-                await self.flush()
-                if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
-                    await self.prune()
-            except Exception:
-                log.exception("writing the chunk intents failed; retrying")
+    async def run_once(self) -> None:
+        """Write what waited long enough; prune now and then."""
+        await self.flush()
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+            await self.prune()
+
+    async def next_delay(self) -> float:
+        return FLUSH_EVERY
 
     async def close(self) -> None:
         """On a clean stop, write everything pending (nothing leaks)."""

@@ -28,6 +28,7 @@ from tossit.auth.keys import (
 from tossit.auth.secretfile import ADMIN_KEY_FILE, SecretFileError, read_secret, write_secret
 from tossit.brain.manifest_rows import Pack, log_key
 from tossit.brain.models import ApiKey
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 
 log = logging.getLogger("tossit.brain.keys")
@@ -199,5 +200,5 @@ class KeyService:
             print(f"\n  admin key {info.id}\n  secret    {secret}\n  (also in {path})\n",
                   flush=True)
         why = "on request (--new-admin-key)" if force else "(no usable admin key)"
-        await self.store.add_event("key_created", f"admin key {info.id} created {why}")
+        await self.store.add_event(EventKind.KEY_CREATED, f"admin key {info.id} created {why}")
         return path

@@ -14,35 +14,43 @@ not held against the nodes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
-from tossit.brain.registry import DEAD, OFFLINE, ONLINE, SUSPECT, UNREACHABLE, Registry
+from tossit.brain.registry import (
+    DEAD,
+    OFFLINE,
+    ONLINE,
+    SUSPECT,
+    UNREACHABLE,
+    NodeView,
+    Registry,
+)
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_duration, plural
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.monitor")
 
 
-class Monitor:
+class Monitor(Periodic):
+    name = "monitor"
+
     def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
                  on_change: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.registry = registry
         self.on_change = on_change
         self.period = min(1.0, self.settings.heartbeat_interval / 2)
+        self.retry_after = self.period
         self._last_pass: float | None = None
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("monitor pass failed")
-            await asyncio.sleep(self.period)
+    async def next_delay(self) -> float:
+        return self.period
 
     def _excuse_own_pause(self, now: float) -> None:
         """Passes come every ``period``; a longer gap is time the brain was not
@@ -57,12 +65,45 @@ class Monitor:
                         node.seen_mono = min(now, node.seen_mono + paused)
         self._last_pass = now
 
+    def _what_now(self, lost: NodeView) -> str:
+        """What happens to a lost node's copies, truthfully: re-made on the
+        others, or (too few nodes left for R copies) not until one joins."""
+        chunks = plural(lost.chunk_count, "chunk")
+        left = sum(1 for n in self.registry.nodes.values()
+                   if n.id != lost.id and not n.gone and n.admin_state is None)
+        r = self.settings.replicas
+        if left >= r:
+            return f"re-making copies of its {chunks} on the other nodes"
+        return (f"only {plural(left, 'node')} left for {r} copies: its {chunks} stay below "
+                f"{r} copies until another node joins (copies are made up to what the "
+                "remaining nodes can hold)" if left else
+                f"no other node is left to make copies of its {chunks} on")
+
+    async def _write_off(self, node: NodeView, now: float) -> bool:
+        """A node that heartbeats but has been unreachable for ``dead_after``:
+        its copies stop counting and are re-made elsewhere (it is never silent,
+        so it would otherwise never be declared dead, while nothing can be read
+        from it). Its copies count again once it answers."""
+        since = node.unreachable_since
+        if (node.written_off or since is None or node.state == DEAD
+                or now - since < self.settings.dead_after):
+            return False
+        node.written_off = True
+        msg = (f"{node.name} unreachable for {format_duration(now - since)} "
+               f"({node.address_problem}): its copies no longer count; {self._what_now(node)}")
+        log.error(msg)
+        await self.store.add_event(EventKind.NODE_UNREACHABLE, msg, severity="error",
+                                   node_id=node.id)
+        return True
+
     async def run_once(self) -> list[tuple[str, str, str]]:
         """Update every node's state from its heartbeat age; returns the changes."""
         changes = []
         now = time.monotonic()
         self._excuse_own_pause(now)
         for node in list(self.registry.nodes.values()):
+            if await self._write_off(node, now):
+                changes.append((node.id, node.state, "written_off"))
             silent = now - node.seen_mono
             if silent >= self.settings.dead_after:
                 state = DEAD
@@ -82,8 +123,7 @@ class Monitor:
             missed = int(silent // self.settings.heartbeat_interval)
             if state == DEAD:
                 msg = (f"{node.name} dead: no heartbeat for {format_duration(silent)}; "
-                       f"re-making copies of its {plural(node.chunk_count, 'chunk')} "
-                       "on the other nodes")
+                       f"{self._what_now(node)}")
                 sev = "error"
             elif state == OFFLINE:
                 msg = (f"{node.name} offline: {plural(missed, 'heartbeat')} missed "
@@ -102,7 +142,8 @@ class Monitor:
                 msg = f"{node.name} back online"
                 sev = "info"
             log.warning(msg) if sev != "info" else log.info(msg)
-            await self.store.add_event(f"node_{state}", msg, severity=sev, node_id=node.id)
+            await self.store.add_event(EventKind(f"node_{state}"), msg, severity=sev,
+                                       node_id=node.id)
         if changes:
             self.on_change()
         return changes

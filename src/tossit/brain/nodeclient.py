@@ -29,25 +29,13 @@ from tossit import chunkbatch
 from tossit.auth.mac import EMPTY_SHA256, Signer
 from tossit.brain.metrics import BATCHED_CHUNKS, BATCHES
 from tossit.brain.registry import NodeView, Registry
+from tossit.brain.transport import ChunkMissing, NodeError, NodeFull, NodeUnavailable
 from tossit.chunking import DATA
 from tossit.tlsconfig import client_context
 
-
-class NodeError(Exception):
-    """A node could not do what was asked."""
-
-
-class NodeUnavailable(NodeError):
-    """Connection refused, reset, timed out, or a 5xx: try another node."""
-
-
-class NodeFull(NodeError):
-    """The node refused the write because it reached its storage limit (507)."""
-
-
-class ChunkMissing(NodeError):
-    """The node answered 404 for a chunk it was expected to hold."""
-
+# The failures belong to the transport boundary (brain/transport.py, which
+# NodeClient implements); they are still importable from here.
+__all__ = ["ChunkMissing", "NodeClient", "NodeError", "NodeFull", "NodeUnavailable"]
 
 SCRUB_TIMEOUT = 10.0  # seconds a node has to answer a scrub status or order
 BATCH_BELOW = 256 * 1024  # chunks smaller than this may travel in batches
@@ -89,6 +77,9 @@ PROBE_TIMEOUT = 3.0  # seconds the registration's reachability probe waits
 
 
 class NodeClient:
+    """The nodes over HTTP: the brain's ``NodeTransport`` (plus the calls only the
+    service and the API make: scrubs, probes)."""
+
     def __init__(self, registry: Registry, timeout: float, signer: Signer | None = None,
                  tls_ca: Path | None = None) -> None:
         self.registry = registry

@@ -19,24 +19,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, TRAFFIC
-from tossit.brain.nodeclient import ChunkMissing, NodeClient, NodeError
 from tossit.brain.registry import READABLE_STATES, Registry
+from tossit.brain.states import EventKind
 from tossit.brain.store import ChunkPlacement, Store
-from tossit.errors import ApiError
+from tossit.brain.transport import ChunkMissing, NodeError, NodeTransport
+from tossit.errors import ChunkUnavailable
 from tossit.ranges import ByteRange, ChunkSlice, chunk_slices
 
 log = logging.getLogger("tossit.brain.reader")
 _VERIFY_INLINE_BELOW = 256 * 1024
-
-
-class ChunkUnavailable(ApiError):
-    def __init__(self, chunk_id: str, detail: str) -> None:
-        super().__init__(
-            503, "chunk_unavailable",
-            f"no readable copy of chunk {chunk_id} right now ({detail}); "
-            "the file is not lost if a node holding it comes back",
-            chunk=chunk_id,
-        )
 
 
 @dataclass
@@ -49,7 +40,7 @@ class Download:
 
 class Reader:
     def __init__(
-        self, store: Store, registry: Registry, nodes: NodeClient, read_ahead: int,
+        self, store: Store, registry: Registry, nodes: NodeTransport, read_ahead: int,
         on_bad_replica: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
@@ -89,7 +80,7 @@ class Reader:
         try:
             await self.store.set_replica_state(chunk_id, node_id, state)
             await self.store.add_event(
-                f"replica_{state}",
+                EventKind(f"replica_{state}"),
                 f"chunk {chunk_id[:12]} on {name} is {state}; read served from another copy, "
                 "repair scheduled", severity="warning", node_id=node_id,
                 data={"chunk": chunk_id},

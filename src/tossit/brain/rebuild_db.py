@@ -37,6 +37,7 @@ from tossit.brain.models import (
 from tossit.brain.rebuild import Plan
 from tossit.brain.snapshots import SnapshotContents
 from tossit.brain.sqlbatch import batches
+from tossit.brain.states import EventKind
 from tossit.config import plural
 from tossit.manifests import AnyEntry, KeyEntry, PurgeEntry, PutEntry, TrashEntry
 
@@ -148,7 +149,7 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
         await _insert(s, ClusterState, [{"name": "cluster", "updated_at": now,
                                          "value": {"id": plan.cluster, "created": now}}])
     await _insert(s, Event, [{
-        "ts": now, "kind": "metadata_rebuilt", "severity": "warning",
+        "ts": now, "kind": EventKind.METADATA_REBUILT, "severity": "warning",
         "message": _sentence(summary), "node_id": None, "data": {**note, **summary}}])
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tossit.brain.states import READABLE_STATES, AdminState, NodeState
 from tossit.placement import (
     Candidate,
     balanced,
@@ -22,15 +23,12 @@ from tossit.placement import (
     usable_capacity,
 )
 
-ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
-# Heartbeats arrive, but the brain cannot reach the address the node gave (no
-# --advertise-url, an unresolvable name): nothing is read from or written to it.
-UNREACHABLE = "unreachable"
-DRAINING, DRAINED = "draining", "drained"
+# The states (tossit.brain.states), under the short names the brain uses.
+ONLINE, SUSPECT, OFFLINE, DEAD = (NodeState.ONLINE, NodeState.SUSPECT, NodeState.OFFLINE,
+                                  NodeState.DEAD)
+UNREACHABLE = NodeState.UNREACHABLE
+DRAINING, DRAINED = AdminState.DRAINING, AdminState.DRAINED
 PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
-# Health states whose copies can be read. Draining is an admin state on top of
-# these (a draining node that answers is read from until it is drained).
-READABLE_STATES = (ONLINE, SUSPECT)
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 
 
@@ -65,6 +63,26 @@ class NodeView:
     # Why the brain cannot reach ``address`` (None: it answered the last probe).
     address_problem: str | None = None
     probed_mono: float = 0.0
+    # Since when (monotonic) ``address_problem`` has lasted, and whether it has
+    # lasted past ``dead_after``: heartbeats keep such a node from ever being
+    # declared dead, yet nothing can be read from it, so past that its copies
+    # stop counting (``gone``) and are re-made elsewhere, as for a dead node.
+    unreachable_since: float | None = None
+    written_off: bool = False
+
+    @property
+    def gone(self) -> bool:
+        """Its copies no longer count towards R: dead, or unreachable too long."""
+        return self.state == DEAD or self.written_off
+
+    def set_address_problem(self, problem: str | None) -> None:
+        """Record the outcome of a probe (None: it answered)."""
+        if problem is None:
+            self.unreachable_since = None
+            self.written_off = False
+        elif self.address_problem is None:
+            self.unreachable_since = time.monotonic()
+        self.address_problem = problem
 
     def writable(self, size: int, high_water: float, now: float) -> bool:
         if self.state != ONLINE or self.admin_state is not None or self.unreachable_until > now:
@@ -183,7 +201,7 @@ class Registry:
             self.nodes[view.id] = view
         else:
             if fields.get("address", view.address) != view.address:
-                view.address_problem = None  # a new address: probed again
+                view.set_address_problem(None)  # a new address: probed again
             for k, v in fields.items():
                 setattr(view, k, v)
             view.state = UNREACHABLE if state == ONLINE and view.address_problem else state
@@ -230,7 +248,7 @@ class Registry:
     def placement_key(self) -> PlacementKey:
         """What placement and counting depend on (which nodes count, their
         capacity and zone): while it stays the same, so do the rankings."""
-        return tuple((n.id, n.state == DEAD, n.admin_state, n.capacity, n.zone)
+        return tuple((n.id, n.gone, n.admin_state, n.capacity, n.zone)
                      for n in self.nodes.values())
 
     def candidates(self, views: list[NodeView]) -> list[Candidate]:
@@ -242,7 +260,7 @@ class Registry:
         if key != self._weights_key:
             self._weights = {c.id: c.weight for c in balanced(
                 [Candidate(n.id, float(n.capacity), n.zone) for n in self.nodes.values()
-                 if n.state != DEAD and n.admin_state is None], self.replicas)}
+                 if not n.gone and n.admin_state is None], self.replicas)}
             self._weights_key = key
         return [Candidate(n.id, self._weights.get(n.id, float(n.capacity)), n.zone)
                 for n in views]
@@ -265,7 +283,7 @@ class Registry:
         (offline ones included: a rebooting node's chunks stay in place), and the
         nodes that can take a copy of it now, best first: what the repairer needs
         for each chunk, from one ranking (the hashing is the cost)."""
-        counted = [n for n in self.nodes.values() if n.state != DEAD and n.admin_state is None]
+        counted = [n for n in self.nodes.values() if not n.gone and n.admin_state is None]
         ranked = rank(chunk_id, self.candidates(counted))
         desired = [c.id for c in spread_by_zone(ranked, self.replicas)]
         now = time.monotonic()

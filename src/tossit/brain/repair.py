@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tossit.brain.metrics import REPAIR_FAILURES, REPAIRED_BYTES, REPAIRED_CHUNKS
-from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import (
     DEAD,
@@ -51,9 +50,12 @@ from tossit.brain.repair_plan import (
     stuck_message,
     stuck_plans,
 )
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
+from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size, plural
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.repair")
 PAGE = 500  # chunks planned between two awaits: bounds how long the loop is busy
@@ -93,21 +95,27 @@ class Progress:
         }
 
 
-class Repairer:
+class Repairer(Periodic):
+    name = "repair"
+    wait_first = True
+    retry_after = 30.0  # a failing pass (the database?) is not retried hot
+
     def __init__(self, settings: BrainSettings, store: Store, registry: Registry,
-                 nodes: NodeClient, pins: ChunkPins) -> None:
+                 nodes: NodeTransport, pins: ChunkPins) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.registry = registry
         self.nodes = nodes
         self.pins = pins
         self.progress = Progress()
-        self._wake = asyncio.Event()
+        self._again = False  # the last pass made progress: more may be possible now
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(settings.repair_concurrency)
         self._per_target: dict[str, asyncio.Semaphore] = {}
         self._last_unavailable = 0
         self._done_bytes: Counter[str] = Counter()  # this pass: bytes copied by reason
+        self._repaired: set[str] = set()  # this pass: chunks given back missing copies
         self._drain_waiting: set[str] = set()  # draining nodes already reported stuck
         # Since when a repeating condition ("stuck", "failed") has lasted, by event
         # kind: its events are one row with a count per episode (Store.add_event).
@@ -123,31 +131,22 @@ class Repairer:
         self._full_at = float("-inf")
         self._full_work = True
 
-    def wake(self) -> None:
-        """Something changed (a node's state, a drain, a bad replica): plan again soon."""
-        self._wake.set()
+    # wake(): something changed (a node's state, a drain, a bad replica): plan again soon.
 
-    async def run_forever(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.repair_interval)
-            self._wake.clear()
-            try:
-                stats = await self.run_once()
-            except Exception:
-                log.exception("repair pass failed; retrying later")
-                await asyncio.sleep(5)
-                continue
-            if stats["copies_done"] or stats["drops_done"]:
-                self._wake.set()  # more may be possible now (moves come in steps)
-                await asyncio.sleep(0.5)
-            # A pass that achieved nothing (every copy failed) waits for a change
-            # or for repair_interval: no hot loop against a broken source.
+    def after_pass(self, stats: dict[str, Any]) -> None:
+        # Moves come in steps: after one that did something, more may be possible.
+        self._again = bool(stats["copies_done"] or stats["drops_done"])
+
+    async def next_delay(self) -> float:
+        # A pass that achieved nothing (every copy failed) waits for a change or
+        # for repair_interval: no hot loop against a broken source.
+        return 0.5 if self._again else self.settings.repair_interval
 
     # -- one pass -------------------------------------------------------------
 
     def _node_infos(self) -> dict[str, NodeInfo]:
-        return {n.id: NodeInfo(n.id, n.state, n.admin_state)
+        # A node unreachable for longer than dead_after plans as a dead one.
+        return {n.id: NodeInfo(n.id, DEAD if n.gone else n.state, n.admin_state)
                 for n in self.registry.nodes.values()}
 
     def _needs_full_pass(self, key: PlacementKey | None = None) -> bool:
@@ -207,6 +206,7 @@ class Repairer:
             at_risk = Counter(p.copies for p in plans if p.copies < r)
             self._meta = await self.store.meta_ids([c.chunk_id for c in urgent + moves])
             self._done_bytes = Counter()
+            self._repaired = set()
             self.progress = Progress(
                 running=bool(urgent or moves), started=t0,
                 chunks_total=len(urgent) + len(moves),
@@ -256,14 +256,14 @@ class Repairer:
                 self._drain_waiting.discard(node.id)
                 await self.store.set_admin_state(node.id, DRAINED)
                 await self.store.add_event(
-                    "node_drained", f"{node.name} drained: it holds no chunk any more and "
+                    EventKind.NODE_DRAINED, f"{node.name} drained: it holds no chunk any more and "
                     "can be removed (tossit node remove)", node_id=node.id)
             elif progress:
                 self._drain_waiting.discard(node.id)
             elif node.id not in self._drain_waiting:
                 self._drain_waiting.add(node.id)
                 await self.store.add_event(
-                    "drain_waiting", f"drain of {node.name} is waiting: its last "
+                    EventKind.DRAIN_WAITING, f"drain of {node.name} is waiting: its last "
                     f"{held:,} chunk copies can only go once {self.settings.replicas} "
                     f"other online nodes hold them ({self._node_shortage(node.id)})",
                     severity="warning", node_id=node.id)
@@ -302,16 +302,16 @@ class Repairer:
         if stats["repaired"]:
             reasons = ", ".join(sorted({c.reason for c in urgent}))
             await self.store.add_event(
-                "repair", f"re-made copies of {plural(stats['repaired'], 'chunk')} "
+                EventKind.REPAIR, f"re-made copies of {plural(len(self._repaired), 'chunk')} "
                 f"({format_size(done.total() - done[REBALANCE])}){self._lost_from(plans)} "
                 f"in {format_duration(took)} ({reasons})", data=stats)
         if stats["moved"]:
             await self.store.add_event(
-                "rebalance", f"moved copies of {plural(stats['moved'], 'chunk')} "
+                EventKind.REBALANCE, f"moved copies of {plural(stats['moved'], 'chunk')} "
                 f"({format_size(done[REBALANCE])}) towards their placement", data=stats)
         if stats["failed"]:
             await self.store.add_event(
-                "repair_failed",
+                EventKind.REPAIR_FAILED,
                 f"{plural(stats['failed'], 'copy', 'copies')} could not be made; trying again "
                 "on the next pass",
                 severity="warning", data=stats, repeat_key=self._episode("repair_failed"))
@@ -320,7 +320,7 @@ class Repairer:
         await self._report_stuck(plans)
         if stats["unavailable"] and stats["unavailable"] != self._last_unavailable:
             await self.store.add_event(
-                "chunks_unavailable",
+                EventKind.CHUNKS_UNAVAILABLE,
                 f"{plural(stats['unavailable'], 'chunk', verb=('has', 'have'))} no readable copy "
                 "(their nodes are offline or dead)", severity="error")
         self._last_unavailable = stats["unavailable"]
@@ -354,7 +354,7 @@ class Repairer:
         if not stuck:
             if self._since.pop("repair_stuck", None) is not None:
                 await self.store.add_event(
-                    "repair_resumed", "repair is no longer stuck: the missing copies can "
+                    EventKind.REPAIR_RESUMED, "repair is no longer stuck: the missing copies can "
                     "be made again")
             return
         first = "repair_stuck" not in self._since
@@ -364,7 +364,7 @@ class Repairer:
         if first:
             log.warning("%s", msg)
         await self.store.add_event(
-            "repair_stuck", msg, severity="error" if min(p.copies for p in stuck) <= 1
+            EventKind.REPAIR_STUCK, msg, severity="error" if min(p.copies for p in stuck) <= 1
             else "warning", repeat_key=key,
             data={"chunks": len(stuck), "nodes_can_take": can_take, "why": why,
                   "sample": [p.chunk_id for p in stuck[:20]]})
@@ -413,6 +413,8 @@ class Repairer:
                 self.progress.chunks_done += 1
                 self.progress.bytes_done += c.size
                 self._done_bytes[c.reason] += c.size
+                if c.reason != REBALANCE:
+                    self._repaired.add(c.chunk_id)
                 return True
         finally:
             self.pins.unpin(c.chunk_id)

@@ -24,9 +24,12 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-ONLINE, SUSPECT, OFFLINE, DEAD = "online", "suspect", "offline", "dead"
-DRAINING, DRAINED = "draining", "drained"
-READABLE = (ONLINE, SUSPECT)
+from tossit.brain.states import READABLE_STATES as READABLE
+from tossit.brain.states import AdminState, NodeState
+
+ONLINE, SUSPECT, OFFLINE, DEAD = (NodeState.ONLINE, NodeState.SUSPECT, NodeState.OFFLINE,
+                                  NodeState.DEAD)
+DRAINING, DRAINED = AdminState.DRAINING, AdminState.DRAINED
 
 # Why a copy is made or dropped (the event log and the status page show these).
 UNDER_REPLICATED = "under-replicated"

@@ -16,6 +16,7 @@ from typing import Any
 from tossit.auth.mac import BRAIN, Signer, Verifier
 from tossit.auth.secretfile import CLUSTER_SECRET_FILE, MASTER_KEY_FILE, ensure_secret
 from tossit.auth.throttle import WrongKeys
+from tossit.brain.activity import ActivityLog
 from tossit.brain.brainlock import BrainLock, BrainLockError
 from tossit.brain.brains import BrainDirectory, brain_id
 from tossit.brain.commits import CommitBatcher
@@ -38,6 +39,7 @@ from tossit.brain.schema import SchemaTooNew, check_not_too_new
 from tossit.brain.scrubs import ScrubWatch
 from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
+from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.brain.trash import TrashService
 from tossit.config import BrainSettings, plural
@@ -93,6 +95,7 @@ class Brain:
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.event_pruner = EventPruner(settings, self.store)
+        self.activity = ActivityLog(self.store)  # who uploaded and deleted what
         self.started = time.time()
         self.cluster_id: str | None = None  # loaded at start (metadata state "cluster")
         self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
@@ -115,6 +118,7 @@ class Brain:
         if self.lock.shared:
             self.store.fence = self.lock.still_leader
             self.repairer.publish = True
+            self.collector.publish = True
         try:
             if self.leader:
                 await migrate(self.url)
@@ -133,6 +137,7 @@ class Brain:
             await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key)
         await self._load_nodes()
         await self.nodes.start()
+        self.activity.start()
         if self.lock.shared:
             self._own_tasks.append(asyncio.create_task(
                 self.directory.run_forever(lambda: "leader" if self.leader else "follower"),
@@ -144,7 +149,7 @@ class Brain:
         role = "" if not self.lock.shared else (
             " as the leader" if self.leader else " as a follower")
         await self.store.add_event(
-            "brain_started", f"brain started{role} (R={self.settings.replicas}, "
+            EventKind.BRAIN_STARTED, f"brain started{role} (R={self.settings.replicas}, "
             f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
         log.info("brain ready%s: metadata at %s", role, self.url.split("@")[-1])
 
@@ -204,7 +209,7 @@ class Brain:
         resigned = await self.store.log.follow_key(self.store.pack_key)
         if resigned:
             await self.store.add_event(
-                "manifests_resigned", f"the cluster secret changed: {resigned:,} manifest "
+                EventKind.MANIFESTS_RESIGNED, f"the cluster secret changed: {resigned:,} manifest "
                 "entries are written to the nodes again, signed with the new one",
                 severity="warning")
         self.commits.start()
@@ -244,7 +249,7 @@ class Brain:
             await asyncio.sleep(TAKEOVER_GRACE)
         await self._load_nodes()
         await self._lead()
-        await self.store.add_event("brain_leader", f"{self.directory.url} now leads the "
+        await self.store.add_event(EventKind.BRAIN_LEADER, f"{self.directory.url} now leads the "
                                    "cluster (the previous leader stopped)", severity="warning")
 
     async def _demote(self) -> None:
@@ -295,7 +300,7 @@ class Brain:
         result = await self.drill.run()
         await self.store.set_state("drill", result)
         await self.store.add_event(
-            "drill", f"fire drill: {result['summary']}",
+            EventKind.DRILL, f"fire drill: {result['summary']}",
             severity="info" if result["ok"] else "error",
             data={k: v for k, v in result.items() if k != "summary"})
         return result
@@ -325,7 +330,7 @@ class Brain:
         for cid in chunks:
             await self.store.set_replica_state(cid, node_id, "corrupt")
         CORRUPT_COPIES.labels("scrub").inc(len(chunks))
-        await self.store.add_event("replica_corrupt", message, severity="warning",
+        await self.store.add_event(EventKind.REPLICA_CORRUPT, message, severity="warning",
                                    node_id=node_id, data={"chunks": chunks[:100]})
         self.repairer.wake()
 
@@ -340,6 +345,7 @@ class Brain:
             with contextlib.suppress(Exception):
                 await self.directory.renew("stopped")
         await self.commits.stop()
+        await self.activity.stop()
         if self.leader:
             await self.collector.intents.close()
         await self.scrubs.close()

@@ -38,6 +38,7 @@ from tossit.brain.models import Base, ManifestEntry, Object, PackOutbox, WebSess
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_size
 from tossit.manifests import SYSTEM_BUCKET, AnyEntry, KeyEntry, TrashEntry, put_entry
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.snapshots")
 PREFIX = "snapshots/"
@@ -46,9 +47,14 @@ PIECE = 1 << 20
 _SKIPPED = (WebSession.__tablename__, PackOutbox.__tablename__, "alembic_version")
 
 
-class Snapshotter:
+class Snapshotter(Periodic):
+    name = "metadata snapshot"
+    wait_first = True
+    retry_after = 60.0
+
     def __init__(self, settings: BrainSettings, store: Store, url: str, ingest: Ingest,
                  commits: CommitBatcher) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.url = url
@@ -58,19 +64,20 @@ class Snapshotter:
         self.last_error: str | None = None
 
     async def run_forever(self) -> None:
-        interval = self.settings.snapshot_interval
-        if interval <= 0:
-            return
-        while True:
-            last = await self.store.get_state("snapshot")
-            due = (float(last["at"]) + interval - time.time()) if last else 60.0
-            await asyncio.sleep(max(5.0, due))
-            try:
-                await self.run_once()
-            except Exception as exc:
-                self.last_error = str(exc)
-                log.warning("metadata snapshot failed: %s; retrying in a minute", exc)
-                await asyncio.sleep(60)
+        if self.settings.snapshot_interval > 0:
+            await super().run_forever()
+
+    async def next_delay(self) -> float:
+        """Until the last snapshot is ``snapshot_interval`` old (a minute after a
+        first start), at least 5 s."""
+        last = await self.store.get_state("snapshot")
+        due = (float(last["at"]) + self.settings.snapshot_interval - time.time()
+               if last else 60.0)
+        return max(5.0, due)
+
+    def failed(self, exc: Exception) -> None:
+        self.last_error = str(exc)
+        log.warning("metadata snapshot failed: %s; retrying in a minute", exc)
 
     async def run_once(self, force: bool = False) -> dict[str, Any] | None:
         """Take a snapshot if the metadata changed since the last one (or

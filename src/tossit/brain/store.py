@@ -47,9 +47,10 @@ from tossit.brain.models import (
     TrashedObject,
 )
 from tossit.brain.sqlbatch import batches
+from tossit.brain.states import EventKind
 from tossit.chunking import DATA, META
 from tossit.config import format_duration, format_size
-from tossit.errors import ApiError
+from tossit.errors import ApiError, NameTaken
 from tossit.manifests import SYSTEM_BUCKET, AnyEntry, DelEntry, PurgeEntry, put_entry
 from tossit.names import numbered_name
 
@@ -92,11 +93,16 @@ class NewObject:
     on_conflict: str = "replace"
 
 
-class NameTaken(ApiError):
-    def __init__(self, bucket: str, key: str) -> None:
-        super().__init__(409, "name_taken", f"a file named {key!r} exists already; "
-                         "on_conflict=replace replaces it, on_conflict=rename keeps both",
-                         name=key, bucket=bucket)
+@dataclass(frozen=True)
+class NewEvent:
+    """An event written with others in one transaction (``Store.add_events``)."""
+
+    ts: float
+    kind: EventKind
+    message: str
+    severity: str = "info"
+    node_id: str | None = None
+    data: dict[str, Any] | None = None
 
 
 @dataclass
@@ -483,7 +489,7 @@ class Store:
             "overwritten" if why == {"overwritten"} else "deleted or overwritten")
         n = len(trashed)
         await s.execute(insert(_table(Event)).values(
-            ts=now, kind="trash_moved", severity="info", count=1,
+            ts=now, kind=EventKind.TRASH_MOVED.value, severity="info", count=1,
             message=f"{n:,} {verb} file{'' if n == 1 else 's'} moved to the trash "
                     f"({format_size(sum(t.size for t in trashed))}): {shown}{more}; "
                     f"restorable for {format_duration(self.trash_keep)}",
@@ -1091,7 +1097,7 @@ class Store:
     # -- events -------------------------------------------------------------
 
     async def add_event(
-        self, kind: str, message: str, *, severity: str = "info",
+        self, kind: EventKind, message: str, *, severity: str = "info",
         node_id: str | None = None, data: dict[str, Any] | None = None,
         repeat_key: str | None = None,
     ) -> None:
@@ -1118,6 +1124,14 @@ class Store:
             if last is not None:
                 await s.flush()  # the new row takes its id before the old one goes
                 await s.delete(last)
+
+    async def add_events(self, events: Sequence[NewEvent]) -> None:
+        """Record several events in one transaction (no repeat folding)."""
+        if not events:
+            return
+        async with self.write() as s:
+            s.add_all([Event(ts=e.ts, kind=e.kind, severity=e.severity, message=e.message,
+                             node_id=e.node_id, data=e.data, count=1) for e in events])
 
     async def prune_events(self, older_than: float, keep: int, batch: int = 5000) -> int:
         """Delete events last seen before ``older_than`` (epoch seconds), then all

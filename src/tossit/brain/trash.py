@@ -16,8 +16,6 @@ Every step is an event, naming who asked when a key did.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,8 +24,10 @@ from typing import Any
 from tossit.brain.commits import ManifestNotStored
 from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.models import TrashedObject
+from tossit.brain.states import EventKind
 from tossit.brain.store import Applied, Restored, Store
 from tossit.config import BrainSettings, format_duration, format_size, plural
+from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.trash")
 PURGE_BATCH = 500  # files purged per transaction (emptying a big trash takes several)
@@ -45,14 +45,21 @@ def _names(files: Sequence[TrashedObject], n: int = 5) -> str:
     return shown + (f" and {len(files) - n:,} more" if len(files) > n else "")
 
 
-class TrashService:
+class TrashService(Periodic):
+    """The trash's actions, and (the leader's ``run_forever``) the loop that
+    purges expired files. With the trash off it still looks now and then: files
+    trashed while it was on expire on their own schedule."""
+
+    name = "trash purge"
+    retry_after = 30.0
+
     def __init__(self, settings: BrainSettings, store: Store, writer: ManifestWriter,
                  release: Callable[[list[str]], None]) -> None:
+        super().__init__()
         self.settings = settings
         self.store = store
         self.writer = writer
         self.release = release  # the collector's: chunks that may be garbage now
-        self._wake = asyncio.Event()
 
     @property
     def keep(self) -> float:
@@ -85,8 +92,9 @@ class TrashService:
                         if done.done.trashed else
                         f"; it replaced the file that had the name (id {done.replaced})")
         await self.store.add_event(
-            "trash_restored", f"restored {obj.key!r} (id {obj.id}, {format_size(obj.size)}) "
-            f"from the trash {by}{replaced}",
+            EventKind.TRASH_RESTORED,
+            f"restored {obj.key!r} (id {obj.id}, {format_size(obj.size)}) from the trash "
+            f"{by}{replaced}",
             data={"id": obj.id, "name": obj.key, "bucket": bucket, "replaced": done.replaced})
         await self._publish(done.done, must_store=True)
         return done
@@ -108,7 +116,7 @@ class TrashService:
             return None
         f = found[0]
         await self.store.add_event(
-            "trash_purged", f"deleted {f.key!r} (id {f.id}, {format_size(f.size)}) from "
+            EventKind.TRASH_PURGED, f"deleted {f.key!r} (id {f.id}, {format_size(f.size)}) from "
             f"the trash for good {by}", data={"id": f.id, "name": f.key, "bytes": f.size})
         return f
 
@@ -124,7 +132,7 @@ class TrashService:
             files += await self.purge(ids)
         size = sum(f.size for f in files)
         await self.store.add_event(
-            "trash_emptied", f"emptied the trash {by}: {plural(len(files), 'file')} "
+            EventKind.TRASH_EMPTIED, f"emptied the trash {by}: {plural(len(files), 'file')} "
             f"({format_size(size)}) deleted for good"
             + (f": {_names(files)}" if files else ""),
             data={"files": len(files), "bytes": size})
@@ -144,23 +152,13 @@ class TrashService:
         if files:
             size = sum(f.size for f in files)
             await self.store.add_event(
-                "trash_expired", f"{plural(len(files), 'file')} ({format_size(size)}) "
+                EventKind.TRASH_EXPIRED, f"{plural(len(files), 'file')} ({format_size(size)}) "
                 f"purged from the trash after {format_duration(self.keep)}: {_names(files)}",
                 data={"files": len(files), "bytes": size, "ids": [f.id for f in files[:100]]})
         return len(files)
 
-    def wake(self) -> None:
-        self._wake.set()
+    async def next_delay(self) -> float:
+        return purge_every(self.keep) if self.keep else MAX_PURGE_EVERY
 
-    async def run_forever(self) -> None:
-        """The leader's loop. With the trash off it still runs now and then:
-        files trashed while it was on expire on their own schedule."""
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:  # a bad pass must not stop the brain
-                log.warning("could not purge the trash: %s", exc)
-            self._wake.clear()
-            every = purge_every(self.keep) if self.keep else MAX_PURGE_EVERY
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every)
+    def failed(self, exc: Exception) -> None:  # a bad pass must not stop the brain
+        log.warning("could not purge the trash: %s", exc)

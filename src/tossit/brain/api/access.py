@@ -31,6 +31,7 @@ from tossit.auth.mac import MacError
 from tossit.brain.api.common import brain_of
 from tossit.brain.keys import KeyInfo
 from tossit.brain.sessions import COOKIE
+from tossit.brain.states import EventKind
 from tossit.config import format_duration, plural
 from tossit.errors import ApiError
 
@@ -75,7 +76,7 @@ async def key_for(request: Request, secret: str, doing: str) -> KeyInfo | None:
         locked = (f"; {plural(count, 'wrong key')} within a minute, so it waits "
                   f"{format_duration(lock)} before its next try" if lock else "")
         await brain.store.add_event(
-            "sign_in_failed" if doing == SIGNING_IN else "key_refused",
+            EventKind.SIGN_IN_FAILED if doing == SIGNING_IN else EventKind.KEY_REFUSED,
             f"{doing} refused from {address}: unknown API key{locked}", severity="warning",
             data={"address": address, "wrong_keys": count, "locked_s": lock})
     if lock:

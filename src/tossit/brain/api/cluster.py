@@ -11,12 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
+from tossit.brain.gc import ALARM_STATE
 from tossit.brain.metrics import TRAFFIC
 from tossit.brain.models import Event
 from tossit.brain.registry import (
     OFFLINE,
     READABLE_STATES,
     SUSPECT,
+    UNREACHABLE,
     cluster_capacity,
     shared_fates,
 )
@@ -122,13 +124,13 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     totals["trash"]["keep_s"] = brain.settings.trash_keep
     pack_hist = packs.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
-    alarm = brain.collector.alarm
+    alarm = await _alarm(brain)
     kept, kept_bytes = brain.collector.unknown_kept
     return {
         "cluster_id": brain.cluster_id,
         # Not None: this brain's metadata may not be the cluster's (strangers, packs
         # newer than it, nodes of another cluster); see tossit.brain.strangers.
-        "needs_recovery": alarm.message(),
+        "needs_recovery": alarm["message"],
         "replicas": r,
         "write_quorum": brain.settings.quorum,
         "chunk_size": brain.settings.chunk_size,
@@ -155,7 +157,7 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             "waiting": await brain.store.log.outbox_count(older_than=STUCK_AFTER),
             "outbox": await brain.store.log.outbox_count(),
             "last_error": brain.manifests.last_error,
-            "deletions_frozen": alarm.message() if alarm.blocks_deletion else None,
+            "deletions_frozen": alarm["message"] if alarm["blocks_deletion"] else None,
             # Copies no file and no intent names: kept, never deleted on absence alone.
             "unknown_kept": {"copies": kept, "bytes": kept_bytes},
         },
@@ -197,14 +199,31 @@ async def _drill(brain: Brain) -> dict[str, Any]:
             "age_s": None if last is None else round(time.time() - float(last["at"]), 1)}
 
 
+async def _alarm(brain: Brain) -> dict[str, Any]:
+    """The recovery alarm: this brain's own when it leads (its loops see the
+    nodes), else what the leader last wrote to the shared database."""
+    if brain.leader:
+        return {"message": brain.collector.alarm.message(),
+                "blocks_deletion": brain.collector.alarm.blocks_deletion}
+    return await brain.store.get_state(ALARM_STATE) or {"message": None,
+                                                         "blocks_deletion": False}
+
+
 def _grace(brain: Brain) -> list[dict[str, Any]]:
-    """Silent nodes within their grace period: their copies still count, so the
-    repairer deliberately waits; this says for how much longer."""
+    """Silent (or unreachable) nodes within their grace period: their copies
+    still count, so the repairer deliberately waits; this says for how much longer."""
     now = time.monotonic()
-    return [{"node_id": n.id, "name": n.name, "state": n.state,
-             "dead_in_s": round(max(0.0, brain.settings.dead_after - (now - n.seen_mono)), 1)}
-            for n in sorted(brain.registry.nodes.values(), key=lambda v: v.name)
-            if n.state in (SUSPECT, OFFLINE)]
+    out = []
+    for n in sorted(brain.registry.nodes.values(), key=lambda v: v.name):
+        if n.state in (SUSPECT, OFFLINE):
+            since = n.seen_mono
+        elif n.state == UNREACHABLE and n.unreachable_since is not None and not n.written_off:
+            since = n.unreachable_since
+        else:
+            continue
+        out.append({"node_id": n.id, "name": n.name, "state": n.state, "dead_in_s": round(
+            max(0.0, brain.settings.dead_after - (now - since)), 1)})
+    return out
 
 
 @router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first")

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
+from tossit.brain.activity import DELETED, UPLOADED
+from tossit.brain.api.access import who
 from tossit.brain.api.common import (
     brain_of,
     check_name,
@@ -19,11 +21,12 @@ from tossit.brain.api.common import (
     upload_filename,
 )
 from tossit.brain.ingest import UploadResult
+from tossit.brain.keys import KeyInfo
 from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
-from tossit.brain.store import NameTaken
-from tossit.errors import ApiError, error_responses
+from tossit.brain.states import EventKind
+from tossit.errors import ApiError, NameTaken, error_responses
 from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
 
@@ -102,7 +105,16 @@ async def _describe(brain: Brain, objs: list[Object]) -> list[dict[str, Any]]:
     return [_file_json(brain, o, per_obj.get(o.id, [])) for o in objs]
 
 
-async def _uploaded(brain: Brain, result: UploadResult) -> JSONResponse:
+def _noted(request: Request, action: EventKind, bucket: str, obj: Object) -> None:
+    """Count the change for the activity log, with who made it."""
+    key: KeyInfo | None = getattr(request.state, "key", None)
+    brain_of(request).activity.note(action, who(request), key.id if key else None, bucket,
+                                    obj.key, obj.size, obj.id)
+
+
+async def _uploaded(request: Request, result: UploadResult) -> JSONResponse:
+    brain = brain_of(request)
+    _noted(request, UPLOADED, result.bucket, result.obj)
     # The upload knows where its chunks went: no need to ask the database again.
     unique = {cid: set(nodes) for cid, nodes in result.replicas.items()}
     body = _file_json(brain, result.obj, list(unique.values()))
@@ -157,7 +169,7 @@ async def upload_multipart(request: Request, on_conflict: OnConflict = "replace"
     except ClientDisconnect:
         log.info("client went away during an upload; nothing committed")
         return Response(status_code=499)
-    return await _uploaded(brain, result)
+    return await _uploaded(request, result)
 
 
 @router.put("/api/files/{name:anypath}", status_code=201, openapi_extra=_RAW_BODY,
@@ -187,7 +199,7 @@ async def upload_raw(name: str, request: Request,
         return Response(status_code=499)
     if size_hint is not None and result.obj.size != size_hint:  # pragma: no cover - uvicorn checks
         raise ApiError(400, "size_mismatch", "body length differs from Content-Length")
-    return await _uploaded(brain, result)
+    return await _uploaded(request, result)
 
 
 @router.get("/api/files", summary="List files")
@@ -313,7 +325,9 @@ async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
     default) the file goes there, restorable (``/api/trash``); else its chunks
     no other file uses are freed on the nodes."""
     brain = brain_of(request)
+    obj = await _object(brain, file_id)  # its name, for the activity log
     if not await brain.commits.delete(file_id):
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
+    _noted(request, DELETED, await brain.store.bucket_name(obj.bucket_id), obj)
     return {"id": file_id, "deleted": True, "trash": brain.settings.trash_keep > 0}
 

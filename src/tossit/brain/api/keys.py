@@ -12,6 +12,7 @@ from tossit.auth.keys import KEY_ID_PATTERN, Role
 from tossit.brain.api.access import Access, authenticate, who
 from tossit.brain.api.common import before_body, brain_of, iso
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
+from tossit.brain.states import EventKind
 from tossit.errors import ApiError, error_responses
 from tossit.names import unsafe_char
 
@@ -64,7 +65,7 @@ async def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
     brain = brain_of(request)
     expires = time.time() + body.expires_in if body.expires_in else None
     info, secret = await brain.keys.create(body.name, body.role, expires)
-    await brain.store.add_event("key_created", f"{info.role.value} key {info.id} "
+    await brain.store.add_event(EventKind.KEY_CREATED, f"{info.role.value} key {info.id} "
                                 f"({info.name}) created {who(request)}")
     return {**key_json(info), "secret": secret}
 
@@ -87,6 +88,6 @@ async def revoke_key(request: Request,
         raise ApiError(409, "last_admin_key",
                        "this is the last usable admin key: create another admin key first"
                        ) from None
-    await brain.store.add_event("key_revoked",
+    await brain.store.add_event(EventKind.KEY_REVOKED,
                                 f"key {info.id} ({info.name}) revoked {who(request)}")
     return key_json(info)

@@ -22,6 +22,7 @@ from tossit.brain.registry import (
     NodeView,
 )
 from tossit.brain.service import Brain
+from tossit.brain.states import EventKind
 from tossit.brain.strangers import Suspect, cluster_refusal
 from tossit.config import format_size, plural
 from tossit.errors import ApiError, error_responses
@@ -112,13 +113,15 @@ async def _check_cluster(brain: Brain, report: NodeReport) -> None:
     metadata is probably not the one its chunks belong to."""
     why = cluster_refusal(brain.cluster_id, report.cluster, report.adopt)
     if why is None:
-        brain.collector.alarm.refused.pop(report.id, None)
+        if brain.collector.alarm.refused.pop(report.id, None) is not None:
+            await brain.collector.publish_alarm()
         return
     first = report.id not in brain.collector.alarm.refused
     brain.collector.alarm.refused[report.id] = Suspect(report.name, why)
+    await brain.collector.publish_alarm()
     log.warning("refused node %s (%s): %s", report.name, report.address, why)
     if first:
-        await brain.store.add_event("node_refused", f"{report.name} refused: {why}",
+        await brain.store.add_event(EventKind.NODE_REFUSED, f"{report.name} refused: {why}",
                                     severity="error", data={
                                         "node": report.id, "address": report.address,
                                         "cluster": report.cluster})
@@ -149,7 +152,7 @@ async def register(report: NodeReport, request: Request,
     await _probe(brain, view)
     if new:
         msg = f"{report.name} joined ({report.address}, zone {report.zone})"
-        await brain.store.add_event("node_joined", msg, node_id=report.id)
+        await brain.store.add_event(EventKind.NODE_JOINED, msg, node_id=report.id)
         brain.repairer.wake()  # placement changed: rebalance
     elif was is not None:
         if was[0] != ONLINE and view.state == ONLINE:
@@ -171,17 +174,18 @@ async def _probe(brain: Brain, view: NodeView) -> None:
     view.probed_mono = time.monotonic()
     if problem == view.address_problem:
         return
-    view.address_problem = problem
+    view.set_address_problem(problem)
     if problem is not None:
         view.state = UNREACHABLE
         await brain.store.set_node_state(view.id, UNREACHABLE, view.rtt_ms)
         log.warning("node %s is unreachable: %s", view.name, problem)
-        await brain.store.add_event("node_unreachable", f"{view.name} unreachable: {problem}",
+        await brain.store.add_event(EventKind.NODE_UNREACHABLE,
+                                    f"{view.name} unreachable: {problem}",
                                     severity="error", node_id=view.id)
     elif view.state == UNREACHABLE:
         view.state = ONLINE
         await brain.store.set_node_state(view.id, ONLINE, view.rtt_ms)
-        await brain.store.add_event("node_online", f"{view.name} reachable again at "
+        await brain.store.add_event(EventKind.NODE_ONLINE, f"{view.name} reachable again at "
                                     f"{view.address}", node_id=view.id)
         brain.repairer.wake()
 
@@ -192,7 +196,7 @@ async def _back_online(brain: Brain, report: NodeReport, was: str) -> None:
                "again and the extra ones are removed once every chunk has R copies")
     else:
         msg = f"{report.name} back online (was {was}); no repair needed"
-    await brain.store.add_event("node_online", msg, node_id=report.id)
+    await brain.store.add_event(EventKind.NODE_ONLINE, msg, node_id=report.id)
     brain.repairer.wake()
     brain.collector.request_sweep()  # what did it lose or keep while away?
 
@@ -208,7 +212,7 @@ async def _placement_inputs_changed(brain: Brain, report: NodeReport, capacity: 
         changes.append(f"zone {zone} -> {report.zone}")
     if changes:
         await brain.store.add_event(
-            "node_changed", f"{report.name}: {', '.join(changes)}; rebalancing towards "
+            EventKind.NODE_CHANGED, f"{report.name}: {', '.join(changes)}; rebalancing towards "
             "the new placement", node_id=report.id)
         brain.repairer.wake()
 
@@ -272,7 +276,7 @@ async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str,
         view.admin_state = DRAINING
         await brain.store.set_admin_state(node_id, DRAINING)
         await brain.store.add_event(
-            "node_draining", f"draining {view.name} {who(request)}: "
+            EventKind.NODE_DRAINING, f"draining {view.name} {who(request)}: "
             f"{plural(view.chunk_count, 'chunk')} will be copied to other nodes",
             node_id=node_id)
         brain.repairer.wake()
@@ -288,7 +292,7 @@ async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[st
         view.admin_state = None
         await brain.store.set_admin_state(node_id, None)
         await brain.store.add_event(
-            "node_undrained", f"{view.name} takes new chunks again (drain cancelled "
+            EventKind.NODE_UNDRAINED, f"{view.name} takes new chunks again (drain cancelled "
             f"{who(request)})", node_id=node_id)
         brain.repairer.wake()
     return node_json(view)
@@ -349,7 +353,7 @@ async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
         raise refusal
     await brain.store.forget_node(node_id)
     brain.registry.nodes.pop(node_id, None)
-    await brain.store.add_event("node_removed",
+    await brain.store.add_event(EventKind.NODE_REMOVED,
                                 f"{view.name} removed from the cluster {who(request)}",
                                 node_id=node_id)
     brain.repairer.wake()

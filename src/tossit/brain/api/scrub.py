@@ -16,6 +16,7 @@ from tossit.brain.api.common import AuthBeforeBody, brain_of
 from tossit.brain.registry import NodeView
 from tossit.brain.scrubs import summary
 from tossit.brain.service import Brain
+from tossit.brain.states import EventKind
 from tossit.config import format_size, parse_rate
 from tossit.errors import ApiError, error_responses
 
@@ -66,7 +67,7 @@ async def scrub_action(request: Request,
     done = [r["name"] for r in rows if r["error"] is None]
     if done:
         verb = {"start": "started", "pause": "paused", "resume": "resumed"}[action]
-        await brain.store.add_event("scrub", f"scrub {verb} on {', '.join(done)} "
+        await brain.store.add_event(EventKind.SCRUB, f"scrub {verb} on {', '.join(done)} "
                                     f"{who(request)}")
     return {"nodes": rows}
 
@@ -89,6 +90,6 @@ async def scrub_rate(body: RateBody, request: Request) -> dict[str, Any]:
     rows = await brain.scrubs.call("rate", _targets(brain, body.node), rate)
     done = [r["name"] for r in rows if r["error"] is None]
     if done:
-        await brain.store.add_event("scrub", f"scrub rate set to {format_size(rate)}/s on "
+        await brain.store.add_event(EventKind.SCRUB, f"scrub rate set to {format_size(rate)}/s on "
                                     f"{', '.join(done)} {who(request)}")
     return {"nodes": rows, "rate": rate}

@@ -20,6 +20,7 @@ from tossit.brain.api.access import CSRF_HEADER, SIGNING_IN, authenticate, key_f
 from tossit.brain.api.common import brain_of
 from tossit.brain.api.keys import key_json
 from tossit.brain.sessions import COOKIE
+from tossit.brain.states import EventKind
 from tossit.errors import ApiError, error_responses
 
 router = APIRouter(tags=["session"])
@@ -52,7 +53,7 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> dict[st
     response.set_cookie(
         COOKIE, token, max_age=max(1, int(expires - time.time())), path="/", httponly=True,
         samesite="strict", secure=request.url.scheme == "https")
-    await brain.store.add_event("signed_in", f"{key.name} ({key.id}, {key.role.value}) "
+    await brain.store.add_event(EventKind.SIGNED_IN, f"{key.name} ({key.id}, {key.role.value}) "
                                 "signed in to the dashboard")
     return key_json(key)
 

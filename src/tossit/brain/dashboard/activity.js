@@ -17,6 +17,12 @@ const KIND_WORDS = {
   repair_failed: "Repair failed", repair_stuck: "Repair stuck", rebalance: "Rebalance", gc: "Garbage collection",
   key_created: "Key created", key_revoked: "Key revoked", signed_in: "Signed in",
   sign_in_failed: "Sign-in refused", key_refused: "Wrong key", chunks_unavailable: "Chunks unavailable",
+  files_uploaded: "Uploaded", files_deleted: "Deleted",
+  trash_moved: "Moved to trash", trash_restored: "Restored", trash_purged: "Deleted forever",
+  trash_expired: "Trash expired", trash_emptied: "Trash emptied", brain_leader: "Brain took the lead",
+  node_unreachable: "Node unreachable", node_refused: "Node refused", repair_resumed: "Repair resumed",
+  gc_capped: "Sweep capped", scrub: "Scrub", drill: "Fire drill", metadata_rebuilt: "Metadata rebuilt",
+  metadata_behind: "Metadata behind", needs_recovery: "Needs recovery", manifests_resigned: "Manifests re-signed",
 };
 
 export function kindLabel(kind) {

@@ -3,7 +3,8 @@
 import { api, get, setUnauthorizedHandler } from "./api.js";
 import { $, h, replace } from "./dom.js";
 import { emit, on, state } from "./store.js";
-import { retryNow, startStream, stopStream } from "./stream.js";
+import { startStream, stopStream } from "./stream.js";
+import { setPageTitle, startHealth, stopHealth } from "./strip.js";
 import { toast } from "./ui.js";
 import * as overview from "./overview.js";
 import * as nodes from "./nodes.js";
@@ -51,7 +52,7 @@ function route() {
     if (active) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  document.title = `${found.r.title} · TossIt`;
+  setPageTitle(found.r.title);
   const unmount = found.r.view.mount(main, { params, match: found.m });
   current = { route: found.r, unmount };
 }
@@ -69,6 +70,7 @@ function showSignIn(notice) {
   state.events = [];
   for (const d of document.querySelectorAll("dialog")) d.close();
   abortAll();
+  stopHealth();
   $("#shell").hidden = true;
   $("#signin").hidden = false;
   const n = $("#signin-notice");
@@ -97,6 +99,7 @@ async function enter(me) {
     $("#signout").hidden = false;
   }
   setLive(null);
+  startHealth();
   // The backlog first, then the stream from the newest event in it: no gap.
   loadEvents().then(startStream);
   route();
@@ -169,22 +172,13 @@ async function signOut() {
   showSignIn("You are signed out.");
 }
 
-// -- live indicator and the lost-connection banner ------------------------------
+// -- live indicator (the lost connection is said by the health strip, strip.js) ---
 
 function setLive(ok) {
   const live = $("#live");
   live.classList.toggle("ok", ok === true);
   live.classList.toggle("bad", ok === false);
   $("#live-text").textContent = ok === true ? "Live" : ok === false ? "Offline" : "Connecting…";
-  const banner = $("#banner");
-  if (ok === false) {
-    const retry = h("button", { class: "btn small", type: "button" }, "Retry now");
-    retry.addEventListener("click", retryNow);
-    replace(banner, h("span", "Lost connection to the brain — retrying…"), retry);
-    banner.hidden = false;
-  } else {
-    banner.hidden = true;
-  }
 }
 
 // -- start ------------------------------------------------------------------

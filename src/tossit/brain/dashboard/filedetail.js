@@ -31,7 +31,13 @@ export function mount(root, { match }) {
     }
   };
 
+  let picked = null; // {chunk, node} of the cell last tapped or focused: kept across live re-renders
+
   const render = () => {
+    const hadFocus = document.activeElement && document.activeElement.classList.contains("cm-cell");
+    // A live re-render must not throw the reader back to the map's top-left corner.
+    const oldWrap = body.querySelector(".chunkmap-wrap");
+    const scrolled = oldWrap ? [oldWrap.scrollLeft, oldWrap.scrollTop] : null;
     const f = info;
     const writeNote = whyNot(role(), "readwrite");
     const del = actionButton("Delete", { kind: "danger", iconName: "trash", why: writeNote ? `${writeNote} to delete files` : null, small: false, attrs: { id: "detail-delete" } });
@@ -66,6 +72,58 @@ export function mount(root, { match }) {
         h("div", { class: "fact wide" }, h("span", { class: "fact-k" }, "SHA-256"), h("code", { class: "hash", id: "file-sha" }, f.sha256),
           h("span", { class: "muted small" }, "Every download is checked against each chunk's SHA-256; compare with sha256sum."))),
       chunkMap(f));
+    const wrap = body.querySelector(".chunkmap-wrap");
+    if (wrap && scrolled) [wrap.scrollLeft, wrap.scrollTop] = scrolled;
+    const table = body.querySelector("#chunk-map");
+    if (table) wireMap(table, body.querySelector("#cm-detail"), hadFocus);
+  };
+
+  // The map is one tab stop (a roving tabindex): arrows move between cells,
+  // and tapping, clicking or focusing a cell says what it holds below the map.
+  const wireMap = (table, detail, refocus) => {
+    const cells = [...table.querySelectorAll("td.cm-cell")];
+    if (!cells.length) return;
+    const find = (p) => p && cells.find((c) => c.dataset.node === p.node && c.closest("tr").dataset.chunk === p.chunk);
+    const show = (td, focus) => {
+      for (const c of cells) {
+        c.tabIndex = c === td ? 0 : -1;
+        c.classList.toggle("picked", c === td);
+      }
+      const tr = td.closest("tr");
+      picked = { chunk: tr.dataset.chunk, node: td.dataset.node };
+      const hash = tr.querySelector(".cm-hash");
+      detail.textContent = `Chunk #${tr.dataset.chunk} (${hash ? hash.textContent : ""}…) on ${td.title}`;
+      detail.hidden = false;
+      if (focus) td.focus({ preventScroll: focus === "quiet" });
+    };
+    const start = find(picked);
+    if (start) show(start, refocus ? "quiet" : false);
+    else cells[0].tabIndex = 0;
+    table.addEventListener("click", (ev) => {
+      const td = ev.target.closest("td.cm-cell");
+      if (td) show(td, true);
+    });
+    table.addEventListener("focusin", (ev) => {
+      const td = ev.target.closest("td.cm-cell");
+      if (td && !td.classList.contains("picked")) show(td, false);
+    });
+    table.addEventListener("keydown", (ev) => {
+      const td = ev.target.closest("td.cm-cell");
+      if (!td) return;
+      const row = td.closest("tr");
+      const col = [...row.querySelectorAll("td.cm-cell")].indexOf(td);
+      let to = null;
+      if (ev.key === "ArrowRight") to = td.nextElementSibling;
+      else if (ev.key === "ArrowLeft") to = td.previousElementSibling;
+      else if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+        const other = ev.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling;
+        to = other ? other.querySelectorAll("td.cm-cell")[col] : null;
+      } else if (ev.key === "Home") to = row.querySelector("td.cm-cell");
+      else if (ev.key === "End") to = [...row.querySelectorAll("td.cm-cell")].pop();
+      else return;
+      ev.preventDefault();
+      if (to && to.classList.contains("cm-cell")) show(to, true);
+    });
   };
 
   const chunkMap = (f) => {
@@ -114,6 +172,7 @@ export function mount(root, { match }) {
         h("p", { class: "muted small" }, `${plural(chunks.length, "chunk")} × ${plural(cols.length, "node")}`)),
       legend(),
       chunks.length ? h("div", { class: "chunkmap-wrap" }, table) : emptyState("This file is empty: it has no chunks."),
+      chunks.length ? h("p", { class: "cm-detail", id: "cm-detail", role: "status" }, "Tap or click a cell (or use the arrow keys in the map) to see what it holds.") : null,
       more);
   };
 
@@ -169,7 +228,7 @@ function cell(replica, wanted, col) {
   } else if (wanted) kind = "wanted";
   const [mark, help] = CELLS[kind];
   const title = kind === "none" ? `${col.name}: no copy` : `${col.name}: ${help}${label && label !== "missing" ? ` (${label})` : ""}`;
-  return h("td", { class: `cm-cell c-${kind}`, title, dataset: { cell: kind } },
+  return h("td", { class: `cm-cell c-${kind}`, title, dataset: { cell: kind, node: col.name } },
     mark ? h("span", { class: "cm-mark", "aria-hidden": "true" }, mark) : null,
     h("span", { class: "sr-only" }, kind === "none" ? "no copy" : kind));
 }

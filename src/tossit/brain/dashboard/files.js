@@ -6,7 +6,7 @@ import { h, icon, replace } from "./dom.js";
 import { bytes, dateTime, num, plural, ago, sinceIso } from "./format.js";
 import { on, role, state } from "./store.js";
 import { deleteNote } from "./trash.js";
-import { actionButton, confirmDialog, emptyState, pageHeader, progressBar, toast } from "./ui.js";
+import { actionButton, confirmDialog, emptyState, pageHeader, progressBar, toast, whyIdOf } from "./ui.js";
 import { detachPanel, enqueue, uploadsPanel } from "./uploads.js";
 
 const SIZES = [25, 50, 100, 200];
@@ -33,13 +33,14 @@ export function mount(root, { params }) {
   const picker = h("input", { type: "file", multiple: true, id: "file-picker", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
   const uploadBtn = actionButton("Upload files", { kind: "primary", iconName: "upload", why: writeNote, small: false, attrs: { id: "upload-button" } });
   if (!writeNote) uploadBtn.addEventListener("click", () => picker.click());
+  const whyId = whyIdOf(uploadBtn); // the Delete buttons point at the Upload button's reason (it covers both)
   picker.addEventListener("change", () => {
     enqueue([...picker.files].map((file) => ({ file, name: file.name })));
     picker.value = "";
   });
   const search = h("input", { id: "file-search", type: "search", placeholder: "Search by name", value: q.search, "aria-label": "Search files by name", autocomplete: "off" });
   const totalText = h("span", { class: "muted", id: "file-total", role: "status" });
-  const bulkBtn = actionButton("Delete selected", { kind: "danger", iconName: "trash", why: writeNote, attrs: { id: "delete-selected" } });
+  const bulkBtn = actionButton("Delete selected", { kind: "danger", iconName: "trash", why: writeNote, whyId, attrs: { id: "delete-selected" } });
   const clearSel = h("button", { class: "btn small ghost", type: "button" }, "Clear selection");
   const selText = h("span", { class: "small" });
   const selBar = h("div", { class: "selbar", hidden: true }, selText, bulkBtn, clearSel);
@@ -210,7 +211,7 @@ export function mount(root, { params }) {
     });
     const rep = f.replication || {};
     const repCls = rep.state === "healthy" ? "ok" : rep.state === "degraded" ? "warn" : "crit";
-    const del = actionButton("Delete", { kind: "danger-ghost", iconName: "trash", why: writeNote, attrs: { "aria-label": `Delete ${f.name}`, dataset: { action: "delete" } } });
+    const del = actionButton("Delete", { kind: "danger-ghost", iconName: "trash", why: writeNote, whyId, attrs: { "aria-label": `Delete ${f.name}`, dataset: { action: "delete" } } });
     if (!writeNote) del.addEventListener("click", () => deleteOne(f));
     return h("tr", { dataset: { id: f.id, name: f.name } },
       h("td", { class: "check" }, box),
@@ -229,8 +230,8 @@ export function mount(root, { params }) {
   const renderPager = (from) => {
     const pages = Math.max(1, Math.ceil(total / q.size));
     const to = Math.min(total, q.page * q.size);
-    const prev = h("button", { class: "btn small", type: "button", disabled: q.page <= 1, id: "page-prev" }, "‹ Previous");
-    const next = h("button", { class: "btn small", type: "button", disabled: q.page >= pages, id: "page-next" }, "Next ›");
+    const prev = h("button", { class: "btn small", type: "button", disabled: q.page <= 1, id: "page-prev", "aria-describedby": "page-of" }, "‹ Previous");
+    const next = h("button", { class: "btn small", type: "button", disabled: q.page >= pages, id: "page-next", "aria-describedby": "page-of" }, "Next ›");
     prev.addEventListener("click", () => { q.page--; load(); });
     next.addEventListener("click", () => { q.page++; load(); });
     const jump = h("input", { type: "number", min: "1", max: String(pages), value: String(q.page), class: "page-input", "aria-label": "Page number" });
@@ -250,7 +251,7 @@ export function mount(root, { params }) {
     });
     replace(pager,
       h("span", { class: "muted small" }, total ? `${num(from)}–${num(to)} of ${num(total)}` : ""),
-      h("div", { class: "pager-controls" }, prev, h("label", { class: "small page-of" }, "Page ", jump, ` of ${num(pages)}`), next, sizeSel));
+      h("div", { class: "pager-controls" }, prev, h("label", { class: "small page-of", id: "page-of" }, "Page ", jump, ` of ${num(pages)}`), next, sizeSel));
   };
 
   const renderSelection = () => {

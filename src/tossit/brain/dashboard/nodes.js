@@ -6,7 +6,7 @@ import { api, get, whyNot } from "./api.js";
 import { h, morph } from "./dom.js";
 import { ago, bytes, num, pct, plural } from "./format.js";
 import { emit, on, role, state } from "./store.js";
-import { actionButton, emptyState, openDialog, pageHeader, progressBar, stateBadge, toast } from "./ui.js";
+import { actionButton, emptyState, openDialog, pageHeader, progressBar, stateBadge, toast, whyNote } from "./ui.js";
 
 const drainStart = loadDrainStart(); // node id -> chunk count when its drain was first seen
 
@@ -48,7 +48,11 @@ export function mount(root) {
     tbody);
   const empty = h("div", { hidden: true }, emptyState("No node has joined this cluster yet.",
     "Start a node with: tossit node --brain URL --join-secret-file cluster.secret"));
-  root.append(head, h("section", { class: "card flush table-wrap" }, table, empty),
+  // One visible reason for every row's disabled buttons (they point at it).
+  const noAdmin = whyNot(role(), "admin");
+  const note = whyNote("nodes-why", noAdmin
+    ? `Your ${role()} key can look and ask "What if it stops?"; Drain, Undrain and Remove need an admin key.` : null);
+  root.append(head, h("section", { class: "card flush table-wrap" }, note, table, empty),
     h("p", { class: "muted small legend-note" },
       "Online: heartbeats arrive. Suspect: a few heartbeats missed. Offline: silent, so nothing is read from or written to it, but its copies still count for a grace period so that a reboot starts no repair. ",
       "Dead: silent long enough that its chunks are re-made elsewhere. Drain copies every chunk off a node before you remove it."));
@@ -112,11 +116,11 @@ function row(n) {
     actionButton("What if it stops?", { kind: "ghost", attrs: { dataset: { action: "whatif", node: n.id } }, title: "What stopping this node now would do to the data" }),
   ];
   if (n.admin_state) {
-    actions.push(actionButton("Undrain", { why: adminNote, attrs: { dataset: { action: "undrain", node: n.id } } }));
+    actions.push(actionButton("Undrain", { why: adminNote, whyId: "nodes-why", attrs: { dataset: { action: "undrain", node: n.id } } }));
   } else {
-    actions.push(actionButton("Drain", { why: adminNote, attrs: { dataset: { action: "drain", node: n.id } } }));
+    actions.push(actionButton("Drain", { why: adminNote, whyId: "nodes-why", attrs: { dataset: { action: "drain", node: n.id } } }));
   }
-  actions.push(actionButton("Remove", { kind: "danger-ghost", why: adminNote, attrs: { dataset: { action: "remove", node: n.id } } }));
+  actions.push(actionButton("Remove", { kind: "danger-ghost", why: adminNote, whyId: "nodes-why", attrs: { dataset: { action: "remove", node: n.id } } }));
   return h("tr", { dataset: { node: n.name, state: n.state, admin: n.admin_state || "" }, class: `row-${n.state}` },
     h("td", { "data-label": "Node", class: "node-cell" }, h("div", { class: "stack-cell" },
       h("span", { class: "node-name", title: `Node id ${n.id}` }, n.name),
@@ -136,7 +140,7 @@ function row(n) {
 // -- dialogs ---------------------------------------------------------------------
 
 function loading() {
-  return h("p", { class: "muted loading-text" }, "Working out the consequences from the current placement…");
+  return h("p", { class: "muted loading-text", id: "impact-summary" }, "Working out the consequences from the current placement…");
 }
 
 async function impactOf(node, box, okButtonReady) {
@@ -144,7 +148,7 @@ async function impactOf(node, box, okButtonReady) {
     const impact = await get(`/api/nodes/${encodeURIComponent(node.id)}/impact`);
     return impact;
   } catch (exc) {
-    box.replaceChildren(h("p", { class: "dialog-error" }, `Could not work out the consequences: ${exc.message}`));
+    box.replaceChildren(h("p", { class: "dialog-error", id: "impact-summary" }, `Could not work out the consequences: ${exc.message}`));
     if (okButtonReady) okButtonReady(true);
     return null;
   }
@@ -190,7 +194,7 @@ function drain(node) {
     title: `Drain ${node.name}?`, body: box, wide: true,
     actions: [
       { label: "Cancel", value: "cancel", kind: "ghost" },
-      { label: `Drain ${node.name}`, value: "ok", kind: "primary", disabled: true },
+      { label: `Drain ${node.name}`, value: "ok", kind: "primary", disabled: true, describedBy: "impact-summary" },
     ],
     onAction: async () => {
       await api(`/api/nodes/${encodeURIComponent(node.id)}/drain`, { method: "POST" });
@@ -248,7 +252,7 @@ function remove(node) {
     title: `Remove ${node.name}?`, body: box, wide: true,
     actions: [
       { label: "Cancel", value: "cancel", kind: "ghost" },
-      { label: `Remove ${node.name}`, value: "ok", kind: "danger", disabled: true },
+      { label: `Remove ${node.name}`, value: "ok", kind: "danger", disabled: true, describedBy: "impact-summary" },
     ],
     onAction: async () => {
       await api(`/api/nodes/${encodeURIComponent(node.id)}`, { method: "DELETE" });

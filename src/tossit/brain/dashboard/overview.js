@@ -243,7 +243,7 @@ function safetyCard(st) {
   return card("If the brain's disk died", "safety",
     h("p", { class: `verdict ${cls}`, dataset: { safety: cls } }, verdict),
     h("div", { class: "kvs" },
-      kv("Manifests", m.packs ? `${num(m.packs)} packs · ${bytes(m.bytes)}` : "—",
+      kv("Manifests", m.packs ? `${plural(m.packs, "pack")} · ${bytes(m.bytes)}` : "—",
         "File manifests stored on the nodes (tossit recover rebuilds the metadata from them)"),
       kv("Last snapshot", snap.last ? `${ago(snap.age_s)} · ${bytes(snap.last.size)}` : "none yet",
         "A copy of the brain's database stored on the nodes (tossit recover --from-snapshot)"),
@@ -326,12 +326,13 @@ function repairCard(st) {
     const grace = rep.waiting_for || [];
     let text = waiting ? `${plural(waiting, "chunk")} wait for a repair pass.` : "Nothing to repair or move right now.";
     if (waiting && grace.length) {
-      // Silent nodes within their grace period: the repairer waits on purpose.
+      // Silent (or unreachable) nodes within their grace period: the repairer waits on purpose.
       const who = grace.map((g) => `${g.name} (${g.state})`).join(", ");
       const soonest = Math.min(...grace.map((g) => g.dead_in_s));
       const one = grace.length === 1;
-      text = `${plural(waiting, "chunk")} have fewer readable copies while ${who} ${one ? "is" : "are"} silent. `
-        + `Copies there still count: they are re-made elsewhere only if ${one ? "it stays" : "one stays"} silent for another ${duration(soonest)}.`;
+      const away = grace.every((g) => g.state === "unreachable") ? "unreachable" : "silent";
+      text = `${plural(waiting, "chunk")} have fewer readable copies while ${who} ${one ? "is" : "are"} ${away}. `
+        + `Copies there still count: they are re-made elsewhere only if ${one ? "it stays" : "one stays"} ${away} for another ${duration(soonest)}.`;
     }
     items.push(h("p", { class: `verdict ${waiting ? "warn" : "ok"}`, id: "repair-verdict" }, text));
     if (rp.started) {

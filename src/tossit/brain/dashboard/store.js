@@ -8,6 +8,7 @@ export const state = {
   nodes: null, // latest /api/nodes (from the stream)
   events: [], // newest first; live ones are added at the front
   connected: false,
+  updatedAt: 0, // when the stream last brought anything (ms)
 };
 
 const topics = new Map();

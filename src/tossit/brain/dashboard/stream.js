@@ -1,6 +1,6 @@
 // One EventSource for the whole page: /api/stream sends `status`, `nodes` and
 // `event` messages (and `auth` when the key stops being valid). A lost stream
-// shows a banner and is reconnected with a growing delay; nothing polls.
+// shows in the health strip (strip.js) and is reconnected with a growing delay; nothing polls.
 
 import { api } from "./api.js";
 import { sameRepeat } from "./activity.js";
@@ -24,6 +24,7 @@ function setConnected(ok) {
 
 function seen() {
   lastSeen = Date.now();
+  state.updatedAt = lastSeen; // the health strip says how old the figures are
   delay = 1000;
   setConnected(true);
 }
@@ -108,7 +109,7 @@ function connect() {
     if (source !== es || stopped) return;
     setConnected(false);
     if (es.readyState === EventSource.CLOSED) reconnectLater();
-    // CONNECTING: the browser retries by itself; the banner shows meanwhile.
+    // CONNECTING: the browser retries by itself; the health strip says so meanwhile.
   });
 }
 
@@ -130,7 +131,7 @@ function reconnectLater() {
   delay = Math.min(delay * 2, 10000);
 }
 
-/** Reconnect now (the banner's "Retry now" button). */
+/** Reconnect now (the health strip's "Retry now" button). */
 export function retryNow() {
   delay = 1000;
   clearTimeout(retryTimer);

@@ -22,7 +22,7 @@ export function toast(message, kind = "info", ms = 5000) {
 
 /**
  * A modal dialog (native <dialog>: Escape closes it, focus stays inside).
- * body: nodes; actions: [{label, kind, value, disabled, title}]; onAction(value,
+ * body: nodes; actions: [{label, kind, value, disabled, title, describedBy}]; onAction(value,
  * dialog) may return a promise (the buttons are disabled meanwhile) and false
  * to keep it open. Resolves with the value of the action taken, or null.
  */
@@ -31,7 +31,7 @@ export function openDialog({ title, body, actions, onAction, wide = false, label
     const errorBox = h("p", { class: "dialog-error", role: "alert", hidden: true });
     const buttons = actions.map((a) => h("button", {
       class: `btn ${a.kind || ""}`, type: "button", value: a.value, disabled: a.disabled,
-      title: a.title, dataset: { action: a.value },
+      title: a.title, dataset: { action: a.value }, "aria-describedby": a.describedBy,
     }, a.label));
     const heading = h("h2", { class: "dialog-title", id: `dlg-${Date.now()}` }, title);
     const closeX = h("button", { class: "icon-btn dialog-x", type: "button", "aria-label": "Close" }, icon("x"));
@@ -115,17 +115,40 @@ export function stateBadge(stateName, extraTitle) {
     h("span", { class: "dot", "aria-hidden": "true" }), word);
 }
 
-/** A button that is disabled, with the reason as its tooltip, when `why` is set. */
-export function actionButton(label, { kind = "", why = null, onClick, iconName, title, small = true, attrs = {} }) {
+// The same button gets the same id for its reason on every live re-render (morph
+// keeps the nodes, so the pointer and the words stay paired).
+const slug = (text) => text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60);
+
+/**
+ * A button that is disabled when `why` is set, and then says why in words that
+ * keyboard, touch and screen-reader users reach too (a tooltip alone needs a
+ * mouse): next to it by default, or, with `whyId`, in a visible note the caller
+ * shows once for many buttons (a table's rows). The button points at the words
+ * with aria-describedby; the tooltip stays for mouse users.
+ */
+export function actionButton(label, { kind = "", why = null, whyId = null, onClick, iconName, title, small = true, attrs = {} }) {
+  const own = why && !whyId ? `why-${attrs.id || slug(`${label} ${why}`)}` : null;
   const btn = h("button", {
     class: `btn ${kind} ${small ? "small" : ""}`.trim(), type: "button",
-    disabled: Boolean(why), title: why || title, ...attrs,
+    disabled: Boolean(why), title: why || title, "aria-describedby": why ? whyId || own : null, ...attrs,
   }, iconName ? icon(iconName) : null, h("span", label));
   if (onClick && !why) btn.addEventListener("click", onClick);
   if (!why) return btn;
   // A disabled button gets no mouse events in some browsers: the wrapper
   // carries the same tooltip so that hovering always tells why.
-  return h("span", { class: "tip", title: why }, btn);
+  return h("span", { class: `tip${own ? " why" : ""}`, title: why }, btn,
+    own ? h("span", { class: "why-text", id: own }, why) : null);
+}
+
+/** The id of the words that say why an actionButton is disabled (null if it is not). */
+export function whyIdOf(el) {
+  const words = el.querySelector(".why-text");
+  return words ? words.id : null;
+}
+
+/** The visible note that buttons made with actionButton({whyId}) point at. */
+export function whyNote(id, text) {
+  return h("p", { class: "why-note", id, hidden: !text }, text || "");
 }
 
 export function emptyState(title, text) {

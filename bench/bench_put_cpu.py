@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Where a small upload's CPU goes: steady-state PUTs, CPU per operation per process.
+
+Starts a brain and three nodes (auth on, R=3) from this checkout and, with
+``--base REF``, from an earlier commit too (a temporary git worktree, run
+through PYTHONPATH), alternating round by round so that both see the same
+machine over the same time. Each run PUTs ``--count`` objects of ``--size``
+bytes at ``--concurrency`` into one bucket (long enough to reach a steady
+state: group commit batches, manifest packs and the nodes' batching all
+settle) and reports, for that phase only, ops/s and the user and system CPU
+milliseconds per upload of the brain and of each node, read from
+/proc/PID/stat. With ``--profile DIR`` it also records py-spy profiles
+(GIL-holding samples, raw collapsed stacks) of the brain and the first node
+(``py-spy`` must be on PATH; it is not a project dependency).
+
+CPU per operation is the steadier figure on a shared machine; ops/s moves with
+whatever else runs. Compare ratios from one run, never absolute figures across
+runs::
+
+    .venv/bin/python bench/bench_put_cpu.py --base 943f8e5 --rounds 2
+    .venv/bin/python bench/bench_put_cpu.py --phase delete --count 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cluster as bc  # a sibling script, not a package
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
+
+
+def one_run(args: argparse.Namespace, label: str, src: Path | None) -> dict[str, Any]:
+    """A fresh cluster, the measured phase, the figures."""
+    if src is not None:
+        os.environ["PYTHONPATH"] = str(src)  # the spawned servers run that code
+    else:
+        os.environ.pop("PYTHONPATH", None)
+    root = Path(tempfile.mkdtemp(prefix=f"tossit-putcpu-{label}-"))
+    cluster = bc.Cluster(root, None)
+    try:
+        cluster.start()
+        return measure(args, label, cluster)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[str, Any]:
+    data = random.Random(7).randbytes(args.size)
+    ids = [0] * args.count
+    tag = f"putcpu-{label}-{os.getpid()}"
+
+    def put(conn: bc.Conn, i: int) -> None:
+        resp = conn.send("PUT", f"/api/files/{tag}/obj-{i:07d}", data)
+        body = resp.read()
+        if resp.status != 201:
+            raise RuntimeError(f"PUT {i}: HTTP {resp.status}: {body[:200]!r}")
+        ids[i] = int(json.loads(body)["id"])
+
+    def delete(conn: bc.Conn, i: int) -> None:
+        resp = conn.send("DELETE", f"/api/files/{ids[i]}")
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"DELETE {i}: HTTP {resp.status}: {body[:200]!r}")
+
+    if args.phase == "delete":
+        bc.run_phase(args.count, args.concurrency, cluster, put)
+    pids = cluster.pids()
+    spies = start_profiles(args.profile, label, pids)
+    before = {name: cpu_times(pid) for name, pid in pids.items()}
+    wall = bc.run_phase(args.count, args.concurrency, cluster,
+                        put if args.phase == "put" else delete)
+    after = {name: cpu_times(pid) for name, pid in pids.items()}
+    for spy in spies:
+        spy.send_signal(2)  # py-spy writes its file on SIGINT
+    for spy in spies:
+        spy.wait(30)
+    per_op = {name: {"user_ms": round(1000 * (after[name][0] - before[name][0]) / args.count, 3),
+                     "sys_ms": round(1000 * (after[name][1] - before[name][1]) / args.count, 3)}
+              for name in pids}
+    nodes = [v for k, v in per_op.items() if k != "brain"]
+    return {"ops_s": round(args.count / wall, 1), "per_op": per_op,
+            "brain_ms": round(per_op["brain"]["user_ms"] + per_op["brain"]["sys_ms"], 3),
+            "node_ms": round(statistics.mean(n["user_ms"] + n["sys_ms"] for n in nodes), 3)}
+
+
+def start_profiles(out: Path | None, label: str,
+                   pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    if out is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    spies = [subprocess.Popen(
+        ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-p", str(pids[name]),
+         "-o", str(out / f"{label}-{name}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name in ("brain", "node-0")]
+    time.sleep(1.0)  # attached before the clock starts
+    return spies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", help="git ref to compare with (run as 'old')")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--phase", choices=("put", "delete"), default="put")
+    ap.add_argument("--count", type=int, default=4000)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--profile", type=Path, help="folder for py-spy profiles")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "put-cpu.json")
+    args = ap.parse_args()
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="tossit-base-") as tmp:
+        base = Path(tmp) / "base"
+        if args.base:
+            subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base],
+                           check=True, cwd=ROOT, capture_output=True)
+        try:
+            for r in range(args.rounds):
+                order: list[tuple[str, Path | None]] = [("new", None)]
+                if args.base:
+                    order.append(("old", base / "src"))
+                for label, src in order if r % 2 == 0 else order[::-1]:
+                    res = one_run(args, label, src)
+                    runs.append({"round": r + 1, "code": label, **res})
+                    print(f"round {r + 1} {label}: {res['ops_s']} ops/s, brain "
+                          f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU)",
+                          flush=True)
+        finally:
+            if args.base:
+                subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
+                               capture_output=True)
+    summary: dict[str, Any] = {}
+    for code in ("new", "old"):
+        mine = [r for r in runs if r["code"] == code]
+        if mine:
+            summary[code] = {k: statistics.median(r[k] for r in mine)
+                             for k in ("ops_s", "brain_ms", "node_ms")}
+    if "old" in summary:
+        summary["new/old"] = {k: round(summary["new"][k] / summary["old"][k], 3)
+                              for k in ("ops_s", "brain_ms", "node_ms") if summary["old"][k]}
+        print(f"medians: new/old ops/s {summary['new/old'].get('ops_s')}, brain CPU/op "
+              f"{summary['new/old'].get('brain_ms')}, node CPU/op "
+              f"{summary['new/old'].get('node_ms')}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "phase": args.phase, "count": args.count, "size": args.size,
+        "concurrency": args.concurrency, "base": args.base, "runs": runs, "summary": summary,
+        "git": bc.git_commit(), "machine": bc.machine_info()}, indent=1))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Group commit (CommitBatcher, with the manifest writer) on a real store and
+in-memory nodes: one transaction and one manifest pack per burst, and one bad
+request does not fail the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from memnodes import Core, memcore
+from tossit.brain.manifest_rows import PackRecord
+from tossit.brain.models import Object
+from tossit.brain.store import Applied, NameTaken, NewObject
+from tossit.chunking import META, chunk_id
+from tossit.errors import ManifestNotStored, http_status
+
+T = TypeVar("T")
+
+
+def item(core: Core, key: str, content: str, on_conflict: str = "replace") -> NewObject:
+    """A ready upload of one small chunk said to be on every node (the commit
+    path does not read the nodes)."""
+    data = content.encode()
+    cid = chunk_id(data)
+    return NewObject(bucket="default", key=key, size=len(data), sha256=cid,
+                     content_type="text/plain", chunk_size=len(data),
+                     chunks=[(cid, len(data))],
+                     replicas={cid: [n.view.id for n in core.nodes]},
+                     on_conflict=on_conflict)
+
+
+async def settled(aw: Awaitable[T]) -> T:
+    """A burst's answers, or a clear failure: a request the batcher never
+    answers would otherwise hang the test."""
+    return await asyncio.wait_for(aw, 10)
+
+
+def count_transactions(core: Core) -> list[list[str]]:
+    """Record the keys of every Store.apply call (one call: one transaction)."""
+    calls: list[list[str]] = []
+    apply = core.store.apply
+
+    async def counted(items: Sequence[NewObject], deletes: Sequence[int],
+                      written: Sequence[PackRecord] = ()) -> Applied:
+        calls.append([i.key for i in items] + [f"-{d}" for d in deletes])
+        return await apply(items, deletes, written)
+
+    core.store.apply = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def names(core: Core) -> dict[str, Object]:
+    """The files in the default bucket now, by name."""
+    objs, _ = await core.store.list_objects(bucket="default")
+    return {o.key: o for o in objs}
+
+
+def pack_puts(core: Core) -> int:
+    return sum(1 for n in core.nodes for op, c in n.calls
+               if op == "put" and n.kinds.get(c) == META)
+
+
+async def test_a_burst_of_commits_shares_one_transaction_and_pack(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        calls = count_transactions(core)
+        keys = [f"f{i}" for i in range(10)]
+        objs = await settled(asyncio.gather(*(core.commits.commit(item(core, k, k)) for k in keys)))
+        assert calls == [keys]
+        assert [o.key for o in objs] == keys and len({o.id for o in objs}) == 10
+        assert pack_puts(core) == 3  # one pack, on R nodes, for the ten of them
+        assert sorted(await names(core)) == keys
+
+
+async def test_the_same_name_twice_in_a_burst_commits_in_order(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        calls = count_transactions(core)
+        first, _, second = await settled(asyncio.gather(
+            core.commits.commit(item(core, "x", "one")),
+            core.commits.commit(item(core, "y", "y")),
+            core.commits.commit(item(core, "x", "two"))))
+        assert calls == [["x", "y"], ["x"]]
+        listed = await names(core)
+        assert listed["x"].id == second.id != first.id
+        assert listed["x"].sha256 == chunk_id(b"two")
+        # The first "x" was replaced: its chunk is garbage now.
+        assert await core.refcount(chunk_id(b"one")) == 0
+
+
+async def test_one_bad_request_does_not_fail_its_batch(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        await core.commits.commit(item(core, "taken", "old"))
+        calls = count_transactions(core)
+        results: tuple[Any, ...] = await settled(asyncio.gather(
+            core.commits.commit(item(core, "a", "a")),
+            core.commits.commit(item(core, "taken", "new", on_conflict="fail")),
+            core.commits.commit(item(core, "b", "b")),
+            return_exceptions=True))
+        assert isinstance(results[1], NameTaken)
+        assert [r.key for r in (results[0], results[2])] == ["a", "b"]
+        # The batch failed as a whole and was rolled back, then retried one by one.
+        assert calls == [["a", "taken", "b"], ["a"], ["taken"], ["b"]]
+        listed = await names(core)
+        assert sorted(listed) == ["a", "b", "taken"]
+        assert listed["taken"].sha256 == chunk_id(b"old")
+        assert await core.refcount(chunk_id(b"new")) is None
+
+
+async def test_a_delete_and_uploads_share_a_transaction(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        old = await core.commits.commit(item(core, "old", "old"))
+        calls = count_transactions(core)
+        released: list[str] = []
+        release = core.commits.on_garbage
+
+        def on_garbage(ids: list[str]) -> None:
+            released.extend(ids)
+            release(ids)
+
+        core.commits.on_garbage = on_garbage
+        found, new = await settled(asyncio.gather(core.commits.delete(old.id),
+                                          core.commits.commit(item(core, "new", "new"))))
+        assert found is True and new.key == "new"
+        assert calls == [["new", f"-{old.id}"]]
+        assert chunk_id(b"old") in released  # handed to the collector
+        assert await core.commits.delete(old.id) is False  # gone already
+
+
+async def test_no_node_for_the_pack_is_not_acknowledged(tmp_path: Path) -> None:
+    """The metadata commits, but the client is told the change is not safe yet
+    (its manifest is on no node), and the writer is woken to retry."""
+    async with memcore(tmp_path, nodes=3, quorum=2) as core:
+        for n in core.nodes[1:]:
+            n.fail()
+        with pytest.raises(ManifestNotStored) as err:
+            await core.commits.commit(item(core, "k", "k"))
+        assert http_status(err.value) == 503
+        assert await core.store.name_taken("default", "k")
+        assert core.manifests._wake.is_set()
+        assert len(await core.store.log.outbox_ids()) == 1

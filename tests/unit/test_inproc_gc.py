@@ -1,0 +1,208 @@
+"""The garbage collector (Collector.run_once) on in-memory nodes and a real
+store: what it frees, and what it must not (pinned chunks, chunks a concurrent
+upload uses again, copies on nodes that are away)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from memnodes import Core, KiB, blob, memcore, until
+from tossit.brain.ingest import UploadResult
+from tossit.brain.registry import OFFLINE, ONLINE
+from tossit.chunking import DATA, chunk_id
+
+CHUNK = 64 * KiB
+
+
+async def delete(core: Core, object_id: int) -> None:
+    assert await core.commits.delete(object_id)
+
+
+async def gc(core: Core) -> dict[str, int]:
+    stats: dict[str, int] = await core.collector.run_once(sweep_orphans=False)
+    return stats
+
+
+async def test_a_deleted_files_chunks_are_freed_everywhere(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        shared, own = blob(41, CHUNK), blob(42, CHUNK)
+        keep = await core.upload("keep", shared)
+        drop = await core.upload("drop", shared + own)
+        await delete(core, drop.obj.id)
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 3 and stats["chunks_dropped"] == 1
+        assert stats["bytes_freed"] == 3 * CHUNK
+        assert core.holders(chunk_id(own)) == set()
+        assert await core.refcount(chunk_id(own)) is None
+        assert await core.replicas(chunk_id(own)) == {}
+        # The chunk another file still uses stays, whole.
+        assert await core.refcount(chunk_id(shared)) == 1
+        assert len(core.holders(chunk_id(shared))) == 3
+        assert await core.download(keep.obj.id) == shared
+        (event,) = await core.store.list_events(kind="gc")
+        assert "3 copies of 1 chunk no file uses any more" in event.message
+
+
+async def test_a_pinned_chunk_is_not_freed_until_unpinned(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(43, CHUNK)
+        cid = chunk_id(data)
+        res = await core.upload("a", data)
+        await delete(core, res.obj.id)
+        await core.pins.pin(cid)  # an upload (or a repair) is using it
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 0
+        assert len(core.holders(cid)) == 3 and await core.refcount(cid) == 0
+        core.pins.unpin(cid)
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 3 and core.holders(cid) == set()
+
+
+async def test_copies_on_an_offline_node_wait_for_it(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(44, CHUNK)
+        cid = chunk_id(data)
+        res = await core.upload("a", data)
+        away = core.nodes[0]
+        away.view.state = OFFLINE
+        await delete(core, res.obj.id)
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 2 and stats["chunks_dropped"] == 0
+        assert core.holders(cid) == {away.view.id}
+        assert await core.replicas(cid) == {away.view.id: "ok"}  # still to delete
+        assert away.count("deletes") == 0  # not even asked while away
+        away.view.state = ONLINE
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 1 and stats["chunks_dropped"] == 1
+        assert core.holders(cid) == set() and await core.refcount(cid) is None
+
+
+async def test_garbage_used_again_before_the_pass_is_kept(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(45, CHUNK)
+        cid = chunk_id(data)
+        old = await core.upload("old", data)
+        await delete(core, old.obj.id)
+        assert await core.refcount(cid) == 0
+        new = await core.upload("new", data)  # deduplicated: nothing sent again
+        assert sum(n.count("put", cid) for n in core.nodes) == 3
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 0
+        assert await core.refcount(cid) == 1 and len(core.holders(cid)) == 3
+        assert await core.download(new.obj.id) == data
+
+
+async def test_garbage_used_again_during_the_pass_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An upload reuses a garbage chunk and commits after the collector listed
+    the garbage but before it claimed the chunk: the claim checks again."""
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(51, CHUNK)
+        cid = chunk_id(data)
+        old = await core.upload("old", data)
+        await delete(core, old.obj.id)
+        listing = core.store.garbage_chunks
+        uploads: list[UploadResult] = []
+
+        async def listing_then_upload(limit: int = 1000) -> list[tuple[str, list[str]]]:
+            garbage = await listing(limit)
+            if not uploads:
+                uploads.append(await core.upload("new", data))
+            return garbage
+
+        monkeypatch.setattr(core.store, "garbage_chunks", listing_then_upload)
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 0 and stats["chunks_dropped"] == 0
+        assert await core.refcount(cid) == 1 and len(core.holders(cid)) == 3
+        assert await core.download(uploads[0].obj.id) == data
+
+
+async def test_an_upload_in_flight_keeps_the_garbage_it_reuses(tmp_path: Path) -> None:
+    """The collector runs while an upload that reuses a garbage chunk is still
+    placing its other chunk: the reused one is pinned, so it survives, and the
+    upload commits pointing at copies that exist."""
+    async with memcore(tmp_path, nodes=3) as core:
+        reused, fresh = blob(46, CHUNK), blob(47, CHUNK)
+        old = await core.upload("old", reused)
+        await delete(core, old.obj.id)
+        slow = core.nodes[0]
+        slow.pause()
+        upload = asyncio.create_task(core.upload("new", reused + fresh))
+        await slow.arrived.wait()  # `fresh` is on its way; `reused` is pinned
+        assert core.pins.is_pinned(chunk_id(reused))
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 0
+        slow.resume()
+        new = await upload
+        assert await core.refcount(chunk_id(reused)) == 1
+        stats = await gc(core)
+        assert stats["replicas_deleted"] == 0
+        for cid in (chunk_id(reused), chunk_id(fresh)):
+            assert core.holders(cid) >= set(await core.replicas(cid))
+            assert len(await core.replicas(cid)) == 3
+        assert await core.download(new.obj.id) == reused + fresh
+
+
+async def test_an_upload_during_the_delete_waits_and_writes_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collector has claimed a garbage chunk and is deleting its copies when
+    an upload of the same bytes arrives: the upload waits for the delete to end,
+    then writes the chunk again. No committed object points at a deleted copy."""
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(48, CHUNK)
+        cid = chunk_id(data)
+        old = await core.upload("old", data)
+        await delete(core, old.obj.id)
+        slow = core.nodes[0]
+        slow.pause()
+        collect = asyncio.create_task(gc(core))
+        await slow.arrived.wait()  # the collector's delete is under way
+        assert core.pins.is_deleting(cid)
+        pinning: list[str] = []
+        pin = core.pins.pin
+
+        async def watched_pin(c: str) -> None:
+            pinning.append(c)
+            await pin(c)
+
+        monkeypatch.setattr(core.pins, "pin", watched_pin)
+        upload = asyncio.create_task(core.upload("new", data))
+        await until(lambda: cid in pinning)
+        puts_before = sum(n.count("put", cid) for n in core.nodes)
+        assert not upload.done()
+        slow.resume()
+        stats = await collect
+        assert stats["replicas_deleted"] == 3 and stats["chunks_dropped"] == 1
+        new = await upload
+        assert sum(n.count("put", cid) for n in core.nodes) == puts_before + 3
+        reps = await core.replicas(cid)
+        assert len(reps) == 3 and core.holders(cid) == set(reps)
+        assert await core.refcount(cid) == 1
+        assert await core.download(new.obj.id) == data
+
+
+async def test_the_sweep_marks_lost_copies_and_keeps_unknown_ones(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(49, CHUNK)
+        cid = chunk_id(data)
+        await core.upload("a", data)
+        careless = core.nodes[1]
+        careless.lose(cid)
+        # A blob no metadata knows and no intent names (another brain's? an
+        # old backup's?): absence from the metadata alone deletes nothing.
+        stray = blob(50, 1000)
+        careless.store(chunk_id(stray), stray, DATA)
+        careless.mtimes[chunk_id(stray)] -= 10 * core.settings.gc_grace
+        stats = await core.collector.run_once(sweep_orphans=True)
+        assert stats["missing"] == 1 and stats["orphans_deleted"] == 0
+        assert stats["unknown_kept"] == 1
+        assert (await core.replicas(cid))[careless.view.id] == "missing"
+        assert core.degraded == ["collector"]  # the repairer is woken
+        assert chunk_id(stray) in careless.blobs
+        assert hashlib.sha256(careless.blobs[chunk_id(stray)]).hexdigest() == chunk_id(stray)

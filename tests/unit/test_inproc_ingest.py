@@ -1,0 +1,175 @@
+"""The write path (Ingest, with the commit batcher and the manifest writer) on
+in-memory nodes and a real SQLite store: quorum, fallback, full and paused nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from memnodes import KiB, blob, memcore, until
+from tossit.brain.registry import OFFLINE
+from tossit.chunking import META, chunk_id
+from tossit.errors import NotEnoughNodes, http_status
+
+CHUNK = 64 * KiB
+
+
+async def test_an_upload_lands_on_r_nodes_and_reads_back(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        data = blob(1, 3 * CHUNK + 1000)
+        res = await core.upload("a.bin", data)
+        assert res.under_replicated == 0
+        assert res.obj.size == len(data)
+        assert res.obj.sha256 == hashlib.sha256(data).hexdigest()
+        assert len(res.replicas) == 4
+        for cid, nodes in res.replicas.items():
+            assert len(set(nodes)) == 3
+            assert core.holders(cid) == set(nodes)
+            assert await core.replicas(cid) == dict.fromkeys(nodes, "ok")
+            assert await core.refcount(cid) == 1
+        # Exactly R copies sent per chunk, none wasted on a fourth node.
+        data_puts = [c for n in core.nodes for op, c in n.calls if op == "put"
+                     and c in res.replicas]
+        assert len(data_puts) == 4 * 3
+        # The commit was acknowledged only with its manifest pack on R nodes.
+        assert sum(1 for n in core.nodes if META in n.kinds.values()) == 3
+        assert await core.download(res.obj.id) == data
+        assert core.degraded == []
+
+
+async def test_a_failing_node_is_replaced_by_the_next_one(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        data = blob(2, 2 * CHUNK)
+        first = core.registry.write_order(chunk_id(data[:CHUNK]), CHUNK, set())[0]
+        bad = core.node(first.id)
+        bad.fail()
+        res = await core.upload("b.bin", data)
+        assert bad.count("put") >= 1  # it was asked, and failed
+        assert bad.blobs == {}
+        assert res.under_replicated == 0
+        for cid, nodes in res.replicas.items():
+            assert first.id not in nodes
+            assert core.holders(cid) == set(nodes) and len(nodes) == 3
+        # Like NodeClient, the failure made writers skip the node for a while.
+        assert first.unreachable_until > time.monotonic()
+        assert await core.download(res.obj.id) == data
+
+
+async def test_one_node_down_commits_at_quorum_and_says_so(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2) as core:
+        down = core.nodes[2]
+        down.fail()
+        data = blob(3, 2 * CHUNK + 5)
+        res = await core.upload("c.bin", data)
+        assert res.under_replicated == 3  # every chunk, at W=2 copies
+        for cid, nodes in res.replicas.items():
+            assert len(nodes) == 2 and down.view.id not in nodes
+            assert set(await core.replicas(cid)) == set(nodes)
+        assert core.degraded == ["ingest"]  # the repairer is woken at once
+        assert await core.download(res.obj.id) == data
+        # The node comes back: one repair pass makes the missing copies.
+        down.heal()
+        down.view.unreachable_until = 0.0
+        stats = await core.repairer.run_once()
+        assert stats["repaired"] == 3 and stats["failed"] == 0
+        for cid in res.replicas:
+            assert core.holders(cid) == {n.view.id for n in core.nodes}
+            assert set((await core.replicas(cid)).values()) == {"ok"}
+
+
+async def test_too_few_nodes_fail_clearly_and_commit_nothing(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2) as core:
+        for n in core.nodes[1:]:
+            n.fail()
+        data = blob(4, CHUNK + 7)
+        with pytest.raises(NotEnoughNodes) as err:
+            await core.upload("d.bin", data)
+        assert http_status(err.value) == 503 and err.value.code == "not_enough_nodes"
+        assert "stored on 1 node(s)" in err.value.message
+        assert not await core.store.name_taken("default", "d.bin")
+        cids = [chunk_id(data[:CHUNK]), chunk_id(data[CHUNK:])]
+        assert [await core.refcount(c) for c in cids] == [None, None]
+        # The copies that did land are handed to the collector, which frees them.
+        survivor = core.nodes[0]
+        assert survivor.data_ids() <= set(cids) and survivor.data_ids()
+        stats = await core.collector.run_once(sweep_orphans=False)
+        assert survivor.data_ids() == set()
+        assert stats["orphans_deleted"] >= 1
+
+
+async def test_too_few_writable_nodes_refuse_before_the_body_is_read(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2) as core:
+        for n in core.nodes[1:]:
+            n.view.state = OFFLINE
+        read = []
+
+        async def body() -> AsyncIterator[bytes]:
+            read.append(True)
+            yield b"x"
+
+        with pytest.raises(NotEnoughNodes) as err:
+            await core.ingest.put(body(), key="e", content_type="x", size_hint=1)
+        assert err.value.extra == {"needed": 2, "available": 1}
+        assert read == []
+        assert all(n.calls == [] for n in core.nodes)
+
+
+async def test_a_full_node_is_skipped_and_marked_full(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        data = blob(5, CHUNK)
+        first = core.registry.write_order(chunk_id(data), CHUNK, set())[0]
+        full = core.node(first.id)
+        full.fill_up()
+        res = await core.upload("f.bin", data)
+        assert full.count("put") == 1 and full.data_ids() == set()
+        assert first.free == 0  # no more writes until its next heartbeat
+        assert first not in core.registry.writable(1)
+        assert res.under_replicated == 0
+        (nodes,) = res.replicas.values()
+        assert first.id not in nodes and core.holders(chunk_id(data)) == set(nodes)
+
+
+@pytest.mark.parametrize("then", ["answers", "times_out"])
+async def test_a_paused_node_holds_an_upload_until_its_request_ends(
+    tmp_path: Path, then: str,
+) -> None:
+    """Ingest waits for all R copies it started, not just W: a node that stops
+    answering holds the upload until its request ends (NodeClient: node_timeout),
+    and no longer. Then the upload commits with R copies, or with W if it failed."""
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2) as core:
+        slow = core.nodes[0]
+        slow.pause()
+        data = blob(6, CHUNK)
+        cid = chunk_id(data)
+        upload = asyncio.create_task(core.upload("g.bin", data))
+        await slow.arrived.wait()
+        await until(lambda: len(core.holders(cid)) == 2)
+        assert not upload.done()
+        assert not await core.store.name_taken("default", "g.bin")
+        if then == "times_out":
+            slow.fail()
+        slow.resume()
+        res = await asyncio.wait_for(upload, 5)
+        if then == "answers":
+            assert res.under_replicated == 0 and len(res.replicas[cid]) == 3
+        else:
+            assert res.under_replicated == 1 and slow.view.id not in res.replicas[cid]
+        assert core.holders(cid) == set(res.replicas[cid])
+        assert await core.download(res.obj.id) == data
+
+
+async def test_repeated_content_is_sent_once(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        part = blob(7, CHUNK)
+        res = await core.upload("h.bin", part * 3)
+        assert list(res.replicas) == [chunk_id(part)]
+        assert [c for n in core.nodes for op, c in n.calls if op == "put"
+                and c == chunk_id(part)] == [chunk_id(part)] * 3
+        assert await core.refcount(chunk_id(part)) == 3
+        assert await core.download(res.obj.id) == part * 3
+

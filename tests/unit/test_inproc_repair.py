@@ -1,0 +1,164 @@
+"""The repairer (Repairer.run_once) on in-memory nodes and a real store: the
+copies it re-makes, in which order, and what it skips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memnodes import Core, KiB, blob, memcore
+from tossit.brain.registry import DEAD
+from tossit.chunking import chunk_id
+
+CHUNK = 64 * KiB
+
+
+async def upload_chunks(core: Core, key: str, seeds: list[int]) -> list[str]:
+    """One object of one chunk per seed; its chunk ids in that order."""
+    parts = [blob(s, CHUNK) for s in seeds]
+    res = await core.upload(key, b"".join(parts))
+    assert res.under_replicated == 0
+    return [chunk_id(p) for p in parts]
+
+
+async def lose_copies(core: Core, cid: str, keep: int, state: str = "missing") -> list[str]:
+    """Take the chunk down to ``keep`` good copies, as a node's inventory or a
+    read would have found (the blob gone or rotten, its row marked); returns
+    the nodes that lost it."""
+    holders = sorted(await core.replicas(cid))
+    lost = holders[keep:]
+    for node_id in lost:
+        if state == "corrupt":
+            core.node(node_id).rot(cid)
+        else:
+            core.node(node_id).lose(cid)
+        await core.store.set_replica_state(cid, node_id, state)
+    return lost
+
+
+async def assert_whole(core: Core, cid: str, r: int = 3) -> None:
+    """R good copies, each on a node that really holds the right bytes."""
+    reps = await core.replicas(cid)
+    assert set(reps.values()) == {"ok"}, reps
+    assert len(reps) == r
+    assert core.holders(cid) >= set(reps)
+
+
+async def test_fewest_copies_are_repaired_first(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=5) as core:
+        one, two, whole = await upload_chunks(core, "a", [21, 22, 23])
+        await lose_copies(core, one, keep=1)
+        await lose_copies(core, two, keep=2)
+        core.transport.log.clear()
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["repair_order"] == [1, 2]
+        assert stats["repaired"] == 3 and stats["failed"] == 0
+        assert stats["chunks_below_target"] == 2
+        copies = [cid for op, _, cid in core.transport.log if op == "replicate"]
+        assert copies == [one, one, two]  # every 1-copy chunk before any 2-copy one
+        for cid in (one, two, whole):
+            await assert_whole(core, cid)
+        (event,) = await core.store.list_events(kind="repair")
+        # Three copies of two chunks: the event counts chunks, the bytes copied.
+        assert event.message.startswith("re-made copies of 2 chunks (192.0 KiB)")
+        assert "(missing copy)" in event.message and "(under-replicated)" in event.message
+        # Nothing left to do: the next pass copies nothing.
+        again = await core.repairer.run_once(rebalance=False, full=True)
+        assert again["copies_planned"] == 0 and again["drops_done"] == 0
+
+
+async def test_a_corrupt_copy_is_replaced_and_its_row_dropped(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        (cid,) = await upload_chunks(core, "b", [24])
+        (rotten,) = await lose_copies(core, cid, keep=2, state="corrupt")
+        stats = await core.repairer.run_once(rebalance=False)
+        # Three nodes only: the copy goes where the rotten one was, which the
+        # target sets aside before fetching a verified copy.
+        assert stats["repaired"] == 1
+        assert core.node(rotten).read(cid) == blob(24, CHUNK)
+        await assert_whole(core, cid)
+
+
+async def test_a_dead_nodes_copies_are_made_elsewhere(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        cids = await upload_chunks(core, "c", [25, 26, 27, 28])
+        dead = core.nodes[0]
+        dead.view.state = DEAD
+        dead.fail()
+        held = [c for c in cids if dead.view.id in await core.replicas(c)]
+        assert held  # 4 chunks at 3 of 4 nodes: it holds some
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["repaired"] == len(held) and stats["failed"] == 0
+        assert dead.count("replicate") == 0  # never a target
+        for c in cids:
+            others = {n for n, st in (await core.replicas(c)).items()
+                      if st == "ok" and n != dead.view.id}
+            assert len(others) == 3 and core.holders(c) >= others
+
+
+async def test_what_cannot_be_copied_is_skipped_and_the_rest_done(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        gone, unreadable, fine = await upload_chunks(core, "d", [31, 32, 33])
+        # No copy left anywhere: unavailable, nothing to copy from.
+        await lose_copies(core, gone, keep=0)
+        # One copy left, on a node that does not answer: every order fails.
+        (sole,) = [n for n in await core.replicas(unreadable)
+                   if n not in await lose_copies(core, unreadable, keep=1)]
+        core.node(sole).fail()
+        # One copy short, healthy: repaired in the same pass.
+        await lose_copies(core, fine, keep=2)
+        core.transport.log.clear()
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["unavailable"] == 1
+        assert all(cid != gone for _, _, cid in core.transport.log)
+        assert stats["failed"] == 2  # the two copies of `unreadable`
+        assert stats["repaired"] == 1
+        await assert_whole(core, fine)
+        assert [n for n, st in (await core.replicas(unreadable)).items() if st == "ok"] == [sole]
+        (event,) = await core.store.list_events(kind="repair_failed")
+        assert "2 copies could not be made" in event.message
+        # The node answers again: the next pass finishes the job.
+        core.node(sole).heal()
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["repaired"] == 2 and stats["failed"] == 0
+        await assert_whole(core, unreadable)
+
+
+async def test_a_full_target_fails_the_copy_until_it_has_room(
+    tmp_path: Path,
+) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        (cid,) = await upload_chunks(core, "e", [34])
+        (lost,) = await lose_copies(core, cid, keep=2)
+        held = await core.replicas(cid)
+        (spare,) = [n for n in core.nodes if n.view.id not in held]
+        for n in (core.node(lost), spare):
+            n.fill_up()
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["failed"] == 1 and stats["repaired"] == 0
+        assert len([st for st in (await core.replicas(cid)).values() if st == "ok"]) == 2
+        spare.capacity = None
+        core.node(lost).capacity = None
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["repaired"] == 1
+        await assert_whole(core, cid)
+
+
+async def test_an_extra_copy_is_dropped_but_not_while_pinned(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        (cid,) = await upload_chunks(core, "f", [35])
+        held = await core.replicas(cid)
+        (spare,) = [n for n in core.nodes if n.view.id not in held]
+        # A fourth copy (a node that was away came back with it, and was adopted).
+        spare.store(cid, blob(35, CHUNK), "data")
+        await core.store.add_replicas(cid, [spare.view.id])
+        await core.pins.pin(cid)  # an upload is using the chunk right now
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["drops_planned"] == 1 and stats["drops_done"] == 0
+        assert len(core.holders(cid)) == 4
+        core.pins.unpin(cid)
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["drops_done"] == 1 and stats["copies_done"] == 0
+        await assert_whole(core, cid)
+        assert core.holders(cid) == set(await core.replicas(cid))
+        # The copy placement wants least is the one that went.
+        assert set(await core.replicas(cid)) == set(core.registry.desired(cid))
