@@ -101,7 +101,8 @@ def test_restore_delete_forever_and_empty(cl: Cluster, open_page: Any, artifacts
     assert in_trash(cl) == set()
 
 
-def test_a_readwrite_key_restores_but_cannot_purge(cl: Cluster, open_page: Any) -> None:
+def test_a_readwrite_key_restores_but_cannot_purge(cl: Cluster, open_page: Any,
+                                                   artifacts: Path) -> None:
     fid = put(cl, "rw.bin", b"readwrite")
     assert cl.http.delete(f"/api/files/{fid}").status_code == 200
     made = cl.http.post("/api/keys", json={"name": "rw", "role": "readwrite"}).json()
@@ -114,6 +115,10 @@ def test_a_readwrite_key_restores_but_cannot_purge(cl: Cluster, open_page: Any) 
         "title", re.compile("admin key"))
     expect(page.locator("#trash-empty")).to_be_disabled()
     expect(row(page, "rw.bin").locator("button.restore")).to_be_enabled()
+    # The reason is in words once, next to "Empty trash", not on every row.
+    expect(page.locator(".why-text")).to_have_count(1)
+    expect(page.locator(".why-text")).to_contain_text("admin key")
+    shot(page, artifacts, "trash-readwrite")
     assert fid in in_trash(cl)
 
 

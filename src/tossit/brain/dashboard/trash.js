@@ -6,7 +6,7 @@ import { api, get, whyNot } from "./api.js";
 import { h, replace } from "./dom.js";
 import { bytes, dateTime, duration, num, plural, sinceIso } from "./format.js";
 import { on, role, state } from "./store.js";
-import { actionButton, confirmDialog, emptyState, openDialog, pageHeader, toast } from "./ui.js";
+import { actionButton, confirmDialog, emptyState, openDialog, pageHeader, toast, whyIdOf } from "./ui.js";
 
 const PAGE = 200;
 
@@ -41,6 +41,8 @@ export function mount(root) {
     kind: "danger", iconName: "trash", small: false, attrs: { id: "trash-empty" },
     why: adminNote ? `${adminNote} to delete files for good` : null,
   });
+  // The rows' "Delete forever" point at the Empty button's reason (the same one).
+  const purgeWhyId = whyIdOf(emptyBtn);
   const head = pageHeader("Trash", null, emptyBtn);
   head.firstChild.append(summary);
   const body = h("tbody");
@@ -151,7 +153,7 @@ export function mount(root) {
       h("td", { "data-label": "Purged", title: dateTime(f.purge_at) }, untilText(f.purge_at)),
       h("td", { class: "actions" }, h("div", { class: "trash-actions" },
         actionButton("Restore", { kind: "ghost", why: restoreNote, onClick: () => restore(f), attrs: { class: "btn ghost small restore" } }),
-        actionButton("Delete forever", { kind: "danger-ghost", why: adminNote ? `${adminNote} to delete files for good` : null, onClick: () => purge(f), attrs: { class: "btn danger-ghost small purge" } }))))));
+        actionButton("Delete forever", { kind: "danger-ghost", why: adminNote ? `${adminNote} to delete files for good` : null, whyId: purgeWhyId, onClick: () => purge(f), attrs: { class: "btn danger-ghost small purge" } }))))));
     if (total > files.length) body.append(h("tr", h("td", { colspan: "6", class: "muted small" }, `Showing the newest ${num(files.length)} of ${num(total)}.`)));
   };
 
