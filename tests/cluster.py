@@ -183,24 +183,35 @@ class Cluster:
         # Every API call needs a key: use the admin key the brain wrote on first start.
         self.http.headers["Authorization"] = f"Bearer {self.admin_key}"
 
-    def start_node(self, i: int) -> None:
+    def start_node(self, i: int, join: str | None = None, bare: bool = False) -> None:
+        """``join``: start it with ``--join TOKEN`` instead of the secret file and the
+        brain URLs (the token carries both); ``bare``: with neither (a node that
+        joined with a token before)."""
         brains = ",".join(self.brain_url(n) for n in range(len(self.extra) + 1))
         argv = ["node", "--port", str(self.node_ports[i]), "--data-dir", str(self.node_dir(i)),
-                "--brain", brains, "--name", f"node-{i}", "--heartbeat-interval", "0.5",
-                "--join-secret-file", str(self.secret_file)]
+                "--name", f"node-{i}", "--heartbeat-interval", "0.5"]
+        if join is not None:
+            argv += ["--join", join]
+        elif not bare:
+            argv += ["--brain", brains, "--join-secret-file", str(self.secret_file)]
         if self.node_capacity:
             argv += ["--capacity", self.node_capacity]
         if self.zones:
             argv += ["--zone", self.zones[i % len(self.zones)]]
-        argv += self.tls_args() + self.node_args
+        # A node that joins with a token learns the CA from it (and keeps it).
+        tls = self.tls_args()
+        if (join is not None or bare) and tls:
+            tls = tls[:-2]  # without --tls-ca
+        argv += tls + self.node_args
         self.nodes[i] = self._spawn(f"node{i}", argv)
 
-    def add_node(self) -> int:
-        """Start one more node (a new machine joining); returns its index."""
+    def add_node(self, join: str | None = None) -> int:
+        """Start one more node (a new machine joining, with a join token if given);
+        returns its index."""
         self.node_ports.append(free_port())
         self.nodes.append(None)
         self.n_nodes += 1
-        self.start_node(self.n_nodes - 1)
+        self.start_node(self.n_nodes - 1, join=join)
         return self.n_nodes - 1
 
     def brain_url(self, n: int) -> str:

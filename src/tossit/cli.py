@@ -389,6 +389,10 @@ def node(
     join_secret: Annotated[str | None, typer.Option(
         help="the cluster secret itself (prefer --join-secret-file or "
         "TOSSIT_NODE_JOIN_SECRET: a flag is visible in the process list)")] = None,
+    join: Annotated[str | None, typer.Option(
+        "--join", help="a join token (tossit join-token create on the brain's machine, "
+        "or TOSSIT_JOIN): the node obtains the cluster secret with it and finds the "
+        "brain from it; not needed on later starts")] = None,
     adopt_cluster: Annotated[str | None, typer.Option(
         help="join the brain of this cluster id although the node belongs to another "
         "one (the brain's refusal names both); only after checking the brain's metadata "
@@ -408,11 +412,15 @@ def node(
             heartbeat_interval=heartbeat_interval, join_secret=join_secret,
             repair_bandwidth=repair_bandwidth, scrub_rate=scrub_rate,
             scrub_interval=scrub_interval,
-            join_secret_file=join_secret_file, adopt_cluster=adopt_cluster,
+            join_secret_file=join_secret_file, adopt_cluster=adopt_cluster, join=join,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, log_level=log_level,
         )
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    if settings.join is not None and (settings.join_secret is not None
+                                      or settings.join_secret_file is not None):
+        raise _fail("give a join token (--join, TOSSIT_JOIN) or the cluster secret "
+                    "(--join-secret-file), not both")
     from tossit.logs import setup_logging
     from tossit.node.app import create_app
     from tossit.serve import port_free, serve
@@ -429,7 +437,19 @@ def node(
     from tossit.auth.binding import is_loopback
     from tossit.auth.secretfile import SecretFileError
     from tossit.node.identity import load_join_secret
+    from tossit.node.join import JoinError, apply_remembered
+    from tossit.node.join import join as join_with
 
+    if settings.join is not None:
+        try:
+            said = join_with(settings, settings.join.get_secret_value())
+        except JoinError as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"cannot keep what the join gave in {settings.data_dir}: {exc}") from None
+        err.print(said, highlight=False, soft_wrap=True, markup=False)
+    else:
+        apply_remembered(settings)
     try:
         secret = load_join_secret(settings)
     except (SecretFileError, ValueError, OSError) as exc:
@@ -437,8 +457,9 @@ def node(
     if secret is None and not is_loopback(settings.host):
         raise _fail(
             f"refusing to listen on {settings.host} without the cluster secret: anyone on the "
-            "network could read or delete chunks. Give the node the brain's cluster secret "
-            "(--join-secret-file BRAIN_DATA_DIR/cluster.secret) or bind to 127.0.0.1")
+            "network could read or delete chunks. Give the node a join token (tossit "
+            "join-token create, then --join TOKEN) or the brain's cluster secret "
+            "(--join-secret-file BRAIN_DATA_DIR/cluster.secret), or bind to 127.0.0.1")
     setup_logging(settings.log_level, f"node:{settings.port}")
     serve(create_app(settings), settings.host, settings.port, settings.log_level,
           **_serving(settings))
@@ -534,14 +555,15 @@ def install_brain(
 
 @install_app.command("node")
 def install_node(
-    brain: Annotated[str, typer.Option(
-        help="the brain's URL as this machine reaches it, or several separated by commas")],
-    # NOTE(join tokens, issue 12): '--join TOKEN' (brain URL and secret in one token)
-    # is being built on another branch; it goes here, as the alternative to
-    # --join-secret-file, and fills the same plan (node_plan's brain and join_secret).
-    join_secret_file: Annotated[Path, typer.Option(
-        help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
-        "its content goes into the config file, mode 0640")],
+    join: Annotated[str | None, typer.Option(
+        help="a join token (tossit join-token create): it names the brains and lets the "
+        "node obtain the cluster secret; goes into the config file, mode 0640")] = None,
+    brain: Annotated[str | None, typer.Option(
+        help="the brain's URL as this machine reaches it, or several separated by commas "
+        "(needed with --join-secret-file; with --join, the token's)")] = None,
+    join_secret_file: Annotated[Path | None, typer.Option(
+        help="instead of --join: the file holding the cluster secret (the brain's "
+        "DATA_DIR/cluster.secret); its content goes into the config file, mode 0640")] = None,
     data_dir: InstallDataDirOpt = None,
     user: InstallUserOpt = "tossit",
     host: InstallHostOpt = "0.0.0.0",
@@ -564,12 +586,14 @@ def install_node(
     from tossit import install as inst
     from tossit.auth.secretfile import SecretFileError, read_secret
 
-    try:
-        secret = read_secret(join_secret_file)
-    except SecretFileError as exc:
-        raise _fail(f"cannot read the cluster secret: {exc}") from None
+    secret = None
+    if join_secret_file is not None:
+        try:
+            secret = read_secret(join_secret_file)
+        except SecretFileError as exc:
+            raise _fail(f"cannot read the cluster secret: {exc}") from None
     _install(lambda exe: inst.node_plan(
-        exe, brain=brain, join_secret=secret, user=user, data_dir=data_dir, host=host,
+        exe, brain=brain, join_secret=secret, join=join, user=user, data_dir=data_dir, host=host,
         port=port, advertise_url=advertise_url, instance=instance, zone=zone), dry_run, force, root)
 
 
@@ -1388,6 +1412,75 @@ def key_revoke(
     """Revoke a key: every request made with it fails from now on."""
     k = _call(_client(brain, config).revoke_key, key_id)
     console.print(f"revoked key {k['id']} ({escape(k['name'])})", highlight=False)
+
+
+# -- join tokens -----------------------------------------------------------
+
+join_app = typer.Typer(help="Join tokens: one line that lets a new machine join as a node "
+                       "(tossit node --join TOKEN). Needs an admin key.",
+                       no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(join_app, name="join-token")
+
+
+@join_app.command("create")
+def join_token_create(
+    expires: Annotated[str, typer.Option(help="lifetime, e.g. 10m, 1h, 2d (at most 30d)")
+                       ] = "1h",
+    uses: Annotated[int, typer.Option(help="machines it lets join", min=1, max=1000)] = 1,
+    url: Annotated[list[str] | None, typer.Option(
+        "--url", help="brain URL the new machine should use (repeat for several) [the "
+        "brain's advertised URL(s)]")] = None,
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a join token and print it (one line, shown once)."""
+    try:
+        lifetime = parse_duration(expires)
+    except ValueError as exc:
+        raise _fail(f"--expires: {exc}") from None
+    t = _call(_client(brain, config).create_join_token, lifetime, uses, url or None)
+    print(t["token"], flush=True)
+    from urllib.parse import urlsplit
+
+    from tossit.auth.binding import is_loopback
+
+    lets = "one machine" if t["uses"] == 1 else f"{t['uses']} machines"
+    err.print(f"join token {t['id']}: lets {lets} join until {t['expires'][:19]}Z, at "
+              f"{', '.join(t['brains'])}. On the new machine: tossit node --join TOKEN "
+              "(or TOSSIT_JOIN=TOKEN). It is not stored anywhere and cannot be shown again.",
+              highlight=False, markup=False, soft_wrap=True)
+    if all(is_loopback(urlsplit(u).hostname or "") for u in t["brains"]):
+        err.print("warning: the token names only loopback addresses, so only a node on "
+                  "this machine can use it: give --url http://HOST:8000, or start the "
+                  "brain with --advertise-url", style="yellow", highlight=False,
+                  markup=False, soft_wrap=True)
+
+
+@join_app.command("ls")
+@join_app.command("list", hidden=True)  # as in tossit key list
+def join_token_ls(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """List join tokens (never their secrets)."""
+    rows = _call(_client(brain, config).list_join_tokens)
+    table = Table("id", "state", "used", "expires", "used by", "created by", box=None)
+    for t in rows:
+        colour = {"active": "green", "used": "dim"}.get(t["state"], "red")
+        used_by = (f"{t['used_by_name']} ({t['used_by'][:SHORT_ID]})" if t["used_by"]
+                   else "")
+        table.add_row(t["id"], f"[{colour}]{t['state']}[/]", f"{t['used']}/{t['uses']}",
+                      t["expires"][:19].replace("T", " "), escape(used_by),
+                      escape(t["created_by"]))
+    console.print(table)
+
+
+@join_app.command("revoke")
+def join_token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the token's id (JT...)")],
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a join token: no machine can join with it from now on."""
+    t = _call(_client(brain, config).revoke_join_token, token_id)
+    console.print(f"revoked join token {t['id']}", highlight=False)
 
 
 def main() -> None:

@@ -16,7 +16,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 KiB = 1024
@@ -178,7 +185,7 @@ class _Settings(BaseSettings):
             cls.config_file = None  # a later direct construction must not reuse it
 
 
-_SECRET_WORDS = ("secret", "key", "password", "database_url", "token")
+_SECRET_WORDS = ("secret", "key", "password", "database_url", "token", "join")
 
 
 def _shown_input(where: str, value: Any) -> str:
@@ -429,7 +436,10 @@ class BrainSettings(_ServerSettings):
 class NodeSettings(_ServerSettings):
     """A storage node: holds chunks on one local folder."""
 
-    model_config = SettingsConfigDict(env_prefix="TOSSIT_NODE_", extra="forbid")
+    # populate_by_name: ``join`` is read from TOSSIT_JOIN (or TOSSIT_NODE_JOIN), and
+    # still taken by its name from flags and the TOML file.
+    model_config = SettingsConfigDict(env_prefix="TOSSIT_NODE_", extra="forbid",
+                                      populate_by_name=True)
     toml_table: ClassVar[str] = "node"
 
     port: int = 8081
@@ -469,6 +479,10 @@ class NodeSettings(_ServerSettings):
         "brain, which keeps them but never deletes them")
     join_secret_file: Path | None = Field(
         default=None, description="a file holding the cluster secret")
+    join: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("tossit_join", "tossit_node_join"),
+        description="a join token (tossit join-token create): the node obtains the "
+        "cluster secret with it, and the brain URLs and CA from it (TOSSIT_JOIN)")
 
     @field_validator("join_secret_file")
     @classmethod

@@ -35,6 +35,7 @@ ERROR_MEANINGS: dict[int, str] = {
     404: "No such resource",
     405: "The path exists, but not for this method",
     409: "Conflicts with the current state",
+    410: "It existed, but is no longer usable",
     413: "The body is too large",
     416: "The range is outside the file",
     422: "The body does not match what the request claims",

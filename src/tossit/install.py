@@ -163,13 +163,17 @@ def brain_plan(tossit: str, *, user: str = DEFAULT_USER, data_dir: Path | None =
         "TOSSIT_HOST": host, "TOSSIT_PORT": str(port), "TOSSIT_DATA_DIR": str(data)}))
 
 
-def node_plan(tossit: str, *, brain: str, join_secret: str, user: str = DEFAULT_USER,
+def node_plan(tossit: str, *, brain: str | None, join_secret: str | None = None,
+              join: str | None = None, user: str = DEFAULT_USER,
               data_dir: Path | None = None, host: str = "0.0.0.0", port: int = 8081,
               advertise_url: str | None = None, instance: str | None = None,
               zone: str | None = None) -> Plan:
-    """A node's plan. ``join_secret`` is the cluster secret itself: it goes into the
-    env file (mode 0640 root:USER), not a path, because the file it came from is
-    often in a home folder, which the service cannot see (ProtectHome=yes).
+    """A node's plan, joining with the cluster secret itself (``join_secret``) or a
+    join token (``join``, which also names the brains: ``brain`` may then be None).
+    Either goes into the env file (mode 0640 root:USER), not a path, because the
+    file it came from is often in a home folder, which the service cannot see
+    (ProtectHome=yes). A token is used once; the node keeps the secret it obtains
+    in its data dir, and a restart with the same token just starts.
 
     ``zone`` defaults to this machine's name: copies of a chunk then go to distinct
     machines first, and the nodes of one machine (one per disk) share its zone."""
@@ -179,23 +183,39 @@ def node_plan(tossit: str, *, brain: str, join_secret: str, user: str = DEFAULT_
         raise InstallError(f"--instance {instance!r}: 1-32 lowercase letters, digits and -")
     data = check_path(data_dir or DATA_ROOT / (f"node-{instance}" if instance else "node"),
                       "the data dir")
-    try:
-        brains = ",".join(brain_urls(brain))
-    except ValueError as exc:
-        raise InstallError(f"--brain: {exc}") from None
-    if not join_secret or any(c.isspace() for c in join_secret):
-        raise InstallError("the cluster secret is empty or has spaces in it")
+    if (join_secret is None) == (join is None):
+        raise InstallError("give either --join TOKEN or --join-secret-file (one of them)")
     settings = {"TOSSIT_NODE_HOST": host, "TOSSIT_NODE_PORT": str(port),
-                "TOSSIT_NODE_DATA_DIR": str(data), "TOSSIT_NODE_BRAIN": brains}
+                "TOSSIT_NODE_DATA_DIR": str(data)}
+    if brain is None and join is None:
+        raise InstallError("--brain is needed with --join-secret-file")
+    if brain is not None:
+        try:
+            settings["TOSSIT_NODE_BRAIN"] = ",".join(brain_urls(brain))
+        except ValueError as exc:
+            raise InstallError(f"--brain: {exc}") from None
     if advertise_url:
         settings["TOSSIT_NODE_ADVERTISE_URL"] = advertise_url
     if zone is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", zone):
         raise InstallError("--zone: 1-64 letters, digits or . _ : -")
     settings["TOSSIT_NODE_ZONE"] = zone or machine_zone()
-    settings["TOSSIT_NODE_JOIN_SECRET"] = join_secret
+    if join is not None:
+        from tossit.auth.jointoken import TokenError, decode
+
+        try:
+            decode(join)
+        except TokenError as exc:
+            raise InstallError(f"--join: {exc}") from None
+        secret_var, secret = "TOSSIT_NODE_JOIN", join
+    else:
+        assert join_secret is not None
+        if not join_secret or any(c.isspace() for c in join_secret):
+            raise InstallError("the cluster secret is empty or has spaces in it")
+        secret_var, secret = "TOSSIT_NODE_JOIN_SECRET", join_secret
+    settings[secret_var] = secret
     exe = str(check_path(Path(tossit), "the tossit command's path"))
     return Plan("node", exe, check_user(user), data, _plain(settings),
-                frozenset({"TOSSIT_NODE_JOIN_SECRET"}), instance)
+                frozenset({secret_var}), instance)
 
 
 def machine_zone() -> str:
@@ -342,9 +362,11 @@ def next_steps(plan: Plan) -> str:
             f"(sudo cat {plan.data_dir}/admin.key)",
             f"  CLI here:  sudo TOSSIT_KEY_FILE={plan.data_dir}/admin.key "
             f"{plan.tossit} status" + (f" --brain {plan.local_url}" if port != "8000" else ""),
-            "  Nodes:     copy cluster.secret to each storage machine, then there:",
-            f"             sudo tossit install node --brain {url} "
-            "--join-secret-file cluster.secret",
+            f"  Nodes:     here, '{plan.tossit} join-token create' (with the admin key) "
+            "prints a token;",
+            "             on each storage machine: sudo tossit install node --join TOKEN",
+            "             (or copy cluster.secret there and use --brain "
+            f"{url} --join-secret-file cluster.secret)",
             f"  Wait until the cluster takes writes: {plan.tossit} ready --wait 300 "
             f"--brain {plan.local_url}",
             f"Without TLS, keys cross the network in clear: set TOSSIT_TLS_CERT and "
@@ -352,9 +374,9 @@ def next_steps(plan: Plan) -> str:
         ]
     else:
         port = plan.settings["TOSSIT_NODE_PORT"]
+        brains = plan.settings.get("TOSSIT_NODE_BRAIN") or "the brain its join token names"
         lines += [
-            f"The node joins {plan.settings['TOSSIT_NODE_BRAIN']} within seconds; on the "
-            "brain, 'tossit nodes' lists it.",
+            f"The node joins {brains} within seconds; on the brain, 'tossit nodes' lists it.",
             "The brain and the other nodes reach it at TOSSIT_NODE_ADVERTISE_URL "
             f"(default http://{socket.gethostname()}:{port}): set it in "
             f"{plan.env_path} if that name does not resolve.",

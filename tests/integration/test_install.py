@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -303,3 +304,35 @@ def test_the_units_in_the_docs_are_the_generators_output() -> None:
     assert f"```ini\n{brain}```" in docs
     assert f"```ini\n{node}```" in docs
     assert "tossit-node@" not in docs  # the old hand-written template is gone
+
+
+def test_a_node_installs_with_a_join_token_alone(tmp_path: Path) -> None:
+    """--join TOKEN is all a machine needs: the token names the brains, so no
+    --brain; it goes into the env file (hidden in the dry run), never both ways."""
+    from tossit.auth import jointoken
+
+    token = jointoken.encode(jointoken.JoinToken(
+        id=jointoken.new_token_id(), secret=os.urandom(32),
+        brains=("http://10.1.2.3:8000",), cluster="0123456789abcdef",
+        expires_at=time.time() + 3600))
+    done = tossit("install", "node", "--join", token, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    env = section(done.stdout, "/etc/tossit/node.env")
+    assert "TOSSIT_NODE_JOIN=<hidden>" in env and token not in done.stdout
+    assert "\nTOSSIT_NODE_BRAIN=" not in env  # the token's brains, not a setting
+    assert "the brain its join token names" in done.stdout
+    written = tossit("install", "node", "--join", token, "--root", str(tmp_path / "r"),
+                     "--user", "nobody")
+    assert written.returncode == 0, written.stderr
+    text = (tmp_path / "r/etc/tossit/node.env").read_text()
+    assert f"\nTOSSIT_NODE_JOIN={token}\n" in text
+    secret = tmp_path / "cluster.secret"
+    secret.write_text("S3cr3t-value_0123\n")
+    both = tossit("install", "node", "--join", token, "--join-secret-file", str(secret),
+                  "--brain", "http://10.1.2.3:8000", "--dry-run")
+    neither = tossit("install", "node", "--brain", "http://10.1.2.3:8000", "--dry-run")
+    bad = tossit("install", "node", "--join", "tossit-join-1.garbage", "--dry-run")
+    no_brain = tossit("install", "node", "--join-secret-file", str(secret), "--dry-run")
+    for run, words in ((both, "one of them"), (neither, "one of them"), (bad, "--join"),
+                       (no_brain, "--brain is needed")):
+        assert run.returncode == 2 and words in run.stderr, (words, run.stderr)

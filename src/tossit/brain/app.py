@@ -15,6 +15,7 @@ from tossit.brain.api import (
     cluster,
     dashboard,
     files,
+    join,
     keys,
     nodes,
     scrub,
@@ -81,6 +82,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
                        responses=AUTH_ERRORS)
     app.include_router(keys.me_router, responses={401: AUTH_ERRORS[401]})
     app.include_router(keys.router, responses=AUTH_ERRORS)
+    app.include_router(join.router, responses=AUTH_ERRORS)
+    app.include_router(join.public)
     app.include_router(session.router)
     app.include_router(nodes.protocol, responses={401: AUTH_ERRORS[401]})
     app.include_router(cluster.public)

@@ -307,3 +307,25 @@ class WebSession(Base):
     key_sha256: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class JoinTokenRow(Base):
+    """A join token (``tossit join-token create``). Like an API key's, its secret
+    is not stored: the salt and the brain's master key re-derive it (the brain
+    needs it to check the node's proof and to seal the cluster secret), and its
+    SHA-256 tells whether the master key is still the one it was made with."""
+
+    __tablename__ = "join_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    used_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # node id
+    used_by_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -25,6 +25,7 @@ from tossit.brain.drill import Drill
 from tossit.brain.eventlog import EventPruner
 from tossit.brain.gc import Collector
 from tossit.brain.ingest import Ingest
+from tossit.brain.jointokens import JoinTokenService
 from tossit.brain.keys import KeyService
 from tossit.brain.manifest_rows import Pack
 from tossit.brain.manifest_writer import ManifestWriter
@@ -50,6 +51,18 @@ MIRROR_EVERY = 1.0  # seconds between a follower's reads of the nodes table
 TAKEOVER_GRACE = 5.0  # seconds a new leader waits when another led a moment ago
 
 
+def join_ca(settings: BrainSettings) -> tuple[str, str] | None:
+    """The CA certificate a join token pins (its PEM and SHA-256): the first one
+    of ``tls_ca`` when this brain serves TLS. None without TLS, or with TLS and
+    no CA of its own (a publicly trusted certificate: the system store checks it)."""
+    if settings.tls_cert is None or settings.tls_ca is None:
+        return None
+    from tossit.auth.jointoken import ca_fingerprint, first_certificate
+
+    pem = first_certificate(settings.tls_ca.read_text())
+    return pem, ca_fingerprint(pem)
+
+
 class Brain:
     def __init__(self, settings: BrainSettings, new_admin_key: bool = False) -> None:
         self.settings = settings
@@ -66,6 +79,8 @@ class Brain:
         self.registry = Registry(settings.replicas, settings.high_water)
         self.keys = KeyService(self.store, master.encode())
         self.sessions = SessionService(self.store)
+        self.join_tokens = JoinTokenService(self.store, master.encode(), cluster_secret)
+        self.join_ca = join_ca(settings)  # (PEM, SHA-256) a join token pins, or None
         self.wrong_keys = WrongKeys(free=settings.wrong_keys_free)  # per client address
         self.auth = settings.auth
         self.node_verifier = Verifier(cluster_secret, BRAIN) if settings.auth else None

@@ -293,5 +293,19 @@ class TossitClient:
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/api/keys/{key_id}")
 
+    def create_join_token(self, expires_in: float = 3600.0, uses: int = 1,
+                          brains: list[str] | None = None) -> dict[str, Any]:
+        """A join token for new nodes; the answer's ``token`` is shown this once only."""
+        body: dict[str, Any] = {"expires_in": expires_in, "uses": uses}
+        if brains:
+            body["brains"] = brains
+        return self._request("POST", "/api/join-tokens", json=body)
+
+    def list_join_tokens(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/join-tokens")
+
+    def revoke_join_token(self, token_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/join-tokens/{quote(token_id, safe='')}")
+
     def whoami(self) -> dict[str, Any]:
         return self._request("GET", "/api/keys/me")

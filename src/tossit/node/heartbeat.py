@@ -186,6 +186,7 @@ def _refusal(status: int, text: str) -> str:
         message = text
     message = message[:500]
     if status == 401:
-        return (f"{message}; give the node the brain's cluster secret: "
+        return (f"{message}; give the node the brain's cluster secret: a join token "
+                "(tossit join-token create; tossit node --join TOKEN) or "
                 "--join-secret-file BRAIN_DATA_DIR/cluster.secret")
     return message

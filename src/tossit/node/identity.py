@@ -86,3 +86,30 @@ def load_join_secret(settings: NodeSettings) -> str | None:
     if not kept.exists() or read_secret(kept) != given:
         write_secret(kept, given)
     return given
+
+
+def record_brains(data_dir: Path, urls: list[str]) -> None:
+    """Remember the brains a join token named, so a restart needs no ``--brain``."""
+    _update(data_dir, {"brains": ",".join(urls)})
+
+
+def load_brains(data_dir: Path) -> list[str]:
+    path = data_dir / "node.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    return [u for u in str(doc.get("brains") or "").split(",") if u]
+
+
+def record_joined(data_dir: Path, cluster_id: str) -> None:
+    """Remember that a join token gave this node the secret of that cluster, so a
+    start with the same token again needs no exchange."""
+    _update(data_dir, {"joined": cluster_id})
+
+
+def load_joined(data_dir: Path) -> str | None:
+    path = data_dir / "node.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    return str(doc["joined"]) if doc.get("joined") else None
