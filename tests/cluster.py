@@ -109,7 +109,10 @@ class Cluster:
         self.nofile = nofile
         # e.g. TOSSIT_FAILPOINTS (tossit.failpoints). Tests send wrong keys on
         # purpose, all from 127.0.0.1: the throttle has a test of its own.
-        self.brain_env = {"TOSSIT_WRONG_KEYS_FREE": "100000", **(brain_env or {})}
+        # The trash is off unless a test turns it on: a delete frees its chunks at
+        # once, as most tests expect (tests/integration/test_trash.py turns it on).
+        self.brain_env = {"TOSSIT_WRONG_KEYS_FREE": "100000", "TOSSIT_TRASH_KEEP": "0",
+                          **(brain_env or {})}
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.node_ports = [free_port() for _ in range(nodes)]

@@ -866,12 +866,16 @@ def rm(
     brain: BrainOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Delete files."""
+    """Delete files (to the trash, when it is on)."""
     client = _client(brain, config)
     for ref in refs:
         meta = _resolve(client, ref)
-        _call(client.delete, meta["id"])
-        console.print(f"deleted {escape(meta['name'])} (id {meta['id']})", highlight=False)
+        out = _call(client.delete, meta["id"])
+        if out.get("trash"):
+            console.print(f"moved {escape(meta['name'])} (id {meta['id']}) to the trash "
+                          f"(tossit trash restore {meta['id']} brings it back)", highlight=False)
+        else:
+            console.print(f"deleted {escape(meta['name'])} (id {meta['id']})", highlight=False)
 
 
 @app.command()
@@ -958,6 +962,7 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     _shared_fate(s)
     console.print(f"files: {s['objects']} ({format_size(s['object_bytes'])}), unique chunks: "
                   f"{s['chunks']} ({format_size(s['chunk_bytes'])})", highlight=False)
+    _trash_line(s.get("trash") or {})
     _metadata_safety(s)
     table = Table("copies", "chunks", "bytes", box=None)
     for k, v in rep["by_copies"].items():
@@ -989,6 +994,16 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     if not rep["chunks_unavailable"] and not rep["chunks_below_target"]:
         console.print("[green]every chunk has its full set of copies[/]")
     _scrub_line(s.get("scrub") or {})
+
+
+def _trash_line(t: dict[str, Any]) -> None:
+    """The trash's share of the space used (its bytes are in the figures above)."""
+    if t.get("files"):
+        keep = t.get("keep_s") or 0
+        within = f"within {format_duration(keep)} or " if keep else ""
+        console.print(f"in trash: {format_size(t['bytes'])} ({plural(t['files'], 'file')}), "
+                      f"freed {within}by emptying the trash (tossit trash empty)",
+                      highlight=False, markup=False)
 
 
 def _scrub_line(sc: dict[str, Any]) -> None:
@@ -1169,6 +1184,90 @@ def events(
 
 
 # -- scrub -----------------------------------------------------------------
+
+trash_app = typer.Typer(help="Deleted and overwritten files, kept for trash_keep (7 days by "
+                        "default): list, restore, delete for good.", no_args_is_help=True,
+                        rich_markup_mode=None)
+app.add_typer(trash_app, name="trash")
+
+
+def _when(iso_time: str | None) -> str:
+    return (iso_time or "")[:19].replace("T", " ")
+
+
+@trash_app.command("ls")
+def trash_ls(
+    limit: Annotated[int, typer.Option(help="show at most this many")] = 100,
+    brain: BrainOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Files in the trash, newest first, with when each is purged."""
+    out = _call(_client(brain, config).trash, limit)
+    table = Table("id", "name", "size", "why", "deleted", "purged", box=None)
+    for f in out["files"]:
+        table.add_row(str(f["id"]), escape(f["name"]), format_size(f["size"]), f["why"],
+                      _when(f["deleted"]), _when(f["purge_at"]))
+    if out["files"]:
+        console.print(table)
+    shown = len(out["files"])
+    more = f" (showing {shown:,})" if shown < out["total"] else ""
+    console.print(f"{plural(out['total'], 'file')} in the trash, "
+                  f"{format_size(out['bytes'])}{more}; restore with tossit trash restore ID",
+                  style="dim", highlight=False, markup=False)
+
+
+@trash_app.command("restore")
+def trash_restore(
+    file_id: Annotated[int, typer.Argument(help="the file's id (tossit trash ls)")],
+    as_name: Annotated[str | None, typer.Option("--as", help="restore under this name")] = None,
+    on_conflict: Annotated[str, typer.Option(
+        "--on-conflict", help="when a file has that name now: fail, rename (keep both) or "
+        "replace (that file goes to the trash)")] = "fail",
+    brain: BrainOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Bring a file back from the trash, with its id and bytes."""
+    if on_conflict not in ("fail", "rename", "replace"):
+        raise _fail("--on-conflict is fail, rename or replace")
+    f = _call(_client(brain, config).restore, file_id, as_name, on_conflict)
+    console.print(f"restored {escape(f['name'])} (id {f['id']}, {format_size(f['size'])})"
+                  + (f"; the file that had the name (id {f['replaced']}) went to the trash"
+                     if f.get("replaced") else ""), highlight=False)
+
+
+@trash_app.command("rm")
+def trash_rm(
+    file_ids: Annotated[list[int], typer.Argument(help="file ids (tossit trash ls)")],
+    brain: BrainOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Delete files from the trash for good (needs an admin key)."""
+    client = _client(brain, config)
+    for file_id in file_ids:
+        out = _call(client.purge, file_id)
+        console.print(f"deleted id {file_id} for good ({format_size(out['bytes'])})",
+                      highlight=False)
+
+
+@trash_app.command("empty")
+def trash_empty(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    brain: BrainOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Delete everything in the trash for good (needs an admin key). Asks first
+    in a terminal; elsewhere it needs --yes."""
+    client = _client(brain, config)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _fail("emptying the trash deletes its files for good: add --yes")
+        t = _call(client.trash, 1)
+        if not t["total"]:
+            console.print("the trash is empty")
+            return
+        if not typer.confirm(f"Delete {plural(t['total'], 'file')} "
+                             f"({format_size(t['bytes'])}) for good?"):
+            raise typer.Exit(1)
+    out = _call(client.empty_trash)
+    console.print(f"emptied the trash: {plural(out['purged'], 'file')} "
+                  f"({format_size(out['bytes'])}) deleted for good", highlight=False)
+
 
 scrub_app = typer.Typer(help="See and steer the nodes' background scrubbing, which re-hashes "
                         "every copy to find rot (needs an admin key).", no_args_is_help=True,

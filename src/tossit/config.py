@@ -309,6 +309,10 @@ class BrainSettings(_ServerSettings):
     intent_keep: float = Field(
         default=7 * 86400.0, gt=0, description="seconds the brain remembers a chunk it "
         "wrote for an upload that did not commit (a node away longer keeps such copies)")
+    trash_keep: float = Field(
+        default=7 * 86400.0, ge=0, description="seconds a deleted or overwritten file "
+        "stays in the trash (restorable, its bytes still stored) before it is purged "
+        "(0: no trash, a delete frees the space at once)")
     upload_parallel_chunks: int = Field(default=4, ge=1, le=32)
     upload_buffer: int = Field(
         default=64 * MiB, description="chunk bytes all uploads together may hold in memory"

@@ -6,13 +6,21 @@ cluster-wide **version** that only grows:
 * ``put``: a file as committed (bucket, name, id, size, SHA-256, content type,
   times, chunk size and its chunk ids in order);
 * ``del``: a tombstone, the file with that id was deleted;
-* ``key``: the state of an API key (its secret's hash and salt, never the secret).
+* ``key``: the state of an API key (its secret's hash and salt, never the secret);
+* ``trash``: a file moved to the trash (deleted or overwritten while the trash is
+  on): the whole file as ``put`` has it, with when it was moved, when it is
+  purged and why;
+* ``purge``: the end of a file's stay in the trash (purged, expired, or
+  restored, which also logs a ``put`` of its name).
 
 The brain commits a batch of changes in its database, then writes the batch's
 entries as one **pack** to R nodes (fsynced, as chunks are), and only then
 answers the clients. Rebuilding is then a pure function of the entries found
 on the nodes: for each name, the entry with the highest version wins; a ``put``
-makes the file, a ``del`` keeps it deleted. So an old version can only come
+makes the file, a ``del`` keeps it deleted. A file in the trash no longer owns
+its name (a new upload may take it), so ``trash`` and ``purge`` entries have a
+scope of their own, the file's id: the newest of them says whether that file is
+in the trash. So an old version can only come
 back if every copy of every newer entry for its name was lost, and the brain
 keeps a tombstone on the nodes for as long as an older ``put`` of that name may
 still be on one (``needed_versions``).
@@ -73,10 +81,9 @@ class _FileEntry(_Entry):
     id: int = Field(ge=1)
 
 
-class PutEntry(_FileEntry):
-    """A committed file."""
+class _FileBody(_FileEntry):
+    """A whole file: what a rebuild needs to make it again."""
 
-    op: Literal["put"] = "put"
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_HEX64)
     content_type: str = Field(max_length=255)
@@ -105,6 +112,31 @@ class PutEntry(_FileEntry):
                             f"to its size {self.size}")
 
 
+class PutEntry(_FileBody):
+    """A committed file."""
+
+    op: Literal["put"] = "put"
+
+
+class TrashEntry(_FileBody):
+    """A file moved to the trash: still whole (its chunks stay), no longer under
+    its name. ``why``: deleted, or overwritten by a newer upload of its name."""
+
+    op: Literal["trash"] = "trash"
+    deleted: float
+    purge_at: float
+    why: Literal["deleted", "overwritten"] = "deleted"
+
+
+class PurgeEntry(_FileEntry):
+    """A file's stay in the trash ended: purged (by hand or emptied), expired, or
+    restored (then a ``put`` of the file, same id, is logged with it)."""
+
+    op: Literal["purge"] = "purge"
+    purged: float
+    why: Literal["purged", "expired", "restored"] = "purged"
+
+
 class DelEntry(_FileEntry):
     """A deleted file (a tombstone)."""
 
@@ -128,7 +160,8 @@ class KeyEntry(_Entry):
     revoked: float | None = None
 
 
-Entry = Annotated[PutEntry | DelEntry | KeyEntry, Field(discriminator="op")]
+AnyEntry = PutEntry | DelEntry | KeyEntry | TrashEntry | PurgeEntry
+Entry = Annotated[AnyEntry, Field(discriminator="op")]
 _ENTRIES = TypeAdapter(list[Entry])
 
 
@@ -160,7 +193,7 @@ def pack_key(cluster_secret: str) -> bytes:
                     hashlib.sha256).digest()
 
 
-def encode_pack(entries: Iterable[PutEntry | DelEntry | KeyEntry], key: bytes) -> bytes:
+def encode_pack(entries: Iterable[AnyEntry], key: bytes) -> bytes:
     """A pack's bytes. Deterministic: the same entries and key give the same bytes
     (and so the same id), so a pack written again after a crash is a duplicate."""
     items = sorted(entries, key=lambda e: e.version)
@@ -176,7 +209,7 @@ def pack_id(data: bytes | bytearray) -> str:
     return content_id(data, META)
 
 
-def decode_pack(data: bytes | bytearray, key: bytes) -> list[PutEntry | DelEntry | KeyEntry]:
+def decode_pack(data: bytes | bytearray, key: bytes) -> list[AnyEntry]:
     """The entries of a pack, after checking its signature (raises PackError)."""
     if not bytes(data[: len(MAGIC)]) == MAGIC:
         raise PackError("not a manifest pack (no TOSSIT-MANIFESTS header)")
@@ -198,16 +231,19 @@ def decode_pack(data: bytes | bytearray, key: bytes) -> list[PutEntry | DelEntry
             raise
         raise PackError(f"unreadable pack: {str(exc).splitlines()[0][:200]}") from None
     for e in entries:
-        if isinstance(e, PutEntry):
+        if isinstance(e, PutEntry | TrashEntry):
             e.check()
     return entries
 
 
-def entry_scope(e: PutEntry | DelEntry | KeyEntry) -> tuple[str, str, str]:
-    """What an entry is about: a file name in a bucket, or an API key. The newest
-    entry of each scope is the truth."""
+def entry_scope(e: AnyEntry) -> tuple[str, str, str]:
+    """What an entry is about: a file name in a bucket, an API key, or a file in
+    the trash (by its id: it has no name of its own there). The newest entry of
+    each scope is the truth."""
     if isinstance(e, KeyEntry):
         return ("key", "", e.key_id)
+    if isinstance(e, TrashEntry | PurgeEntry):
+        return ("trash", "", str(e.id))
     return ("file", e.bucket, e.key)
 
 
@@ -218,12 +254,14 @@ class Resolved:
     files: dict[tuple[str, str], PutEntry] = field(default_factory=dict)
     deleted: dict[tuple[str, str], DelEntry] = field(default_factory=dict)
     keys: dict[str, KeyEntry] = field(default_factory=dict)
+    trash: dict[int, TrashEntry] = field(default_factory=dict)  # by file id
+    purged: dict[int, PurgeEntry] = field(default_factory=dict)
     max_version: int = 0
 
 
-def resolve(entries: Iterable[PutEntry | DelEntry | KeyEntry]) -> Resolved:
+def resolve(entries: Iterable[AnyEntry]) -> Resolved:
     """Newest entry per scope wins (duplicates of one version are the same entry)."""
-    newest: dict[tuple[str, str, str], PutEntry | DelEntry | KeyEntry] = {}
+    newest: dict[tuple[str, str, str], AnyEntry] = {}
     top = 0
     for e in entries:
         top = max(top, e.version)
@@ -237,26 +275,42 @@ def resolve(entries: Iterable[PutEntry | DelEntry | KeyEntry]) -> Resolved:
             out.files[(bucket, name)] = e
         elif isinstance(e, DelEntry):
             out.deleted[(bucket, name)] = e
+        elif isinstance(e, TrashEntry):
+            out.trash[e.id] = e
+        elif isinstance(e, PurgeEntry):
+            out.purged[e.id] = e
         else:
             out.keys[name] = e
+    # One id, two truths (a pack lost between a restore and a later delete): the
+    # newer entry is the file's state.
+    live = {f.id: f for f in out.files.values()}
+    for oid, t in list(out.trash.items()):
+        f = live.get(oid)
+        if f is not None:
+            if f.version > t.version:
+                del out.trash[oid]
+            else:
+                del out.files[(f.bucket, f.key)]
     return out
 
 
-def needed_versions(entries: Iterable[PutEntry | DelEntry | KeyEntry]) -> set[int]:
+def needed_versions(entries: Iterable[AnyEntry]) -> set[int]:
     """The entries the nodes must keep for a rebuild to come out right.
 
-    The newest entry of each scope is needed, except a tombstone with no older
-    ``put`` of its name left anywhere (nothing to keep deleted). Every other
-    entry is superseded: a pack whose entries are all unneeded can be deleted.
+    The newest entry of each scope is needed, except a tombstone (``del`` of a
+    name, ``purge`` of a file in the trash) with no older ``put`` (``trash``) of
+    its scope left anywhere: nothing to keep deleted. Every other entry is
+    superseded: a pack whose entries are all unneeded can be deleted.
     """
-    by_scope: dict[tuple[str, str, str], list[PutEntry | DelEntry | KeyEntry]] = {}
+    by_scope: dict[tuple[str, str, str], list[AnyEntry]] = {}
     for e in entries:
         by_scope.setdefault(entry_scope(e), []).append(e)
     needed: set[int] = set()
     for items in by_scope.values():
         newest = max(items, key=lambda e: e.version)
-        if isinstance(newest, DelEntry) and not any(
-                isinstance(e, PutEntry) and e.version < newest.version for e in items):
+        if isinstance(newest, DelEntry | PurgeEntry) and not any(
+                isinstance(e, PutEntry | TrashEntry) and e.version < newest.version
+                for e in items):
             continue
         needed.add(newest.version)
     return needed

@@ -169,6 +169,9 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
          f"{plural(s['deleted'], 'deleted name')} kept deleted, "
          f"{plural(s['keys'], 'API key')}, newest version {s['max_version']:,}",
          "green" if not s["incomplete"] else "yellow")]
+    if s.get("trash"):
+        out.append((f"{plural(s['trash'], 'file')} ({format_size(s['trash_bytes'])}) back in "
+                    "the trash, each with its purge time", None))
     if r.snapshot_as_of is not None:
         out.append((f"started from the newest metadata snapshot (version "
                     f"{r.snapshot_as_of:,}) and the manifests written after it", None))

@@ -428,7 +428,7 @@ async def test_totals_histogram(store: Store) -> None:
     await add_nodes(store)
     empty = await store.totals([N1, N2, N3])
     assert empty == {"objects": 0, "object_bytes": 0, "system_objects": 0, "system_bytes": 0,
-                     "chunks": 0, "chunk_bytes": 0,
+                     "chunks": 0, "chunk_bytes": 0, "trash": {"files": 0, "bytes": 0},
                      "replica_histogram": {},
                      "manifests": {"packs": 0, "bytes": 0, "replica_histogram": {}}}
     await put(store, "three", ["r3a", "r3b"], nodes=(N1, N2, N3))  # 2 chunks x 3 copies

@@ -21,6 +21,7 @@ from tossit.brain.api import (
     scrub,
     session,
     stream,
+    trash,
 )
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.forward import ForwardToLeader
@@ -69,6 +70,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     # Who may call what, declared once per router (tossit.brain.api.access).
     app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],
                        responses=AUTH_ERRORS)
+    app.include_router(trash.router, responses=AUTH_ERRORS,
+                       dependencies=[Depends(Access(Role.readwrite, read=Role.readwrite))])
     app.include_router(nodes.router, dependencies=[Depends(Access(Role.admin))],
                        responses=AUTH_ERRORS)
     app.include_router(cluster.router, dependencies=[Depends(Access(Role.admin))],

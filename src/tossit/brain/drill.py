@@ -9,6 +9,8 @@ It reports, with names:
 
 * files a rebuild now would lose, or bring back wrong (another version);
 * deleted files a rebuild would bring back;
+* files in the trash a rebuild would lose, and purged ones it would bring back
+  into the trash;
 * files whose manifest is on fewer than R nodes, or with a chunk on fewer than
   R nodes (recoverable today, one failure away from not);
 
@@ -30,8 +32,8 @@ from sqlalchemy import select
 
 from tossit.brain.db import make_engine
 from tossit.brain.gather import Gatherer
-from tossit.brain.manifest_rows import PUT
-from tossit.brain.models import Bucket, ManifestEntry, Object
+from tossit.brain.manifest_rows import PURGE, PUT, TRASH
+from tossit.brain.models import Bucket, ManifestEntry, Object, TrashedObject
 from tossit.brain.rebuild import Plan, plan
 from tossit.brain.rebuild_db import write_plan
 from tossit.brain.registry import READABLE_STATES, Registry
@@ -40,6 +42,8 @@ from tossit.config import format_duration, plural
 from tossit.manifests import SYSTEM_BUCKET
 
 log = logging.getLogger("tossit.brain.drill")
+_LISTS = ("lost", "wrong", "incomplete", "reappear", "manifest_below", "chunks_below",
+          "trash_lost", "trash_reappear")
 NAMES = 50  # names listed per finding (the counts are complete)
 
 Name = tuple[str, str]  # (bucket, file name)
@@ -55,10 +59,14 @@ class Findings:
     reappear: list[Name] = field(default_factory=list)  # deleted, would come back
     manifest_below: list[Name] = field(default_factory=list)  # manifest on < R nodes
     chunks_below: list[Name] = field(default_factory=list)  # a chunk on < R nodes
+    trash: int = 0  # files in the trash compared
+    trash_lost: list[Name] = field(default_factory=list)  # in the trash, a rebuild loses it
+    trash_reappear: list[Name] = field(default_factory=list)  # purged, would come back
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.wrong or self.incomplete or self.reappear)
+        return not (self.lost or self.wrong or self.incomplete or self.reappear
+                    or self.trash_lost or self.trash_reappear)
 
 
 class Drill:
@@ -89,10 +97,9 @@ class Drill:
             "nodes_read": len(gatherer.out.nodes),
             "nodes_unreachable": gatherer.out.unreachable,
             "files": found.files, "recoverable": found.recoverable,
-            **{k: [f"{b}/{n}" for b, n in getattr(found, k)[:NAMES]] for k in (
-                "lost", "wrong", "incomplete", "reappear", "manifest_below", "chunks_below")},
-            **{f"{k}_count": len(getattr(found, k)) for k in (
-                "lost", "wrong", "incomplete", "reappear", "manifest_below", "chunks_below")},
+            "trash": found.trash,
+            **{k: [f"{b}/{n}" for b, n in getattr(found, k)[:NAMES]] for k in _LISTS},
+            **{f"{k}_count": len(getattr(found, k)) for k in _LISTS},
             "packs_unreadable": len(gatherer.out.unreadable),
             "snapshot_age_s": None if snapshot is None else round(t0 - snapshot["at"], 1),
         }
@@ -112,7 +119,8 @@ class Drill:
                       & (ManifestEntry.op == PUT)))).all()
             newest = (await s.execute(
                 select(ManifestEntry.bucket_id, ManifestEntry.key, ManifestEntry.version)
-                .where(ManifestEntry.bucket_id.is_not(None)))).all()
+                .where(ManifestEntry.bucket_id.is_not(None),
+                       ManifestEntry.op.not_in([TRASH, PURGE])))).all()
         # The brain's own files (snapshots) are not counted as the users' files.
         live = {(buckets[b], k): (i, sha, v) for b, k, i, sha, v in rows
                 if v <= boundary and buckets[b] != SYSTEM_BUCKET}
@@ -123,14 +131,54 @@ class Drill:
                 touched[name] = max(touched.get(name, 0), v)
         return live, touched
 
+    async def _live_trash(self, boundary: int) -> tuple[dict[int, tuple[Name, str]],
+                                                        dict[int, int]]:
+        """Files in the trash (id -> name, SHA-256) moved there up to ``boundary``,
+        and the newest trash/purge version of every id the log knows."""
+        async with self.store.read() as s:
+            buckets = dict((await s.execute(select(Bucket.id, Bucket.name))).all())
+            rows = (await s.execute(
+                select(TrashedObject.id, TrashedObject.bucket_id, TrashedObject.key,
+                       TrashedObject.sha256, ManifestEntry.version)
+                .join(ManifestEntry, (ManifestEntry.object_id == TrashedObject.id)
+                      & (ManifestEntry.op == TRASH)))).all()
+            log = (await s.execute(select(ManifestEntry.object_id, ManifestEntry.version)
+                                   .where(ManifestEntry.op.in_([TRASH, PURGE])))).all()
+        trash: dict[int, tuple[Name, str]] = {}
+        for i, b, k, sha, v in rows:
+            if v <= boundary:
+                trash[i] = ((buckets[b], k), sha)
+        touched: dict[int, int] = {}
+        for oid, v in log:
+            if oid is not None:
+                touched[oid] = max(touched.get(oid, 0), v)
+        return trash, touched
+
+    def _compare_trash(self, out: Findings, live: dict[int, tuple[Name, str]],
+                       touched: dict[int, int], got: dict[int, str], rebuilt: Plan,
+                       boundary: int) -> None:
+        out.trash = len(live)
+        for oid, (name, sha) in sorted(live.items()):
+            if got.get(oid) != sha:
+                out.trash_lost.append((name[0], f"{name[1]} (in the trash, id {oid})"))
+        for f in rebuilt.trash:
+            oid = f.entry.id
+            if oid not in live and f.entry.version <= boundary and touched.get(
+                    oid, 0) <= boundary:
+                out.trash_reappear.append(
+                    (f.entry.bucket, f"{f.entry.key} (purged, id {oid})"))
+
     async def _compare(self, scratch: str, rebuilt: Plan, boundary: int) -> Findings:
         live, touched = await self._live(boundary)
+        live_trash, trash_touched = await self._live_trash(boundary)
         engine = make_engine(scratch)
         try:
             async with engine.connect() as conn:
                 buckets = dict((await conn.execute(select(Bucket.id, Bucket.name))).all())
                 got = {(buckets[b], k): (i, sha) for b, k, i, sha in (await conn.execute(
                     select(Object.bucket_id, Object.key, Object.id, Object.sha256))).all()}
+                got_trash = {i: sha for i, sha in (await conn.execute(
+                    select(TrashedObject.id, TrashedObject.sha256))).all()}
         finally:
             await engine.dispose()
         state = {(f.entry.bucket, f.entry.key): f for f in rebuilt.files
@@ -160,6 +208,7 @@ class Drill:
             if name not in live and f.entry.version <= boundary and touched.get(
                     name, 0) <= boundary:
                 out.reappear.append(name)
+        self._compare_trash(out, live_trash, trash_touched, got_trash, rebuilt, boundary)
         return out
 
 
@@ -173,6 +222,13 @@ def summary(r: dict[str, Any]) -> str:
             f"{r['lost_count'] + r['wrong_count'] + r['incomplete_count']:,} lost")
     if r["reappear_count"]:
         text += f", {_files(r['reappear_count'], 'deleted file')} would come back"
+    if r.get("trash_lost_count"):
+        text += f", {_files(r['trash_lost_count'], 'file')} in the trash lost"
+    if r.get("trash_reappear_count"):
+        text += (f", {_files(r['trash_reappear_count'], 'purged file')} would come back "
+                 "into the trash")
+    if r.get("trash"):
+        text += f" ({_files(r['trash'])} in the trash)"
     at_risk = max(r["manifest_below_count"], r["chunks_below_count"])
     if at_risk:
         text += f"; {_files(at_risk)} with fewer than the full number of copies"

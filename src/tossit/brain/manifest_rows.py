@@ -19,7 +19,10 @@ one. When a pack's refcount reaches zero it is deleted from the nodes like any
 unreferenced chunk, and its entries go with its row.
 
 The rule kept here is ``tossit.manifests.needed_versions``: the newest entry of
-each name is needed, unless it is a tombstone with no older ``put`` left.
+each name is needed, unless it is a tombstone with no older ``put`` left. The
+same holds for a file in the trash, whose scope is its id: its ``trash`` entry
+is needed until a ``purge`` (or a restore) supersedes it, and that ``purge`` is
+needed while the older ``trash`` entry may still be on a node.
 ``supersede`` applies the first half when a newer entry is logged;
 ``LogStore.expire_tombstones`` the second, once the older packs are gone.
 """
@@ -46,18 +49,27 @@ from tossit.brain.models import (
     Object,
     ObjectChunk,
     PackOutbox,
+    TrashChunk,
+    TrashedObject,
 )
 from tossit.brain.sqlbatch import batches
 from tossit.chunking import META
-from tossit.manifests import DelEntry, KeyEntry, PutEntry, encode_pack, pack_id, put_entry
+from tossit.manifests import (
+    AnyEntry,
+    DelEntry,
+    KeyEntry,
+    PurgeEntry,
+    TrashEntry,
+    encode_pack,
+    pack_id,
+    put_entry,
+)
 
 if TYPE_CHECKING:
     from tossit.brain.store import Store
 
-PUT, DEL, KEY = "put", "del", "key"
+PUT, DEL, KEY, TRASH, PURGE = "put", "del", "key", "trash", "purge"
 BACKFILL_PAGE = 2000  # entries per pack when packing entries logged without one
-
-AnyEntry = PutEntry | DelEntry | KeyEntry
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,11 @@ _SUPERSEDE_PUTS = (
     .where(ManifestEntry.needed, ManifestEntry.op == PUT,
            ManifestEntry.object_id.in_(bindparam("ids", expanding=True)))
     .values(needed=False).returning(ManifestEntry.pack))
+_SUPERSEDE_TRASH = (
+    update(ManifestEntry)
+    .where(ManifestEntry.needed, ManifestEntry.op == TRASH,
+           ManifestEntry.object_id.in_(bindparam("ids", expanding=True)))
+    .values(needed=False).returning(ManifestEntry.pack))
 _SUPERSEDE_KEYS = (
     update(ManifestEntry)
     .where(ManifestEntry.needed, ManifestEntry.op == KEY,
@@ -119,10 +136,10 @@ _OUTBOX = {"sqlite": sqlite.insert(PackOutbox).on_conflict_do_nothing(index_elem
 
 
 async def supersede(s: AsyncSession, objects: Sequence[int],
-                    keys: Sequence[str] = ()) -> Counter[str]:
-    """These files were deleted or overwritten (or these keys changed): their
-    entries are needed no more. Returns how many entries each pack lost (the
-    caller releases them with ``release_packs``).
+                    keys: Sequence[str] = (), trashed: Sequence[int] = ()) -> Counter[str]:
+    """These files were deleted or overwritten (or these keys changed, or these
+    files left the trash): their entries are needed no more. Returns how many
+    entries each pack lost (the caller releases them with ``release_packs``).
 
     A tombstone of a name uploaded again is left needed here (a fresh upload
     then costs no statement at all); the collector's ``expire_tombstones`` finds
@@ -134,6 +151,9 @@ async def supersede(s: AsyncSession, objects: Sequence[int],
         lost.update(p for p in rows if p is not None)
     for batch in batches(list(dict.fromkeys(keys))):
         rows = (await conn.execute(_SUPERSEDE_KEYS, {"names": list(batch)})).scalars().all()
+        lost.update(p for p in rows if p is not None)
+    for batch in batches(list(dict.fromkeys(trashed))):
+        rows = (await conn.execute(_SUPERSEDE_TRASH, {"ids": list(batch)})).scalars().all()
         lost.update(p for p in rows if p is not None)
     return lost
 
@@ -370,18 +390,31 @@ class LogStore:
     async def expire_tombstones(self) -> list[str]:
         """Tombstones needed no more: with no older ``put`` of their name left
         anywhere (that put's pack was deleted from the nodes), or with a newer
-        entry for their name (uploaded again). Returns the packs that this leaves
-        with nothing needed (garbage)."""
+        entry for their name (uploaded again). The same for the ``purge`` of a
+        file in the trash, by its id. Returns the packs that this leaves with
+        nothing needed (garbage)."""
         other = aliased(ManifestEntry)
-        same = and_(other.bucket_id == ManifestEntry.bucket_id, other.key == ManifestEntry.key)
+        # A name's entries are put and del only: trash and purge rows carry the
+        # name the file had, but their scope is its id.
+        same = and_(other.bucket_id == ManifestEntry.bucket_id, other.key == ManifestEntry.key,
+                    other.op.in_([PUT, DEL]))
+        same_id = and_(other.object_id == ManifestEntry.object_id,
+                       other.op.in_([TRASH, PURGE]))
         async with self.store.write() as s:
             await self.store.lock_refcounts(s)
-            rows = (await s.execute(
+            rows = list((await s.execute(
                 update(ManifestEntry)
                 .where(ManifestEntry.op == DEL, ManifestEntry.needed,
                        ~exists().where(and_(same, other.op == PUT,
                                             other.version < ManifestEntry.version))
                        | exists().where(and_(same, other.version > ManifestEntry.version)))
+                .values(needed=False).returning(ManifestEntry.pack))).scalars().all())
+            rows += (await s.execute(
+                update(ManifestEntry)
+                .where(ManifestEntry.op == PURGE, ManifestEntry.needed,
+                       ~exists().where(and_(same_id, other.op == TRASH,
+                                            other.version < ManifestEntry.version))
+                       | exists().where(and_(same_id, other.version > ManifestEntry.version)))
                 .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
             return await release_packs(s, Counter(p for p in rows if p is not None))
 
@@ -404,6 +437,15 @@ async def _rebuild_entries(s: AsyncSession, rows: Sequence[ManifestEntry]) -> li
         chunks.setdefault(oid, []).append((cid, size))
     keys = {k.id: k for k in (await s.execute(select(ApiKey).where(
         ApiKey.id.in_([r.key for r in rows if r.op == KEY] or [""])))).scalars()}
+    trashed = {t.id: t for t in (await s.execute(select(TrashedObject).where(
+        TrashedObject.id.in_([r.object_id for r in rows if r.op == TRASH] or [-1]))))
+        .scalars()}
+    trash_chunks: dict[int, list[tuple[str, int]]] = {}
+    for tid, cid, size in (await s.execute(
+            select(TrashChunk.trash_id, TrashChunk.chunk_id, TrashChunk.size)
+            .where(TrashChunk.trash_id.in_(list(trashed) or [-1]))
+            .order_by(TrashChunk.trash_id, TrashChunk.seq))).all():
+        trash_chunks.setdefault(tid, []).append((cid, size))
     out: list[AnyEntry] = []
     for r in rows:
         o = objs.get(r.object_id or -1)
@@ -418,4 +460,23 @@ async def _rebuild_entries(s: AsyncSession, rows: Sequence[ManifestEntry]) -> li
                                 id=r.object_id or 1, deleted=r.created_at))
         elif r.op == KEY and r.key in keys:
             out.append(key_entry(r.version, keys[r.key]))
+        elif r.op == TRASH and (r.object_id or -1) in trashed:
+            out.append(trash_entry(r.version, buckets[trashed[r.object_id or -1].bucket_id],
+                                   trashed[r.object_id or -1],
+                                   trash_chunks.get(r.object_id or -1, [])))
+        elif r.op == PURGE and r.bucket_id is not None:
+            out.append(PurgeEntry(version=r.version, bucket=buckets[r.bucket_id], key=r.key,
+                                  id=r.object_id or 1, purged=r.created_at))
     return out
+
+
+def trash_entry(version: int, bucket: str, t: TrashedObject,
+                chunks: Sequence[tuple[str, int]]) -> TrashEntry:
+    """The entry of a file in the trash, from its row and (chunk id, size) list."""
+    body = put_entry(version=version, bucket=bucket, key=t.key, object_id=t.id, size=t.size,
+                     sha256=t.sha256, content_type=t.content_type, created=t.created_at,
+                     chunk_size=t.chunk_size, chunks=chunks, etag=t.etag,
+                     user_meta=t.user_meta)
+    return TrashEntry(**{k: v for k, v in body.model_dump().items() if k != "op"},
+                      deleted=t.deleted_at, purge_at=t.purge_at,
+                      why="overwritten" if t.why == "overwritten" else "deleted")

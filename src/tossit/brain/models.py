@@ -77,6 +77,44 @@ class ObjectChunk(Base):
     size: Mapped[int] = mapped_column(Integer)
 
 
+class TrashedObject(Base):
+    """A file in the trash (deleted or overwritten while ``trash_keep`` > 0): the
+    object row as it was, moved here so that its name is free, with its chunk
+    list in ``trash_chunks``. Its chunks keep their references (the collector
+    leaves them) until it is purged: by hand, by emptying the trash, or at
+    ``purge_at``. ``id`` is the object's id, kept: a restored file has it again."""
+
+    __tablename__ = "trash"
+    __table_args__ = (Index("ix_trash_deleted", "deleted_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))
+    key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    user_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    deleted_at: Mapped[float] = mapped_column(Float)
+    purge_at: Mapped[float] = mapped_column(Float, index=True)
+    why: Mapped[str] = mapped_column(String(16))  # deleted, overwritten
+
+
+class TrashChunk(Base):
+    """Position ``seq`` of a file in the trash is chunk ``chunk_id``."""
+
+    __tablename__ = "trash_chunks"
+
+    trash_id: Mapped[int] = mapped_column(
+        ForeignKey("trash.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(ForeignKey("chunks.id"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+
+
 class Chunk(Base):
     """Unique content: one row per distinct SHA-256, shared by every object using it.
 
@@ -98,7 +136,8 @@ class Chunk(Base):
 
 class ManifestEntry(Base):
     """One entry of the manifest log (tossit.manifests): a file committed (put),
-    deleted (del), or an API key's state (key). ``version`` orders every change
+    deleted (del), moved to the trash (trash) or out of it (purge), or an API
+    key's state (key). ``version`` orders every change
     of the cluster. ``pack`` is the pack on the nodes that holds the entry (NULL
     until written: the brain writes those at start and retries them); the row
     goes when its pack is dropped. ``needed``: the nodes must keep it for a rebuild (the

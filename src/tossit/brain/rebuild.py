@@ -10,6 +10,9 @@ The rules:
 
 * the newest entry of each name wins (``tossit.manifests.resolve``): a ``put``
   is a file, a ``del`` keeps it deleted, whatever older packs still say;
+* the newest ``trash``/``purge`` entry of each file id says whether that file
+  is in the trash (with its purge time): a purged file never comes back, and a
+  trashed file never takes back a name (it is in the trash, not under it);
 * a chunk's copies are the nodes whose inventory lists it with the size the
   manifest gives (a copy of another size is recorded ``corrupt``);
 * a file some of whose chunks have no copy on any node reached is *incomplete*:
@@ -29,19 +32,23 @@ The rules:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tossit.chunking import DATA, META
 from tossit.manifests import (
+    AnyEntry,
     DelEntry,
     KeyEntry,
+    PurgeEntry,
     PutEntry,
+    TrashEntry,
     entry_scope,
     needed_versions,
     resolve,
 )
 
-Entry = PutEntry | DelEntry | KeyEntry
+Entry = AnyEntry
 
 
 @dataclass
@@ -97,7 +104,7 @@ class ChunkRow:
 
 @dataclass
 class FileState:
-    entry: PutEntry
+    entry: PutEntry | TrashEntry
     missing: int = 0  # chunk positions with no copy on any node reached
     below: int = 0  # chunk positions with fewer than R copies
 
@@ -114,7 +121,7 @@ class Plan:
     unreadable: dict[str, str]
     unreachable: dict[str, str]
     cluster: str | None = None  # the id the new metadata takes: the nodes' own
-
+    trash: list[FileState] = field(default_factory=list)  # entries are TrashEntry
 
     @property
     def complete(self) -> list[FileState]:
@@ -139,6 +146,8 @@ class Plan:
             "incomplete_names": [f"{f.entry.bucket}/{f.entry.key}" for f in self.incomplete],
             "below_target": sum(1 for f in self.files if f.below and not f.missing),
             "deleted": self.deleted,
+            "trash": len(self.trash),
+            "trash_bytes": sum(f.entry.size for f in self.trash),
             "keys": len(self.keys),
             "chunks_missing": self.missing_chunks,
             "packs": sum(1 for c in self.chunks.values() if c.kind == META),
@@ -169,7 +178,7 @@ def _home(entry_packs: dict[int, list[str]], packs: dict[str, PackFound]) -> dic
             for v, ps in entry_packs.items()}
 
 
-def _tombstones_for_lost(by_version: dict[int, Entry], base: list[Entry], as_of: int,
+def _tombstones_for_lost(by_version: dict[int, Entry], base: Sequence[Entry], as_of: int,
                          now: float) -> list[Entry]:
     """Names the snapshot says were gone at ``as_of`` while an older ``put`` of them
     is still in a pack and nothing newer mentions them: new tombstones."""
@@ -184,14 +193,21 @@ def _tombstones_for_lost(by_version: dict[int, Entry], base: list[Entry], as_of:
     version = max([*by_version, *(e.version for e in base), 0]) + 1
     out: list[Entry] = []
     for scope, e in sorted(newest_old.items(), key=lambda kv: kv[1].version):
-        if isinstance(e, PutEntry) and scope not in in_base and scope not in newer:
+        if scope in in_base or scope in newer:
+            continue
+        if isinstance(e, PutEntry):
             out.append(DelEntry(version=version, bucket=e.bucket, key=e.key, id=e.id,
                                 deleted=now))
-            version += 1
+        elif isinstance(e, TrashEntry):  # left the trash before the snapshot
+            out.append(PurgeEntry(version=version, bucket=e.bucket, key=e.key, id=e.id,
+                                  purged=now, why="purged"))
+        else:
+            continue
+        version += 1
     return out
 
 
-def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int = 0,
+def plan(g: Gathered, replicas: int, base: Sequence[Entry] | None = None, as_of: int = 0,
          now: float = 0.0) -> Plan:
     """The new metadata from what was gathered; with ``base``, on top of a
     snapshot's entries complete up to ``as_of``."""
@@ -202,7 +218,7 @@ def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int
             by_version.setdefault(e.version, e)
             entry_packs.setdefault(e.version, []).append(pack.id)
     if base is not None:
-        for e in _tombstones_for_lost(by_version, base, as_of, now) + base:
+        for e in [*_tombstones_for_lost(by_version, base, as_of, now), *base]:
             by_version.setdefault(e.version, e)
     home = _home(entry_packs, g.packs)
     everything = list(by_version.values())
@@ -212,7 +228,8 @@ def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int
     chunks: dict[str, ChunkRow] = {}
     positions: Counter[str] = Counter()
     sizes: dict[str, int] = {}
-    for f in state.files.values():
+    held: list[PutEntry | TrashEntry] = [*state.files.values(), *state.trash.values()]
+    for f in held:
         for cid, size in zip(f.chunks, f.sizes(), strict=True):
             positions[cid] += 1
             sizes[cid] = size
@@ -230,11 +247,14 @@ def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int
         reps.update({n: "corrupt" for n in pack.bad_on if n not in pack.good_on})
         chunks[pack.id] = ChunkRow(pack.size, pack_refs[pack.id], META, reps)
 
-    files = []
-    for f in sorted(state.files.values(), key=lambda e: (e.bucket, e.key)):
+    def file_state(f: PutEntry | TrashEntry) -> FileState:
         counts = [len(_ok(chunks[c])) for c in f.chunks]
-        files.append(FileState(f, missing=sum(1 for n in counts if n == 0),
-                               below=sum(1 for n in counts if n < replicas)))
+        return FileState(f, missing=sum(1 for n in counts if n == 0),
+                         below=sum(1 for n in counts if n < replicas))
+
+    files = [file_state(f) for f in sorted(state.files.values(),
+                                           key=lambda e: (e.bucket, e.key))]
+    trash = [file_state(t) for t in sorted(state.trash.values(), key=lambda e: e.id)]
     entries = [(e, home.get(e.version), e.version in needed)
                for e in sorted(everything, key=lambda e: e.version)]
     return Plan(files=files, deleted=len(state.deleted),
@@ -242,4 +262,5 @@ def plan(g: Gathered, replicas: int, base: list[Entry] | None = None, as_of: int
                 entries=entries, chunks=chunks,
                 nodes=sorted(g.nodes.values(), key=lambda n: n.name),
                 max_version=state.max_version, unreadable=dict(g.unreadable),
-                unreachable=dict(g.unreachable), cluster=cluster_of(list(g.nodes.values())))
+                unreachable=dict(g.unreachable), cluster=cluster_of(list(g.nodes.values())),
+                trash=trash)

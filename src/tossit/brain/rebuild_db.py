@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tossit.brain.db import make_engine, migrate
-from tossit.brain.manifest_rows import DEL, KEY, PUT
+from tossit.brain.manifest_rows import DEL, KEY, PURGE, PUT, TRASH
 from tossit.brain.models import (
     ApiKey,
     Bucket,
@@ -31,13 +31,15 @@ from tossit.brain.models import (
     Object,
     ObjectChunk,
     Replica,
+    TrashChunk,
+    TrashedObject,
 )
 from tossit.brain.rebuild import Plan
 from tossit.brain.snapshots import SnapshotContents
 from tossit.brain.sqlbatch import batches
 from tossit.brain.states import EventKind
 from tossit.config import plural
-from tossit.manifests import DelEntry, KeyEntry, PutEntry
+from tossit.manifests import AnyEntry, KeyEntry, PurgeEntry, PutEntry, TrashEntry
 
 _BATCH = 2000  # rows per insert: the whole rebuild is one transaction
 
@@ -71,6 +73,7 @@ async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None
                     await s.execute(text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                         f"GREATEST((SELECT COALESCE(MAX({column}), 0) FROM {table}), 1))"))
+            await _ids_above_trash(s, engine.dialect.name)
     finally:
         await engine.dispose()
 
@@ -79,7 +82,7 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
                 history: SnapshotContents | None) -> None:
     names = sorted({"default", *(e.bucket for e, _, _ in plan.entries
                                   if not isinstance(e, KeyEntry)),
-                    *(f.entry.bucket for f in plan.files)})
+                    *(f.entry.bucket for f in [*plan.files, *plan.trash])})
     existing = dict((await s.execute(select(Bucket.name, Bucket.id))).all())
     await _insert(s, Bucket, [{"name": n, "created_at": now} for n in names
                               if n not in existing])
@@ -123,6 +126,16 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
         {"object_id": f.entry.id, "seq": i, "chunk_id": cid, "size": size}
         for f in plan.files for i, (cid, size) in enumerate(
             zip(f.entry.chunks, f.entry.sizes(), strict=True))])
+    await _insert(s, TrashedObject, [{
+        "id": t.id, "bucket_id": bucket_ids[t.bucket], "key": t.key, "size": t.size,
+        "content_type": t.content_type, "sha256": t.sha256, "etag": t.etag,
+        "chunk_size": t.chunk_size, "chunk_count": len(t.chunks), "user_meta": t.user_meta,
+        "created_at": t.created, "deleted_at": t.deleted, "purge_at": t.purge_at,
+        "why": t.why} for t in _trashed(plan)])
+    await _insert(s, TrashChunk, [
+        {"trash_id": t.id, "seq": i, "chunk_id": cid, "size": size}
+        for t in _trashed(plan) for i, (cid, size) in enumerate(
+            zip(t.chunks, t.sizes(), strict=True))])
     await _insert(s, ManifestEntry, [_log_row(e, pack, needed, bucket_ids)
                                      for e, pack, needed in plan.entries])
     await _insert(s, ApiKey, [{
@@ -140,21 +153,52 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
         "message": _sentence(summary), "node_id": None, "data": {**note, **summary}}])
 
 
-def _log_row(e: PutEntry | DelEntry | KeyEntry, pack: str | None, needed: bool,
+def _trashed(plan: Plan) -> list[TrashEntry]:
+    return [f.entry for f in plan.trash if isinstance(f.entry, TrashEntry)]
+
+
+async def _ids_above_trash(s: AsyncConnection, dialect: str) -> None:
+    """New files must never take the id of a file in the trash (its restore
+    brings that id back): the objects' id counter continues above them too."""
+    top = int(await s.scalar(select(func.max(TrashedObject.id))) or 0)
+    if not top:
+        return
+    if dialect == "postgresql":
+        await s.execute(text(
+            "SELECT setval(pg_get_serial_sequence('objects', 'id'), GREATEST(:top, "
+            "(SELECT COALESCE(MAX(id), 0) FROM objects), 1))"), {"top": top})
+        return
+    # SQLite AUTOINCREMENT: sqlite_sequence holds the highest id handed out.
+    await s.execute(text("DELETE FROM sqlite_sequence WHERE name = 'objects' AND seq < :top"),
+                    {"top": top})
+    if await s.scalar(text("SELECT count(*) FROM sqlite_sequence WHERE name = 'objects'")) == 0:
+        await s.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES ('objects', :top)"),
+                        {"top": top})
+
+
+def _log_row(e: AnyEntry, pack: str | None, needed: bool,
              bucket_ids: dict[str, int]) -> dict[str, Any]:
     if isinstance(e, KeyEntry):
         return {"version": e.version, "op": KEY, "bucket_id": None, "key": e.key_id,
                 "object_id": None, "needed": needed, "pack": pack, "created_at": e.created}
-    when = e.created if isinstance(e, PutEntry) else e.deleted
-    return {"version": e.version, "op": PUT if isinstance(e, PutEntry) else DEL,
-            "bucket_id": bucket_ids[e.bucket], "key": e.key, "object_id": e.id,
-            "needed": needed, "pack": pack, "created_at": when}
+    if isinstance(e, PutEntry):
+        op, when = PUT, e.created
+    elif isinstance(e, TrashEntry):
+        op, when = TRASH, e.deleted
+    elif isinstance(e, PurgeEntry):
+        op, when = PURGE, e.purged
+    else:
+        op, when = DEL, e.deleted
+    return {"version": e.version, "op": op, "bucket_id": bucket_ids[e.bucket], "key": e.key,
+            "object_id": e.id, "needed": needed, "pack": pack, "created_at": when}
 
 
 def _sentence(summary: dict[str, Any]) -> str:
     text_ = (f"metadata rebuilt from {plural(summary['nodes'], 'node')}: "
              f"{plural(summary['files'], 'file')}, "
-             f"{summary['deleted']:,} deletions honoured, {summary['keys']} API keys")
+             f"{summary['deleted']:,} deletions honoured, "
+             f"{plural(summary.get('trash', 0), 'file')} in the trash, "
+             f"{summary['keys']} API keys")
     if summary["incomplete"]:
         text_ += f"; {plural(summary['incomplete'], 'file', verb=('is', 'are'))} missing chunks"
     return text_

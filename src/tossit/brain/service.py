@@ -42,6 +42,7 @@ from tossit.brain.sessions import SessionService
 from tossit.brain.snapshots import Snapshotter
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
+from tossit.brain.trash import TrashService
 from tossit.config import BrainSettings, plural
 from tossit.manifests import pack_key
 
@@ -73,6 +74,7 @@ class Brain:
         master, _ = ensure_secret(settings.data_dir / MASTER_KEY_FILE)
         cluster_secret, _ = ensure_secret(settings.data_dir / CLUSTER_SECRET_FILE)
         self.store = Store(make_engine(self.url), pack_key(cluster_secret))
+        self.store.trash_keep = settings.trash_keep
         self.lock = BrainLock(self.url, self.store.engine, settings.data_dir)
         self.registry = Registry(settings.replicas, settings.high_water)
         self.keys = KeyService(self.store, master.encode())
@@ -98,6 +100,7 @@ class Brain:
             self.store, self.ingest.place, self.pins, self.collector.release,
             lambda: len(self.registry.writable(1)) >= settings.replicas)
         self.commits.writer = self.manifests
+        self.trash = TrashService(settings, self.store, self.manifests, self.collector.release)
         self.collector.written_packs = self.manifests.written_ids
         self.keys.after_change = self._key_changed
         self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
@@ -234,6 +237,7 @@ class Brain:
             asyncio.create_task(self.manifests.run_recorder(), name="manifest-records"),
             asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
             asyncio.create_task(self.event_pruner.run_forever(), name="event-pruner"),
+            asyncio.create_task(self.trash.run_forever(), name="trash"),
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))

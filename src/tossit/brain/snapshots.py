@@ -37,7 +37,7 @@ from tossit.brain.ingest import Ingest
 from tossit.brain.models import Base, ManifestEntry, Object, PackOutbox, WebSession
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_size
-from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
+from tossit.manifests import SYSTEM_BUCKET, AnyEntry, KeyEntry, TrashEntry, put_entry
 from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.snapshots")
@@ -205,7 +205,7 @@ class SnapshotContents:
     """What ``tossit recover --from-snapshot`` takes from a snapshot file."""
 
     as_of: int
-    entries: list[PutEntry | DelEntry | KeyEntry]
+    entries: list[AnyEntry]
     nodes: list[dict[str, Any]]  # rows of the nodes table
     events: list[dict[str, Any]]  # rows of the events table, oldest first
 
@@ -224,7 +224,7 @@ def read_snapshot(path: Path) -> SnapshotContents:
         for row in conn.execute("SELECT object_id, chunk_id, size FROM object_chunks "
                                 "ORDER BY object_id, seq"):
             chunks.setdefault(row["object_id"], []).append((row["chunk_id"], row["size"]))
-        entries: list[PutEntry | DelEntry | KeyEntry] = []
+        entries: list[AnyEntry] = []
         for o in conn.execute("SELECT o.*, b.name AS bucket FROM objects o "
                               "JOIN buckets b ON b.id = o.bucket_id"):
             if o["id"] not in versions:
@@ -245,6 +245,7 @@ def read_snapshot(path: Path) -> SnapshotContents:
                     role=k["role"], secret_sha256=k["secret_sha256"], salt=k["salt"],
                     created=k["created_at"], expires=k["expires_at"],
                     revoked=k["revoked_at"]))
+        entries += _trash_entries(conn)
         nodes = [dict(r) for r in conn.execute("SELECT * FROM nodes")]
         events = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
         for e in events:
@@ -252,3 +253,33 @@ def read_snapshot(path: Path) -> SnapshotContents:
         return SnapshotContents(as_of, entries, nodes, events)
     finally:
         conn.close()
+
+
+def _trash_entries(conn: sqlite3.Connection) -> list[AnyEntry]:
+    """The files in a snapshot's trash, as ``trash`` entries (a snapshot of a
+    brain older than the trash has none)."""
+    if conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name = 'trash'").fetchone() is None:
+        return []
+    versions = {row["object_id"]: row["version"] for row in conn.execute(
+        "SELECT object_id, max(version) AS version FROM manifest_log "
+        "WHERE op = 'trash' GROUP BY object_id")}
+    chunks: dict[int, list[tuple[str, int]]] = {}
+    for row in conn.execute("SELECT trash_id, chunk_id, size FROM trash_chunks "
+                            "ORDER BY trash_id, seq"):
+        chunks.setdefault(row["trash_id"], []).append((row["chunk_id"], row["size"]))
+    out: list[AnyEntry] = []
+    for t in conn.execute("SELECT t.*, b.name AS bucket FROM trash t "
+                          "JOIN buckets b ON b.id = t.bucket_id"):
+        if t["id"] not in versions:
+            continue
+        body = put_entry(
+            version=versions[t["id"]], bucket=t["bucket"], key=t["key"], object_id=t["id"],
+            size=t["size"], sha256=t["sha256"], content_type=t["content_type"],
+            created=t["created_at"], chunk_size=t["chunk_size"],
+            chunks=chunks.get(t["id"], []), etag=t["etag"],
+            user_meta=json.loads(t["user_meta"]) if t["user_meta"] else None)
+        out.append(TrashEntry(**{k: v for k, v in body.model_dump().items() if k != "op"},
+                              deleted=t["deleted_at"], purge_at=t["purge_at"],
+                              why="overwritten" if t["why"] == "overwritten" else "deleted"))
+    return out

@@ -81,3 +81,8 @@ class EventKind(StrEnum):
     METADATA_BEHIND = "metadata_behind"
     NEEDS_RECOVERY = "needs_recovery"
     MANIFESTS_RESIGNED = "manifests_resigned"
+    TRASH_MOVED = "trash_moved"
+    TRASH_RESTORED = "trash_restored"
+    TRASH_PURGED = "trash_purged"
+    TRASH_EXPIRED = "trash_expired"
+    TRASH_EMPTIED = "trash_emptied"

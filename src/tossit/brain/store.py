@@ -21,7 +21,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tossit.brain import manifest_rows
-from tossit.brain.manifest_rows import DEL, PUT, LogStore, NewRow, Pack, PackRecord, by_bucket
+from tossit.brain.manifest_rows import (
+    DEL,
+    PURGE,
+    PUT,
+    TRASH,
+    LogStore,
+    NewRow,
+    Pack,
+    PackRecord,
+    by_bucket,
+    trash_entry,
+)
 from tossit.brain.models import (
     Bucket,
     Chunk,
@@ -32,12 +43,15 @@ from tossit.brain.models import (
     Object,
     ObjectChunk,
     Replica,
+    TrashChunk,
+    TrashedObject,
 )
 from tossit.brain.sqlbatch import batches
 from tossit.brain.states import EventKind
 from tossit.chunking import DATA, META
-from tossit.errors import NameTaken
-from tossit.manifests import SYSTEM_BUCKET, DelEntry, KeyEntry, PutEntry, put_entry
+from tossit.config import format_duration, format_size
+from tossit.errors import ApiError, NameTaken
+from tossit.manifests import SYSTEM_BUCKET, AnyEntry, DelEntry, PurgeEntry, put_entry
 from tossit.names import numbered_name
 
 DEFAULT_BUCKET = "default"
@@ -100,8 +114,28 @@ class Applied:
     objects: list[Object]
     deleted: set[int]
     garbage: list[str]
-    entries: list[PutEntry | DelEntry | KeyEntry]
+    entries: list[AnyEntry]
     pack: Pack | None = None  # the entries' pack, in the outbox until on the nodes
+    trashed: list[TrashedObject] = dataclasses.field(default_factory=list)  # moved to trash
+
+
+class TrashNotFound(ApiError):
+    def __init__(self, trash_id: int) -> None:
+        super().__init__(404, "trash_not_found", f"no file with id {trash_id} in the trash")
+
+
+@dataclass
+class Restored:
+    """What a restore did: the file back under its name, the file it replaced
+    (moved to the trash, or freed with the trash off), and the commit's log."""
+
+    obj: Object
+    replaced: int | None
+    done: Applied
+
+
+_OBJECT_COLUMNS = ("id", "bucket_id", "key", "size", "content_type", "sha256", "etag",
+                   "chunk_size", "chunk_count", "user_meta", "created_at")
 
 
 @dataclass(frozen=True)
@@ -160,6 +194,9 @@ class Store:
         # this brain still leads (BrainLock.still_leader); unset with one brain.
         self.fence: Callable[[AsyncSession], Awaitable[None]] | None = None
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Seconds a deleted or overwritten file stays in the trash (0: no trash);
+        # the brain sets it from its settings. The brain's own files never go there.
+        self.trash_keep = 0.0
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock()
         self._bucket_ids: dict[str, int] = {}
@@ -279,6 +316,7 @@ class Store:
             return Applied([], set(), [], [])
         now = time.time()
         bids = [await self.bucket_id(i.bucket) for i in items]
+        system = await self.bucket_id(SYSTEM_BUCKET, create=False) if self.trash_keep else None
         async with self.write() as s:
             await self.lock_refcounts(s)
             recorded_empty = await self.log.record_in(s, written)
@@ -288,12 +326,15 @@ class Store:
                     select(Object.id, Object.bucket_id, Object.key).where(Object.id.in_(batch))
                 )).all()]
             deleted = {i for i, _, _ in gone}
-            dropped = await self._drop_objects(s, sorted(deleted))
+            trashed = await self._to_trash(
+                s, [i for i, b, _ in gone if self._trashes(b, system)], now, "deleted")
+            dropped = await self._drop_objects(
+                s, sorted(deleted - {t.id for t in trashed}))
             items = await self._settle_names(s, items, bids)
             if not items:
-                entries, packs, pack = await self._log(s, gone, [], [], now)
+                entries, packs, pack = await self._log(s, gone, [], [], now, trashed=trashed)
                 return Applied([], deleted, await self._unreferenced(s, dropped) + packs
-                               + recorded_empty, entries, pack)
+                               + recorded_empty, entries, pack, trashed)
             old_ids: list[int] = []
             # Per bucket: a row-value "(bucket_id, key) IN" would scan every object.
             for bucket_id, names in by_bucket([(int(b or 0), i.key) for b, i in zip(
@@ -301,7 +342,12 @@ class Store:
                 for batch in batches(names):
                     old_ids += (await s.execute(select(Object.id).where(
                         Object.bucket_id == bucket_id, Object.key.in_(batch)))).scalars().all()
-            garbage_candidates = await self._drop_objects(s, old_ids)
+            new = {(int(b or 0), i.key): i.sha256 for b, i in zip(bids, items, strict=True)}
+            kept = await self._to_trash(s, await self._trashable(s, old_ids, system, new), now,
+                                        "overwritten")
+            trashed += kept
+            garbage_candidates = await self._drop_objects(
+                s, sorted(set(old_ids) - {t.id for t in kept}))
             rows: list[dict[str, Any]] = [
                 {"bucket_id": b, "key": i.key, "size": i.size, "sha256": i.sha256,
                  "content_type": i.content_type, "chunk_size": i.chunk_size,
@@ -343,8 +389,68 @@ class Store:
                 await s.execute(self._insert_object_chunk, oc_rows)
             garbage = await self._unreferenced(
                 s, [c for c in {*garbage_candidates, *dropped} if c not in counts])
-            entries, packs, pack = await self._log(s, gone, objs, items, now, old_ids)
-        return Applied(objs, deleted, garbage + packs + recorded_empty, entries, pack)
+            entries, packs, pack = await self._log(s, gone, objs, items, now, old_ids,
+                                                   trashed=trashed)
+        return Applied(objs, deleted, garbage + packs + recorded_empty, entries, pack, trashed)
+
+    def _trashes(self, bucket_id: int, system: int | None) -> bool:
+        """Does a delete or overwrite in this bucket go to the trash?"""
+        return bool(self.trash_keep) and bucket_id != system
+
+    async def _trashable(self, s: AsyncSession, ids: Sequence[int], system: int | None,
+                         new: dict[tuple[int, str], str]) -> list[int]:
+        """Those of these objects that an overwrite moves to the trash: not the
+        brain's own files, and not a file replaced by the same bytes (``new``:
+        (bucket id, name) -> the upload's SHA-256), which has nothing to restore."""
+        if not self.trash_keep or not ids:
+            return []
+        out: list[int] = []
+        for batch in batches(list(ids)):
+            for oid, bid, key, sha in (await s.execute(
+                    select(Object.id, Object.bucket_id, Object.key, Object.sha256)
+                    .where(Object.id.in_(batch)))).all():
+                if bid != system and new.get((bid, key)) != sha:
+                    out.append(oid)
+        return out
+
+    async def _to_trash(self, s: AsyncSession, ids: Sequence[int], now: float,
+                        why: str) -> list[TrashedObject]:
+        """Move these objects to the trash (caller's transaction): the rows move,
+        the chunk references stay (nothing becomes garbage). A few batch
+        statements per 500 objects, whatever their number."""
+        if not ids:
+            return []
+        objects, chunks = _table(Object), _table(ObjectChunk)
+        out: list[TrashedObject] = []
+        for batch in batches(list(ids)):
+            rows = (await s.execute(select(objects).where(objects.c.id.in_(batch)))
+                    ).mappings().all()
+            if not rows:
+                continue
+            moved = [{**{c: r[c] for c in _OBJECT_COLUMNS}, "deleted_at": now,
+                      "purge_at": now + self.trash_keep, "why": why} for r in rows]
+            await s.execute(insert(_table(TrashedObject)), moved)
+            parts = (await s.execute(
+                select(chunks.c.object_id, chunks.c.seq, chunks.c.chunk_id, chunks.c.size)
+                .where(chunks.c.object_id.in_(batch)))).all()
+            if parts:
+                await s.execute(insert(_table(TrashChunk)), [
+                    {"trash_id": o, "seq": q, "chunk_id": c, "size": z} for o, q, c, z in parts])
+            await s.execute(delete(ObjectChunk).where(ObjectChunk.object_id.in_(batch)))
+            await s.execute(delete(Object).where(Object.id.in_(batch)))
+            out += [TrashedObject(**m) for m in moved]
+        return out
+
+    async def _trash_chunks(self, s: AsyncSession,
+                            ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
+        out: dict[int, list[tuple[str, int]]] = {}
+        for batch in batches(list(ids)):
+            for tid, cid, size in (await s.execute(
+                    select(TrashChunk.trash_id, TrashChunk.chunk_id, TrashChunk.size)
+                    .where(TrashChunk.trash_id.in_(batch))
+                    .order_by(TrashChunk.trash_id, TrashChunk.seq))).all():
+                out.setdefault(tid, []).append((cid, size))
+        return out
 
     async def name_taken(self, bucket: str, key: str) -> bool:
         """Is there a file under this name now? (An early answer for on_conflict=fail;
@@ -380,34 +486,54 @@ class Store:
     async def _log(
         self, s: AsyncSession, gone: list[tuple[int, int, str]], objs: list[Object],
         items: Sequence[NewObject], now: float, replaced: Sequence[int] = (),
-    ) -> tuple[list[PutEntry | DelEntry | KeyEntry], list[str], Pack | None]:
-        """Log a commit's deletes (tombstones) and uploads as manifest entries and
-        pack them into the outbox, in its transaction; the entries they supersede
-        are needed no more. Returns the entries, the packs left with nothing
-        needed, and the new pack."""
+        trashed: Sequence[TrashedObject] = (),
+    ) -> tuple[list[AnyEntry], list[str], Pack | None]:
+        """Log a commit's deletes (tombstones), the files it moved to the trash,
+        and its uploads as manifest entries and pack them into the outbox, in its
+        transaction; the entries they supersede are needed no more. Returns the
+        entries, the packs left with nothing needed, and the new pack."""
         lost = await manifest_rows.supersede(s, [i for i, _, _ in gone] + list(replaced))
         # Within one commit, a name deleted and uploaded again keeps only its upload.
         uploaded = {(o.bucket_id, o.key) for o in objs}
         rows = [NewRow(DEL, b, k, i, (b, k) not in uploaded) for i, b, k in gone]
+        rows += [NewRow(TRASH, t.bucket_id, t.key, t.id, True) for t in trashed]
         rows += [NewRow(PUT, o.bucket_id, o.key, o.id, True) for o in objs]
         versions = await self.versions.allocate(s, len(rows))
         names = {bid: await self.bucket_name(bid) for bid in {r.bucket_id for r in rows}
                  if bid is not None}
-        entries: list[PutEntry | DelEntry | KeyEntry] = [
+        entries: list[AnyEntry] = [
             DelEntry(version=v, bucket=names[b], key=k, id=i, deleted=now)
             for v, (i, b, k) in zip(versions, gone, strict=False)]
-        for v, o, item in zip(versions[len(gone):], objs, items, strict=True):
+        if trashed:
+            parts = await self._trash_chunks(s, [t.id for t in trashed])
+            entries += [trash_entry(v, names[t.bucket_id], t, parts.get(t.id, []))
+                        for v, t in zip(versions[len(gone):], trashed, strict=False)]
+            await self._trash_event(s, trashed, now)
+        for v, o, item in zip(versions[len(gone) + len(trashed):], objs, items, strict=True):
             entries.append(put_entry(
                 version=v, bucket=item.bucket, key=o.key, object_id=o.id, size=o.size,
                 sha256=o.sha256, content_type=o.content_type, created=o.created_at,
                 chunk_size=o.chunk_size, chunks=item.chunks, etag=o.etag,
                 user_meta=o.user_meta))
-        pack = None
-        if self.pack_key is not None and entries:
-            pack = manifest_rows.new_pack(entries, self.pack_key, now)
-            await manifest_rows.to_outbox(s, pack)
-        await manifest_rows.log_rows(s, rows, versions, now, pack.id if pack else None)
+        pack = await self._pack(s, rows, versions, entries, now)
         return entries, await manifest_rows.release_packs(s, lost), pack
+
+    async def _trash_event(self, s: AsyncSession, trashed: Sequence[TrashedObject],
+                           now: float) -> None:
+        """One event per commit (not per file: a burst of deletes is one line)."""
+        shown = ", ".join(repr(t.key) for t in trashed[:5])
+        more = f" and {len(trashed) - 5:,} more" if len(trashed) > 5 else ""
+        why = {t.why for t in trashed}
+        verb = "deleted" if why == {"deleted"} else (
+            "overwritten" if why == {"overwritten"} else "deleted or overwritten")
+        n = len(trashed)
+        await s.execute(insert(_table(Event)).values(
+            ts=now, kind=EventKind.TRASH_MOVED.value, severity="info", count=1,
+            message=f"{n:,} {verb} file{'' if n == 1 else 's'} moved to the trash "
+                    f"({format_size(sum(t.size for t in trashed))}): {shown}{more}; "
+                    f"restorable for {format_duration(self.trash_keep)}",
+            data={"ids": [t.id for t in trashed[:100]], "files": n,
+                  "bytes": sum(t.size for t in trashed)}))
 
     async def _drop_objects(self, s: AsyncSession, object_ids: Sequence[int]) -> list[str]:
         """Delete object rows and release their chunk references (caller's txn).
@@ -445,6 +571,162 @@ class Store:
         there was no such object."""
         done = await self.apply((), [object_id])
         return done.garbage if object_id in done.deleted else None
+
+    # -- trash --------------------------------------------------------------
+
+    async def list_trash(self, limit: int = 100, offset: int = 0
+                         ) -> tuple[list[TrashedObject], int]:
+        """Files in the trash, newest first, and how many there are."""
+        async with self.read() as s:
+            total = await s.scalar(select(func.count()).select_from(TrashedObject)) or 0
+            rows = (await s.execute(select(TrashedObject).order_by(
+                TrashedObject.deleted_at.desc(), TrashedObject.id.desc())
+                .limit(limit).offset(offset))).scalars().all()
+        return list(rows), int(total)
+
+    async def trash_totals(self) -> tuple[int, int]:
+        """(files, bytes) in the trash: the bytes its chunks keep stored (counted
+        once per file, as the files' sizes are)."""
+        async with self.read() as s:
+            n, size = (await s.execute(select(
+                func.count(), func.coalesce(func.sum(TrashedObject.size), 0)))).one()
+        return int(n), int(size)
+
+    async def trash_due(self, now: float, limit: int = 500) -> list[int]:
+        """Ids of files whose time in the trash is over."""
+        async with self.read() as s:
+            return list((await s.execute(select(TrashedObject.id).where(
+                TrashedObject.purge_at <= now).order_by(TrashedObject.purge_at)
+                .limit(limit))).scalars().all())
+
+    async def trash_ids(self, limit: int = 500) -> list[int]:
+        async with self.read() as s:
+            return list((await s.execute(select(TrashedObject.id).order_by(
+                TrashedObject.id).limit(limit))).scalars().all())
+
+    async def restore(self, trash_id: int, key: str | None = None,
+                      on_conflict: str = "fail") -> Restored:
+        """Bring a file back from the trash under its name (or ``key``), with its
+        id, in one transaction. When the name is taken now, ``on_conflict`` says
+        what to do, as for an upload: fail (NameTaken), rename ("name (2).ext"),
+        or replace (the file there goes to the trash, or is freed if the trash
+        is off)."""
+        now = time.time()
+        system = await self.bucket_id(SYSTEM_BUCKET, create=False)
+        async with self.write() as s:
+            await self.lock_refcounts(s)
+            t = await s.get(TrashedObject, trash_id)
+            if t is None:
+                raise TrashNotFound(trash_id)
+            bucket = await self.bucket_name(t.bucket_id)
+            name = key or t.key
+            existing = await s.scalar(select(Object.id).where(
+                Object.bucket_id == t.bucket_id, Object.key == name))
+            replaced: int | None = None
+            trashed: list[TrashedObject] = []
+            dropped: list[str] = []
+            if existing is not None:
+                if on_conflict == "fail":
+                    raise NameTaken(bucket, name)
+                if on_conflict == "rename":
+                    number = 2
+                    while await self._taken(s, t.bucket_id, numbered_name(name, number)):
+                        number += 1
+                    name = numbered_name(name, number)
+                else:
+                    replaced = int(existing)
+                    if self._trashes(t.bucket_id, system):
+                        trashed = await self._to_trash(s, [replaced], now, "overwritten")
+                    else:
+                        dropped = await self._drop_objects(s, [replaced])
+            parts = (await self._trash_chunks(s, [trash_id])).get(trash_id, [])
+            row = {c: getattr(t, c) for c in _OBJECT_COLUMNS}
+            row["key"] = name
+            await s.execute(insert(_table(Object)), [row])
+            if parts:
+                await s.execute(self._insert_object_chunk, [
+                    {"object_id": trash_id, "seq": q, "chunk_id": c, "size": z}
+                    for q, (c, z) in enumerate(parts)])
+            await s.execute(delete(TrashChunk).where(TrashChunk.trash_id == trash_id))
+            await s.execute(delete(TrashedObject).where(TrashedObject.id == trash_id))
+            obj = Object(**row)
+            # The log: the replaced file's move to the trash, this file's stay in
+            # the trash ended, and this file under its name again.
+            lost = await manifest_rows.supersede(
+                s, [replaced] if replaced is not None else [], trashed=[trash_id])
+            rows = [NewRow(TRASH, x.bucket_id, x.key, x.id, True) for x in trashed]
+            rows += [NewRow(PURGE, t.bucket_id, t.key, trash_id, True),
+                     NewRow(PUT, t.bucket_id, name, trash_id, True)]
+            versions = await self.versions.allocate(s, len(rows))
+            entries: list[AnyEntry] = []
+            if trashed:
+                more = await self._trash_chunks(s, [x.id for x in trashed])
+                entries += [trash_entry(v, bucket, x, more.get(x.id, []))
+                            for v, x in zip(versions, trashed, strict=False)]
+            entries.append(PurgeEntry(version=versions[-2], bucket=bucket, key=t.key,
+                                      id=trash_id, purged=now, why="restored"))
+            entries.append(put_entry(
+                version=versions[-1], bucket=bucket, key=name, object_id=trash_id,
+                size=t.size, sha256=t.sha256, content_type=t.content_type,
+                created=t.created_at, chunk_size=t.chunk_size, chunks=parts, etag=t.etag,
+                user_meta=t.user_meta))
+            pack = await self._pack(s, rows, versions, entries, now)
+            garbage = await self._unreferenced(s, dropped) + await manifest_rows.release_packs(
+                s, lost)
+        return Restored(obj, replaced, Applied([obj], set(), garbage, entries, pack, trashed))
+
+    async def purge_trash(self, ids: Sequence[int], why: str = "purged") -> tuple[
+            list[TrashedObject], Applied]:
+        """Delete these files from the trash for good, in one transaction: their
+        chunk references go (unreferenced chunks are garbage for the collector)
+        and each gets a ``purge`` entry so that no rebuild brings it back.
+        Returns the files purged (those of ``ids`` still in the trash)."""
+        now = time.time()
+        async with self.write() as s:
+            await self.lock_refcounts(s)
+            found: list[TrashedObject] = []
+            for batch in batches(list(dict.fromkeys(ids))):
+                found += (await s.execute(select(TrashedObject).where(
+                    TrashedObject.id.in_(batch)))).scalars().all()
+            if not found:
+                return [], Applied([], set(), [], [])
+            gone = [t.id for t in found]
+            counts: Counter[str] = Counter()
+            for batch in batches(gone):
+                counts.update((await s.execute(select(TrashChunk.chunk_id).where(
+                    TrashChunk.trash_id.in_(batch)))).scalars().all())
+            by_n: dict[int, list[str]] = defaultdict(list)
+            for cid, n in counts.items():
+                by_n[n].append(cid)
+            for n, cids in by_n.items():
+                for batch in batches(cids):
+                    await s.execute(update(Chunk).where(Chunk.id.in_(batch))
+                                    .values(refcount=Chunk.refcount - n))
+            for batch in batches(gone):
+                await s.execute(delete(TrashChunk).where(TrashChunk.trash_id.in_(batch)))
+                await s.execute(delete(TrashedObject).where(TrashedObject.id.in_(batch)))
+            lost = await manifest_rows.supersede(s, (), trashed=gone)
+            rows = [NewRow(PURGE, t.bucket_id, t.key, t.id, True) for t in found]
+            versions = await self.versions.allocate(s, len(rows))
+            names = {b: await self.bucket_name(b) for b in {t.bucket_id for t in found}}
+            entries: list[AnyEntry] = [
+                PurgeEntry(version=v, bucket=names[t.bucket_id], key=t.key, id=t.id,
+                           purged=now, why="expired" if why == "expired" else "purged")
+                for v, t in zip(versions, found, strict=True)]
+            pack = await self._pack(s, rows, versions, entries, now)
+            garbage = await self._unreferenced(s, list(counts)) + (
+                await manifest_rows.release_packs(s, lost))
+        return found, Applied([], set(gone), garbage, entries, pack)
+
+    async def _pack(self, s: AsyncSession, rows: Sequence[NewRow], versions: Sequence[int],
+                    entries: Sequence[AnyEntry], now: float) -> Pack | None:
+        """Log these rows, in a pack in the outbox (caller's transaction)."""
+        pack = None
+        if self.pack_key is not None and entries:
+            pack = manifest_rows.new_pack(entries, self.pack_key, now)
+            await manifest_rows.to_outbox(s, pack)
+        await manifest_rows.log_rows(s, rows, versions, now, pack.id if pack else None)
+        return pack
 
     async def get_object(self, object_id: int) -> Object | None:
         async with self.read() as s:
@@ -1034,7 +1316,10 @@ class Store:
 
         n_chunks, chunk_bytes = per_kind.get(DATA, (0, 0))
         packs, pack_bytes = per_kind.get(META, (0, 0))
+        trash_files, trash_bytes = await self.trash_totals()
         return {
+            # In the trash: stored (their chunks counted below) until purged.
+            "trash": {"files": trash_files, "bytes": trash_bytes},
             "objects": int(n_obj), "object_bytes": int(obj_bytes),
             # The brain's own files (metadata snapshots): their chunks are counted below.
             "system_objects": int(n_sys), "system_bytes": int(sys_bytes),

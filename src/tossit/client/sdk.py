@@ -208,6 +208,28 @@ class TossitClient:
     def delete(self, file_id: int) -> dict[str, Any]:
         return self._request("DELETE", f"/api/files/{file_id}")
 
+    # -- trash --------------------------------------------------------------
+
+    def trash(self, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+        """Files in the trash, newest first (``files``, ``total``, ``bytes``)."""
+        return self._request("GET", "/api/trash", params={"limit": limit, "offset": offset})
+
+    def restore(self, file_id: int, name: str | None = None,
+                on_conflict: str = "fail") -> dict[str, Any]:
+        """Bring a file back from the trash (under ``name``, default its own)."""
+        params: dict[str, Any] = {"on_conflict": on_conflict}
+        if name is not None:
+            params["name"] = name
+        return self._request("POST", f"/api/trash/{file_id}/restore", params=params)
+
+    def purge(self, file_id: int) -> dict[str, Any]:
+        """Delete a file from the trash for good (admin key)."""
+        return self._request("DELETE", f"/api/trash/{file_id}")
+
+    def empty_trash(self) -> dict[str, Any]:
+        """Delete everything in the trash for good (admin key)."""
+        return self._request("DELETE", "/api/trash", timeout=3600)
+
     # -- cluster ------------------------------------------------------------
 
     def nodes(self) -> list[dict[str, Any]]:

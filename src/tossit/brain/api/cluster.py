@@ -119,6 +119,9 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     r = brain.settings.replicas
     hist = totals.pop("replica_histogram")
     packs = totals.pop("manifests")
+    # Files in the trash: their bytes are in the figures above (still stored),
+    # shown apart with when they go.
+    totals["trash"]["keep_s"] = brain.settings.trash_keep
     pack_hist = packs.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
     alarm = await _alarm(brain)

@@ -351,11 +351,13 @@ def _download_headers(obj: Object, length: int) -> dict[str, str]:
 @router.delete("/api/files/{file_id}", summary="Delete a file",
                responses=error_responses(404))
 async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
-    """Gone from listings at once; chunks no other file uses are freed on the nodes."""
+    """Gone from listings at once. With the trash on (``trash_keep``, 7 days by
+    default) the file goes there, restorable (``/api/trash``); else its chunks
+    no other file uses are freed on the nodes."""
     brain = brain_of(request)
     obj = await _object(brain, file_id)  # its name, for the activity log
     if not await brain.commits.delete(file_id):
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
     _noted(request, DELETED, await brain.store.bucket_name(obj.bucket_id), obj)
-    return {"id": file_id, "deleted": True}
+    return {"id": file_id, "deleted": True, "trash": brain.settings.trash_keep > 0}
 

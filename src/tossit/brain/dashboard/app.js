@@ -11,6 +11,7 @@ import * as nodes from "./nodes.js";
 import * as files from "./files.js";
 import * as fileDetail from "./filedetail.js";
 import * as activity from "./activity.js";
+import * as trash from "./trash.js";
 import { abortAll, setUploadUnauthorized, uploadsBusy } from "./uploads.js";
 
 const ROUTES = [
@@ -19,6 +20,7 @@ const ROUTES = [
   { re: /^\/files$/, view: files, nav: "files", title: "Files" },
   { re: /^\/files\/(\d+)$/, view: fileDetail, nav: "files", title: "File" },
   { re: /^\/activity$/, view: activity, nav: "activity", title: "Activity" },
+  { re: /^\/trash$/, view: trash, nav: "trash", title: "Trash" },
 ];
 
 let current = null; // {route, unmount}

@@ -6,6 +6,7 @@ import { api, get, whyNot } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { ago, bytes, dateTime, num, plural, sinceIso } from "./format.js";
 import { on, role, state } from "./store.js";
+import { deleteNote } from "./trash.js";
 import { actionButton, confirmDialog, emptyState, toast } from "./ui.js";
 
 const PAGE = 200;
@@ -48,7 +49,7 @@ export function mount(root, { match }) {
       const ok = await confirmDialog({
         title: "Delete this file?",
         body: [h("p", h("strong", { class: "break" }, f.name), ` (${bytes(f.size)})`),
-          h("p", { class: "muted" }, "It disappears from listings at once. This cannot be undone.")],
+          h("p", { class: "muted" }, deleteNote())],
         confirm: "Delete file",
         onConfirm: () => api(`/api/files/${f.id}`, { method: "DELETE" }),
       });

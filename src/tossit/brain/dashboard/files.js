@@ -6,6 +6,7 @@ import { api, whyNot } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { bytes, dateTime, num, plural, ago, sinceIso } from "./format.js";
 import { on, role, state } from "./store.js";
+import { deleteNote } from "./trash.js";
 import { actionButton, confirmDialog, emptyState, pageHeader, progressBar, toast, whyIdOf } from "./ui.js";
 import { enqueue } from "./uploads.js";
 
@@ -302,7 +303,7 @@ export function mount(root, { params }) {
     const ok = await confirmDialog({
       title: "Delete this file?",
       body: [h("p", h("strong", { class: "break" }, f.name), ` (${bytes(f.size)})`),
-        h("p", { class: "muted" }, "It disappears from listings at once, and its chunks are freed on the nodes unless another file uses them. This cannot be undone.")],
+        h("p", { class: "muted" }, deleteNote())],
       confirm: "Delete file",
       onConfirm: async () => {
         await api(`/api/files/${f.id}`, { method: "DELETE" });
@@ -325,7 +326,7 @@ export function mount(root, { params }) {
     const failures = [];
     const ok = await confirmDialog({
       title: `Delete ${plural(victims.length, "file")}?`,
-      body: [list, h("p", { class: "muted" }, "They disappear from listings at once. This cannot be undone."), bar],
+      body: [list, h("p", { class: "muted" }, deleteNote(victims.length)), bar],
       confirm: `Delete ${plural(victims.length, "file")}`,
       onConfirm: async () => {
         bar.hidden = false;

@@ -1,6 +1,7 @@
 // Overview: capacity, replication health, nodes, throughput, repair, recent events.
 
 import { api, get, whyNot } from "./api.js";
+import { trashLine } from "./trash.js";
 import { h, morph, replace, s } from "./dom.js";
 import { ago, bytes, duration, num, pct, plural, rate, sinceIso } from "./format.js";
 import { emit, nodeName, on, role, state } from "./store.js";
@@ -90,7 +91,8 @@ function capacityCard(st) {
     h("div", { class: "kvs" },
       kv("Used", `${bytes(c.used)} (${Math.round(pct(c.used, c.raw))}%)`, "Space the chunks take on the nodes, every copy counted"),
       kv("Free", bytes(c.free), "Raw free space on the nodes' storage limits"),
-      kv("Raw", bytes(c.raw), "The nodes' storage limits added up (a shared disk counted once)")));
+      kv("Raw", bytes(c.raw), "The nodes' storage limits added up (a shared disk counted once)")),
+    trashLine(st));
 }
 
 function dataCard(st) {
