@@ -1,11 +1,7 @@
 """trash: deleted and overwritten files kept for trash_keep
 
 Revision ID: 0010
-Revises: 0011
-
-Numbered 0010 as assigned, but after 0011 (join tokens) in the chain: 0011 was
-merged first, on top of 0009, and a database already at 0011 must still get
-these tables (a chain 0009 -> 0010 -> 0011 would take them as applied).
+Revises: 0009
 Create Date: 2026-12-06 07:00:00
 """
 
@@ -15,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0011"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
