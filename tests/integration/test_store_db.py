@@ -693,3 +693,8 @@ async def test_activity_gathers_changes_into_one_event_per_person_and_kind(
     assert laptop.data["ids"] == [100, 101, 102, 103, 104]
     assert events[(UPLOADED, "TK2")].message == "a.txt (3 B) uploaded by phone (TK2, readwrite)"
     assert events[(DELETED, "TK1")].message == "old.txt (10 B) deleted by laptop (TK1, readwrite)"
+    trashing = ActivityLog(store, window=3600, to_trash=True)  # deletes go to the trash
+    trashing.note(DELETED, "by phone (TK2, readwrite)", "TK2", "default", "b.txt", 5, 9)
+    await trashing.flush()
+    assert (await store.list_events(limit=1))[0].message == (
+        "b.txt (5 B) moved to the trash by phone (TK2, readwrite)")

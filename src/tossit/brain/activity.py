@@ -49,6 +49,7 @@ class Tally:
     ids: list[int] = field(default_factory=list)
     first_at: float = 0.0
     last_at: float = 0.0
+    verb: str = ""  # "uploaded", "deleted", "moved to the trash" (default: by action)
 
     def add(self, name: str, size: int, obj_id: int, now: float) -> None:
         if not self.count:
@@ -73,7 +74,7 @@ class Tally:
     def message(self) -> str:
         """"report.pdf (1.2 MiB) uploaded by laptop (TK1…, readwrite)", or
         "37 files (12.3 MiB) uploaded by …: a, b, c and 34 more"."""
-        verb = _VERBS[self.action]
+        verb = self.verb or _VERBS[self.action]
         where = "" if self.bucket == "default" else f" in bucket {self.bucket}"
         if self.count == 1:
             return f"{self.names[0]} ({format_size(self.size)}) {verb}{where} {self.who}"
@@ -97,10 +98,12 @@ class ActivityLog(Periodic):
     name = "activity log"
     wait_first = True
 
-    def __init__(self, store: Store, window: float = WINDOW) -> None:
+    def __init__(self, store: Store, window: float = WINDOW, to_trash: bool = False) -> None:
+        """``to_trash``: deletes go to the trash (the words say so)."""
         super().__init__()
         self.store = store
         self.window = window
+        self.delete_verb = "moved to the trash" if to_trash else "deleted"
         self._tallies: dict[tuple[EventKind, str, str], Tally] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -109,7 +112,8 @@ class ActivityLog(Periodic):
         """Count one change (no I/O: called on the request path)."""
         tally = self._tallies.get((action, who, bucket))
         if tally is None:
-            tally = self._tallies[(action, who, bucket)] = Tally(action, who, key_id, bucket)
+            tally = self._tallies[(action, who, bucket)] = Tally(
+                action, who, key_id, bucket, verb=self.delete_verb if action == DELETED else "")
         tally.add(name, size, obj_id, time.time())
 
     async def flush(self) -> int:

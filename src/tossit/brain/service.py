@@ -110,7 +110,8 @@ class Brain:
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.event_pruner = EventPruner(settings, self.store)
-        self.activity = ActivityLog(self.store)  # who uploaded and deleted what
+        # Who uploaded and deleted what.
+        self.activity = ActivityLog(self.store, to_trash=settings.trash_keep > 0)
         self.started = time.time()
         self.cluster_id: str | None = None  # loaded at start (metadata state "cluster")
         self._tasks: list[asyncio.Task[None]] = []  # the leader's loops, or the follower's
