@@ -152,6 +152,15 @@ class ManifestNotStored(TossitError):
             f"be written to enough nodes yet ({detail}); the brain keeps trying")
 
 
+class TrashNotFound(TossitError):
+    """No file with this id in the trash (never there, restored or purged)."""
+
+    code = "trash_not_found"
+
+    def __init__(self, trash_id: int) -> None:
+        super().__init__(f"no file with id {trash_id} in the trash")
+
+
 # The REST API's status for each domain error (the most specific class wins).
 HTTP_STATUS: dict[type[TossitError], int] = {
     NotEnoughNodes: 503,
@@ -159,6 +168,7 @@ HTTP_STATUS: dict[type[TossitError], int] = {
     ChunkUnavailable: 503,
     NameTaken: 409,
     ManifestNotStored: 503,
+    TrashNotFound: 404,
 }
 
 

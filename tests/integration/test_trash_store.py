@@ -1,5 +1,5 @@
 """The trash in the metadata store, on SQLite and PostgreSQL: the rows move, the
-references stay, the log says what happened (brain/store.py, manifest_rows.py)."""
+references stay, the log says what happened (brain/store/, manifest_rows.py)."""
 
 from __future__ import annotations
 

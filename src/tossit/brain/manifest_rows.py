@@ -66,7 +66,7 @@ from tossit.manifests import (
 )
 
 if TYPE_CHECKING:
-    from tossit.brain.store import Store
+    from tossit.brain.store.base import StoreBase
 
 PUT, DEL, KEY, TRASH, PURGE = "put", "del", "key", "trash", "purge"
 BACKFILL_PAGE = 2000  # entries per pack when packing entries logged without one
@@ -270,7 +270,7 @@ def key_entry(version: int, k: ApiKey) -> KeyEntry:
 class LogStore:
     """The manifest log's reads and writes outside of commits."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreBase) -> None:
         self.store = store
         ins = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(Chunk)
         self._upsert_pack = ins.on_conflict_do_update(

@@ -17,8 +17,7 @@ from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, who
 from tossit.brain.api.common import brain_of, check_name, iso
 from tossit.brain.models import TrashedObject
-from tossit.brain.store import TrashNotFound
-from tossit.errors import error_responses
+from tossit.errors import TrashNotFound, error_responses
 
 router = APIRouter(tags=["trash"])
 _ADMIN = [Depends(Access(Role.admin, read=Role.admin))]

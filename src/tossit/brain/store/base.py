@@ -1,0 +1,242 @@
+"""The store's foundation: the engine and its transactions, buckets, and the value
+types the other parts take and return."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tossit.brain import manifest_rows
+from tossit.brain.manifest_rows import (
+    LogStore,
+    Pack,
+)
+from tossit.brain.models import (
+    Bucket,
+    Chunk,
+    ClusterState,
+    Object,
+    ObjectChunk,
+    Replica,
+    TrashedObject,
+)
+from tossit.brain.states import EventKind
+from tossit.manifests import AnyEntry
+
+DEFAULT_BUCKET = "default"
+# PostgreSQL transaction-scoped advisory lock taken by every transaction that
+# changes chunk reference counts, so that they run one at a time as they do on
+# SQLite: a delete racing an overwrite of the same object cannot release its
+# chunks twice, and upserts of shared chunks in different orders cannot deadlock.
+_REFCOUNT_LOCK_KEY = 0x7055_1700
+
+
+@dataclass(frozen=True)
+class ChunkPlacement:
+    """One position of an object with the replicas known for its chunk."""
+
+    seq: int
+    chunk_id: str
+    size: int
+    replicas: tuple[tuple[str, str], ...]  # (node_id, state)
+
+    def ok_nodes(self) -> list[str]:
+        return [n for n, s in self.replicas if s == "ok"]
+
+
+@dataclass
+class NewObject:
+    """An uploaded object ready to be committed."""
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    chunk_size: int
+    chunks: Sequence[tuple[str, int]]  # (chunk id, size) in order
+    replicas: dict[str, list[str]]  # chunk id -> nodes holding a good copy
+    user_meta: dict[str, Any] | None = None
+    # When the name is taken: replace that file, rename this one ("name (2).ext",
+    # keep both), or fail (NameTaken). Decided in the commit's transaction.
+    on_conflict: str = "replace"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event written with others in one transaction (``Store.add_events``)."""
+
+    ts: float
+    kind: EventKind
+    message: str
+    severity: str = "info"
+    node_id: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass
+class Applied:
+    """What one commit did: the new objects (in the order given), the ids among
+    the deletes that existed, the chunks (and packs) left unreferenced, and the
+    manifest entries it logged, which the caller writes to the nodes."""
+
+    objects: list[Object]
+    deleted: set[int]
+    garbage: list[str]
+    entries: list[AnyEntry]
+    pack: Pack | None = None  # the entries' pack, in the outbox until on the nodes
+    trashed: list[TrashedObject] = dataclasses.field(default_factory=list)  # moved to trash
+
+
+@dataclass
+class Restored:
+    """What a restore did: the file back under its name, the file it replaced
+    (moved to the trash, or freed with the trash off), and the commit's log."""
+
+    obj: Object
+    replaced: int | None
+    done: Applied
+
+
+_OBJECT_COLUMNS = ("id", "bucket_id", "key", "size", "content_type", "sha256", "etag",
+                   "chunk_size", "chunk_count", "user_meta", "created_at")
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+class StoreBase:
+    """The engine, the transactions and the buckets: what every part of the store uses."""
+
+    def __init__(self, engine: AsyncEngine, pack_key: bytes | None = None) -> None:
+        """``pack_key`` signs manifest packs (``tossit.manifests.pack_key`` of the
+        cluster secret); without it commits log entries but pack none."""
+        self.engine = engine
+        self.pack_key = pack_key
+        # Several brains on PostgreSQL: a commit first checks, under its lock, that
+        # this brain still leads (BrainLock.still_leader); unset with one brain.
+        self.fence: Callable[[AsyncSession], Awaitable[None]] | None = None
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Seconds a deleted or overwritten file stays in the trash (0: no trash);
+        # the brain sets it from its settings. The brain's own files never go there.
+        self.trash_keep = 0.0
+        self.dialect = engine.dialect.name
+        self._write_lock = asyncio.Lock()
+        self._bucket_ids: dict[str, int] = {}
+        self.log = LogStore(self)
+        self.versions = manifest_rows.Versions()
+        ins = self._insert(_table(Chunk))
+        self.upsert_chunk = ins.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"refcount": Chunk.__table__.c.refcount + ins.excluded.refcount},
+        )
+        ins = self._insert(_table(Replica))
+        self.upsert_replica = ins.on_conflict_do_update(
+            index_elements=["chunk_id", "node_id"],
+            set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at},
+        )
+        objects = _table(Object)
+        self._insert_object = insert(objects).returning(
+            objects.c.id, objects.c.bucket_id, objects.c.key
+        )
+        self._insert_object_chunk = insert(_table(ObjectChunk))
+
+    # -- transactions -------------------------------------------------------
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction. SQLite has one writer at a time: queueing here
+        instead of on its file lock avoids 'database is locked' under load."""
+        if self.dialect == "sqlite":
+            async with self._write_lock, self.sessions.begin() as session:
+                yield session
+        else:
+            async with self.sessions.begin() as session:
+                yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+    def _insert(self, model: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
+
+    def insert_stmt(self, model: Any) -> Any:
+        """An INSERT of this dialect (with ``on_conflict_do_update``)."""
+        return self._insert(model)
+
+    async def lock_refcounts(self, s: AsyncSession) -> None:
+        """Serialise reference-count changes (SQLite already has ``write``'s lock),
+        and make sure this brain may change them (it leads)."""
+        if self.dialect == "postgresql":
+            await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REFCOUNT_LOCK_KEY})
+        if self.fence is not None:
+            await self.fence(s)
+
+    async def schema_is_current(self) -> bool:
+        """Is the schema at this code's newest migration? (A follower waits for it.)"""
+        from tossit.brain.db import head_revision
+
+        async with self.read() as s:
+            found = await s.scalar(text("SELECT version_num FROM alembic_version"))
+        return found == head_revision()
+
+    async def ping(self) -> None:
+        async with self.read() as s:
+            await s.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- buckets ------------------------------------------------------------
+
+    async def bucket_id(self, name: str = DEFAULT_BUCKET, create: bool = True) -> int | None:
+        if name in self._bucket_ids:
+            return self._bucket_ids[name]
+        async with self.read() as s:
+            bid = await s.scalar(select(Bucket.id).where(Bucket.name == name))
+        if bid is None and create:
+            async with self.write() as s:
+                await s.execute(
+                    self._insert(Bucket)
+                    .values(name=name, created_at=time.time())
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+            async with self.read() as s:
+                bid = await s.scalar(select(Bucket.id).where(Bucket.name == name))
+        if bid is not None:
+            self._bucket_ids[name] = bid
+        return bid
+
+    async def bucket_name(self, bucket_id: int) -> str:
+        for name, bid in self._bucket_ids.items():
+            if bid == bucket_id:
+                return name
+        async with self.read() as s:
+            found = await s.scalar(select(Bucket.name).where(Bucket.id == bucket_id))
+        return found or "?"
+
+    # -- cluster state ------------------------------------------------------
+
+    async def get_state(self, name: str) -> dict[str, Any] | None:
+        async with self.read() as s:
+            row = await s.get(ClusterState, name)
+            return dict(row.value) if row is not None else None
+
+    async def set_state(self, name: str, value: dict[str, Any]) -> None:
+        async with self.write() as s:
+            await s.execute(self._insert(_table(ClusterState)).values(
+                name=name, value=value, updated_at=time.time()).on_conflict_do_update(
+                index_elements=["name"], set_={"value": value, "updated_at": time.time()}))
