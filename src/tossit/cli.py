@@ -31,6 +31,7 @@ from tossit.config import (
     parse_duration,
     plural,
 )
+from tossit.settings_cli import with_settings_options
 
 if TYPE_CHECKING:
     from tossit.brain.schema import SchemaState
@@ -113,75 +114,20 @@ def _serving(settings: Any) -> dict[str, Any]:
 
 
 @app.command()
+@with_settings_options(BrainSettings)
 def brain(
     config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [8000]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="metadata folder [data/brain]")] = None,
-    advertise_url: Annotated[str | None, typer.Option(
-        help="URL the other brains use to reach this one, with several brains on "
-        "PostgreSQL [http://HOST:PORT]")] = None,
-    database_url: Annotated[str | None, typer.Option(
-        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db [SQLite in data-dir]")] = None,
-    replicas: Annotated[int | None, typer.Option(help="copies of each chunk, 1-5 [3]")] = None,
-    write_quorum: Annotated[int | None, typer.Option(
-        help="copies fsynced before an upload is acknowledged [majority]")] = None,
-    chunk_size: Annotated[str | None, typer.Option(help="chunk size [4MiB]")] = None,
-    heartbeat_interval: Annotated[float | None, typer.Option(help="seconds")] = None,
-    suspect_after: Annotated[float | None, typer.Option(help="seconds of silence")] = None,
-    offline_after: Annotated[float | None, typer.Option(help="seconds of silence")] = None,
-    gc_grace: Annotated[float | None, typer.Option(
-        help="seconds before an unreferenced chunk found on a node is deleted")] = None,
-    gc_interval: Annotated[float | None, typer.Option(help="seconds between GC sweeps")] = None,
-    dead_after: Annotated[float | None, typer.Option(
-        help="seconds without a heartbeat before a node's copies are re-replicated "
-        "[600]")] = None,
-    repair_interval: Annotated[float | None, typer.Option(
-        help="seconds between repair passes when nothing changes [60]")] = None,
-    repair_concurrency: Annotated[int | None, typer.Option(
-        help="chunk copies in flight, cluster-wide [4]")] = None,
-    rebalance_batch: Annotated[int | None, typer.Option(
-        help="rebalancing moves per pass, 0 = never [64]")] = None,
-    snapshot_interval: Annotated[float | None, typer.Option(
-        help="seconds between metadata snapshots stored on the nodes, 0 = none "
-        "[900]")] = None,
-    snapshot_keep: Annotated[int | None, typer.Option(
-        help="metadata snapshots kept on the nodes [4]")] = None,
-    recovery_hold: Annotated[float | None, typer.Option(
-        help="seconds after a 'tossit recover' during which blobs the rebuilt metadata "
-        "does not know are kept [604800]")] = None,
-    auto_repair: Annotated[bool | None, typer.Option(
-        "--auto-repair/--no-auto-repair",
-        help="repair and rebalance in the background [on]")] = None,
-    tls_cert: TlsCertOpt = None,
-    tls_key: TlsKeyOpt = None,
-    tls_ca: TlsCaOpt = None,
-    auth: Annotated[bool | None, typer.Option(
-        "--auth/--no-auth", help="require API keys and signed node requests [on]; "
-        "--no-auth is for benchmarks on loopback only")] = None,
-    trusted_proxies: Annotated[str | None, typer.Option(
-        help="reverse proxies whose X-Forwarded-* headers count, comma-separated IPs "
-        "or CIDRs [127.0.0.1]")] = None,
     new_admin_key: Annotated[bool, typer.Option(
         "--new-admin-key", help="create another admin key at start and write it to "
         "DATA_DIR/admin.key (when its secret was lost)")] = False,
-    log_level: Annotated[str | None, typer.Option()] = None,
+    **flags: Any,
 ) -> None:
-    """Run the brain: metadata, REST API and the cluster's background loops."""
+    """Run the brain: metadata, REST API and the cluster's background loops.
+
+    Every setting is an option (and a TOSSIT_* variable, and a key of the TOML
+    file's [brain] table): docs/configuration.md."""
     try:
-        settings = BrainSettings.load(
-            config, host=host, port=port, data_dir=data_dir, database_url=database_url,
-            advertise_url=advertise_url, replicas=replicas, write_quorum=write_quorum,
-            chunk_size=chunk_size,
-            heartbeat_interval=heartbeat_interval, suspect_after=suspect_after,
-            offline_after=offline_after, gc_grace=gc_grace, gc_interval=gc_interval,
-            dead_after=dead_after, repair_interval=repair_interval,
-            repair_concurrency=repair_concurrency, rebalance_batch=rebalance_batch,
-            recovery_hold=recovery_hold, snapshot_interval=snapshot_interval,
-            snapshot_keep=snapshot_keep, auto_repair=auto_repair,
-            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, auth=auth,
-            trusted_proxies=trusted_proxies, log_level=log_level,
-        )
+        settings = BrainSettings.load(config, **flags)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     from tossit.brain.app import create_app
@@ -361,60 +307,16 @@ app.add_typer(node_app, name="node")
 
 
 @node_app.callback(invoke_without_command=True)
-def node(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="address to bind [127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [8081]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="chunk folder [data/node]")] = None,
-    brain: Annotated[str | None, typer.Option(
-        help="brain URL, or several separated by commas (brains sharing PostgreSQL) "
-        "[http://127.0.0.1:8000]")] = None,
-    name: Annotated[str | None, typer.Option(help="display name [HOST-PORT]")] = None,
-    zone: Annotated[str | None, typer.Option(help="failure domain label [default]")] = None,
-    capacity: Annotated[str | None, typer.Option(
-        help="storage limit: a disk percentage (50%) or a size (500GiB)")] = None,
-    advertise_url: Annotated[str | None, typer.Option(
-        help="URL the brain should use to reach this node [http://HOST:PORT]")] = None,
-    heartbeat_interval: Annotated[float | None, typer.Option(help="seconds [2]")] = None,
-    repair_bandwidth: Annotated[str | None, typer.Option(
-        help="bytes/s fetched for repairs and moves, 0 = unlimited [64MiB]")] = None,
-    scrub_rate: Annotated[str | None, typer.Option(
-        help="bytes/s the background scrubber re-hashes, 0 = off [32MiB]")] = None,
-    scrub_interval: Annotated[float | None, typer.Option(
-        help="seconds between the starts of two scrub passes [86400]")] = None,
-    join_secret_file: Annotated[Path | None, typer.Option(
-        help="file holding the cluster secret (the brain's DATA_DIR/cluster.secret); "
-        "kept in this node's data dir for later starts")] = None,
-    join_secret: Annotated[str | None, typer.Option(
-        help="the cluster secret itself (prefer --join-secret-file or "
-        "TOSSIT_NODE_JOIN_SECRET: a flag is visible in the process list)")] = None,
-    join: Annotated[str | None, typer.Option(
-        "--join", help="a join token (tossit join-token create on the brain's machine, "
-        "or TOSSIT_JOIN): the node obtains the cluster secret with it and finds the "
-        "brain from it; not needed on later starts")] = None,
-    adopt_cluster: Annotated[str | None, typer.Option(
-        help="join the brain of this cluster id although the node belongs to another "
-        "one (the brain's refusal names both); only after checking the brain's metadata "
-        "is the one to keep")] = None,
-    tls_cert: TlsCertOpt = None,
-    tls_key: TlsKeyOpt = None,
-    tls_ca: TlsCaOpt = None,
-    log_level: Annotated[str | None, typer.Option()] = None,
-) -> None:
-    """Run a storage node that keeps chunks in DATA_DIR and joins the brain."""
+@with_settings_options(NodeSettings)
+def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
+    """Run a storage node that keeps chunks in DATA_DIR and joins the brain.
+
+    Every setting is an option (and a TOSSIT_NODE_* variable, and a key of the
+    TOML file's [node] table): docs/configuration.md."""
     if ctx.invoked_subcommand is not None:
         return  # `tossit node drain ID` etc.: a client verb, not the server
     try:
-        settings = NodeSettings.load(
-            config, host=host, port=port, data_dir=data_dir, brain=brain, name=name, zone=zone,
-            capacity=capacity, advertise_url=advertise_url,
-            heartbeat_interval=heartbeat_interval, join_secret=join_secret,
-            repair_bandwidth=repair_bandwidth, scrub_rate=scrub_rate,
-            scrub_interval=scrub_interval,
-            join_secret_file=join_secret_file, adopt_cluster=adopt_cluster, join=join,
-            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, log_level=log_level,
-        )
+        settings = NodeSettings.load(config, **flags)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if settings.join is not None and (settings.join_secret is not None

@@ -221,9 +221,11 @@ class _ServerSettings(_Settings):
     """What every server process has: where it listens, how much it logs, and
     its TLS certificate (HTTPS when both ``tls_cert`` and ``tls_key`` are set)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    log_level: str = "info"
+    host: str = Field(default="127.0.0.1", description="address to bind (0.0.0.0: every "
+                      "interface)")
+    port: int = Field(default=8000, description="port")
+    log_level: str = Field(default="info", description="critical, error, warning, info or "
+                           "debug")
     api_docs: bool = Field(
         default=True, description="serve the API reference at /docs (from the package, "
         "under a content security policy); false: no /docs page")
@@ -286,23 +288,32 @@ class BrainSettings(_ServerSettings):
     model_config = SettingsConfigDict(env_prefix="TOSSIT_", extra="forbid")
     toml_table: ClassVar[str] = "brain"
 
-    port: int = 8000
-    data_dir: Path = Path("data/brain")
+    port: int = Field(default=8000, description="port")
+    data_dir: Path = Field(default=Path("data/brain"), description="metadata folder (the "
+                           "SQLite database, the secrets, admin.key)")
     advertise_url: str | None = Field(
-        default=None, description="URL the other brains use to reach this one "
-        "[http://HOST:PORT]")
+        default=None, description="URL the other brains use to reach this one, with "
+        "several brains on PostgreSQL [http://HOST:PORT]")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite in data_dir"
     )
-    replicas: int = Field(default=3, ge=1, le=5)
-    write_quorum: int | None = Field(default=None, ge=1, le=5)
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
-    suspect_after: float = Field(default=6.0, gt=0)
-    offline_after: float = Field(default=10.0, gt=0)
-    high_water: float = Field(default=0.95, gt=0, le=1)
-    gc_interval: float = Field(default=60.0, gt=0)
-    gc_grace: float = Field(default=3600.0, ge=0)
+    replicas: int = Field(default=3, ge=1, le=5, description="copies of each chunk, 1-5")
+    write_quorum: int | None = Field(
+        default=None, ge=1, le=5, description="copies fsynced before an upload is "
+        "acknowledged [a majority of replicas]")
+    chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, description="chunk size, e.g. 4MiB")
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=60,
+                                      description="seconds between a node's heartbeats")
+    suspect_after: float = Field(default=6.0, gt=0,
+        description="seconds of silence before a node is suspect")
+    offline_after: float = Field(default=10.0, gt=0,
+        description="seconds of silence before a node is offline (its copies still count)")
+    high_water: float = Field(default=0.95, gt=0, le=1,
+        description="the share of a node's capacity writes may fill (0-1)")
+    gc_interval: float = Field(default=60.0, gt=0,
+        description="seconds between garbage-collection sweeps of the nodes")
+    gc_grace: float = Field(default=3600.0, ge=0,
+        description="seconds before an unreferenced chunk found on a node is deleted")
     gc_sweep_max: int = Field(
         default=100_000, ge=1, description="stray copies one orphan sweep deletes at most "
         "(more: an event, and the rest waits for the next sweep)")
@@ -313,12 +324,15 @@ class BrainSettings(_ServerSettings):
         default=7 * 86400.0, ge=0, description="seconds a deleted or overwritten file "
         "stays in the trash (restorable, its bytes still stored) before it is purged "
         "(0: no trash, a delete frees the space at once)")
-    upload_parallel_chunks: int = Field(default=4, ge=1, le=32)
+    upload_parallel_chunks: int = Field(default=4, ge=1, le=32,
+        description="chunks of one upload on their way to the nodes at once")
     upload_buffer: int = Field(
         default=64 * MiB, description="chunk bytes all uploads together may hold in memory"
     )
-    read_ahead_chunks: int = Field(default=2, ge=1, le=16)
-    node_timeout: float = Field(default=60.0, gt=0)
+    read_ahead_chunks: int = Field(default=2, ge=1, le=16,
+        description="chunks a download fetches ahead of the one it sends")
+    node_timeout: float = Field(default=60.0, gt=0,
+        description="seconds a request to a node may take")
     auth: bool = Field(
         default=True, description="require API keys and signed node requests; false is "
         "for benchmarks on loopback only")
@@ -446,17 +460,23 @@ class NodeSettings(_ServerSettings):
                                       populate_by_name=True)
     toml_table: ClassVar[str] = "node"
 
-    port: int = 8081
-    data_dir: Path = Path("data/node")
-    brain: str = "http://127.0.0.1:8000"
-    name: str | None = None
-    zone: str = "default"
+    port: int = Field(default=8081, description="port")
+    data_dir: Path = Field(default=Path("data/node"), description="chunk folder")
+    brain: str = Field(default="http://127.0.0.1:8000", description="brain URL, or several "
+                       "separated by commas (brains sharing PostgreSQL)")
+    name: str | None = Field(default=None, description="display name [HOST-PORT]")
+    zone: str = Field(default="default", description="failure domain label: copies of a "
+                      "chunk go to distinct zones first")
     capacity: str = Field(
         default="50%",
         description="storage limit: a percentage of the disk (50%) or a size (500GiB)",
     )
-    advertise_url: str | None = None
-    heartbeat_interval: float = Field(default=2.0, gt=0, le=60)
+    advertise_url: str | None = Field(
+        default=None, description="URL the brain should use to reach this node "
+        "[http://HOST:PORT]")
+    heartbeat_interval: float = Field(
+        default=2.0, gt=0, le=60, description="seconds between heartbeats (the brain's "
+        "answer at registration sets it)")
     repair_bandwidth: int = Field(
         default=64 * MiB, description="bytes/s this node fetches for repairs and moves "
         "(0: unlimited)")
