@@ -341,3 +341,17 @@ def test_durations_read_like_a_person_would_say_them() -> None:
                                          200_000)] == [
         "0 s", "0.4 s", "10 s", "42 s", "1 min", "2 min 10 s", "9 min 40 s", "11 min", "1 h",
         "1 h 5 min", "2 d 7 h"]
+
+
+def test_the_brain_id_survives_restarts_and_a_torn_file(tmp_path: Path) -> None:
+    """brain.json is written atomically and fsynced; an unreadable one (a crash on
+    a filesystem without ordering) gives a new id instead of a brain that will
+    not start."""
+    from tossit.brain.brains import brain_id
+
+    first = brain_id(tmp_path)
+    assert len(first) == 16 and brain_id(tmp_path) == first
+    (tmp_path / "brain.json").write_text("")  # torn
+    second = brain_id(tmp_path)
+    assert second != first and brain_id(tmp_path) == second
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from tossit import __version__
+from tossit.auth.secretfile import write_secret
 from tossit.brain.models import BrainRow
 from tossit.brain.store import Store
 
@@ -33,11 +34,14 @@ def brain_id(data_dir: Path) -> str:
     """This brain's persistent id (``data_dir/brain.json``)."""
     path = data_dir / "brain.json"
     if path.exists():
-        return str(json.loads(path.read_text())["id"])
+        try:
+            return str(json.loads(path.read_text())["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # Only the brains' directory uses the id: a new one costs a stale row,
+            # while refusing to start over it would cost the cluster its brain.
+            log.warning("%s is unreadable (%s); this brain takes a new id", path, exc)
     bid = uuid.uuid4().hex[:16]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"id": bid}))
-    tmp.replace(path)
+    write_secret(path, json.dumps({"id": bid}))  # atomic and fsynced (not a secret)
     return bid
 
 
