@@ -136,8 +136,17 @@ async def test_a_full_target_fails_the_copy_until_it_has_room(
         stats = await core.repairer.run_once(rebalance=False)
         assert stats["failed"] == 1 and stats["repaired"] == 0
         assert len([st for st in (await core.replicas(cid)).values() if st == "ok"]) == 2
+        # A full node is no target until a heartbeat says it has room (as for uploads):
+        # each is asked once, then passes stop trying them.
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["failed"] <= 1 and stats["repaired"] == 0
+        assert spare.view.free == 0 and core.node(lost).view.free == 0
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["failed"] == 0 and stats["repaired"] == 0
         spare.capacity = None
         core.node(lost).capacity = None
+        for n in (spare, core.node(lost)):
+            n.view.free = 10**12  # their next heartbeat
         stats = await core.repairer.run_once(rebalance=False)
         assert stats["repaired"] == 1
         await assert_whole(core, cid)

@@ -52,7 +52,7 @@ from tossit.brain.repair_plan import (
 )
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
-from tossit.brain.transport import NodeError, NodeTransport
+from tossit.brain.transport import NodeError, NodeFull, NodeTransport
 from tossit.chunking import DATA, META
 from tossit.config import BrainSettings, format_duration, format_size, plural
 from tossit.periodic import Periodic
@@ -400,6 +400,8 @@ class Repairer(Periodic):
                                                META if c.chunk_id in self._meta else DATA)
                 except NodeError as exc:
                     log.info("copy of %s to %s failed: %s", c.chunk_id[:12], target.name, exc)
+                    if isinstance(exc, NodeFull):
+                        target.free = 0  # not a target until its next heartbeat says otherwise
                     REPAIR_FAILURES.inc()
                     self.progress.failed += 1
                     return False
