@@ -875,7 +875,7 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
         eta = repair.get("eta_s")
         console.print(
             f"[yellow]repairing: {repair['chunks_done']:,} of {repair['chunks_total']:,} "
-            f"chunks copied ({format_size(repair['bytes_done'])} of "
+            f"copies made ({format_size(repair['bytes_done'])} of "
             f"{format_size(repair['bytes_total'])}, "
             f"{format_size(repair['rate_bytes_per_s'])}/s"
             + (f", about {format_duration(eta)} left" if eta is not None else "") + ")[/]",

@@ -316,7 +316,7 @@ function repairCard(st) {
       h("p", { class: "verdict busy" }, "Copying chunks between nodes (repair, drain or rebalance)"),
       bar,
       h("div", { class: "kvs" },
-        kv("Chunks", `${num(rp.chunks_done)} of ${num(rp.chunks_total)}`),
+        kv("Copies", `${num(rp.chunks_done)} of ${num(rp.chunks_total)}`),
         kv("Data", `${bytes(rp.bytes_done)} of ${bytes(rp.bytes_total)}`),
         kv("Speed", rate(rp.rate_bytes_per_s)),
         kv("Time left", rp.eta_s === null || rp.eta_s === undefined ? "estimating…" : duration(rp.eta_s)),
@@ -338,7 +338,7 @@ function repairCard(st) {
     if (rp.started) {
       items.push(h("div", { class: "kvs" },
         kv("Last pass", `${ago(sinceIso(rp.started))}`),
-        kv("Copied", `${num(rp.chunks_done)} chunks · ${bytes(rp.bytes_done)}`),
+        kv("Copied", `${plural(rp.chunks_done, "copy", "copies")} · ${bytes(rp.bytes_done)}`),
         rp.failed ? kv("Failed copies", num(rp.failed)) : null));
     }
   }
