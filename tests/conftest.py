@@ -91,6 +91,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata database URL for a Store used directly: a SQLite file, then the
+    test PostgreSQL database (each test runs on both)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     """Factory for a fresh cluster owned by one test (stopped afterwards)."""

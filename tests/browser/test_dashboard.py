@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
+from browser_pages import shot, sign_in
 from cluster import Cluster, wait_until
 
 expect = pytest.importorskip(
@@ -29,18 +30,6 @@ expect = pytest.importorskip(
 Opener = Callable[..., tuple[Any, Any]]
 XSS_NAME = "<img src=x onerror=alert(1)>"
 MiB = 1024 * 1024
-
-
-def sign_in(page: Any, key: str) -> None:
-    page.locator("#signin-key").fill(key)
-    page.locator("#signin-key").press("Enter")
-    expect(page.locator("#shell")).to_be_visible()
-    expect(page.locator("#live")).to_have_class(re.compile(r"\bok\b"))  # stream connected
-
-
-def shot(page: Any, artifacts: Path, name: str) -> None:
-    page.wait_for_timeout(300)  # let bars finish their transition
-    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 def make_key(cl: Cluster, role: str, name: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from browser_pages import shot, sign_in
 from cluster import Cluster, wait_until
 
 expect = pytest.importorskip(
@@ -24,18 +25,6 @@ expect = pytest.importorskip(
 ).expect
 
 Opener = Any
-
-
-def sign_in(page: Any, key: str) -> None:
-    page.locator("#signin-key").fill(key)
-    page.locator("#signin-key").press("Enter")
-    expect(page.locator("#shell")).to_be_visible()
-    expect(page.locator("#live")).to_have_class(re.compile(r"\bok\b"))
-
-
-def shot(page: Any, artifacts: Path, name: str) -> None:
-    page.wait_for_timeout(300)
-    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 def put_file(cl: Cluster, name: str, data: bytes) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from browser_pages import shot, sign_in
 from cluster import Cluster
 
 
@@ -25,18 +26,6 @@ def cl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.start()
     yield c
     c.stop()
-
-
-def sign_in(page: Any, key: str) -> None:
-    page.locator("#signin-key").fill(key)
-    page.locator("#signin-key").press("Enter")
-    expect(page.locator("#shell")).to_be_visible()
-    expect(page.locator("#live")).to_have_class(re.compile(r"\bok\b"))
-
-
-def shot(page: Any, artifacts: Path, name: str) -> None:
-    page.wait_for_timeout(300)
-    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 def put(cl: Cluster, name: str, data: bytes) -> int:

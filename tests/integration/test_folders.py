@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,18 +37,10 @@ TREE = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    await migrate(store_url)
-    s = Store(make_engine(store_url), KEY)
+async def store(db_url: str) -> AsyncIterator[Store]:
+    await migrate(db_url)
+    s = Store(make_engine(db_url), KEY)
     try:
         await s.upsert_node({
             "id": N1, "name": "node-1", "address": "http://127.0.0.1:8081", "zone": "default",

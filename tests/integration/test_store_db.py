@@ -24,14 +24,6 @@ from tossit.manifests import PutEntry, decode_pack, needed_versions, pack_key
 KEY = pack_key("test cluster secret")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     await migrate(db_url)
