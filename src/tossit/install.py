@@ -21,7 +21,6 @@ import grp
 import os
 import pwd
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tossit import __version__
+from tossit.auth.secretfile import write_atomic
 from tossit.config import BrainSettings, NodeSettings
 
 ROLES = ("brain", "node")
@@ -423,27 +423,6 @@ def create_user(user: str) -> None:
         raise InstallError(f"useradd failed: {done.stderr.strip() or done.returncode}")
 
 
-def _write(path: Path, text: str, mode: int, owner: tuple[int, int] | None) -> None:
-    """Write ``text`` atomically with ``mode`` and ``owner`` set before any byte is
-    in it (the env file may hold a secret: never readable by others, not even
-    for an instant)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        if owner is not None:
-            os.fchown(fd, *owner)
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def install(plan: Plan, *, root: Path | None = None, force: bool = False) -> list[str]:
     """Create the user (not under ``root``), the data dir, the env file and the unit.
     Returns what it did, one line each. Refuses (before writing anything) to
@@ -476,11 +455,11 @@ def install(plan: Plan, *, root: Path | None = None, force: bool = False) -> lis
                 + (": the files in it keep their owners" if full else ""))
 
     env = _under(root, plan.env_path)
-    _write(env, env_text(plan), ENV_MODE, group_ids)
+    write_atomic(env, env_text(plan), ENV_MODE, group_ids)
     group = _group_name(group_ids[1]) if group_ids else None
     done.append(f"wrote {env} (0640{', root:' + group if group else ''})")
     unit = _under(root, plan.unit_path)
-    _write(unit, unit_text(plan), UNIT_MODE, (0, 0) if ids else None)
+    write_atomic(unit, unit_text(plan), UNIT_MODE, (0, 0) if ids else None)
     done.append(f"wrote {unit} (0644)")
     return done
 

@@ -19,12 +19,24 @@ class SecretFileError(Exception):
 
 def write_secret(path: Path, text: str) -> None:
     """Atomically write ``text`` to ``path`` with mode 0600 (replacing it)."""
+    write_atomic(path, text.strip() + "\n")
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Write ``text`` to ``path`` atomically and durably (fsynced, then renamed
+    over it, then the folder fsynced), with ``mode`` and ``owner`` set before any
+    byte is in it: a file that may hold a secret is never readable by others,
+    not even for an instant."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as fh:
-            fh.write(text.strip() + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from tossit import __version__
-from tossit.auth.secretfile import write_secret
+from tossit.auth.secretfile import write_atomic
 from tossit.brain.models import BrainRow
 from tossit.brain.store import Store
 
@@ -41,7 +41,7 @@ def brain_id(data_dir: Path) -> str:
             # while refusing to start over it would cost the cluster its brain.
             log.warning("%s is unreadable (%s); this brain takes a new id", path, exc)
     bid = uuid.uuid4().hex[:16]
-    write_secret(path, json.dumps({"id": bid}))  # atomic and fsynced (not a secret)
+    write_atomic(path, json.dumps({"id": bid}) + "\n")
     return bid
 
 
