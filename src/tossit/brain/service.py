@@ -44,7 +44,7 @@ from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.brain.trash import TrashService
 from tossit.config import BrainSettings, plural
-from tossit.manifests import pack_key
+from tossit.manifests import SYSTEM_BUCKET, pack_key
 
 log = logging.getLogger("tossit.brain")
 MIRROR_EVERY = 1.0  # seconds between a follower's reads of the nodes table
@@ -144,6 +144,9 @@ class Brain:
             log.error("%s", exc)
             raise
         await self.store.bucket_id("default")
+        # Created up front rather than by the first snapshot: until it exists, every
+        # commit asked the database for it again (a missing id is not cached).
+        await self.store.bucket_id(SYSTEM_BUCKET)
         self.cluster_id = await self._cluster_id()
         if not self.auth:
             log.warning("authentication is OFF (auth = false): anyone who can reach "
