@@ -330,6 +330,16 @@ def request_json(method: str, port: int, path: str, timeout: float = 10,
         conn.close()
 
 
+def get_text(port: int, path: str, headers: dict[str, str] | None = None,
+             timeout: float = 10) -> str:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
 # -- server memory and CPU --------------------------------------------------------------
 
 

@@ -87,10 +87,12 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
         bc.run_phase(args.count, args.concurrency, cluster, put)
     pids = cluster.pids()
     spies = start_profiles(args.profile, label, pids)
+    sent_before = node_traffic(cluster)
     before = {name: cpu_times(pid) for name, pid in pids.items()}
     wall = bc.run_phase(args.count, args.concurrency, cluster,
                         put if args.phase == "put" else delete)
     after = {name: cpu_times(pid) for name, pid in pids.items()}
+    sent = {k: v - sent_before[k] for k, v in node_traffic(cluster).items()}
     for spy in spies:
         spy.send_signal(2)  # py-spy writes its file on SIGINT
     for spy in spies:
@@ -99,9 +101,29 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
                      "sys_ms": round(1000 * (after[name][1] - before[name][1]) / args.count, 3)}
               for name in pids}
     nodes = [v for k, v in per_op.items() if k != "brain"]
+    # Chunk writes that went alone are one request each; batched ones share theirs.
+    requests = sent["writes"] - sent["batched"] + sent["batches"]
     return {"ops_s": round(args.count / wall, 1), "per_op": per_op,
+            "node_requests_per_op": round(requests / args.count, 2),
+            "writes_per_request": round(sent["writes"] / requests, 2) if requests else None,
             "brain_ms": round(per_op["brain"]["user_ms"] + per_op["brain"]["sys_ms"], 3),
             "node_ms": round(statistics.mean(n["user_ms"] + n["sys_ms"] for n in nodes), 3)}
+
+
+def _metric_sum(text: str, name: str, match: str = "") -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and match in line)
+
+
+def node_traffic(cluster: bc.Cluster) -> dict[str, float]:
+    """Blob writes the nodes stored (chunks and manifest packs), and how many of
+    them the brain sent in multi-chunk requests, in how many requests."""
+    brain = bc.get_text(cluster.port, "/metrics", cluster.headers)
+    writes = sum(_metric_sum(bc.get_text(port, "/metrics"), "tossit_node_chunk_ops_total",
+                             'op="put"') for port in cluster.node_ports)
+    return {"writes": writes,
+            "batches": _metric_sum(brain, "tossit_chunk_batches_total"),
+            "batched": _metric_sum(brain, "tossit_batched_chunks_total")}
 
 
 def start_profiles(out: Path | None, label: str,
@@ -144,7 +166,8 @@ def main() -> None:
                     res = one_run(args, label, src)
                     runs.append({"round": r + 1, "code": label, **res})
                     print(f"round {r + 1} {label}: {res['ops_s']} ops/s, brain "
-                          f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU)",
+                          f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU), "
+                          f"{res['node_requests_per_op']} node requests/op",
                           flush=True)
         finally:
             if args.base:

@@ -60,6 +60,7 @@ class _NodeQueue:
     def __init__(self) -> None:
         self.waiting: list[_Pending] = []
         self.in_flight = 0
+        self.kick_due = False  # a kick is scheduled for the end of this loop tick
 
     def take(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -134,19 +135,19 @@ class NodeClient:
         if len(data) >= BATCH_BELOW:
             return await self._put_one(node, chunk_id, data, kind)
         queue = self._queues.setdefault(node.id, _NodeQueue())
-        if queue.in_flight == 0 and not queue.waiting:
-            queue.in_flight += 1
-            try:
-                return await self._put_one(node, chunk_id, data, kind)
-            finally:
-                queue.in_flight -= 1
-                self._kick(node, queue)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         queue.waiting.append(_Pending(chunk_id, data, fut, kind))
-        self._kick(node, queue)
+        if not queue.kick_due:
+            # Sent at the end of this loop tick, not now: the writes that other
+            # uploads start in the same tick (a busy brain handles many requests
+            # per tick) then share one request. Alone, it still leaves at once.
+            queue.kick_due = True
+            loop.call_soon(self._kick, node, queue)
         await fut
 
     def _kick(self, node: NodeView, queue: _NodeQueue) -> None:
+        queue.kick_due = False
         while queue.waiting and queue.in_flight < BATCHES_IN_FLIGHT:
             batch = queue.take()
             queue.in_flight += 1
