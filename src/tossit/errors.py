@@ -188,8 +188,9 @@ class InvalidPart(MultipartError):
     code = "invalid_part"
     s3_code = "InvalidPart"
 
-    def __init__(self, part_number: int, detail: str) -> None:
-        super().__init__(f"part {part_number}: {detail}", part=part_number)
+    def __init__(self, part_number: int | None, detail: str) -> None:
+        super().__init__(detail if part_number is None else f"part {part_number}: {detail}",
+                         part=part_number)
 
 
 class InvalidPartOrder(MultipartError):

@@ -24,6 +24,7 @@ from tossit.brain.upload_expiry import UploadExpiry
 from tossit.chunking import META, chunk_id
 from tossit.errors import (
     BadDigest,
+    EntityTooLarge,
     EntityTooSmall,
     InvalidArgument,
     InvalidPart,
@@ -342,3 +343,35 @@ async def test_a_completion_racing_an_abort_or_a_new_part_is_refused(tmp_path: P
         with pytest.raises(NoSuchUpload):
             await core.commits.commit(stale)
         assert not await visible(core, "k")
+
+
+async def test_a_part_whose_upload_ends_while_it_streams_is_refused_and_freed(
+        tmp_path: Path) -> None:
+    async with multipart(tmp_path) as m:
+        data = blob(20, 3 * CHUNK)
+        up = await m.mp.create(B, "k")
+
+        async def body() -> AsyncIterator[bytes]:
+            yield data[: 2 * CHUNK]
+            await m.mp.abort(B, "k", up.id)  # the client aborts, another request
+            yield data[2 * CHUNK :]
+
+        with pytest.raises(NoSuchUpload):
+            await m.mp.upload_part(B, "k", up.id, 1, body())
+        stats = await gc(m.core)
+        assert stats["orphans_deleted"] == 3 * len(ids(data))  # every copy written for it
+        assert all(m.core.holders(c) == set() for c in ids(data))
+
+
+async def test_a_part_over_5_gib_is_refused_before_its_body_is_read(tmp_path: Path) -> None:
+    async with multipart(tmp_path) as m:
+        up = await m.mp.create(B, "k")
+
+        async def never() -> AsyncIterator[bytes]:
+            raise AssertionError("the body was read")
+            yield b""
+
+        with pytest.raises(EntityTooLarge):
+            await m.mp.upload_part(B, "k", up.id, 1, never(), size_hint=5 * 1024 * MiB + 1)
+        with pytest.raises(InvalidArgument, match="between 1 and 10000"):
+            await m.mp.upload_part(B, "k", up.id, 10001, never())

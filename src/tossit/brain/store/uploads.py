@@ -200,7 +200,7 @@ async def finish_uploads(s: AsyncSession, items: Sequence[NewObject],
             .where(MultipartPartChunk.upload_id == uid)
             .order_by(MultipartPartChunk.part_number, MultipartPartChunk.seq))).all()]
         if not _is_subsequence(list(item.chunks), used):
-            raise InvalidPart(0, "a part of this upload was replaced while it was being "
+            raise InvalidPart(None, "a part of this upload was replaced while it was being "
                               "completed; complete it again")
         released += await _drop_parts(s, uid, None)
         await s.execute(delete(MultipartUpload).where(MultipartUpload.id == uid))
