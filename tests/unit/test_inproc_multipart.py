@@ -20,7 +20,7 @@ from tossit.brain.models import MultipartUpload
 from tossit.brain.multipart_rules import MIN_PART_SIZE, MiB
 from tossit.brain.multipart_uploads import MultipartUploads, Part
 from tossit.brain.store import NewObject
-from tossit.brain.upload_expiry import UploadExpiry
+from tossit.brain.upload_expiry import UploadExpiry, look_every
 from tossit.chunking import META, chunk_id
 from tossit.errors import (
     BadDigest,
@@ -238,6 +238,11 @@ async def test_an_abandoned_upload_expires_and_its_chunks_are_freed(tmp_path: Pa
         assert "aborted 1 multipart upload left incomplete for more than 7 d" in event.message
         assert "'old.bin'" in event.message and event.data is not None
         assert event.data["bytes"] == len(old) and event.data["parts"] == 1
+
+
+@pytest.mark.parametrize(("keep", "every"), [(7 * 86400.0, 3600.0), (60.0, 6.0), (1.0, 0.5)])
+def test_expiry_looks_every_tenth_of_the_time_kept(keep: float, every: float) -> None:
+    assert look_every(keep) == every
 
 
 async def test_a_part_copy_reuses_whole_chunks_and_stores_the_cut_ends(tmp_path: Path) -> None:
