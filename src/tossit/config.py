@@ -324,6 +324,9 @@ class BrainSettings(_ServerSettings):
         default=7 * 86400.0, ge=0, description="seconds a deleted or overwritten file "
         "stays in the trash (restorable, its bytes still stored) before it is purged "
         "(0: no trash, a delete frees the space at once)")
+    multipart_keep: float = Field(
+        default=7 * 86400.0, gt=0, description="seconds an S3 multipart upload may stay "
+        "incomplete before the leading brain aborts it and frees its parts' chunks")
     upload_parallel_chunks: int = Field(default=4, ge=1, le=32,
         description="chunks of one upload on their way to the nodes at once")
     upload_buffer: int = Field(

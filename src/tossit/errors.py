@@ -161,6 +161,89 @@ class TrashNotFound(TossitError):
         super().__init__(f"no file with id {trash_id} in the trash")
 
 
+class MultipartError(TossitError):
+    """A multipart upload request the rules refuse. ``s3_code`` is the error code
+    the S3 API answers with (its XML ``<Code>``), ``code`` the REST one."""
+
+    code = "multipart_error"
+    s3_code = "InvalidRequest"
+
+
+class NoSuchUpload(MultipartError):
+    """No multipart upload with this id (never created, completed, aborted or
+    expired), or not for this bucket and key."""
+
+    code = "no_such_upload"
+    s3_code = "NoSuchUpload"
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"no multipart upload {upload_id!r} in progress (it may have been "
+                         "completed, aborted, or expired)", upload=upload_id)
+
+
+class InvalidPart(MultipartError):
+    """A part named in a completion was never uploaded, or its ETag is not the
+    one the client was given."""
+
+    code = "invalid_part"
+    s3_code = "InvalidPart"
+
+    def __init__(self, part_number: int | None, detail: str) -> None:
+        super().__init__(detail if part_number is None else f"part {part_number}: {detail}",
+                         part=part_number)
+
+
+class InvalidPartOrder(MultipartError):
+    """A completion's parts are not in strictly ascending part-number order."""
+
+    code = "invalid_part_order"
+    s3_code = "InvalidPartOrder"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the parts must be listed in ascending order of part number "
+                         f"({detail})")
+
+
+class EntityTooSmall(MultipartError):
+    """A part other than the last is smaller than the minimum part size."""
+
+    code = "entity_too_small"
+    s3_code = "EntityTooSmall"
+
+    def __init__(self, part_number: int, size: int, minimum: int) -> None:
+        super().__init__(f"part {part_number} is {size} bytes; every part but the last "
+                         f"must be at least {minimum} bytes", part=part_number, size=size,
+                         minimum=minimum)
+
+
+class EntityTooLarge(MultipartError):
+    """A part larger than S3's maximum part size."""
+
+    code = "entity_too_large"
+    s3_code = "EntityTooLarge"
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"a part may be {maximum} bytes at most", maximum=maximum)
+
+
+class BadDigest(MultipartError):
+    """The MD5 a client announced (Content-MD5) is not that of the bytes sent."""
+
+    code = "bad_digest"
+    s3_code = "BadDigest"
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"the body's MD5 is {actual}, not the {expected} announced",
+                         expected=expected, actual=actual)
+
+
+class InvalidArgument(MultipartError):
+    """A multipart parameter out of its range (part number, max-parts, byte range...)."""
+
+    code = "invalid_argument"
+    s3_code = "InvalidArgument"
+
+
 # The REST API's status for each domain error (the most specific class wins).
 HTTP_STATUS: dict[type[TossitError], int] = {
     NotEnoughNodes: 503,
@@ -169,6 +252,14 @@ HTTP_STATUS: dict[type[TossitError], int] = {
     NameTaken: 409,
     ManifestNotStored: 503,
     TrashNotFound: 404,
+    MultipartError: 400,
+    NoSuchUpload: 404,
+    InvalidPart: 400,
+    InvalidPartOrder: 400,
+    EntityTooSmall: 400,
+    EntityTooLarge: 400,
+    BadDigest: 400,
+    InvalidArgument: 400,
 }
 
 

@@ -2,7 +2,9 @@
 
 Three sources of garbage, one procedure:
 
-* chunks a delete or an overwrite left at zero references (``release``),
+* chunks a delete or an overwrite left at zero references, and those of a
+  multipart upload's parts when a part is replaced or the upload aborted,
+  expired or completed without them (``release``),
 * chunks written for an upload that failed before it committed (``release``),
 * chunks found on a node that the metadata does not know at all (the orphan
   sweep, e.g. after a brain crash mid-upload), once older than ``gc_grace``, and

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
+from tossit.brain.intents import IntentJournal
 from tossit.brain.metrics import TRAFFIC, UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
 from tossit.brain.pins import ChunkPins
@@ -35,6 +37,31 @@ _HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread ho
 # Below this size, asking the metadata whether a chunk is already stored costs
 # more than sending it: the nodes answer "already have it" without rewriting.
 _DEDUP_LOOKUP_FROM = 64 * 1024
+T = TypeVar("T")
+
+
+@dataclass
+class StoredChunks:
+    """A stream stored as chunks on the nodes, not yet referenced by the metadata
+    (``Ingest.store_chunks``)."""
+
+    size: int
+    sha256: str  # of the whole stream
+    chunks: list[tuple[str, int]]  # (chunk id, size) in order
+    replicas: dict[str, list[str]]  # chunk id -> nodes holding a good copy
+    intents: IntentJournal = field(repr=False)  # told when they are settled
+    settling: asyncio.Future[Any] | None = None
+    settled: bool = False
+
+    async def settle(self, step: Awaitable[T]) -> T:
+        """Run the step that makes the metadata reference these chunks. It is
+        shielded: a client that goes away does not cancel it, and the chunks stay
+        pinned until its outcome says whether they are garbage."""
+        self.settling = asyncio.ensure_future(step)
+        result: T = await asyncio.shield(self.settling)
+        self.settled = True
+        self.intents.settled(self.replicas)
+        return result
 
 
 @dataclass
@@ -84,13 +111,36 @@ class Ingest:
         on_conflict: str = "replace",
     ) -> UploadResult:
         self.check_capacity(size_hint)
+        async with self.store_chunks(pieces) as stored:
+            obj = await stored.settle(self.commits.commit(NewObject(
+                bucket=bucket, key=key, size=stored.size, sha256=stored.sha256,
+                content_type=content_type, chunk_size=self.settings.chunk_size,
+                chunks=stored.chunks, replicas=stored.replicas, on_conflict=on_conflict,
+            )))
+        UPLOADS.labels("ok").inc()
+        UPLOAD_BYTES.inc(stored.size)
+        replicas = stored.replicas
+        under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
+        if under:
+            log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
+            self.on_degraded()  # make the missing copies now, not at the next pass
+        return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
+
+    @contextlib.asynccontextmanager
+    async def store_chunks(self, pieces: AsyncIterable[bytes]) -> AsyncIterator[StoredChunks]:
+        """Cut a stream into chunks and store each on its nodes (the stage every
+        write shares: a file, an S3 part); yields them once all are stored.
+
+        Inside the block the chunks are pinned: the caller makes the metadata
+        reference them with ``stored.settle(...)`` (a commit, a part's record).
+        If the block ends without that succeeding, the chunks are handed to the
+        collector, which frees those nothing else uses."""
         hasher = StreamHasher()
         chunk_list: list[tuple[str, int]] = []
         placing: dict[str, asyncio.Task[list[str]]] = {}
         pinned: set[str] = set()
         slots = asyncio.Semaphore(self.settings.upload_parallel_chunks)
-        committed = False
-        commit: asyncio.Future[Object] | None = None
+        stored: StoredChunks | None = None
         failed: list[BaseException] = []
 
         def on_done(task: asyncio.Task[list[str]]) -> None:
@@ -123,26 +173,16 @@ class Ingest:
                 task.add_done_callback(on_done)
                 placing[cid] = task
             results = await asyncio.gather(*placing.values())
-            replicas = dict(zip(placing, results, strict=True))
-            commit = asyncio.ensure_future(self.commits.commit(NewObject(
-                bucket=bucket, key=key, size=hasher.size, sha256=hasher.hexdigest(),
-                content_type=content_type, chunk_size=self.settings.chunk_size,
-                chunks=chunk_list, replicas=replicas, on_conflict=on_conflict,
-            )))
-            obj = await asyncio.shield(commit)
-            committed = True
-            self.collector.intents.settled(placing)
-            UPLOADS.labels("ok").inc()
-            UPLOAD_BYTES.inc(hasher.size)
-            under = sum(1 for nodes in replicas.values() if len(nodes) < self.settings.replicas)
-            if under:
-                log.warning("object %s committed with %d under-replicated chunks", obj.id, under)
-                self.on_degraded()  # make the missing copies now, not at the next pass
-            return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
+            stored = StoredChunks(
+                size=hasher.size, sha256=hasher.hexdigest(), chunks=chunk_list,
+                replicas=dict(zip(placing, results, strict=True)), intents=self.collector.intents)
+            yield stored
         finally:
-            await self._end_upload(commit, committed, placing, pinned, dict(chunk_list))
+            await self._end_upload(stored.settling if stored else None,
+                                   stored is not None and stored.settled,
+                                   placing, pinned, dict(chunk_list))
 
-    async def _end_upload(self, commit: asyncio.Future[Object] | None, committed: bool,
+    async def _end_upload(self, commit: asyncio.Future[Any] | None, committed: bool,
                           placing: dict[str, asyncio.Task[list[str]]],
                           pinned: set[str], sizes: dict[str, int]) -> None:
         """Whatever way an upload ended: unpin its chunks, and if it was not

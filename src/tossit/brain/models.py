@@ -115,10 +115,58 @@ class TrashChunk(Base):
     size: Mapped[int] = mapped_column(Integer)
 
 
+class MultipartUpload(Base):
+    """An S3 multipart upload in progress: the object it will become, once
+    completed. Its parts hold references on their chunks (``multipart_part_chunks``)
+    so the collector leaves them; completing, aborting or expiring it (after
+    ``multipart_keep``) drops the row, its parts and their references."""
+
+    __tablename__ = "multipart_uploads"
+    __table_args__ = (
+        # ListMultipartUploads: by key then upload id, within a bucket.
+        Index("ix_multipart_uploads_listing", "bucket_id", "key", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))
+    key: Mapped[str] = mapped_column(String(1024))
+    content_type: Mapped[str] = mapped_column(String(255))
+    user_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class MultipartPart(Base):
+    """One uploaded part; a part uploaded again under its number replaces the row."""
+
+    __tablename__ = "multipart_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("multipart_uploads.id", ondelete="CASCADE"), primary_key=True)
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))  # hex: the part's ETag, unquoted
+    uploaded_at: Mapped[float] = mapped_column(Float)
+
+
+class MultipartPartChunk(Base):
+    """Position ``seq`` of a part is chunk ``chunk_id``: a counted reference,
+    like an object's (``Chunk.refcount``)."""
+
+    __tablename__ = "multipart_part_chunks"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("multipart_uploads.id", ondelete="CASCADE"), primary_key=True)
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(ForeignKey("chunks.id"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+
+
 class Chunk(Base):
     """Unique content: one row per distinct SHA-256, shared by every object using it.
 
-    ``refcount`` counts object positions that use it; at 0 the chunk is garbage
+    ``refcount`` counts the positions that use it (of objects, of files in the
+    trash, of parts of multipart uploads in progress); at 0 the chunk is garbage
     and the collector frees its replicas, then the row.
     """
 

@@ -31,6 +31,7 @@ from tossit.brain.manifest_rows import Pack
 from tossit.brain.manifest_writer import ManifestWriter
 from tossit.brain.metrics import CORRUPT_COPIES
 from tossit.brain.monitor import Monitor
+from tossit.brain.multipart_uploads import MultipartUploads
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
@@ -43,6 +44,7 @@ from tossit.brain.snapshots import Snapshotter
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
 from tossit.brain.trash import TrashService
+from tossit.brain.upload_expiry import UploadExpiry
 from tossit.config import BrainSettings, plural
 from tossit.manifests import SYSTEM_BUCKET, pack_key
 
@@ -110,6 +112,11 @@ class Brain:
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
                              self.repairer.wake)
         self.event_pruner = EventPruner(settings, self.store)
+        # S3 multipart uploads (the S3 API's service), and the leader's loop
+        # aborting those left incomplete longer than multipart_keep.
+        self.multipart = MultipartUploads(settings, self.store, self.ingest, self.reader,
+                                          self.commits, self.collector, self.pins)
+        self.upload_expiry = UploadExpiry(settings, self.store, self.collector.release)
         # Who uploaded and deleted what.
         self.activity = ActivityLog(self.store, to_trash=settings.trash_keep > 0)
         self.started = time.time()
@@ -242,6 +249,7 @@ class Brain:
             asyncio.create_task(self.snapshots.run_forever(), name="snapshots"),
             asyncio.create_task(self.event_pruner.run_forever(), name="event-pruner"),
             asyncio.create_task(self.trash.run_forever(), name="trash"),
+            asyncio.create_task(self.upload_expiry.run_forever(), name="upload-expiry"),
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))

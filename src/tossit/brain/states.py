@@ -86,3 +86,4 @@ class EventKind(StrEnum):
     TRASH_PURGED = "trash_purged"
     TRASH_EXPIRED = "trash_expired"
     TRASH_EMPTIED = "trash_emptied"
+    UPLOADS_EXPIRED = "uploads_expired"

@@ -25,6 +25,7 @@ const KIND_WORDS = {
   metadata_behind: "Metadata behind", needs_recovery: "Needs recovery", manifests_resigned: "Manifests re-signed",
   join_token_created: "Join token created", join_token_revoked: "Join token revoked",
   node_join_token: "Node joined with a token", join_refused: "Join refused",
+  uploads_expired: "Uploads expired",
 };
 
 export function kindLabel(kind) {

@@ -13,7 +13,8 @@ is one object (``Store``) built from one part per concern, each in its module:
 * ``replicas``: chunks and their copies, garbage;
 * ``nodes``: nodes and cluster state rows;
 * ``events``: the event log;
-* ``stats``: the counts ``tossit status`` shows.
+* ``stats``: the counts ``tossit status`` shows;
+* ``uploads``: S3 multipart uploads in progress and their parts.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from tossit.brain.store.reads import Folder, ObjectReads, prefix_end, sort_folde
 from tossit.brain.store.replicas import ReplicaStore
 from tossit.brain.store.stats import StatsStore
 from tossit.brain.store.trash import TrashStore
+from tossit.brain.store.uploads import UploadStore
 from tossit.errors import NameTaken, TrashNotFound
 
 __all__ = ["DEFAULT_BUCKET", "Applied", "ChunkPlacement", "Folder", "NameTaken", "NewEvent",
            "NewObject", "Restored", "Store", "TrashNotFound", "prefix_end", "sort_folders"]
 
 
-class Store(TrashStore, ObjectReads, ReplicaStore, NodeStore, EventStore, StatsStore):
+class Store(TrashStore, ObjectReads, ReplicaStore, NodeStore, EventStore, StatsStore,
+            UploadStore):
     """The brain's metadata, all of it (see the module's parts)."""

@@ -69,6 +69,10 @@ class NewObject:
     # When the name is taken: replace that file, rename this one ("name (2).ext",
     # keep both), or fail (NameTaken). Decided in the commit's transaction.
     on_conflict: str = "replace"
+    etag: str | None = None  # bare (unquoted), as S3 clients are given it quoted
+    # The multipart upload this object completes: the commit ends it, in the same
+    # transaction, and takes over its parts' chunk references (store/uploads.py).
+    completes_upload: str | None = None
 
 
 @dataclass(frozen=True)

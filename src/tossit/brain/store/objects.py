@@ -34,6 +34,7 @@ from tossit.brain.models import (
 from tossit.brain.sqlbatch import batches
 from tossit.brain.states import EventKind
 from tossit.brain.store.base import _OBJECT_COLUMNS, Applied, NewObject, StoreBase, _table
+from tossit.brain.store.uploads import finish_uploads
 from tossit.config import format_duration, format_size
 from tossit.errors import NameTaken
 from tossit.manifests import SYSTEM_BUCKET, AnyEntry, DelEntry, put_entry
@@ -86,6 +87,7 @@ class ObjectWrites(StoreBase):
             dropped = await self._drop_objects(
                 s, sorted(deleted - {t.id for t in trashed}))
             items = await self._settle_names(s, items, bids)
+            completed = await finish_uploads(s, items, bids)
             if not items:
                 entries, packs, pack = await self._log(s, gone, [], [], now, trashed=trashed)
                 return Applied([], deleted, await self._unreferenced(s, dropped) + packs
@@ -105,7 +107,7 @@ class ObjectWrites(StoreBase):
                 s, sorted(set(old_ids) - {t.id for t in kept}))
             rows: list[dict[str, Any]] = [
                 {"bucket_id": b, "key": i.key, "size": i.size, "sha256": i.sha256,
-                 "content_type": i.content_type, "chunk_size": i.chunk_size,
+                 "etag": i.etag, "content_type": i.content_type, "chunk_size": i.chunk_size,
                  "chunk_count": len(i.chunks), "user_meta": i.user_meta, "created_at": now}
                 for b, i in zip(bids, items, strict=True)
             ]
@@ -143,7 +145,7 @@ class ObjectWrites(StoreBase):
             if oc_rows:
                 await s.execute(self._insert_object_chunk, oc_rows)
             garbage = await self._unreferenced(
-                s, [c for c in {*garbage_candidates, *dropped} if c not in counts])
+                s, [c for c in {*garbage_candidates, *dropped, *completed} if c not in counts])
             entries, packs, pack = await self._log(s, gone, objs, items, now, old_ids,
                                                    trashed=trashed)
         return Applied(objs, deleted, garbage + packs + recorded_empty, entries, pack, trashed)
