@@ -330,6 +330,33 @@ def request_json(method: str, port: int, path: str, timeout: float = 10,
         conn.close()
 
 
+@contextlib.contextmanager
+def base_checkout(ref: str | None) -> Iterator[Path | None]:
+    """A temporary git worktree of ``ref`` whose ``src`` the 'old' servers run
+    (``use_code``), so that two versions are measured in one session; None
+    without a ref."""
+    if not ref:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="tossit-base-") as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base), ref],
+                       check=True, cwd=REPO, capture_output=True)
+        try:
+            yield base / "src"
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=REPO,
+                           capture_output=True)
+
+
+def use_code(src: Path | None) -> None:
+    """Servers spawned from now on run the code in ``src`` (None: this checkout)."""
+    if src is not None:
+        os.environ["PYTHONPATH"] = str(src)
+    else:
+        os.environ.pop("PYTHONPATH", None)
+
+
 def get_text(port: int, path: str, headers: dict[str, str] | None = None,
              timeout: float = 10) -> str:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)

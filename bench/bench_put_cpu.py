@@ -51,10 +51,7 @@ def cpu_times(pid: int) -> tuple[float, float]:
 
 def one_run(args: argparse.Namespace, label: str, src: Path | None) -> dict[str, Any]:
     """A fresh cluster, the measured phase, the figures."""
-    if src is not None:
-        os.environ["PYTHONPATH"] = str(src)  # the spawned servers run that code
-    else:
-        os.environ.pop("PYTHONPATH", None)
+    bc.use_code(src)
     root = Path(tempfile.mkdtemp(prefix=f"tossit-putcpu-{label}-"))
     cluster = bc.Cluster(root, None)
     try:
@@ -152,27 +149,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "put-cpu.json")
     args = ap.parse_args()
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="tossit-base-") as tmp:
-        base = Path(tmp) / "base"
-        if args.base:
-            subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base],
-                           check=True, cwd=ROOT, capture_output=True)
-        try:
-            for r in range(args.rounds):
-                order: list[tuple[str, Path | None]] = [("new", None)]
-                if args.base:
-                    order.append(("old", base / "src"))
-                for label, src in order if r % 2 == 0 else order[::-1]:
-                    res = one_run(args, label, src)
-                    runs.append({"round": r + 1, "code": label, **res})
-                    print(f"round {r + 1} {label}: {res['ops_s']} ops/s, brain "
-                          f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU), "
-                          f"{res['node_requests_per_op']} node requests/op",
-                          flush=True)
-        finally:
-            if args.base:
-                subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
-                               capture_output=True)
+    with bc.base_checkout(args.base) as base:
+        for r in range(args.rounds):
+            order: list[tuple[str, Path | None]] = [("new", None)]
+            if base is not None:
+                order.append(("old", base))
+            for label, src in order if r % 2 == 0 else order[::-1]:
+                res = one_run(args, label, src)
+                runs.append({"round": r + 1, "code": label, **res})
+                print(f"round {r + 1} {label}: {res['ops_s']} ops/s, brain "
+                      f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU), "
+                      f"{res['node_requests_per_op']} node requests/op", flush=True)
     summary: dict[str, Any] = {}
     for code in ("new", "old"):
         mine = [r for r in runs if r["code"] == code]

@@ -336,6 +336,10 @@ class BrainSettings(_ServerSettings):
         description="chunks a download fetches ahead of the one it sends")
     node_timeout: float = Field(default=60.0, gt=0,
         description="seconds a request to a node may take")
+    straggler_wait: float = Field(default=1.0, ge=0, description="once W nodes hold a "
+        "chunk, seconds the other copies may still take (at least; or 4 times what the "
+        "first W took) before the upload goes on without them and the repairer makes "
+        "them: a paused node does not hold every upload for node_timeout")
     auth: bool = Field(
         default=True, description="require API keys and signed node requests; false is "
         "for benchmarks on loopback only")

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from memnodes import KiB, blob, memcore, until
+from tossit.brain.ingest import straggler_wait
 from tossit.brain.registry import OFFLINE
+from tossit.config import BrainSettings
 from tossit.chunking import META, chunk_id
 from tossit.errors import NotEnoughNodes, http_status
 
@@ -134,14 +136,17 @@ async def test_a_full_node_is_skipped_and_marked_full(tmp_path: Path) -> None:
         assert first.id not in nodes and core.holders(chunk_id(data)) == set(nodes)
 
 
-@pytest.mark.parametrize("then", ["answers", "times_out"])
-async def test_a_paused_node_holds_an_upload_until_its_request_ends(
+@pytest.mark.parametrize("then", ["answers", "fails"])
+async def test_a_paused_node_holds_an_upload_no_longer_than_the_straggler_wait(
     tmp_path: Path, then: str,
 ) -> None:
-    """Ingest waits for all R copies it started, not just W: a node that stops
-    answering holds the upload until its request ends (NodeClient: node_timeout),
-    and no longer. Then the upload commits with R copies, or with W if it failed."""
-    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2) as core:
+    """Once W copies are made, a node that stops answering holds the upload only
+    until its request ends or the straggler wait is over, not for node_timeout.
+    Then the upload commits with R copies, or with W if it failed."""
+    def patient(s: BrainSettings) -> None:
+        s.straggler_wait = 30.0
+
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2, tune=patient) as core:
         slow = core.nodes[0]
         slow.pause()
         data = blob(6, CHUNK)
@@ -151,7 +156,7 @@ async def test_a_paused_node_holds_an_upload_until_its_request_ends(
         await until(lambda: len(core.holders(cid)) == 2)
         assert not upload.done()
         assert not await core.store.name_taken("default", "g.bin")
-        if then == "times_out":
+        if then == "fails":
             slow.fail()
         slow.resume()
         res = await asyncio.wait_for(upload, 5)
@@ -161,6 +166,40 @@ async def test_a_paused_node_holds_an_upload_until_its_request_ends(
             assert res.under_replicated == 1 and slow.view.id not in res.replicas[cid]
         assert core.holders(cid) == set(res.replicas[cid])
         assert await core.download(res.obj.id) == data
+
+
+async def test_a_node_silent_past_the_straggler_wait_is_left_to_the_repairer(
+    tmp_path: Path,
+) -> None:
+    def quick(s: BrainSettings) -> None:
+        s.straggler_wait = 0.2
+
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2, tune=quick) as core:
+        slow = core.nodes[0]
+        slow.pause()
+        data = blob(9, CHUNK)
+        cid = chunk_id(data)
+        t0 = time.monotonic()
+        res = await asyncio.wait_for(core.upload("s.bin", data), 5)
+        # W copies, committed with the node still silent, well before node_timeout.
+        assert time.monotonic() - t0 < 3
+        assert res.under_replicated == 1
+        assert slow.view.id not in res.replicas[cid] and len(res.replicas[cid]) == 2
+        assert core.degraded  # the repairer was woken for the missing copy
+        assert await core.replicas(cid) == dict.fromkeys(res.replicas[cid], "ok")
+        slow.resume()  # its request was cancelled: nothing lands there
+        await asyncio.sleep(0.05)
+        assert slow.view.id not in core.holders(cid)
+        assert await core.download(res.obj.id) == data
+
+
+@pytest.mark.parametrize(("quorum_took", "minimum", "want"), [
+    (0.01, 1.0, 1.0),   # small chunks: the floor
+    (0.5, 1.0, 2.0),    # a big chunk on a busy disk: 4x what W took
+    (0.0, 0.0, 0.0),    # no wait at all when set so
+])
+def test_straggler_wait(quorum_took: float, minimum: float, want: float) -> None:
+    assert straggler_wait(quorum_took, minimum) == pytest.approx(want)
 
 
 async def test_repeated_content_is_sent_once(tmp_path: Path) -> None:

@@ -38,6 +38,16 @@ _HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread ho
 # more than sending it: the nodes answer "already have it" without rewriting.
 _DEDUP_LOOKUP_FROM = 64 * 1024
 T = TypeVar("T")
+# Once W nodes hold a chunk, the others get this many times what W took (and at
+# least the ``straggler_wait`` setting): a big chunk on a busy disk is slow for
+# every node alike, while a paused or failing node would hold the upload for
+# ``node_timeout``.
+STRAGGLER_FACTOR = 4.0
+
+
+def straggler_wait(quorum_seconds: float, minimum: float) -> float:
+    """Seconds the last copies of a chunk may take once W nodes hold it."""
+    return max(minimum, STRAGGLER_FACTOR * quorum_seconds)
 
 
 @dataclass
@@ -238,10 +248,18 @@ class Ingest:
                 node.reserved += len(data)
                 running[asyncio.create_task(self.nodes.put_chunk(node, cid, data, kind))] = node
 
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline: float | None = None  # for the last copies, once W nodes hold the chunk
         launch()
         try:
             while running:
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(running, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    self._cut_stragglers(cid, running)
+                    break
                 for task in done:
                     node = running.pop(task)
                     exc = task.exception()
@@ -256,6 +274,9 @@ class Ingest:
                     errors.append(str(exc))
                     log.warning("chunk %s: %s; trying another node", cid[:12], exc)
                 launch()
+                if deadline is None and len(holders) + len(acked) >= quorum and running:
+                    deadline = loop.time() + straggler_wait(
+                        loop.time() - started, self.settings.straggler_wait)
         finally:
             for task in running:
                 task.cancel()
@@ -267,4 +288,14 @@ class Ingest:
                 f"chunk stored on {len(total)} node(s); " + "; ".join(errors[-3:]),
             )
         return total
+
+    def _cut_stragglers(self, cid: str, running: dict[asyncio.Task[None], NodeView]) -> None:
+        """W nodes hold the chunk and these have not answered in time: go on without
+        them (the caller cancels their requests). The upload commits with fewer
+        than R copies and the repairer makes the rest; a copy that lands anyway is
+        adopted by the orphan sweep. (Their reserved bytes stay counted until the
+        node's next heartbeat: the copy may still land.)"""
+        names = ", ".join(node.name for node in running.values())
+        log.warning("chunk %s: %s did not answer in time; going on with the copies "
+                    "made, the repairer makes the rest", cid[:12], names)
 
