@@ -279,8 +279,33 @@ class Snapshot(Wire):
 
 class DrillResult(Wire):
     """A fire drill's answer: what a brain lost now would lose, bring back wrong or
-    resurrect (docs/api.md)."""
+    resurrect. Each finding lists at most 50 names (bucket/name); its ``_count``
+    is complete."""
 
     at: Timestamp
-    ok: bool
+    seconds: Seconds = Field(description="how long the drill took")
+    ok: bool = Field(description="nothing would be lost, wrong or resurrected")
     summary: str
+    nodes_read: int
+    nodes_unreachable: dict[str, str] = Field(description="why each source was not read")
+    files: int = Field(description="live files compared")
+    recoverable: int
+    trash: int = Field(description="files in the trash compared")
+    lost: list[str]
+    wrong: list[str] = Field(description="would come back as another version")
+    incomplete: list[str] = Field(description="would miss chunks")
+    reappear: list[str] = Field(description="deleted, would come back")
+    manifest_below: list[str]
+    chunks_below: list[str]
+    trash_lost: list[str]
+    trash_reappear: list[str]
+    lost_count: int
+    wrong_count: int
+    incomplete_count: int
+    reappear_count: int
+    manifest_below_count: int
+    chunks_below_count: int
+    trash_lost_count: int
+    trash_reappear_count: int
+    packs_unreadable: int
+    snapshot_age_s: Seconds | None
