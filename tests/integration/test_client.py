@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,12 +43,26 @@ def test_upload_info_download_delete_restore(client: TossitClient, tmp_path: Pat
     assert got.path.read_bytes() == data
 
     gone = client.delete(up.id)
-    assert (gone.id, gone.deleted, gone.trash) == (up.id, True, True)
-    trashed = {f.id: f for f in client.trash().files}
-    assert trashed[up.id].why == "deleted" and trashed[up.id].size == len(data)
-    back = client.restore(up.id)
-    assert (back.id, back.name, back.replaced) == (up.id, "typed/client.bin", None)
-    assert client.file(up.id).sha256 == up.sha256
+    assert (gone.id, gone.deleted, gone.trash) == (up.id, True, False)  # the trash is off
+    assert client.find("typed/client.bin") is None
+
+
+def test_trash_restore_purge_empty(make_cluster: Any) -> None:
+    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_TRASH_KEEP": "3600"})
+    with TossitClient(c.url, key=c.admin_key) as client:
+        kept = client.upload_bytes(b"kept", "trash/kept.txt")
+        dropped = client.upload_bytes(b"dropped!", "trash/dropped.txt")
+        for f in (kept, dropped):
+            assert client.delete(f.id).trash is True
+        page = client.trash()
+        assert (page.total, page.bytes, page.keep_s) == (2, 12, 3600.0)
+        assert {f.id: f.why for f in page.files} == {kept.id: "deleted", dropped.id: "deleted"}
+        back = client.restore(kept.id)
+        assert (back.id, back.name, back.sha256, back.replaced) == (
+            kept.id, "trash/kept.txt", kept.sha256, None)
+        assert client.download_bytes(kept.id) == b"kept"
+        assert client.empty_trash().model_dump() == {"purged": 1, "bytes": 8}
+        assert client.trash().total == 0
 
 
 def test_folder_listing_is_typed_folders_then_files(client: TossitClient) -> None:
