@@ -34,12 +34,14 @@ from tossit.brain.api.wire import (
     Node,
     NodeImpact,
     NodeRemoved,
+    ScrubRow,
+    ScrubSummary,
     Status,
     TrashEmptied,
     TrashPage,
     TrashPurged,
+    TrashTotals,
 )
-from tossit.brain.api.wire.cluster import ScrubRow, ScrubSummary, TrashTotals
 from tossit.brain.states import ReplicationState
 from tossit.client.sdk import Downloaded, OnConflict, ScrubAction, TossitClient, TossitError
 from tossit.config import (

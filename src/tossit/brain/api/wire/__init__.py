@@ -21,9 +21,12 @@ from tossit.brain.api.wire.cluster import (
     ScrubDone,
     ScrubPass,
     ScrubRateSet,
+    ScrubRow,
     ScrubStatus,
+    ScrubSummary,
     Snapshot,
     Status,
+    TrashTotals,
     Unhealthy,
 )
 from tossit.brain.api.wire.files import (
@@ -56,7 +59,7 @@ __all__ = [
     "FileRestored", "FolderEntry", "GcPass", "Health", "HeartbeatAnswer", "JoinToken",
     "JoinTokenCreated", "Joined", "Key", "KeyCreated", "ListingEntry", "MonitorPass", "Node",
     "NodeImpact", "NodeRemoved", "Readiness", "Registered", "RepairPass", "Replication",
-    "ScrubDone", "ScrubPass", "ScrubRateSet", "ScrubStatus", "Snapshot", "Status",
-    "TrashEmptied", "TrashPage", "TrashPurged", "TrashedFile", "Unhealthy", "UploadedFile",
-    "Wire",
+    "ScrubDone", "ScrubPass", "ScrubRateSet", "ScrubRow", "ScrubStatus", "ScrubSummary",
+    "Snapshot", "Status", "TrashEmptied", "TrashPage", "TrashPurged", "TrashTotals",
+    "TrashedFile", "Unhealthy", "UploadedFile", "Wire",
 ]
