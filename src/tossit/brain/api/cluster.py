@@ -257,7 +257,7 @@ def event_json(e: EventRow, brain: Brain) -> dict[str, Any]:
 
 
 @router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now",
-             response_model=GcPass)
+             response_model=GcPass, response_model_exclude_unset=True)
 async def run_gc(request: Request, orphans: bool = True) -> dict[str, Any]:
     return await brain_of(request).collector.run_once(sweep_orphans=orphans)
 
@@ -271,7 +271,7 @@ async def run_monitor(request: Request) -> dict[str, Any]:
 
 @router.post("/api/admin/repair", tags=["admin"],
              summary="Run one repair and rebalance pass now (waits for it)",
-             response_model=RepairPass)
+             response_model=RepairPass, response_model_exclude_unset=True)
 async def run_repair(request: Request, rebalance: bool = True,
                      full: bool = True) -> dict[str, Any]:
     """``full=false`` plans only the chunks the database flags as short or
@@ -281,7 +281,7 @@ async def run_repair(request: Request, rebalance: bool = True,
 
 @router.post("/api/admin/scrub", tags=["admin"],
              summary="Have every online node re-hash all its chunks now (waits for it)",
-             response_model=ScrubPass)
+             response_model=ScrubPass, response_model_exclude_unset=True)
 async def run_scrub(request: Request) -> dict[str, Any]:
     """Corrupt chunks are quarantined by the nodes, marked corrupt here, and
     repaired by the next repair pass (which this wakes)."""

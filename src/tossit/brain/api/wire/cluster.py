@@ -259,22 +259,70 @@ class MonitorPass(Wire):
 
 
 class GcPass(Wire):
-    """What a garbage-collection pass freed (docs/api.md lists the counters)."""
+    """What a garbage-collection pass did. Copies count only those a node had and
+    deleted; the sweep fields are there only when the orphan sweep ran."""
+
+    replicas_deleted: int = Field(description="copies of chunks no file uses any more")
+    chunks_dropped: int = Field(description="chunks no file uses any more, forgotten")
+    orphans_deleted: int = Field(description="copies on nodes that no file names")
+    adopted: int = Field(description="copies found on a node that the metadata now records")
+    bytes_freed: Bytes
+    missing: int | None = Field(default=None, description="copies the metadata expected but "
+                                "the node did not have (marked missing, repaired)")
+    unknown_kept: int | None = Field(default=None, description="copies no file or intent "
+                                     "names: kept, never deleted on absence alone")
+    unknown_kept_bytes: Bytes | None = None
+    held_for_manifests: int | None = Field(default=None, description="garbage held until the "
+                                           "manifests of the commits that made it are out")
 
 
 class RepairPass(Wire):
-    """What a repair pass did (docs/api.md lists the counters)."""
+    """What a repair pass did (docs/api.md, ``POST /api/admin/repair``)."""
+
+    chunks_below_target: int
+    unavailable: int = Field(description="chunks with no readable copy")
+    copies_planned: int
+    copies_done: int = Field(description="repaired + moved")
+    repaired: int = Field(description="copies that restored R")
+    moved: int = Field(description="rebalancing copies towards the desired placement")
+    repair_order: list[int] = Field(description="the copies left of the chunks repaired, in "
+                                    "the order they ran")
+    drops_planned: int
+    drops_done: int
+    failed: int
+    bytes_copied: Bytes
+    scope: Literal["all chunks", "flagged chunks"]
+    seconds: Seconds
+
+
+class NodeScrub(Wire):
+    """One node's full scrub: what it checked, or why it could not be asked."""
+
+    node: str = Field(description="the node's id")
+    name: str
+    started: float | None = Field(default=None, description="epoch seconds")
+    seconds: Seconds | None = None
+    chunks: int | None = None
+    bytes: Bytes | None = None
+    corrupt: list[str] | None = Field(default=None, description="ids of the chunks found "
+                                      "bad (quarantined on the node)")
+    error: str | None = None
 
 
 class ScrubPass(Wire):
-    nodes: list[dict[str, Any]] = Field(description="each online node's scrub answer, or "
-                                        "its error")
+    nodes: list[NodeScrub]
 
 
 class Snapshot(Wire):
-    """The record of the snapshot taken."""
+    """A metadata snapshot: a file in the brain's own bucket, stored on the nodes."""
 
     at: Timestamp
+    as_of: int = Field(description="the newest manifest version in it")
+    id: int = Field(description="the snapshot file's id")
+    key: str = Field(description="the snapshot file's name")
+    size: Bytes
+    sha256: str
+    seconds: Seconds = Field(description="how long taking it took")
 
 
 class DrillResult(Wire):
