@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,7 +21,29 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tossit.client.sdk import TossitClient, TossitError
+from tossit.brain.api.wire import (
+    DrillResult,
+    Event,
+    FileDeleted,
+    FileInfo,
+    FileMeta,
+    JoinToken,
+    JoinTokenCreated,
+    Key,
+    KeyCreated,
+    Node,
+    NodeImpact,
+    NodeRemoved,
+    ScrubRow,
+    ScrubSummary,
+    Status,
+    TrashEmptied,
+    TrashPage,
+    TrashPurged,
+    TrashTotals,
+)
+from tossit.brain.states import ReplicationState
+from tossit.client.sdk import Downloaded, OnConflict, ScrubAction, TossitClient, TossitError
 from tossit.config import (
     BrainSettings,
     ClientSettings,
@@ -73,6 +96,8 @@ def _client(brain: str | None, config: Path | None = None) -> TossitClient:
 # least this long) as well as a whole id or a name.
 SHORT_ID = 8
 
+P = ParamSpec("P")
+T = TypeVar("T")
 _NO_KEY_HINT = (
     "; set TOSSIT_KEY (a key secret) or TOSSIT_KEY_FILE (a file holding one). The brain "
     "wrote its first admin key to DATA_DIR/brain/admin.key, which this command finds by "
@@ -80,7 +105,9 @@ _NO_KEY_HINT = (
 )
 
 
-def _call(fn: Any, *args: Any, **kw: Any) -> Any:
+def _call(fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
+    """``fn(*args, **kw)`` (a client call, typed as the client declares it), with
+    a failure turned into the CLI's error line and exit status."""
     try:
         return fn(*args, **kw)
     except TossitError as exc:
@@ -695,11 +722,11 @@ def put(
 
             try:
                 res = client.upload(path, key, progress=advance)
-                health = res["replication"]
-                note = "" if health["state"] == "healthy" else f"  [{health['state']}]"
+                health = res.replication.state
+                note = "" if health == ReplicationState.HEALTHY else f"  [{health}]"
                 progress.console.print(
-                    f"[green]✓[/] {key}  id={res['id']}  {format_size(res['size'])}  "
-                    f"{plural(res['chunks'], 'chunk')}{note}", highlight=False)
+                    f"[green]✓[/] {key}  id={res.id}  {format_size(res.size)}  "
+                    f"{plural(res.chunks, 'chunk')}{note}", highlight=False)
             except TossitError as exc:
                 failures += 1
                 progress.console.print(f"[red]✗[/] {key}: {exc}", highlight=False)
@@ -711,13 +738,19 @@ def put(
         raise typer.Exit(1)
 
 
-def _resolve(client: TossitClient, ref: str) -> dict[str, Any]:
+def _when(iso_time: str | None) -> str:
+    """An ISO time as the tables show it: to the second, no T."""
+    return (iso_time or "")[:19].replace("T", " ")
+
+
+def _resolve(client: TossitClient, ref: str) -> FileMeta:
     if ref.isdigit():
-        return dict(_call(client.info, int(ref)))
-    found = _call(client.find, ref)
+        meta: FileMeta = _call(client.file, int(ref))
+        return meta
+    found: FileMeta | None = _call(client.find, ref)
     if not found:
         raise _fail(f"no file named {ref!r}", 1)
-    return dict(found)
+    return found
 
 
 @app.command()
@@ -730,17 +763,17 @@ def get(
     """Download a file (verified against its SHA-256)."""
     client = _client(brain, config)
     meta = _resolve(client, ref)
-    dest = output or Path(meta["name"].rsplit("/", 1)[-1])
+    dest = output or Path(meta.name.rsplit("/", 1)[-1])
     if dest.is_dir():
-        dest = dest / meta["name"].rsplit("/", 1)[-1]
+        dest = dest / meta.name.rsplit("/", 1)[-1]
     t0 = time.monotonic()
     with _progress() as progress:
-        task = progress.add_task(escape(meta["name"]), total=meta["size"])
-        res = _call(client.download, meta["id"], dest,
-                    progress=lambda n: progress.advance(task, n))
+        task = progress.add_task(escape(meta.name), total=meta.size)
+        res: Downloaded = _call(client.download, meta.id, dest,
+                                progress=lambda n: progress.advance(task, n))
     dt = max(time.monotonic() - t0, 1e-6)
-    err.print(f"saved {dest} ({format_size(res['size'])}, sha256 verified, "
-              f"{res['size'] / dt / 1e6:.1f} MB/s)", highlight=False)
+    err.print(f"saved {dest} ({format_size(res.size)}, sha256 verified, "
+              f"{res.size / dt / 1e6:.1f} MB/s)", highlight=False)
 
 
 @app.command("ls")
@@ -751,14 +784,14 @@ def ls(
     config: ConfigOpt = None,
 ) -> None:
     """List files, newest first."""
-    files = _call(_client(brain, config).list_files, search, limit)
+    files: list[FileMeta] = _call(_client(brain, config).list_files, search, limit)
     table = Table("id", "name", "size", "chunks", "replication", "created", box=None)
     for f in files:
-        rep = f["replication"]
-        colour = {"healthy": "green", "degraded": "yellow"}.get(rep["state"], "red")
-        table.add_row(str(f["id"]), escape(f["name"]), format_size(f["size"]), str(f["chunks"]),
-                      f"[{colour}]{rep['state']}[/] {rep['min_copies']}/{rep['target']}",
-                      f["created"][:19].replace("T", " "))
+        rep = f.replication
+        colour = {"healthy": "green", "degraded": "yellow"}.get(rep.state, "red")
+        table.add_row(str(f.id), escape(f.name), format_size(f.size), str(f.chunks),
+                      f"[{colour}]{rep.state}[/] {rep.min_copies}/{rep.target}",
+                      _when(f.created))
     console.print(table)
 
 
@@ -772,12 +805,12 @@ def rm(
     client = _client(brain, config)
     for ref in refs:
         meta = _resolve(client, ref)
-        out = _call(client.delete, meta["id"])
-        if out.get("trash"):
-            console.print(f"moved {escape(meta['name'])} (id {meta['id']}) to the trash "
-                          f"(tossit trash restore {meta['id']} brings it back)", highlight=False)
+        out: FileDeleted = _call(client.delete, meta.id)
+        if out.trash:
+            console.print(f"moved {escape(meta.name)} (id {meta.id}) to the trash "
+                          f"(tossit trash restore {meta.id} brings it back)", highlight=False)
         else:
-            console.print(f"deleted {escape(meta['name'])} (id {meta['id']})", highlight=False)
+            console.print(f"deleted {escape(meta.name)} (id {meta.id})", highlight=False)
 
 
 @app.command()
@@ -788,40 +821,40 @@ def info(
 ) -> None:
     """Show a file's chunk map: which nodes hold each chunk."""
     client = _client(brain, config)
-    meta = _call(client.info, _resolve(client, ref)["id"])
-    console.print(f"[bold]{escape(meta['name'])}[/]  id={meta['id']}  {format_size(meta['size'])}  "
-                  f"sha256={meta['sha256']}", highlight=False)
-    rep = meta["replication"]
-    console.print(f"replication: {rep['state']} (fewest copies {rep['min_copies']} of "
-                  f"{rep['target']})", highlight=False)
+    meta: FileInfo = _call(client.info, _resolve(client, ref).id)
+    console.print(f"[bold]{escape(meta.name)}[/]  id={meta.id}  {format_size(meta.size)}  "
+                  f"sha256={meta.sha256}", highlight=False)
+    rep = meta.replication
+    console.print(f"replication: {rep.state} (fewest copies {rep.min_copies} of "
+                  f"{rep.target})", highlight=False)
     table = Table("#", "chunk", "size", "nodes", "placement wants", box=None)
-    for c in meta["chunk_map"]:
-        held = ", ".join(f"{escape(n['name'])}({n['node_state']}/{n['replica_state']})"
-                         for n in c["nodes"])
-        table.add_row(str(c["index"]), c["id"][:16], format_size(c["size"]), held,
-                      str(len(c["desired_nodes"])) + " nodes")
+    for c in meta.chunk_map:
+        held = ", ".join(f"{escape(n.name)}({n.node_state}/{n.replica_state})"
+                         for n in c.nodes)
+        table.add_row(str(c.index), c.id[:16], format_size(c.size), held,
+                      str(len(c.desired_nodes)) + " nodes")
     console.print(table)
 
 
 @app.command("nodes")
 def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """List storage nodes."""
-    rows = _call(_client(brain, config).nodes)
+    rows: list[Node] = _call(_client(brain, config).nodes)
     table = Table(box=None, padding=(0, 1, 0, 0))
     for col in ("name", "state", "zone", "address", "used", "limit", "chunks", "seen", "id"):
         table.add_column(col, no_wrap=True,
                          justify="right" if col in ("used", "limit", "chunks") else "left")
     for n in rows:
-        colour = {"online": "green", "suspect": "yellow"}.get(n["state"], "red")
-        state = f"[{colour}]{n['state']}[/]" + (f", {n['admin_state']}" if n["admin_state"] else "")
+        colour = {"online": "green", "suspect": "yellow"}.get(n.state, "red")
+        state = f"[{colour}]{n.state}[/]" + (f", {n.admin_state}" if n.admin_state else "")
         table.add_row(
-            escape(n["name"]), state, escape(n["zone"]), n["address"].split("://")[-1],
-            format_size(n["used"]), format_size(n["capacity"]), f"{n['chunk_count']:,}",
-            format_duration(n["seconds_since_heartbeat"]), n["id"][:SHORT_ID])
+            escape(n.name), state, escape(n.zone), n.address.split("://")[-1],
+            format_size(n.used), format_size(n.capacity), f"{n.chunk_count:,}",
+            format_duration(n.seconds_since_heartbeat), n.id[:SHORT_ID])
     console.print(table)
     for n in rows:
-        if n.get("address_problem"):
-            console.print(f"! {n['name']} unreachable: {n['address_problem']}",
+        if n.address_problem:
+            console.print(f"! {n.name} unreachable: {n.address_problem}",
                           style="bold red", highlight=False, markup=False)
     console.print(f"seen: time since the last heartbeat; node commands take a name, an id "
                   f"or its first {SHORT_ID} characters", style="dim", highlight=False)
@@ -832,130 +865,130 @@ def _copies(n: int) -> str:
     return plural(n, "copy", "copies")
 
 
-def _shared_fate(s: dict[str, Any]) -> None:
+def _shared_fate(s: Status) -> None:
     """Say loudly when copies share a disk or a machine."""
-    for fate in s.get("shared_fate") or []:
-        console.print(f"! {fate['message']}", style="bold yellow", highlight=False,
+    for fate in s.shared_fate:
+        console.print(f"! {fate.message}", style="bold yellow", highlight=False,
                       markup=False)
 
 
 @app.command()
 def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """Cluster capacity, usage and replication health."""
-    s = _call(_client(brain, config).status)
-    cap = s["capacity"]
-    rep = s["replication"]
-    if s.get("needs_recovery"):  # first, before anything that looks reassuring
-        console.print(f"NEEDS RECOVERY: {s['needs_recovery']}", style="bold red",
+    s: Status = _call(_client(brain, config).status)
+    cap = s.capacity
+    rep = s.replication
+    if s.needs_recovery:  # first, before anything that looks reassuring
+        console.print(f"NEEDS RECOVERY: {s.needs_recovery}", style="bold red",
                       highlight=False, markup=False)
-    console.print(f"nodes: {s['nodes']['online']} online of {s['nodes']['total']}  "
-                  f"R={s['replicas']} W={s['write_quorum']}", highlight=False)
-    brains = s.get("brains") or {}
-    if brains.get("shared"):
-        live = [b for b in brains["list"] if b["role"] in ("leader", "follower")]
-        leader = next((b["url"] for b in live if b["role"] == "leader"), None)
+    console.print(f"nodes: {s.nodes.online} online of {s.nodes.total}  "
+                  f"R={s.replicas} W={s.write_quorum}", highlight=False)
+    brains = s.brains
+    if brains.shared:
+        live = [b for b in brains.list if b.role in ("leader", "follower")]
+        leader = next((b.url for b in live if b.role == "leader"), None)
         console.print(f"brains: {len(live)} serving, leader {leader or 'none right now'}; this "
-                      f"one {'leads' if brains['role'] == 'leader' else 'follows'}",
+                      f"one {'leads' if brains.role == 'leader' else 'follows'}",
                       highlight=False, markup=False)
-    console.print(f"capacity: room for about {format_size(cap['room'])} more at "
-                  f"{_copies(s['replicas'])} (~{format_size(cap['usable'])} in all; raw "
-                  f"{format_size(cap['raw'])}, used {format_size(cap['used'])}, free "
-                  f"{format_size(cap['free'])})", highlight=False)
+    console.print(f"capacity: room for about {format_size(cap.room)} more at "
+                  f"{_copies(s.replicas)} (~{format_size(cap.usable)} in all; raw "
+                  f"{format_size(cap.raw)}, used {format_size(cap.used)}, free "
+                  f"{format_size(cap.free)})", highlight=False)
     _shared_fate(s)
-    console.print(f"files: {s['objects']} ({format_size(s['object_bytes'])}), unique chunks: "
-                  f"{s['chunks']} ({format_size(s['chunk_bytes'])})", highlight=False)
-    _trash_line(s.get("trash") or {})
+    console.print(f"files: {s.objects} ({format_size(s.object_bytes)}), unique chunks: "
+                  f"{s.chunks} ({format_size(s.chunk_bytes)})", highlight=False)
+    _trash_line(s.trash)
     _metadata_safety(s)
     table = Table("copies", "chunks", "bytes", box=None)
-    for k, v in rep["by_copies"].items():
-        table.add_row(k, str(v["chunks"]), format_size(v["bytes"]))
+    for k, v in rep.by_copies.items():
+        table.add_row(k, str(v.chunks), format_size(v.bytes))
     console.print(table)
-    repair = s.get("repair") or {}
-    if repair.get("running"):
-        eta = repair.get("eta_s")
+    repair = s.repair
+    if repair.running:
+        eta = repair.eta_s
         console.print(
-            f"[yellow]repairing: {repair['chunks_done']:,} of {repair['chunks_total']:,} "
-            f"copies made ({format_size(repair['bytes_done'])} of "
-            f"{format_size(repair['bytes_total'])}, "
-            f"{format_size(repair['rate_bytes_per_s'])}/s"
+            f"[yellow]repairing: {repair.chunks_done:,} of {repair.chunks_total:,} "
+            f"copies made ({format_size(repair.bytes_done)} of "
+            f"{format_size(repair.bytes_total)}, "
+            f"{format_size(repair.rate_bytes_per_s)}/s"
             + (f", about {format_duration(eta)} left" if eta is not None else "") + ")[/]",
             highlight=False)
-    if rep["chunks_unavailable"]:
-        n = rep["chunks_unavailable"]
+    if rep.chunks_unavailable:
+        n = rep.chunks_unavailable
         console.print(f"[red]{plural(n, 'chunk', verb=('has', 'have'))} no live copy[/]")
-    elif rep["chunks_below_target"]:
-        console.print(f"[yellow]{plural(rep['chunks_below_target'], 'chunk')} below "
-                      f"{_copies(s['replicas'])}, "
-                      f"{format_size(rep['bytes_at_risk'])} at risk[/]")
-    for g in rep.get("waiting_for") or []:
-        console.print(f"{g['name']} is {g['state']}: its copies still count; they are re-made "
+    elif rep.chunks_below_target:
+        console.print(f"[yellow]{plural(rep.chunks_below_target, 'chunk')} below "
+                      f"{_copies(s.replicas)}, "
+                      f"{format_size(rep.bytes_at_risk)} at risk[/]")
+    for g in rep.waiting_for:
+        console.print(f"{g.name} is {g.state}: its copies still count; they are re-made "
                       f"elsewhere if it stays "
-                      f"{'unreachable' if g['state'] == 'unreachable' else 'silent'} for "
-                      f"another {format_duration(g['dead_in_s'])}",
+                      f"{'unreachable' if g.state == 'unreachable' else 'silent'} for "
+                      f"another {format_duration(g.dead_in_s)}",
                       highlight=False, markup=False)
-    if not rep["chunks_unavailable"] and not rep["chunks_below_target"]:
+    if not rep.chunks_unavailable and not rep.chunks_below_target:
         console.print("[green]every chunk has its full set of copies[/]")
-    _scrub_line(s.get("scrub") or {})
+    _scrub_line(s.scrub)
 
 
-def _trash_line(t: dict[str, Any]) -> None:
+def _trash_line(t: TrashTotals) -> None:
     """The trash's share of the space used (its bytes are in the figures above)."""
-    if t.get("files"):
-        keep = t.get("keep_s") or 0
+    if t.files:
+        keep = t.keep_s
         within = f"within {format_duration(keep)} or " if keep else ""
-        console.print(f"in trash: {format_size(t['bytes'])} ({plural(t['files'], 'file')}), "
+        console.print(f"in trash: {format_size(t.bytes)} ({plural(t.files, 'file')}), "
                       f"freed {within}by emptying the trash (tossit trash empty)",
                       highlight=False, markup=False)
 
 
-def _scrub_line(sc: dict[str, Any]) -> None:
+def _scrub_line(sc: ScrubSummary) -> None:
     """One line on the scrubbers: are copies nobody reads checked for rot?"""
-    if not sc.get("nodes"):
+    if not sc.nodes:
         return
-    states = ", ".join(f"{n} {st}" for st, n in sc["by_state"].items())
-    progress = f" ({sc['progress'] * 100:.0f}% through)" if sc.get("progress") is not None else ""
-    if sc.get("oldest_full_pass") is not None:
-        checked = f"oldest full pass ended {_ago(sc['oldest_full_pass'])}"
+    states = ", ".join(f"{n} {st}" for st, n in sc.by_state.items())
+    progress = f" ({sc.progress * 100:.0f}% through)" if sc.progress is not None else ""
+    if sc.oldest_full_pass is not None:
+        checked = f"oldest full pass ended {_ago(sc.oldest_full_pass)}"
     else:
-        checked = f"{plural(sc['nodes_never_scrubbed'], 'node')} not fully scrubbed yet"
-    corrupt = sc.get("corrupt_found") or 0
+        checked = f"{plural(sc.nodes_never_scrubbed, 'node')} not fully scrubbed yet"
+    corrupt = sc.corrupt_found
     console.print(f"scrub: {states}{progress}; {checked}; "
                   f"{plural(corrupt, 'corrupt copy', 'corrupt copies')} found",
-                  style="yellow" if corrupt or "off" in sc["by_state"] else None,
+                  style="yellow" if corrupt or "off" in sc.by_state else None,
                   highlight=False, markup=False)
 
 
-def _metadata_safety(s: dict[str, Any]) -> None:
+def _metadata_safety(s: Status) -> None:
     """How well the metadata would survive losing the brain: manifests waiting for
     the nodes, the last snapshot, the last fire drill."""
-    m = s.get("manifests") or {}
-    if m.get("deletions_frozen"):
+    m = s.manifests
+    if m.deletions_frozen:
         console.print("nothing is deleted until this is sorted out (see above)",
                       style="bold red", highlight=False)
-    kept = m.get("unknown_kept") or {}
-    if kept.get("copies"):
-        console.print(f"{plural(kept['copies'], 'unknown copy', 'unknown copies')} "
-                      f"({format_size(kept['bytes'])}) kept: no file and no record of this "
+    kept = m.unknown_kept
+    if kept.copies:
+        console.print(f"{plural(kept.copies, 'unknown copy', 'unknown copies')} "
+                      f"({format_size(kept.bytes)}) kept: no file and no record of this "
                       "brain names them, so they are not deleted", highlight=False)
-    if m.get("waiting"):
-        console.print(f"[red]{plural(m['waiting'], 'manifest pack')} not on the nodes yet: a brain "
-                      f"disk lost now would lose their changes[/] ({m.get('last_error')})",
+    if m.waiting:
+        console.print(f"[red]{plural(m.waiting, 'manifest pack')} not on the nodes yet: a brain "
+                      f"disk lost now would lose their changes[/] ({m.last_error})",
                       highlight=False)
-    elif m.get("below_target"):
-        console.print(f"[yellow]{plural(m['below_target'], 'manifest pack')} below "
-                      f"{_copies(s['replicas'])}[/]", highlight=False)
-    snap = s.get("snapshot") or {}
-    if snap.get("last"):
-        console.print(f"last metadata snapshot {format_duration(snap['age_s'])} ago "
-                      f"({format_size(snap['last']['size'])}, {snap.get('kept', 0)} kept)",
+    elif m.below_target:
+        console.print(f"[yellow]{plural(m.below_target, 'manifest pack')} below "
+                      f"{_copies(s.replicas)}[/]", highlight=False)
+    snap = s.snapshot
+    if snap.last:
+        console.print(f"last metadata snapshot {format_duration(snap.age_s or 0.0)} ago "
+                      f"({format_size(snap.last['size'])}, {snap.kept} kept)",
                       highlight=False)
-    elif snap.get("interval_s"):
+    elif snap.interval_s:
         console.print("[yellow]no metadata snapshot yet[/]", highlight=False)
-    drill = s.get("drill") or {}
-    if drill.get("last"):
-        style = "green" if drill["last"].get("ok") else "red"
-        console.print(f"[{style}]fire drill {format_duration(drill['age_s'])} ago: "
-                      f"{escape(drill['last']['summary'])}[/]", highlight=False)
+    drill = s.drill
+    if drill.last:
+        style = "green" if drill.last.get("ok") else "red"
+        console.print(f"[{style}]fire drill {format_duration(drill.age_s or 0.0)} ago: "
+                      f"{escape(drill.last['summary'])}[/]", highlight=False)
 
 
 @app.command()
@@ -965,26 +998,28 @@ def drill(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     the live one (nothing changes). Exit 1 if something would be lost."""
     client = _client(brain, config)
     with err.status("reading every node's manifests and chunk lists..."):
-        r = _call(client.drill)
-    ok = r["ok"]
-    console.print(r["summary"], style="green" if ok else "red", highlight=False,
+        r: DrillResult = _call(client.drill)
+    console.print(r.summary, style="green" if r.ok else "red", highlight=False,
                   markup=False, soft_wrap=True)
-    for key, words in (("lost", "would be lost"), ("wrong", "would come back as another "
-                       "version"), ("incomplete", "would miss chunks"),
-                       ("reappear", "deleted, would come back"),
-                       ("manifest_below", "manifest on fewer nodes than it should"),
-                       ("chunks_below", "chunks on fewer nodes than they should")):
-        n = r[f"{key}_count"]
+    findings = (("lost", r.lost, r.lost_count, "would be lost"),
+                ("wrong", r.wrong, r.wrong_count, "would come back as another version"),
+                ("incomplete", r.incomplete, r.incomplete_count, "would miss chunks"),
+                ("reappear", r.reappear, r.reappear_count, "deleted, would come back"),
+                ("manifest_below", r.manifest_below, r.manifest_below_count,
+                 "manifest on fewer nodes than it should"),
+                ("chunks_below", r.chunks_below, r.chunks_below_count,
+                 "chunks on fewer nodes than they should"))
+    for key, names, n, words in findings:
         if n:
-            console.print(f"{plural(n, 'file')} {words}: " + ", ".join(r[key])
-                          + (" ..." if n > len(r[key]) else ""), highlight=False,
+            console.print(f"{plural(n, 'file')} {words}: " + ", ".join(names)
+                          + (" ..." if n > len(names) else ""), highlight=False,
                           markup=False, soft_wrap=True,
                           style="red" if key in ("lost", "wrong", "incomplete", "reappear")
                           else "yellow")
-    for src, why in (r.get("nodes_unreachable") or {}).items():
+    for src, why in r.nodes_unreachable.items():
         console.print(f"not read: {src} ({why})", style="yellow", highlight=False,
                       markup=False)
-    if not ok:
+    if not r.ok:
         raise typer.Exit(1)
 
 
@@ -1000,9 +1035,9 @@ def node_drain(
     """Copy every chunk off a node; it ends 'drained' and can then be removed."""
     client = _client(brain, config)
     ref = _node_ref(client, node_id)
-    plan = _call(client.node_impact, ref)["drain"]["summary"]
-    n = _call(client.drain_node, ref)
-    console.print(f"draining {escape(n['name'])}: {plan}\nfollow with 'tossit status' or "
+    plan = _call(client.node_impact, ref).drain.summary
+    n: Node = _call(client.drain_node, ref)
+    console.print(f"draining {escape(n.name)}: {plan}\nfollow with 'tossit status' or "
                   "'tossit events'", highlight=False, markup=False)
 
 
@@ -1014,16 +1049,16 @@ def node_what_if(
 ) -> None:
     """What would happen if this node stopped now, or were drained or removed."""
     client = _client(brain, config)
-    impact = _call(client.node_impact, _node_ref(client, node_id))
-    stopped = impact["if_stopped"]
-    colour = "red" if stopped["chunks_unavailable"] else (
-        "yellow" if stopped["bytes_at_risk"] else "green")
-    drain, remove = impact["drain"], impact["remove"]
-    lines = [(stopped["summary"], colour),
-             (f"drain: {drain['summary']}" if drain["allowed"] else
-              f"drain: refused now: {drain['reason']}", None),
-             ("remove: allowed now" if remove["allowed"] else
-              f"remove: refused now: {remove['reason']}", None)]
+    impact: NodeImpact = _call(client.node_impact, _node_ref(client, node_id))
+    stopped = impact.if_stopped
+    colour = "red" if stopped.chunks_unavailable else (
+        "yellow" if stopped.bytes_at_risk else "green")
+    drain, remove = impact.drain, impact.remove
+    lines = [(stopped.summary, colour),
+             (f"drain: {drain.summary}" if drain.allowed else
+              f"drain: refused now: {drain.reason}", None),
+             ("remove: allowed now" if remove.allowed else
+              f"remove: refused now: {remove.reason}", None)]
     for text, style in lines:  # node names come from users: never read them as markup
         console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
@@ -1036,8 +1071,8 @@ def node_undrain(
 ) -> None:
     """Stop draining a node: it takes new chunks again."""
     client = _client(brain, config)
-    n = _call(client.undrain_node, _node_ref(client, node_id))
-    console.print(f"{escape(n['name'])} takes new chunks again", highlight=False)
+    n: Node = _call(client.undrain_node, _node_ref(client, node_id))
+    console.print(f"{escape(n.name)} takes new chunks again", highlight=False)
 
 
 @node_app.command("remove")
@@ -1048,19 +1083,19 @@ def node_remove(
 ) -> None:
     """Forget a node. Refused while it holds the only copy of anything."""
     client = _client(brain, config)
-    n = _call(client.remove_node, _node_ref(client, node_id))
-    console.print(f"removed {escape(n['name'])} ({n['id']})", highlight=False)
+    n: NodeRemoved = _call(client.remove_node, _node_ref(client, node_id))
+    console.print(f"removed {escape(n.name)} ({n.id})", highlight=False)
 
 
 def _node_ref(client: TossitClient, ref: str) -> str:
     """A node's id from its id, name or the start of its id (as `tossit nodes` shows)."""
-    rows = _call(client.nodes)
+    rows: list[Node] = _call(client.nodes)
     for n in rows:
-        if ref in (n["id"], n["name"]):
-            return str(n["id"])
-    starts = [n for n in rows if len(ref) >= SHORT_ID and n["id"].startswith(ref)]
+        if ref in (n.id, n.name):
+            return n.id
+    starts = [n for n in rows if len(ref) >= SHORT_ID and n.id.startswith(ref)]
     if len(starts) == 1:
-        return str(starts[0]["id"])
+        return starts[0].id
     if starts:
         raise _fail(f"{ref!r} starts the ids of {len(starts)} nodes: give more of it", 1)
     raise _fail(f"no node {ref!r} (see 'tossit nodes')", 1)
@@ -1074,14 +1109,12 @@ def events(
     config: ConfigOpt = None,
 ) -> None:
     """What the cluster did and why, newest first."""
-    rows = _call(_client(brain, config).events, limit, kind)
+    rows: list[Event] = _call(_client(brain, config).events, limit, kind)
     colours = {"error": "red", "warning": "yellow"}
     for e in rows:  # names come from users: never read them as markup
-        count = e.get("count", 1)
-        again = (f"  (×{count:,} since {e['first_time'][:19].replace('T', ' ')})"
-                 if count > 1 else "")
-        console.print(f"{e['time'][:19].replace('T', ' ')}  {e['message']}{again}",
-                      style=colours.get(e["severity"]), highlight=False, markup=False,
+        again = f"  (×{e.count:,} since {_when(e.first_time)})" if e.count > 1 else ""
+        console.print(f"{_when(e.time)}  {e.message}{again}",
+                      style=colours.get(e.severity), highlight=False, markup=False,
                       soft_wrap=True)
 
 
@@ -1093,27 +1126,23 @@ trash_app = typer.Typer(help="Deleted and overwritten files, kept for trash_keep
 app.add_typer(trash_app, name="trash")
 
 
-def _when(iso_time: str | None) -> str:
-    return (iso_time or "")[:19].replace("T", " ")
-
-
 @trash_app.command("ls")
 def trash_ls(
     limit: Annotated[int, typer.Option(help="show at most this many")] = 100,
     brain: BrainOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Files in the trash, newest first, with when each is purged."""
-    out = _call(_client(brain, config).trash, limit)
+    out: TrashPage = _call(_client(brain, config).trash, limit)
     table = Table("id", "name", "size", "why", "deleted", "purged", box=None)
-    for f in out["files"]:
-        table.add_row(str(f["id"]), escape(f["name"]), format_size(f["size"]), f["why"],
-                      _when(f["deleted"]), _when(f["purge_at"]))
-    if out["files"]:
+    for f in out.files:
+        table.add_row(str(f.id), escape(f.name), format_size(f.size), f.why,
+                      _when(f.deleted), _when(f.purge_at))
+    if out.files:
         console.print(table)
-    shown = len(out["files"])
-    more = f" (showing {shown:,})" if shown < out["total"] else ""
-    console.print(f"{plural(out['total'], 'file')} in the trash, "
-                  f"{format_size(out['bytes'])}{more}; restore with tossit trash restore ID",
+    shown = len(out.files)
+    more = f" (showing {shown:,})" if shown < out.total else ""
+    console.print(f"{plural(out.total, 'file')} in the trash, "
+                  f"{format_size(out.bytes)}{more}; restore with tossit trash restore ID",
                   style="dim", highlight=False, markup=False)
 
 
@@ -1127,12 +1156,13 @@ def trash_restore(
     brain: BrainOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Bring a file back from the trash, with its id and bytes."""
-    if on_conflict not in ("fail", "rename", "replace"):
+    choices: dict[str, OnConflict] = {"fail": "fail", "rename": "rename", "replace": "replace"}
+    if on_conflict not in choices:
         raise _fail("--on-conflict is fail, rename or replace")
-    f = _call(_client(brain, config).restore, file_id, as_name, on_conflict)
-    console.print(f"restored {escape(f['name'])} (id {f['id']}, {format_size(f['size'])})"
-                  + (f"; the file that had the name (id {f['replaced']}) went to the trash"
-                     if f.get("replaced") else ""), highlight=False)
+    f = _call(_client(brain, config).restore, file_id, as_name, choices[on_conflict])
+    console.print(f"restored {escape(f.name)} (id {f.id}, {format_size(f.size)})"
+                  + (f"; the file that had the name (id {f.replaced}) went to the trash"
+                     if f.replaced else ""), highlight=False)
 
 
 @trash_app.command("rm")
@@ -1143,8 +1173,8 @@ def trash_rm(
     """Delete files from the trash for good (needs an admin key)."""
     client = _client(brain, config)
     for file_id in file_ids:
-        out = _call(client.purge, file_id)
-        console.print(f"deleted id {file_id} for good ({format_size(out['bytes'])})",
+        out: TrashPurged = _call(client.purge, file_id)
+        console.print(f"deleted id {file_id} for good ({format_size(out.bytes)})",
                       highlight=False)
 
 
@@ -1159,16 +1189,16 @@ def trash_empty(
     if not yes:
         if not sys.stdin.isatty():
             raise _fail("emptying the trash deletes its files for good: add --yes")
-        t = _call(client.trash, 1)
-        if not t["total"]:
+        t: TrashPage = _call(client.trash, 1)
+        if not t.total:
             console.print("the trash is empty")
             return
-        if not typer.confirm(f"Delete {plural(t['total'], 'file')} "
-                             f"({format_size(t['bytes'])}) for good?"):
+        if not typer.confirm(f"Delete {plural(t.total, 'file')} "
+                             f"({format_size(t.bytes)}) for good?"):
             raise typer.Exit(1)
-    out = _call(client.empty_trash)
-    console.print(f"emptied the trash: {plural(out['purged'], 'file')} "
-                  f"({format_size(out['bytes'])}) deleted for good", highlight=False)
+    out: TrashEmptied = _call(client.empty_trash)
+    console.print(f"emptied the trash: {plural(out.purged, 'file')} "
+                  f"({format_size(out.bytes)}) deleted for good", highlight=False)
 
 
 scrub_app = typer.Typer(help="See and steer the nodes' background scrubbing, which re-hashes "
@@ -1182,15 +1212,15 @@ def _ago(ts: float | None) -> str:
     return "never" if ts is None else f"{format_duration(max(0.0, time.time() - ts))} ago"
 
 
-def _scrub_rows(rows: list[dict[str, Any]]) -> None:
+def _scrub_rows(rows: list[ScrubRow]) -> None:
     table = Table(box=None, padding=(0, 1, 0, 0))
     for col in ("node", "scrub", "progress", "checked", "rate", "last full pass", "corrupt"):
         table.add_column(col, no_wrap=True, justify="right" if col in (
             "progress", "checked", "rate", "corrupt") else "left")
     for r in rows:
-        s = r["scrub"]
-        if s is None or r["error"]:
-            table.add_row(escape(r["name"]), f"[red]{escape(r['error'] or '?')}[/]",
+        s = r.scrub
+        if s is None or r.error:
+            table.add_row(escape(r.name), f"[red]{escape(r.error or '?')}[/]",
                           "", "", "", "", "")
             continue
         colour = {"scanning": "green", "paused": "yellow", "off": "red"}.get(s["state"], "")
@@ -1200,7 +1230,7 @@ def _scrub_rows(rows: list[dict[str, Any]]) -> None:
             rate = f"{format_size(s['measured_rate'])}/s of {rate}"
         last = s.get("last_full_pass")
         progress = "" if s["progress"] is None else f"{s['progress'] * 100:.1f}%"
-        table.add_row(escape(r["name"]), state, progress, format_size(s["bytes_checked"]),
+        table.add_row(escape(r.name), state, progress, format_size(s["bytes_checked"]),
                       rate, _ago(last["finished"] if last else None), f"{s['corrupt_found']:,}")
     console.print(table)
 
@@ -1209,16 +1239,16 @@ def _scrub_rows(rows: list[dict[str, Any]]) -> None:
 def scrub_status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """Per node: the pass in progress, bytes checked, rate, the last full pass
     and the corrupt copies found (quarantined and repaired from good copies)."""
-    _scrub_rows(_call(_client(brain, config).scrub_status)["nodes"])
+    _scrub_rows(_call(_client(brain, config).scrub_status).nodes)
     console.print("checked: this pass; corrupt: copies found rotten since the node's first "
                   "pass", style="dim", highlight=False)
 
 
-def _scrub_order(action: str, node: str | None, brain: str | None,
+def _scrub_order(action: ScrubAction, node: str | None, brain: str | None,
                  config: Path | None) -> None:
-    rows = _call(_client(brain, config).scrub, action, node)["nodes"]
+    rows: list[ScrubRow] = _call(_client(brain, config).scrub, action, node).nodes
     _scrub_rows(rows)
-    if any(r["error"] for r in rows):
+    if any(r.error for r in rows):
         raise typer.Exit(1)
 
 
@@ -1247,9 +1277,9 @@ def scrub_rate(
 ) -> None:
     """Change the scrub rate now; each node keeps it across restarts (until its
     configured scrub_rate is changed)."""
-    rows = _call(_client(brain, config).scrub_rate, rate, node)["nodes"]
+    rows: list[ScrubRow] = _call(_client(brain, config).scrub_rate, rate, node).nodes
     _scrub_rows(rows)
-    if any(r["error"] for r in rows):
+    if any(r.error for r in rows):
         raise typer.Exit(1)
 
 
@@ -1281,13 +1311,13 @@ def key_create(
         lifetime = parse_duration(expires) if expires else None
     except ValueError as exc:
         raise _fail(f"--expires: {exc}") from None
-    k = _call(_client(brain, config).create_key, name, role, lifetime)
+    k: KeyCreated = _call(_client(brain, config).create_key, name, role, lifetime)
     if secret_only:
-        print(k["secret"])
+        print(k.secret)
         return
-    console.print(f"created {k['role']} key {k['id']} ({escape(k['name'])})"
-                  + (f", expires {k['expires'][:19]}Z" if k["expires"] else ""), highlight=False)
-    console.print(f"secret: {k['secret']}", highlight=False, soft_wrap=True)
+    console.print(f"created {k.role} key {k.id} ({escape(k.name)})"
+                  + (f", expires {k.expires[:19]}Z" if k.expires else ""), highlight=False)
+    console.print(f"secret: {k.secret}", highlight=False, soft_wrap=True)
     err.print("This secret is not stored anywhere and cannot be shown again. Use it as "
               "TOSSIT_KEY=... or 'Authorization: Bearer ...'.", highlight=False)
 
@@ -1295,13 +1325,12 @@ def key_create(
 @key_app.command("list")
 def key_list(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """List keys (never their secrets)."""
-    rows = _call(_client(brain, config).list_keys)
+    rows: list[Key] = _call(_client(brain, config).list_keys)
     table = Table("id", "name", "role", "state", "created", "expires", box=None)
     for k in rows:
-        colour = {"active": "green"}.get(k["state"], "red")
-        table.add_row(k["id"], escape(k["name"]), k["role"], f"[{colour}]{k['state']}[/]",
-                      k["created"][:19].replace("T", " "),
-                      (k["expires"] or "never")[:19].replace("T", " "))
+        colour = {"active": "green"}.get(k.state, "red")
+        table.add_row(k.id, escape(k.name), k.role, f"[{colour}]{k.state}[/]",
+                      _when(k.created), _when(k.expires) or "never")
     console.print(table)
 
 
@@ -1312,8 +1341,8 @@ def key_revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a key: every request made with it fails from now on."""
-    k = _call(_client(brain, config).revoke_key, key_id)
-    console.print(f"revoked key {k['id']} ({escape(k['name'])})", highlight=False)
+    k: Key = _call(_client(brain, config).revoke_key, key_id)
+    console.print(f"revoked key {k.id} ({escape(k.name)})", highlight=False)
 
 
 # -- join tokens -----------------------------------------------------------
@@ -1340,18 +1369,19 @@ def join_token_create(
         lifetime = parse_duration(expires)
     except ValueError as exc:
         raise _fail(f"--expires: {exc}") from None
-    t = _call(_client(brain, config).create_join_token, lifetime, uses, url or None)
-    print(t["token"], flush=True)
+    t: JoinTokenCreated = _call(_client(brain, config).create_join_token, lifetime, uses,
+                                url or None)
+    print(t.token, flush=True)
     from urllib.parse import urlsplit
 
     from tossit.auth.binding import is_loopback
 
-    lets = "one machine" if t["uses"] == 1 else f"{t['uses']} machines"
-    err.print(f"join token {t['id']}: lets {lets} join until {t['expires'][:19]}Z, at "
-              f"{', '.join(t['brains'])}. On the new machine: tossit node --join TOKEN "
+    lets = "one machine" if t.uses == 1 else f"{t.uses} machines"
+    err.print(f"join token {t.id}: lets {lets} join until {t.expires[:19]}Z, at "
+              f"{', '.join(t.brains)}. On the new machine: tossit node --join TOKEN "
               "(or TOSSIT_JOIN=TOKEN). It is not stored anywhere and cannot be shown again.",
               highlight=False, markup=False, soft_wrap=True)
-    if all(is_loopback(urlsplit(u).hostname or "") for u in t["brains"]):
+    if all(is_loopback(urlsplit(u).hostname or "") for u in t.brains):
         err.print("warning: the token names only loopback addresses, so only a node on "
                   "this machine can use it: give --url http://HOST:8000, or start the "
                   "brain with --advertise-url", style="yellow", highlight=False,
@@ -1362,15 +1392,14 @@ def join_token_create(
 @join_app.command("list", hidden=True)  # as in tossit key list
 def join_token_ls(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
     """List join tokens (never their secrets)."""
-    rows = _call(_client(brain, config).list_join_tokens)
+    rows: list[JoinToken] = _call(_client(brain, config).list_join_tokens)
     table = Table("id", "state", "used", "expires", "used by", "created by", box=None)
     for t in rows:
-        colour = {"active": "green", "used": "dim"}.get(t["state"], "red")
-        used_by = (f"{t['used_by_name']} ({t['used_by'][:SHORT_ID]})" if t["used_by"]
+        colour = {"active": "green", "used": "dim"}.get(t.state, "red")
+        used_by = (f"{t.used_by_name} ({t.used_by[:SHORT_ID]})" if t.used_by
                    else "")
-        table.add_row(t["id"], f"[{colour}]{t['state']}[/]", f"{t['used']}/{t['uses']}",
-                      t["expires"][:19].replace("T", " "), escape(used_by),
-                      escape(t["created_by"]))
+        table.add_row(t.id, f"[{colour}]{t.state}[/]", f"{t.used}/{t.uses}",
+                      _when(t.expires), escape(used_by), escape(t.created_by))
     console.print(table)
 
 
@@ -1381,8 +1410,8 @@ def join_token_revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a join token: no machine can join with it from now on."""
-    t = _call(_client(brain, config).revoke_join_token, token_id)
-    console.print(f"revoked join token {t['id']}", highlight=False)
+    t: JoinToken = _call(_client(brain, config).revoke_join_token, token_id)
+    console.print(f"revoked join token {t.id}", highlight=False)
 
 
 def main() -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorBody(BaseModel):
     """The body of every error answer (some errors add fields, e.g. ``free``)."""
 
+    model_config = ConfigDict(extra="allow")
     error: str = Field(description="a stable code for programs, e.g. file_not_found")
     message: str = Field(description="what went wrong, for people")
 

@@ -479,6 +479,26 @@ def test_names_sort_case_insensitively(cl: Cluster, open_page: Opener,
     expect(names).to_have_text(["Zeta", "alpha", "apple.txt", "cherry.txt", "Banana.txt"])
 
 
+def test_names_sort_naturally_on_the_page(cl: Cluster, open_page: Opener) -> None:
+    """Numbers in names sort by value (file2 before file10), case ignored. The API
+    pages by the lowercased name ("file10" < "file2"); the page orders what it shows."""
+    for name in ("natural/file10.txt", "natural/File2.txt", "natural/file1.txt",
+                 "natural/disc10/x.txt", "natural/Disc9/x.txt"):
+        put_file(cl, name, b"n")
+    api = cl.http.get("/api/files", params={"prefix": "natural/", "delimiter": "/",
+                                           "sort": "name", "order": "asc"}).json()
+    assert [e["name"] for e in api] == ["natural/disc10/", "natural/Disc9/",
+                                        "natural/file1.txt", "natural/file10.txt",
+                                        "natural/File2.txt"]
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.goto(cl.url + "/#/files?dir=natural%2F&sort=name&order=asc")
+    names = page.locator("#files-table tbody tr").locator(".folder-link, .file-link")
+    expect(names).to_have_text(["Disc9", "disc10", "file1.txt", "File2.txt", "file10.txt"])
+    page.locator("button.sort[data-sort=name]").click()  # descending
+    expect(names).to_have_text(["disc10", "Disc9", "file10.txt", "File2.txt", "file1.txt"])
+
+
 def test_cancel_all_uploads_from_the_tray(cl: Cluster, open_page: Opener) -> None:
     page, _ = open_page()
     sign_in(page, cl.admin_key)

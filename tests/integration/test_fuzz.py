@@ -12,6 +12,10 @@ undocumented answer is a bug in the code or in the schema.
 - Node 0 gets each request unsigned, when everything but its open paths must
   be a 401, then signed with the cluster secret.
 - No node may ever write a file outside its ``chunks/`` and ``tmp/`` folders.
+- Bodies are checked against the response models the routes declare
+  (``tossit.brain.api.wire``): ``test_brain_documents_every_answer_body`` makes sure
+  that the schema the fuzzer reads has one for every answer, since an empty schema
+  would let any body pass ``response_schema_conformance``.
 
 Environment (the defaults keep this file around a minute on two cores):
 
@@ -208,6 +212,25 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 # /api/stream answers with an endless event stream (tests/integration/test_live.py).
 brain = schemathesis.pytest.from_fixture("brain_api").exclude(path="/api/stream")
 node = schemathesis.pytest.from_fixture("node_api")
+
+
+def test_brain_documents_every_answer_body(fuzz_cluster: Cluster) -> None:
+    """Every success answer of the served ``/openapi.json`` has a body schema
+    (a 204 has no body): a route returning a bare dict again would show up here."""
+    schema = requests.get(f"{fuzz_cluster.url}/openapi.json", timeout=30).json()
+    blind = []
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                if not status.startswith("2") or status == "204":
+                    continue
+                bodies = [media.get("schema") or {} for media in
+                          answer.get("content", {}).values()]
+                if not bodies or not all(b.get("$ref") or b.get("type") for b in bodies):
+                    blind.append(f"{method.upper()} {path} {status}")
+    assert blind == []
+    files = schema["paths"]["/api/files"]["get"]["responses"]["200"]["content"]
+    assert files["application/json"]["schema"]["type"] == "array"
 
 
 @brain.parametrize()

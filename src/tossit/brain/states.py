@@ -87,3 +87,29 @@ class EventKind(StrEnum):
     TRASH_EXPIRED = "trash_expired"
     TRASH_EMPTIED = "trash_emptied"
     UPLOADS_EXPIRED = "uploads_expired"
+
+
+class ReplicationState(StrEnum):
+    """A file's copies as its listing shows them: every chunk at the target,
+    some chunk short of it, or some chunk with no readable copy at all."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNAVAILABLE = "unavailable"
+
+
+class KeyState(StrEnum):
+    """An API key as listed: usable, past its expiry, or revoked."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class JoinTokenState(StrEnum):
+    """A join token as listed (``tossit.brain.jointokens.JoinTokenInfo.state``)."""
+
+    ACTIVE = "active"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"

@@ -1,5 +1,6 @@
-"""Python SDK for TossIt (the CLI is built on it)."""
+"""Python SDK for TossIt (the CLI is built on it). Answers are the brain's wire
+models (``tossit.brain.api.wire``)."""
 
-from tossit.client.sdk import TossitClient, TossitError
+from tossit.client.sdk import Downloaded, TossitClient, TossitError
 
-__all__ = ["TossitClient", "TossitError"]
+__all__ = ["Downloaded", "TossitClient", "TossitError"]

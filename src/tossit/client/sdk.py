@@ -1,4 +1,9 @@
-"""A small synchronous client for the brain's REST API.
+"""A small synchronous, typed client for the brain's REST API.
+
+Every answer is parsed into the model the brain declares for it
+(``tossit.brain.api.wire``: one definition for the server, its OpenAPI
+description and this client), so a caller gets attributes and types
+(``f.replication.state``) instead of dict keys.
 
 Uploads stream from disk (raw PUT, so the brain gets a Content-Length and can
 refuse early when the cluster is full); downloads stream to a temporary file
@@ -12,17 +17,59 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, TypeAdapter
 
+from tossit.brain.api.wire import (
+    DrillResult,
+    Event,
+    FileDeleted,
+    FileInfo,
+    FileMeta,
+    FileRestored,
+    FolderEntry,
+    Health,
+    JoinToken,
+    JoinTokenCreated,
+    Key,
+    KeyCreated,
+    ListingEntry,
+    Node,
+    NodeImpact,
+    NodeRemoved,
+    ScrubDone,
+    ScrubRateSet,
+    ScrubStatus,
+    Status,
+    TrashEmptied,
+    TrashPage,
+    TrashPurged,
+    UploadedFile,
+)
 from tossit.config import brain_urls
 from tossit.tlsconfig import client_context
 
 Progress = Callable[[int], None]
+Model = TypeVar("Model", bound=BaseModel)
+OnConflict = Literal["replace", "rename", "fail"]
+ScrubAction = Literal["start", "pause", "resume"]
 _PIECE = 1 << 20
+_LISTING: TypeAdapter[list[FolderEntry | FileMeta]] = TypeAdapter(list[ListingEntry])
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A download written to ``path``: its size and the SHA-256 it was checked against."""
+
+    id: int
+    path: Path
+    size: int
+    sha256: str
 
 
 class TossitError(Exception):
@@ -95,17 +142,25 @@ class TossitClient:
                 self._failover(exc, tried)
         return self._check(resp).json()
 
+    def _one(self, model: type[Model], method: str, path: str, **kw: Any) -> Model:
+        """The answer, parsed into ``model``."""
+        return model.model_validate(self._request(method, path, **kw))
+
+    def _many(self, model: type[Model], method: str, path: str, **kw: Any) -> list[Model]:
+        return [model.model_validate(item) for item in self._request(method, path, **kw)]
+
     # -- files --------------------------------------------------------------
 
     def upload(
         self, source: str | Path | BinaryIO, name: str | None = None,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """Upload a file (path or open binary file) under ``name``."""
+        progress: Progress | None = None, on_conflict: OnConflict = "replace",
+    ) -> UploadedFile:
+        """Upload a file (path or open binary file) under ``name``, streamed from
+        disk: never held in memory whole."""
         if isinstance(source, str | Path):
             path = Path(source)
             with open(path, "rb") as fh:
-                return self.upload(fh, name or path.name, progress)
+                return self.upload(fh, name or path.name, progress, on_conflict)
         if not name:
             raise ValueError("name is required when uploading from a file object")
         headers = {"content-type": "application/octet-stream"}
@@ -121,18 +176,17 @@ class TossitClient:
                     progress(len(piece))
                 yield piece
 
-        return self._request(
-            "PUT", "/api/files/" + quote(name, safe="/"), content=pieces(), headers=headers,
-        )
+        return self._one(UploadedFile, "PUT", _file_path(name), content=pieces(),
+                         headers=headers, params={"on_conflict": on_conflict})
 
-    def upload_bytes(self, data: bytes, name: str) -> dict[str, Any]:
-        return self._request(
-            "PUT", "/api/files/" + quote(name, safe="/"), content=data,
-        )
+    def upload_bytes(self, data: bytes, name: str,
+                     on_conflict: OnConflict = "replace") -> UploadedFile:
+        return self._one(UploadedFile, "PUT", _file_path(name), content=data,
+                         params={"on_conflict": on_conflict})
 
     def download(
         self, file_id: int, dest: str | Path, progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> Downloaded:
         """Download to ``dest`` (a file path), verified against the stored SHA-256."""
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.tossit-partial")
@@ -155,8 +209,7 @@ class TossitClient:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        return {"id": file_id, "path": str(dest), "size": size, "sha256": digest}
-
+        return Downloaded(file_id, dest, size, digest)
     def _download_to(self, file_id: int, tmp: Path, progress: Progress | None
                      ) -> tuple[int, str]:
         sha = hashlib.sha256()
@@ -189,123 +242,153 @@ class TossitClient:
         resp = self.http.get(f"/api/files/{file_id}/download")
         return self._check(resp).content
 
-    def list_files(self, search: str | None = None, limit: int = 1000, offset: int = 0
-             ) -> list[dict[str, Any]]:
+    def list_files(self, search: str | None = None, limit: int = 1000, offset: int = 0,
+                   prefix: str | None = None) -> list[FileMeta]:
+        """Files newest first, at any depth (``search``: a substring of the name)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if search:
             params["search"] = search
-        return self._request("GET", "/api/files", params=params)
+        if prefix:
+            params["prefix"] = prefix
+        return self._many(FileMeta, "GET", "/api/files", params=params)
 
-    def find(self, name: str) -> dict[str, Any] | None:
+    def list_folder(self, prefix: str = "", sort: str = "name", order: str = "asc",
+                    limit: int = 1000, offset: int = 0) -> list[FolderEntry | FileMeta]:
+        """One level of the folder tree under ``prefix`` (``photos/``): its folders
+        first, then its files, in the API's order (by name: case-insensitive)."""
+        params: dict[str, Any] = {"delimiter": "/", "sort": sort, "order": order,
+                                  "limit": limit, "offset": offset}
+        if prefix:
+            params["prefix"] = prefix
+        return _LISTING.validate_python(self._request("GET", "/api/files", params=params))
+
+    def find(self, name: str) -> FileMeta | None:
         for f in self.list_files(search=name, limit=10000):
-            if f["name"] == name:
+            if f.name == name:
                 return f
         return None
 
-    def info(self, file_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/api/files/{file_id}/info")
+    def file(self, file_id: int) -> FileMeta:
+        return self._one(FileMeta, "GET", f"/api/files/{file_id}")
 
-    def delete(self, file_id: int) -> dict[str, Any]:
-        return self._request("DELETE", f"/api/files/{file_id}")
+    def info(self, file_id: int) -> FileInfo:
+        """The file with its chunk map: where each chunk's copies are."""
+        return self._one(FileInfo, "GET", f"/api/files/{file_id}/info")
+
+    def delete(self, file_id: int) -> FileDeleted:
+        return self._one(FileDeleted, "DELETE", f"/api/files/{file_id}")
 
     # -- trash --------------------------------------------------------------
 
-    def trash(self, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+    def trash(self, limit: int = 1000, offset: int = 0) -> TrashPage:
         """Files in the trash, newest first (``files``, ``total``, ``bytes``)."""
-        return self._request("GET", "/api/trash", params={"limit": limit, "offset": offset})
+        return self._one(TrashPage, "GET", "/api/trash",
+                         params={"limit": limit, "offset": offset})
 
     def restore(self, file_id: int, name: str | None = None,
-                on_conflict: str = "fail") -> dict[str, Any]:
+                on_conflict: OnConflict = "fail") -> FileRestored:
         """Bring a file back from the trash (under ``name``, default its own)."""
         params: dict[str, Any] = {"on_conflict": on_conflict}
         if name is not None:
             params["name"] = name
-        return self._request("POST", f"/api/trash/{file_id}/restore", params=params)
+        return self._one(FileRestored, "POST", f"/api/trash/{file_id}/restore", params=params)
 
-    def purge(self, file_id: int) -> dict[str, Any]:
+    def purge(self, file_id: int) -> TrashPurged:
         """Delete a file from the trash for good (admin key)."""
-        return self._request("DELETE", f"/api/trash/{file_id}")
+        return self._one(TrashPurged, "DELETE", f"/api/trash/{file_id}")
 
-    def empty_trash(self) -> dict[str, Any]:
+    def empty_trash(self) -> TrashEmptied:
         """Delete everything in the trash for good (admin key)."""
-        return self._request("DELETE", "/api/trash", timeout=3600)
+        return self._one(TrashEmptied, "DELETE", "/api/trash", timeout=3600)
 
     # -- cluster ------------------------------------------------------------
 
-    def nodes(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/api/nodes")
+    def nodes(self) -> list[Node]:
+        return self._many(Node, "GET", "/api/nodes")
 
-    def status(self) -> dict[str, Any]:
-        return self._request("GET", "/api/status")
+    def node(self, node_id: str) -> Node:
+        return self._one(Node, "GET", f"/api/nodes/{quote(node_id, safe='')}")
 
-    def drill(self) -> dict[str, Any]:
+    def status(self) -> Status:
+        return self._one(Status, "GET", "/api/status")
+
+    def drill(self) -> DrillResult:
         """Run a fire drill (can take minutes on a big cluster)."""
-        return self._request("POST", "/api/admin/drill", timeout=3600)
+        return self._one(DrillResult, "POST", "/api/admin/drill", timeout=3600)
 
-    def events(self, limit: int = 100, kind: str | None = None) -> list[dict[str, Any]]:
+    def events(self, limit: int = 100, kind: str | None = None,
+               after: int | None = None) -> list[Event]:
+        """Newest first; ``after``: only the events after this id."""
         params: dict[str, Any] = {"limit": limit}
         if kind:
             params["kind"] = kind
-        return self._request("GET", "/api/events", params=params)
+        if after is not None:
+            params["after"] = after
+        return self._many(Event, "GET", "/api/events", params=params)
 
-    def node_impact(self, node_id: str) -> dict[str, Any]:
+    def node_impact(self, node_id: str) -> NodeImpact:
         """What stopping, draining or removing the node would do."""
-        return self._request("GET", f"/api/nodes/{node_id}/impact")
+        return self._one(NodeImpact, "GET", f"/api/nodes/{node_id}/impact")
 
-    def drain_node(self, node_id: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/nodes/{node_id}/drain")
+    def drain_node(self, node_id: str) -> Node:
+        return self._one(Node, "POST", f"/api/nodes/{node_id}/drain")
 
-    def undrain_node(self, node_id: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/nodes/{node_id}/undrain")
+    def undrain_node(self, node_id: str) -> Node:
+        return self._one(Node, "POST", f"/api/nodes/{node_id}/undrain")
 
-    def remove_node(self, node_id: str) -> dict[str, Any]:
-        return self._request("DELETE", f"/api/nodes/{node_id}")
+    def remove_node(self, node_id: str) -> NodeRemoved:
+        return self._one(NodeRemoved, "DELETE", f"/api/nodes/{node_id}")
 
-    def scrub_status(self) -> dict[str, Any]:
+    def scrub_status(self) -> ScrubStatus:
         """Every node's background scrub (progress, rate, last full pass)."""
-        return self._request("GET", "/api/scrub")
+        return self._one(ScrubStatus, "GET", "/api/scrub")
 
-    def scrub(self, action: str, node: str | None = None) -> dict[str, Any]:
+    def scrub(self, action: ScrubAction, node: str | None = None) -> ScrubDone:
         """``start``, ``pause`` or ``resume`` scrubbing on every node (or one)."""
         params = {"node": node} if node else {}
-        return self._request("POST", f"/api/scrub/{action}", params=params)
+        return self._one(ScrubDone, "POST", f"/api/scrub/{action}", params=params)
 
-    def scrub_rate(self, rate: str | int, node: str | None = None) -> dict[str, Any]:
+    def scrub_rate(self, rate: str | int, node: str | None = None) -> ScrubRateSet:
         """Change the scrub rate (bytes/s, or "200MiB/s") now."""
-        return self._request("PUT", "/api/scrub/rate", json={"rate": rate, "node": node})
+        return self._one(ScrubRateSet, "PUT", "/api/scrub/rate",
+                         json={"rate": rate, "node": node})
 
-    def health(self) -> dict[str, Any]:
-        return self._request("GET", "/health")
+    def health(self) -> Health:
+        return self._one(Health, "GET", "/health")
 
     # -- keys ---------------------------------------------------------------
 
     def create_key(self, name: str, role: str = "readwrite",
-                   expires_in: float | None = None) -> dict[str, Any]:
+                   expires_in: float | None = None) -> KeyCreated:
         """A new key; the answer's ``secret`` is shown this once only."""
         body: dict[str, Any] = {"name": name, "role": role}
         if expires_in is not None:
             body["expires_in"] = expires_in
-        return self._request("POST", "/api/keys", json=body)
+        return self._one(KeyCreated, "POST", "/api/keys", json=body)
 
-    def list_keys(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/api/keys")
+    def list_keys(self) -> list[Key]:
+        return self._many(Key, "GET", "/api/keys")
 
-    def revoke_key(self, key_id: str) -> dict[str, Any]:
-        return self._request("DELETE", f"/api/keys/{key_id}")
+    def revoke_key(self, key_id: str) -> Key:
+        return self._one(Key, "DELETE", f"/api/keys/{key_id}")
 
     def create_join_token(self, expires_in: float = 3600.0, uses: int = 1,
-                          brains: list[str] | None = None) -> dict[str, Any]:
+                          brains: list[str] | None = None) -> JoinTokenCreated:
         """A join token for new nodes; the answer's ``token`` is shown this once only."""
         body: dict[str, Any] = {"expires_in": expires_in, "uses": uses}
         if brains:
             body["brains"] = brains
-        return self._request("POST", "/api/join-tokens", json=body)
+        return self._one(JoinTokenCreated, "POST", "/api/join-tokens", json=body)
 
-    def list_join_tokens(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/api/join-tokens")
+    def list_join_tokens(self) -> list[JoinToken]:
+        return self._many(JoinToken, "GET", "/api/join-tokens")
 
-    def revoke_join_token(self, token_id: str) -> dict[str, Any]:
-        return self._request("DELETE", f"/api/join-tokens/{quote(token_id, safe='')}")
+    def revoke_join_token(self, token_id: str) -> JoinToken:
+        return self._one(JoinToken, "DELETE", f"/api/join-tokens/{quote(token_id, safe='')}")
 
-    def whoami(self) -> dict[str, Any]:
-        return self._request("GET", "/api/keys/me")
+    def whoami(self) -> Key:
+        return self._one(Key, "GET", "/api/keys/me")
+
+
+def _file_path(name: str) -> str:
+    return "/api/files/" + quote(name, safe="/")

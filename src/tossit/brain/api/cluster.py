@@ -11,9 +11,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tossit import __version__
 from tossit.brain.api.common import brain_of, iso
+from tossit.brain.api.wire.cluster import (
+    DrillResult,
+    Event,
+    GcPass,
+    Health,
+    MonitorPass,
+    Readiness,
+    RepairPass,
+    ScrubPass,
+    Snapshot,
+    Status,
+    Unhealthy,
+)
 from tossit.brain.gc import ALARM_STATE
 from tossit.brain.metrics import TRAFFIC
-from tossit.brain.models import Event
+from tossit.brain.models import Event as EventRow
 from tossit.brain.registry import (
     OFFLINE,
     READABLE_STATES,
@@ -30,17 +43,11 @@ from tossit.config import plural
 router = APIRouter()
 STUCK_AFTER = 5.0  # seconds a manifest pack may take to reach the nodes before it counts
 public = APIRouter()  # the only route that needs no key: load balancers and probes
-_UNHEALTHY = {
-    "description": "The metadata database does not answer",
-    "content": {"application/json": {"schema": {
-        "type": "object", "required": ["status", "database"],
-        "properties": {"status": {"type": "string"}, "database": {"type": "string"}},
-    }}},
-}
+_UNHEALTHY = {"model": Unhealthy, "description": "The metadata database does not answer"}
 
 
 @public.get("/health", tags=["cluster"], summary="Brain health (200 only if metadata answers)",
-            responses={503: _UNHEALTHY})
+            response_model=Health, responses={503: _UNHEALTHY})
 async def health(request: Request) -> Response:
     brain = brain_of(request)
     try:
@@ -59,16 +66,11 @@ async def health(request: Request) -> Response:
     })
 
 
-_NOT_READY = {
-    "description": "Not ready for writes: the reason says why",
-    "content": {"application/json": {"schema": {
-        "type": "object", "required": ["status", "reason"],
-        "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
-    }}},
-}
+_NOT_READY = {"model": Readiness, "description": "Not ready for writes: the reason says why"}
 
 
-@public.get("/ready", tags=["cluster"], responses={503: _NOT_READY},
+@public.get("/ready", tags=["cluster"], response_model=Readiness,
+            response_model_exclude_unset=True, responses={503: _NOT_READY},
             summary="Readiness: 200 only when the cluster can take a write now")
 async def ready(request: Request) -> Response:
     """For load balancers, orchestrators and scripts (``tossit ready --wait``): the
@@ -106,7 +108,8 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     return {"status": "ready", **out}
 
 
-@router.get("/api/status", tags=["cluster"], summary="Capacity, usage and replication health")
+@router.get("/api/status", tags=["cluster"], summary="Capacity, usage and replication health",
+            response_model=Status, response_model_exclude_unset=True)
 async def status(request: Request) -> dict[str, Any]:
     return await status_body(brain_of(request))
 
@@ -226,7 +229,8 @@ def _grace(brain: Brain) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first")
+@router.get("/api/events", tags=["cluster"], summary="What the cluster did and why, newest first",
+            response_model=list[Event])
 async def events(
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
@@ -239,7 +243,7 @@ async def events(
     return [event_json(e, brain) for e in rows]
 
 
-def event_json(e: Event, brain: Brain) -> dict[str, Any]:
+def event_json(e: EventRow, brain: Brain) -> dict[str, Any]:
     """An event as the API gives it, with the node's name as it is now (a page
     opened on the events alone need not look the nodes up; None once removed)."""
     node = brain.registry.get(e.node_id) if e.node_id else None
@@ -252,19 +256,22 @@ def event_json(e: Event, brain: Brain) -> dict[str, Any]:
             "repeat_key": e.repeat_key}
 
 
-@router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now")
+@router.post("/api/admin/gc", tags=["admin"], summary="Run one garbage-collection pass now",
+             response_model=GcPass, response_model_exclude_unset=True)
 async def run_gc(request: Request, orphans: bool = True) -> dict[str, Any]:
     return await brain_of(request).collector.run_once(sweep_orphans=orphans)
 
 
-@router.post("/api/admin/monitor", tags=["admin"], summary="Run one failure-detection pass now")
+@router.post("/api/admin/monitor", tags=["admin"], summary="Run one failure-detection pass now",
+             response_model=MonitorPass)
 async def run_monitor(request: Request) -> dict[str, Any]:
     changes = await brain_of(request).monitor.run_once()
     return {"changes": [{"node": n, "from": a, "to": b} for n, a, b in changes]}
 
 
 @router.post("/api/admin/repair", tags=["admin"],
-             summary="Run one repair and rebalance pass now (waits for it)")
+             summary="Run one repair and rebalance pass now (waits for it)",
+             response_model=RepairPass, response_model_exclude_unset=True)
 async def run_repair(request: Request, rebalance: bool = True,
                      full: bool = True) -> dict[str, Any]:
     """``full=false`` plans only the chunks the database flags as short or
@@ -273,7 +280,8 @@ async def run_repair(request: Request, rebalance: bool = True,
 
 
 @router.post("/api/admin/scrub", tags=["admin"],
-             summary="Have every online node re-hash all its chunks now (waits for it)")
+             summary="Have every online node re-hash all its chunks now (waits for it)",
+             response_model=ScrubPass, response_model_exclude_unset=True)
 async def run_scrub(request: Request) -> dict[str, Any]:
     """Corrupt chunks are quarantined by the nodes, marked corrupt here, and
     repaired by the next repair pass (which this wakes)."""
@@ -282,7 +290,8 @@ async def run_scrub(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/admin/snapshot", tags=["admin"],
-             summary="Take a metadata snapshot now and store it on the nodes (waits for it)")
+             summary="Take a metadata snapshot now and store it on the nodes (waits for it)",
+             response_model=Snapshot)
 async def take_snapshot(request: Request) -> dict[str, Any]:
     record = await brain_of(request).snapshots.run_once(force=True)
     assert record is not None
@@ -291,7 +300,8 @@ async def take_snapshot(request: Request) -> dict[str, Any]:
 
 @router.post("/api/admin/drill", tags=["admin"],
              summary="Fire drill: rebuild the metadata from the nodes into a scratch database "
-                     "and compare it with the live one (waits for it)")
+                     "and compare it with the live one (waits for it)",
+             response_model=DrillResult)
 async def run_drill(request: Request) -> dict[str, Any]:
     """Nothing changes on the nodes or in the live metadata. The answer says, with
     names, what a brain lost now would lose, bring back wrong, or resurrect."""

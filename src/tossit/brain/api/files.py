@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
@@ -20,12 +21,23 @@ from tossit.brain.api.common import (
     iso,
     upload_filename,
 )
+from tossit.brain.api.wire.files import (
+    ChunkEntry,
+    ChunkReplica,
+    FileDeleted,
+    FileInfo,
+    FileMeta,
+    FolderEntry,
+    ListingEntry,
+    Replication,
+    UploadedFile,
+)
 from tossit.brain.ingest import UploadResult
 from tossit.brain.keys import KeyInfo
 from tossit.brain.models import Object
 from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
-from tossit.brain.states import EventKind
+from tossit.brain.states import EventKind, ReplicationState
 from tossit.brain.store import sort_folders
 from tossit.errors import ApiError, NameTaken, error_responses
 from tossit.names import servable_media_type
@@ -74,36 +86,31 @@ class _AnyPath(PathConvertor):
 register_url_convertor("anypath", _AnyPath())
 
 
-def _replication(brain: Brain, chunk_nodes: list[set[str]]) -> dict[str, Any]:
+def _replication(brain: Brain, chunk_nodes: list[set[str]]) -> Replication:
     live = set(brain.registry.online_ids())
     target = brain.settings.replicas
     if not chunk_nodes:
-        return {"state": "healthy", "min_copies": target, "target": target,
-                "under_replicated_chunks": 0}
+        return Replication(state=ReplicationState.HEALTHY, min_copies=target, target=target,
+                           under_replicated_chunks=0)
     counts = [len(nodes & live) for nodes in chunk_nodes]
     low = min(counts)
-    state = "healthy" if low >= target else ("degraded" if low > 0 else "unavailable")
-    return {"state": state, "min_copies": low, "target": target,
-            "under_replicated_chunks": sum(1 for c in counts if c < target)}
+    state = (ReplicationState.HEALTHY if low >= target else
+             ReplicationState.DEGRADED if low > 0 else ReplicationState.UNAVAILABLE)
+    return Replication(state=state, min_copies=low, target=target,
+                       under_replicated_chunks=sum(1 for c in counts if c < target))
 
 
-def _file_json(brain: Brain, o: Object, chunk_nodes: list[set[str]]) -> dict[str, Any]:
-    return {
-        "id": o.id,
-        "name": o.key,
-        "size": o.size,
-        "content_type": o.content_type,
-        "sha256": o.sha256,
-        "chunks": o.chunk_count,
-        "chunk_size": o.chunk_size,
-        "replication": _replication(brain, chunk_nodes),
-        "created": iso(o.created_at),
-    }
+def _file_fields(brain: Brain, o: Object, chunk_nodes: list[set[str]]) -> dict[str, Any]:
+    """A file's wire fields, for whichever ``FileMeta`` model the route answers with
+    (built directly: a listing of thousands is not validated twice)."""
+    return {"id": o.id, "name": o.key, "size": o.size, "content_type": o.content_type,
+            "sha256": o.sha256, "chunks": o.chunk_count, "chunk_size": o.chunk_size,
+            "replication": _replication(brain, chunk_nodes), "created": iso(o.created_at)}
 
 
-async def _describe(brain: Brain, objs: list[Object]) -> list[dict[str, Any]]:
+async def _describe(brain: Brain, objs: list[Object]) -> list[FileMeta]:
     per_obj = await brain.store.ok_replica_nodes([o.id for o in objs])
-    return [_file_json(brain, o, per_obj.get(o.id, [])) for o in objs]
+    return [FileMeta(**_file_fields(brain, o, per_obj.get(o.id, []))) for o in objs]
 
 
 def _noted(request: Request, action: EventKind, bucket: str, obj: Object) -> None:
@@ -113,15 +120,14 @@ def _noted(request: Request, action: EventKind, bucket: str, obj: Object) -> Non
                                     obj.key, obj.size, obj.id)
 
 
-async def _uploaded(request: Request, result: UploadResult) -> JSONResponse:
+def _uploaded(request: Request, response: Response, result: UploadResult) -> UploadedFile:
     brain = brain_of(request)
     _noted(request, UPLOADED, result.bucket, result.obj)
     # The upload knows where its chunks went: no need to ask the database again.
     unique = {cid: set(nodes) for cid, nodes in result.replicas.items()}
-    body = _file_json(brain, result.obj, list(unique.values()))
-    body["bucket"] = result.bucket
-    headers = {"Location": f"/api/files/{result.obj.id}"}
-    return JSONResponse(body, status_code=201, headers=headers)
+    response.headers["Location"] = f"/api/files/{result.obj.id}"
+    return UploadedFile(**_file_fields(brain, result.obj, list(unique.values())),
+                        bucket=result.bucket)
 
 
 async def _object(brain: Brain, file_id: int) -> Object:
@@ -147,9 +153,10 @@ async def _refuse_taken(brain: Brain, key: str, on_conflict: str) -> None:
 
 
 @router.post("/api/files/upload", status_code=201, openapi_extra=_MULTIPART_BODY,
-             summary="Upload a file (multipart form field 'file')",
+             summary="Upload a file (multipart form field 'file')", response_model=UploadedFile,
              responses=error_responses(400, 409, 503, e409=_TAKEN))
-async def upload_multipart(request: Request, on_conflict: OnConflict = "replace") -> Response:
+async def upload_multipart(request: Request, response: Response,
+                           on_conflict: OnConflict = "replace") -> UploadedFile | Response:
     """Streams the ``file`` part to the nodes as it arrives; nothing is spooled.
 
     A file with the same name replaces the old one atomically (new id), unless
@@ -170,14 +177,15 @@ async def upload_multipart(request: Request, on_conflict: OnConflict = "replace"
     except ClientDisconnect:
         log.info("client went away during an upload; nothing committed")
         return Response(status_code=499)
-    return await _uploaded(request, result)
+    return _uploaded(request, response, result)
 
 
 @router.put("/api/files/{name:anypath}", status_code=201, openapi_extra=_RAW_BODY,
             summary="Upload a file from the raw request body (curl -T)",
+            response_model=UploadedFile,
             responses=error_responses(400, 409, 503, 507, e409=_TAKEN))
-async def upload_raw(name: str, request: Request,
-                     on_conflict: OnConflict = "replace") -> Response:
+async def upload_raw(name: str, request: Request, response: Response,
+                     on_conflict: OnConflict = "replace") -> UploadedFile | Response:
     """For scripts and big files: ``curl -T big.iso http://HOST:8000/api/files/big.iso``,
     also from a pipe (chunked transfer encoding, no Content-Length)."""
     brain = brain_of(request)
@@ -200,10 +208,10 @@ async def upload_raw(name: str, request: Request,
         return Response(status_code=499)
     if size_hint is not None and result.obj.size != size_hint:  # pragma: no cover - uvicorn checks
         raise ApiError(400, "size_mismatch", "body length differs from Content-Length")
-    return await _uploaded(request, result)
+    return _uploaded(request, response, result)
 
 
-@router.get("/api/files", summary="List files")
+@router.get("/api/files", summary="List files", response_model=list[ListingEntry])
 async def list_files(
     request: Request,
     response: Response,
@@ -218,7 +226,7 @@ async def list_files(
     order: str = Query("desc", pattern="^(asc|desc)$"),
     limit: int = Query(1000, ge=1, le=10000),
     offset: int = Query(0, ge=0, le=10**9),
-) -> list[dict[str, Any]]:
+) -> Sequence[FolderEntry | FileMeta]:
     """A JSON list, newest first by default; ``X-Total-Count`` has the total.
 
     With ``delimiter=/`` the list is one level of a folder tree: first the
@@ -245,9 +253,9 @@ async def list_files(
     )
     response.headers["X-Total-Count"] = str(len(folders) + files)
     response.headers["X-Folder-Count"] = str(len(folders))
-    body: list[dict[str, Any]] = [
-        {"type": "folder", "name": f.name, "files": f.files, "size": f.size,
-         "created": iso(f.newest)} for f in shown]
+    body: list[FolderEntry | FileMeta] = [
+        FolderEntry(name=f.name, files=f.files, size=f.size, created=iso(f.newest))
+        for f in shown]
     if len(shown) < limit:
         body += await _describe(brain, objs)
     return body
@@ -255,7 +263,7 @@ async def list_files(
 
 @router.get("/api/files/{file_id}", summary="One file's metadata",
             responses=error_responses(404))
-async def get_file(file_id: FileId, request: Request) -> dict[str, Any]:
+async def get_file(file_id: FileId, request: Request) -> FileMeta:
     brain = brain_of(request)
     (body,) = await _describe(brain, [await _object(brain, file_id)])
     return body
@@ -263,11 +271,11 @@ async def get_file(file_id: FileId, request: Request) -> dict[str, Any]:
 
 @router.get("/api/files/{file_id}/info", summary="A file's chunk map",
             responses=error_responses(404))
-async def file_info(file_id: FileId, request: Request) -> dict[str, Any]:
+async def file_info(file_id: FileId, request: Request) -> FileInfo:
     """Each chunk's hash, size, offset, the nodes holding it and where placement wants it."""
     brain = brain_of(request)
     obj = await _object(brain, file_id)
-    (body,) = await _describe(brain, [obj])
+    per_obj = await brain.store.ok_replica_nodes([obj.id])
     placements = await brain.store.object_chunks(obj.id)
     chunks = []
     offset = 0
@@ -275,19 +283,13 @@ async def file_info(file_id: FileId, request: Request) -> dict[str, Any]:
         nodes = []
         for node_id, state in p.replicas:
             view = brain.registry.get(node_id)
-            nodes.append({
-                "id": node_id,
-                "name": view.name if view else node_id,
-                "node_state": view.state if view else "unknown",
-                "replica_state": state,
-            })
-        chunks.append({
-            "index": p.seq, "id": p.chunk_id, "size": p.size, "offset": offset,
-            "nodes": nodes, "desired_nodes": brain.registry.desired(p.chunk_id),
-        })
+            nodes.append(ChunkReplica(id=node_id, name=view.name if view else node_id,
+                                      node_state=view.state if view else "unknown",
+                                      replica_state=state))
+        chunks.append(ChunkEntry(index=p.seq, id=p.chunk_id, size=p.size, offset=offset,
+                                 nodes=nodes, desired_nodes=brain.registry.desired(p.chunk_id)))
         offset += p.size
-    body["chunk_map"] = chunks
-    return body
+    return FileInfo(**_file_fields(brain, obj, per_obj.get(obj.id, [])), chunk_map=chunks)
 
 
 @router.get("/api/files/{file_id}/download", summary="Download a file (Range supported)",
@@ -350,7 +352,7 @@ def _download_headers(obj: Object, length: int) -> dict[str, str]:
 
 @router.delete("/api/files/{file_id}", summary="Delete a file",
                responses=error_responses(404))
-async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
+async def delete_file(file_id: FileId, request: Request) -> FileDeleted:
     """Gone from listings at once. With the trash on (``trash_keep``, 7 days by
     default) the file goes there, restorable (``/api/trash``); else its chunks
     no other file uses are freed on the nodes."""
@@ -359,5 +361,5 @@ async def delete_file(file_id: FileId, request: Request) -> dict[str, Any]:
     if not await brain.commits.delete(file_id):
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
     _noted(request, DELETED, await brain.store.bucket_name(obj.bucket_id), obj)
-    return {"id": file_id, "deleted": True, "trash": brain.settings.trash_keep > 0}
+    return FileDeleted(id=file_id, deleted=True, trash=brain.settings.trash_keep > 0)
 

@@ -21,6 +21,8 @@ from tossit.auth.jointoken import NONCE_PATTERN, TOKEN_ID_PATTERN
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, client_address, who
 from tossit.brain.api.common import before_body, brain_of, iso
+from tossit.brain.api.wire.access import JoinToken, JoinTokenCreated
+from tossit.brain.api.wire.nodes import Joined
 from tossit.brain.jointokens import JoinRefused, JoinTokenInfo, JoinTokenNotFound, utc
 from tossit.brain.keys import KeyInfo
 from tossit.brain.service import Brain
@@ -95,6 +97,7 @@ async def public_urls(brain: Brain) -> list[str]:
 
 
 @router.post("/api/join-tokens", status_code=201, responses=error_responses(400, 413, 503),
+             response_model=JoinTokenCreated,
              summary="Create a join token (its line is shown once)")
 async def create_token(body: TokenCreate, request: Request) -> dict[str, Any]:
     brain = brain_of(request)
@@ -112,13 +115,14 @@ async def create_token(body: TokenCreate, request: Request) -> dict[str, Any]:
     return {**token_json(info), "token": line, "brains": brains, "ca_sha256": fp}
 
 
-@router.get("/api/join-tokens", summary="Every join token (never its secret)")
+@router.get("/api/join-tokens", summary="Every join token (never its secret)",
+            response_model=list[JoinToken])
 async def list_tokens(request: Request) -> list[dict[str, Any]]:
     return [token_json(t) for t in await brain_of(request).join_tokens.list()]
 
 
 @router.delete("/api/join-tokens/{token_id}", summary="Revoke a join token",
-               responses=error_responses(404))
+               response_model=JoinToken, responses=error_responses(404))
 async def revoke_token(request: Request,
                        token_id: str = Path(pattern=TOKEN_ID_PATTERN)) -> dict[str, Any]:
     brain = brain_of(request)
@@ -132,6 +136,7 @@ async def revoke_token(request: Request,
 
 
 @public.post("/api/join", summary="A new node redeems a join token for the cluster secret",
+             response_model=Joined,
              responses=error_responses(401, 409, 410, 429, 503, e401="Unknown token, wrong "
                                        "secret, stale proof or clock off",
                                        e409="The token was used up",

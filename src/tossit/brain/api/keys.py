@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tossit.auth.keys import KEY_ID_PATTERN, Role
 from tossit.brain.api.access import Access, authenticate, who
 from tossit.brain.api.common import before_body, brain_of, iso
+from tossit.brain.api.wire.access import Key, KeyCreated
 from tossit.brain.keys import KeyInfo, KeyNotFound, LastAdminKey
 from tossit.brain.states import EventKind
 from tossit.errors import ApiError, error_responses
@@ -54,13 +55,14 @@ def key_json(k: KeyInfo) -> dict[str, Any]:
     }
 
 
-@me_router.get("/api/keys/me", summary="The key this request was made with")
+@me_router.get("/api/keys/me", summary="The key this request was made with",
+               response_model=Key)
 async def whoami(key: KeyInfo = Depends(authenticate)) -> dict[str, Any]:
     return key_json(key)
 
 
 @router.post("/api/keys", status_code=201, summary="Create a key (its secret is shown once)",
-             responses=error_responses(413))
+             response_model=KeyCreated, responses=error_responses(413))
 async def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
     brain = brain_of(request)
     expires = time.time() + body.expires_in if body.expires_in else None
@@ -70,12 +72,13 @@ async def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
     return {**key_json(info), "secret": secret}
 
 
-@router.get("/api/keys", summary="Every key (never their secrets)")
+@router.get("/api/keys", summary="Every key (never their secrets)", response_model=list[Key])
 async def list_keys(request: Request) -> list[dict[str, Any]]:
     return [key_json(k) for k in await brain_of(request).keys.list()]
 
 
 @router.delete("/api/keys/{key_id}", summary="Revoke a key (effective at once)",
+               response_model=Key,
                responses=error_responses(404, 409, e409="The last usable admin key"))
 async def revoke_key(request: Request,
                      key_id: str = Path(pattern=KEY_ID_PATTERN)) -> dict[str, Any]:

@@ -11,6 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tossit.brain.api.access import node_signature, signed_by_node, who
 from tossit.brain.api.common import before_body, brain_of, iso
+from tossit.brain.api.wire.nodes import (
+    HeartbeatAnswer,
+    Node,
+    NodeImpact,
+    NodeRemoved,
+    Registered,
+)
 from tossit.brain.registry import (
     DEAD,
     DRAINED,
@@ -75,7 +82,8 @@ def node_json(view: NodeView) -> dict[str, Any]:
     return out
 
 
-@router.get("/api/nodes", summary="Every node with its state and capacity")
+@router.get("/api/nodes", summary="Every node with its state and capacity",
+            response_model=list[Node])
 async def list_nodes(request: Request) -> list[dict[str, Any]]:
     return nodes_body(brain_of(request))
 
@@ -85,7 +93,8 @@ def nodes_body(brain: Brain) -> list[dict[str, Any]]:
     return [node_json(v) for v in sorted(brain.registry.nodes.values(), key=lambda v: v.name)]
 
 
-@router.get("/api/nodes/{node_id}", summary="One node", responses=error_responses(404))
+@router.get("/api/nodes/{node_id}", summary="One node", response_model=Node,
+            responses=error_responses(404))
 async def get_node(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
     view = brain_of(request).registry.get(node_id)
     if view is None:
@@ -129,7 +138,8 @@ async def _check_cluster(brain: Brain, report: NodeReport) -> None:
 
 
 @protocol.post("/api/nodes/register", summary="A node joins (or rejoins) the cluster",
-               responses=error_responses(403, 409, 413, e403="Signed by another node"))
+               responses={200: {"model": Registered},
+                          **error_responses(403, 409, 413, e403="Signed by another node")})
 async def register(report: NodeReport, request: Request,
                    sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
     _check_sender(sender, report.id)
@@ -225,8 +235,9 @@ async def _corrupt_reported(brain: Brain, report: NodeReport) -> None:
 
 
 @protocol.post("/api/nodes/{node_id}/heartbeat", summary="A node's periodic report",
-               responses=error_responses(403, 404, 413, e403="Signed by another node",
-                                         e404="Unknown node: register first"))
+               responses={200: {"model": HeartbeatAnswer},
+                          **error_responses(403, 404, 413, e403="Signed by another node",
+                                            e404="Unknown node: register first")})
 async def heartbeat(report: NodeReport, request: Request,
                     node_id: str = Path(pattern=_ID),
                     sender: str | None = Depends(signed_by_node)) -> dict[str, Any]:
@@ -262,6 +273,7 @@ def _node(brain: Brain, node_id: str) -> NodeView:
 
 
 @router.post("/api/nodes/{node_id}/drain", summary="Copy every chunk off a node",
+             response_model=Node,
              responses=error_responses(404, 409, e409="Too few other nodes to hold R copies"))
 async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
     """The node takes no new chunks; the repairer copies its chunks to the nodes
@@ -284,7 +296,7 @@ async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str,
 
 
 @router.post("/api/nodes/{node_id}/undrain", summary="Let a drained node take chunks again",
-             responses=error_responses(404))
+             response_model=Node, responses=error_responses(404))
 async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
     brain = brain_of(request)
     view = _node(brain, node_id)
@@ -341,6 +353,7 @@ async def _removal_refusal(brain: Brain, view: NodeView) -> ApiError | None:
 
 
 @router.delete("/api/nodes/{node_id}", summary="Remove a node from the cluster",
+               response_model=NodeRemoved,
                responses=error_responses(404, 409, e409="It still holds the only copy of "
                                          "some chunks"))
 async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
@@ -366,7 +379,7 @@ def _plural(n: int, word: str, words: str | None = None) -> str:
 
 @router.get("/api/nodes/{node_id}/impact",
             summary="What stopping, draining or removing this node would do",
-            responses=error_responses(404))
+            response_model=NodeImpact, responses=error_responses(404))
 async def impact(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
     """Computed from where the copies really are (the replica table), for the
     dashboard's confirmations and for anyone about to reboot a machine."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tossit.brain.api.access import who
 from tossit.brain.api.common import AuthBeforeBody, brain_of
+from tossit.brain.api.wire.cluster import ScrubDone, ScrubRateSet, ScrubStatus
 from tossit.brain.registry import NodeView
 from tossit.brain.scrubs import summary
 from tossit.brain.service import Brain
@@ -45,7 +46,7 @@ def _targets(brain: Brain, node: str | None) -> list[NodeView]:
 
 
 @router.get("/api/scrub", summary="Every node's scrub: progress, rate, last full pass, "
-            "corrupt copies found")
+            "corrupt copies found", response_model=ScrubStatus)
 async def scrub_status(request: Request) -> dict[str, Any]:
     brain = brain_of(request)
     rows = await brain.scrubs.status()
@@ -54,7 +55,7 @@ async def scrub_status(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/scrub/{action}", summary="Start a scrub pass now, pause or resume it",
-             responses=error_responses(404))
+             response_model=ScrubDone, responses=error_responses(404))
 async def scrub_action(request: Request,
                        action: str = Path(pattern="^(start|pause|resume)$"),
                        node: str | None = _NODE) -> dict[str, Any]:
@@ -73,7 +74,7 @@ async def scrub_action(request: Request,
 
 
 @router.put("/api/scrub/rate", summary="Change the scrub rate of every node (or one) now",
-            responses=error_responses(400, 404))
+            response_model=ScrubRateSet, responses=error_responses(400, 404))
 async def scrub_rate(body: RateBody, request: Request) -> dict[str, Any]:
     """Each node keeps the new rate across restarts, until its configured
     ``scrub_rate`` is changed. Pausing, not a rate of 0, stops scrubbing."""

@@ -19,6 +19,7 @@ from tossit.auth.keys import secret_hash
 from tossit.brain.api.access import CSRF_HEADER, SIGNING_IN, authenticate, key_for
 from tossit.brain.api.common import brain_of
 from tossit.brain.api.keys import key_json
+from tossit.brain.api.wire.access import Key
 from tossit.brain.sessions import COOKIE
 from tossit.brain.states import EventKind
 from tossit.errors import ApiError, error_responses
@@ -33,7 +34,7 @@ class SignIn(BaseModel):
 
 
 @router.post("/api/session", summary="Sign in (the dashboard): sets the session cookie",
-             responses=error_responses(401, 403, 429))
+             response_model=Key, responses=error_responses(401, 403, 429))
 async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
     """Answers like ``GET /api/keys/me``. Needs ``X-Tossit-CSRF: 1``, so that no
     other site can sign a browser in with a key of its own."""

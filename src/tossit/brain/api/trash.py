@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, who
 from tossit.brain.api.common import brain_of, check_name, iso
+from tossit.brain.api.wire.files import FileRestored, TrashEmptied, TrashPage, TrashPurged
 from tossit.brain.models import TrashedObject
 from tossit.errors import TrashNotFound, error_responses
 
@@ -33,7 +34,7 @@ def trash_json(t: TrashedObject) -> dict[str, Any]:
     }
 
 
-@router.get("/api/trash", summary="Files in the trash, newest first")
+@router.get("/api/trash", summary="Files in the trash, newest first", response_model=TrashPage)
 async def list_trash(
     request: Request, response: Response,
     limit: int = Query(100, ge=1, le=10000), offset: int = Query(0, ge=0, le=10**9),
@@ -54,6 +55,7 @@ async def list_trash(
 
 
 @router.post("/api/trash/{file_id}/restore", summary="Restore a file from the trash",
+             response_model=FileRestored,
              responses=error_responses(400, 404, 409, 503, e409="the name is taken and "
                                        "on_conflict=fail"))
 async def restore(
@@ -76,7 +78,8 @@ async def restore(
 
 
 @router.delete("/api/trash/{file_id}", summary="Delete a file from the trash for good",
-               dependencies=_ADMIN, responses=error_responses(404))
+               dependencies=_ADMIN, response_model=TrashPurged,
+               responses=error_responses(404))
 async def purge(file_id: TrashId, request: Request) -> dict[str, Any]:
     """Its chunks no other file uses are freed on the nodes. Needs an admin key."""
     brain = brain_of(request)
@@ -86,7 +89,8 @@ async def purge(file_id: TrashId, request: Request) -> dict[str, Any]:
     return {"id": file_id, "purged": True, "bytes": found.size}
 
 
-@router.delete("/api/trash", summary="Empty the trash", dependencies=_ADMIN)
+@router.delete("/api/trash", summary="Empty the trash", dependencies=_ADMIN,
+               response_model=TrashEmptied)
 async def empty(request: Request) -> dict[str, Any]:
     """Every file in the trash is deleted for good. Needs an admin key."""
     brain = brain_of(request)

@@ -4,7 +4,7 @@
 
 import { api, whyNot } from "./api.js";
 import { h, icon, replace } from "./dom.js";
-import { bytes, dateTime, num, plural, ago, sinceIso } from "./format.js";
+import { bytes, byNaturalName, dateTime, num, plural, ago, sinceIso } from "./format.js";
 import { on, role, state } from "./store.js";
 import { deleteNote } from "./trash.js";
 import { actionButton, confirmDialog, emptyState, pageHeader, progressBar, toast, whyIdOf } from "./ui.js";
@@ -146,6 +146,10 @@ export function mount(root, { params }) {
       folderCount = Number(resp.headers.get("X-Folder-Count") || 0);
       folders = resp.data.filter((f) => f.type === "folder");
       rows = resp.data.filter((f) => f.type !== "folder");
+      if (q.sort === "name") { // natural order within the page (format.js byNaturalName)
+        folders = byNaturalName(folders, q.order === "desc");
+        rows = byNaturalName(rows, q.order === "desc");
+      }
       const pages = Math.max(1, Math.ceil(total / q.size));
       if (q.page > pages && total > 0) {
         q.page = pages;

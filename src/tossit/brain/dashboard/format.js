@@ -79,3 +79,15 @@ export function pct(part, whole) {
 export function plural(n, one, many = `${one}s`) {
   return `${num(n)} ${n === 1 ? one : many}`;
 }
+
+// Names in the order people expect: "file2" before "file10", case ignored
+// ("apple", "Banana", "cherry"). The API cannot page in this order (its name
+// order is an index on the lowercased name, so "file10" comes before "file2"),
+// so the files page applies it to the page it shows; equal names keep the
+// server's order (the sort is stable).
+const NAMES = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+export function byNaturalName(items, descending = false) {
+  const sign = descending ? -1 : 1;
+  return [...items].sort((a, b) => sign * NAMES.compare(a.name, b.name));
+}
