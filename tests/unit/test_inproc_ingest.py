@@ -14,8 +14,8 @@ import pytest
 from memnodes import KiB, blob, memcore, until
 from tossit.brain.ingest import straggler_wait
 from tossit.brain.registry import OFFLINE
-from tossit.config import BrainSettings
 from tossit.chunking import META, chunk_id
+from tossit.config import BrainSettings
 from tossit.errors import NotEnoughNodes, http_status
 
 CHUNK = 64 * KiB
