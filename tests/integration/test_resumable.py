@@ -1,0 +1,208 @@
+"""Big files in parts: sent in parallel, resumed after an interruption (the CLI
+killed with SIGKILL, Ctrl-C in the SDK), started over when the file changed or
+the cluster dropped the upload, and aborted with ``tossit uploads abort``.
+
+Parts are 5 MiB (the smallest the brain takes but the last) and files a few
+parts long, with the parted path lowered to 8 MiB, to keep the test short.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import Cluster, wait_until
+from tossit.client import TossitClient, TossitError, UploadInterrupted
+
+MiB = 1 << 20
+PART = 5 * MiB
+PART_ROUTE = 'method="PUT",route="/api/uploads/{upload_id}/parts/{number}"'
+
+
+def client_of(cluster: Cluster, state: Path, parallel: int = 4) -> TossitClient:
+    return TossitClient(cluster.url, key=cluster.admin_key, parts_above=8 * MiB,
+                        part_size=PART, parallel=parallel, state_dir=state)
+
+
+def cli_env(cluster: Cluster, state_home: Path) -> dict[str, str]:
+    return dict(os.environ, COLUMNS="200", TOSSIT_BRAIN_URL=cluster.url,
+                TOSSIT_KEY_FILE=str(cluster.root / "brain" / "admin.key"),
+                XDG_STATE_HOME=str(state_home), TOSSIT_UPLOAD_PARTS_ABOVE="8MiB",
+                TOSSIT_UPLOAD_PART_SIZE="5MiB")
+
+
+def tossit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def uploads_of(cluster: Cluster, name: str) -> list[str]:
+    body = cluster.http.get("/api/uploads", params={"prefix": name}).json()
+    return [u["id"] for u in body["uploads"] if u["name"] == name]
+
+
+def held_parts(cluster: Cluster, upload_id: str) -> dict[int, str]:
+    body = cluster.http.get(f"/api/uploads/{upload_id}").json()
+    return {p["number"]: p["md5"] for p in body["parts"]}
+
+
+def parts_received(cluster: Cluster) -> int:
+    """Part requests the brain has answered (or seen end), from its request metrics."""
+    found = re.search(r"tossit_http_request_duration_seconds_count\{" + re.escape(PART_ROUTE)
+                      + r"\} ([\d.e+]+)", cluster.http.get("/metrics").text)
+    return int(float(found.group(1))) if found else 0
+
+
+def stored_bytes(cluster: Cluster, name: str) -> bytes:
+    (meta,) = [f for f in cluster.http.get("/api/files", params={"search": name}).json()
+               if f["name"] == name]
+    return cluster.download(meta["id"])
+
+
+def interrupt_after(parts: int) -> tuple[list[int], object]:
+    """A progress callback that presses Ctrl-C once ``parts`` parts' bytes went."""
+    sent = [0]
+
+    def progress(n: int) -> None:
+        sent[0] += n
+        if sent[0] >= parts * PART:
+            raise KeyboardInterrupt
+    return sent, progress
+
+
+def test_parted_upload_in_parallel_reads_back(shared_cluster: Cluster, tmp_path: Path) -> None:
+    data = os.urandom(4 * PART + 123_457)  # five parts, the last short
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    seen: list[int] = []
+    with client_of(shared_cluster, tmp_path / "state") as client:
+        done = client.upload(path, "resumable/parallel.bin", progress=seen.append)
+    assert done.size == len(data) and sum(seen) == len(data)
+    assert done.etag.endswith("-5")  # type: ignore[attr-defined]
+    assert stored_bytes(shared_cluster, "resumable/parallel.bin") == data
+    assert uploads_of(shared_cluster, "resumable/parallel.bin") == []
+    assert list((tmp_path / "state").iterdir()) == []  # the state goes with the upload
+
+
+def test_killed_put_resumes_without_sending_held_parts_again(
+        shared_cluster: Cluster, tmp_path: Path) -> None:
+    name = "resumable/killed.bin"
+    data = os.urandom(12 * PART + 777)  # 13 parts
+    path = tmp_path / "killed.bin"
+    path.write_bytes(data)
+    env = cli_env(shared_cluster, tmp_path / "state")
+    proc = subprocess.Popen([sys.executable, "-m", "tossit", "put", str(path), "--name", name,
+                             "--parallel", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        upload_id = wait_until(lambda: (uploads_of(shared_cluster, name) or [None])[0],
+                               timeout=60, interval=0.02)
+        # Let it run in short steps, stopped while the brain is asked: killed
+        # with at least two parts on the cluster, and well before the last.
+        while True:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+            proc.send_signal(signal.SIGSTOP)
+            if len(held_parts(shared_cluster, upload_id)) >= 2:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(1.0)  # the part it was sending ends on the brain (not recorded)
+    held = held_parts(shared_cluster, upload_id)
+    assert 2 <= len(held) < 13
+    before = parts_received(shared_cluster)
+
+    out = tossit(env, "put", str(path), "--name", name, "--parallel", "3").stderr
+    assert f"resuming: {len(held)} of 13 parts already on the cluster" in out, out
+    assert f"sent {13 - len(held)} of 13 parts; {len(held)} were already" in out, out
+    assert parts_received(shared_cluster) - before == 13 - len(held)
+    assert stored_bytes(shared_cluster, name) == data
+    assert uploads_of(shared_cluster, name) == []
+
+
+def test_a_file_changed_since_the_interruption_starts_over(
+        shared_cluster: Cluster, tmp_path: Path) -> None:
+    name = "resumable/changed.bin"
+    path = tmp_path / "changed.bin"
+    path.write_bytes(os.urandom(4 * PART))
+    state = tmp_path / "state"
+    _, stop_early = interrupt_after(2)
+    with client_of(shared_cluster, state, parallel=1) as client, \
+            pytest.raises(UploadInterrupted) as caught:
+        client.upload(path, name, progress=stop_early)
+    old = caught.value.upload_id
+    assert uploads_of(shared_cluster, name) == [old] and held_parts(shared_cluster, old)
+
+    new = os.urandom(3 * PART + 5)
+    path.write_bytes(new)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a new mtime, surely
+    said: list[str] = []
+    with client_of(shared_cluster, state) as client:
+        done = client.upload(path, name, notify=said.append)
+    assert any("changed since the interrupted upload" in s for s in said), said
+    assert not any(s.startswith("resuming") for s in said), said
+    assert done.size == len(new) and stored_bytes(shared_cluster, name) == new
+    assert uploads_of(shared_cluster, name) == []  # the stale upload was aborted
+    assert shared_cluster.http.get(f"/api/uploads/{old}").status_code == 404
+
+
+def test_aborted_upload_is_freed_and_the_next_put_starts_over(
+        shared_cluster: Cluster, tmp_path: Path) -> None:
+    name = "resumable/aborted.bin"
+    data = os.urandom(3 * PART + 99)
+    path = tmp_path / "aborted.bin"
+    path.write_bytes(data)
+    state = tmp_path / "state"
+    _, stop_early = interrupt_after(1)
+    with client_of(shared_cluster, state, parallel=1) as client, \
+            pytest.raises(UploadInterrupted) as caught:
+        client.upload(path, name, progress=stop_early)
+    upload_id = caught.value.upload_id
+    env = cli_env(shared_cluster, tmp_path / "unused")
+    assert upload_id in tossit(env, "uploads", "ls").stdout
+
+    assert f"aborted upload {upload_id}" in tossit(env, "uploads", "abort", upload_id).stdout
+    assert shared_cluster.http.get(f"/api/uploads/{upload_id}").status_code == 404
+    assert upload_id not in tossit(env, "uploads", "ls").stdout
+
+    said: list[str] = []
+    with client_of(shared_cluster, state) as client:
+        done = client.upload(path, name, notify=said.append)
+    assert any("no longer has the interrupted upload" in s for s in said), said
+    assert done.size == len(data) and stored_bytes(shared_cluster, name) == data
+
+
+def test_small_files_keep_the_single_request(shared_cluster: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "small.bin"
+    path.write_bytes(os.urandom(MiB))
+    before = parts_received(shared_cluster)
+    with client_of(shared_cluster, tmp_path / "state") as client:
+        done = client.upload(path, "resumable/small.bin")
+    assert "etag" not in done.model_dump() and done.size == MiB
+    assert parts_received(shared_cluster) == before
+
+
+def test_on_conflict_applies_to_a_parted_upload(shared_cluster: Cluster, tmp_path: Path) -> None:
+    name = "resumable-conflict.bin"
+    shared_cluster.upload(name, b"already here")
+    path = tmp_path / "conflict.bin"
+    data = os.urandom(2 * PART + 1)
+    path.write_bytes(data)
+    with client_of(shared_cluster, tmp_path / "state") as client:
+        with pytest.raises(TossitError) as refused:
+            client.upload(path, name, on_conflict="fail")
+        assert refused.value.status == 409 and uploads_of(shared_cluster, name) == []
+        kept = client.upload(path, name, on_conflict="rename")
+    assert kept.name == "resumable-conflict (2).bin"
+    assert stored_bytes(shared_cluster, kept.name) == data
+    assert stored_bytes(shared_cluster, name) == b"already here"
