@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,27 @@ def stored_bytes(cluster: Cluster, name: str) -> bytes:
     return cluster.download(meta["id"])
 
 
-def interrupt_after(parts: int) -> tuple[list[int], object]:
+def put_in_background(env: dict[str, str], path: Path, name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tossit", "put", str(path), "--name", name,
+                             "--parallel", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def stop_with_parts(proc: subprocess.Popen[str], cluster: Cluster, name: str,
+                    parts: int) -> str:
+    """Let ``tossit put`` run in short steps, stopped (SIGSTOP) while the brain is
+    asked, until its upload holds ``parts`` parts: well before the last."""
+    upload_id: str = wait_until(lambda: next(iter(uploads_of(cluster, name)), None),
+                                timeout=60, interval=0.02)
+    while True:
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGSTOP)
+        if len(held_parts(cluster, upload_id)) >= parts:
+            return upload_id
+
+
+def interrupt_after(parts: int) -> Callable[[int], None]:
     """A progress callback that presses Ctrl-C once ``parts`` parts' bytes went."""
     sent = [0]
 
@@ -76,7 +97,7 @@ def interrupt_after(parts: int) -> tuple[list[int], object]:
         sent[0] += n
         if sent[0] >= parts * PART:
             raise KeyboardInterrupt
-    return sent, progress
+    return progress
 
 
 def test_parted_upload_in_parallel_reads_back(shared_cluster: Cluster, tmp_path: Path) -> None:
@@ -100,20 +121,9 @@ def test_killed_put_resumes_without_sending_held_parts_again(
     path = tmp_path / "killed.bin"
     path.write_bytes(data)
     env = cli_env(shared_cluster, tmp_path / "state")
-    proc = subprocess.Popen([sys.executable, "-m", "tossit", "put", str(path), "--name", name,
-                             "--parallel", "2"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = put_in_background(env, path, name)
     try:
-        upload_id = wait_until(lambda: (uploads_of(shared_cluster, name) or [None])[0],
-                               timeout=60, interval=0.02)
-        # Let it run in short steps, stopped while the brain is asked: killed
-        # with at least two parts on the cluster, and well before the last.
-        while True:
-            proc.send_signal(signal.SIGCONT)
-            time.sleep(0.02)
-            proc.send_signal(signal.SIGSTOP)
-            if len(held_parts(shared_cluster, upload_id)) >= 2:
-                break
+        upload_id = stop_with_parts(proc, shared_cluster, name, 2)
     finally:
         proc.kill()
         proc.wait()
@@ -130,13 +140,39 @@ def test_killed_put_resumes_without_sending_held_parts_again(
     assert uploads_of(shared_cluster, name) == []
 
 
+def test_ctrl_c_keeps_the_upload_and_says_how_to_resume(
+        shared_cluster: Cluster, tmp_path: Path) -> None:
+    name = "resumable/ctrl-c.bin"
+    data = os.urandom(12 * PART)
+    path = tmp_path / "ctrl-c.bin"
+    path.write_bytes(data)
+    env = cli_env(shared_cluster, tmp_path / "state")
+    proc = put_in_background(env, path, name)
+    try:
+        upload_id = stop_with_parts(proc, shared_cluster, name, 1)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
+        _, said = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, said
+    assert "interrupted: " in said and f"(upload {upload_id})" in said, said
+    assert "Run the same tossit put again to resume" in said
+    assert f"tossit uploads abort {upload_id}" in said and "Traceback" not in said
+    assert uploads_of(shared_cluster, name) == [upload_id]
+
+    out = tossit(env, "put", str(path), "--name", name).stderr
+    assert "resuming: " in out, out
+    assert stored_bytes(shared_cluster, name) == data
+
+
 def test_a_file_changed_since_the_interruption_starts_over(
         shared_cluster: Cluster, tmp_path: Path) -> None:
     name = "resumable/changed.bin"
     path = tmp_path / "changed.bin"
     path.write_bytes(os.urandom(4 * PART))
     state = tmp_path / "state"
-    _, stop_early = interrupt_after(2)
+    stop_early = interrupt_after(2)
     with client_of(shared_cluster, state, parallel=1) as client, \
             pytest.raises(UploadInterrupted) as caught:
         client.upload(path, name, progress=stop_early)
@@ -163,7 +199,7 @@ def test_aborted_upload_is_freed_and_the_next_put_starts_over(
     path = tmp_path / "aborted.bin"
     path.write_bytes(data)
     state = tmp_path / "state"
-    _, stop_early = interrupt_after(1)
+    stop_early = interrupt_after(1)
     with client_of(shared_cluster, state, parallel=1) as client, \
             pytest.raises(UploadInterrupted) as caught:
         client.upload(path, name, progress=stop_early)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from tossit.brain.api.wire import CompletedUpload, UploadPart
 from tossit.client import upload_state
+from tossit.client.errors import TossitError
 from tossit.client.parts import HeldPart, PartSpan, may_be_held, part_size_for, plan_parts
 from tossit.client.upload_state import UploadState
 
@@ -72,6 +73,8 @@ class PartedUpload:
                  progress: Callable[[int], None] | None = None,
                  notify: Notify | None = None) -> None:
         self.client = client
+        # Every URL given names the cluster: the one answering may change on failover.
+        self.brain = ",".join(client.urls)
         self.path = path.resolve()
         self.name = name
         self.options = options
@@ -88,7 +91,7 @@ class PartedUpload:
     def run(self) -> CompletedUpload:
         st = self.path.stat()
         folder = self.options.state_dir or upload_state.state_dir()
-        state_file = upload_state.state_path(folder, self.client.url, BUCKET, self.name)
+        state_file = upload_state.state_path(folder, self.brain, BUCKET, self.name)
         state, held = self._resume_or_start(state_file, st.st_size, st.st_mtime_ns)
         plan = plan_parts(st.st_size, state.part_size)
         maybe = may_be_held(plan, held)
@@ -100,7 +103,8 @@ class PartedUpload:
                         "the cluster")
         if self.path.stat().st_mtime_ns != st.st_mtime_ns:
             # Parts read before and after a change would mix two versions of the file.
-            raise ValueError(f"{self.path} changed during the upload; run it again")
+            raise TossitError(0, "file_changed",
+                              f"{self.path} changed during the upload; run it again")
         done = self.client.complete_upload(
             state.upload_id, [(span.number, self.md5s[span.number]) for span in plan],
             on_conflict=self.on_conflict)
@@ -129,14 +133,12 @@ class PartedUpload:
             self._abandon(old.upload_id)  # --no-resume: its parts would only wait for expiry
         started = self.client.start_upload(self.name, on_conflict=self.on_conflict,
                                            content_type=self.content_type)
-        state = UploadState(started.id, self.client.url, BUCKET, self.name, str(self.path),
+        state = UploadState(started.id, self.brain, BUCKET, self.name, str(self.path),
                             size, mtime_ns, part_size_for(size, self.options.part_size))
         upload_state.save(state_file, state)
         return state, {}
 
     def _held(self, upload_id: str) -> dict[int, HeldPart] | None:
-        from tossit.client.sdk import TossitError
-
         try:
             parts = self.client.upload_parts(upload_id)
         except TossitError as exc:
@@ -147,8 +149,6 @@ class PartedUpload:
 
     def _abandon(self, upload_id: str) -> None:
         """Abort an upload this file will not complete (gone already is fine)."""
-        from tossit.client.sdk import TossitError
-
         try:
             self.client.abort_upload(upload_id)
         except TossitError as exc:
@@ -184,7 +184,8 @@ class PartedUpload:
             raise _Stopped
         data = os.pread(fd, span.size, span.offset)
         if len(data) != span.size:
-            raise ValueError(f"{self.path} shrank during the upload; run it again")
+            raise TossitError(0, "file_changed",
+                              f"{self.path} shrank during the upload; run it again")
         digest = hashlib.md5(data)
         md5 = digest.hexdigest()
         if held is not None and held == HeldPart(span.size, md5):
@@ -195,7 +196,8 @@ class PartedUpload:
             upload_id, span.number, self._pieces(memoryview(data)),
             size=span.size, md5=base64.b64encode(digest.digest()).decode())
         if got.md5 != md5:  # the brain checked Content-MD5: never expected
-            raise ValueError(f"part {span.number}: the brain stored MD5 {got.md5}, not {md5}")
+            raise TossitError(0, "bad_digest",
+                              f"part {span.number}: the brain stored MD5 {got.md5}, not {md5}")
         self._done(span.number, md5, sent=True)
 
     def _pieces(self, data: memoryview) -> Iterator[bytes]:

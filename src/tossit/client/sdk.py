@@ -59,6 +59,7 @@ from tossit.brain.api.wire import (
     UploadParts,
     UploadStarted,
 )
+from tossit.client.errors import TossitError
 from tossit.client.parts import DEFAULT_PARALLEL, DEFAULT_PART_SIZE, DEFAULT_PARTS_ABOVE
 from tossit.client.resumable import Notify, PartedOptions, PartedUpload
 from tossit.config import brain_urls
@@ -70,6 +71,7 @@ OnConflict = Literal["replace", "rename", "fail"]
 ScrubAction = Literal["start", "pause", "resume"]
 _PIECE = 1 << 20
 _LISTING: TypeAdapter[list[FolderEntry | FileMeta]] = TypeAdapter(list[ListingEntry])
+__all__ = ["Downloaded", "OnConflict", "Progress", "ScrubAction", "TossitClient", "TossitError"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,6 @@ class Downloaded:
     path: Path
     size: int
     sha256: str
-
-
-class TossitError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code}, HTTP {status})" if status else message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 class TossitClient:
