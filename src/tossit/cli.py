@@ -748,7 +748,9 @@ def put(
                 progress.console.print(f"[red]✗[/] {key}: {exc}", highlight=False)
             except UploadInterrupted as stop:
                 progress.stop()
-                raise _fail(_interrupted(key, stop), 130) from None
+                err.print(_interrupted(key, stop), highlight=False, markup=False,
+                          soft_wrap=True)
+                raise typer.Exit(130) from None
             progress.remove_task(task)
     dt = max(time.monotonic() - t0, 1e-6)
     err.print(f"{len(files) - failures} of {len(files)} uploaded, {format_size(total)} "

@@ -166,11 +166,15 @@ class PartedUpload:
             with open(self.path, "rb") as fh:
                 futures = [pool.submit(self._part, fh.fileno(), upload_id, span,
                                        held.get(span.number)) for span in plan]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for f in done:
-                    exc = f.exception()
-                    if exc is not None and not isinstance(exc, _Stopped):
-                        raise exc
+                pending: set[Future[None]] = set(futures)
+                while pending:
+                    # Woken often: Ctrl-C's signal may reach a worker thread, and
+                    # its handler runs only once the main thread runs again.
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    for f in done:
+                        exc = f.exception()
+                        if exc is not None and not isinstance(exc, _Stopped):
+                            raise exc
         except KeyboardInterrupt:
             self.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
