@@ -97,7 +97,12 @@ class PartedUpload:
         maybe = may_be_held(plan, held)
         if maybe:
             self.notify(f"resuming: {len(maybe)} of {len(plan)} parts already on the cluster")
-        self._send_parts(state.upload_id, plan, held)
+        try:
+            self._send_parts(state.upload_id, plan, held)
+        except TossitError as exc:  # the parts stored so far stay: say so
+            raise TossitError(exc.status, exc.code, f"{exc.message}; {len(self.md5s)} of "
+                              f"{len(plan)} parts are on the cluster (upload "
+                              f"{state.upload_id}): run the upload again to resume") from None
         if self.kept:
             self.notify(f"sent {self.sent} of {len(plan)} parts; {self.kept} were already on "
                         "the cluster")
