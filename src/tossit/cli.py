@@ -43,6 +43,7 @@ from tossit.brain.api.wire import (
     TrashTotals,
 )
 from tossit.brain.states import ReplicationState
+from tossit.client.resumable import UploadInterrupted
 from tossit.client.sdk import Downloaded, OnConflict, ScrubAction, TossitClient, TossitError
 from tossit.config import (
     BrainSettings,
@@ -89,7 +90,9 @@ def _client(brain: str | None, config: Path | None = None) -> TossitClient:
         key = settings.api_key()
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    return TossitClient(settings.brain_url, settings.timeout, key=key, tls_ca=settings.tls_ca)
+    return TossitClient(settings.brain_url, settings.timeout, key=key, tls_ca=settings.tls_ca,
+                        parts_above=settings.upload_parts_above,
+                        part_size=settings.upload_part_size, parallel=settings.upload_parallel)
 
 
 # `tossit nodes` shows this much of each id; node commands take it (unique, at
@@ -696,14 +699,25 @@ def _walk(paths: list[Path]) -> list[tuple[Path, str]]:
 def put(
     paths: Annotated[list[Path], typer.Argument(help="files or folders")],
     name: Annotated[str | None, typer.Option(help="stored name (single file only)")] = None,
+    parallel: Annotated[int | None, typer.Option(
+        min=1, max=64, help="parts of a big file sent at once [upload_parallel: 4]")] = None,
+    no_resume: Annotated[bool, typer.Option(
+        "--no-resume", help="start big files over instead of resuming an interrupted "
+        "upload of them")] = False,
     brain: BrainOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Upload files and folders (folders keep their relative paths as names)."""
+    """Upload files and folders (folders keep their relative paths as names).
+
+    Files above upload_parts_above (64 MiB) go in parts, several at once; an
+    interrupted one (Ctrl-C, a lost connection) resumes when the same command
+    runs again, sending only the parts the cluster lacks."""
     files = _walk(paths)
     if name and len(files) != 1:
         raise _fail("--name works with exactly one file")
     client = _client(brain, config)
+    if parallel is not None:
+        client.parallel = parallel
     total = sum(f.stat().st_size for f, _ in files)
     failures = 0
     t0 = time.monotonic()
@@ -721,7 +735,9 @@ def put(
                     progress.advance(overall, n)
 
             try:
-                res = client.upload(path, key, progress=advance)
+                res = client.upload(path, key, progress=advance, resume=not no_resume,
+                                    notify=lambda text: progress.console.print(
+                                        text, highlight=False, markup=False))
                 health = res.replication.state
                 note = "" if health == ReplicationState.HEALTHY else f"  [{health}]"
                 progress.console.print(
@@ -730,12 +746,23 @@ def put(
             except TossitError as exc:
                 failures += 1
                 progress.console.print(f"[red]✗[/] {key}: {exc}", highlight=False)
+            except UploadInterrupted as stop:
+                progress.stop()
+                err.print(_interrupted(key, stop), highlight=False, markup=False,
+                          soft_wrap=True)
+                raise typer.Exit(130) from None
             progress.remove_task(task)
     dt = max(time.monotonic() - t0, 1e-6)
     err.print(f"{len(files) - failures} of {len(files)} uploaded, {format_size(total)} "
               f"in {dt:.1f} s ({total / dt / 1e6:.1f} MB/s)", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _interrupted(key: str, stop: UploadInterrupted) -> str:
+    return (f"interrupted: {stop.parts_done} of {stop.parts} parts of {key} are on the "
+            f"cluster (upload {stop.upload_id}). Run the same tossit put again to resume, "
+            f"or drop them: tossit uploads abort {stop.upload_id}")
 
 
 def _when(iso_time: str | None) -> str:
@@ -1119,6 +1146,40 @@ def events(
 
 
 # -- scrub -----------------------------------------------------------------
+
+uploads_app = typer.Typer(help="Parted uploads of big files not completed yet (tossit put "
+                          "resumes them; the cluster drops them after multipart_keep, 7 days).",
+                          no_args_is_help=True)
+app.add_typer(uploads_app, name="uploads")
+
+
+@uploads_app.command("ls")
+def uploads_ls(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+    """Uploads started and neither completed nor aborted, with the parts they hold."""
+    client = _client(brain, config)
+    uploads = _call(client.list_uploads)
+    if not uploads:
+        console.print("no uploads in progress")
+        return
+    table = Table("id", "name", "started", "parts", "size")
+    for u in uploads:
+        parts = _call(client.upload_parts, u.id)
+        table.add_row(u.id, escape(u.name), _when(u.created), str(len(parts)),
+                      format_size(sum(p.size for p in parts)))
+    console.print(table)
+
+
+@uploads_app.command("abort")
+def uploads_abort(
+    upload_ids: Annotated[list[str], typer.Argument(help="upload ids (tossit uploads ls)")],
+    brain: BrainOpt = None, config: ConfigOpt = None,
+) -> None:
+    """Drop uploads and free the space their parts hold."""
+    client = _client(brain, config)
+    for upload_id in upload_ids:
+        _call(client.abort_upload, upload_id)
+        console.print(f"aborted upload {upload_id}", highlight=False)
+
 
 trash_app = typer.Typer(help="Deleted and overwritten files, kept for trash_keep (7 days by "
                         "default): list, restore, delete for good.", no_args_is_help=True,

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -603,6 +604,23 @@ class ClientSettings(_Settings):
         default=None, description="file holding the API key secret (TOSSIT_KEY_FILE) "
         "[data/brain/admin.key when the brain is on this machine]")
     tls_ca: Path | None = Field(default=None, description="PEM CA bundle for an HTTPS brain")
+    upload_parts_above: int = Field(
+        default=64 * MiB, description="files larger than this are uploaded in parts, several "
+        "at once, and resume after an interruption; smaller ones in one request")
+    upload_part_size: int = Field(
+        default=16 * MiB, description="bytes per part of a parted upload (at least 5MiB; "
+        "raised for a file too big for 10,000 parts)")
+    upload_parallel: int = Field(default=4, ge=1, le=64,
+                                 description="parts of a parted upload sent at once")
+
+    @field_validator("upload_parts_above", "upload_part_size", mode="before")
+    @classmethod
+    def _upload_size(cls, v: Any, info: ValidationInfo) -> int:
+        n = parse_size(v)
+        if info.field_name == "upload_part_size" and n < 5 * MiB:
+            raise ValueError("upload_part_size must be at least 5MiB (the brain's smallest "
+                             "part but the last)")
+        return n
 
     @field_validator("key_file", "tls_ca")
     @classmethod

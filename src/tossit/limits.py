@@ -43,10 +43,11 @@ MAX_CONNECTIONS_PER_CLIENT = 256
 MAX_BODY = 1 << 20
 # (method, path prefix) of the routes whose body is a streamed upload, read
 # piece by piece by its handler (which bounds it itself where it must): the
-# brain's file uploads (raw and multipart), a node's chunks and chunk batches.
-# Every other body is capped, whatever its Content-Type.
+# brain's file uploads (raw and multipart) and the parts of resumable uploads
+# (5 GiB at most, refused past that by the multipart service), a node's chunks
+# and chunk batches. Every other body is capped, whatever its Content-Type.
 UPLOAD_ROUTES: tuple[tuple[str, str], ...] = (
-    ("PUT", "/api/files/"), ("POST", "/api/files/upload"),
+    ("PUT", "/api/files/"), ("POST", "/api/files/upload"), ("PUT", "/api/uploads/"),
     ("PUT", "/chunks/"), ("POST", "/chunk-batch"),
 )
 # Bodies that are small by nature get a smaller cap: a sign-in carries one key

@@ -22,6 +22,7 @@ from tossit.brain.api import (
     session,
     stream,
     trash,
+    uploads,
 )
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
 from tossit.brain.forward import ForwardToLeader
@@ -69,6 +70,8 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
                        tls_ca=settings.tls_ca)
     # Who may call what, declared once per router (tossit.brain.api.access).
     app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],
+                       responses=AUTH_ERRORS)
+    app.include_router(uploads.router, dependencies=[Depends(Access(Role.readwrite))],
                        responses=AUTH_ERRORS)
     app.include_router(trash.router, responses=AUTH_ERRORS,
                        dependencies=[Depends(Access(Role.readwrite, read=Role.readwrite))])

@@ -224,11 +224,14 @@ class MultipartUploads:
     # -- CompleteMultipartUpload --------------------------------------------------------
 
     async def complete(self, bucket: str, key: str, upload_id: str,
-                       parts: Sequence[tuple[int, str]]) -> Completed:
+                       parts: Sequence[tuple[int, str]], on_conflict: str = "replace"
+                       ) -> Completed:
         """Make the object from the parts named, in order (their ETags must be
         the ones given at upload): visible at once, whole, replacing any object
-        of that key. No chunk is written: the object's chunk list is the
-        parts' lists end to end. Parts uploaded but not named become garbage."""
+        of that key (S3's way; the REST API may ask to ``rename`` or ``fail``
+        instead, as its single-request uploads can). No chunk is written: the
+        object's chunk list is the parts' lists end to end. Parts uploaded but
+        not named become garbage."""
         upload = await self._get(bucket, key, upload_id)
         stored = {p.number: p for p in await self.store.upload_parts(upload_id)}
         chosen = choose_parts(parts, stored, self.min_part_size)
@@ -239,7 +242,8 @@ class MultipartUploads:
             bucket=bucket, key=key, size=sum(p.size for p in chosen),
             sha256=await self._sha256(chunks), content_type=upload.content_type,
             chunk_size=self.settings.chunk_size, chunks=chunks, replicas={},
-            user_meta=upload.user_meta, etag=etag, completes_upload=upload_id))
+            user_meta=upload.user_meta, etag=etag, completes_upload=upload_id,
+            on_conflict=on_conflict))
         return Completed(obj, bucket, f'"{etag}"')
 
     async def _sha256(self, chunks: list[tuple[str, int]]) -> str:

@@ -6,7 +6,9 @@ description and this client), so a caller gets attributes and types
 (``f.replication.state``) instead of dict keys.
 
 Uploads stream from disk (raw PUT, so the brain gets a Content-Length and can
-refuse early when the cluster is full); downloads stream to a temporary file
+refuse early when the cluster is full); a file above ``parts_above`` (64 MiB)
+goes as parts, several at once, and resumes after an interruption
+(``tossit.client.resumable``). Downloads stream to a temporary file
 next to the destination, are checked against the SHA-256 the brain announces,
 and only then renamed into place, so a failed transfer never leaves a
 truncated file under the real name.
@@ -26,6 +28,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from tossit.brain.api.wire import (
+    CompletedUpload,
     DrillResult,
     Event,
     FileDeleted,
@@ -49,8 +52,16 @@ from tossit.brain.api.wire import (
     TrashEmptied,
     TrashPage,
     TrashPurged,
+    UploadAborted,
     UploadedFile,
+    UploadList,
+    UploadPart,
+    UploadParts,
+    UploadStarted,
 )
+from tossit.client.errors import TossitError
+from tossit.client.parts import DEFAULT_PARALLEL, DEFAULT_PART_SIZE, DEFAULT_PARTS_ABOVE
+from tossit.client.resumable import Notify, PartedOptions, PartedUpload
 from tossit.config import brain_urls
 from tossit.tlsconfig import client_context
 
@@ -60,6 +71,7 @@ OnConflict = Literal["replace", "rename", "fail"]
 ScrubAction = Literal["start", "pause", "resume"]
 _PIECE = 1 << 20
 _LISTING: TypeAdapter[list[FolderEntry | FileMeta]] = TypeAdapter(list[ListingEntry])
+__all__ = ["Downloaded", "OnConflict", "Progress", "ScrubAction", "TossitClient", "TossitError"]
 
 
 @dataclass(frozen=True)
@@ -72,22 +84,24 @@ class Downloaded:
     sha256: str
 
 
-class TossitError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code}, HTTP {status})" if status else message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 class TossitClient:
     """``brain_url``: one brain's URL, or several separated by commas (brains sharing
     a PostgreSQL database): a brain that does not answer is skipped for the next.
     ``key`` is an API key secret (sent as a bearer token); ``tls_ca`` a CA
-    bundle to verify an HTTPS brain with (default: the system's store)."""
+    bundle to verify an HTTPS brain with (default: the system's store).
+
+    Files above ``parts_above`` bytes are uploaded in parts of ``part_size``,
+    ``parallel`` at once, resumable; ``state_dir`` holds what a resume needs
+    (default ``$XDG_STATE_HOME/tossit/uploads``). ``upload`` can override each."""
 
     def __init__(self, brain_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
-                 key: str | None = None, tls_ca: str | Path | None = None) -> None:
+                 key: str | None = None, tls_ca: str | Path | None = None, *,
+                 parts_above: int = DEFAULT_PARTS_ABOVE, part_size: int = DEFAULT_PART_SIZE,
+                 parallel: int = DEFAULT_PARALLEL, state_dir: Path | None = None) -> None:
+        self.parts_above = parts_above
+        self.part_size = part_size
+        self.parallel = parallel
+        self.state_dir = state_dir
         self.urls = brain_urls(brain_url)
         self.url = self.urls[0]
         self.has_key = bool(key)
@@ -153,12 +167,25 @@ class TossitClient:
 
     def upload(
         self, source: str | Path | BinaryIO, name: str | None = None,
-        progress: Progress | None = None, on_conflict: OnConflict = "replace",
+        progress: Progress | None = None, on_conflict: OnConflict = "replace", *,
+        parallel: int | None = None, part_size: int | None = None,
+        parts_above: int | None = None, resume: bool = True, notify: Notify | None = None,
     ) -> UploadedFile:
         """Upload a file (path or open binary file) under ``name``, streamed from
-        disk: never held in memory whole."""
+        disk: never held in memory whole.
+
+        A path to a file above ``parts_above`` bytes goes in parts, ``parallel``
+        at once, and picks up an interrupted upload of the same file to the same
+        name (unless ``resume=False``): ``notify`` is told when it resumes or
+        starts over. Ctrl-C raises ``UploadInterrupted`` (a KeyboardInterrupt)
+        with the upload kept, resumable by the same call."""
         if isinstance(source, str | Path):
             path = Path(source)
+            if path.stat().st_size > (self.parts_above if parts_above is None else parts_above):
+                options = PartedOptions(part_size or self.part_size, parallel or self.parallel,
+                                        resume, self.state_dir)
+                return PartedUpload(self, path, name or path.name, options, on_conflict,
+                                    progress=progress, notify=notify).run()
             with open(path, "rb") as fh:
                 return self.upload(fh, name or path.name, progress, on_conflict)
         if not name:
@@ -178,6 +205,65 @@ class TossitClient:
 
         return self._one(UploadedFile, "PUT", _file_path(name), content=pieces(),
                          headers=headers, params={"on_conflict": on_conflict})
+
+    # -- resumable uploads (the steps ``upload`` takes for a big file) -------
+
+    def start_upload(self, name: str, on_conflict: OnConflict = "replace",
+                     content_type: str | None = None) -> UploadStarted:
+        params: dict[str, Any] = {"name": name, "on_conflict": on_conflict}
+        if content_type:
+            params["content_type"] = content_type
+        return self._one(UploadStarted, "POST", "/api/uploads", params=params)
+
+    def upload_part(self, upload_id: str, number: int, content: bytes | Iterator[bytes],
+                    size: int, md5: str | None = None) -> UploadPart:
+        """Send part ``number`` (``size`` bytes; ``md5``: base64 Content-MD5, which
+        the brain checks). A streamed body is never sent twice, so a brain that
+        does not answer is an error here, not a failover."""
+        headers = {"content-type": "application/octet-stream", "content-length": str(size)}
+        if md5:
+            headers["content-md5"] = md5
+        try:
+            resp = self.http.put(f"/api/uploads/{upload_id}/parts/{number}", content=content,
+                                 headers=headers)
+        except httpx.HTTPError as exc:
+            raise TossitError(0, "transfer_failed", f"part {number}: {exc}") from None
+        return UploadPart.model_validate(self._check(resp).json())
+
+    def upload_parts(self, upload_id: str) -> list[UploadPart]:
+        """Every part the brain holds for the upload, by number."""
+        parts: list[UploadPart] = []
+        after = 0
+        while True:
+            page = self._one(UploadParts, "GET", f"/api/uploads/{upload_id}",
+                             params={"after": after})
+            parts += page.parts
+            if not page.truncated:
+                return parts
+            after = page.next_after
+
+    def complete_upload(self, upload_id: str, parts: list[tuple[int, str]],
+                        on_conflict: OnConflict = "replace") -> CompletedUpload:
+        """Make the file from ``parts`` ((number, hex MD5), ascending). The brain
+        reads the file once to record its SHA-256: a big file takes a while."""
+        body = {"parts": [{"number": n, "md5": md5} for n, md5 in parts]}
+        return self._one(CompletedUpload, "POST", f"/api/uploads/{upload_id}/complete",
+                         json=body, params={"on_conflict": on_conflict}, timeout=3600)
+
+    def abort_upload(self, upload_id: str) -> UploadAborted:
+        return self._one(UploadAborted, "DELETE", f"/api/uploads/{upload_id}")
+
+    def list_uploads(self, prefix: str = "") -> list[UploadStarted]:
+        """Uploads in progress (started, neither completed nor aborted), by name."""
+        uploads: list[UploadStarted] = []
+        marker = {"after_name": "", "after_id": ""}
+        while True:
+            page = self._one(UploadList, "GET", "/api/uploads",
+                             params={"prefix": prefix, **marker})
+            uploads += page.uploads
+            if not page.truncated:
+                return uploads
+            marker = {"after_name": page.next_name, "after_id": page.next_id}
 
     def upload_bytes(self, data: bytes, name: str,
                      on_conflict: OnConflict = "replace") -> UploadedFile:

@@ -100,7 +100,7 @@ def _replication(brain: Brain, chunk_nodes: list[set[str]]) -> Replication:
                        under_replicated_chunks=sum(1 for c in counts if c < target))
 
 
-def _file_fields(brain: Brain, o: Object, chunk_nodes: list[set[str]]) -> dict[str, Any]:
+def file_fields(brain: Brain, o: Object, chunk_nodes: list[set[str]]) -> dict[str, Any]:
     """A file's wire fields, for whichever ``FileMeta`` model the route answers with
     (built directly: a listing of thousands is not validated twice)."""
     return {"id": o.id, "name": o.key, "size": o.size, "content_type": o.content_type,
@@ -110,10 +110,10 @@ def _file_fields(brain: Brain, o: Object, chunk_nodes: list[set[str]]) -> dict[s
 
 async def _describe(brain: Brain, objs: list[Object]) -> list[FileMeta]:
     per_obj = await brain.store.ok_replica_nodes([o.id for o in objs])
-    return [FileMeta(**_file_fields(brain, o, per_obj.get(o.id, []))) for o in objs]
+    return [FileMeta(**file_fields(brain, o, per_obj.get(o.id, []))) for o in objs]
 
 
-def _noted(request: Request, action: EventKind, bucket: str, obj: Object) -> None:
+def noted(request: Request, action: EventKind, bucket: str, obj: Object) -> None:
     """Count the change for the activity log, with who made it."""
     key: KeyInfo | None = getattr(request.state, "key", None)
     brain_of(request).activity.note(action, who(request), key.id if key else None, bucket,
@@ -122,11 +122,11 @@ def _noted(request: Request, action: EventKind, bucket: str, obj: Object) -> Non
 
 def _uploaded(request: Request, response: Response, result: UploadResult) -> UploadedFile:
     brain = brain_of(request)
-    _noted(request, UPLOADED, result.bucket, result.obj)
+    noted(request, UPLOADED, result.bucket, result.obj)
     # The upload knows where its chunks went: no need to ask the database again.
     unique = {cid: set(nodes) for cid, nodes in result.replicas.items()}
     response.headers["Location"] = f"/api/files/{result.obj.id}"
-    return UploadedFile(**_file_fields(brain, result.obj, list(unique.values())),
+    return UploadedFile(**file_fields(brain, result.obj, list(unique.values())),
                         bucket=result.bucket)
 
 
@@ -145,7 +145,7 @@ OnConflict = Annotated[Literal["replace", "rename", "fail"], Query(
 _TAKEN = "on_conflict=fail and a file of that name exists"
 
 
-async def _refuse_taken(brain: Brain, key: str, on_conflict: str) -> None:
+async def refuse_taken(brain: Brain, key: str, on_conflict: str) -> None:
     """on_conflict=fail: answer 409 before the body is read when the name is taken
     now (the commit checks again, for an upload racing this one)."""
     if on_conflict == "fail" and await brain.store.name_taken("default", key):
@@ -168,7 +168,7 @@ async def upload_multipart(request: Request, response: Response,
     try:
         part = await form.file_part("file")
         name = upload_filename(part.filename)
-        await _refuse_taken(brain, name, on_conflict)
+        await refuse_taken(brain, name, on_conflict)
         result = await brain.ingest.put(
             part.body, key=name, content_type=content_type_for(name, part.content_type),
             on_conflict=on_conflict,
@@ -196,7 +196,7 @@ async def upload_raw(name: str, request: Request, response: Response,
         raise ApiError(400, "invalid_name", "a file name must be valid UTF-8") from None
     declared = request.headers.get("content-length")
     size_hint = int(declared) if declared and declared.isdigit() else None
-    await _refuse_taken(brain, key, on_conflict)
+    await refuse_taken(brain, key, on_conflict)
     try:
         result = await brain.ingest.put(
             request.stream(), key=key,
@@ -289,7 +289,7 @@ async def file_info(file_id: FileId, request: Request) -> FileInfo:
         chunks.append(ChunkEntry(index=p.seq, id=p.chunk_id, size=p.size, offset=offset,
                                  nodes=nodes, desired_nodes=brain.registry.desired(p.chunk_id)))
         offset += p.size
-    return FileInfo(**_file_fields(brain, obj, per_obj.get(obj.id, [])), chunk_map=chunks)
+    return FileInfo(**file_fields(brain, obj, per_obj.get(obj.id, [])), chunk_map=chunks)
 
 
 @router.get("/api/files/{file_id}/download", summary="Download a file (Range supported)",
@@ -360,6 +360,6 @@ async def delete_file(file_id: FileId, request: Request) -> FileDeleted:
     obj = await _object(brain, file_id)  # its name, for the activity log
     if not await brain.commits.delete(file_id):
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
-    _noted(request, DELETED, await brain.store.bucket_name(obj.bucket_id), obj)
+    noted(request, DELETED, await brain.store.bucket_name(obj.bucket_id), obj)
     return FileDeleted(id=file_id, deleted=True, trash=brain.settings.trash_keep > 0)
 

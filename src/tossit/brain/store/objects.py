@@ -86,8 +86,10 @@ class ObjectWrites(StoreBase):
                 s, [i for i, b, _ in gone if self._trashes(b, system)], now, "deleted")
             dropped = await self._drop_objects(
                 s, sorted(deleted - {t.id for t in trashed}))
-            items = await self._settle_names(s, items, bids)
+            # Uploads are ended under the name they were started with, before a
+            # name taken since may rename the object ("name (2).ext").
             completed = await finish_uploads(s, items, bids)
+            items = await self._settle_names(s, items, bids)
             if not items:
                 entries, packs, pack = await self._log(s, gone, [], [], now, trashed=trashed)
                 return Applied([], deleted, await self._unreferenced(s, dropped) + packs

@@ -52,14 +52,26 @@ from tossit.brain.api.wire.nodes import (
     NodeRemoved,
     Registered,
 )
+from tossit.brain.api.wire.uploads import (
+    CompletedUpload,
+    CompleteUpload,
+    PartRef,
+    UploadAborted,
+    UploadList,
+    UploadPart,
+    UploadParts,
+    UploadStarted,
+)
 from tossit.errors import ErrorBody
 
 __all__ = [
-    "ChunkEntry", "DrillResult", "ErrorBody", "Event", "FileDeleted", "FileInfo", "FileMeta",
-    "FileRestored", "FolderEntry", "GcPass", "Health", "HeartbeatAnswer", "JoinToken",
-    "JoinTokenCreated", "Joined", "Key", "KeyCreated", "ListingEntry", "MonitorPass", "Node",
-    "NodeImpact", "NodeRemoved", "Readiness", "Registered", "RepairPass", "Replication",
-    "ScrubDone", "ScrubPass", "ScrubRateSet", "ScrubRow", "ScrubStatus", "ScrubSummary",
-    "Snapshot", "Status", "TrashEmptied", "TrashPage", "TrashPurged", "TrashTotals",
-    "TrashedFile", "Unhealthy", "UploadedFile", "Wire",
+    "ChunkEntry", "CompleteUpload", "CompletedUpload", "DrillResult", "ErrorBody", "Event",
+    "FileDeleted", "FileInfo", "FileMeta", "FileRestored", "FolderEntry", "GcPass",
+    "Health", "HeartbeatAnswer", "JoinToken", "JoinTokenCreated", "Joined", "Key",
+    "KeyCreated", "ListingEntry", "MonitorPass", "Node", "NodeImpact", "NodeRemoved",
+    "PartRef", "Readiness", "Registered", "RepairPass", "Replication", "ScrubDone",
+    "ScrubPass", "ScrubRateSet", "ScrubRow", "ScrubStatus", "ScrubSummary", "Snapshot",
+    "Status", "TrashEmptied", "TrashPage", "TrashPurged", "TrashTotals", "TrashedFile",
+    "Unhealthy", "UploadAborted", "UploadList", "UploadPart", "UploadParts",
+    "UploadStarted", "UploadedFile", "Wire",
 ]
