@@ -51,13 +51,13 @@ class Child:
         return None if self.proc is None else self.proc.poll()
 
 
-def child_env(base: Mapping[str, str], set_: Mapping[str, str] | None = None,
+def child_env(base: Mapping[str, str], add: Mapping[str, str] | None = None,
               unset: Iterable[str] = ()) -> dict[str, str]:
-    """``base`` (usually os.environ) with ``set_`` added and the ``unset`` names removed:
+    """``base`` (usually os.environ) with ``add`` set and the ``unset`` names removed:
     a launcher that sets a server's mode by flags removes the variables that would
     change it behind the flags' back."""
-    env = {k: v for k, v in base.items() if k not in set(unset)}
-    return env | dict(set_ or {})
+    drop = set(unset)
+    return {k: v for k, v in base.items() if k not in drop} | dict(add or {})
 
 
 def start(child: Child, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
