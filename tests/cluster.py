@@ -118,7 +118,7 @@ class Cluster:
         self.http = httpx.Client(base_url=self.url, timeout=60, verify=self.verify)
         (root / "logs").mkdir(parents=True, exist_ok=True)
 
-    # -- processes ---------------------------------------------------------
+    # -- processes ----------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str],
                extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
