@@ -96,3 +96,20 @@ def test_stop_sends_sigterm_and_sigkills_what_ignores_it(tmp_path: Path) -> None
     assert stubborn.exit_code() == -signal.SIGKILL and 0.9 < took < 5
     assert stopped.exit_code() == -signal.SIGTERM
     processes.stop([c.proc for c in polite], grace=1)  # stopping twice is harmless
+
+
+def test_a_test_cluster_whose_brain_cannot_start_fails_at_once_with_its_log(
+        tmp_path: Path) -> None:
+    from cluster import Cluster
+
+    c = Cluster(tmp_path, nodes=1, replicas=1, brain_args=["--chunk-size", "lots"])
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ChildExited) as err:
+            c.start()
+    finally:
+        c.stop()
+    assert time.monotonic() - t0 < 30  # not the 60 s timeout of a brain that never answers
+    assert err.value.name == "brain" and err.value.code != 0
+    assert f"while waiting for {c.url}/health" in str(err.value)
+    assert "lots" in str(err.value).split("the end of", 1)[1]  # the brain's own complaint
