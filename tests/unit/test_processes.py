@@ -1,5 +1,5 @@
 """The process harness's pure parts: environments, log tails, waits (nothing started;
-tests/integration/test_processes.py runs real child processes)."""
+tests/integration/test_child_processes.py runs real child processes)."""
 
 from __future__ import annotations
 
