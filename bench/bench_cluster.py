@@ -79,14 +79,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tossit import processes
+from tossit.processes import Child, child_env
 from tossit.serve import pick_free_port
+from tossit.server_args import BrainArgs, NodeArgs, tossit_command
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -195,61 +198,63 @@ class Cluster:
     ``auth=True``: the brain runs with authentication (the default) and the nodes
     join with its cluster secret; every request the bench makes carries the
     brain's first admin key (``headers``). ``auth=False``: ``brain --no-auth``
-    and nodes without a secret (unsigned), requests carry no key."""
+    and nodes without a secret (unsigned), requests carry no key. ``brain_args``,
+    ``node_args``: more flags for every brain or node (the last flag wins)."""
 
     def __init__(self, root: Path, chunk_size: str | None, auth: bool = True,
-                 nodes: int = N_NODES) -> None:
+                 nodes: int = N_NODES, brain_args: Sequence[str] = (),
+                 node_args: Sequence[str] = ()) -> None:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.chunk_size = chunk_size
         self.auth = auth
         self.mode = "on" if auth else "off"
+        self.brain_args = brain_args
+        self.node_args = node_args
         self.port = free_port()
         self.node_ports = [free_port() for _ in range(nodes)]
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, Child] = {}
         self.headers: dict[str, str] = {}  # Authorization once the brain is up (auth on)
 
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {name: c.proc for name, c in self.children.items() if c.proc is not None}
+
     def _spawn(self, name: str, argv: list[str]) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        child = self.children[name] = Child(name, tossit_command(argv),
+                                            self.logs / f"{name}.log")
         # The mode is set by flags; keep a stray environment from changing it.
-        for var in _AUTH_ENV:
-            env.pop(var, None)
-        with open(self.logs / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "tossit", *argv], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, cwd=self.root, start_new_session=True,
-            )
+        env = child_env(os.environ, {"PYTHONUNBUFFERED": "1"}, unset=_AUTH_ENV)
+        processes.start(child, env=env, cwd=self.root, own_session=True)
+
+    def _wait(self, ok: Callable[[], object], timeout: float, what: str) -> None:
+        """Until ``ok()``; a server that exits meanwhile ends the wait with its log."""
+        processes.wait_for(ok, timeout, what, watch=list(self.children.values()))
 
     def start(self) -> None:
-        argv = ["brain", "--host", HOST, "--port", str(self.port),
-                "--data-dir", str(self.root / "brain"), "--replicas", str(REPLICAS),
-                "--auth" if self.auth else "--no-auth"]
-        if self.chunk_size:
-            argv += ["--chunk-size", self.chunk_size]
-        self._spawn("brain", argv)
+        brain = BrainArgs(host=HOST, port=self.port, data_dir=self.root / "brain",
+                          replicas=REPLICAS, auth=self.auth, chunk_size=self.chunk_size,
+                          extra=self.brain_args)
+        self._spawn("brain", brain.argv())
         self._wait(lambda: request_json("GET", self.port, "/health")[0] == 200, 60,
                    "brain /health")
-        node_auth: list[str] = []
+        secret: Path | None = None
         if self.auth:
             # Written by the brain on its first start, before it answers /health.
             key_file = self.root / "brain" / ADMIN_KEY_FILE
             self._wait(lambda: bool(read_secret(key_file)), 30, f"{key_file}")
             self.headers = {"Authorization": f"Bearer {read_secret(key_file)}"}
-            node_auth = ["--join-secret-file", str(self.root / "brain" / CLUSTER_SECRET_FILE)]
+            secret = self.root / "brain" / CLUSTER_SECRET_FILE
         self.check_mode()
         for i, port in enumerate(self.node_ports):
-            self._spawn(f"node-{i}", [
-                "node", "--host", HOST, "--port", str(port),
-                "--data-dir", str(self.root / f"node{i}"),
-                "--brain", f"http://{HOST}:{self.port}", "--name", f"node-{i}", *node_auth,
-            ])
-
-        def online() -> bool:
-            _, nodes = request_json("GET", self.port, "/api/nodes", headers=self.headers)
-            return sum(1 for n in nodes if n["state"] == "online") >= len(self.node_ports)
-
-        self._wait(online, 60, f"{len(self.node_ports)} nodes online")
+            node = NodeArgs(host=HOST, port=port, data_dir=self.root / f"node{i}",
+                            brain=f"http://{HOST}:{self.port}", name=f"node-{i}",
+                            join_secret_file=secret, extra=self.node_args)
+            self._spawn(f"node-{i}", node.argv())
+        processes.wait_online(
+            lambda: request_json("GET", self.port, "/api/nodes", headers=self.headers)[1],
+            len(self.node_ports), 60, watch=list(self.children.values()))
 
     def check_mode(self) -> None:
         """The brain really runs in the mode asked for: without a key, the API answers
@@ -261,18 +266,6 @@ class Cluster:
             raise RuntimeError(
                 f"brain on port {self.port} (auth {self.mode}): GET /api/nodes answered "
                 f"{bare} without a key and {keyed} with it, expected {want[0]} and {want[1]}")
-
-    def _wait(self, ok: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            dead = [n for n, p in self.procs.items() if p.poll() is not None]
-            if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited during start; see {self.logs}")
-            with contextlib.suppress(OSError, ValueError, KeyError, http.client.HTTPException):
-                if ok():
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"timed out after {timeout} s waiting for {what}; see {self.logs}")
 
     def stored_chunks(self) -> int:
         """Chunks on the nodes as of their last heartbeats."""
@@ -299,23 +292,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Nodes first, then the brain: SIGTERM, then SIGKILL after 15 s."""
-        order = [n for n in self.procs if n != "brain"] + ["brain"]
-        for name in order:
-            p = self.procs.get(name)
-            if p is not None and p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name in order:
-            p = self.procs.get(name)
-            if p is None:
-                continue
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                p.wait(5)
+        nodes = [p for name, p in self.procs.items() if name != "brain"]
+        processes.stop([*nodes, self.procs.get("brain")], grace=15)
 
 
 def request_json(method: str, port: int, path: str, timeout: float = 10,

@@ -82,13 +82,8 @@ class RepairCluster(bc.Cluster):
 
     def __init__(self, root: Path, brain_args: list[str], node_args: list[str],
                  nodes: int = N_NODES) -> None:
-        super().__init__(root, None, auth=True, nodes=nodes)
-        self.brain_args = brain_args
-        self.node_args = node_args
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        extra = self.brain_args if name == "brain" else self.node_args
-        super()._spawn(name, [*argv, *extra])
+        super().__init__(root, None, auth=True, nodes=nodes, brain_args=brain_args,
+                         node_args=node_args)
 
     def api(self, method: str, path: str, timeout: float = 30) -> Any:
         status, body = request_json(method, self.port, path, timeout=timeout,

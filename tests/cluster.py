@@ -11,43 +11,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tossit import processes
 from tossit.auth.mac import Signer
 from tossit.chunking import is_chunk_id
+from tossit.processes import Child, child_env
 from tossit.serve import pick_free_port as free_port
+from tossit.server_args import BrainArgs, NodeArgs, Tls, tossit_command
 
-FAST_TIMERS = {
-    "--heartbeat-interval": "0.5",
-    "--suspect-after": "1.5",
-    "--offline-after": "3",
-}
+# Fast failure detection: heartbeats every 0.5 s, suspect after 1.5 s, offline after 3 s.
+HEARTBEAT_S, SUSPECT_AFTER_S, OFFLINE_AFTER_S = 0.5, 1.5, 3.0
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.1,
                what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (httpx.HTTPError, OSError, ValueError, KeyError):
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    """``predicate()`` once it is true (a network error counts as not yet); TimeoutError
+    after ``timeout`` seconds."""
+    return processes.wait_for(predicate, timeout, what, interval=interval)
 
 
 class SignedAuth(httpx.Auth):
@@ -122,6 +112,7 @@ class Cluster:
         self.extra_ports = [free_port() for _ in range(brains - 1)]
         self.extra: list[subprocess.Popen[bytes] | None] = [None] * (brains - 1)
         self.nodes: list[subprocess.Popen[bytes] | None] = [None] * nodes
+        self.children: dict[str, Child] = {}  # the last process started under each name
         self.verify: Any = ssl.create_default_context(cafile=str(tls / "ca.pem")) if tls \
             else True
         self.http = httpx.Client(base_url=self.url, timeout=60, verify=self.verify)
@@ -131,39 +122,41 @@ class Cluster:
 
     def _spawn(self, name: str, argv: list[str],
                extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
-        nofile = self.nofile
+        """Start ``tossit ARGV`` as ``name``, logging to logs/NAME.log."""
+        child = Child(name, tossit_command(argv), self.root / "logs" / f"{name}.log")
+        self.children[name] = child
+        return processes.start(
+            child, env=child_env(os.environ, {"PYTHONUNBUFFERED": "1", **(extra_env or {})}),
+            nofile=self.nofile)
 
-        def limit() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
-
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tossit", *argv], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env, preexec_fn=limit if nofile else None,
-        )
-        log.close()
-        return proc
-
-    def brain_argv(self) -> list[str]:
+    def brain_args_for(self, n: int = 0) -> BrainArgs:
+        """Brain n's flags (0: the first one; the others share its metadata)."""
         # The repairer stays off unless a test turns it on (--auto-repair in
         # brain_args, the last flag wins): tests that watch the write and read
         # paths must not see background moves under their feet.
-        argv = ["brain", "--port", str(self.port), "--data-dir", str(self.root / "brain"),
-                "--replicas", str(self.replicas), "--chunk-size", self.chunk_size,
-                "--gc-interval", "3600", "--no-auto-repair"]
-        for k, v in FAST_TIMERS.items():
-            argv += [k, v]
-        if self.database_url:
-            argv += ["--database-url", self.database_url]
-        return argv + self.tls_args() + self.brain_args
+        first = BrainArgs(
+            port=self.port, data_dir=self.root / "brain", replicas=self.replicas,
+            chunk_size=self.chunk_size, gc_interval=3600, auto_repair=False,
+            heartbeat_interval=HEARTBEAT_S, suspect_after=SUSPECT_AFTER_S,
+            offline_after=OFFLINE_AFTER_S, database_url=self.database_url,
+            tls=self._tls(), extra=self.brain_args)
+        if n == 0:
+            return first
+        return replace(first, port=self.extra_ports[n - 1], data_dir=self.root / f"brain{n}",
+                       advertise_url=self.brain_url(n))
+
+    def brain_argv(self) -> list[str]:
+        return self.brain_args_for(0).argv()
+
+    def _tls(self, with_ca: bool = True) -> Tls | None:
+        if not self.tls:
+            return None
+        return Tls(self.tls / "cert.pem", self.tls / "key.pem",
+                   self.tls / "ca.pem" if with_ca else None)
 
     def tls_args(self) -> list[str]:
-        if not self.tls:
-            return []
-        return ["--tls-cert", str(self.tls / "cert.pem"), "--tls-key", str(self.tls / "key.pem"),
-                "--tls-ca", str(self.tls / "ca.pem")]
+        tls = self._tls()
+        return tls.argv() if tls else []
 
     def node_dir(self, i: int) -> Path:
         return self.root / f"node{i}"
@@ -179,7 +172,7 @@ class Cluster:
 
     def start_brain(self) -> None:
         self.brain = self._spawn("brain", self.brain_argv(), self.brain_env)
-        wait_until(lambda: self.http.get("/health").status_code == 200, 60, what="brain health")
+        processes.wait_healthy(self.url, 60, watch=[self.children["brain"]], verify=self.verify)
         # Every API call needs a key: use the admin key the brain wrote on first start.
         self.http.headers["Authorization"] = f"Bearer {self.admin_key}"
 
@@ -188,22 +181,17 @@ class Cluster:
         brain URLs (the token carries both); ``bare``: with neither (a node that
         joined with a token before)."""
         brains = ",".join(self.brain_url(n) for n in range(len(self.extra) + 1))
-        argv = ["node", "--port", str(self.node_ports[i]), "--data-dir", str(self.node_dir(i)),
-                "--name", f"node-{i}", "--heartbeat-interval", "0.5"]
-        if join is not None:
-            argv += ["--join", join]
-        elif not bare:
-            argv += ["--brain", brains, "--join-secret-file", str(self.secret_file)]
-        if self.node_capacity:
-            argv += ["--capacity", self.node_capacity]
-        if self.zones:
-            argv += ["--zone", self.zones[i % len(self.zones)]]
-        # A node that joins with a token learns the CA from it (and keeps it).
-        tls = self.tls_args()
-        if (join is not None or bare) and tls:
-            tls = tls[:-2]  # without --tls-ca
-        argv += tls + self.node_args
-        self.nodes[i] = self._spawn(f"node{i}", argv)
+        joined = join is not None or bare  # it knows its cluster from a token
+        node = NodeArgs(
+            port=self.node_ports[i], data_dir=self.node_dir(i), name=f"node-{i}",
+            heartbeat_interval=HEARTBEAT_S, join=join,
+            brain=None if joined else brains,
+            join_secret_file=None if joined else self.secret_file,
+            capacity=self.node_capacity,
+            zone=self.zones[i % len(self.zones)] if self.zones else None,
+            # A node that joins with a token learns the CA from it (and keeps it).
+            tls=self._tls(with_ca=not joined), extra=self.node_args)
+        self.nodes[i] = self._spawn(f"node{i}", node.argv())
 
     def add_node(self, join: str | None = None) -> int:
         """Start one more node (a new machine joining, with a join token if given);
@@ -225,13 +213,10 @@ class Cluster:
         for name in ("cluster.secret", "keys.master"):
             if not (data / name).exists():
                 shutil.copy(self.root / "brain" / name, data / name)
-        argv = self.brain_argv()
-        argv[argv.index("--port") + 1] = str(self.extra_ports[n - 1])
-        argv[argv.index("--data-dir") + 1] = str(data)
-        argv += ["--advertise-url", self.brain_url(n)]
+        argv = self.brain_args_for(n).argv()
         self.extra[n - 1] = self._spawn(f"brain{n}", argv, self.brain_env)
-        wait_until(lambda: httpx.get(self.brain_url(n) + "/health", verify=self.verify
-                                     ).status_code == 200, 60, what=f"brain {n} health")
+        processes.wait_healthy(self.brain_url(n), 60, watch=[self.children[f"brain{n}"]],
+                               verify=self.verify)
 
     def client(self, n: int) -> httpx.Client:
         """An admin client of brain n."""
@@ -244,17 +229,16 @@ class Cluster:
             self.start_extra_brain(n)
         for i in range(self.n_nodes):
             self.start_node(i)
-        self.wait_online(self.n_nodes)
+        # A server that dies while starting fails the test at once, with its log.
+        self.wait_online(self.n_nodes, watch=list(self.children.values()))
         return self
 
-    def wait_online(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        def ready() -> list[dict[str, Any]] | None:
-            nodes = self.http.get("/api/nodes").json()
-            online = [n for n in nodes if n["state"] == "online"]
-            return nodes if len(online) >= count else None
-
-        result: list[dict[str, Any]] = wait_until(ready, timeout, what=f"{count} nodes online")
-        return result
+    def wait_online(self, count: int, timeout: float = 60,
+                    watch: list[Child] | None = None) -> list[dict[str, Any]]:
+        """The brain's list of nodes once ``count`` of them are online. ``watch``:
+        processes whose exit ends the wait (none by default: tests kill nodes)."""
+        return processes.wait_online(lambda: self.http.get("/api/nodes").json(), count,
+                                     timeout, watch=watch or [])
 
     def node_state(self, i: int) -> str:
         name = f"node-{i}"
@@ -281,17 +265,8 @@ class Cluster:
             self.brain = None
 
     def stop(self) -> None:
-        for proc in [*self.nodes, self.brain, *self.extra]:
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-        for proc in [*self.nodes, self.brain, *self.extra]:
-            if proc is not None:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        """The nodes, then the brains: SIGTERM, SIGKILL after 10 s."""
+        processes.stop([*self.nodes, self.brain, *self.extra], grace=10)
         self.http.close()
 
     # -- inspection ---------------------------------------------------------

@@ -653,7 +653,7 @@ def ready(
 ) -> None:
     """Is the cluster ready for writes? Exit 0 if so, 1 with the reason if not
     (for scripts and systemd: tossit ready --wait 120)."""
-    from tossit.localcluster import wait_ready
+    from tossit.processes import wait_ready
 
     try:
         url = ClientSettings.load(config, brain_url=brain).brain_url

@@ -8,18 +8,15 @@ on the next start.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from tossit import processes
 from tossit.auth.secretfile import (
     ADMIN_KEY_FILE,
     CLUSTER_SECRET_FILE,
@@ -28,14 +25,9 @@ from tossit.auth.secretfile import (
     read_secret,
 )
 from tossit.config import LOCAL_ADMIN_KEY, ConfigError
+from tossit.processes import Child, ChildExited, WaitTimedOut, wait_healthy, wait_ready
 from tossit.serve import port_free
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+from tossit.server_args import BrainArgs, NodeArgs, tossit_command
 
 
 def plan(
@@ -44,33 +36,21 @@ def plan(
     heartbeat: float | None = None, write_quorum: int | None = None,
     database_url: str | None = None, new_admin_key: bool = False,
 ) -> list[Child]:
-    exe = [sys.executable, "-m", "tossit"]
-    brain = exe + ["brain", "--host", host, "--port", str(port),
-                   "--data-dir", str(data_dir / "brain")]
-    if replicas is not None:
-        brain += ["--replicas", str(replicas)]
-    if chunk_size is not None:
-        brain += ["--chunk-size", chunk_size]
-    if heartbeat is not None:
-        brain += ["--heartbeat-interval", str(heartbeat)]
-    if write_quorum is not None:
-        brain += ["--write-quorum", str(write_quorum)]
-    if database_url is not None:
-        brain += ["--database-url", database_url]
-    if new_admin_key:
-        brain += ["--new-admin-key"]
-    children = [Child("brain", brain)]
+    """The brain, then node-1..node-NODES on consecutive ports from ``node_port``, each
+    logging to DATA_DIR/logs/NAME.log. Pure: nothing starts until ``run``."""
+    logs = data_dir / "logs"
+    brain = BrainArgs(
+        host=host, port=port, data_dir=data_dir / "brain", replicas=replicas,
+        chunk_size=chunk_size, heartbeat_interval=heartbeat, write_quorum=write_quorum,
+        database_url=database_url, new_admin_key=new_admin_key)
+    children = [Child("brain", tossit_command(brain.argv()), logs / "brain.log")]
     secret = data_dir / "brain" / CLUSTER_SECRET_FILE
     for i in range(1, nodes + 1):
-        argv = exe + ["node", "--host", host, "--port", str(node_port + i - 1),
-                      "--data-dir", str(data_dir / f"node{i}"),
-                      "--brain", f"http://{host}:{port}", "--name", f"node-{i}",
-                      "--join-secret-file", str(secret)]
-        if capacity is not None:
-            argv += ["--capacity", capacity]
-        if heartbeat is not None:
-            argv += ["--heartbeat-interval", str(heartbeat)]
-        children.append(Child(f"node-{i}", argv))
+        node = NodeArgs(
+            host=host, port=node_port + i - 1, data_dir=data_dir / f"node{i}",
+            brain=f"http://{host}:{port}", name=f"node-{i}", join_secret_file=secret,
+            capacity=capacity, heartbeat_interval=heartbeat)
+        children.append(Child(f"node-{i}", tossit_command(node.argv()), logs / f"node-{i}.log"))
     return children
 
 
@@ -85,40 +65,16 @@ def check_ports(host: str, port: int, node_port: int, nodes: int) -> None:
             )
 
 
-def wait_healthy(url: str, timeout: float, procs: list[Child]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for c in procs:
-            if c.proc and c.proc.poll() is not None:
-                raise RuntimeError(f"{c.name} exited with code {c.proc.returncode} while starting")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the brain did not become healthy at {url} within {timeout:.0f} s")
-
-
-def wait_ready(url: str, timeout: float, want_nodes: int = 0,
-               verify: Any = True) -> dict[str, object]:
-    """Poll /ready (of the brains in ``url``, comma-separated, in turn) until one
-    says ready (and, with ``want_nodes``, that many nodes take writes) or
-    ``timeout`` passes; returns the last answer."""
-    urls = [u.strip() for u in url.split(",") if u.strip()]
-    deadline = time.monotonic() + timeout
-    last: dict[str, object] = {"status": "not_ready", "reason": "the brain did not answer"}
-    while time.monotonic() < deadline:
-        for u in urls:
-            try:
-                last = httpx.get(u + "/ready", timeout=2, verify=verify).json()
-                if last.get("status") == "ready" and int(
-                        str(last.get("nodes_writable", 0))) >= want_nodes:
-                    return last
-            except (httpx.HTTPError, ValueError):
-                last = {"status": "not_ready", "reason": f"{u} did not answer"}
-        time.sleep(0.2)
-    return last
+def wait_brain(url: str, timeout: float, children: list[Child]) -> None:
+    """Wait for the brain's /health, in the words tossit up has always used (its
+    error names the logs folder, so it does not quote the log)."""
+    try:
+        wait_healthy(url, timeout, watch=children)
+    except ChildExited as exc:
+        raise RuntimeError(f"{exc.name} exited with code {exc.code} while starting") from None
+    except WaitTimedOut:
+        raise RuntimeError(
+            f"the brain did not become healthy at {url} within {timeout:.0f} s") from None
 
 
 def key_refused(url: str, key: str) -> str | None:
@@ -158,14 +114,9 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
     try:
         url = f"http://{host}:{port}"
         for c in children:
-            log = open(logs / f"{c.name}.log", "ab")  # noqa: SIM115 - owned by the child
-            c.proc = subprocess.Popen(
-                c.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
-            )
-            log.close()
+            processes.start(c, own_session=True)  # Ctrl-C reaches us only; we stop them in order
             if c.name == "brain":  # nodes register at once when the brain is up first
-                wait_healthy(url, 60, children)
+                wait_brain(url, 60, children)
         try:
             key = read_secret(key_file)
         except SecretFileError as exc:
@@ -244,15 +195,4 @@ def _report_exits(children: list[Child], reported: set[str], echo: Callable[[str
 def _stop_all(children: list[Child]) -> None:
     """SIGTERM the nodes then the brain (last started, first stopped); SIGKILL
     what has not exited after 10 s."""
-    for c in reversed(children):
-        if c.proc and c.proc.poll() is None:
-            c.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for c in children:
-        if c.proc is None:
-            continue
-        try:
-            c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(c.proc.pid, signal.SIGKILL)
-            c.proc.wait()
+    processes.stop([c.proc for c in reversed(children)], grace=10)
