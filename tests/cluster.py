@@ -104,6 +104,7 @@ class Cluster:
         self.node_capacity = node_capacity
         self.zones = zones
         self.port = free_port()
+        self.s3_port = free_port()
         self.tls = tls
         self.node_args = node_args or []
         self.nofile = nofile
@@ -115,6 +116,7 @@ class Cluster:
                           **(brain_env or {})}
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.s3_url = f"{self.scheme}://127.0.0.1:{self.s3_port}"  # the brain's S3 API
         self.node_ports = [free_port() for _ in range(nodes)]
         self.brain: subprocess.Popen[bytes] | None = None
         # More brains on the same (PostgreSQL) metadata: each its own port and data
@@ -150,7 +152,8 @@ class Cluster:
         # The repairer stays off unless a test turns it on (--auto-repair in
         # brain_args, the last flag wins): tests that watch the write and read
         # paths must not see background moves under their feet.
-        argv = ["brain", "--port", str(self.port), "--data-dir", str(self.root / "brain"),
+        argv = ["brain", "--port", str(self.port), "--s3-port", str(self.s3_port),
+                "--data-dir", str(self.root / "brain"),
                 "--replicas", str(self.replicas), "--chunk-size", self.chunk_size,
                 "--gc-interval", "3600", "--no-auto-repair"]
         for k, v in FAST_TIMERS.items():
@@ -227,6 +230,7 @@ class Cluster:
                 shutil.copy(self.root / "brain" / name, data / name)
         argv = self.brain_argv()
         argv[argv.index("--port") + 1] = str(self.extra_ports[n - 1])
+        argv[argv.index("--s3-port") + 1] = "0"
         argv[argv.index("--data-dir") + 1] = str(data)
         argv += ["--advertise-url", self.brain_url(n)]
         self.extra[n - 1] = self._spawn(f"brain{n}", argv, self.brain_env)

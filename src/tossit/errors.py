@@ -161,6 +161,19 @@ class TrashNotFound(TossitError):
         super().__init__(f"no file with id {trash_id} in the trash")
 
 
+class DigestMismatch(TossitError):
+    """The uploaded bytes do not hash to the digest the client sent with them
+    (S3's Content-MD5 or x-amz-checksum-*): nothing was committed."""
+
+    code = "digest_mismatch"
+
+    def __init__(self, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(f"the body's {algorithm} is {actual}, not {expected} as sent: "
+                         "it was changed on the way; nothing was stored",
+                         algorithm=algorithm, expected=expected, actual=actual)
+        self.algorithm = algorithm
+
+
 # The REST API's status for each domain error (the most specific class wins).
 HTTP_STATUS: dict[type[TossitError], int] = {
     NotEnoughNodes: 503,
@@ -169,6 +182,7 @@ HTTP_STATUS: dict[type[TossitError], int] = {
     NameTaken: 409,
     ManifestNotStored: 503,
     TrashNotFound: 404,
+    DigestMismatch: 400,
 }
 
 

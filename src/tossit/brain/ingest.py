@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
@@ -25,9 +26,9 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
 from tossit.brain.transport import NodeError, NodeFull, NodeTransport
-from tossit.chunking import DATA, StreamHasher, rechunk
+from tossit.chunking import DATA, Digest, StreamHasher, rechunk
 from tossit.config import BrainSettings
-from tossit.errors import InsufficientStorage, NotEnoughNodes
+from tossit.errors import DigestMismatch, InsufficientStorage, NotEnoughNodes
 
 log = logging.getLogger("tossit.brain.ingest")
 
@@ -35,6 +36,25 @@ _HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread ho
 # Below this size, asking the metadata whether a chunk is already stored costs
 # more than sending it: the nodes answer "already have it" without rewriting.
 _DEDUP_LOOKUP_FROM = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A whole-object digest the client sent with its bytes (S3's Content-MD5,
+    x-amz-checksum-*): ``digest`` is fed every byte, and the upload fails with
+    ``DigestMismatch`` before it commits unless it ends equal to ``value``. A
+    value sent after the body (an aws-chunked trailer) is a function, called
+    once the body has ended."""
+
+    algorithm: str  # for the error: "MD5", "CRC32", ...
+    digest: Digest
+    value: bytes | Callable[[], bytes]
+
+    def check(self) -> None:
+        want = self.value() if callable(self.value) else self.value
+        got = self.digest.digest()
+        if got != want:
+            raise DigestMismatch(self.algorithm, want.hex(), got.hex())
 
 
 @dataclass
@@ -82,9 +102,14 @@ class Ingest:
         bucket: str = "default",
         size_hint: int | None = None,
         on_conflict: str = "replace",
+        user_meta: dict[str, Any] | None = None,
+        expect: Sequence[Expected] = (),
     ) -> UploadResult:
+        """Store ``pieces`` as ``bucket/key``. ``expect``: digests checked once the
+        body has ended, before the commit (a mismatch commits nothing). The
+        object gets the MD5 of its bytes as ETag and ``user_meta`` as is."""
         self.check_capacity(size_hint)
-        hasher = StreamHasher()
+        hasher = StreamHasher([e.digest for e in expect])
         chunk_list: list[tuple[str, int]] = []
         placing: dict[str, asyncio.Task[list[str]]] = {}
         pinned: set[str] = set()
@@ -122,12 +147,15 @@ class Ingest:
                 task = asyncio.create_task(self.place(cid, data))
                 task.add_done_callback(on_done)
                 placing[cid] = task
+            for expected in expect:
+                expected.check()  # before waiting on the nodes: nothing will commit
             results = await asyncio.gather(*placing.values())
             replicas = dict(zip(placing, results, strict=True))
             commit = asyncio.ensure_future(self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=hasher.size, sha256=hasher.hexdigest(),
                 content_type=content_type, chunk_size=self.settings.chunk_size,
                 chunks=chunk_list, replicas=replicas, on_conflict=on_conflict,
+                etag=hasher.md5_hex(), user_meta=user_meta,
             )))
             obj = await asyncio.shield(commit)
             committed = True

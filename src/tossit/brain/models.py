@@ -35,6 +35,9 @@ class Bucket(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
+    # Deleted over S3 (the row stays: the manifest log and the trash refer to it);
+    # creating the name again clears it.
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Object(Base):

@@ -155,10 +155,14 @@ class Access:
         # on the same request to notice a revoked key. (A router that also
         # runs it as an ``AuthBeforeBody`` gate pays a second, cached lookup.)
         key = await authenticate(request)
-        needed = self.read if request.method in _READ_METHODS else self.write
+        needed = self.needed(request.method)
         if not key.role.allows(needed):
             raise _forbidden(key, needed)
         return key
+
+    def needed(self, method: str) -> Role:
+        """The role a request with this method needs (the S3 API asks too)."""
+        return self.read if method in _READ_METHODS else self.write
 
 
 async def node_signature(request: Request) -> None:

@@ -106,7 +106,8 @@ class ObjectWrites(StoreBase):
             rows: list[dict[str, Any]] = [
                 {"bucket_id": b, "key": i.key, "size": i.size, "sha256": i.sha256,
                  "content_type": i.content_type, "chunk_size": i.chunk_size,
-                 "chunk_count": len(i.chunks), "user_meta": i.user_meta, "created_at": now}
+                 "chunk_count": len(i.chunks), "user_meta": i.user_meta, "etag": i.etag,
+                 "created_at": now}
                 for b, i in zip(bids, items, strict=True)
             ]
             # One multi-row INSERT ... RETURNING (the ORM would issue one per row
