@@ -16,9 +16,9 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from s3_clients import make_key
 
 from cluster import Cluster
-from s3_clients import make_key
 from tossit.brain.s3.signature import (
     canonical_request,
     chunk_string_to_sign,
