@@ -200,8 +200,8 @@ class ObjectReads(StoreBase):
 
     def _byte_order(self) -> Any:
         """The key as S3 orders it: by the bytes of its UTF-8. SQLite's BINARY
-        collation is that order; PostgreSQL's default collation is not, "C" is
-        (and an index of migration 0013 serves it)."""
+        collation is that order; on PostgreSQL the column is "C" since migration
+        0013 (said again here: the order must not depend on it)."""
         return Object.key if self.dialect == "sqlite" else Object.key.collate("C")
 
     async def keys_in_order(
@@ -211,6 +211,14 @@ class ObjectReads(StoreBase):
         """Up to ``limit`` objects whose key starts with ``prefix``, in byte order,
         from the first key after ``after`` (or at/after ``start``): a range of
         the (bucket_id, key) index, whatever the bucket's size."""
+        stmt = self.keys_query(bucket_id, prefix=prefix, after=after, start=start, limit=limit)
+        async with self.read() as s:
+            rows = (await s.execute(stmt)).scalars().all()
+        return list(rows)
+
+    def keys_query(self, bucket_id: int, *, prefix: str = "", after: str | None = None,
+                   start: str | None = None, limit: int = 1000) -> Any:
+        """``keys_in_order``'s statement (its query plan is tested)."""
         key = self._byte_order()
         where: list[Any] = [Object.bucket_id == bucket_id]
         if prefix:
@@ -222,10 +230,7 @@ class ObjectReads(StoreBase):
             where.append(key > after)
         if start is not None:
             where.append(key >= start)
-        async with self.read() as s:
-            rows = (await s.execute(
-                select(Object).where(*where).order_by(key).limit(limit))).scalars().all()
-        return list(rows)
+        return select(Object).where(*where).order_by(key).limit(limit)
 
     async def ok_replica_nodes(self, object_ids: Sequence[int]) -> dict[int, list[set[str]]]:
         """For each object, per chunk position, the nodes holding a good copy."""

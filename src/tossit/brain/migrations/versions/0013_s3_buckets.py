@@ -8,9 +8,10 @@ A deleted bucket keeps its row (``deleted_at`` set): the manifest log and the
 trash refer to it by id, and creating the name again brings the same row back.
 
 S3 lists keys in the byte order of their UTF-8, which is SQLite's BINARY
-collation but not PostgreSQL's default one; the listing orders by
-``key COLLATE "C"``, and this index serves that order (SQLite's unique
-(bucket_id, key) index already does).
+collation but not PostgreSQL's default one: on PostgreSQL the key column takes
+the "C" collation, so that the unique (bucket_id, key) index serves that order
+and key ranges, as it does on SQLite (the files browser's name sort, on
+lower(key), then agrees between the two engines too).
 
 (Numbered 0013 because 0012 is taken by the S3 multipart work: when both are
 merged, ``down_revision`` here becomes "0012".)
@@ -31,11 +32,12 @@ def upgrade() -> None:
     with op.batch_alter_table("buckets") as batch:
         batch.add_column(sa.Column("deleted_at", sa.Float(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
-        op.execute('CREATE INDEX ix_objects_bucket_key_c ON objects (bucket_id, key COLLATE "C")')
+        op.alter_column("objects", "key", type_=sa.String(1024, collation="C"),
+                        existing_nullable=False)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP INDEX ix_objects_bucket_key_c")
+        op.alter_column("objects", "key", type_=sa.String(1024), existing_nullable=False)
     with op.batch_alter_table("buckets") as batch:
         batch.drop_column("deleted_at")
