@@ -17,6 +17,9 @@ from typing import Any
 import botocore.auth
 import httpx
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from s3_clients import make_key, s3_client
 
@@ -27,7 +30,8 @@ CHUNK = 64 * 1024  # small chunks: a few hundred KiB span several
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("s3"), nodes=3, replicas=2, chunk_size="64KiB")
+    c = Cluster(tmp_path_factory.mktemp("s3"), nodes=3, replicas=2, chunk_size="64KiB",
+                brain_args=["--s3-domain", "s3.test"])
     c.start()
     yield c
     c.stop()
@@ -242,6 +246,13 @@ def test_delete_objects(s3: Any, bucket: str) -> None:
         "Objects": [{"Key": f"k{i:02d}"} for i in range(10, 20)], "Quiet": True})
     assert "Deleted" not in quiet and "Errors" not in quiet
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    # The most one request may name: 1,000 keys of 1 KiB (a body over 1 MiB).
+    longest = [{"Key": f"{i:04d}" + "k" * 1020} for i in range(1000)]
+    done = s3.delete_objects(Bucket=bucket, Delete={"Objects": longest})
+    assert len(done["Deleted"]) == 1000
+    with pytest.raises(ClientError) as exc:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": longest + [{"Key": "one more"}]})
+    assert error_of(exc) == ("MalformedXML", 400)
 
 
 # -- listing ----------------------------------------------------------------
@@ -276,6 +287,28 @@ def test_listing_v1_v2_with_delimiter_and_pagination(s3: Any, bucket: str) -> No
     assert "Owner" not in s3.list_objects_v2(Bucket=bucket, MaxKeys=1)["Contents"][0]
     marker = s3.list_objects(Bucket=bucket, Marker="logs/2026/1008.log", MaxKeys=2)
     assert [o["Key"] for o in marker["Contents"]] == ["logs/2026/1009.log", "top.txt"]
+
+
+def test_virtual_host_style(cluster: Cluster, key: tuple[str, str], s3: Any,
+                            bucket: str) -> None:
+    """With s3_domain set, Host: BUCKET.s3.test:PORT selects the bucket."""
+    s3.put_object(Bucket=bucket, Key="v/h.txt", Body=b"virtual host")
+    port = cluster.s3_port
+
+    def signed_get(url: str) -> httpx.Response:
+        req = AWSRequest(method="GET", url=url)
+        S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+        headers = {k: v for k, v in req.headers.items()}
+        headers["Host"] = url.split("/")[2]
+        path = url.split("/", 3)[3]
+        return httpx.get(f"{cluster.s3_url}/{path}", headers=headers)
+
+    got = signed_get(f"http://{bucket}.s3.test:{port}/v/h.txt")
+    assert got.status_code == 200 and got.content == b"virtual host"
+    listed = signed_get(f"http://{bucket}.s3.test:{port}/?list-type=2&prefix=v%2F")
+    assert listed.status_code == 200 and b"<Key>v/h.txt</Key>" in listed.content
+    missing = signed_get(f"http://no-such-bucket.s3.test:{port}/v/h.txt")
+    assert missing.status_code == 404 and b"<Code>NoSuchBucket</Code>" in missing.content
 
 
 # -- presigned URLs ---------------------------------------------------------
