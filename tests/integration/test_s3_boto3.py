@@ -108,6 +108,17 @@ def test_invalid_bucket_names(s3: Any, name: str) -> None:
 # -- objects ----------------------------------------------------------------
 
 
+def test_conditional_put_if_none_match(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="once", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
+    assert error_of(exc) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"third", IfMatch='"abc"')
+    assert error_of(exc) == ("NotImplemented", 501)
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
+
+
 def test_put_get_head_delete_across_chunks(s3: Any, bucket: str) -> None:
     data = blob(5 * CHUNK + 123)
     put = s3.put_object(Bucket=bucket, Key="dir/file.bin", Body=data)

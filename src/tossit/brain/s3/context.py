@@ -118,6 +118,5 @@ class S3Context:
                 raise S3Error("InvalidRequest", f"the body is larger than {limit} bytes")
         for check in self.payload_checks():
             check.digest.update(data)
-            if check.digest.digest() != check.value:
-                raise S3Error("XAmzContentSHA256Mismatch")
+            check.check()  # DigestMismatch: XAmzContentSHA256Mismatch (s3.app)
         return bytes(data)
