@@ -12,6 +12,7 @@ from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
 from tossit.brain.s3.xml import http_date
 from tossit.brain.store import ChunkPlacement
+from tossit.names import servable_media_type
 from tossit.ranges import ByteRange, MalformedRange, RangeNotSatisfiable, parse_range
 
 
@@ -27,7 +28,7 @@ def object_headers(obj: Object, ctx: S3Context) -> dict[str, str]:
         "ETag": f'"{etag_of(obj)}"',
         "Last-Modified": http_date(obj.created_at),
         "Accept-Ranges": "bytes",
-        "Content-Type": obj.content_type,
+        "Content-Type": servable_media_type(obj.content_type),
         **metadata.to_headers(obj.user_meta),
     }
     for param, header in metadata.RESPONSE_OVERRIDES.items():
