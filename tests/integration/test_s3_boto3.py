@@ -382,6 +382,23 @@ def test_authentication_errors(cluster: Cluster, key: tuple[str, str], bucket: s
     assert error_of(exc) == ("RequestTimeTooSkewed", 403)
 
 
+def test_wrong_keys_are_throttled_as_on_rest(make_cluster: Any) -> None:
+    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_WRONG_KEYS_FREE": "2"})
+    key_id, secret = make_key(c)
+    wrong = s3_client(c, (key_id, secret[::-1]))
+    unknown = s3_client(c, ("TK" + "Q" * 18, secret))
+    codes = []
+    for client in (wrong, unknown, wrong):
+        with pytest.raises(ClientError) as exc:
+            client.list_buckets()
+        codes.append(error_of(exc))
+    assert codes == [("SignatureDoesNotMatch", 403), ("InvalidAccessKeyId", 403),
+                     ("SlowDown", 503)]
+    events = c.http.get("/api/events", params={"limit": 50}).json()
+    refused = [e["message"] for e in events if e["kind"] == "key_refused"]
+    assert any("an S3 request refused from 127.0.0.1" in m for m in refused), refused
+
+
 def test_roles_apply(cluster: Cluster, s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="r.txt", Body=b"readable")
     reader = s3_client(cluster, make_key(cluster, "readonly"))

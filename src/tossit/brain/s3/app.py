@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from math import ceil
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tossit.auth.keys import Role
-from tossit.brain.api.access import Access
+from tossit.brain.api.access import Access, wrong_key
 from tossit.brain.s3 import bucket, copy, delete, get, listing, put
 from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context, new_request_id
 from tossit.brain.s3.errors import S3Error, error_document, from_domain, not_implemented
@@ -93,6 +94,16 @@ class S3App:
         response.headers["x-amz-request-id"] = request_id
         return response
 
+    async def refused(self, request: Request, what: str) -> None:
+        """Count a wrong key or signature as the REST API counts wrong keys: past
+        a few per minute from one address, the answer waits and is SlowDown."""
+        address = request.client.host if request.client else "unknown"
+        _, lock = await wrong_key(self.brain, address, "an S3 request", what)
+        if lock:
+            raise S3Error("SlowDown", f"too many wrong keys or signatures from {address}: "
+                                      f"wait {ceil(lock)} s",
+                          headers={"Retry-After": str(ceil(lock))})
+
     def error(self, err: S3Error, request: Request, request_id: str) -> Response:
         if err.status >= 500 and err.code != "NotImplemented":
             log.warning("S3 %s %s: %s %s", request.method, request.url.path, err.code,
@@ -147,14 +158,20 @@ class S3App:
                                           "with a TossIt key (its id and secret)")
         found = await self.brain.keys.signing(signed.credential.key_id)
         if found is None:
+            await self.refused(request, "unknown key id")
             raise S3Error("InvalidAccessKeyId")
         info, secret = found
         problem = info.problem(time.time())
         if problem:
             raise S3Error("InvalidAccessKeyId", f"The AWS access key Id you provided cannot "
                                                 f"be used: {problem}")
-        verified = verify(signed, secret, request.method, raw_path, raw_query, pairs,
-                          time.time())
+        try:
+            verified = verify(signed, secret, request.method, raw_path, raw_query, pairs,
+                              time.time())
+        except S3Error as err:
+            if err.code == "SignatureDoesNotMatch":
+                await self.refused(request, f"wrong signature for key {info.id}")
+            raise
         request.state.key = info
         needed = ACCESS.needed(request.method)
         if not info.role.allows(needed):
