@@ -154,13 +154,15 @@ def brain(
 def s3_ports(app: Any, settings: BrainSettings) -> dict[int, Any]:
     """The S3 API's port and app for ``serve`` (none when s3_port is 0)."""
     from tossit.brain.s3.app import S3App
+    from tossit.brain.s3.errors import limit_error
+    from tossit.serve import ExtraPort
 
     if not settings.s3_port:
         return {}
     # Every S3 PUT may be an upload, streamed; the S3 handlers bound the bodies they
     # read whole themselves (XML: DeleteObjects' 1,000 keys may pass 1 MiB).
-    return {settings.s3_port: (S3App(app.state.brain, settings.s3_domain),
-                               (("PUT", "/"), ("POST", "/")))}
+    return {settings.s3_port: ExtraPort(S3App(app.state.brain, settings.s3_domain),
+                                        (("PUT", "/"), ("POST", "/")), limit_error)}
 
 
 def _shown_url(url: str) -> str:

@@ -9,6 +9,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -24,8 +25,10 @@ from tossit.limits import (
     MAX_HEADERS,
     UPLOAD_ROUTES,
     ConnectionLimits,
+    ErrorRenderer,
     RequestLimits,
     header_guard,
+    json_error,
 )
 
 log = logging.getLogger("tossit.serve")
@@ -133,6 +136,16 @@ def tune_malloc() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class ExtraPort:
+    """One more port of a server (the brain's S3 API): its app, the routes whose
+    bodies stream uncapped, and how a refused body is answered."""
+
+    app: Any
+    upload_routes: tuple[tuple[str, str], ...]
+    render: ErrorRenderer = json_error
+
+
 class PortDispatch:
     """One server, several listening ports, an app per port: the brain serves its
     REST API and its S3 API from one process, one event loop and one set of
@@ -191,7 +204,7 @@ def serve(
     upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
     max_connections: int = MAX_CONNECTIONS,
     max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
-    more_ports: dict[int, tuple[Any, tuple[tuple[str, str], ...]]] | None = None,
+    more_ports: dict[int, ExtraPort] | None = None,
     **uvicorn_kwargs: Any,
 ) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get a few seconds to finish.
@@ -204,8 +217,8 @@ def serve(
     open-file limit is raised to the hard one, and open connections are capped
     overall and per client address (``tossit.limits.ConnectionLimits``).
     ``uvicorn_kwargs`` (e.g. ``ssl_certfile``/``ssl_keyfile``) go to ``uvicorn.Config``
-    and override the defaults below. ``more_ports``: port -> (app, its upload
-    routes), served by the same server on the same host (the brain's S3 API).
+    and override the defaults below. ``more_ports``: more ports, each with its app,
+    served by the same server on the same host (the brain's S3 API).
     """
     options: dict[str, Any] = {
         "host": host,
@@ -225,8 +238,9 @@ def serve(
     more = more_ports or {}
     if more:
         guarded = PortDispatch(guarded, {
-            p: RequestLimits(a, body_timeout=body_timeout, max_body=max_body,
-                             upload_routes=routes) for p, (a, routes) in more.items()})
+            p: RequestLimits(x.app, body_timeout=body_timeout, max_body=max_body,
+                             upload_routes=x.upload_routes, render=x.render)
+            for p, x in more.items()})
     config = uvicorn.Config(guarded, **options)
     tune_runtime()
     server = _Server(config, getattr(getattr(app, "state", None), "on_exit", None))

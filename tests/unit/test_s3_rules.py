@@ -14,11 +14,12 @@ import pytest
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.checksums import expected_digests
 from tossit.brain.s3.conditions import evaluate
-from tossit.brain.s3.errors import S3Error
+from tossit.brain.s3.errors import S3Error, limit_error
 from tossit.brain.s3.listing import decode_token, encode_token, list_page
 from tossit.brain.s3.router import check_bucket_name, operation, split_target
 from tossit.brain.s3.xml import iso8601, parse_delete, parse_location
 from tossit.errors import DigestMismatch
+from tossit.limits import BodyLimitError, BodyTimeout, BodyTooLarge
 
 # -- operations -------------------------------------------------------------
 
@@ -323,3 +324,13 @@ def test_bad_digest_headers(headers: dict[str, str], code: str) -> None:
     with pytest.raises(S3Error) as exc:
         expected_digests(headers, lambda: {})
     assert exc.value.code == code
+
+
+@pytest.mark.parametrize(("exc", "status", "code"), [
+    (BodyTimeout(30), 400, b"<Code>RequestTimeout</Code>"),
+    (BodyTooLarge(1024), 400, b"<Code>EntityTooLarge</Code>"),
+])
+def test_cut_off_bodies_answer_in_s3_xml(exc: BodyLimitError, status: int, code: bytes) -> None:
+    got_status, body, ctype = limit_error(exc, {"path": "/b/k"})
+    assert (got_status, ctype) == (status, b"application/xml")
+    assert code in body and b"<Resource>/b/k</Resource>" in body and b"<RequestId>" in body

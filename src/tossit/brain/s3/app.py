@@ -22,8 +22,14 @@ from starlette.types import Receive, Scope, Send
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, wrong_key
 from tossit.brain.s3 import bucket, copy, delete, get, listing, put
-from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context, new_request_id
-from tossit.brain.s3.errors import S3Error, error_document, from_domain, not_implemented
+from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context
+from tossit.brain.s3.errors import (
+    S3Error,
+    error_document,
+    from_domain,
+    new_request_id,
+    not_implemented,
+)
 from tossit.brain.s3.router import MULTIPART, operation, split_target
 from tossit.brain.s3.signature import Verified, parse_authorization, parse_presigned, verify
 from tossit.brain.service import Brain

@@ -4,7 +4,6 @@ key, and its body decoded whatever way the client sent it."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ from tossit.brain.ingest import Expected
 from tossit.brain.keys import KeyInfo
 from tossit.brain.models import Bucket, Object
 from tossit.brain.s3.chunked import ChunkedDecoder, ChunkSigner, decode
-from tossit.brain.s3.errors import S3Error
+from tossit.brain.s3.errors import S3Error, new_request_id
 from tossit.brain.s3.signature import (
     STREAMING_SIGNED,
     STREAMING_SIGNED_TRAILER,
@@ -29,10 +28,6 @@ from tossit.brain.states import EventKind
 # What the payload-hash check calls its digest (an ``Expected``'s algorithm): a
 # mismatch is XAmzContentSHA256Mismatch, not BadDigest.
 PAYLOAD_SHA256 = "x-amz-content-sha256"
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex[:16].upper()
 
 
 @dataclass

@@ -3,8 +3,11 @@ status AWS gives it, so that clients (which branch on ``Code``) behave."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
+
+from starlette.types import Scope
 
 from tossit.errors import (
     ChunkUnavailable,
@@ -14,6 +17,7 @@ from tossit.errors import (
     NotEnoughNodes,
     TossitError,
 )
+from tossit.limits import BodyLimitError
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ KINDS = _kinds(
     ErrorKind("NotModified", 304, "Not Modified"),
     ErrorKind("PreconditionFailed", 412, "At least one of the pre-conditions you specified "
                                          "did not hold"),
+    ErrorKind("RequestTimeout", 400, "Your socket connection to the server was not read "
+                                     "from or written to within the timeout period"),
     ErrorKind("RequestTimeTooSkewed", 403, "The difference between the request time and the "
                                            "current time is too large"),
     ErrorKind("ServiceUnavailable", 503, "Please reduce your request rate"),
@@ -88,6 +94,11 @@ class S3Error(Exception):
         self.headers = headers or {}
 
 
+def new_request_id() -> str:
+    """A request's id, in its errors and its x-amz-request-id header."""
+    return uuid.uuid4().hex[:16].upper()
+
+
 def not_implemented(what: str) -> S3Error:
     return S3Error("NotImplemented", f"{what} is not implemented by TossIt")
 
@@ -110,3 +121,11 @@ def error_document(err: S3Error, resource: str, request_id: str) -> bytes:
         f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId>"
         "</Error>"
     ).encode()
+
+
+def limit_error(exc: BodyLimitError, scope: Scope) -> tuple[int, bytes, bytes]:
+    """The S3 answer to a body the server's guard cut off (``tossit.limits``):
+    a stalled one (RequestTimeout) or a too large one (EntityTooLarge)."""
+    err = S3Error("RequestTimeout" if exc.status_code == 408 else "EntityTooLarge", exc.detail)
+    body = error_document(err, scope.get("path", "/"), new_request_id())
+    return err.status, body, b"application/xml"
