@@ -141,6 +141,20 @@ def test_put_get_head_delete_across_chunks(s3: Any, bucket: str) -> None:
     assert error_of(exc)[1] == 404
 
 
+def test_s3_requests_are_counted(cluster: Cluster, s3: Any, bucket: str) -> None:
+    def count(operation: str, result: str) -> float:
+        text = cluster.http.get("/metrics").text
+        line = f'tossit_s3_requests_total{{operation="{operation}",result="{result}"}} '
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+    before = count("PutObject", "ok"), count("GetObject", "NoSuchKey")
+    s3.put_object(Bucket=bucket, Key="counted", Body=b"1")
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=bucket, Key="not-there")
+    assert (count("PutObject", "ok"), count("GetObject", "NoSuchKey")) == (
+        before[0] + 1, before[1] + 1)
+
+
 def test_empty_object_and_odd_keys(s3: Any, bucket: str) -> None:
     for k in ["empty", "spaces and+plus.txt", "ünïcödé/日本.txt", "a//b", "x?y#z%20"]:
         s3.put_object(Bucket=bucket, Key=k, Body=k.encode() if k != "empty" else b"")

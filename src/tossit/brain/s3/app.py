@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, wrong_key
+from tossit.brain.metrics import S3_REQUESTS, S3_SECONDS
 from tossit.brain.s3 import bucket, copy, delete, get, listing, put
 from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context
 from tossit.brain.s3.errors import (
@@ -79,25 +80,32 @@ class S3App:
         await response(scope, receive, send)
 
     async def answer(self, request: Request) -> Response:
+        started = time.perf_counter()
         request_id = new_request_id()
         scope = request.scope
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        request.state.s3_operation = "unknown"
+        failure: S3Error | None = None
         try:
             response = await self._handle(request, raw_path, request_id)
         except S3Error as err:
-            response = self.error(err, request, request_id)
+            failure = err
         except DigestMismatch as exc:
             code = "XAmzContentSHA256Mismatch" if exc.algorithm == PAYLOAD_SHA256 else "BadDigest"
-            response = self.error(S3Error(code, exc.message), request, request_id)
+            failure = S3Error(code, exc.message)
         except TossitError as exc:
-            response = self.error(from_domain(exc), request, request_id)
+            failure = from_domain(exc)
         except ClientDisconnect:
-            response = self.error(S3Error("IncompleteBody", "the client closed the connection"),
-                                  request, request_id)
+            failure = S3Error("IncompleteBody", "the client closed the connection")
         except Exception:
             log.exception("S3 %s %s failed", request.method, scope["path"])
-            response = self.error(S3Error("InternalError"), request, request_id)
+            failure = S3Error("InternalError")
+        if failure is not None:
+            response = self.error(failure, request, request_id)
         response.headers["x-amz-request-id"] = request_id
+        operation = request.state.s3_operation
+        S3_REQUESTS.labels(operation, failure.code if failure else "ok").inc()
+        S3_SECONDS.labels(operation).observe(time.perf_counter() - started)
         return response
 
     async def refused(self, request: Request, what: str) -> None:
@@ -140,6 +148,7 @@ class S3App:
         bucket_name, key = split_target(raw_path, headers.get("host", ""), self.domain)
         verified = await self.authenticate(request, headers, pairs, query, raw_path, raw_query)
         op = operation(request.method, bucket_name, key, query.keys(), headers)
+        request.state.s3_operation = op
         handler = self.handlers.get(op)
         if handler is None:
             raise not_implemented(f"{op} (multipart uploads)" if op in MULTIPART else op)
