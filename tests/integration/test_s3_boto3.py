@@ -485,3 +485,20 @@ def test_boto3_default_checksums_on_upload(s3: Any, bucket: str, tmp_path: Path)
     assert len(crc) == 2, sent
     # Over plain HTTP boto3 signs the payload's SHA-256 too (checked as well).
     assert all(len(m) == 64 for m in modes), modes
+
+
+def test_on_postgresql_keys_list_in_byte_order(make_cluster: Any, pg_url: str) -> None:
+    """PostgreSQL's default collation is not S3's order; the listing must be."""
+    c = make_cluster(database_url=pg_url, nodes=2, replicas=2)
+    s3 = s3_client(c, make_key(c))
+    s3.create_bucket(Bucket="order")
+    keys = ["a", "a/b", "a0", "B", "b", "é", "f", "z", "日本", "a b", "a-b", "A", "a/c/d"]
+    for k in keys:
+        s3.put_object(Bucket="order", Key=k, Body=k.encode())
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="order")["Contents"]]
+    assert listed == sorted(keys, key=lambda k: k.encode())
+    pages = list(s3.get_paginator("list_objects").paginate(
+        Bucket="order", Delimiter="/", PaginationConfig={"PageSize": 3}))
+    assert [c["Prefix"] for p in pages for c in p.get("CommonPrefixes", [])] == ["a/"]
+    assert [o["Key"] for p in pages for o in p.get("Contents", [])] == sorted(
+        [k for k in keys if "/" not in k], key=lambda k: k.encode())
