@@ -149,6 +149,11 @@ class S3App:
         verified = await self.authenticate(request, headers, pairs, query, raw_path, raw_query)
         op = operation(request.method, bucket_name, key, query.keys(), headers)
         request.state.s3_operation = op
+        if request.method not in ("GET", "HEAD") and not self.brain.leader:
+            # Several brains on PostgreSQL: one commits. The REST API passes changes
+            # on to it; the S3 API does not yet, so it says where to go.
+            raise S3Error("ServiceUnavailable", "this brain does not lead the cluster: send "
+                                                "S3 changes to the leading brain's S3 port")
         handler = self.handlers.get(op)
         if handler is None:
             raise not_implemented(f"{op} (multipart uploads)" if op in MULTIPART else op)
