@@ -152,8 +152,10 @@ class S3App:
         if request.method not in ("GET", "HEAD") and not self.brain.leader:
             # Several brains on PostgreSQL: one commits. The REST API passes changes
             # on to it; the S3 API does not yet, so it says where to go.
+            leader = await self.brain.directory.leader_url()
             raise S3Error("ServiceUnavailable", "this brain does not lead the cluster: send "
-                                                "S3 changes to the leading brain's S3 port")
+                                                "S3 changes to the leading brain's S3 port"
+                          + (f" (its REST API is {leader})" if leader else ""))
         handler = self.handlers.get(op)
         if handler is None:
             raise not_implemented(f"{op} (multipart uploads)" if op in MULTIPART else op)
