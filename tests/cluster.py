@@ -122,6 +122,7 @@ class Cluster:
         # More brains on the same (PostgreSQL) metadata: each its own port and data
         # dir (with copies of the first one's secrets); the nodes know them all.
         self.extra_ports = [free_port() for _ in range(brains - 1)]
+        self.extra_s3_ports = [free_port() for _ in range(brains - 1)]
         self.extra: list[subprocess.Popen[bytes] | None] = [None] * (brains - 1)
         self.nodes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self.verify: Any = ssl.create_default_context(cafile=str(tls / "ca.pem")) if tls \
@@ -221,6 +222,11 @@ class Cluster:
         """Brain n's URL (0: the first one)."""
         return self.url if n == 0 else f"{self.scheme}://127.0.0.1:{self.extra_ports[n - 1]}"
 
+    def s3_url_of(self, n: int) -> str:
+        """Brain n's S3 API URL (0: the first one)."""
+        return self.s3_url if n == 0 else \
+            f"{self.scheme}://127.0.0.1:{self.extra_s3_ports[n - 1]}"
+
     def start_extra_brain(self, n: int) -> None:
         """Start brain n (1, 2...) on the same metadata as the first."""
         data = self.root / f"brain{n}"
@@ -230,7 +236,7 @@ class Cluster:
                 shutil.copy(self.root / "brain" / name, data / name)
         argv = self.brain_argv()
         argv[argv.index("--port") + 1] = str(self.extra_ports[n - 1])
-        argv[argv.index("--s3-port") + 1] = "0"
+        argv[argv.index("--s3-port") + 1] = str(self.extra_s3_ports[n - 1])
         argv[argv.index("--data-dir") + 1] = str(data)
         argv += ["--advertise-url", self.brain_url(n)]
         self.extra[n - 1] = self._spawn(f"brain{n}", argv, self.brain_env)

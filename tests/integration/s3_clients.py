@@ -18,10 +18,11 @@ def make_key(cluster: Cluster, role: str = "readwrite") -> tuple[str, str]:
     return body["id"], body["secret"]
 
 
-def s3_client(cluster: Cluster, key: tuple[str, str], **config: Any) -> Any:
-    """A boto3 S3 client of the cluster's S3 API (path style, as a LAN store is)."""
+def s3_client(cluster: Cluster, key: tuple[str, str], brain: int = 0, **config: Any) -> Any:
+    """A boto3 S3 client of the S3 API of the cluster's brain ``brain`` (path
+    style, as a LAN store is)."""
     return boto3.client(
-        "s3", endpoint_url=cluster.s3_url, aws_access_key_id=key[0],
+        "s3", endpoint_url=cluster.s3_url_of(brain), aws_access_key_id=key[0],
         aws_secret_access_key=key[1], region_name="us-east-1",
         config=Config(**{"s3": {"addressing_style": "path"},
                          "retries": {"total_max_attempts": 1},  # a test sees every answer

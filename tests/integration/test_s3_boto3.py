@@ -502,3 +502,17 @@ def test_on_postgresql_keys_list_in_byte_order(make_cluster: Any, pg_url: str) -
     assert [c["Prefix"] for p in pages for c in p.get("CommonPrefixes", [])] == ["a/"]
     assert [o["Key"] for p in pages for o in p.get("Contents", [])] == sorted(
         [k for k in keys if "/" not in k], key=lambda k: k.encode())
+
+
+def test_a_follower_serves_reads_and_sends_changes_to_the_leader(
+        make_cluster: Any, pg_url: str) -> None:
+    c = make_cluster(database_url=pg_url, nodes=2, replicas=2, brains=2)
+    key = make_key(c)
+    leader, follower = s3_client(c, key), s3_client(c, key, brain=1)
+    leader.create_bucket(Bucket="shared")
+    leader.put_object(Bucket="shared", Key="k", Body=b"from the leader")
+    assert follower.get_object(Bucket="shared", Key="k")["Body"].read() == b"from the leader"
+    with pytest.raises(ClientError) as exc:
+        follower.put_object(Bucket="shared", Key="k2", Body=b"x")
+    assert error_of(exc) == ("ServiceUnavailable", 503)
+    assert c.url in exc.value.response["Error"]["Message"]
