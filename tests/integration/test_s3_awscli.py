@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_clients import make_key
+from s3_clients import STEADY, make_key
 
 from cluster import Cluster
 
@@ -27,7 +27,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if not AWS.exists():
         pytest.skip(f"aws-cli is not installed in this environment ({AWS}): "
                     "pip install -e '.[test]'")
-    c = Cluster(tmp_path_factory.mktemp("awscli"), nodes=3, replicas=2, chunk_size="256KiB")
+    c = Cluster(tmp_path_factory.mktemp("awscli"), nodes=3, replicas=2, chunk_size="256KiB",
+                brain_args=STEADY)
     c.start()
     yield c
     c.stop()

@@ -21,9 +21,9 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from s3_clients import make_key, s3_client
+from s3_clients import STEADY, make_key, s3_client
 
-from cluster import Cluster
+from cluster import Cluster, wait_until
 
 CHUNK = 64 * 1024  # small chunks: a few hundred KiB span several
 
@@ -31,7 +31,7 @@ CHUNK = 64 * 1024  # small chunks: a few hundred KiB span several
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("s3"), nodes=3, replicas=2, chunk_size="64KiB",
-                brain_args=["--s3-domain", "s3.test"])
+                brain_args=["--s3-domain", "s3.test", *STEADY])
     c.start()
     yield c
     c.stop()
@@ -397,7 +397,8 @@ def test_authentication_errors(cluster: Cluster, key: tuple[str, str], bucket: s
 
 
 def test_wrong_keys_are_throttled_as_on_rest(make_cluster: Any) -> None:
-    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_WRONG_KEYS_FREE": "2"})
+    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_WRONG_KEYS_FREE": "2"},
+                     brain_args=STEADY)
     key_id, secret = make_key(c)
     wrong = s3_client(c, (key_id, secret[::-1]))
     unknown = s3_client(c, ("TK" + "Q" * 18, secret))
@@ -489,7 +490,7 @@ def test_boto3_default_checksums_on_upload(s3: Any, bucket: str, tmp_path: Path)
 
 def test_on_postgresql_keys_list_in_byte_order(make_cluster: Any, pg_url: str) -> None:
     """PostgreSQL's default collation is not S3's order; the listing must be."""
-    c = make_cluster(database_url=pg_url, nodes=2, replicas=2)
+    c = make_cluster(database_url=pg_url, nodes=2, replicas=2, brain_args=STEADY)
     s3 = s3_client(c, make_key(c))
     s3.create_bucket(Bucket="order")
     keys = ["a", "a/b", "a0", "B", "b", "é", "f", "z", "日本", "a b", "a-b", "A", "a/c/d"]
@@ -506,9 +507,12 @@ def test_on_postgresql_keys_list_in_byte_order(make_cluster: Any, pg_url: str) -
 
 def test_a_follower_serves_reads_and_sends_changes_to_the_leader(
         make_cluster: Any, pg_url: str) -> None:
-    c = make_cluster(database_url=pg_url, nodes=2, replicas=2, brains=2)
+    c = make_cluster(database_url=pg_url, nodes=2, replicas=2, brains=2, brain_args=STEADY)
     key = make_key(c)
     leader, follower = s3_client(c, key), s3_client(c, key, brain=1)
+    # A follower learns the nodes' states from the metadata, a moment after the leader.
+    wait_until(lambda: sum(n["state"] == "online" for n in c.client(1).get("/api/nodes").json())
+               == 2, 30, what="the follower sees both nodes online")
     leader.create_bucket(Bucket="shared")
     leader.put_object(Bucket="shared", Key="k", Body=b"from the leader")
     assert follower.get_object(Bucket="shared", Key="k")["Body"].read() == b"from the leader"

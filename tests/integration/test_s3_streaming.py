@@ -16,7 +16,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
-from s3_clients import make_key
+from s3_clients import STEADY, make_key
 
 from cluster import Cluster
 from tossit.brain.s3.signature import (
@@ -43,7 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     ca.cert_pem.write_to_path(str(tls / "ca.pem"))
     cert.private_key_pem.write_to_path(str(tls / "key.pem"))
     cert.cert_chain_pems[0].write_to_path(str(tls / "cert.pem"))
-    c = Cluster(root / "c", nodes=3, replicas=2, chunk_size="64KiB", tls=tls)
+    c = Cluster(root / "c", nodes=3, replicas=2, chunk_size="64KiB", tls=tls, brain_args=STEADY)
     c.start()
     yield c
     c.stop()
