@@ -359,6 +359,18 @@ def test_presigned_get_with_curl_and_presigned_put(s3: Any, bucket: str, tmp_pat
     assert httpx.get(tampered).status_code == 403
 
 
+def test_signature_version_2_answers_501(cluster: Cluster, key: tuple[str, str],
+                                         bucket: str) -> None:
+    v2 = s3_client(cluster, key, signature_version="s3")
+    with pytest.raises(ClientError) as exc:
+        v2.list_objects(Bucket=bucket)
+    assert error_of(exc) == ("NotImplemented", 501)
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+    assert "AWSAccessKeyId=" in url
+    resp = httpx.get(url)
+    assert resp.status_code == 501 and b"<Code>NotImplemented</Code>" in resp.content
+
+
 def test_expired_presigned_url(s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     s3.put_object(Bucket=bucket, Key="old", Body=b"x")
     an_hour_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - \

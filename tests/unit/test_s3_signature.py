@@ -152,7 +152,7 @@ def test_malformed_presigned_queries(query: dict[str, str], problem: str) -> Non
 
 
 @pytest.mark.parametrize(("header", "code"), [
-    ("AWS TK:abc", "InvalidRequest"),
+    ("AWS TK:abc", "NotImplemented"),
     ("Bearer xyz", "AuthorizationHeaderMalformed"),
     ("AWS4-HMAC-SHA256 Credential=TK/20261206/us-east-1/s3/aws4_request",
      "AuthorizationHeaderMalformed"),

@@ -175,6 +175,9 @@ class S3App:
             signed = parse_authorization(authorization, headers)
         elif "X-Amz-Credential" in query or "X-Amz-Signature" in query:
             signed = parse_presigned(query)
+        elif "AWSAccessKeyId" in query and "Signature" in query:
+            raise not_implemented("Signature Version 2 presigned URLs (presign with SigV4: "
+                                  "signature_version = s3v4)")
         else:
             raise S3Error("AccessDenied", "Anonymous access is not allowed: sign requests "
                                           "with a TossIt key (its id and secret)")

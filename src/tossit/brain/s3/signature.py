@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, unquote, unquote_to_bytes
 
-from tossit.brain.s3.errors import S3Error
+from tossit.brain.s3.errors import S3Error, not_implemented
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
@@ -87,8 +87,7 @@ def parse_authorization(header: str, headers: Mapping[str, str]) -> SignedReques
     (lower-case names)."""
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm == "AWS":
-        raise S3Error("InvalidRequest", "Signature Version 2 is not supported: use "
-                                        "AWS4-HMAC-SHA256 (Signature Version 4)")
+        raise not_implemented("Signature Version 2 (sign with AWS4-HMAC-SHA256)")
     if algorithm != ALGORITHM:
         raise _error("AuthorizationHeaderMalformed", f"unsupported algorithm {algorithm!r}")
     fields: dict[str, str] = {}
