@@ -94,6 +94,7 @@ class Cluster:
         self.node_capacity = node_capacity
         self.zones = zones
         self.port = free_port()
+        self.s3_port = free_port()
         self.tls = tls
         self.node_args = node_args or []
         self.nofile = nofile
@@ -105,11 +106,13 @@ class Cluster:
                           **(brain_env or {})}
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.s3_url = f"{self.scheme}://127.0.0.1:{self.s3_port}"  # the brain's S3 API
         self.node_ports = [free_port() for _ in range(nodes)]
         self.brain: subprocess.Popen[bytes] | None = None
         # More brains on the same (PostgreSQL) metadata: each its own port and data
         # dir (with copies of the first one's secrets); the nodes know them all.
         self.extra_ports = [free_port() for _ in range(brains - 1)]
+        self.extra_s3_ports = [free_port() for _ in range(brains - 1)]
         self.extra: list[subprocess.Popen[bytes] | None] = [None] * (brains - 1)
         self.nodes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self.children: dict[str, Child] = {}  # the last process started under each name
@@ -135,14 +138,16 @@ class Cluster:
         # brain_args, the last flag wins): tests that watch the write and read
         # paths must not see background moves under their feet.
         first = BrainArgs(
-            port=self.port, data_dir=self.root / "brain", replicas=self.replicas,
+            port=self.port, s3_port=self.s3_port, data_dir=self.root / "brain",
+            replicas=self.replicas,
             chunk_size=self.chunk_size, gc_interval=3600, auto_repair=False,
             heartbeat_interval=HEARTBEAT_S, suspect_after=SUSPECT_AFTER_S,
             offline_after=OFFLINE_AFTER_S, database_url=self.database_url,
             tls=self._tls(), extra=self.brain_args)
         if n == 0:
             return first
-        return replace(first, port=self.extra_ports[n - 1], data_dir=self.root / f"brain{n}",
+        return replace(first, port=self.extra_ports[n - 1],
+                       s3_port=self.extra_s3_ports[n - 1], data_dir=self.root / f"brain{n}",
                        advertise_url=self.brain_url(n))
 
     def brain_argv(self) -> list[str]:
@@ -205,6 +210,11 @@ class Cluster:
     def brain_url(self, n: int) -> str:
         """Brain n's URL (0: the first one)."""
         return self.url if n == 0 else f"{self.scheme}://127.0.0.1:{self.extra_ports[n - 1]}"
+
+    def s3_url_of(self, n: int) -> str:
+        """Brain n's S3 API URL (0: the first one)."""
+        return self.s3_url if n == 0 else \
+            f"{self.scheme}://127.0.0.1:{self.extra_s3_ports[n - 1]}"
 
     def start_extra_brain(self, n: int) -> None:
         """Start brain n (1, 2...) on the same metadata as the first."""

@@ -13,6 +13,10 @@ import pytest
 
 from cluster import Cluster
 
+# Brains started by tests listen on free ports: tests.cluster passes --s3-port;
+# any other brain a test starts has no S3 API, rather than all of them fighting
+# over port 9000 (tests run in parallel, and other checkouts' tests beside them).
+os.environ.setdefault("TOSSIT_S3_PORT", "0")
 PG_ADMIN_URL = os.environ.get("TOSSIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

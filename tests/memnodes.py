@@ -268,7 +268,7 @@ class Core:
     def node(self, node_id: str) -> MemNode:
         return self.transport.nodes[node_id]
 
-    async def upload(self, key: str, data: bytes, **kw: str) -> UploadResult:
+    async def upload(self, key: str, data: bytes, **kw: Any) -> UploadResult:
         return await self.ingest.put(pieces(data), key=key,
                                      content_type="application/octet-stream",
                                      size_hint=len(data), **kw)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Protocol
 
 CHUNK_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -79,10 +80,14 @@ async def rechunk(
 
 
 class StreamHasher:
-    """Whole-object SHA-256 and byte count, fed chunk by chunk in order."""
+    """Whole-object SHA-256, MD5 (the S3 ETag) and byte count, fed chunk by chunk
+    in order. ``extra``: more whole-object digests an uploader asked to check
+    (``tossit.brain.s3.checksums``), fed the same bytes in the same thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: Sequence[Digest] = ()) -> None:
         self._sha = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.extra = list(extra)
         self.size = 0
 
     def update_and_chunk_id(self, data: bytes | bytearray) -> str:
@@ -93,8 +98,22 @@ class StreamHasher:
         with network I/O.
         """
         self._sha.update(data)
+        self._md5.update(data)
+        for digest in self.extra:
+            digest.update(data)
         self.size += len(data)
         return hashlib.sha256(data).hexdigest()
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
+
+    def md5_hex(self) -> str:
+        return self._md5.hexdigest()
+
+
+class Digest(Protocol):
+    """What ``StreamHasher`` feeds: hashlib's objects, and CRC wrappers like them."""
+
+    def update(self, data: bytes | bytearray, /) -> None: ...
+
+    def digest(self) -> bytes: ...

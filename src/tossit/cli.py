@@ -164,8 +164,9 @@ def brain(
     from tossit.logs import setup_logging
     from tossit.serve import port_free, serve
 
-    if not port_free(settings.host, settings.port):
-        raise _fail(f"port {settings.port} on {settings.host} is already in use")
+    for port in (settings.port, settings.s3_port):
+        if port and not port_free(settings.host, port):
+            raise _fail(f"port {port} on {settings.host} is already in use")
     if not settings.database_url:
         try:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -173,9 +174,25 @@ def brain(
             raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
     _check_metadata(settings)
     setup_logging(settings.log_level, "brain")
-    serve(create_app(settings, new_admin_key), settings.host, settings.port,
+    app = create_app(settings, new_admin_key)
+    serve(app, settings.host, settings.port,
           settings.log_level, proxy_headers=bool(settings.trusted_proxies),
-          forwarded_allow_ips=settings.trusted_proxies or None, **_serving(settings))
+          forwarded_allow_ips=settings.trusted_proxies or None,
+          more_ports=s3_ports(app, settings), **_serving(settings))
+
+
+def s3_ports(app: Any, settings: BrainSettings) -> dict[int, Any]:
+    """The S3 API's port and app for ``serve`` (none when s3_port is 0)."""
+    from tossit.brain.s3.app import S3App
+    from tossit.brain.s3.errors import limit_error
+    from tossit.serve import ExtraPort
+
+    if not settings.s3_port:
+        return {}
+    # Every S3 PUT may be an upload, streamed; the S3 handlers bound the bodies they
+    # read whole themselves (XML: DeleteObjects' 1,000 keys may pass 1 MiB).
+    return {settings.s3_port: ExtraPort(S3App(app.state.brain, settings.s3_domain),
+                                        (("PUT", "/"), ("POST", "/")), limit_error)}
 
 
 def _shown_url(url: str) -> str:
@@ -535,6 +552,7 @@ def up(
     data_dir: Annotated[Path, typer.Option(help="folder for all data")] = Path("data"),
     port: Annotated[int, typer.Option(help="brain port")] = 8000,
     node_port: Annotated[int, typer.Option(help="first node port")] = 8081,
+    s3_port: Annotated[int, typer.Option(help="S3 API port (0: none)")] = 9000,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     replicas: Annotated[int | None, typer.Option(help="copies per chunk [min(3, nodes)]")] = None,
     chunk_size: Annotated[str | None, typer.Option(help="e.g. 8MiB [4MiB]")] = None,
@@ -551,14 +569,15 @@ def up(
     from tossit import localcluster
 
     try:
-        localcluster.check_ports(host, port, node_port, nodes)
+        localcluster.check_ports(host, port, node_port, nodes, s3_port)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if replicas is None:
         replicas = min(3, nodes)
     children = localcluster.plan(data_dir, nodes, port, node_port, host, replicas,
                                  chunk_size, capacity, write_quorum=write_quorum,
-                                 database_url=database_url, new_admin_key=new_admin_key)
+                                 database_url=database_url, new_admin_key=new_admin_key,
+                                 s3_port=s3_port)
     def say(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False, markup=False)
 

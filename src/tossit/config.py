@@ -290,6 +290,11 @@ class BrainSettings(_ServerSettings):
     toml_table: ClassVar[str] = "brain"
 
     port: int = Field(default=8000, description="port")
+    s3_port: int = Field(default=9000, description="S3 API port, on the address of host "
+                         "(0: no S3 API)")
+    s3_domain: str = Field(
+        default="", max_length=253, description="domain of virtual-host style S3 requests "
+        "(BUCKET.DOMAIN as Host selects the bucket); empty: path style only")
     data_dir: Path = Field(default=Path("data/brain"), description="metadata folder (the "
                            "SQLite database, the secrets, admin.key)")
     advertise_url: str | None = Field(
@@ -401,6 +406,20 @@ class BrainSettings(_ServerSettings):
                                  "network (CIDR) or '*'") from None
         return ",".join(items)
 
+    @field_validator("s3_port")
+    @classmethod
+    def _s3_port(cls, v: int) -> int:
+        return v if v == 0 else _check_port(v)
+
+    @field_validator("s3_domain")
+    @classmethod
+    def _s3_domain(cls, v: str) -> str:
+        v = v.strip().strip(".").lower()
+        if v and not re.match(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
+                              v):
+            raise ValueError(f"s3_domain: {v!r} is not a domain name like s3.example.lan")
+        return v
+
     @field_validator("advertise_url")
     @classmethod
     def _advertise(cls, v: str | None) -> str | None:
@@ -439,6 +458,9 @@ class BrainSettings(_ServerSettings):
             raise ValueError("offline_after must be at least suspect_after")
         if self.dead_after < self.offline_after:
             raise ValueError("dead_after must be at least offline_after")
+        if self.s3_port == self.port:
+            raise ValueError(f"s3_port and port are both {self.port}: the S3 API needs a "
+                             "port of its own (or s3_port = 0 for none)")
         from tossit.auth.binding import is_loopback
 
         if not self.auth and not is_loopback(self.host):

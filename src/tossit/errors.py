@@ -245,6 +245,19 @@ class InvalidArgument(MultipartError):
     s3_code = "InvalidArgument"
 
 
+class DigestMismatch(TossitError):
+    """The uploaded bytes do not hash to the digest the client sent with them
+    (S3's Content-MD5 or x-amz-checksum-*): nothing was committed."""
+
+    code = "digest_mismatch"
+
+    def __init__(self, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(f"the body's {algorithm} is {actual}, not {expected} as sent: "
+                         "it was changed on the way; nothing was stored",
+                         algorithm=algorithm, expected=expected, actual=actual)
+        self.algorithm = algorithm
+
+
 # The REST API's status for each domain error (the most specific class wins).
 HTTP_STATUS: dict[type[TossitError], int] = {
     NotEnoughNodes: 503,
@@ -261,6 +274,7 @@ HTTP_STATUS: dict[type[TossitError], int] = {
     EntityTooLarge: 400,
     BadDigest: 400,
     InvalidArgument: 400,
+    DigestMismatch: 400,
 }
 
 

@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
@@ -388,10 +389,21 @@ class BodyTooLarge(BodyLimitError):
                          f"this request's body is at most {limit} bytes")
 
 
-async def _send_error(send: Send, exc: BodyLimitError) -> None:
+# How an app's clients expect a cut-off body answered: (status, body, content type).
+ErrorRenderer = Callable[[BodyLimitError, Scope], tuple[int, bytes, bytes]]
+
+
+def json_error(exc: BodyLimitError, scope: Scope) -> tuple[int, bytes, bytes]:
+    """The REST API's JSON error body."""
     body = json.dumps({"error": exc.code, "message": exc.detail}).encode()
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": [
-        (b"content-type", b"application/json"),
+    return exc.status_code, body, b"application/json"
+
+
+async def _send_error(send: Send, exc: BodyLimitError, scope: Scope,
+                      render: ErrorRenderer = json_error) -> None:
+    status, body, ctype = render(exc, scope)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", ctype),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),  # the rest of the body is not read
     ]})
@@ -422,8 +434,12 @@ class RequestLimits:
     def __init__(self, app: ASGIApp, *, body_timeout: float = BODY_TIMEOUT,
                  max_body: int = MAX_BODY,
                  upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
-                 small_bodies: dict[tuple[str, str], int] | None = None) -> None:
+                 small_bodies: dict[tuple[str, str], int] | None = None,
+                 render: ErrorRenderer = json_error) -> None:
+        """``render``: the error body of a refused or cut-off body (the S3 API
+        answers in its XML)."""
         self.app = app
+        self.render = render
         self.body_timeout = body_timeout
         self.max_body = max_body
         self.upload_routes = upload_routes
@@ -453,7 +469,7 @@ class RequestLimits:
         if cap is not None and length is not None and length.isdigit() and int(length) > cap:
             log.info("%s %s: %s-byte %s body refused", scope["method"], scope["path"],
                      length.decode(), (ctype or b"untyped").decode("latin-1"))
-            await _send_error(send, BodyTooLarge(cap))
+            await _send_error(send, BodyTooLarge(cap), scope, self.render)
             return
         guard = _BodyGuard(self, scope, receive, send, cap)
         try:
@@ -559,7 +575,7 @@ class _BodyGuard:
     async def answer(self) -> None:
         assert self.error is not None
         self.answered = True
-        await _send_error(self._send, self.error)
+        await _send_error(self._send, self.error, self.scope, self.limits.render)
 
     def _fail(self, exc: BodyLimitError) -> BodyLimitError:
         self.error = exc

@@ -34,7 +34,7 @@ def plan(
     data_dir: Path, nodes: int, port: int, node_port: int, host: str,
     replicas: int | None, chunk_size: str | None, capacity: str | None,
     heartbeat: float | None = None, write_quorum: int | None = None,
-    database_url: str | None = None, new_admin_key: bool = False,
+    database_url: str | None = None, new_admin_key: bool = False, s3_port: int = 9000,
 ) -> list[Child]:
     """The brain, then node-1..node-NODES on consecutive ports from ``node_port``, each
     logging to DATA_DIR/logs/NAME.log. Pure: nothing starts until ``run``."""
@@ -42,7 +42,7 @@ def plan(
     brain = BrainArgs(
         host=host, port=port, data_dir=data_dir / "brain", replicas=replicas,
         chunk_size=chunk_size, heartbeat_interval=heartbeat, write_quorum=write_quorum,
-        database_url=database_url, new_admin_key=new_admin_key)
+        database_url=database_url, new_admin_key=new_admin_key, s3_port=s3_port)
     children = [Child("brain", tossit_command(brain.argv()), logs / "brain.log")]
     secret = data_dir / "brain" / CLUSTER_SECRET_FILE
     for i in range(1, nodes + 1):
@@ -54,14 +54,14 @@ def plan(
     return children
 
 
-def check_ports(host: str, port: int, node_port: int, nodes: int) -> None:
-    for p in [port, *range(node_port, node_port + nodes)]:
+def check_ports(host: str, port: int, node_port: int, nodes: int, s3_port: int = 0) -> None:
+    for p in [port, *([s3_port] if s3_port else []), *range(node_port, node_port + nodes)]:
         if not 1 <= p <= 65535:
             raise ConfigError(f"port {p} is outside 1-65535")
         if not port_free(host, p):
             raise ConfigError(
                 f"port {p} on {host} is already in use (is another 'tossit up' running?); "
-                "stop it or choose other ports with --port / --node-port"
+                "stop it or choose other ports with --port / --s3-port / --node-port"
             )
 
 
@@ -157,6 +157,10 @@ def _banner(echo: Callable[[str], object], children: list[Child], data_dir: Path
          + ("" if ready.get("status") == "ready" else
             f"; not ready for writes yet: {ready.get('reason')}"))
     echo(f"  dashboard + API  {url}   (OpenAPI docs: {url}/docs)")
+    s3_port = children[0].argv[children[0].argv.index("--s3-port") + 1]
+    if s3_port != "0":
+        echo(f"  S3 API           http://{host}:{s3_port}   (access key id: a key's id, "
+             "from tossit key list; secret: its secret; docs/s3.md)")
     for c in children[1:]:
         echo(f"  {c.name:<8}         http://{host}:{c.argv[c.argv.index('--port') + 1]}")
     logs = (data_dir / "logs").resolve()

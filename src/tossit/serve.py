@@ -9,6 +9,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -24,8 +25,10 @@ from tossit.limits import (
     MAX_HEADERS,
     UPLOAD_ROUTES,
     ConnectionLimits,
+    ErrorRenderer,
     RequestLimits,
     header_guard,
+    json_error,
 )
 
 log = logging.getLogger("tossit.serve")
@@ -133,6 +136,45 @@ def tune_malloc() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class ExtraPort:
+    """One more port of a server (the brain's S3 API): its app, the routes whose
+    bodies stream uncapped, and how a refused body is answered."""
+
+    app: Any
+    upload_routes: tuple[tuple[str, str], ...]
+    render: ErrorRenderer = json_error
+
+
+class PortDispatch:
+    """One server, several listening ports, an app per port: the brain serves its
+    REST API and its S3 API from one process, one event loop and one set of
+    connection limits. A request goes to the app of the port it arrived on;
+    lifespan events go to the main app alone (it starts and stops the brain)."""
+
+    def __init__(self, main: Any, by_port: dict[int, Any]) -> None:
+        self.main = main
+        self.by_port = by_port
+        self.state = getattr(main, "state", None)  # on_exit, for _Server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        app = self.main
+        if scope["type"] in ("http", "websocket"):
+            server = scope.get("server")
+            if server is not None:
+                app = self.by_port.get(server[1], self.main)
+        await app(scope, receive, send)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket for one more port of the server (uvicorn listens on it)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 class _Server(uvicorn.Server):
     """Tells the app when shutdown starts (``app.state.on_exit``), so that
     endless responses (the dashboard's event stream) end at once instead of
@@ -162,6 +204,7 @@ def serve(
     upload_routes: tuple[tuple[str, str], ...] = UPLOAD_ROUTES,
     max_connections: int = MAX_CONNECTIONS,
     max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
+    more_ports: dict[int, ExtraPort] | None = None,
     **uvicorn_kwargs: Any,
 ) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get a few seconds to finish.
@@ -174,7 +217,8 @@ def serve(
     open-file limit is raised to the hard one, and open connections are capped
     overall and per client address (``tossit.limits.ConnectionLimits``).
     ``uvicorn_kwargs`` (e.g. ``ssl_certfile``/``ssl_keyfile``) go to ``uvicorn.Config``
-    and override the defaults below.
+    and override the defaults below. ``more_ports``: more ports, each with its app,
+    served by the same server on the same host (the brain's S3 API).
     """
     options: dict[str, Any] = {
         "host": host,
@@ -189,11 +233,21 @@ def serve(
         "log_config": None,
     }
     options.update(uvicorn_kwargs)
-    guarded = RequestLimits(app, body_timeout=body_timeout, max_body=max_body,
-                            upload_routes=upload_routes)
+    guarded: Any = RequestLimits(app, body_timeout=body_timeout, max_body=max_body,
+                                 upload_routes=upload_routes)
+    more = more_ports or {}
+    if more:
+        guarded = PortDispatch(guarded, {
+            p: RequestLimits(x.app, body_timeout=body_timeout, max_body=max_body,
+                             upload_routes=x.upload_routes, render=x.render)
+            for p, x in more.items()})
     config = uvicorn.Config(guarded, **options)
     tune_runtime()
     server = _Server(config, getattr(getattr(app, "state", None), "on_exit", None))
     scheme = "https" if options.get("ssl_certfile") else "http"
-    logging.getLogger("tossit").info("listening on %s://%s:%d", scheme, host, port)
-    server.run()
+    for p in (port, *more):
+        logging.getLogger("tossit").info("listening on %s://%s:%d", scheme, host, p)
+    if not more:
+        server.run()
+        return
+    server.run(sockets=[config.bind_socket(), *(_listen(host, p) for p in more)])

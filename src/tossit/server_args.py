@@ -67,6 +67,7 @@ class BrainArgs:
     port: int
     data_dir: Path
     host: str | None = None
+    s3_port: int | None = None
     replicas: int | None = None
     chunk_size: str | None = None
     write_quorum: int | None = None
@@ -89,6 +90,7 @@ class BrainArgs:
             *options([
                 ("--host", self.host),
                 ("--port", self.port),
+                ("--s3-port", self.s3_port),
                 ("--data-dir", self.data_dir),
                 ("--replicas", self.replicas),
                 ("--chunk-size", self.chunk_size),

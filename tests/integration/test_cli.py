@@ -86,13 +86,13 @@ def test_client_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
-    port, node_port = free_port(), free_port()
-    while port in (node_port, node_port + 1):
+    port, node_port, s3_port = free_port(), free_port(), free_port()
+    while port in (node_port, node_port + 1) or s3_port in (node_port, node_port + 1):
         node_port = free_port()
     data = tmp_path / "data"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tossit", "up", "--nodes", "2", "--port", str(port),
-         "--node-port", str(node_port), "--data-dir", str(data)],
+         "--node-port", str(node_port), "--s3-port", str(s3_port), "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -108,6 +108,9 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         assert httpx.put(url + "/api/files/x.txt", content=b"hi").status_code == 401
         up = httpx.put(url + "/api/files/hello.txt", content=b"hi", headers=auth)
         assert up.status_code == 201 and up.json()["replication"]["target"] == 2
+        # The S3 API answers on its port too (an anonymous request: refused, in XML).
+        anonymous = httpx.get(f"http://127.0.0.1:{s3_port}/", timeout=5)
+        assert anonymous.status_code == 403 and b"<Code>AccessDenied</Code>" in anonymous.content
         assert (data / "brain" / "tossit.db").exists()
         assert (data / "node1" / "node.json").exists() and (data / "node2" / "node.json").exists()
     finally:
@@ -115,12 +118,13 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "stopped." in out
+    assert f"S3 API           http://127.0.0.1:{s3_port}" in out
     assert str(key_file.resolve()) in out  # tossit up says where the admin key is
     # ... but not the secret itself: its output is a pipe here, not a terminal.
     assert key_file.read_text().strip() not in out
     assert "not printed because the output is not a terminal" in out
     assert key_file.stat().st_mode & 0o777 == 0o600
-    for p in (port, node_port, node_port + 1):
+    for p in (port, s3_port, node_port, node_port + 1):
         try:
             httpx.get(f"http://127.0.0.1:{p}/health", timeout=1)
         except httpx.HTTPError:
@@ -134,7 +138,8 @@ def test_up_runs_a_cluster_and_stops_cleanly(tmp_path: Path) -> None:
         with open(log, "w") as fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tossit", "up", "--nodes", "2", "--port", str(port),
-                 "--node-port", str(node_port), "--data-dir", str(data), *extra],
+                 "--node-port", str(node_port), "--s3-port", str(s3_port), "--data-dir",
+                 str(data), *extra],
                 stdout=fh, stderr=subprocess.STDOUT, text=True)
         wait_until(lambda: "Press Ctrl-C" in log.read_text(), 90, what="tossit up running")
         return proc

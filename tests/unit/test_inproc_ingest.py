@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from memnodes import KiB, blob, memcore, until
-from tossit.brain.ingest import straggler_wait
+from tossit.brain.ingest import Expected, straggler_wait
 from tossit.brain.registry import OFFLINE
 from tossit.chunking import META, chunk_id
 from tossit.config import BrainSettings
-from tossit.errors import NotEnoughNodes, http_status
+from tossit.errors import DigestMismatch, NotEnoughNodes, http_status
 
 CHUNK = 64 * KiB
 
@@ -212,3 +212,31 @@ async def test_repeated_content_is_sent_once(tmp_path: Path) -> None:
         assert await core.refcount(chunk_id(part)) == 3
         assert await core.download(res.obj.id) == part * 3
 
+
+
+async def test_the_etag_is_the_md5_and_metadata_is_kept(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(9, 2 * CHUNK + 5)
+        res = await core.upload("e.bin", data, user_meta={"x-amz-meta-a": "1"})
+        assert res.obj.etag == hashlib.md5(data).hexdigest()
+        stored = await core.store.get_object(res.obj.id)
+        assert stored is not None and stored.etag == res.obj.etag
+        assert stored.user_meta == {"x-amz-meta-a": "1"}
+
+
+async def test_a_wrong_expected_digest_commits_nothing(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3, replicas=3, quorum=2) as core:
+        data = blob(10, CHUNK + 7)
+        wrong = Expected("MD5", hashlib.md5(), hashlib.md5(b"other").digest())
+        with pytest.raises(DigestMismatch) as err:
+            await core.upload("f.bin", data, expect=[wrong])
+        assert err.value.algorithm == "MD5" and http_status(err.value) == 400
+        assert not await core.store.name_taken("default", "f.bin")
+        cids = [chunk_id(data[:CHUNK]), chunk_id(data[CHUNK:])]
+        assert [await core.refcount(c) for c in cids] == [None, None]
+        await core.collector.run_once(sweep_orphans=False)
+        assert all(n.data_ids() == set() for n in core.nodes)
+        # The right digest, given after the body (as a trailer is), commits.
+        right = Expected("MD5", hashlib.md5(), lambda: hashlib.md5(data).digest())
+        res = await core.upload("f.bin", data, expect=[right])
+        assert await core.download(res.obj.id) == data

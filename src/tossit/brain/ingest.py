@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,9 +27,9 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
 from tossit.brain.transport import NodeError, NodeFull, NodeTransport
-from tossit.chunking import DATA, StreamHasher, rechunk
+from tossit.chunking import DATA, Digest, StreamHasher, rechunk
 from tossit.config import BrainSettings
-from tossit.errors import InsufficientStorage, NotEnoughNodes
+from tossit.errors import DigestMismatch, InsufficientStorage, NotEnoughNodes
 
 log = logging.getLogger("tossit.brain.ingest")
 
@@ -57,6 +57,7 @@ class StoredChunks:
 
     size: int
     sha256: str  # of the whole stream
+    md5: str  # of the whole stream (the S3 ETag of a single-part object)
     chunks: list[tuple[str, int]]  # (chunk id, size) in order
     replicas: dict[str, list[str]]  # chunk id -> nodes holding a good copy
     intents: IntentJournal = field(repr=False)  # told when they are settled
@@ -72,6 +73,25 @@ class StoredChunks:
         self.settled = True
         self.intents.settled(self.replicas)
         return result
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A whole-object digest the client sent with its bytes (S3's Content-MD5,
+    x-amz-checksum-*): ``digest`` is fed every byte, and the upload fails with
+    ``DigestMismatch`` before it commits unless it ends equal to ``value``. A
+    value sent after the body (an aws-chunked trailer) is a function, called
+    once the body has ended."""
+
+    algorithm: str  # for the error: "MD5", "CRC32", ...
+    digest: Digest
+    value: bytes | Callable[[], bytes]
+
+    def check(self) -> None:
+        want = self.value() if callable(self.value) else self.value
+        got = self.digest.digest()
+        if got != want:
+            raise DigestMismatch(self.algorithm, want.hex(), got.hex())
 
 
 @dataclass
@@ -119,13 +139,19 @@ class Ingest:
         bucket: str = "default",
         size_hint: int | None = None,
         on_conflict: str = "replace",
+        user_meta: dict[str, Any] | None = None,
+        expect: Sequence[Expected] = (),
     ) -> UploadResult:
+        """Store ``pieces`` as ``bucket/key``. ``expect``: digests checked once the
+        body has ended, before the commit (a mismatch commits nothing). The
+        object gets the MD5 of its bytes as ETag and ``user_meta`` as is."""
         self.check_capacity(size_hint)
-        async with self.store_chunks(pieces) as stored:
+        async with self.store_chunks(pieces, expect) as stored:
             obj = await stored.settle(self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=stored.size, sha256=stored.sha256,
                 content_type=content_type, chunk_size=self.settings.chunk_size,
                 chunks=stored.chunks, replicas=stored.replicas, on_conflict=on_conflict,
+                etag=stored.md5, user_meta=user_meta,
             )))
         UPLOADS.labels("ok").inc()
         UPLOAD_BYTES.inc(stored.size)
@@ -137,15 +163,18 @@ class Ingest:
         return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
 
     @contextlib.asynccontextmanager
-    async def store_chunks(self, pieces: AsyncIterable[bytes]) -> AsyncIterator[StoredChunks]:
+    async def store_chunks(self, pieces: AsyncIterable[bytes], expect: Sequence[Expected] = ()
+                           ) -> AsyncIterator[StoredChunks]:
         """Cut a stream into chunks and store each on its nodes (the stage every
         write shares: a file, an S3 part); yields them once all are stored.
 
         Inside the block the chunks are pinned: the caller makes the metadata
         reference them with ``stored.settle(...)`` (a commit, a part's record).
         If the block ends without that succeeding, the chunks are handed to the
-        collector, which frees those nothing else uses."""
-        hasher = StreamHasher()
+        collector, which frees those nothing else uses. ``expect``: digests the
+        client sent, checked once the body has ended, before anything is yielded
+        (a mismatch stores no reference: the chunks become garbage)."""
+        hasher = StreamHasher([e.digest for e in expect])
         chunk_list: list[tuple[str, int]] = []
         placing: dict[str, asyncio.Task[list[str]]] = {}
         pinned: set[str] = set()
@@ -182,10 +211,13 @@ class Ingest:
                 task = asyncio.create_task(self.place(cid, data))
                 task.add_done_callback(on_done)
                 placing[cid] = task
+            for expected in expect:
+                expected.check()  # before waiting on the nodes: nothing will commit
             results = await asyncio.gather(*placing.values())
             stored = StoredChunks(
-                size=hasher.size, sha256=hasher.hexdigest(), chunks=chunk_list,
-                replicas=dict(zip(placing, results, strict=True)), intents=self.collector.intents)
+                size=hasher.size, sha256=hasher.hexdigest(), md5=hasher.md5_hex(),
+                chunks=chunk_list, replicas=dict(zip(placing, results, strict=True)),
+                intents=self.collector.intents)
             yield stored
         finally:
             await self._end_upload(stored.settling if stored else None,

@@ -75,6 +75,7 @@ class KeyService:
         self.store = store
         self.master = master
         self._cache: dict[str, tuple[KeyInfo, float]] = {}  # secret hash -> (key, fetched)
+        self._by_id: dict[str, tuple[KeyInfo, str, float]] = {}  # id -> (key, secret, fetched)
         # Every key change is also a manifest entry (recoverable from the nodes):
         # the brain sets this to write its pack.
         self.after_change: Callable[[Pack | None, list[str]], Awaitable[None]] = _nothing
@@ -131,6 +132,7 @@ class KeyService:
                 garbage, pack = [], None
             digest = row.secret_sha256
         self._cache.pop(digest, None)
+        self._by_id.pop(key_id, None)
         await self.after_change(pack, garbage)
         return _info(row)
 
@@ -156,6 +158,24 @@ class KeyService:
             self._cache.clear()
         self._cache[digest] = (info, now)
         return info
+
+    async def signing(self, key_id: str) -> tuple[KeyInfo, str] | None:
+        """A key and its secret by key id (S3 requests name the key and sign
+        with its secret), or None; cached like ``by_digest``, and a revocation
+        here drops it at once."""
+        now = time.monotonic()
+        hit = self._by_id.get(key_id)
+        if hit is not None and now - hit[2] < CACHE_SECONDS:
+            return hit[0], hit[1]
+        async with self.store.read() as s:
+            row = await s.get(ApiKey, key_id)
+        if row is None:
+            return None
+        info, secret = _info(row), derive_secret(self.master, row.id, row.salt)
+        if len(self._by_id) > 10_000:
+            self._by_id.clear()
+        self._by_id[key_id] = (info, secret, now)
+        return info, secret
 
     async def signing_secret(self, key_id: str) -> str:
         """The key's secret, re-derived (for S3 SigV4 verification)."""

@@ -98,6 +98,14 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 UNMATCHED = "<unmatched>"
+S3_REQUESTS = Counter("tossit_s3_requests", "S3 API requests by operation (ListObjectsV2, "
+                      "PutObject, ...; unknown before one is known) and result (ok, or the "
+                      "S3 error code)", ["operation", "result"])
+S3_SECONDS = Histogram(
+    "tossit_s3_request_duration_seconds",
+    "S3 API: time from a request's arrival to its answer (a GET: its first chunk read; a "
+    "PUT: the object committed), by operation", ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
 
 for _who in ("read", "scrub"):  # the series exist (at 0) before anything is found
     CORRUPT_COPIES.labels(_who)

@@ -35,6 +35,9 @@ class Bucket(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
+    # Deleted over S3 (the row stays: the manifest log and the trash refer to it);
+    # creating the name again clears it.
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Object(Base):
@@ -53,7 +56,10 @@ class Object(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))
-    key: Mapped[str] = mapped_column(String(1024))
+    # Byte order (S3 lists keys in UTF-8 byte order): SQLite's default; the "C"
+    # collation on PostgreSQL, so the (bucket_id, key) index serves S3 listings.
+    key: Mapped[str] = mapped_column(
+        String(1024).with_variant(String(1024, collation="C"), "postgresql"))
     size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))

@@ -147,9 +147,8 @@ class MultipartUploads:
         if size_hint is not None and size_hint > MAX_PART_SIZE:
             raise EntityTooLarge(MAX_PART_SIZE)
         self.ingest.check_capacity(size_hint)
-        md5 = hashlib.md5()
-        async with self.ingest.store_chunks(_md5_of(pieces, md5)) as stored:
-            digest = md5.hexdigest()
+        async with self.ingest.store_chunks(_capped(pieces)) as stored:
+            digest = stored.md5
             if expected_md5 is not None and expected_md5.lower() != digest:
                 raise BadDigest(expected_md5, digest)
             part = PartInfo(part_number, stored.size, digest, time.time())
@@ -332,13 +331,12 @@ async def _hash(digest: Any, data: bytes) -> None:
         await asyncio.to_thread(digest.update, data)
 
 
-async def _md5_of(pieces: AsyncIterable[bytes], md5: Any) -> AsyncIterator[bytes]:
-    """The pieces, unchanged, feeding ``md5`` on the way (a part's ETag), and
-    stopping a part past S3's largest before more of it is stored."""
+async def _capped(pieces: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The pieces, unchanged, stopping a part past S3's largest before more of it
+    is stored."""
     size = 0
     async for piece in pieces:
         size += len(piece)
         if size > MAX_PART_SIZE:
             raise EntityTooLarge(MAX_PART_SIZE)
-        await _hash(md5, piece)
         yield piece

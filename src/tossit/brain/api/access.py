@@ -30,6 +30,7 @@ from tossit.auth.keys import Role
 from tossit.auth.mac import MacError
 from tossit.brain.api.common import brain_of
 from tossit.brain.keys import KeyInfo
+from tossit.brain.service import Brain
 from tossit.brain.sessions import COOKIE
 from tossit.brain.states import EventKind
 from tossit.config import format_duration, plural
@@ -69,6 +70,21 @@ async def key_for(request: Request, secret: str, doing: str) -> KeyInfo | None:
     if key is not None:
         return key
     address = client_address(request)
+    count, lock = await wrong_key(brain, address, doing)
+    if lock:
+        raise ApiError(429, "too_many_wrong_keys",
+                       f"{plural(count, 'wrong key')} from {address} within a minute: wait "
+                       f"{format_duration(lock)} before trying another",
+                       headers={"Retry-After": str(ceil(lock))})
+    return None
+
+
+async def wrong_key(brain: Brain, address: str, doing: str,
+                    what: str = "unknown API key") -> tuple[int, float]:
+    """Count a wrong key from ``address`` (``tossit.auth.throttle``): returns the
+    wrong keys within the window and how long the address must now wait (0 while
+    it has free tries); a locked caller has already waited up to a second here.
+    The S3 API counts its unknown keys and wrong signatures with this too."""
     count, lock = brain.wrong_keys.failed(address, time.monotonic())
     # Every refused sign-in is an event (the lock bounds how many); a script's
     # wrong key on the API is one at its first and when the address is locked.
@@ -77,15 +93,11 @@ async def key_for(request: Request, secret: str, doing: str) -> KeyInfo | None:
                   f"{format_duration(lock)} before its next try" if lock else "")
         await brain.store.add_event(
             EventKind.SIGN_IN_FAILED if doing == SIGNING_IN else EventKind.KEY_REFUSED,
-            f"{doing} refused from {address}: unknown API key{locked}", severity="warning",
+            f"{doing} refused from {address}: {what}{locked}", severity="warning",
             data={"address": address, "wrong_keys": count, "locked_s": lock})
     if lock:
         await asyncio.sleep(min(lock, 1.0))  # each guess costs the guesser time
-        raise ApiError(429, "too_many_wrong_keys",
-                       f"{plural(count, 'wrong key')} from {address} within a minute: wait "
-                       f"{format_duration(lock)} before trying another",
-                       headers={"Retry-After": str(ceil(lock))})
-    return None
+    return count, lock
 
 
 SIGNING_IN = "dashboard sign-in"
@@ -155,10 +167,14 @@ class Access:
         # on the same request to notice a revoked key. (A router that also
         # runs it as an ``AuthBeforeBody`` gate pays a second, cached lookup.)
         key = await authenticate(request)
-        needed = self.read if request.method in _READ_METHODS else self.write
+        needed = self.needed(request.method)
         if not key.role.allows(needed):
             raise _forbidden(key, needed)
         return key
+
+    def needed(self, method: str) -> Role:
+        """The role a request with this method needs (the S3 API asks too)."""
+        return self.read if method in _READ_METHODS else self.write
 
 
 async def node_signature(request: Request) -> None:

@@ -6,6 +6,7 @@ and its reference-count updates are one commit) live in one place. The store
 is one object (``Store``) built from one part per concern, each in its module:
 
 * ``base``: the engine, transactions, buckets, and the value types;
+* ``buckets``: buckets as S3 makes, lists and deletes them;
 * ``objects``: group commit's transaction (uploads, deletes, names, the
   manifest log, moves to the trash) and reference counting;
 * ``trash``: listing, restoring and purging the trash;
@@ -27,6 +28,7 @@ from tossit.brain.store.base import (
     NewObject,
     Restored,
 )
+from tossit.brain.store.buckets import BucketStore
 from tossit.brain.store.events import EventStore
 from tossit.brain.store.nodes import NodeStore
 from tossit.brain.store.reads import Folder, ObjectReads, prefix_end, sort_folders
@@ -40,6 +42,6 @@ __all__ = ["DEFAULT_BUCKET", "Applied", "ChunkPlacement", "Folder", "NameTaken",
            "NewObject", "Restored", "Store", "TrashNotFound", "prefix_end", "sort_folders"]
 
 
-class Store(TrashStore, ObjectReads, ReplicaStore, NodeStore, EventStore, StatsStore,
-            UploadStore):
+class Store(TrashStore, ObjectReads, BucketStore, ReplicaStore, NodeStore, EventStore,
+            StatsStore, UploadStore):
     """The brain's metadata, all of it (see the module's parts)."""

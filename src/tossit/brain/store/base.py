@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -66,10 +66,12 @@ class NewObject:
     chunks: Sequence[tuple[str, int]]  # (chunk id, size) in order
     replicas: dict[str, list[str]]  # chunk id -> nodes holding a good copy
     user_meta: dict[str, Any] | None = None
+    # S3's ETag, bare (unquoted): the MD5 of the bytes (hex), or for a multipart
+    # upload the MD5 of its parts' MD5s and "-N".
+    etag: str | None = None
     # When the name is taken: replace that file, rename this one ("name (2).ext",
     # keep both), or fail (NameTaken). Decided in the commit's transaction.
     on_conflict: str = "replace"
-    etag: str | None = None  # bare (unquoted), as S3 clients are given it quoted
     # The multipart upload this object completes: the commit ends it, in the same
     # transaction, and takes over its parts' chunk references (store/uploads.py).
     completes_upload: str | None = None
@@ -211,13 +213,19 @@ class StoreBase:
             return self._bucket_ids[name]
         async with self.read() as s:
             bid = await s.scalar(select(Bucket.id).where(Bucket.name == name))
-        if bid is None and create:
+        if create:
+            # A write of the REST API brings a bucket deleted over S3 back (the
+            # cache forgets a deleted bucket, so this runs once after a delete).
             async with self.write() as s:
-                await s.execute(
-                    self._insert(Bucket)
-                    .values(name=name, created_at=time.time())
-                    .on_conflict_do_nothing(index_elements=["name"])
-                )
+                if bid is None:
+                    await s.execute(
+                        self._insert(Bucket)
+                        .values(name=name, created_at=time.time())
+                        .on_conflict_do_nothing(index_elements=["name"])
+                    )
+                else:
+                    await s.execute(update(Bucket).where(
+                        Bucket.id == bid, Bucket.deleted_at.is_not(None)).values(deleted_at=None))
             async with self.read() as s:
                 bid = await s.scalar(select(Bucket.id).where(Bucket.name == name))
         if bid is not None:

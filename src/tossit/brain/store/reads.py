@@ -184,6 +184,54 @@ class ObjectReads(StoreBase):
         return [Folder(name=r[0], files=int(r[1]), size=int(r[2] or 0), newest=float(r[3]))
                 for r in rows]
 
+    async def object_by_key(
+        self, bucket_id: int, key: str, *, chunks: bool = True,
+    ) -> tuple[Object, list[ChunkPlacement]] | None:
+        """The object under this name and (with ``chunks``) its chunk placements,
+        from one connection checkout: S3's read path."""
+        objects = _table(Object)
+        async with self.read() as s:
+            row = (await s.execute(select(objects).where(
+                objects.c.bucket_id == bucket_id, objects.c.key == key))).mappings().first()
+            if row is None:
+                return None
+            rows = (await s.execute(_placements_query(row["id"]))).all() if chunks else []
+        return Object(**row), _group_placements(rows)
+
+    def _byte_order(self) -> Any:
+        """The key as S3 orders it: by the bytes of its UTF-8. SQLite's BINARY
+        collation is that order; on PostgreSQL the column is "C" since migration
+        0013 (said again here: the order must not depend on it)."""
+        return Object.key if self.dialect == "sqlite" else Object.key.collate("C")
+
+    async def keys_in_order(
+        self, bucket_id: int, *, prefix: str = "", after: str | None = None,
+        start: str | None = None, limit: int = 1000,
+    ) -> list[Object]:
+        """Up to ``limit`` objects whose key starts with ``prefix``, in byte order,
+        from the first key after ``after`` (or at/after ``start``): a range of
+        the (bucket_id, key) index, whatever the bucket's size."""
+        stmt = self.keys_query(bucket_id, prefix=prefix, after=after, start=start, limit=limit)
+        async with self.read() as s:
+            rows = (await s.execute(stmt)).scalars().all()
+        return list(rows)
+
+    def keys_query(self, bucket_id: int, *, prefix: str = "", after: str | None = None,
+                   start: str | None = None, limit: int = 1000) -> Any:
+        """``keys_in_order``'s statement (its query plan is tested)."""
+        key = self._byte_order()
+        where: list[Any] = [Object.bucket_id == bucket_id]
+        if prefix:
+            where.append(key >= prefix)
+            end = prefix_end(prefix)
+            if end is not None:
+                where.append(key < end)
+        if after is not None:
+            where.append(key > after)
+        if start is not None:
+            where.append(key >= start)
+        return select(Object).where(*where).order_by(key).limit(limit)
+
     async def ok_replica_nodes(self, object_ids: Sequence[int]) -> dict[int, list[set[str]]]:
         """For each object, per chunk position, the nodes holding a good copy."""
         out: dict[int, list[set[str]]] = {}

@@ -1,0 +1,53 @@
+"""DeleteObject and DeleteObjects, through ``CommitBatcher.delete`` as the REST
+API deletes (so the manifests, the trash and the activity log see them too)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.responses import Response
+
+from tossit.brain.activity import DELETED
+from tossit.brain.models import Bucket
+from tossit.brain.s3.bucket import xml_response
+from tossit.brain.s3.context import S3Context
+from tossit.brain.s3.errors import S3Error
+from tossit.brain.s3.xml import MAX_XML_BODY, document, el, parse_delete
+from tossit.errors import TossitError
+
+_PARALLEL = 32  # deletes of one request in flight together (group commit batches them)
+
+
+async def _delete(ctx: S3Context, bucket: Bucket, key: str) -> None:
+    """Delete one key; a key that is not there is no error (S3 answers 204)."""
+    found = await ctx.brain.store.object_by_key(bucket.id, key, chunks=False)
+    if found is None:
+        return
+    obj, _ = found
+    if await ctx.brain.commits.delete(obj.id):
+        ctx.note(DELETED, bucket.name, obj)
+
+
+async def delete_object(ctx: S3Context) -> Response:
+    bucket = await ctx.existing_bucket()
+    await _delete(ctx, bucket, ctx.key or "")
+    return Response(status_code=204)
+
+
+async def delete_objects(ctx: S3Context) -> Response:
+    bucket = await ctx.existing_bucket()
+    request = parse_delete(await ctx.small_body(MAX_XML_BODY))
+    slots = asyncio.Semaphore(_PARALLEL)
+
+    async def one(key: str) -> str:
+        async with slots:
+            try:
+                await _delete(ctx, bucket, key)
+            except (TossitError, S3Error) as exc:
+                code = exc.code if isinstance(exc, S3Error) else "InternalError"
+                return (f"<Error>{el('Key', key)}{el('Code', code)}"
+                        f"{el('Message', exc.message)}</Error>")
+            return "" if request.quiet else f"<Deleted>{el('Key', key)}</Deleted>"
+
+    results = await asyncio.gather(*(one(k) for k in request.keys))
+    return xml_response(document("DeleteResult", results))

@@ -1,0 +1,107 @@
+"""The XML of S3 answers and request bodies.
+
+Answers are built as text (no DOM: a listing of 1,000 keys is one join); request
+bodies (DeleteObjects, CreateBucketConfiguration) are small and parsed with the
+standard library, namespace or not, as clients differ.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from tossit.brain.s3.errors import S3Error
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# A DeleteObjects body names at most 1,000 keys of at most 1 KiB each.
+MAX_XML_BODY = 2 * 1024 * 1024
+
+
+def iso8601(ts: float) -> str:
+    """S3's timestamp format in XML: 2026-12-06T09:30:00.000Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def http_date(ts: float) -> str:
+    """The HTTP date format of Last-Modified (RFC 9110)."""
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(ts))
+
+
+def el(name: str, value: str | int | bool | None) -> str:
+    """One element with text content; None: nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return f"<{name}>{escape(str(value))}</{name}>"
+
+
+def document(root: str, parts: Iterable[str]) -> bytes:
+    return (f'{HEADER}<{root} xmlns="{NS}">' + "".join(parts) + f"</{root}>").encode()
+
+
+def owner(key_id: str, name: str) -> str:
+    return f"<Owner>{el('ID', key_id)}{el('DisplayName', name)}</Owner>"
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    keys: list[str]
+    quiet: bool
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _parse(body: bytes) -> ET.Element:
+    if len(body) > MAX_XML_BODY:
+        raise S3Error("MalformedXML", "the XML body is too large")
+    try:
+        # Python's expat refuses entity-expansion bombs; the size is capped above.
+        return ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise S3Error("MalformedXML", f"the XML body is not well-formed: {exc}") from None
+
+
+def parse_delete(body: bytes, max_keys: int = 1000) -> DeleteRequest:
+    """A DeleteObjects body: <Delete><Quiet/>?<Object><Key/></Object>*</Delete>."""
+    root = _parse(body)
+    if _local(root.tag) != "Delete":
+        raise S3Error("MalformedXML", "the body's root element must be Delete")
+    keys: list[str] = []
+    quiet = False
+    for child in root:
+        name = _local(child.tag)
+        if name == "Quiet":
+            quiet = (child.text or "").strip().lower() == "true"
+        elif name == "Object":
+            key = next((k.text for k in child if _local(k.tag) == "Key"), None)
+            if key is None:
+                raise S3Error("MalformedXML", "every Object needs a Key")
+            if any(_local(k.tag) == "VersionId" for k in child):
+                raise S3Error("NotImplemented", "versioning is not implemented by TossIt")
+            keys.append(key)
+    if not keys:
+        raise S3Error("MalformedXML", "name at least one Object to delete")
+    if len(keys) > max_keys:
+        raise S3Error("MalformedXML", f"at most {max_keys} keys per DeleteObjects request")
+    return DeleteRequest(keys, quiet)
+
+
+def parse_location(body: bytes) -> str | None:
+    """The LocationConstraint of a CreateBucketConfiguration (None without one)."""
+    if not body.strip():
+        return None
+    root = _parse(body)
+    if _local(root.tag) != "CreateBucketConfiguration":
+        raise S3Error("MalformedXML", "the body's root element must be "
+                                      "CreateBucketConfiguration")
+    for child in root:
+        if _local(child.tag) == "LocationConstraint":
+            return (child.text or "").strip() or None
+    return None

@@ -1,0 +1,63 @@
+"""Buckets as S3 sees them: made, listed and deleted by name.
+
+A deleted bucket keeps its row with ``deleted_at`` set (the manifest log and the
+trash refer to its id); making the name again clears it. The brain's own bucket
+(``tossit.manifests.SYSTEM_BUCKET``) is never shown nor touched here.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import exists, select, update
+
+from tossit.brain.models import Bucket, Object
+from tossit.brain.store.base import StoreBase
+from tossit.manifests import SYSTEM_BUCKET
+
+
+class BucketStore(StoreBase):
+    async def live_buckets(self) -> list[Bucket]:
+        """The buckets that exist (not deleted), by name."""
+        async with self.read() as s:
+            rows = (await s.execute(select(Bucket).where(
+                Bucket.deleted_at.is_(None), Bucket.name != SYSTEM_BUCKET)
+                .order_by(Bucket.name))).scalars().all()
+        return list(rows)
+
+    async def live_bucket(self, name: str) -> Bucket | None:
+        if name == SYSTEM_BUCKET:
+            return None
+        async with self.read() as s:
+            return (await s.execute(select(Bucket).where(
+                Bucket.name == name, Bucket.deleted_at.is_(None)))).scalar_one_or_none()
+
+    async def make_bucket(self, name: str) -> bool:
+        """Create the bucket (or bring a deleted one back); False if it exists."""
+        now = time.time()
+        async with self.write() as s:
+            row = (await s.execute(select(Bucket).where(Bucket.name == name))
+                   ).scalar_one_or_none()
+            if row is not None and row.deleted_at is None:
+                return False
+            if row is None:
+                s.add(Bucket(name=name, created_at=now))
+            else:
+                await s.execute(update(Bucket).where(Bucket.id == row.id)
+                                .values(deleted_at=None, created_at=now))
+        return True
+
+    async def drop_bucket(self, name: str) -> bool | None:
+        """Delete an empty bucket: True if done, False if it holds objects, None
+        if there is no such bucket. (Its trash stays restorable by id.)"""
+        async with self.write() as s:
+            row = (await s.execute(select(Bucket).where(
+                Bucket.name == name, Bucket.deleted_at.is_(None)))).scalar_one_or_none()
+            if row is None:
+                return None
+            if await s.scalar(select(exists().where(Object.bucket_id == row.id))):
+                return False
+            await s.execute(update(Bucket).where(Bucket.id == row.id)
+                            .values(deleted_at=time.time()))
+        self._bucket_ids.pop(name, None)
+        return True

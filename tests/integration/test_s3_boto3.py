@@ -1,0 +1,534 @@
+"""The S3 API with boto3, against a real brain and nodes: buckets, objects,
+ranges, conditions, metadata, copies, batch deletes, listings, presigned URLs
+and the errors clients branch on (by code and status)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import botocore.auth
+import httpx
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+from s3_clients import STEADY, make_key, s3_client
+
+from cluster import Cluster, wait_until
+
+CHUNK = 64 * 1024  # small chunks: a few hundred KiB span several
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("s3"), nodes=3, replicas=2, chunk_size="64KiB",
+                brain_args=["--s3-domain", "s3.test", *STEADY])
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def key(cluster: Cluster) -> tuple[str, str]:
+    return make_key(cluster)
+
+
+@pytest.fixture(scope="module")
+def s3(cluster: Cluster, key: tuple[str, str]) -> Any:
+    return s3_client(cluster, key)
+
+
+@pytest.fixture
+def bucket(s3: Any, request: pytest.FixtureRequest) -> str:
+    name = request.node.name.lower().replace("_", "-")[:50]
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    err = exc.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    out = bytearray()
+    block = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{block}".encode()).digest()
+        block += 1
+    return bytes(out[:n])
+
+
+# -- buckets ----------------------------------------------------------------
+
+
+def test_buckets_create_head_list_location_delete(s3: Any) -> None:
+    s3.create_bucket(Bucket="photos-2026")
+    assert "photos-2026" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.head_bucket(Bucket="photos-2026")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.get_bucket_location(Bucket="photos-2026")["LocationConstraint"] is None
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket="photos-2026")
+    assert error_of(exc) == ("BucketAlreadyOwnedByYou", 409)
+    s3.put_object(Bucket="photos-2026", Key="a.jpg", Body=b"x")
+    with pytest.raises(ClientError) as exc:
+        s3.delete_bucket(Bucket="photos-2026")
+    assert error_of(exc) == ("BucketNotEmpty", 409)
+    s3.delete_object(Bucket="photos-2026", Key="a.jpg")
+    s3.delete_bucket(Bucket="photos-2026")
+    assert "photos-2026" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    with pytest.raises(ClientError) as exc:
+        s3.head_bucket(Bucket="photos-2026")
+    assert error_of(exc)[1] == 404
+    with pytest.raises(ClientError) as exc:
+        s3.list_objects_v2(Bucket="photos-2026")
+    assert error_of(exc) == ("NoSuchBucket", 404)
+    # The name can be used again, and the bucket is empty.
+    s3.create_bucket(Bucket="photos-2026")
+    assert s3.list_objects_v2(Bucket="photos-2026")["KeyCount"] == 0
+
+
+@pytest.mark.parametrize("name", ["ab", "Upper", "a..b", "-start", "end-", "192.168.1.1",
+                                  "xn--bucket", "a" * 64, "under_score"])
+def test_invalid_bucket_names(s3: Any, name: str) -> None:
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket=name)
+    assert error_of(exc) == ("InvalidBucketName", 400)
+
+
+# -- objects ----------------------------------------------------------------
+
+
+def test_conditional_put_if_none_match(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="once", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
+    assert error_of(exc) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"third", IfMatch='"abc"')
+    assert error_of(exc) == ("NotImplemented", 501)
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
+
+
+def test_put_get_head_delete_across_chunks(s3: Any, bucket: str) -> None:
+    data = blob(5 * CHUNK + 123)
+    put = s3.put_object(Bucket=bucket, Key="dir/file.bin", Body=data)
+    assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key="dir/file.bin")
+    assert got["Body"].read() == data
+    assert got["ETag"] == put["ETag"] and got["ContentLength"] == len(data)
+    head = s3.head_object(Bucket=bucket, Key="dir/file.bin")
+    assert head["ContentLength"] == len(data) and head["ETag"] == put["ETag"]
+    # An overwrite replaces it; a delete removes it, and deleting again is no error.
+    s3.put_object(Bucket=bucket, Key="dir/file.bin", Body=b"short")
+    assert s3.get_object(Bucket=bucket, Key="dir/file.bin")["Body"].read() == b"short"
+    s3.delete_object(Bucket=bucket, Key="dir/file.bin")
+    s3.delete_object(Bucket=bucket, Key="dir/file.bin")
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="dir/file.bin")
+    assert error_of(exc) == ("NoSuchKey", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="dir/file.bin")
+    assert error_of(exc)[1] == 404
+
+
+def test_s3_requests_are_counted(cluster: Cluster, s3: Any, bucket: str) -> None:
+    def count(operation: str, result: str) -> float:
+        text = cluster.http.get("/metrics").text
+        line = f'tossit_s3_requests_total{{operation="{operation}",result="{result}"}} '
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+    before = count("PutObject", "ok"), count("GetObject", "NoSuchKey")
+    s3.put_object(Bucket=bucket, Key="counted", Body=b"1")
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=bucket, Key="not-there")
+    assert (count("PutObject", "ok"), count("GetObject", "NoSuchKey")) == (
+        before[0] + 1, before[1] + 1)
+
+
+def test_empty_object_and_odd_keys(s3: Any, bucket: str) -> None:
+    for k in ["empty", "spaces and+plus.txt", "ünïcödé/日本.txt", "a//b", "x?y#z%20"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode() if k != "empty" else b"")
+        assert s3.get_object(Bucket=bucket, Key=k)["Body"].read() == (
+            k.encode() if k != "empty" else b"")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == sorted(keys, key=lambda k: k.encode())
+    assert set(keys) == {"empty", "spaces and+plus.txt", "ünïcödé/日本.txt", "a//b", "x?y#z%20"}
+
+
+def test_s3_and_rest_share_the_object_store(cluster: Cluster, s3: Any) -> None:
+    data = blob(3 * CHUNK + 7, seed=1)
+    s3.put_object(Bucket="default", Key="from-s3.bin", Body=data)
+    files = cluster.http.get("/api/files", params={"search": "from-s3.bin"}).json()
+    assert [f["name"] for f in files] == ["from-s3.bin"]
+    assert cluster.http.get(f"/api/files/{files[0]['id']}/download").content == data
+    rest = cluster.http.put("/api/files/from-rest.bin", content=data[::-1])
+    assert rest.status_code == 201
+    assert s3.get_object(Bucket="default", Key="from-rest.bin")["Body"].read() == data[::-1]
+    assert s3.head_object(Bucket="default", Key="from-rest.bin")["ETag"] == \
+        f'"{hashlib.md5(data[::-1]).hexdigest()}"'
+
+
+def test_ranges(s3: Any, bucket: str) -> None:
+    data = blob(3 * CHUNK + 10, seed=2)
+    s3.put_object(Bucket=bucket, Key="r", Body=data)
+    cases = {"bytes=0-0": data[:1], f"bytes={CHUNK - 5}-{CHUNK + 5}": data[CHUNK - 5:CHUNK + 6],
+             "bytes=-10": data[-10:], f"bytes={2 * CHUNK}-": data[2 * CHUNK:],
+             "bytes=5-999999999": data[5:]}
+    for rng, want in cases.items():
+        got = s3.get_object(Bucket=bucket, Key="r", Range=rng)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["Body"].read() == want, rng
+        assert got["ContentRange"].endswith(f"/{len(data)}")
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="r", Range=f"bytes={len(data)}-")
+    assert error_of(exc) == ("InvalidRange", 416)
+
+
+def test_conditional_get_and_head(s3: Any, bucket: str) -> None:
+    put = s3.put_object(Bucket=bucket, Key="c", Body=b"conditions")
+    etag = put["ETag"]
+    modified = s3.head_object(Bucket=bucket, Key="c")["LastModified"]
+    before, after = modified - datetime.timedelta(hours=1), modified + datetime.timedelta(hours=1)
+    assert s3.get_object(Bucket=bucket, Key="c", IfMatch=etag)["Body"].read() == b"conditions"
+    ok = s3.get_object(Bucket=bucket, Key="c", IfNoneMatch='"other"', IfModifiedSince=before)
+    assert ok["Body"].read() == b"conditions"
+    failing = [({"IfMatch": '"other"'}, 412), ({"IfUnmodifiedSince": before}, 412),
+               ({"IfNoneMatch": etag}, 304), ({"IfModifiedSince": after}, 304),
+               ({"IfMatch": etag, "IfNoneMatch": etag}, 304)]
+    for args, status in failing:
+        for call in (s3.get_object, s3.head_object):
+            with pytest.raises(ClientError) as exc:
+                call(Bucket=bucket, Key="c", **args)
+            assert error_of(exc)[1] == status, (call, args)
+
+
+def test_metadata_and_headers_are_kept(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="m.html", Body=b"<p>hi</p>", ContentType="text/html",
+                  Metadata={"owner": "ana", "camera": "x100"}, CacheControl="max-age=60",
+                  ContentDisposition='attachment; filename="m.html"', ContentEncoding="identity",
+                  Expires=datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC),
+                  ContentLanguage="fr")
+    for call in (s3.get_object, s3.head_object):
+        got = call(Bucket=bucket, Key="m.html")
+        assert got["ContentType"] == "text/html"
+        assert got["Metadata"] == {"owner": "ana", "camera": "x100"}
+        assert got["CacheControl"] == "max-age=60"
+        assert got["ContentDisposition"] == 'attachment; filename="m.html"'
+        assert got["ContentEncoding"] == "identity"
+        assert got["ContentLanguage"] == "fr"
+        assert got["ExpiresString"].startswith("Tue, 01 Jan 2030")
+
+
+def test_copy_object(s3: Any, bucket: str) -> None:
+    data = blob(2 * CHUNK + 3, seed=3)
+    s3.put_object(Bucket=bucket, Key="src", Body=data, Metadata={"a": "1"},
+                  ContentType="image/png")
+    s3.create_bucket(Bucket=bucket + "-other")
+    copied = s3.copy_object(Bucket=bucket + "-other", Key="dst",
+                            CopySource={"Bucket": bucket, "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket + "-other", Key="dst")
+    assert got["Body"].read() == data
+    assert got["Metadata"] == {"a": "1"} and got["ContentType"] == "image/png"
+    s3.copy_object(Bucket=bucket, Key="src", CopySource={"Bucket": bucket, "Key": "src"},
+                   MetadataDirective="REPLACE", Metadata={"b": "2"}, ContentType="text/plain")
+    got = s3.get_object(Bucket=bucket, Key="src")
+    assert got["Body"].read() == data
+    assert got["Metadata"] == {"b": "2"} and got["ContentType"] == "text/plain"
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="src", CopySource={"Bucket": bucket, "Key": "src"})
+    assert error_of(exc) == ("InvalidRequest", 400)
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "nope"})
+    assert error_of(exc) == ("NoSuchKey", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "src"},
+                       CopySourceIfMatch='"nope"')
+    assert error_of(exc) == ("PreconditionFailed", 412)
+    # The source deleted, the copy keeps its bytes (they are shared chunks).
+    s3.delete_object(Bucket=bucket, Key="src")
+    assert s3.get_object(Bucket=bucket + "-other", Key="dst")["Body"].read() == data
+
+
+def test_delete_objects(s3: Any, bucket: str) -> None:
+    for i in range(20):
+        s3.put_object(Bucket=bucket, Key=f"k{i:02d}", Body=b"x")
+    loud = s3.delete_objects(Bucket=bucket, Delete={
+        "Objects": [{"Key": f"k{i:02d}"} for i in range(10)] + [{"Key": "never-there"}]})
+    assert sorted(d["Key"] for d in loud["Deleted"]) == sorted(
+        [f"k{i:02d}" for i in range(10)] + ["never-there"])
+    quiet = s3.delete_objects(Bucket=bucket, Delete={
+        "Objects": [{"Key": f"k{i:02d}"} for i in range(10, 20)], "Quiet": True})
+    assert "Deleted" not in quiet and "Errors" not in quiet
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    # The most one request may name: 1,000 keys of 1 KiB (a body over 1 MiB).
+    longest = [{"Key": f"{i:04d}" + "k" * 1020} for i in range(1000)]
+    done = s3.delete_objects(Bucket=bucket, Delete={"Objects": longest})
+    assert len(done["Deleted"]) == 1000
+    with pytest.raises(ClientError) as exc:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": longest + [{"Key": "one more"}]})
+    assert error_of(exc) == ("MalformedXML", 400)
+
+
+# -- listing ----------------------------------------------------------------
+
+
+def test_listing_v1_v2_with_delimiter_and_pagination(s3: Any, bucket: str) -> None:
+    keys = [f"logs/2026/{i:04d}.log" for i in range(1010)] + \
+        [f"img/{n}.jpg" for n in ("a", "b", "ä")] + ["top.txt", "Zed", "zed"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=k, Body=k.encode()), keys))
+    by_bytes = sorted(keys, key=lambda k: k.encode())
+    for method in ("list_objects_v2", "list_objects"):
+        pages = list(s3.get_paginator(method).paginate(Bucket=bucket, PaginationConfig={
+            "PageSize": 1000}))
+        assert len(pages) == 2, method
+        listed = [o["Key"] for p in pages for o in p.get("Contents", [])]
+        assert listed == by_bytes, method
+        small = list(s3.get_paginator(method).paginate(Bucket=bucket, Delimiter="/",
+                                                       PaginationConfig={"PageSize": 2}))
+        prefixes = [c["Prefix"] for p in small for c in p.get("CommonPrefixes", [])]
+        flat = [o["Key"] for p in small for o in p.get("Contents", [])]
+        assert prefixes == ["img/", "logs/"], method
+        assert flat == ["Zed", "top.txt", "zed"], method
+    nested = s3.list_objects_v2(Bucket=bucket, Prefix="logs/", Delimiter="/")
+    assert [c["Prefix"] for c in nested["CommonPrefixes"]] == ["logs/2026/"]
+    after = s3.list_objects_v2(Bucket=bucket, Prefix="logs/2026/", StartAfter="logs/2026/1005.log")
+    assert [o["Key"] for o in after["Contents"]] == [f"logs/2026/{i:04d}.log"
+                                                     for i in range(1006, 1010)]
+    limited = s3.list_objects_v2(Bucket=bucket, MaxKeys=3, FetchOwner=True)
+    assert limited["IsTruncated"] and limited["KeyCount"] == 3
+    assert all("Owner" in o for o in limited["Contents"])
+    assert "Owner" not in s3.list_objects_v2(Bucket=bucket, MaxKeys=1)["Contents"][0]
+    marker = s3.list_objects(Bucket=bucket, Marker="logs/2026/1008.log", MaxKeys=2)
+    assert [o["Key"] for o in marker["Contents"]] == ["logs/2026/1009.log", "top.txt"]
+
+
+def test_virtual_host_style(cluster: Cluster, key: tuple[str, str], s3: Any,
+                            bucket: str) -> None:
+    """With s3_domain set, Host: BUCKET.s3.test:PORT selects the bucket."""
+    s3.put_object(Bucket=bucket, Key="v/h.txt", Body=b"virtual host")
+    port = cluster.s3_port
+
+    def signed_get(url: str) -> httpx.Response:
+        req = AWSRequest(method="GET", url=url)
+        S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+        headers = {k: v for k, v in req.headers.items()}
+        headers["Host"] = url.split("/")[2]
+        path = url.split("/", 3)[3]
+        return httpx.get(f"{cluster.s3_url}/{path}", headers=headers)
+
+    got = signed_get(f"http://{bucket}.s3.test:{port}/v/h.txt")
+    assert got.status_code == 200 and got.content == b"virtual host"
+    listed = signed_get(f"http://{bucket}.s3.test:{port}/?list-type=2&prefix=v%2F")
+    assert listed.status_code == 200 and b"<Key>v/h.txt</Key>" in listed.content
+    missing = signed_get(f"http://no-such-bucket.s3.test:{port}/v/h.txt")
+    assert missing.status_code == 404 and b"<Code>NoSuchBucket</Code>" in missing.content
+
+
+# -- presigned URLs ---------------------------------------------------------
+
+
+def test_presigned_get_with_curl_and_presigned_put(s3: Any, bucket: str, tmp_path: Path) -> None:
+    data = blob(CHUNK + 1, seed=4)
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "p.bin"},
+                                        ExpiresIn=300)
+    assert httpx.put(put_url, content=data).status_code == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p.bin"},
+                                        ExpiresIn=300)
+    assert httpx.get(get_url).content == data
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    out = tmp_path / "p.bin"
+    done = subprocess.run([curl, "-sS", "-f", "-o", str(out), get_url], capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == data
+    tampered = get_url.replace("p.bin", "q.bin")
+    assert httpx.get(tampered).status_code == 403
+
+
+def test_signature_version_2_answers_501(cluster: Cluster, key: tuple[str, str],
+                                         bucket: str) -> None:
+    v2 = s3_client(cluster, key, signature_version="s3")
+    with pytest.raises(ClientError) as exc:
+        v2.list_objects(Bucket=bucket)
+    assert error_of(exc) == ("NotImplemented", 501)
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+    assert "AWSAccessKeyId=" in url
+    resp = httpx.get(url)
+    assert resp.status_code == 501 and b"<Code>NotImplemented</Code>" in resp.content
+
+
+def test_expired_presigned_url(s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3.put_object(Bucket=bucket, Key="old", Body=b"x")
+    an_hour_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - \
+        datetime.timedelta(hours=1)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: an_hour_ago)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "old"},
+                                    ExpiresIn=60)
+    monkeypatch.undo()
+    resp = httpx.get(url)
+    assert resp.status_code == 403 and b"<Code>AccessDenied</Code>" in resp.content
+
+
+# -- errors -----------------------------------------------------------------
+
+
+def test_authentication_errors(cluster: Cluster, key: tuple[str, str], bucket: str,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong_secret = s3_client(cluster, (key[0], key[1][:-1] + ("A" if key[1][-1] != "A" else "B")))
+    with pytest.raises(ClientError) as exc:
+        wrong_secret.list_objects_v2(Bucket=bucket)
+    assert error_of(exc) == ("SignatureDoesNotMatch", 403)
+    unknown = s3_client(cluster, ("TK" + "Z" * 18, key[1]))
+    with pytest.raises(ClientError) as exc:
+        unknown.list_buckets()
+    assert error_of(exc) == ("InvalidAccessKeyId", 403)
+    anonymous = httpx.get(f"{cluster.s3_url}/{bucket}")
+    assert anonymous.status_code == 403 and b"<Code>AccessDenied</Code>" in anonymous.content
+    assert b"<RequestId>" in anonymous.content and f"<Resource>/{bucket}</Resource>".encode() \
+        in anonymous.content
+    skewed = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - \
+        datetime.timedelta(minutes=20)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: skewed)
+    with pytest.raises(ClientError) as exc:
+        s3_client(cluster, key).list_buckets()
+    assert error_of(exc) == ("RequestTimeTooSkewed", 403)
+
+
+def test_wrong_keys_are_throttled_as_on_rest(make_cluster: Any) -> None:
+    c = make_cluster(nodes=1, replicas=1, brain_env={"TOSSIT_WRONG_KEYS_FREE": "2"},
+                     brain_args=STEADY)
+    key_id, secret = make_key(c)
+    wrong = s3_client(c, (key_id, secret[::-1]))
+    unknown = s3_client(c, ("TK" + "Q" * 18, secret))
+    codes = []
+    for client in (wrong, unknown, wrong):
+        with pytest.raises(ClientError) as exc:
+            client.list_buckets()
+        codes.append(error_of(exc))
+    assert codes == [("SignatureDoesNotMatch", 403), ("InvalidAccessKeyId", 403),
+                     ("SlowDown", 503)]
+    events = c.http.get("/api/events", params={"limit": 50}).json()
+    refused = [e["message"] for e in events if e["kind"] == "key_refused"]
+    assert any("an S3 request refused from 127.0.0.1" in m for m in refused), refused
+
+
+def test_roles_apply(cluster: Cluster, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="r.txt", Body=b"readable")
+    reader = s3_client(cluster, make_key(cluster, "readonly"))
+    assert reader.get_object(Bucket=bucket, Key="r.txt")["Body"].read() == b"readable"
+    assert [o["Key"] for o in reader.list_objects_v2(Bucket=bucket)["Contents"]] == ["r.txt"]
+    for call in (lambda: reader.put_object(Bucket=bucket, Key="w.txt", Body=b"no"),
+                 lambda: reader.delete_object(Bucket=bucket, Key="r.txt"),
+                 lambda: reader.create_bucket(Bucket="by-a-reader")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc) == ("AccessDenied", 403)
+    assert s3.get_object(Bucket=bucket, Key="r.txt")["Body"].read() == b"readable"
+
+
+def test_bad_digest_commits_nothing(s3: Any, bucket: str) -> None:
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="d", Body=b"the real bytes", ContentMD5=wrong)
+    assert error_of(exc) == ("BadDigest", 400)
+    wrong_crc = base64.b64encode(b"\x00\x00\x00\x01").decode()
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="d", Body=b"the real bytes", ChecksumCRC32=wrong_crc)
+    assert error_of(exc) == ("BadDigest", 400)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    right = base64.b64encode(hashlib.md5(b"the real bytes").digest()).decode()
+    s3.put_object(Bucket=bucket, Key="d", Body=b"the real bytes", ContentMD5=right)
+    sha = base64.b64encode(hashlib.sha256(b"sha bytes").digest()).decode()
+    s3.put_object(Bucket=bucket, Key="s", Body=b"sha bytes", ChecksumSHA256=sha)
+    assert s3.get_object(Bucket=bucket, Key="s")["Body"].read() == b"sha bytes"
+
+
+def test_unsupported_operations_answer_501(s3: Any, bucket: str) -> None:
+    calls = [
+        lambda: s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={
+            "Status": "Enabled"}),
+        lambda: s3.put_bucket_policy(Bucket=bucket, Policy="{}"),
+        lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket),
+        lambda: s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration={
+            "IndexDocument": {"Suffix": "index.html"}}),
+        lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms"),
+        lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x", ACL="public-read"),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="big"),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc) == ("NotImplemented", 501)
+    assert s3.get_bucket_versioning(Bucket=bucket).get("Status") is None
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_boto3_default_checksums_on_upload(s3: Any, bucket: str, tmp_path: Path) -> None:
+    """Recent boto3 sends a CRC32 with every upload: in a header for bytes, in an
+    aws-chunked trailer for a stream. Both are checked and both store the bytes."""
+    sent: list[dict[str, str]] = []
+    s3.meta.events.register("before-send.s3.PutObject",
+                            lambda request, **_: sent.append(dict(request.headers)))
+    data = blob(3 * CHUNK + 5, seed=5)
+    s3.put_object(Bucket=bucket, Key="bytes", Body=data)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data[::-1])
+    with open(path, "rb") as fh:
+        s3.upload_fileobj(fh, bucket, "stream")
+    s3.meta.events.unregister("before-send.s3.PutObject")
+    assert s3.get_object(Bucket=bucket, Key="bytes")["Body"].read() == data
+    assert s3.get_object(Bucket=bucket, Key="stream")["Body"].read() == data[::-1]
+    modes = {h.get("x-amz-content-sha256", h.get("X-Amz-Content-SHA256", "")) for h in sent}
+    crc = [h for h in sent if "x-amz-checksum-crc32" in {k.lower() for k in h}
+           or h.get("x-amz-trailer") == "x-amz-checksum-crc32"]
+    assert len(crc) == 2, sent
+    # Over plain HTTP boto3 signs the payload's SHA-256 too (checked as well).
+    assert all(len(m) == 64 for m in modes), modes
+
+
+def test_on_postgresql_keys_list_in_byte_order(make_cluster: Any, pg_url: str) -> None:
+    """PostgreSQL's default collation is not S3's order; the listing must be."""
+    c = make_cluster(database_url=pg_url, nodes=2, replicas=2, brain_args=STEADY)
+    s3 = s3_client(c, make_key(c))
+    s3.create_bucket(Bucket="order")
+    keys = ["a", "a/b", "a0", "B", "b", "é", "f", "z", "日本", "a b", "a-b", "A", "a/c/d"]
+    for k in keys:
+        s3.put_object(Bucket="order", Key=k, Body=k.encode())
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="order")["Contents"]]
+    assert listed == sorted(keys, key=lambda k: k.encode())
+    pages = list(s3.get_paginator("list_objects").paginate(
+        Bucket="order", Delimiter="/", PaginationConfig={"PageSize": 3}))
+    assert [c["Prefix"] for p in pages for c in p.get("CommonPrefixes", [])] == ["a/"]
+    assert [o["Key"] for p in pages for o in p.get("Contents", [])] == sorted(
+        [k for k in keys if "/" not in k], key=lambda k: k.encode())
+
+
+def test_a_follower_serves_reads_and_sends_changes_to_the_leader(
+        make_cluster: Any, pg_url: str) -> None:
+    c = make_cluster(database_url=pg_url, nodes=2, replicas=2, brains=2, brain_args=STEADY)
+    key = make_key(c)
+    leader, follower = s3_client(c, key), s3_client(c, key, brain=1)
+    # A follower learns the nodes' states from the metadata, a moment after the leader.
+    wait_until(lambda: sum(n["state"] == "online" for n in c.client(1).get("/api/nodes").json())
+               == 2, 30, what="the follower sees both nodes online")
+    leader.create_bucket(Bucket="shared")
+    leader.put_object(Bucket="shared", Key="k", Body=b"from the leader")
+    assert follower.get_object(Bucket="shared", Key="k")["Body"].read() == b"from the leader"
+    with pytest.raises(ClientError) as exc:
+        follower.put_object(Bucket="shared", Key="k2", Body=b"x")
+    assert error_of(exc) == ("ServiceUnavailable", 503)
+    assert c.url in exc.value.response["Error"]["Message"]

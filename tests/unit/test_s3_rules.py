@@ -1,0 +1,336 @@
+"""The S3 layer's pure rules, table-tested: which operation a request is, bucket
+names, listing pages, conditional requests, request XML, metadata, digests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tossit.brain.s3 import metadata
+from tossit.brain.s3.checksums import expected_digests
+from tossit.brain.s3.conditions import evaluate
+from tossit.brain.s3.errors import S3Error, limit_error
+from tossit.brain.s3.listing import decode_token, encode_token, list_page
+from tossit.brain.s3.router import check_bucket_name, operation, split_target
+from tossit.brain.s3.xml import iso8601, parse_delete, parse_location
+from tossit.errors import DigestMismatch
+from tossit.limits import BodyLimitError, BodyTimeout, BodyTooLarge
+
+# -- operations -------------------------------------------------------------
+
+OPERATIONS = [
+    ("GET", None, None, "", {}, "ListBuckets"),
+    ("PUT", "b", None, "", {}, "CreateBucket"),
+    ("HEAD", "b", None, "", {}, "HeadBucket"),
+    ("DELETE", "b", None, "", {}, "DeleteBucket"),
+    ("GET", "b", None, "location", {}, "GetBucketLocation"),
+    ("GET", "b", None, "versioning", {}, "GetBucketVersioning"),
+    ("GET", "b", None, "list-type=2", {}, "ListObjectsV2"),
+    ("GET", "b", None, "prefix=a", {}, "ListObjects"),
+    ("POST", "b", None, "delete", {}, "DeleteObjects"),
+    ("GET", "b", None, "uploads", {}, "ListMultipartUploads"),
+    ("PUT", "b", "k", "", {}, "PutObject"),
+    ("PUT", "b", "k", "", {"x-amz-copy-source": "/a/b"}, "CopyObject"),
+    ("GET", "b", "k", "", {}, "GetObject"),
+    ("HEAD", "b", "k", "", {}, "HeadObject"),
+    ("DELETE", "b", "k", "", {}, "DeleteObject"),
+    ("POST", "b", "k", "uploads", {}, "CreateMultipartUpload"),
+    ("PUT", "b", "k", "uploadId=u&partNumber=1", {}, "UploadPart"),
+    ("PUT", "b", "k", "uploadId=u&partNumber=1", {"x-amz-copy-source": "/a/b"},
+     "UploadPartCopy"),
+    ("POST", "b", "k", "uploadId=u", {}, "CompleteMultipartUpload"),
+    ("DELETE", "b", "k", "uploadId=u", {}, "AbortMultipartUpload"),
+    ("GET", "b", "k", "uploadId=u", {}, "ListParts"),
+]
+
+
+@pytest.mark.parametrize(("method", "bucket", "key", "query", "headers", "name"), OPERATIONS)
+def test_operations(method: str, bucket: str | None, key: str | None, query: str,
+                    headers: dict[str, str], name: str) -> None:
+    params = [p.split("=")[0] for p in query.split("&") if p]
+    assert operation(method, bucket, key, params, headers) == name
+
+
+NOT_IMPLEMENTED = [
+    ("PUT", "b", None, "versioning", {}),
+    ("PUT", "b", None, "policy", {}),
+    ("GET", "b", None, "acl", {}),
+    ("PUT", "b", None, "lifecycle", {}),
+    ("GET", "b", None, "website", {}),
+    ("PUT", "b", None, "object-lock", {}),
+    ("GET", "b", None, "versions", {}),
+    ("PUT", "b", "k", "tagging", {}),
+    ("GET", "b", "k", "partNumber", {}),
+    ("PUT", "b", "k", "", {"x-amz-server-side-encryption": "aws:kms"}),
+    ("PUT", "b", "k", "", {"x-amz-acl": "public-read"}),
+    ("PUT", "b", "k", "", {"x-amz-object-lock-mode": "GOVERNANCE"}),
+    ("PUT", "b", "k", "", {"x-amz-grant-read": "id=x"}),
+    ("POST", "b", "k", "restore", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "bucket", "key", "query", "headers"), NOT_IMPLEMENTED)
+def test_unsupported_is_501(method: str, bucket: str, key: str | None, query: str,
+                            headers: dict[str, str]) -> None:
+    with pytest.raises(S3Error) as exc:
+        operation(method, bucket, key, [query] if query else [], headers)
+    assert (exc.value.code, exc.value.status) == ("NotImplemented", 501)
+
+
+def test_a_private_acl_is_what_every_object_has() -> None:
+    assert operation("PUT", "b", "k", [], {"x-amz-acl": "private"}) == "PutObject"
+
+
+@pytest.mark.parametrize("name", ["abc", "my-bucket", "my.bucket.2026", "a" * 63, "0-0"])
+def test_valid_bucket_names(name: str) -> None:
+    assert check_bucket_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["ab", "a" * 64, "Abc", "a_b", ".abc", "abc.", "a..b", "a.-b",
+                                  "10.0.0.1", "xn--abc", "abc-s3alias", ".tossit", ""])
+def test_invalid_bucket_names(name: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        check_bucket_name(name)
+    assert exc.value.code == "InvalidBucketName"
+
+
+@pytest.mark.parametrize(("path", "host", "domain", "want"), [
+    (b"/", "h:9000", "", (None, None)),
+    (b"/b", "h:9000", "", ("b", None)),
+    (b"/b/", "h:9000", "", ("b", None)),
+    (b"/b/a/c%20d", "h", "", ("b", "a/c d")),
+    (b"/b//x", "h", "", ("b", "/x")),
+    (b"/k/e/y", "photos.s3.lan:9000", "s3.lan", ("photos", "k/e/y")),
+    (b"/", "photos.s3.lan", "s3.lan", ("photos", None)),
+    (b"/b/k", "s3.lan:9000", "s3.lan", ("b", "k")),
+    (b"/b/%E6%97%A5", "h", "", ("b", "日")),
+])
+def test_split_target(path: bytes, host: str, domain: str,
+                      want: tuple[str | None, str | None]) -> None:
+    assert split_target(path, host, domain) == want
+
+
+@pytest.mark.parametrize(("path", "code"), [(b"/b/%FF", "InvalidArgument"),
+                                            (b"/b/a%00b", "InvalidArgument"),
+                                            (b"/b/" + b"k" * 1025, "KeyTooLongError")])
+def test_bad_targets(path: bytes, code: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        split_target(path, "h", "")
+    assert exc.value.code == code
+
+
+# -- listing pages ----------------------------------------------------------
+
+
+class FakeStore:
+    """Keys in byte order; counts the queries, as the index would serve them."""
+
+    def __init__(self, keys: list[str], prefix: str = "") -> None:
+        self.keys = sorted(k for k in keys if k.startswith(prefix))
+        self.queries = 0
+
+    async def fetch(self, after: str | None, start: str | None, limit: int) -> list[Any]:
+        self.queries += 1
+        rows = [k for k in self.keys if (after is None or k > after)
+                and (start is None or k >= start)]
+        return [SimpleNamespace(key=k) for k in rows[:limit]]
+
+
+async def pages(keys: list[str], prefix: str, delimiter: str, max_keys: int,
+                after: str | None = None) -> list[tuple[list[str], list[str], bool]]:
+    store = FakeStore(keys, prefix)
+    out = []
+    while True:
+        page = await list_page(store.fetch, prefix, delimiter, after, max_keys)
+        out.append(([o.key for o in page.contents], page.prefixes, page.truncated))
+        if not page.truncated:
+            return out
+        after = page.last
+
+
+KEYS = ["a", "b/1", "b/2", "b/c/3", "c", "d/4", "e"]
+
+
+@pytest.mark.parametrize(("prefix", "delimiter", "max_keys", "want"), [
+    ("", "", 1000, [(KEYS, [], False)]),
+    ("", "/", 1000, [(["a", "c", "e"], ["b/", "d/"], False)]),
+    ("", "/", 2, [(["a"], ["b/"], True), (["c"], ["d/"], True), (["e"], [], False)]),
+    ("", "/", 1, [(["a"], [], True), ([], ["b/"], True), (["c"], [], True),
+                  ([], ["d/"], True), (["e"], [], False)]),
+    ("b/", "/", 1000, [(["b/1", "b/2"], ["b/c/"], False)]),
+    ("b/", "", 2, [(["b/1", "b/2"], [], True), (["b/c/3"], [], False)]),
+    ("z", "/", 10, [([], [], False)]),
+    ("", "/", 0, [([], [], False)]),
+])
+async def test_list_pages(prefix: str, delimiter: str, max_keys: int,
+                          want: list[tuple[list[str], list[str], bool]]) -> None:
+    assert await pages(KEYS, prefix, delimiter, max_keys) == want
+
+
+async def test_a_marker_that_is_a_common_prefix_skips_it() -> None:
+    assert await pages(KEYS, "", "/", 1000, after="b/") == [(["c", "e"], ["d/"], False)]
+    assert await pages(KEYS, "", "/", 1000, after="b/1") == [(["c", "e"], ["b/", "d/"], False)]
+
+
+async def test_a_big_folder_costs_one_seek_not_its_size() -> None:
+    keys = [f"big/{i:06d}" for i in range(50_000)] + ["after"]
+    store = FakeStore(keys)
+    page = await list_page(store.fetch, "", "/", None, 1000)
+    assert page.prefixes == ["big/"] and [o.key for o in page.contents] == ["after"]
+    assert store.queries <= 3
+
+
+async def test_byte_order_is_utf8_order() -> None:
+    keys = ["é", "z", "Z", "日本", "a", "\U0001f600", "\uffff"]
+    listed = [o.key for o in (await list_page(FakeStore(keys).fetch, "", "", None, 100)).contents]
+    assert listed == sorted(keys, key=lambda k: k.encode())
+
+
+def test_continuation_tokens_round_trip() -> None:
+    for last in ["a", "photos/2026/", "日本/x y+z"]:
+        assert decode_token(encode_token(last)) == last
+    with pytest.raises(S3Error) as exc:
+        decode_token("not base64!")
+    assert exc.value.code == "InvalidArgument"
+
+
+# -- conditional requests ---------------------------------------------------
+
+ETAG, MTIME = "abc123", 1_700_000_000.4  # Tue, 14 Nov 2023 22:13:20 GMT
+SAME = "Tue, 14 Nov 2023 22:13:20 GMT"
+EARLIER, LATER = "Tue, 14 Nov 2023 22:13:19 GMT", "Tue, 14 Nov 2023 22:13:21 GMT"
+
+
+@pytest.mark.parametrize(("headers", "read", "want"), [
+    ({}, True, None),
+    ({"if-match": '"abc123"'}, True, None),
+    ({"if-match": '"other", "abc123"'}, True, None),
+    ({"if-match": "*"}, True, None),
+    ({"if-match": '"other"'}, True, 412),
+    ({"if-none-match": '"abc123"'}, True, 304),
+    ({"if-none-match": '"abc123"'}, False, 412),
+    ({"if-none-match": "*"}, True, 304),
+    ({"if-none-match": '"other"'}, True, None),
+    ({"if-modified-since": SAME}, True, 304),
+    ({"if-modified-since": EARLIER}, True, None),
+    ({"if-modified-since": "not a date"}, True, None),
+    ({"if-unmodified-since": SAME}, True, None),
+    ({"if-unmodified-since": EARLIER}, True, 412),
+    # If-Match true wins over a false If-Unmodified-Since (S3 and RFC 9110).
+    ({"if-match": '"abc123"', "if-unmodified-since": EARLIER}, True, None),
+    # If-None-Match false: If-Modified-Since is not looked at.
+    ({"if-none-match": '"other"', "if-modified-since": LATER}, True, None),
+    ({"if-none-match": '"abc123"', "if-modified-since": EARLIER}, True, 304),
+    ({"if-match": '"other"', "if-none-match": '"abc123"'}, True, 412),
+])
+def test_conditions(headers: dict[str, str], read: bool, want: int | None) -> None:
+    assert evaluate(headers, ETAG, MTIME, read=read) == want
+
+
+# -- request XML, metadata, digests ------------------------------------------
+
+
+def test_parse_delete() -> None:
+    body = (b'<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Quiet>true</Quiet><Object><Key>a&amp;b</Key></Object><Object><Key>c</Key>"
+            b"</Object></Delete>")
+    request = parse_delete(body)
+    assert request.keys == ["a&b", "c"] and request.quiet
+    assert parse_delete(b"<Delete><Object><Key>x</Key></Object></Delete>").quiet is False
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"<Delete>", "MalformedXML"),
+    (b"<Other/>", "MalformedXML"),
+    (b"<Delete></Delete>", "MalformedXML"),
+    (b"<Delete><Object/></Delete>", "MalformedXML"),
+    (b"<Delete>" + b"<Object><Key>k</Key></Object>" * 1001 + b"</Delete>", "MalformedXML"),
+    (b"<Delete><Object><Key>k</Key><VersionId>1</VersionId></Object></Delete>",
+     "NotImplemented"),
+])
+def test_bad_delete_bodies(body: bytes, code: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        parse_delete(body)
+    assert exc.value.code == code
+
+
+def test_parse_location() -> None:
+    assert parse_location(b"") is None
+    assert parse_location(b"<CreateBucketConfiguration><LocationConstraint>eu-west-1"
+                          b"</LocationConstraint></CreateBucketConfiguration>") == "eu-west-1"
+
+
+def test_iso8601() -> None:
+    assert iso8601(1_700_000_000.25) == "2023-11-14T22:13:20.250Z"
+
+
+def test_metadata_kept_and_given_back() -> None:
+    headers = {"x-amz-meta-owner": "ana", "cache-control": "no-cache", "content-type": "a/b",
+               "content-encoding": "aws-chunked", "authorization": "secret", "expires": "x"}
+    kept = metadata.from_headers(headers)
+    assert kept == {"x-amz-meta-owner": "ana", "cache-control": "no-cache", "expires": "x"}
+    assert metadata.to_headers(kept) == kept
+    assert metadata.from_headers({"content-encoding": "gzip, aws-chunked"}) == {
+        "content-encoding": "gzip"}
+    with pytest.raises(S3Error):
+        metadata.from_headers({"x-amz-meta-big": "x" * 3000})
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_expected_digests_check_the_bytes() -> None:
+    data = b"some bytes"
+    headers = {"content-md5": _b64(hashlib.md5(data).digest()),
+               "x-amz-checksum-crc32": _b64(zlib.crc32(data).to_bytes(4, "big")),
+               "x-amz-checksum-sha256": _b64(hashlib.sha256(data).digest())}
+    checks = expected_digests(headers)
+    assert [c.algorithm for c in checks] == ["MD5", "CRC32", "SHA256"]
+    for check in checks:
+        check.digest.update(data)
+        check.check()
+    # The CRC-32C check value of "123456789" (RFC 3720, appendix B.4): E3069283.
+    (crc32c,) = expected_digests({"x-amz-checksum-crc32c": _b64(bytes.fromhex("e3069283"))})
+    crc32c.digest.update(b"1234")
+    crc32c.digest.update(b"56789")
+    crc32c.check()
+    wrong = expected_digests({"content-md5": _b64(hashlib.md5(b"other").digest())})[0]
+    wrong.digest.update(data)
+    with pytest.raises(DigestMismatch):
+        wrong.check()
+
+
+def test_trailer_digest_is_read_after_the_body() -> None:
+    trailers: dict[str, str] = {}
+    (check,) = expected_digests({"x-amz-trailer": "x-amz-checksum-crc32"}, lambda: trailers)
+    check.digest.update(b"abc")
+    trailers["x-amz-checksum-crc32"] = _b64(zlib.crc32(b"abc").to_bytes(4, "big"))
+    check.check()
+
+
+@pytest.mark.parametrize(("headers", "code"), [
+    ({"content-md5": "not base64"}, "InvalidDigest"),
+    ({"content-md5": _b64(b"short")}, "InvalidDigest"),
+    ({"x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}, "NotImplemented"),
+    ({"x-amz-trailer": "x-amz-meta-x"}, "InvalidRequest"),
+])
+def test_bad_digest_headers(headers: dict[str, str], code: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        expected_digests(headers, lambda: {})
+    assert exc.value.code == code
+
+
+@pytest.mark.parametrize(("exc", "status", "code"), [
+    (BodyTimeout(30), 400, b"<Code>RequestTimeout</Code>"),
+    (BodyTooLarge(1024), 400, b"<Code>EntityTooLarge</Code>"),
+])
+def test_cut_off_bodies_answer_in_s3_xml(exc: BodyLimitError, status: int, code: bytes) -> None:
+    got_status, body, ctype = limit_error(exc, {"path": "/b/k"})
+    assert (got_status, ctype) == (status, b"application/xml")
+    assert code in body and b"<Resource>/b/k</Resource>" in body and b"<RequestId>" in body
