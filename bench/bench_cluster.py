@@ -213,6 +213,7 @@ class Cluster:
         self.brain_args = brain_args
         self.node_args = node_args
         self.port = free_port()
+        self.s3_port = free_port()  # the brain's S3 API (clusters run side by side)
         self.node_ports = [free_port() for _ in range(nodes)]
         self.children: dict[str, Child] = {}
         self.headers: dict[str, str] = {}  # Authorization once the brain is up (auth on)
@@ -233,7 +234,8 @@ class Cluster:
         processes.wait_for(ok, timeout, what, watch=list(self.children.values()))
 
     def start(self) -> None:
-        brain = BrainArgs(host=HOST, port=self.port, data_dir=self.root / "brain",
+        brain = BrainArgs(host=HOST, port=self.port, s3_port=self.s3_port,
+                          data_dir=self.root / "brain",
                           replicas=REPLICAS, auth=self.auth, chunk_size=self.chunk_size,
                           extra=self.brain_args)
         self._spawn("brain", brain.argv())
