@@ -329,6 +329,21 @@ def base_checkout(ref: str | None) -> Iterator[Path | None]:
                            capture_output=True)
 
 
+@contextlib.contextmanager
+def fresh_cluster(label: str, src: Path | None) -> Iterator[Cluster]:
+    """A new cluster (auth on) running the code in ``src`` (None: this checkout),
+    in a temporary folder that goes with it."""
+    use_code(src)
+    root = Path(tempfile.mkdtemp(prefix=f"tossit-{label}-"))
+    cluster = Cluster(root, None)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()  # a stopped (SIGSTOP) child is continued first
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def use_code(src: Path | None) -> None:
     """Servers spawned from now on run the code in ``src`` (None: this checkout)."""
     if src is not None:

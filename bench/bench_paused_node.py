@@ -24,10 +24,8 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,18 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_run(args: argparse.Namespace, label: str, src: Path | None) -> dict[str, Any]:
-    bc.use_code(src)
-    root = Path(tempfile.mkdtemp(prefix=f"tossit-paused-{label}-"))
-    cluster = bc.Cluster(root, None)
-    try:
-        cluster.start()
+    with bc.fresh_cluster(f"paused-{label}", src) as cluster:
         return measure(args, label, cluster)
-    finally:
-        pid = cluster.pids().get("node-0")
-        if pid:
-            os.kill(pid, signal.SIGCONT)  # let it stop like the others
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[str, Any]:

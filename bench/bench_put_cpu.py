@@ -27,11 +27,9 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,15 +49,8 @@ def cpu_times(pid: int) -> tuple[float, float]:
 
 def one_run(args: argparse.Namespace, label: str, src: Path | None) -> dict[str, Any]:
     """A fresh cluster, the measured phase, the figures."""
-    bc.use_code(src)
-    root = Path(tempfile.mkdtemp(prefix=f"tossit-putcpu-{label}-"))
-    cluster = bc.Cluster(root, None)
-    try:
-        cluster.start()
+    with bc.fresh_cluster(f"putcpu-{label}", src) as cluster:
         return measure(args, label, cluster)
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tossit.brain.db import make_engine, migrate
+from stores import N1, one_node_store
 from tossit.brain.manifest_rows import DEL, PURGE, PUT, TRASH
 from tossit.brain.models import ManifestEntry
 from tossit.brain.store import NameTaken, NewObject, Store, TrashNotFound
@@ -22,21 +22,13 @@ from tossit.manifests import (
 )
 
 KEY = pack_key("trash store secret")
-N1 = f"{1:032x}"
 
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
-    await migrate(db_url)
-    s = Store(make_engine(db_url), KEY)
-    s.trash_keep = 3600.0
-    await s.upsert_node({"id": N1, "name": "n1", "address": "http://127.0.0.1:1",
-                         "zone": "z", "capacity": 1000, "used": 0, "free": 1000,
-                         "disk_total": 1000, "disk_free": 1000, "chunk_count": 0}, "online")
-    try:
+    async with one_node_store(db_url, KEY) as s:
+        s.trash_keep = 3600.0
         yield s
-    finally:
-        await s.close()
 
 
 def cid(name: str) -> str:

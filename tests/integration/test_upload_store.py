@@ -10,27 +10,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tossit.brain.db import make_engine, migrate
+from stores import N1, one_node_store
 from tossit.brain.multipart_rules import PartInfo, new_upload_id
 from tossit.brain.store import NewObject, Store
 from tossit.errors import InvalidPart, NoSuchUpload
 from tossit.manifests import PutEntry, decode_pack, pack_key
 
 KEY = pack_key("upload store secret")
-N1 = f"{1:032x}"
 
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
-    await migrate(db_url)
-    s = Store(make_engine(db_url), KEY)
-    await s.upsert_node({"id": N1, "name": "n1", "address": "http://127.0.0.1:1",
-                         "zone": "z", "capacity": 1000, "used": 0, "free": 1000,
-                         "disk_total": 1000, "disk_free": 1000, "chunk_count": 0}, "online")
-    try:
+    async with one_node_store(db_url, KEY) as s:
         yield s
-    finally:
-        await s.close()
 
 
 def cid(name: str) -> str:
