@@ -19,6 +19,7 @@ def test_a_second_brain_on_the_same_sqlite_metadata_or_data_dir_refuses_to_start
     c = make_cluster(nodes=1, replicas=1)
     argv = c.brain_argv()
     argv[argv.index("--port") + 1] = str(pick_free_port())
+    argv[argv.index("--s3-port") + 1] = str(pick_free_port())
 
     def refused(args: list[str]) -> str:
         second = subprocess.run([sys.executable, "-m", "tossit", *args], capture_output=True,
