@@ -299,10 +299,15 @@ class Cluster:
 
 
 def request_json(method: str, port: int, path: str, timeout: float = 10,
-                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
+                 headers: dict[str, str] | None = None, body: Any = None) -> tuple[int, Any]:
+    """One request (``body``: sent as JSON); the status and the decoded answer."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request(method, path, headers=headers or {})
+        if body is None:
+            conn.request(method, path, headers=headers or {})
+        else:
+            conn.request(method, path, body=json.dumps(body).encode(),
+                         headers={**(headers or {}), "Content-Type": "application/json"})
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, json.loads(body) if body else None
@@ -459,11 +464,13 @@ class Conn:
             self.http = None
 
     def send(self, method: str, path: str, body: bytes | Iterator[bytes] | None = None,
-             length: int | None = None) -> http.client.HTTPResponse:
-        """Sends headers and body; small bodies go in the same segment as the headers."""
+             length: int | None = None, headers: dict[str, str] | None = None
+             ) -> http.client.HTTPResponse:
+        """Sends headers (the connection's, then ``headers``) and body; small bodies go
+        in the same segment as the headers."""
         conn = self._open()
         conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in self.headers.items():
+        for k, v in {**self.headers, **(headers or {})}.items():
             conn.putheader(k, v)
         if body is not None:
             size = len(body) if isinstance(body, bytes) else length
@@ -528,9 +535,13 @@ class Phase:
 
 
 def run_phase(count: int, concurrency: int, cluster: Cluster,
-              fn: Callable[[Conn, int], None]) -> float:
+              fn: Callable[[Conn, int], None], port: int | None = None,
+              headers: dict[str, str] | None = None) -> float:
     """Calls fn(conn, i) for every i on a pool of ``concurrency`` threads, each with its own
-    persistent connection to ``cluster``'s brain; returns the wall time."""
+    persistent connection to ``cluster``'s brain (``port``: another of its ports, whose
+    connections carry ``headers`` instead of the API key); returns the wall time."""
+    if port is None:
+        port, headers = cluster.port, cluster.headers
     local = threading.local()
     conns: list[Conn] = []
     conns_lock = threading.Lock()
@@ -538,7 +549,7 @@ def run_phase(count: int, concurrency: int, cluster: Cluster,
     def one(i: int) -> None:
         conn: Conn | None = getattr(local, "conn", None)
         if conn is None:
-            conn = local.conn = Conn(cluster.port, cluster.headers)
+            conn = local.conn = Conn(port, headers)
             with conns_lock:
                 conns.append(conn)
         fn(conn, i)
@@ -547,7 +558,7 @@ def run_phase(count: int, concurrency: int, cluster: Cluster,
     barrier = threading.Barrier(concurrency)
 
     def warm(_: int) -> None:
-        c = local.conn = Conn(cluster.port, cluster.headers)
+        c = local.conn = Conn(port, headers)
         with conns_lock:
             conns.append(c)
         r = c.send("GET", "/health")

@@ -24,6 +24,7 @@ runs::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +49,42 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / hz, int(fields[12]) / hz
 
 
-def one_run(args: argparse.Namespace, label: str, src: Path | None) -> dict[str, Any]:
+def one_run(args: argparse.Namespace, label: str, src: Path | None,
+            api: str) -> dict[str, Any]:
     """A fresh cluster, the measured phase, the figures."""
     with bc.fresh_cluster(f"putcpu-{label}", src) as cluster:
-        return measure(args, label, cluster)
+        return measure(args, label, cluster, api)
 
 
-def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[str, Any]:
+def s3_put(cluster: bc.Cluster, data: bytes, tag: str) -> Callable[[bc.Conn, int], None]:
+    """PutObject into the REST API's bucket (``default``), signed with SigV4 by
+    botocore as an SDK would, with a key made for it."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    status, made = bc.request_json("POST", cluster.port, "/api/keys", headers=cluster.headers,
+                                   body={"name": "bench s3", "role": "readwrite"})
+    if status != 201:
+        raise RuntimeError(f"could not make an S3 key: HTTP {status}: {made}")
+    signer = S3SigV4Auth(Credentials(made["id"], made["secret"]), "s3", "us-east-1")
+    payload = hashlib.sha256(data).hexdigest()
+
+    def put(conn: bc.Conn, i: int) -> None:
+        path = f"/default/{tag}/obj-{i:07d}"
+        req = AWSRequest("PUT", f"http://{bc.HOST}:{cluster.s3_port}{path}", data=data,
+                         headers={"x-amz-content-sha256": payload})
+        signer.add_auth(req)
+        resp = conn.send("PUT", path, data, headers=dict(req.headers.items()))
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"S3 PUT {i}: HTTP {resp.status}: {body[:300]!r}")
+
+    return put
+
+
+def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
+            api: str = "rest") -> dict[str, Any]:
     data = random.Random(7).randbytes(args.size)
     ids = [0] * args.count
     tag = f"putcpu-{label}-{os.getpid()}"
@@ -71,14 +102,18 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
         if resp.status != 200:
             raise RuntimeError(f"DELETE {i}: HTTP {resp.status}: {body[:200]!r}")
 
+    store: Callable[[bc.Conn, int], None] = s3_put(cluster, data, tag) if api == "s3" else put
     if args.phase == "delete":
+        if api == "s3":
+            raise SystemExit("the delete phase is measured on the REST API only")
         bc.run_phase(args.count, args.concurrency, cluster, put)
     pids = cluster.pids()
     spies = start_profiles(args.profile, label, pids)
     sent_before = node_traffic(cluster)
     before = {name: cpu_times(pid) for name, pid in pids.items()}
     wall = bc.run_phase(args.count, args.concurrency, cluster,
-                        put if args.phase == "put" else delete)
+                        store if args.phase == "put" else delete,
+                        *((cluster.s3_port, {}) if api == "s3" else ()))
     after = {name: cpu_times(pid) for name, pid in pids.items()}
     sent = {k: v - sent_before[k] for k, v in node_traffic(cluster).items()}
     for spy in spies:
@@ -131,6 +166,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", help="git ref to compare with (run as 'old')")
+    ap.add_argument("--vs-s3", action="store_true",
+                    help="compare the REST API's PUT with S3's PutObject (SigV4) on this code")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--phase", choices=("put", "delete"), default="put")
     ap.add_argument("--count", type=int, default=4000)
@@ -141,28 +178,32 @@ def main() -> None:
     args = ap.parse_args()
     runs: list[dict[str, Any]] = []
     with bc.base_checkout(args.base) as base:
+        order: list[tuple[str, Path | None, str]] = [("new" if base else "rest", None, "rest")]
+        if base is not None:
+            order.append(("old", base, "rest"))
+        elif args.vs_s3:
+            order.append(("s3", None, "s3"))
         for r in range(args.rounds):
-            order: list[tuple[str, Path | None]] = [("new", None)]
-            if base is not None:
-                order.append(("old", base))
-            for label, src in order if r % 2 == 0 else order[::-1]:
-                res = one_run(args, label, src)
+            for label, src, api in order if r % 2 == 0 else order[::-1]:
+                res = one_run(args, label, src, api)
                 runs.append({"round": r + 1, "code": label, **res})
                 print(f"round {r + 1} {label}: {res['ops_s']} ops/s, brain "
                       f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU), "
                       f"{res['node_requests_per_op']} node requests/op", flush=True)
     summary: dict[str, Any] = {}
-    for code in ("new", "old"):
+    labels = [label for label, _, _ in order]
+    for code in labels:
         mine = [r for r in runs if r["code"] == code]
-        if mine:
-            summary[code] = {k: statistics.median(r[k] for r in mine)
-                             for k in ("ops_s", "brain_ms", "node_ms")}
-    if "old" in summary:
-        summary["new/old"] = {k: round(summary["new"][k] / summary["old"][k], 3)
-                              for k in ("ops_s", "brain_ms", "node_ms") if summary["old"][k]}
-        print(f"medians: new/old ops/s {summary['new/old'].get('ops_s')}, brain CPU/op "
-              f"{summary['new/old'].get('brain_ms')}, node CPU/op "
-              f"{summary['new/old'].get('node_ms')}")
+        summary[code] = {k: statistics.median(r[k] for r in mine)
+                         for k in ("ops_s", "brain_ms", "node_ms")}
+    if len(labels) == 2:
+        a, b = labels[0], labels[1]
+        ratio = f"{a}/{b}" if a == "new" else f"{b}/{a}"  # new/old, s3/rest
+        top, bottom = ratio.split("/")
+        summary[ratio] = {k: round(summary[top][k] / summary[bottom][k], 3)
+                          for k in ("ops_s", "brain_ms", "node_ms") if summary[bottom][k]}
+        print(f"medians: {ratio} ops/s {summary[ratio].get('ops_s')}, brain CPU/op "
+              f"{summary[ratio].get('brain_ms')}, node CPU/op {summary[ratio].get('node_ms')}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "phase": args.phase, "count": args.count, "size": args.size,

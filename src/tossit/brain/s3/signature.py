@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
 from calendar import timegm
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote, unquote_to_bytes
 
@@ -153,8 +153,11 @@ def _signed_headers(value: str, code: str) -> tuple[str, ...]:
 def request_time(amz_date: str) -> float:
     if not _AMZ_DATE_RE.match(amz_date):
         raise S3Error("AccessDenied", f"X-Amz-Date {amz_date!r} is not YYYYMMDDTHHMMSSZ")
+    d = amz_date  # digits where the pattern says (time.strptime costs 20 µs a request)
     try:
-        return float(timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")))
+        stamp = datetime(int(d[0:4]), int(d[4:6]), int(d[6:8]), int(d[9:11]),
+                         int(d[11:13]), int(d[13:15]))
+        return float(timegm(stamp.timetuple()))
     except ValueError:
         raise S3Error("AccessDenied", f"X-Amz-Date {amz_date!r} is not a date") from None
 

@@ -140,6 +140,8 @@ class StoreBase:
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock()
         self._bucket_ids: dict[str, int] = {}
+        # Buckets found to exist, and when (store/buckets.py: every S3 request asks).
+        self._live_buckets: dict[str, tuple[Bucket, float]] = {}
         self.log = LogStore(self)
         self.versions = manifest_rows.Versions()
         ins = self._insert(_table(Chunk))

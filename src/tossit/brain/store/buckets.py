@@ -15,6 +15,8 @@ from tossit.brain.models import Bucket, Object
 from tossit.brain.store.base import StoreBase
 from tossit.manifests import SYSTEM_BUCKET
 
+LIVE_BUCKET_TTL = 5.0
+
 
 class BucketStore(StoreBase):
     async def live_buckets(self) -> list[Bucket]:
@@ -26,11 +28,23 @@ class BucketStore(StoreBase):
         return list(rows)
 
     async def live_bucket(self, name: str) -> Bucket | None:
+        """The bucket of this name if it exists. Every S3 request asks, so a bucket
+        found is remembered for ``LIVE_BUCKET_TTL`` seconds: a delete on this brain
+        forgets it at once; one made through another brain (on PostgreSQL) is seen
+        here that much later. An absent one is asked again each time."""
         if name == SYSTEM_BUCKET:
             return None
+        cached = self._live_buckets.get(name)
+        if cached is not None and time.monotonic() - cached[1] < LIVE_BUCKET_TTL:
+            return cached[0]
         async with self.read() as s:
-            return (await s.execute(select(Bucket).where(
+            found = (await s.execute(select(Bucket).where(
                 Bucket.name == name, Bucket.deleted_at.is_(None)))).scalar_one_or_none()
+        if found is not None:
+            self._live_buckets[name] = (found, time.monotonic())
+        else:
+            self._live_buckets.pop(name, None)
+        return found
 
     async def make_bucket(self, name: str) -> bool:
         """Create the bucket (or bring a deleted one back); False if it exists."""
@@ -60,4 +74,5 @@ class BucketStore(StoreBase):
             await s.execute(update(Bucket).where(Bucket.id == row.id)
                             .values(deleted_at=time.time()))
         self._bucket_ids.pop(name, None)
+        self._live_buckets.pop(name, None)
         return True
