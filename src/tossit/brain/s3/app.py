@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, wrong_key
 from tossit.brain.metrics import S3_REQUESTS, S3_SECONDS
-from tossit.brain.s3 import bucket, copy, delete, get, listing, put
+from tossit.brain.s3 import bucket, copy, delete, get, listing, multipart, put
 from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context
 from tossit.brain.s3.errors import (
     S3Error,
@@ -55,9 +55,8 @@ HANDLERS: dict[str, Handler] = {
     "DeleteObjects": delete.delete_objects,
     "CopyObject": copy.copy_object,
 }
-# Multipart uploads plug in here: one handler per name of ``router.MULTIPART``.
-# Until they do, each answers 501 NotImplemented.
-MULTIPART_HANDLERS: dict[str, Handler] = {}
+# One handler per name of ``router.MULTIPART`` (docs/multipart.md).
+MULTIPART_HANDLERS: dict[str, Handler] = dict(multipart.HANDLERS)
 # S3 calls with a read method read; the rest (PUT, POST, DELETE) write.
 ACCESS = Access(write=Role.readwrite, read=Role.readonly)
 
