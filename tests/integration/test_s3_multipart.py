@@ -6,7 +6,9 @@ sending parts concurrently."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,10 +143,23 @@ def test_completion_errors_change_nothing(s3: Any, bucket: str) -> None:
         s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=3, Body=b"abc",
                        ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==")  # the MD5 of b""
     assert error_of(exc) == ("BadDigest", 400)
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=3, Body=b"abc",
+                       ChecksumCRC32="AAAAAQ==")
+    assert error_of(exc) == ("BadDigest", 400)
+    crc = base64.b64encode(zlib.crc32(b"abc").to_bytes(4, "big")).decode()
+    sent = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=3, Body=b"abc",
+                          ChecksumCRC32=crc)
+    assert sent["ChecksumCRC32"] == crc  # checked, and given back as S3 does
+    with pytest.raises(ClientError) as exc:  # a whole-object checksum is not checked: 501
+        s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=uid, ChecksumCRC32=crc,
+                                     MultipartUpload={"Parts": [{"PartNumber": 3,
+                                                                 "ETag": sent["ETag"]}]})
+    assert error_of(exc) == ("NotImplemented", 501)
     assert keys_of(s3, bucket) == []
     # Refused completions left the upload whole: the last part alone completes it.
     assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key=key,
-                                                   UploadId=uid)["Parts"]] == [1, 2]
+                                                   UploadId=uid)["Parts"]] == [1, 2, 3]
     complete([{"PartNumber": 2, "ETag": small[1]}])
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == blob(1000, 2)
 
@@ -174,7 +189,7 @@ def test_a_retried_completion_succeeds_again(s3: Any, bucket: str) -> None:
 
 
 def test_abort_and_list_uploads(s3: Any, bucket: str) -> None:
-    ids = {}
+    ids: dict[str, list[str]] = {}
     for key in ("a/1", "a/2", "a/2", "b/1"):
         ids.setdefault(key, []).append(
             s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])

@@ -31,7 +31,7 @@ from tossit.brain.s3.errors import (
     new_request_id,
     not_implemented,
 )
-from tossit.brain.s3.router import MULTIPART, operation, split_target
+from tossit.brain.s3.router import operation, split_target
 from tossit.brain.s3.signature import Verified, parse_authorization, parse_presigned, verify
 from tossit.brain.service import Brain
 from tossit.errors import DigestMismatch, TossitError
@@ -157,7 +157,7 @@ class S3App:
                           + (f" (its REST API is {leader})" if leader else ""))
         handler = self.handlers.get(op)
         if handler is None:
-            raise not_implemented(f"{op} (multipart uploads)" if op in MULTIPART else op)
+            raise not_implemented(op)
         ctx = S3Context(self.brain, request, op, bucket_name, key, query, headers, verified,
                         request_id)
         return await handler(ctx)

@@ -119,6 +119,11 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
     parts = parse_complete(await ctx.small_body(MAX_XML_BODY))
     if "if-none-match" in ctx.headers or "if-match" in ctx.headers:
         raise not_implemented("a conditional completion (If-None-Match, If-Match)")
+    if any(name.startswith("x-amz-checksum-") and name != "x-amz-checksum-type"
+           for name in ctx.headers):
+        # Each part's checksum is checked as it arrives; a checksum of the whole
+        # object at completion is not, so it is refused rather than ignored.
+        raise not_implemented("a whole-object checksum at completion (x-amz-checksum-*)")
     location = str(ctx.request.url.replace(query=""))
 
     async def complete() -> bytes:
