@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import botocore.session
 import pytest
+from botocore.handlers import _looks_like_special_case_error
+from botocore.parsers import create_parser
 from starlette.responses import StreamingResponse
 
 from tossit.brain.s3.app import MULTIPART_HANDLERS
@@ -143,3 +146,29 @@ async def test_a_long_completion_that_fails_sends_the_error_inside_the_200() -> 
 
 def test_every_multipart_operation_has_its_handler() -> None:
     assert set(MULTIPART_HANDLERS) == MULTIPART
+
+
+async def test_botocore_reads_a_kept_alive_answer_and_an_error_inside_it() -> None:
+    """What boto3 and aws-cli do with the two long answers: the result parsed
+    through the whitespace; the error inside the 200 recognised (botocore
+    turns it into a 500 and raises or retries)."""
+    async def result() -> bytes:
+        await asyncio.sleep(0.15)
+        return (f'{HEADER}<CompleteMultipartUploadResult {NS}><Bucket>b</Bucket><Key>k</Key>'
+                "<ETag>&quot;abc-2&quot;</ETag></CompleteMultipartUploadResult>").encode()
+
+    async def failure() -> bytes:
+        await asyncio.sleep(0.15)
+        raise InvalidPart(1, "absent")
+
+    ok = await answer_when_done(result(), "/b/k", "R1", first_wait=0.01, interval=0.05)
+    bad = await answer_when_done(failure(), "/b/k", "R2", first_wait=0.01, interval=0.05)
+    assert isinstance(ok, StreamingResponse) and isinstance(bad, StreamingResponse)
+    ok_body, bad_body = await body_of(ok), await body_of(bad)
+    operation = botocore.session.get_session().get_service_model("s3").operation_model(
+        "CompleteMultipartUpload")
+    parsed = create_parser("rest-xml").parse(
+        {"body": ok_body, "headers": {}, "status_code": 200}, operation.output_shape)
+    assert (parsed["Bucket"], parsed["Key"], parsed["ETag"]) == ("b", "k", '"abc-2"')
+    assert not _looks_like_special_case_error(200, ok_body)
+    assert _looks_like_special_case_error(200, bad_body)
