@@ -240,15 +240,21 @@ class MultipartUploads:
 
         A completion sent again after it succeeded (a client that lost the
         answer) is answered with the same object while ``self.recent`` remembers
-        the upload and the object is still the one it made; else NoSuchUpload.
-        Counted once in ``tossit_uploads``, whichever API completed it."""
+        the upload and the object is still the one it made (also when both were
+        sent at once and the first committed while the second was on its way);
+        else NoSuchUpload. Counted once in ``tossit_uploads``, whichever API
+        completed it."""
         try:
-            upload = await self._get(bucket, key, upload_id)
+            return await self._complete(bucket, key, upload_id, parts, on_conflict)
         except NoSuchUpload:
             again = await self._retried(bucket, key, upload_id, parts)
             if again is None:
                 raise
             return again
+
+    async def _complete(self, bucket: str, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]], on_conflict: str) -> Completed:
+        upload = await self._get(bucket, key, upload_id)
         stored = {p.number: p for p in await self.store.upload_parts(upload_id)}
         chosen = choose_parts(parts, stored, self.min_part_size)
         lists = await self.store.part_chunks(upload_id, [p.number for p in chosen])
