@@ -401,5 +401,6 @@ async def test_two_completions_at_once_both_get_the_object_counted_once(
             m.mp.complete(B, "twice.bin", up.id, [(1, part.etag)]),
             m.mp.complete(B, "twice.bin", up.id, [(1, part.etag)]))
         assert first.obj.id == second.obj.id and first.etag == second.etag
+        assert sorted([first.again, second.again]) == [False, True]  # logged once
         assert counted() == (before[0] + 1, before[1] + len(data))
         assert await m.core.download(first.obj.id) == data

@@ -106,11 +106,14 @@ class UploadsPage:
 @dataclass(frozen=True)
 class Completed:
     """CompleteMultipartUpload's answer: the object, and its ETag (quoted,
-    ``"<md5 of the parts' MD5s>-<parts>"``)."""
+    ``"<md5 of the parts' MD5s>-<parts>"``). ``again``: the answer to a
+    completion sent again, whose object an earlier one made (not to be
+    counted or logged twice)."""
 
     obj: Object
     bucket: str
     etag: str
+    again: bool = False
 
 
 class MultipartUploads:
@@ -282,7 +285,7 @@ class MultipartUploads:
         found = await self.store.object_by_key(row.id, key, chunks=False) if row else None
         if found is None or found[0].etag != finished.etag:
             return None
-        return Completed(found[0], bucket, f'"{finished.etag}"')
+        return Completed(found[0], bucket, f'"{finished.etag}"', again=True)
 
     async def _sha256(self, chunks: list[tuple[str, int]]) -> str:
         """The whole object's SHA-256, from one verified read of its chunks (a

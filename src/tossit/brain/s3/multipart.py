@@ -116,7 +116,6 @@ async def upload_part_copy(ctx: S3Context) -> Response:
 async def complete_multipart_upload(ctx: S3Context) -> Response:
     bucket = await ctx.existing_bucket()
     key = ctx.key or ""
-    parts = parse_complete(await ctx.small_body(MAX_XML_BODY))
     if "if-none-match" in ctx.headers or "if-match" in ctx.headers:
         raise not_implemented("a conditional completion (If-None-Match, If-Match)")
     if any(name.startswith("x-amz-checksum-") and name != "x-amz-checksum-type"
@@ -124,11 +123,13 @@ async def complete_multipart_upload(ctx: S3Context) -> Response:
         # Each part's checksum is checked as it arrives; a checksum of the whole
         # object at completion is not, so it is refused rather than ignored.
         raise not_implemented("a whole-object checksum at completion (x-amz-checksum-*)")
+    parts = parse_complete(await ctx.small_body(MAX_XML_BODY))
     location = str(ctx.request.url.replace(query=""))
 
     async def complete() -> bytes:
         done = await ctx.brain.multipart.complete(bucket.name, key, _upload_id(ctx), parts)
-        ctx.note(UPLOADED, bucket.name, done.obj)
+        if not done.again:  # a retry's object was logged when it was made
+            ctx.note(UPLOADED, bucket.name, done.obj)
         return document("CompleteMultipartUploadResult", [
             el("Location", location), el("Bucket", bucket.name), el("Key", key),
             el("ETag", done.etag)])
