@@ -87,6 +87,7 @@ def test_parts_out_of_order_listed_in_pages_then_completed(s3: Any, bucket: str)
     first = s3.list_parts(Bucket=bucket, Key="movie.mkv", UploadId=uid, MaxParts=2)
     assert [p["PartNumber"] for p in first["Parts"]] == [1, 2]
     assert first["IsTruncated"] is True and first["NextPartNumberMarker"] == 2
+    assert first["MaxParts"] == 2 and first["UploadId"] == uid
     rest = s3.list_parts(Bucket=bucket, Key="movie.mkv", UploadId=uid, MaxParts=2,
                          PartNumberMarker=first["NextPartNumberMarker"])
     assert [(p["PartNumber"], p["Size"], p["ETag"]) for p in rest["Parts"]] == [
@@ -199,6 +200,7 @@ def test_abort_and_list_uploads(s3: Any, bucket: str) -> None:
         ("b/1", ids["b/1"][0])]
     page = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/", MaxUploads=2)
     assert [u["Key"] for u in page["Uploads"]] == ["a/1", "a/2"] and page["IsTruncated"]
+    assert page["MaxUploads"] == 2 and page["Prefix"] == "a/"
     after = s3.list_multipart_uploads(Bucket=bucket, Prefix="a/",
                                       KeyMarker=page["NextKeyMarker"],
                                       UploadIdMarker=page["NextUploadIdMarker"])

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from tossit.brain.activity import UPLOADED
 from tossit.brain.ingest import Expected
+from tossit.brain.multipart_rules import list_limit
 from tossit.brain.multipart_uploads import Part, Upload
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.bucket import OWNER_ID, xml_response
@@ -56,9 +57,10 @@ def _part_number(ctx: S3Context) -> int:
     return number
 
 
-def _initiator() -> str:
+def _initiator_and_owner() -> str:
+    """Uploads belong to the cluster, as objects do (``bucket.OWNER_ID``)."""
     return (f"<Initiator>{el('ID', OWNER_ID)}{el('DisplayName', OWNER_ID)}</Initiator>"
-            + owner(OWNER_ID, OWNER_ID) + el("StorageClass", STORAGE_CLASS))
+            + owner(OWNER_ID, OWNER_ID))
 
 
 def _checksum_headers(checks: Sequence[Expected]) -> dict[str, str]:
@@ -160,15 +162,17 @@ async def list_parts(ctx: S3Context) -> Response:
                                                max_parts)
     return xml_response(document("ListPartsResult", [
         el("Bucket", bucket.name), el("Key", key), el("UploadId", got.upload.id),
-        _initiator(), el("PartNumberMarker", marker),
+        _initiator_and_owner(), el("StorageClass", STORAGE_CLASS),
+        el("PartNumberMarker", marker),
         el("NextPartNumberMarker", got.next_marker),
-        el("MaxParts", 1000 if max_parts is None else min(max_parts, 1000)),
+        el("MaxParts", list_limit(max_parts, "max-parts")),
         el("IsTruncated", got.truncated), *(_part_entry(p) for p in got.parts)]))
 
 
 def _upload_entry(u: Upload, enc_key: str | None) -> str:
-    return (f"<Upload>{el('Key', enc_key)}{el('UploadId', u.id)}{_initiator()}"
-            f"{el('Initiated', iso8601(u.initiated))}</Upload>")
+    return (f"<Upload>{el('Key', enc_key)}{el('UploadId', u.id)}{_initiator_and_owner()}"
+            f"{el('StorageClass', STORAGE_CLASS)}{el('Initiated', iso8601(u.initiated))}"
+            "</Upload>")
 
 
 async def list_multipart_uploads(ctx: S3Context) -> Response:
@@ -190,7 +194,7 @@ async def list_multipart_uploads(ctx: S3Context) -> Response:
         el("UploadIdMarker", id_marker), el("NextKeyMarker", enc(got.next_key_marker)),
         el("NextUploadIdMarker", got.next_upload_id_marker),
         el("EncodingType", ctx.query.get("encoding-type")), el("Prefix", enc(prefix)),
-        el("MaxUploads", 1000 if max_uploads is None else min(max_uploads, 1000)),
+        el("MaxUploads", list_limit(max_uploads, "max-uploads")),
         el("IsTruncated", got.truncated), *(_upload_entry(u, enc(u.key)) for u in got.uploads)]))
 
 
