@@ -1,6 +1,7 @@
 """Streaming uploads over a real (HTTPS) cluster: boto3's default aws-chunked
 body with a CRC32 trailer, and bodies signed chunk by chunk
-(STREAMING-AWS4-HMAC-SHA256-PAYLOAD), each checked before it commits."""
+(STREAMING-AWS4-HMAC-SHA256-PAYLOAD), each checked before it commits; the
+same bodies as the parts of multipart uploads."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import boto3.s3.transfer
 import httpx
 import pytest
 from botocore.config import Config
@@ -95,11 +97,12 @@ class Signer:
         self.signing_key = signing_key(self.secret, self.amz_date[:8], REGION)
 
     def headers(self, method: str, host: str, path: str, payload: str,
-                extra: dict[str, str]) -> tuple[dict[str, str], str]:
+                extra: dict[str, str], query: str = "") -> tuple[dict[str, str], str]:
+        """``query``: canonical already (sorted, encoded)."""
         headers = {"host": host, "x-amz-date": self.amz_date, "x-amz-content-sha256": payload,
                    **extra}
         names = sorted(headers)
-        canonical = canonical_request(method, uri_encode(path), "", names,
+        canonical = canonical_request(method, uri_encode(path), query, names,
                                       list(headers.items()), payload)
         seed = sign(self.signing_key, string_to_sign(self.amz_date, self.scope, canonical))
         headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.key_id}/{self.scope}, "
@@ -118,16 +121,21 @@ class Signer:
 
 def _put(cluster: Cluster, key: tuple[str, str], name: str, payload: str, body: bytes,
          decoded: int, pieces_signed: list[bytes] | None = None,
-         extra: dict[str, str] | None = None) -> httpx.Response:
+         extra: dict[str, str] | None = None, query: str = "",
+         tamper: int | None = None) -> httpx.Response:
+    """A PUT of an aws-chunked body (a part with ``query``); ``tamper``: a byte
+    of the signed body to flip after signing."""
     signer = Signer(key)
     host = cluster.s3_url.split("://")[1]
     headers, seed = signer.headers("PUT", host, f"/stream/{name}", payload, {
         "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(decoded),
-        **(extra or {})})
+        **(extra or {})}, query)
     if pieces_signed is not None:
         body = signer.chunks(seed, pieces_signed)
-    return httpx.put(f"{cluster.s3_url}/stream/{name}", content=body, headers=headers,
-                     verify=cluster.verify, timeout=60)
+    if tamper is not None:
+        body = body[:tamper] + bytes([body[tamper] ^ 1]) + body[tamper + 1:]
+    url = f"{cluster.s3_url}/stream/{name}" + (f"?{query}" if query else "")
+    return httpx.put(url, content=body, headers=headers, verify=cluster.verify, timeout=60)
 
 
 def test_signed_chunks_upload_and_a_tampered_chunk_is_refused(
@@ -191,3 +199,56 @@ def test_a_payload_hash_that_does_not_match_commits_nothing(
                      headers=headers, verify=cluster.verify, timeout=60)
     assert resp.status_code == 400 and b"<Code>XAmzContentSHA256Mismatch</Code>" in resp.content
     assert s3.list_objects_v2(Bucket="stream", Prefix="sha.bin")["KeyCount"] == 0
+
+
+def test_parts_stream_as_put_bodies_do(cluster: Cluster, key: tuple[str, str], s3: Any,
+                                       tmp_path: Path) -> None:
+    """boto3's TransferManager sends its parts with a CRC32 trailer over HTTPS;
+    a part may also be signed chunk by chunk. Each is checked as PutObject's
+    body is: a tampered chunk or a wrong trailer stores no part."""
+    sent: list[dict[str, str]] = []
+    s3.meta.events.register("before-send.s3.UploadPart", lambda request, **_: sent.append(
+        {k.lower(): v for k, v in request.headers.items()}))
+    data = bytes(range(251)) * (45 * 1024)  # 11 MiB and a bit: 3 parts of 5 MiB at most
+    path = tmp_path / "parts.bin"
+    path.write_bytes(data)
+    mib5 = 5 * 1024 * 1024
+    with open(path, "rb") as fh:
+        s3.upload_fileobj(fh, "stream", "parts.bin", Config=boto3.s3.transfer.TransferConfig(
+            multipart_threshold=mib5, multipart_chunksize=mib5))
+    s3.meta.events.unregister("before-send.s3.UploadPart")
+    assert len(sent) == 3
+    assert {h["x-amz-content-sha256"] for h in sent} == {b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
+    got = s3.get_object(Bucket="stream", Key="parts.bin")
+    assert got["Body"].read() == data and got["ETag"].endswith('-3"')
+
+    uid = s3.create_multipart_upload(Bucket="stream", Key="signed-parts.bin")["UploadId"]
+    first = [data[i:i + 65536] for i in range(0, mib5, 65536)]
+    last = b"the last part " * 100
+    crc = zlib.crc32(last).to_bytes(4, "big")
+    trailer = {"x-amz-trailer": "x-amz-checksum-crc32"}
+
+    def part(number: int, payload: str, body: bytes, decoded: int,
+             pieces: list[bytes] | None = None, extra: dict[str, str] | None = None,
+             tamper: int | None = None) -> httpx.Response:
+        return _put(cluster, key, "signed-parts.bin", payload, body, decoded, pieces, extra,
+                    query=f"partNumber={number}&uploadId={uid}", tamper=tamper)
+
+    bad = part(1, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", b"", mib5, first, tamper=200)
+    assert bad.status_code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in bad.content
+    wrong = part(2, "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                 _unsigned_trailer_body(last, b"\0\0\0\0"), len(last), extra=trailer)
+    assert wrong.status_code == 400 and b"<Code>BadDigest</Code>" in wrong.content
+    assert s3.list_parts(Bucket="stream", Key="signed-parts.bin", UploadId=uid).get(
+        "Parts", []) == []
+    one = part(1, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", b"", mib5, first)
+    two = part(2, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", _unsigned_trailer_body(last, crc),
+               len(last), extra=trailer)
+    assert one.status_code == two.status_code == 200, (one.text, two.text)
+    assert two.headers["x-amz-checksum-crc32"] == base64.b64encode(crc).decode()
+    s3.complete_multipart_upload(Bucket="stream", Key="signed-parts.bin", UploadId=uid,
+                                 MultipartUpload={"Parts": [
+                                     {"PartNumber": 1, "ETag": one.headers["etag"]},
+                                     {"PartNumber": 2, "ETag": two.headers["etag"]}]})
+    assert s3.get_object(Bucket="stream", Key="signed-parts.bin")["Body"].read() == \
+        data[:mib5] + last

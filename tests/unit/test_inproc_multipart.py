@@ -5,6 +5,7 @@ the collector, never those of an upload in progress."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import update
 
 from memnodes import Core, KiB, blob, memcore, pieces
+from tossit.brain.metrics import UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import MultipartUpload
 from tossit.brain.multipart_rules import MIN_PART_SIZE, MiB
 from tossit.brain.multipart_uploads import MultipartUploads, Part
@@ -380,3 +382,25 @@ async def test_a_part_over_5_gib_is_refused_before_its_body_is_read(tmp_path: Pa
             await m.mp.upload_part(B, "k", up.id, 1, never(), size_hint=5 * 1024 * MiB + 1)
         with pytest.raises(InvalidArgument, match="between 1 and 10000"):
             await m.mp.upload_part(B, "k", up.id, 10001, never())
+
+
+async def test_two_completions_at_once_both_get_the_object_counted_once(
+        tmp_path: Path) -> None:
+    """A client that retries while its first completion is still running: the
+    one that commits second finds the upload gone, and is answered with the
+    object the first made (not NoSuchUpload); the upload counts once."""
+    def counted() -> tuple[float, float]:
+        return UPLOADS.labels("ok")._value.get(), UPLOAD_BYTES._value.get()
+
+    async with multipart(tmp_path) as m:
+        data = blob(4, 300 * KiB)
+        up = await m.mp.create(B, "twice.bin")
+        part = await put_part(m, up.id, 1, data, key="twice.bin")
+        before = counted()
+        first, second = await asyncio.gather(
+            m.mp.complete(B, "twice.bin", up.id, [(1, part.etag)]),
+            m.mp.complete(B, "twice.bin", up.id, [(1, part.etag)]))
+        assert first.obj.id == second.obj.id and first.etag == second.etag
+        assert sorted([first.again, second.again]) == [False, True]  # logged once
+        assert counted() == (before[0] + 1, before[1] + len(data))
+        assert await m.core.download(first.obj.id) == data

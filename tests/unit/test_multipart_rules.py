@@ -11,7 +11,9 @@ from tossit.brain.multipart_rules import (
     LIST_MAX,
     MIN_PART_SIZE,
     Cut,
+    Finished,
     PartInfo,
+    RecentCompletions,
     Reuse,
     after_upload_marker,
     bare_etag,
@@ -157,3 +159,38 @@ CHUNKS = [("c0", 10), ("c1", 10), ("c2", 4)]  # bytes 0-9, 10-19, 20-23
 def test_a_part_copy_reuses_the_chunks_its_range_covers_whole(
         rng: ByteRange | None, plan: list[Reuse | Cut]) -> None:
     assert plan_copy(CHUNKS, rng) == plan
+
+
+# -- a completion sent again ---------------------------------------------------------
+
+E1, E2 = '"' + M1 + '"', '"' + M2 + '"'
+DONE = Finished("b", "k", multipart_etag([M1, M2]))
+
+
+@pytest.mark.parametrize(("upload_id", "bucket", "key", "parts", "at", "same"), [
+    ("u1", "b", "k", [(1, E1), (2, E2)], 10.0, True),
+    ("u1", "b", "k", [(1, M1.upper()), (2, M2)], 10.0, True),  # quoted or not, any case
+    ("u1", "b", "k", [(1, E1)], 10.0, False),  # other parts: another object
+    ("u1", "b", "k", [(1, E2), (2, E1)], 10.0, False),
+    ("u1", "b", "k", [(1, '"not hex"'), (2, E2)], 10.0, False),
+    ("u1", "b", "k", [], 10.0, False),
+    ("u1", "b", "other", [(1, E1), (2, E2)], 10.0, False),
+    ("u1", "c", "k", [(1, E1), (2, E2)], 10.0, False),
+    ("u2", "b", "k", [(1, E1), (2, E2)], 10.0, False),  # never completed
+    ("u1", "b", "k", [(1, E1), (2, E2)], 100.1, False),  # forgotten after ``keep``
+])
+def test_a_retried_completion_is_recognised(upload_id: str, bucket: str, key: str,
+                                            parts: list[tuple[int, str]], at: float,
+                                            same: bool) -> None:
+    recent = RecentCompletions(keep=100.0)
+    recent.add("u1", DONE, now=0.0)
+    assert recent.retried(upload_id, bucket, key, parts, now=at) == (DONE if same else None)
+
+
+def test_recent_completions_keep_the_newest_up_to_their_limit() -> None:
+    recent = RecentCompletions(keep=100.0, limit=2)
+    for n in range(3):
+        recent.add(f"u{n}", DONE, now=float(n))
+    parts = [(1, E1), (2, E2)]
+    assert [recent.retried(f"u{n}", "b", "k", parts, now=3.0) for n in range(3)] == [
+        None, DONE, DONE]

@@ -171,3 +171,55 @@ def plan_copy(chunks: Sequence[tuple[str, int]], rng: ByteRange | None) -> list[
                 out.append(Cut(index, lo - start, hi - start))
         start = end
     return out
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An upload that completed: where its object went, and the object's ETag."""
+
+    bucket: str
+    key: str
+    etag: str  # bare, as stored
+
+
+class RecentCompletions:
+    """Upload ids completed lately, so that a completion sent again (aws-cli and
+    the SDKs retry CompleteMultipartUpload after a lost answer) can be answered
+    with the same success instead of NoSuchUpload. Only when the retry names the
+    same parts (the ETag they give is the object's) and the object is still the
+    one the upload made; the caller checks that last point. Kept in memory, for
+    ``keep`` seconds and ``limit`` ids at most: a retry comes within seconds,
+    and a brain that restarted answers NoSuchUpload as before (documented)."""
+
+    def __init__(self, keep: float = 3600.0, limit: int = 10_000) -> None:
+        self.keep = keep
+        self.limit = limit
+        self._done: dict[str, tuple[float, Finished]] = {}  # insertion order = age
+
+    def add(self, upload_id: str, finished: Finished, now: float) -> None:
+        self._done[upload_id] = (now, finished)
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        while self._done:
+            oldest, (at, _) = next(iter(self._done.items()))
+            if len(self._done) <= self.limit and now - at <= self.keep:
+                return
+            del self._done[oldest]
+
+    def retried(self, upload_id: str, bucket: str, key: str,
+                parts: Sequence[tuple[int, str]], now: float) -> Finished | None:
+        """What a completion of ``upload_id`` naming ``parts`` made earlier, if
+        it is the same request again; else None (the caller says NoSuchUpload)."""
+        self._expire(now)
+        found = self._done.get(upload_id)
+        if found is None:
+            return None
+        finished = found[1]
+        if (finished.bucket, finished.key) != (bucket, key) or not parts:
+            return None
+        try:
+            etag = multipart_etag([bare_etag(e) for _, e in parts])
+        except ValueError:  # an ETag that is not hex names no part of ours
+            return None
+        return finished if etag == finished.etag else None

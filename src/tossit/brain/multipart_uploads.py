@@ -28,12 +28,15 @@ from typing import Any
 
 from tossit.brain.commits import CommitBatcher
 from tossit.brain.gc import Collector
-from tossit.brain.ingest import Ingest
+from tossit.brain.ingest import Expected, Ingest
+from tossit.brain.metrics import UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import MultipartUpload, Object
 from tossit.brain.multipart_rules import (
     MAX_PART_SIZE,
     MIN_PART_SIZE,
+    Finished,
     PartInfo,
+    RecentCompletions,
     Reuse,
     check_part_number,
     choose_parts,
@@ -103,11 +106,14 @@ class UploadsPage:
 @dataclass(frozen=True)
 class Completed:
     """CompleteMultipartUpload's answer: the object, and its ETag (quoted,
-    ``"<md5 of the parts' MD5s>-<parts>"``)."""
+    ``"<md5 of the parts' MD5s>-<parts>"``). ``again``: the answer to a
+    completion sent again, whose object an earlier one made (not to be
+    counted or logged twice)."""
 
     obj: Object
     bucket: str
     etag: str
+    again: bool = False
 
 
 class MultipartUploads:
@@ -123,6 +129,7 @@ class MultipartUploads:
         self.collector = collector
         self.pins = pins
         self.min_part_size = min_part_size
+        self.recent = RecentCompletions()
 
     # -- CreateMultipartUpload ----------------------------------------------------
 
@@ -137,17 +144,19 @@ class MultipartUploads:
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int,
                           pieces: AsyncIterable[bytes], expected_md5: str | None = None,
-                          size_hint: int | None = None) -> Part:
+                          size_hint: int | None = None, expect: Sequence[Expected] = ()
+                          ) -> Part:
         """Store a part (replacing any of the same number: its chunks become
         garbage unless shared). ``expected_md5``: the hex MD5 the client announced
         (Content-MD5, decoded); a body that does not match is refused (BadDigest)
-        and none of it kept."""
+        and none of it kept. ``expect``: other digests the client sent (the S3
+        layer's checksums and signed payload hash), checked the same way."""
         check_part_number(part_number)
         await self._get(bucket, key, upload_id)
         if size_hint is not None and size_hint > MAX_PART_SIZE:
             raise EntityTooLarge(MAX_PART_SIZE)
         self.ingest.check_capacity(size_hint)
-        async with self.ingest.store_chunks(_capped(pieces)) as stored:
+        async with self.ingest.store_chunks(_capped(pieces), expect) as stored:
             digest = stored.md5
             if expected_md5 is not None and expected_md5.lower() != digest:
                 raise BadDigest(expected_md5, digest)
@@ -230,7 +239,24 @@ class MultipartUploads:
         of that key (S3's way; the REST API may ask to ``rename`` or ``fail``
         instead, as its single-request uploads can). No chunk is written: the
         object's chunk list is the parts' lists end to end. Parts uploaded but
-        not named become garbage."""
+        not named become garbage.
+
+        A completion sent again after it succeeded (a client that lost the
+        answer) is answered with the same object while ``self.recent`` remembers
+        the upload and the object is still the one it made (also when both were
+        sent at once and the first committed while the second was on its way);
+        else NoSuchUpload. Counted once in ``tossit_uploads``, whichever API
+        completed it."""
+        try:
+            return await self._complete(bucket, key, upload_id, parts, on_conflict)
+        except NoSuchUpload:
+            again = await self._retried(bucket, key, upload_id, parts)
+            if again is None:
+                raise
+            return again
+
+    async def _complete(self, bucket: str, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]], on_conflict: str) -> Completed:
         upload = await self._get(bucket, key, upload_id)
         stored = {p.number: p for p in await self.store.upload_parts(upload_id)}
         chosen = choose_parts(parts, stored, self.min_part_size)
@@ -243,7 +269,23 @@ class MultipartUploads:
             chunk_size=self.settings.chunk_size, chunks=chunks, replicas={},
             user_meta=upload.user_meta, etag=etag, completes_upload=upload_id,
             on_conflict=on_conflict))
+        self.recent.add(upload_id, Finished(bucket, key, etag), time.time())
+        UPLOADS.labels("ok").inc()
+        UPLOAD_BYTES.inc(obj.size)
         return Completed(obj, bucket, f'"{etag}"')
+
+    async def _retried(self, bucket: str, key: str, upload_id: str,
+                       parts: Sequence[tuple[int, str]]) -> Completed | None:
+        """The earlier answer to this very completion, if it succeeded lately
+        and its object is still under the key (not deleted nor replaced)."""
+        finished = self.recent.retried(upload_id, bucket, key, parts, time.time())
+        if finished is None:
+            return None
+        row = await self.store.live_bucket(bucket)
+        found = await self.store.object_by_key(row.id, key, chunks=False) if row else None
+        if found is None or found[0].etag != finished.etag:
+            return None
+        return Completed(found[0], bucket, f'"{finished.etag}"', again=True)
 
     async def _sha256(self, chunks: list[tuple[str, int]]) -> str:
         """The whole object's SHA-256, from one verified read of its chunks (a

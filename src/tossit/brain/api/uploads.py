@@ -185,7 +185,8 @@ async def complete_upload(
     done = await brain.multipart.complete(
         BUCKET, key, upload_id, [(p.number, p.md5.lower()) for p in body.parts],
         on_conflict=on_conflict)
-    noted(request, UPLOADED, BUCKET, done.obj)
+    if not done.again:
+        noted(request, UPLOADED, BUCKET, done.obj)
     response.headers["Location"] = f"/api/files/{done.obj.id}"
     per_obj = await brain.store.ok_replica_nodes([done.obj.id])
     return CompletedUpload(**file_fields(brain, done.obj, per_obj.get(done.obj.id, [])),

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, wrong_key
 from tossit.brain.metrics import S3_REQUESTS, S3_SECONDS
-from tossit.brain.s3 import bucket, copy, delete, get, listing, put
+from tossit.brain.s3 import bucket, copy, delete, get, listing, multipart, put
 from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context
 from tossit.brain.s3.errors import (
     S3Error,
@@ -31,7 +31,7 @@ from tossit.brain.s3.errors import (
     new_request_id,
     not_implemented,
 )
-from tossit.brain.s3.router import MULTIPART, operation, split_target
+from tossit.brain.s3.router import operation, split_target
 from tossit.brain.s3.signature import Verified, parse_authorization, parse_presigned, verify
 from tossit.brain.service import Brain
 from tossit.errors import DigestMismatch, TossitError
@@ -55,9 +55,8 @@ HANDLERS: dict[str, Handler] = {
     "DeleteObjects": delete.delete_objects,
     "CopyObject": copy.copy_object,
 }
-# Multipart uploads plug in here: one handler per name of ``router.MULTIPART``.
-# Until they do, each answers 501 NotImplemented.
-MULTIPART_HANDLERS: dict[str, Handler] = {}
+# One handler per name of ``router.MULTIPART`` (docs/multipart.md).
+MULTIPART_HANDLERS: dict[str, Handler] = dict(multipart.HANDLERS)
 # S3 calls with a read method read; the rest (PUT, POST, DELETE) write.
 ACCESS = Access(write=Role.readwrite, read=Role.readonly)
 
@@ -158,7 +157,7 @@ class S3App:
                           + (f" (its REST API is {leader})" if leader else ""))
         handler = self.handlers.get(op)
         if handler is None:
-            raise not_implemented(f"{op} (multipart uploads)" if op in MULTIPART else op)
+            raise not_implemented(op)
         ctx = S3Context(self.brain, request, op, bucket_name, key, query, headers, verified,
                         request_id)
         return await handler(ctx)

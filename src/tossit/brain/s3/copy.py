@@ -6,11 +6,14 @@ source is deleted at that moment."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from starlette.responses import Response
 
 from tossit.brain.activity import UPLOADED
+from tossit.brain.models import Bucket, Object
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.bucket import xml_response
 from tossit.brain.s3.conditions import evaluate
@@ -20,9 +23,11 @@ from tossit.brain.s3.get import etag_of
 from tossit.brain.s3.put import content_type
 from tossit.brain.s3.router import MAX_KEY_BYTES
 from tossit.brain.s3.xml import document, el, iso8601
-from tossit.brain.store import NewObject
+from tossit.brain.store import ChunkPlacement, NewObject
+from tossit.ranges import ByteRange
 
 _COPY_CONDITIONS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
 
 
 def parse_copy_source(value: str) -> tuple[str, str]:
@@ -36,8 +41,30 @@ def parse_copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
-async def copy_object(ctx: S3Context) -> Response:
-    target = await ctx.existing_bucket()
+def parse_copy_range(value: str, size: int) -> ByteRange:
+    """UploadPartCopy's ``x-amz-copy-source-range: bytes=FIRST-LAST`` (both
+    given, inclusive, within the source's ``size`` bytes), as S3 requires it."""
+    m = _COPY_RANGE.match(value.strip())
+    if m is None:
+        raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=FIRST-LAST")
+    first, last = int(m.group(1)), int(m.group(2))
+    if first > last or last >= size:
+        raise S3Error("InvalidArgument", f"Range specified is not valid for source object of "
+                                         f"size: {size}")
+    return ByteRange(first, last)
+
+
+@dataclass(frozen=True)
+class CopySource:
+    bucket: Bucket
+    key: str
+    obj: Object
+    placements: list[ChunkPlacement]
+
+
+async def copy_source(ctx: S3Context) -> CopySource:
+    """The object ``x-amz-copy-source`` names (CopyObject, UploadPartCopy),
+    with its ``x-amz-copy-source-if-*`` conditions checked (PreconditionFailed)."""
     src_bucket_name, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
     src_bucket = await ctx.existing_bucket(src_bucket_name)
     found = await ctx.brain.store.object_by_key(src_bucket.id, src_key)
@@ -48,6 +75,14 @@ async def copy_object(ctx: S3Context) -> Response:
                   if f"x-amz-copy-source-{name}" in ctx.headers}
     if evaluate(conditions, etag_of(src), src.created_at, read=False) is not None:
         raise S3Error("PreconditionFailed")
+    return CopySource(src_bucket, src_key, src, placements)
+
+
+async def copy_object(ctx: S3Context) -> Response:
+    target = await ctx.existing_bucket()
+    source = await copy_source(ctx)
+    src_bucket, src_key, src, placements = (source.bucket, source.key, source.obj,
+                                            source.placements)
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")

@@ -14,6 +14,7 @@ from tossit.errors import (
     DigestMismatch,
     InsufficientStorage,
     ManifestNotStored,
+    MultipartError,
     NotEnoughNodes,
     TossitError,
 )
@@ -43,6 +44,8 @@ KINDS = _kinds(
                                               "bucket succeeded and you already own it"),
     ErrorKind("BucketNotEmpty", 409, "The bucket you tried to delete is not empty"),
     ErrorKind("EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed size"),
+    ErrorKind("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum "
+                                     "allowed object size"),
     ErrorKind("IncompleteBody", 400, "You did not provide the number of bytes specified by "
                                      "the Content-Length HTTP header"),
     ErrorKind("InternalError", 500, "We encountered an internal error. Please try again."),
@@ -50,6 +53,11 @@ KINDS = _kinds(
                                          "in our records"),
     ErrorKind("InvalidArgument", 400, "Invalid Argument"),
     ErrorKind("InvalidBucketName", 400, "The specified bucket is not valid"),
+    ErrorKind("InvalidPart", 400, "One or more of the specified parts could not be found. "
+                                  "The part might not have been uploaded, or the specified "
+                                  "entity tag might not have matched the part's entity tag."),
+    ErrorKind("InvalidPartOrder", 400, "The list of parts was not in ascending order. The "
+                                       "parts list must be specified in order by part number."),
     ErrorKind("InvalidDigest", 400, "The Content-MD5 or checksum you specified is not valid"),
     ErrorKind("InvalidRange", 416, "The requested range is not satisfiable"),
     ErrorKind("InvalidRequest", 400, "Invalid Request"),
@@ -107,6 +115,8 @@ def from_domain(exc: TossitError) -> S3Error:
     """The S3 answer to a domain error of the shared write and read paths."""
     if isinstance(exc, DigestMismatch):
         return S3Error("BadDigest", exc.message)
+    if isinstance(exc, MultipartError):
+        return S3Error(exc.s3_code if exc.s3_code in KINDS else "InvalidRequest", exc.message)
     if isinstance(exc, NotEnoughNodes | ChunkUnavailable | ManifestNotStored
                   | InsufficientStorage):
         return S3Error("ServiceUnavailable", exc.message)

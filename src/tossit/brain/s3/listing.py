@@ -100,7 +100,7 @@ def _max_keys(ctx: S3Context) -> int:
     return min(int(value), MAX_KEYS)
 
 
-def _encoder(ctx: S3Context) -> Callable[[str | None], str | None]:
+def key_encoder(ctx: S3Context) -> Callable[[str | None], str | None]:
     kind = ctx.query.get("encoding-type")
     if kind is None:
         return lambda v: v
@@ -147,7 +147,7 @@ def _entries(page: Page, enc: Callable[[str | None], str | None], with_owner: bo
 
 
 async def list_objects_v2(ctx: S3Context) -> Response:
-    enc = _encoder(ctx)
+    enc = key_encoder(ctx)
     token = ctx.query.get("continuation-token")
     start_after = ctx.query.get("start-after")
     after = decode_token(token) if token is not None else start_after
@@ -166,7 +166,7 @@ async def list_objects_v2(ctx: S3Context) -> Response:
 
 
 async def list_objects_v1(ctx: S3Context) -> Response:
-    enc = _encoder(ctx)
+    enc = key_encoder(ctx)
     marker = ctx.query.get("marker")
     page, prefix, delimiter, max_keys = await _page(ctx, marker or None)
     parts = [el("Name", ctx.bucket), el("Prefix", enc(prefix)), el("Marker", enc(marker or "")),

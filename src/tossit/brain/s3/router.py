@@ -1,8 +1,8 @@
 """Which S3 operation a request is: a pure function of its method, bucket, key,
 query parameter names and a few headers (S3 routes by sub-resource, not by path).
 
-Multipart uploads are named here (``MULTIPART``) and answered by whatever
-``tossit.brain.s3.app`` registers for them; until then they are 501.
+Multipart uploads are named here (``MULTIPART``) and answered by
+``tossit.brain.s3.multipart``, registered in ``tossit.brain.s3.app``.
 Sub-resources TossIt does not implement (versioning, ACL grants, policies,
 lifecycle, website, object lock, ...) resolve to ``NotImplemented``, never to a
 neighbouring operation that would answer with a wrong success.

@@ -93,6 +93,30 @@ def parse_delete(body: bytes, max_keys: int = 1000) -> DeleteRequest:
     return DeleteRequest(keys, quiet)
 
 
+def parse_complete(body: bytes) -> list[tuple[int, str]]:
+    """A CompleteMultipartUpload body: <CompleteMultipartUpload><Part>
+    <PartNumber/><ETag/></Part>*</CompleteMultipartUpload>, as (number, ETag)
+    in the order sent (the service judges the order). A part's checksum
+    elements are ignored: each part's checksum was checked when it arrived."""
+    root = _parse(body)
+    if _local(root.tag) != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML", "the body's root element must be CompleteMultipartUpload")
+    parts: list[tuple[int, str]] = []
+    for child in root:
+        if _local(child.tag) != "Part":
+            continue
+        fields = {_local(f.tag): (f.text or "").strip() for f in child}
+        number, etag = fields.get("PartNumber"), fields.get("ETag")
+        if not number or etag is None:
+            raise S3Error("MalformedXML", "every Part needs a PartNumber and an ETag")
+        if not number.isdigit():
+            raise S3Error("InvalidArgument", f"a part number must be an integer, not {number!r}")
+        parts.append((int(number), etag))
+    if not parts:
+        raise S3Error("MalformedXML", "name at least one Part to complete the upload")
+    return parts
+
+
 def parse_location(body: bytes) -> str | None:
     """The LocationConstraint of a CreateBucketConfiguration (None without one)."""
     if not body.strip():
