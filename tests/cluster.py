@@ -31,6 +31,11 @@ from tossit.server_args import BrainArgs, NodeArgs, Tls, tossit_command
 
 # Fast failure detection: heartbeats every 0.5 s, suspect after 1.5 s, offline after 3 s.
 HEARTBEAT_S, SUSPECT_AFTER_S, OFFLINE_AFTER_S = 0.5, 1.5, 3.0
+# Uploads wait for every copy, as they would without stragglers: on a loaded test
+# machine a third copy can take more than the default second, and with the repairer
+# off a test would then see a file short of a copy. (Stragglers have their own
+# tests: test_inproc_ingest.py, and bench_paused_node.py for a real paused node.)
+STRAGGLER_WAIT_S = 60.0
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.1,
@@ -142,7 +147,8 @@ class Cluster:
             replicas=self.replicas,
             chunk_size=self.chunk_size, gc_interval=3600, auto_repair=False,
             heartbeat_interval=HEARTBEAT_S, suspect_after=SUSPECT_AFTER_S,
-            offline_after=OFFLINE_AFTER_S, database_url=self.database_url,
+            offline_after=OFFLINE_AFTER_S, straggler_wait=STRAGGLER_WAIT_S,
+            database_url=self.database_url,
             tls=self._tls(), extra=self.brain_args)
         if n == 0:
             return first

@@ -74,6 +74,7 @@ class BrainArgs:
     database_url: str | None = None
     heartbeat_interval: float | None = None
     suspect_after: float | None = None
+    straggler_wait: float | None = None
     offline_after: float | None = None
     gc_interval: float | None = None
     auto_repair: bool | None = None
@@ -98,6 +99,7 @@ class BrainArgs:
                 ("--database-url", self.database_url),
                 ("--heartbeat-interval", self.heartbeat_interval),
                 ("--suspect-after", self.suspect_after),
+                ("--straggler-wait", self.straggler_wait),
                 ("--offline-after", self.offline_after),
                 ("--gc-interval", self.gc_interval),
                 ("--advertise-url", self.advertise_url),

@@ -481,6 +481,32 @@ def test_a_paused_brain_does_not_blame_the_nodes(make_cluster: MakeCluster) -> N
     assert c.upload("after.bin", data)["replication"]["state"] == "healthy"
 
 
+def test_a_node_paused_mid_upload_is_left_behind_after_the_straggler_wait(
+        make_cluster: MakeCluster) -> None:
+    """A node stops answering (SIGSTOP) while it is still online: an upload that
+    sent it a copy commits with W copies once the others are done and the
+    straggler wait is over, not after node_timeout (60 s)."""
+    c = make_cluster(nodes=3, replicas=3, brain_args=["--straggler-wait", "1"])
+    ids = node_ids(c)
+    proc = c.nodes[2]
+    assert proc is not None
+    data = os.urandom(300_000)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        up = c.upload("during-the-pause.bin", data)  # before the monitor notices
+        took = time.monotonic() - t0
+        assert took < 15, f"the upload waited {took:.1f} s for the paused node"
+        assert up["replication"]["state"] == "degraded"
+        for ch in info(c, up["id"])["chunk_map"]:
+            assert {n["id"] for n in ch["nodes"]} == {ids[0], ids[1]}
+        assert sha(c.download(up["id"])) == sha(data)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    c.wait_node_state(2, "online", timeout=15)
+    assert sha(c.download(up["id"])) == sha(data)
+
+
 def test_sigstop_then_sigterm_restart(make_cluster: MakeCluster) -> None:
     c = make_cluster(nodes=3, replicas=3, brain_args=["--no-auto-repair"])
     ids = node_ids(c)

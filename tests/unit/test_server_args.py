@@ -25,6 +25,7 @@ def test_a_brain_with_only_its_port_and_data_dir_gets_nothing_else() -> None:
     ("database_url", "postgresql+asyncpg://h/db", ["--database-url", "postgresql+asyncpg://h/db"]),
     ("heartbeat_interval", 0.5, ["--heartbeat-interval", "0.5"]),
     ("suspect_after", 1.5, ["--suspect-after", "1.5"]),
+    ("straggler_wait", 60.0, ["--straggler-wait", "60"]),
     ("offline_after", 3.0, ["--offline-after", "3"]),
     ("gc_interval", 3600, ["--gc-interval", "3600"]),
     ("advertise_url", "http://10.0.0.2:8000", ["--advertise-url", "http://10.0.0.2:8000"]),
