@@ -40,7 +40,9 @@ export function classify(status, nodes, connected) {
     const p = { level: "unreachable", text: "Lost connection to the brain — retrying…", href: null, nav: null, count: 1 };
     return result("unreachable", [p]);
   }
-  if (!status) return { level: "unknown", word: "Checking…", mark: "", problems: [], next: null };
+  // Both are needed: a node that is down shows only in the list, and a strip that
+  // said "Healthy" before the list came would claim it with no node counted.
+  if (!status || !nodes) return { level: "unknown", word: "Checking…", mark: "", problems: [], next: null };
   const problems = [];
   const add = (level, text, nav, count = 1) =>
     problems.push({ level, text, nav, href: nav ? `#/${nav}` : null, count });
@@ -49,7 +51,7 @@ export function classify(status, nodes, connected) {
   const man = status.manifests || {};
   const cap = status.capacity || {};
   const ready = status.readiness || {};
-  const list = nodes || [];
+  const list = nodes;
   const down = list.filter((n) => DOWN.has(n.state));
   const downNames = down.map((n) => n.name);
 
