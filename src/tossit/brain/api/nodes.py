@@ -342,7 +342,8 @@ async def _removal_refusal(brain: Brain, view: NodeView) -> ApiError | None:
     held = await brain.store.ok_replica_count(view.id)
     if held and view.state != DEAD and view.admin_state != DRAINED:
         return ApiError(409, "not_drained",
-                        f"{view.name} still holds {held:,} chunk copies: drain it first "
+                        f"{view.name} still holds {plural(held, 'copy', 'copies')} (of chunks "
+                        "or manifest packs): drain it first "
                         f"(tossit node drain {view.name})", chunks=held)
     sole = await brain.store.sole_copies(view.id, others)
     if sole:
