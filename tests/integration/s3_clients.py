@@ -1,11 +1,15 @@
-"""S3 clients of a test cluster's brain: keys made over REST, boto3 set up for them."""
+"""S3 clients of a test cluster's brain: keys made over REST, boto3 set up for them,
+and what the S3 tests check their answers with."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from cluster import Cluster
 
@@ -31,3 +35,19 @@ def s3_client(cluster: Cluster, key: tuple[str, str], brain: int = 0, **config: 
         config=Config(**{"s3": {"addressing_style": "path"},
                          "retries": {"total_max_attempts": 1},  # a test sees every answer
                          "signature_version": "s3v4", **config}))
+
+
+def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    """The S3 error code and HTTP status of a refused boto3 call."""
+    err = exc.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    """``n`` bytes that differ with ``seed`` (the same every run)."""
+    out = bytearray()
+    block = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{block}".encode()).digest()
+        block += 1
+    return bytes(out[:n])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from s3_clients import STEADY, make_key, s3_client
+from s3_clients import STEADY, blob, error_of, make_key, s3_client
 
 from cluster import Cluster
 
@@ -43,20 +43,6 @@ def bucket(s3: Any, request: pytest.FixtureRequest) -> str:
     name = request.node.name.lower().replace("_", "-")[:50]
     s3.create_bucket(Bucket=name)
     return name
-
-
-def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
-    err = exc.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
-
-
-def blob(n: int, seed: int = 0) -> bytes:
-    out = bytearray()
-    block = 0
-    while len(out) < n:
-        out += hashlib.sha256(f"{seed}:{block}".encode()).digest()
-        block += 1
-    return bytes(out[:n])
 
 
 def s3_etag(parts: list[bytes]) -> str:
