@@ -16,7 +16,9 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,7 @@ class Cluster:
         self.s3_url = f"{self.scheme}://127.0.0.1:{self.s3_port}"  # the brain's S3 API
         self.node_ports = [free_port() for _ in range(nodes)]
         self.brain: subprocess.Popen[bytes] | None = None
+        self.brain_started = 0.0  # time.time() when the first brain was last started
         # More brains on the same (PostgreSQL) metadata: each its own port and data
         # dir (with copies of the first one's secrets); the nodes know them all.
         self.extra_ports = [free_port() for _ in range(brains - 1)]
@@ -182,6 +185,7 @@ class Cluster:
         return (self.root / "brain" / "admin.key").read_text().strip()
 
     def start_brain(self) -> None:
+        self.brain_started = time.time()
         self.brain = self._spawn("brain", self.brain_argv(), self.brain_env)
         processes.wait_healthy(self.url, 60, watch=[self.children["brain"]], verify=self.verify)
         # Every API call needs a key: use the admin key the brain wrote on first start.
@@ -251,10 +255,17 @@ class Cluster:
 
     def wait_online(self, count: int, timeout: float = 60,
                     watch: list[Child] | None = None) -> list[dict[str, Any]]:
-        """The brain's list of nodes once ``count`` of them are online. ``watch``:
+        """The brain's list of nodes once ``count`` of them are online and have
+        reported to this brain process since it started (a restarted brain takes
+        the states it finds in its metadata until it hears otherwise). ``watch``:
         processes whose exit ends the wait (none by default: tests kill nodes)."""
-        return processes.wait_online(lambda: self.http.get("/api/nodes").json(), count,
-                                     timeout, watch=watch or [])
+        def heard() -> list[dict[str, Any]]:
+            nodes = self.http.get("/api/nodes").json()
+            return [{**n, "state": "not heard from yet"} if n["state"] == "online" and (
+                not n["last_heartbeat"] or datetime.fromisoformat(
+                    n["last_heartbeat"]).timestamp() < self.brain_started) else n
+                for n in nodes]
+        return processes.wait_online(heard, count, timeout, watch=watch or [])
 
     def node_state(self, i: int) -> str:
         name = f"node-{i}"

@@ -393,6 +393,11 @@ def test_a_long_brain_outage_does_not_declare_every_node_dead(dead_fast: Any) ->
     cl.stop_brain()
     time.sleep(12)
     cl.start_brain()
+    # At once: no node is shown online (and offered to writers) before this brain
+    # has heard from it; a test waiting for "online" would not wait otherwise.
+    unheard = [(n["name"], n["seconds_since_heartbeat"]) for n in cl.http.get(
+        "/api/nodes").json() if n["state"] == "online" and n["seconds_since_heartbeat"] >= 1.5]
+    assert not unheard, unheard
     cl.wait_online(3, 40)
     events = cl.http.get("/api/events", params={"limit": 200}).json()
     since_start = []

@@ -35,7 +35,7 @@ from tossit.brain.multipart_uploads import MultipartUploads
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
-from tossit.brain.registry import DEAD, Registry
+from tossit.brain.registry import DEAD, ONLINE, SUSPECT, UNREACHABLE, Registry
 from tossit.brain.repair import Repairer
 from tossit.brain.schema import SchemaTooNew, check_not_too_new
 from tossit.brain.scrubs import ScrubWatch
@@ -220,7 +220,15 @@ class Brain:
             )
             view.registered_at = row.registered_at
             view.last_heartbeat = row.last_heartbeat
-            view.seen_mono = time.monotonic() - self._silence_at_start(row)
+            silence = self._silence_at_start(row)
+            view.seen_mono = time.monotonic() - silence
+            if (self.leader and row.state in (ONLINE, UNREACHABLE)
+                    and silence >= self.settings.suspect_after):
+                # Not heard from by this brain yet: neither offered to writers nor
+                # shown online until its next heartbeat (nodes retry every few
+                # seconds), instead of "online" until the monitor's first pass.
+                view.state = SUSPECT
+                await self.store.set_node_state(row.id, SUSPECT, row.latency_ms)
             view.rtt_ms = row.latency_ms
             view.admin_state = row.admin_state
         recovered = await self.store.get_state("recovered")
