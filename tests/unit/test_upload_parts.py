@@ -1,13 +1,19 @@
-"""The client's part plan and resume state (client/parts.py, client/upload_state.py),
-as tables, without a server."""
+"""The client's part plan, resume state and retries (client/parts.py,
+client/upload_state.py, client/resumable.py), as tables, without a server."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
-from tossit.client import upload_state
+from tossit.brain.api.wire import UploadPart
+from tossit.client import TossitError, parts, upload_state
 from tossit.client.parts import (
     MAX_PARTS,
     HeldPart,
@@ -15,7 +21,9 @@ from tossit.client.parts import (
     may_be_held,
     part_size_for,
     plan_parts,
+    retry_wait,
 )
+from tossit.client.resumable import PartedOptions, PartedUpload
 from tossit.client.upload_state import UploadState
 
 MiB = 1 << 20
@@ -110,3 +118,89 @@ def test_state_round_trips_and_a_damaged_one_is_ignored(tmp_path: Path) -> None:
 ])
 def test_state_dir_follows_xdg(env: dict[str, str], expected: str) -> None:
     assert upload_state.state_dir(env) == Path(expected)
+
+
+# -- a part that fails in passing is sent again ----------------------------------
+
+
+@pytest.mark.parametrize(("status", "code", "failures", "expected"), [
+    (0, "transfer_failed", 1, 1.0),  # no answer (connection reset, timeout)
+    (503, "not_enough_nodes", 2, 2.0),  # nodes restarting
+    (502, "error", 3, 4.0),
+    (429, "too_many_requests", 5, 8.0),
+    (503, "not_enough_nodes", 6, None),  # the tries are used up
+    (400, "bad_digest", 1, None),  # the part itself is wrong: never again
+    (404, "upload_not_found", 1, None),  # the upload is gone
+    (507, "insufficient_storage", 1, None),  # full: waiting will not help
+    (0, "file_changed", 1, None),  # a local failure
+])
+def test_only_failures_in_passing_are_retried_with_growing_pauses(
+        status: int, code: str, failures: int, expected: float | None) -> None:
+    assert retry_wait(status, code, failures) == expected
+
+
+class FlakyBrain:
+    """Just the client calls a parted upload makes; part ``n`` fails with
+    ``fail[n]`` answers (status, code) before it is taken."""
+
+    def __init__(self, fail: dict[int, list[tuple[int, str]]]) -> None:
+        self.urls = ["http://brain.invalid"]
+        self.fail = fail
+        self.attempts: dict[int, int] = {}
+        self.parts: dict[int, bytes] = {}
+        self.completed: list[tuple[int, str]] | None = None
+
+    def start_upload(self, name: str, **kw: Any) -> Any:
+        return SimpleNamespace(id="u1")
+
+    def upload_part(self, upload_id: str, number: int, content: Iterator[bytes], size: int,
+                    md5: str | None = None) -> UploadPart:
+        self.attempts[number] = self.attempts.get(number, 0) + 1
+        body = b"".join(content)
+        if self.fail.get(number):
+            raise TossitError(*self.fail[number].pop(0), "failed in passing")
+        self.parts[number] = body
+        return UploadPart(number=number, size=size, md5=hashlib.md5(body).hexdigest(),
+                          uploaded="2026-12-06T00:00:00+00:00")
+
+    def complete_upload(self, upload_id: str, parts: list[tuple[int, str]], **kw: Any) -> Any:
+        self.completed = parts
+        return parts
+
+
+def parted(brain: FlakyBrain, path: Path, state: Path, said: list[str],
+           progress: list[int]) -> PartedUpload:
+    return PartedUpload(cast(Any, brain), path, "f.bin",
+                        PartedOptions(part_size=5 * MiB, parallel=2, state_dir=state),
+                        progress=progress.append, notify=said.append)
+
+
+def test_a_part_that_fails_in_passing_is_sent_again(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parts, "RETRY_WAITS", (0.0, 0.0, 0.0, 0.0, 0.0))
+    data = os.urandom(12 * MiB)
+    (tmp_path / "f.bin").write_bytes(data)
+    brain = FlakyBrain({2: [(0, "transfer_failed"), (503, "not_enough_nodes")]})
+    said: list[str] = []
+    progress: list[int] = []
+    parted(brain, tmp_path / "f.bin", tmp_path / "state", said, progress).run()
+    assert brain.attempts == {1: 1, 2: 3, 3: 1}
+    assert b"".join(brain.parts[n] for n in (1, 2, 3)) == data
+    assert brain.completed is not None and [n for n, _ in brain.completed] == [1, 2, 3]
+    # The failed attempts' bytes were counted and taken back: the bar ends at the size.
+    assert sum(progress) == len(data) and min(progress) == -5 * MiB
+    assert said == [f"part 2: failed in passing; sending it again in 0 s (try {n} of 6)"
+                    for n in (2, 3)]
+
+
+def test_a_part_refused_for_what_it_is_fails_the_upload_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parts, "RETRY_WAITS", (0.0,))
+    (tmp_path / "f.bin").write_bytes(os.urandom(12 * MiB))
+    for failures, attempts in (([(400, "bad_digest")], 1),
+                               ([(503, "not_enough_nodes")] * 2, 2)):  # tries used up
+        brain = FlakyBrain({3: list(failures)})
+        with pytest.raises(TossitError) as err:
+            parted(brain, tmp_path / "f.bin", tmp_path / f"state{attempts}", [], []).run()
+        assert brain.attempts[3] == attempts and brain.completed is None
+        assert "run the upload again to resume" in err.value.message

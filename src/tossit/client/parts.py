@@ -17,6 +17,12 @@ MAX_PARTS = 10_000
 DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_PARTS_ABOVE = 64 * MiB  # smaller files go in one request: parts would gain nothing
 DEFAULT_PARALLEL = 4
+# Seconds before each new attempt at a part that failed in passing: about 23 s in
+# all, enough for a brain restart (an upgrade) or a node's reboot mid-upload.
+RETRY_WAITS = (1.0, 2.0, 4.0, 8.0, 8.0)
+# Answers that say "not now" rather than "not this": overload, a brain or node
+# restarting (503 not_enough_nodes), a proxy's timeout.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -62,3 +68,15 @@ def may_be_held(plan: list[PartSpan], held: Mapping[int, HeldPart]) -> list[Part
     is left out of the completion, and freed by it."""
     return [span for span in plan
             if (got := held.get(span.number)) is not None and got.size == span.size]
+
+
+def retry_wait(status: int, code: str, failures: int) -> float | None:
+    """How long to wait before sending a part again after its ``failures``-th
+    failed attempt (status 0: no answer, ``code`` says why), or None: the part
+    is not worth another try, because the brain refused it for what it is (a
+    wrong digest, an upload that is gone, no space) or the tries are used up.
+    A part is whole in memory, so sending it again is always possible."""
+    transient = status in TRANSIENT_STATUS or (status == 0 and code == "transfer_failed")
+    if not transient or failures > len(RETRY_WAITS):
+        return None
+    return RETRY_WAITS[failures - 1]

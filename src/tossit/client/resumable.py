@@ -8,6 +8,10 @@ the upload asks the brain which parts it holds and sends only those it lacks
 or holds with other bytes (a part of the right size is read and hashed, and
 skipped if its MD5 matches). The state goes once the upload completes.
 
+A part that fails in passing (no answer, 503, 502...) is sent again after a
+pause (``parts.retry_wait``: about 23 s in all), so a brain restarted mid-upload
+costs a pause, not the upload.
+
 Ctrl-C stops the workers between two 1 MiB pieces; the upload stays on the
 cluster (until ``multipart_keep``) and ``UploadInterrupted`` says which.
 """
@@ -25,9 +29,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tossit.brain.api.wire import CompletedUpload, UploadPart
-from tossit.client import upload_state
+from tossit.client import parts, upload_state
 from tossit.client.errors import TossitError
-from tossit.client.parts import HeldPart, PartSpan, may_be_held, part_size_for, plan_parts
+from tossit.client.parts import (
+    HeldPart,
+    PartSpan,
+    may_be_held,
+    part_size_for,
+    plan_parts,
+    retry_wait,
+)
 from tossit.client.upload_state import UploadState
 
 if TYPE_CHECKING:
@@ -201,22 +212,45 @@ class PartedUpload:
             self.progress(span.size)
             self._done(span.number, md5, sent=False)
             return
-        got: UploadPart = self.client.upload_part(
-            upload_id, span.number, self._pieces(memoryview(data)),
-            size=span.size, md5=base64.b64encode(digest.digest()).decode())
+        got = self._send(upload_id, span, memoryview(data),
+                         base64.b64encode(digest.digest()).decode())
         if got.md5 != md5:  # the brain checked Content-MD5: never expected
             raise TossitError(0, "bad_digest",
                               f"part {span.number}: the brain stored MD5 {got.md5}, not {md5}")
         self._done(span.number, md5, sent=True)
 
-    def _pieces(self, data: memoryview) -> Iterator[bytes]:
-        """The part in pieces, counted as they go, stopping at Ctrl-C or another
-        part's failure (the brain drops the part it was receiving)."""
+    def _send(self, upload_id: str, span: PartSpan, data: memoryview, md5: str) -> UploadPart:
+        """Send one part, again after a failure in passing (``parts.retry_wait``):
+        a brain restarted or a node rebooting mid-upload costs a pause, not the
+        upload. The progress given for a failed attempt is taken back."""
+        failures = 0
+        while True:
+            sent = [0]
+            try:
+                return self.client.upload_part(upload_id, span.number,
+                                               self._pieces(data, sent), size=span.size,
+                                               md5=md5)
+            except TossitError as exc:
+                failures += 1
+                pause = retry_wait(exc.status, exc.code, failures)
+                if pause is None or self.stop.is_set():
+                    raise
+                self.progress(-sent[0])
+                self.notify(f"part {span.number}: {exc.message}; sending it again in "
+                            f"{pause:.0f} s (try {failures + 1} of {len(parts.RETRY_WAITS) + 1})")
+                if self.stop.wait(pause):
+                    raise _Stopped from None
+
+    def _pieces(self, data: memoryview, sent: list[int]) -> Iterator[bytes]:
+        """The part in pieces, counted as they go (in ``sent`` too), stopping at
+        Ctrl-C or another part's failure (the brain drops the part it was
+        receiving)."""
         for start in range(0, len(data), _PIECE):
             if self.stop.is_set():
                 raise _Stopped
             piece = data[start:start + _PIECE]
             yield bytes(piece)
+            sent[0] += len(piece)
             self.progress(len(piece))
 
     def _done(self, number: int, md5: str, sent: bool) -> None:
