@@ -259,12 +259,14 @@ class Cluster:
         reported to this brain process since it started (a restarted brain takes
         the states it finds in its metadata until it hears otherwise). ``watch``:
         processes whose exit ends the wait (none by default: tests kill nodes)."""
+        def unheard(n: dict[str, Any]) -> bool:
+            seen = n["last_heartbeat"]
+            return not seen or datetime.fromisoformat(seen).timestamp() < self.brain_started
+
         def heard() -> list[dict[str, Any]]:
-            nodes = self.http.get("/api/nodes").json()
-            return [{**n, "state": "not heard from yet"} if n["state"] == "online" and (
-                not n["last_heartbeat"] or datetime.fromisoformat(
-                    n["last_heartbeat"]).timestamp() < self.brain_started) else n
-                for n in nodes]
+            return [{**n, "state": "not heard from yet"}
+                    if n["state"] == "online" and unheard(n) else n
+                    for n in self.http.get("/api/nodes").json()]
         return processes.wait_online(heard, count, timeout, watch=watch or [])
 
     def node_state(self, i: int) -> str:
