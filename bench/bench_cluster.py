@@ -222,11 +222,12 @@ class Cluster:
     def procs(self) -> dict[str, subprocess.Popen[bytes]]:
         return {name: c.proc for name, c in self.children.items() if c.proc is not None}
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
         child = self.children[name] = Child(name, tossit_command(argv),
                                             self.logs / f"{name}.log")
         # The mode is set by flags; keep a stray environment from changing it.
-        env = child_env(os.environ, {"PYTHONUNBUFFERED": "1"}, unset=_AUTH_ENV)
+        env = child_env(os.environ, {"PYTHONUNBUFFERED": "1", **(extra_env or {})},
+                        unset=_AUTH_ENV)
         processes.start(child, env=env, cwd=self.root, own_session=True)
 
     def _wait(self, ok: Callable[[], object], timeout: float, what: str) -> None:
@@ -234,11 +235,12 @@ class Cluster:
         processes.wait_for(ok, timeout, what, watch=list(self.children.values()))
 
     def start(self) -> None:
-        brain = BrainArgs(host=HOST, port=self.port, s3_port=self.s3_port,
-                          data_dir=self.root / "brain",
+        brain = BrainArgs(host=HOST, port=self.port, data_dir=self.root / "brain",
                           replicas=REPLICAS, auth=self.auth, chunk_size=self.chunk_size,
                           extra=self.brain_args)
-        self._spawn("brain", brain.argv())
+        # The S3 port by environment, not flag: a brain from before S3 (an older
+        # commit measured against this one) ignores it rather than refusing to start.
+        self._spawn("brain", brain.argv(), {"TOSSIT_S3_PORT": str(self.s3_port)})
         self._wait(lambda: request_json("GET", self.port, "/health")[0] == 200, 60,
                    "brain /health")
         secret: Path | None = None
@@ -877,7 +879,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="on: the brain with authentication (the default) and nodes joined "
                     "with its cluster secret; off: brain --no-auth, unsigned nodes; both: two "
                     "clusters, one of each, measured in turn and compared [on]")
+    ap.add_argument("--code", type=Path, default=None,
+                    help="a src/ folder whose code the servers run (an older checkout; "
+                    "this script keeps running this checkout's code) [this checkout]")
     args = ap.parse_args(argv)
+    use_code(args.code)
 
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in CASES and c != "stream"]

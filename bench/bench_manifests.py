@@ -32,11 +32,9 @@ PHASES = ("put", "get", "delete")
 
 
 def run_bench(src: Path | None, out: Path) -> dict[str, Any]:
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = str(src)  # ahead of the editable install: that code runs
+    code = ["--code", str(src)] if src is not None else []  # the servers run that code
     subprocess.run([sys.executable, str(ROOT / "bench" / "bench_cluster.py"), "--cases", "a,c",
-                    "--repeat", "1", "--out", str(out)], check=True, env=env, cwd=ROOT,
+                    "--repeat", "1", "--out", str(out), *code], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
     result: dict[str, Any] = json.loads(out.read_text())
     return result

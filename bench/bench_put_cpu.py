@@ -56,7 +56,19 @@ def one_run(args: argparse.Namespace, label: str, src: Path | None,
         return measure(args, label, cluster, api)
 
 
-def s3_put(cluster: bc.Cluster, data: bytes, tag: str) -> Callable[[bc.Conn, int], None]:
+def payloads(size: int, same: bool) -> Callable[[int], bytes]:
+    """Upload i's bytes: all different (the index in the first 8 bytes of one
+    random block), as real files are, so every chunk and node write is a new one;
+    or, with ``same``, one block for all (every upload after the first stores
+    nothing new: the deduplicated path)."""
+    base = random.Random(7).randbytes(max(size, 8))[:size]
+    if same or size < 8:
+        return lambda i: base
+    return lambda i: i.to_bytes(8, "big") + base[8:]
+
+
+def s3_put(cluster: bc.Cluster, data_of: Callable[[int], bytes],
+           tag: str) -> Callable[[bc.Conn, int], None]:
     """PutObject into the REST API's bucket (``default``), signed with SigV4 by
     botocore as an SDK would, with a key made for it."""
     from botocore.auth import S3SigV4Auth
@@ -68,9 +80,9 @@ def s3_put(cluster: bc.Cluster, data: bytes, tag: str) -> Callable[[bc.Conn, int
     if status != 201:
         raise RuntimeError(f"could not make an S3 key: HTTP {status}: {made}")
     signer = S3SigV4Auth(Credentials(made["id"], made["secret"]), "s3", "us-east-1")
-    payload = hashlib.sha256(data).hexdigest()
-
     def put(conn: bc.Conn, i: int) -> None:
+        data = data_of(i)
+        payload = hashlib.sha256(data).hexdigest()
         path = f"/default/{tag}/obj-{i:07d}"
         req = AWSRequest("PUT", f"http://{bc.HOST}:{cluster.s3_port}{path}", data=data,
                          headers={"x-amz-content-sha256": payload})
@@ -85,12 +97,12 @@ def s3_put(cluster: bc.Cluster, data: bytes, tag: str) -> Callable[[bc.Conn, int
 
 def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
             api: str = "rest") -> dict[str, Any]:
-    data = random.Random(7).randbytes(args.size)
+    data_of = payloads(args.size, args.same_bytes)
     ids = [0] * args.count
     tag = f"putcpu-{label}-{os.getpid()}"
 
     def put(conn: bc.Conn, i: int) -> None:
-        resp = conn.send("PUT", f"/api/files/{tag}/obj-{i:07d}", data)
+        resp = conn.send("PUT", f"/api/files/{tag}/obj-{i:07d}", data_of(i))
         body = resp.read()
         if resp.status != 201:
             raise RuntimeError(f"PUT {i}: HTTP {resp.status}: {body[:200]!r}")
@@ -102,7 +114,7 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
         if resp.status != 200:
             raise RuntimeError(f"DELETE {i}: HTTP {resp.status}: {body[:200]!r}")
 
-    store: Callable[[bc.Conn, int], None] = s3_put(cluster, data, tag) if api == "s3" else put
+    store: Callable[[bc.Conn, int], None] = s3_put(cluster, data_of, tag) if api == "s3" else put
     if args.phase == "delete":
         if api == "s3":
             raise SystemExit("the delete phase is measured on the REST API only")
@@ -173,6 +185,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=4000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--same-bytes", action="store_true",
+                    help="every upload the same bytes (the deduplicated path) instead of "
+                    "different bytes each")
     ap.add_argument("--profile", type=Path, help="folder for py-spy profiles")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "put-cpu.json")
     args = ap.parse_args()

@@ -337,6 +337,7 @@ async def memcore(tmp: Path, nodes: int = 4, replicas: int = 3, quorum: int = 2,
                                lambda: len(registry.writable(1)) >= settings.replicas)
     commits.writer = manifests
     collector.written_packs = manifests.written_ids
+    collector.written_versions = manifests.written_versions
     reader = Reader(store, registry, transport, settings.read_ahead_chunks, repairer.wake)
     core = Core(settings, store, registry, transport, mem, pins, collector, repairer,
                 commits, ingest, manifests, reader)

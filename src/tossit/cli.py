@@ -1017,7 +1017,7 @@ def _metadata_safety(s: Status) -> None:
                       f"({format_size(kept.bytes)}) kept: no file and no record of this "
                       "brain names them, so they are not deleted", highlight=False)
     if m.waiting:
-        console.print(f"[red]{plural(m.waiting, 'manifest pack')} not on the nodes yet: a brain "
+        console.print(f"[red]{plural(m.waiting, 'manifest')} not on the nodes yet: a brain "
                       f"disk lost now would lose their changes[/] ({m.last_error})",
                       highlight=False)
     elif m.below_target:

@@ -114,7 +114,7 @@ def test_the_rules_of_the_health_strip(cl: Cluster, open_page: Opener) -> None:
         (_status(readiness={"status": "not_ready", "reason": "1 storage node can take writes, "
                             "2 needed (write quorum)"}), "Uploads are refused: 1 storage node"),
         (_status(capacity={"raw": 1000, "used": 950, "free": 50}), "Storage 95% full"),
-        (_status(manifests={"waiting": 2, "below_target": 0}), "2 manifest packs not on the nodes"),
+        (_status(manifests={"waiting": 2, "below_target": 0}), "2 manifests not on the nodes"),
         (_status(drill={"last": {"ok": False, "summary": "1 file lost"}}), "fire drill found"),
     ]
     for status, words in at_risk:

@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from memnodes import Core, memcore
+from memnodes import Core, memcore, until
+from tossit.brain.commits import LINGER
 from tossit.brain.manifest_rows import PackRecord
+from tossit.brain.manifest_writer import PUBLISHING, Waiting
 from tossit.brain.models import Object
 from tossit.brain.store import Applied, NameTaken, NewObject
 from tossit.chunking import META, chunk_id
@@ -45,9 +47,9 @@ def count_transactions(core: Core) -> list[list[str]]:
     apply = core.store.apply
 
     async def counted(items: Sequence[NewObject], deletes: Sequence[int],
-                      written: Sequence[PackRecord] = ()) -> Applied:
+                      written: Sequence[PackRecord] = (), defer_pack: bool = False) -> Applied:
         calls.append([i.key for i in items] + [f"-{d}" for d in deletes])
-        return await apply(items, deletes, written)
+        return await apply(items, deletes, written, defer_pack)
 
     core.store.apply = counted  # type: ignore[method-assign]
     return calls
@@ -140,4 +142,70 @@ async def test_no_node_for_the_pack_is_not_acknowledged(tmp_path: Path) -> None:
         assert http_status(err.value) == 503
         assert await core.store.name_taken("default", "k")
         assert core.manifests._wake.is_set()
+        # Its entry is logged in no pack: the writer's flush packs it into the
+        # outbox and writes it once enough nodes take it.
+        top = await core.store.log.max_version()
+        assert await core.store.log.unpacked(top) == {top}
+        assert core.manifests.busy_versions() == set()
+        with pytest.raises(Waiting):  # (for the nodes to be back)
+            await core.manifests.flush()
+        assert await core.store.log.unpacked(top) == set()
         assert len(await core.store.log.outbox_ids()) == 1
+
+
+async def test_a_commit_waits_for_uploads_on_their_way(tmp_path: Path) -> None:
+    """An upload announced as coming (its chunks are being stored) joins the
+    commit that would otherwise have left just before it: one transaction."""
+    async with memcore(tmp_path, nodes=3) as core:
+        calls = count_transactions(core)
+        coming = core.commits.coming()
+        first = asyncio.ensure_future(core.commits.commit(item(core, "a", "a")))
+        await asyncio.sleep(LINGER / 5)  # the batcher is waiting for "b"
+        assert not first.done()
+        second = core.commits.commit(item(core, "b", "b"), coming)
+        objs = await settled(asyncio.gather(first, second))
+        assert [o.key for o in objs] == ["a", "b"]
+        assert calls == [["a", "b"]]
+
+
+async def test_a_commit_waits_for_a_late_upload_no_longer_than_linger(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        calls = count_transactions(core)
+        late = core.commits.coming()  # never arrives
+        obj = await settled(core.commits.commit(item(core, "a", "a")))
+        assert obj.key == "a" and calls == [["a"]]
+        late.close()
+        late.close()  # (closing twice counts once)
+        assert core.commits._coming == 0
+
+
+async def test_commits_ending_while_packs_fly_share_the_next_pack(tmp_path: Path) -> None:
+    """Packs are made after the commits: the entries of the commits that end
+    while PUBLISHING packs are on their way go out together, in one pack."""
+    async with memcore(tmp_path, nodes=3) as core:
+        for n in core.nodes:
+            n.pause()
+        flying: list[asyncio.Future[Object]] = []
+        for i in range(PUBLISHING):  # one commit, one pack, each
+            flying.append(asyncio.ensure_future(core.commits.commit(item(core, f"f{i}", "f"))))
+            await until(lambda: len(core.manifests._publishing) == len(flying))
+        waiting = [asyncio.ensure_future(core.commits.commit(item(core, f"w{i}", f"w{i}")))
+                   for i in range(5)]
+        await until(lambda: len(core.manifests._queue) > 0 and not core.commits._queue)
+        await asyncio.sleep(2 * LINGER)  # every one of them committed, none on a node
+        assert not any(f.done() for f in flying + waiting)
+        top = await core.store.log.max_version()
+        assert core.manifests.busy_versions() == set(range(1, top + 1))
+        # The flush (woken by anything) leaves the entries on their way alone.
+        assert await core.manifests.flush() == 0
+        assert await core.store.log.outbox_ids() == set()
+        for n in core.nodes:
+            n.resume()
+        objs = await settled(asyncio.gather(*flying, *waiting))
+        assert len(objs) == PUBLISHING + 5
+        assert pack_puts(core) == 3 * (PUBLISHING + 1)  # 3 packs, each on R=3 nodes
+        # Once recorded, the log points every entry at a pack on the nodes.
+        records, core.manifests._written = core.manifests._written, []
+        await core.manifests._record(records)  # (what run_recorder does)
+        assert await core.store.log.unpacked(top) == set()
+        assert core.manifests.busy_versions() == set()

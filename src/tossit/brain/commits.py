@@ -25,7 +25,30 @@ from tossit.errors import ManifestNotStored
 
 log = logging.getLogger("tossit.brain.commits")
 MAX_BATCH = 256
-PACKS_IN_FLIGHT = 4  # committed batches whose packs are being written at once
+PACKS_IN_FLIGHT = 16  # committed batches waiting for their manifests on the nodes
+# How long a commit waits for uploads whose chunks are on their way (``coming``):
+# each commit costs a transaction and a manifest pack on R nodes, so under load
+# one commit for a burst of small uploads beats one for each few. An idle
+# cluster never waits (nothing is coming).
+LINGER = 0.010
+
+
+class Coming:
+    """An upload whose body has ended, on its way to a commit: the batcher waits
+    a little for it (see LINGER). ``close`` once it is queued or has failed."""
+
+    def __init__(self, batcher: CommitBatcher) -> None:
+        self._batcher = batcher
+        self._open = True
+        batcher._coming += 1
+        batcher._all_here.clear()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._batcher._coming -= 1
+            if not self._batcher._coming:
+                self._batcher._all_here.set()
 
 
 @dataclass
@@ -49,6 +72,9 @@ class CommitBatcher:
         # commits meanwhile (its clients wait for their own pack only).
         self._finishing: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(PACKS_IN_FLIGHT)
+        self._coming = 0  # uploads on their way (Coming)
+        self._all_here = asyncio.Event()
+        self._all_here.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="commit-batcher")
@@ -62,20 +88,36 @@ class CommitBatcher:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if self.writer is not None:
+            await self.writer.stop_publishing()
         for req in self._queue:
             if not req.future.done():
                 req.future.set_exception(RuntimeError("the brain is shutting down"))
 
-    async def _submit(self, req: _Request) -> Any:
+    def coming(self) -> Coming:
+        """Announce an upload that will ask for a commit soon (its body has
+        ended; its last chunks are being stored)."""
+        return Coming(self)
+
+    async def _submit(self, req: _Request, coming: Coming | None = None) -> Any:
         self._queue.append(req)
+        if coming is not None:
+            coming.close()
         self._wake.set()
         # shield: a client that disconnects must not cancel a batch others share.
         return await asyncio.shield(req.future)
 
-    async def commit(self, item: NewObject) -> Object:
-        """Make an uploaded object visible (replacing any under the same name)."""
-        obj: Object = await self._submit(_Request(upload=item))
+    async def commit(self, item: NewObject, coming: Coming | None = None) -> Object:
+        """Make an uploaded object visible (replacing any under the same name);
+        ``coming``: its announcement, closed once it is queued."""
+        obj: Object = await self._submit(_Request(upload=item), coming)
         return obj
+
+    async def _linger(self) -> None:
+        """Wait (LINGER at most) for the uploads on their way to be queued."""
+        if self._coming and len(self._queue) < MAX_BATCH:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_here.wait(), LINGER)
 
     async def delete(self, object_id: int) -> bool:
         """Delete an object; False if there was none with that id."""
@@ -109,18 +151,21 @@ class CommitBatcher:
             done = await self.store.apply(
                 [r.upload for r in uploads if r.upload is not None],
                 [r.delete for r in deletes if r.delete is not None], written,
+                defer_pack=self.writer is not None,
             )
         except BaseException:
             if self.writer is not None:
                 self.writer.recorded(written, ok=False)
             raise
+        manifests: asyncio.Future[None] | None = None
         if self.writer is not None:
             self.writer.recorded(written, ok=True)
+            manifests = self.writer.publish(done.entries)
         failpoints.hit("commit.before_pack", lambda: [e.key for e in done.objects])
         if done.garbage:
             self.on_garbage(done.garbage)  # (nothing is deleted while the pack waits)
         await self._slots.acquire()
-        task = asyncio.create_task(self._finish(uploads, deletes, done))
+        task = asyncio.create_task(self._finish(uploads, deletes, done, manifests))
         self._finishing.add(task)
         task.add_done_callback(self._finished)
 
@@ -129,12 +174,13 @@ class CommitBatcher:
         self._slots.release()
 
     async def _finish(self, uploads: list[_Request], deletes: list[_Request],
-                      done: Applied) -> None:
-        """Write the batch's pack to the nodes, then answer its clients."""
+                      done: Applied, manifests: asyncio.Future[None] | None) -> None:
+        """Wait for the batch's manifest entries to be on the nodes, then answer
+        its clients."""
         failure: ManifestNotStored | None = None
-        if done.pack is not None and self.writer is not None:
+        if manifests is not None and self.writer is not None:
             try:
-                await self.writer.write(done.pack)
+                await manifests
             except Exception as exc:
                 log.warning("manifest pack of a commit batch not stored yet: %s", exc)
                 failure = ManifestNotStored(getattr(exc, "message", str(exc)))
@@ -149,6 +195,7 @@ class CommitBatcher:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                await self._linger()
                 batch = self._take()
                 try:
                     await self._apply(batch)

@@ -109,6 +109,7 @@ class Collector(Periodic):
         self.unknown_kept = (0, 0)  # unknown copies the last sweep kept: count, bytes
         # Packs on the nodes whose recording in the metadata is pending (the writer's).
         self.written_packs: Callable[[], set[str]] = set
+        self.written_versions: Callable[[], set[int]] = set
         self._packs_checked: dict[str, bool] = {}  # unknown pack -> foreign?
         self._packs_dropped = True  # since the last tombstone expiry (True: at start)
         self._expired_at = float("-inf")
@@ -201,6 +202,10 @@ class Collector(Periodic):
         never stall the collector). A held pass is tried again soon."""
         # A pack already on the nodes but not recorded yet counts as out.
         waiting = len(await self.store.log.outbox_ids(up_to) - self.written_packs())
+        if self.store.pack_key is not None:
+            # Entries in no pack yet: on their way (ManifestWriter.publish), or
+            # left by a brain that stopped before they were out.
+            waiting += len(await self.store.log.unpacked(up_to) - self.written_versions())
         if waiting:
             stats["held_for_manifests"] = waiting
             self._held = True

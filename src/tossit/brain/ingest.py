@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tossit.brain.commits import CommitBatcher
+from tossit.brain.commits import Coming, CommitBatcher
 from tossit.brain.gc import Collector
 from tossit.brain.intents import IntentJournal
 from tossit.brain.metrics import TRAFFIC, UPLOAD_BYTES, UPLOADS
@@ -63,6 +63,7 @@ class StoredChunks:
     intents: IntentJournal = field(repr=False)  # told when they are settled
     settling: asyncio.Future[Any] | None = None
     settled: bool = False
+    coming: Coming | None = None  # announced to the commit batcher (store_chunks)
 
     async def settle(self, step: Awaitable[T]) -> T:
         """Run the step that makes the metadata reference these chunks. It is
@@ -146,13 +147,13 @@ class Ingest:
         body has ended, before the commit (a mismatch commits nothing). The
         object gets the MD5 of its bytes as ETag and ``user_meta`` as is."""
         self.check_capacity(size_hint)
-        async with self.store_chunks(pieces, expect) as stored:
+        async with self.store_chunks(pieces, expect, commit_follows=True) as stored:
             obj = await stored.settle(self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=stored.size, sha256=stored.sha256,
                 content_type=content_type, chunk_size=self.settings.chunk_size,
                 chunks=stored.chunks, replicas=stored.replicas, on_conflict=on_conflict,
                 etag=stored.md5, user_meta=user_meta,
-            )))
+            ), stored.coming))
         UPLOADS.labels("ok").inc()
         UPLOAD_BYTES.inc(stored.size)
         replicas = stored.replicas
@@ -163,8 +164,8 @@ class Ingest:
         return UploadResult(obj=obj, bucket=bucket, under_replicated=under, replicas=replicas)
 
     @contextlib.asynccontextmanager
-    async def store_chunks(self, pieces: AsyncIterable[bytes], expect: Sequence[Expected] = ()
-                           ) -> AsyncIterator[StoredChunks]:
+    async def store_chunks(self, pieces: AsyncIterable[bytes], expect: Sequence[Expected] = (),
+                           commit_follows: bool = False) -> AsyncIterator[StoredChunks]:
         """Cut a stream into chunks and store each on its nodes (the stage every
         write shares: a file, an S3 part); yields them once all are stored.
 
@@ -173,7 +174,9 @@ class Ingest:
         If the block ends without that succeeding, the chunks are handed to the
         collector, which frees those nothing else uses. ``expect``: digests the
         client sent, checked once the body has ended, before anything is yielded
-        (a mismatch stores no reference: the chunks become garbage)."""
+        (a mismatch stores no reference: the chunks become garbage).
+        ``commit_follows``: the caller commits them; the commit batcher is told
+        as soon as the body has ended (``stored.coming``, for its commit call)."""
         hasher = StreamHasher([e.digest for e in expect])
         chunk_list: list[tuple[str, int]] = []
         placing: dict[str, asyncio.Task[list[str]]] = {}
@@ -181,6 +184,7 @@ class Ingest:
         slots = asyncio.Semaphore(self.settings.upload_parallel_chunks)
         stored: StoredChunks | None = None
         failed: list[BaseException] = []
+        coming: Coming | None = None
 
         def on_done(task: asyncio.Task[list[str]]) -> None:
             slots.release()
@@ -213,13 +217,17 @@ class Ingest:
                 placing[cid] = task
             for expected in expect:
                 expected.check()  # before waiting on the nodes: nothing will commit
+            if commit_follows:
+                coming = self.commits.coming()
             results = await asyncio.gather(*placing.values())
             stored = StoredChunks(
                 size=hasher.size, sha256=hasher.hexdigest(), md5=hasher.md5_hex(),
                 chunks=chunk_list, replicas=dict(zip(placing, results, strict=True)),
-                intents=self.collector.intents)
+                intents=self.collector.intents, coming=coming)
             yield stored
         finally:
+            if coming is not None:
+                coming.close()
             await self._end_upload(stored.settling if stored else None,
                                    stored is not None and stored.settled,
                                    placing, pinned, dict(chunk_list))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,6 +100,9 @@ class PackRecord:
     pack_id: str
     size: int
     nodes: tuple[str, ...]
+    # The entries it holds that the log does not point at it yet (a pack made
+    # after its commit, ``ManifestWriter.publish``); () for a pack of the outbox.
+    versions: tuple[int, ...] = ()
 
 
 
@@ -296,6 +299,13 @@ class LogStore:
         now = time.time()
         ids = list(dict.fromkeys(p.pack_id for p in packs))
         conn = await s.connection()
+        for p in packs:
+            # Only entries no other pack took (after a crash, the restarted brain may
+            # have packed them again): a pack then needing nothing is garbage.
+            for batch in batches(list(p.versions)):
+                await conn.execute(update(ManifestEntry).where(
+                    ManifestEntry.version.in_(batch), ManifestEntry.pack.is_(None))
+                    .values(pack=p.pack_id))
         needed: Counter[str] = Counter()
         for batch in batches(ids):
             for pid, n in (await conn.execute(
@@ -345,15 +355,20 @@ class LogStore:
         async with self.store.read() as s:
             return int(await s.scalar(stmt) or 0)
 
-    async def pack_unpacked(self, key: bytes, limit: int = BACKFILL_PAGE) -> Pack | None:
+    async def pack_unpacked(self, key: bytes, limit: int = BACKFILL_PAGE,
+                            skip: Collection[int] = ()) -> Pack | None:
         """Entries logged without a pack (a cluster upgraded to manifests: every
-        file it held) are packed from the metadata, ``limit`` at a time, into the
-        outbox. None when there are none (an empty Pack when a page had only
-        entries to drop)."""
+        file it held; commits whose pack the brain did not get onto the nodes
+        before it stopped, or gave up on) are packed from the metadata, ``limit``
+        at a time, into the outbox. ``skip``: versions this brain is writing right
+        now. None when there are none (an empty Pack when a page had only entries
+        to drop)."""
         async with self.store.write() as s:
-            rows = (await s.execute(
-                select(ManifestEntry).where(ManifestEntry.pack.is_(None))
-                .order_by(ManifestEntry.version).limit(limit))).scalars().all()
+            stmt = select(ManifestEntry).where(ManifestEntry.pack.is_(None))
+            if skip:
+                stmt = stmt.where(ManifestEntry.version.not_in(list(skip)))
+            rows = (await s.execute(stmt.order_by(ManifestEntry.version).limit(limit))
+                    ).scalars().all()
             if not rows:
                 return None
             entries = await _rebuild_entries(s, rows)
@@ -417,6 +432,26 @@ class LogStore:
                        | exists().where(and_(same_id, other.version > ManifestEntry.version)))
                 .values(needed=False).returning(ManifestEntry.pack))).scalars().all()
             return await release_packs(s, Counter(p for p in rows if p is not None))
+
+    async def unpacked(self, up_to: int, limit: int = 10000) -> set[int]:
+        """Versions at or below ``up_to`` logged but in no pack yet (at most
+        ``limit`` of them: the collector only asks whether any is not written)."""
+        async with self.store.read() as s:
+            return set((await s.execute(
+                select(ManifestEntry.version).where(
+                    ManifestEntry.pack.is_(None), ManifestEntry.version <= up_to)
+                .limit(limit))).scalars().all())
+
+    async def unpacked_count(self, older_than: float | None = None) -> int:
+        """Changes logged in no pack yet (on their way to the nodes, or left by a
+        write that failed or a brain that stopped); with ``older_than``, only
+        those logged that many seconds ago or more."""
+        stmt = select(func.count()).select_from(ManifestEntry).where(
+            ManifestEntry.pack.is_(None))
+        if older_than is not None:
+            stmt = stmt.where(ManifestEntry.created_at < time.time() - older_than)
+        async with self.store.read() as s:
+            return int(await s.scalar(stmt) or 0)
 
     async def max_version(self) -> int:
         async with self.store.read() as s:

@@ -104,6 +104,7 @@ class Brain:
         self.commits.writer = self.manifests
         self.trash = TrashService(settings, self.store, self.manifests, self.collector.release)
         self.collector.written_packs = self.manifests.written_ids
+        self.collector.written_versions = self.manifests.written_versions
         self.keys.after_change = self._key_changed
         self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
         self.drill = Drill(self.store, self.registry, cluster_secret, settings.replicas,
@@ -292,6 +293,7 @@ class Brain:
         """This brain lost the leadership: stop acting, keep serving."""
         await self._stop_tasks()
         await self.commits.stop()
+        await self.manifests.record_written()
         self.manifests.abandon()
         self._follow()
 
@@ -381,6 +383,8 @@ class Brain:
             with contextlib.suppress(Exception):
                 await self.directory.renew("stopped")
         await self.commits.stop()
+        if self.leader:
+            await self.manifests.record_written()
         await self.activity.stop()
         if self.leader:
             await self.collector.intents.close()

@@ -155,10 +155,13 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             **packs,
             "by_copies": {str(k): v["chunks"] for k, v in pack_hist.items()},
             "below_target": sum(v["chunks"] for k, v in pack_hist.items() if k < r),
-            # Packs on their way take milliseconds: "waiting" counts the ones stuck,
-            # "outbox" every pack not yet recorded as on the nodes.
-            "waiting": await brain.store.log.outbox_count(older_than=STUCK_AFTER),
-            "outbox": await brain.store.log.outbox_count(),
+            # Manifests on their way take milliseconds: "waiting" counts the ones
+            # stuck, "outbox" all those not yet recorded as on the nodes: packs of
+            # the outbox, and changes in no pack yet (one each).
+            "waiting": (await brain.store.log.outbox_count(older_than=STUCK_AFTER)
+                        + await brain.store.log.unpacked_count(older_than=STUCK_AFTER)),
+            "outbox": (await brain.store.log.outbox_count()
+                       + await brain.store.log.unpacked_count()),
             "last_error": brain.manifests.last_error,
             "deletions_frozen": alarm["message"] if alarm["blocks_deletion"] else None,
             # Copies no file and no intent names: kept, never deleted on absence alone.

@@ -65,7 +65,7 @@ export function classify(status, nodes, connected) {
   }
   if (man.deletions_frozen) add("at-risk", man.deletions_frozen, "overview");
   else if (man.waiting) {
-    add("at-risk", `${plural(man.waiting, "manifest pack")} not on the nodes yet: a brain disk lost now would lose changes`, "overview");
+    add("at-risk", `${plural(man.waiting, "manifest")} not on the nodes yet: a brain disk lost now would lose changes`, "overview");
   }
   const drill = (status.drill || {}).last;
   if (drill && drill.ok === false) add("at-risk", `The last fire drill found losses: ${drill.summary}`, "overview");

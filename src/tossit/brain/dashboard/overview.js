@@ -217,7 +217,7 @@ function safetyCard(st) {
     verdict = m.deletions_frozen;
     cls = "crit";
   } else if (m.waiting) {
-    verdict = `${plural(m.waiting, "manifest pack")} not on the nodes yet: if the brain's disk died now, ` +
+    verdict = `${plural(m.waiting, "manifest")} not on the nodes yet: if the brain's disk died now, ` +
       `the changes in ${m.waiting === 1 ? "it" : "them"} would be lost. The brain keeps trying` +
       (m.last_error ? ` (${m.last_error}).` : ".");
     cls = "crit";

@@ -57,11 +57,14 @@ class ObjectWrites(StoreBase):
         return done.objects, done.garbage
 
     async def apply(self, items: Sequence[NewObject], deletes: Sequence[int],
-                    written: Sequence[PackRecord] = ()) -> Applied:
+                    written: Sequence[PackRecord] = (), defer_pack: bool = False) -> Applied:
         """Delete objects by id, then commit new ones, in one transaction, and log
         each change as a manifest entry (tossit.manifests) in the same one.
         ``written``: packs of earlier commits that reached the nodes since, recorded
         first in the same transaction (it saves one of their own).
+        ``defer_pack``: log the entries in no pack (``Applied.pack`` is None); the
+        caller puts them on the nodes (``ManifestWriter.publish``) before it
+        answers, else the brain's next start packs them.
 
         A delete and an upload of the same name in one batch end as they would
         one after the other: the new object remains.
@@ -91,7 +94,8 @@ class ObjectWrites(StoreBase):
             completed = await finish_uploads(s, items, bids)
             items = await self._settle_names(s, items, bids)
             if not items:
-                entries, packs, pack = await self._log(s, gone, [], [], now, trashed=trashed)
+                entries, packs, pack = await self._log(s, gone, [], [], now, trashed=trashed,
+                                                       defer_pack=defer_pack)
                 return Applied([], deleted, await self._unreferenced(s, dropped) + packs
                                + recorded_empty, entries, pack, trashed)
             old_ids: list[int] = []
@@ -149,7 +153,7 @@ class ObjectWrites(StoreBase):
             garbage = await self._unreferenced(
                 s, [c for c in {*garbage_candidates, *dropped, *completed} if c not in counts])
             entries, packs, pack = await self._log(s, gone, objs, items, now, old_ids,
-                                                   trashed=trashed)
+                                                   trashed=trashed, defer_pack=defer_pack)
         return Applied(objs, deleted, garbage + packs + recorded_empty, entries, pack, trashed)
 
     def _trashes(self, bucket_id: int, system: int | None) -> bool:
@@ -245,7 +249,7 @@ class ObjectWrites(StoreBase):
     async def _log(
         self, s: AsyncSession, gone: list[tuple[int, int, str]], objs: list[Object],
         items: Sequence[NewObject], now: float, replaced: Sequence[int] = (),
-        trashed: Sequence[TrashedObject] = (),
+        trashed: Sequence[TrashedObject] = (), defer_pack: bool = False,
     ) -> tuple[list[AnyEntry], list[str], Pack | None]:
         """Log a commit's deletes (tombstones), the files it moved to the trash,
         and its uploads as manifest entries and pack them into the outbox, in its
@@ -274,7 +278,11 @@ class ObjectWrites(StoreBase):
                 sha256=o.sha256, content_type=o.content_type, created=o.created_at,
                 chunk_size=o.chunk_size, chunks=item.chunks, etag=o.etag,
                 user_meta=o.user_meta))
-        pack = await self._pack(s, rows, versions, entries, now)
+        if defer_pack:
+            pack = None
+            await manifest_rows.log_rows(s, rows, versions, now, None)
+        else:
+            pack = await self._pack(s, rows, versions, entries, now)
         return entries, await manifest_rows.release_packs(s, lost), pack
 
     async def _trash_event(self, s: AsyncSession, trashed: Sequence[TrashedObject],
