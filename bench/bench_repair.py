@@ -58,6 +58,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -433,8 +434,11 @@ def run(args: argparse.Namespace,  # noqa: C901
             secs = repair_only["machine"]["seconds"]
             repair_only["server_cpu_s"] = {n: round(bc._cpu_seconds(pid) - dead_cpu[n], 2)
                                            for n, pid in survivors.items()}
+            # None: the repair ended within the poll that saw the node dead (a small
+            # --size), too short a window to give a rate.
             repair_only["cpu_pct_of_one_core"] = {
-                n: round(100 * c / secs, 1) for n, c in repair_only["server_cpu_s"].items()}
+                n: round(100 * c / secs, 1) for n, c in repair_only["server_cpu_s"].items()
+            } if secs > 0 else None
     result["timeline_columns"] = ["t_s", "victim_state", "chunks_below_target", "by_copies",
                                   "repair_running", "chunks_done", "chunks_total", "bytes_done",
                                   "rate_bytes_per_s", "failed"]
@@ -670,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         errors += 1
         result["fatal"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()  # where, not only what: a bench bug is fixed from this
         print(f"error: {result['fatal']}", file=sys.stderr)
     finally:
         cluster.stop()
