@@ -37,18 +37,13 @@ class Coming:
     """An upload whose body has ended, on its way to a commit: the batcher waits
     a little for it (see LINGER). ``close`` once it is queued or has failed."""
 
-    def __init__(self, batcher: CommitBatcher) -> None:
-        self._batcher = batcher
-        self._open = True
-        batcher._coming += 1
-        batcher._all_here.clear()
+    def __init__(self, arrived: Callable[[], None]) -> None:
+        self._arrived: Callable[[], None] | None = arrived
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._batcher._coming -= 1
-            if not self._batcher._coming:
-                self._batcher._all_here.set()
+        arrived, self._arrived = self._arrived, None
+        if arrived is not None:
+            arrived()
 
 
 @dataclass
@@ -97,7 +92,14 @@ class CommitBatcher:
     def coming(self) -> Coming:
         """Announce an upload that will ask for a commit soon (its body has
         ended; its last chunks are being stored)."""
-        return Coming(self)
+        self._coming += 1
+        self._all_here.clear()
+        return Coming(self._arrived)
+
+    def _arrived(self) -> None:
+        self._coming -= 1
+        if not self._coming:
+            self._all_here.set()
 
     async def _submit(self, req: _Request, coming: Coming | None = None) -> Any:
         self._queue.append(req)

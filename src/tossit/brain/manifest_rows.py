@@ -343,17 +343,10 @@ class LogStore:
         async with self.store.read() as s:
             return set((await s.execute(stmt)).scalars().all())
 
-    async def outbox_count(self, up_to: int | None = None,
-                           older_than: float | None = None) -> int:
-        """Packs waiting; with ``up_to``, only those holding a change at or below
-        that version; with ``older_than``, only those waiting that many seconds."""
-        stmt = select(func.count()).select_from(PackOutbox)
-        if up_to is not None:
-            stmt = stmt.where(PackOutbox.first_version <= up_to)
-        if older_than is not None:
-            stmt = stmt.where(PackOutbox.created_at < time.time() - older_than)
+    async def outbox_count(self) -> int:
+        """Packs waiting in the outbox (``not_out`` also counts loose changes)."""
         async with self.store.read() as s:
-            return int(await s.scalar(stmt) or 0)
+            return int(await s.scalar(select(func.count()).select_from(PackOutbox)) or 0)
 
     async def pack_unpacked(self, key: bytes, limit: int = BACKFILL_PAGE,
                             skip: Collection[int] = ()) -> Pack | None:
@@ -442,16 +435,20 @@ class LogStore:
                     ManifestEntry.pack.is_(None), ManifestEntry.version <= up_to)
                 .limit(limit))).scalars().all())
 
-    async def unpacked_count(self, older_than: float | None = None) -> int:
-        """Changes logged in no pack yet (on their way to the nodes, or left by a
-        write that failed or a brain that stopped); with ``older_than``, only
-        those logged that many seconds ago or more."""
-        stmt = select(func.count()).select_from(ManifestEntry).where(
+    async def not_out(self, older_than: float | None = None) -> int:
+        """Manifests not yet recorded as on the nodes: packs of the outbox, and
+        changes logged in no pack yet (on their way, or left by a write that
+        failed or a brain that stopped), one each; with ``older_than``, only
+        those made that many seconds ago or more."""
+        cutoff = None if older_than is None else time.time() - older_than
+        packs = select(func.count()).select_from(PackOutbox)
+        loose = select(func.count()).select_from(ManifestEntry).where(
             ManifestEntry.pack.is_(None))
-        if older_than is not None:
-            stmt = stmt.where(ManifestEntry.created_at < time.time() - older_than)
+        if cutoff is not None:
+            packs = packs.where(PackOutbox.created_at < cutoff)
+            loose = loose.where(ManifestEntry.created_at < cutoff)
         async with self.store.read() as s:
-            return int(await s.scalar(stmt) or 0)
+            return int(await s.scalar(packs) or 0) + int(await s.scalar(loose) or 0)
 
     async def max_version(self) -> int:
         async with self.store.read() as s:

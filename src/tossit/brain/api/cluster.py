@@ -158,10 +158,8 @@ async def status_body(brain: Brain) -> dict[str, Any]:
             # Manifests on their way take milliseconds: "waiting" counts the ones
             # stuck, "outbox" all those not yet recorded as on the nodes: packs of
             # the outbox, and changes in no pack yet (one each).
-            "waiting": (await brain.store.log.outbox_count(older_than=STUCK_AFTER)
-                        + await brain.store.log.unpacked_count(older_than=STUCK_AFTER)),
-            "outbox": (await brain.store.log.outbox_count()
-                       + await brain.store.log.unpacked_count()),
+            "waiting": await brain.store.log.not_out(older_than=STUCK_AFTER),
+            "outbox": await brain.store.log.not_out(),
             "last_error": brain.manifests.last_error,
             "deletions_frozen": alarm["message"] if alarm["blocks_deletion"] else None,
             # Copies no file and no intent names: kept, never deleted on absence alone.

@@ -278,11 +278,7 @@ class ObjectWrites(StoreBase):
                 sha256=o.sha256, content_type=o.content_type, created=o.created_at,
                 chunk_size=o.chunk_size, chunks=item.chunks, etag=o.etag,
                 user_meta=o.user_meta))
-        if defer_pack:
-            pack = None
-            await manifest_rows.log_rows(s, rows, versions, now, None)
-        else:
-            pack = await self._pack(s, rows, versions, entries, now)
+        pack = await self._pack(s, rows, versions, entries, now, defer=defer_pack)
         return entries, await manifest_rows.release_packs(s, lost), pack
 
     async def _trash_event(self, s: AsyncSession, trashed: Sequence[TrashedObject],
@@ -340,10 +336,12 @@ class ObjectWrites(StoreBase):
         return done.garbage if object_id in done.deleted else None
 
     async def _pack(self, s: AsyncSession, rows: Sequence[NewRow], versions: Sequence[int],
-                    entries: Sequence[AnyEntry], now: float) -> Pack | None:
-        """Log these rows, in a pack in the outbox (caller's transaction)."""
+                    entries: Sequence[AnyEntry], now: float, defer: bool = False
+                    ) -> Pack | None:
+        """Log these rows, in a pack in the outbox (caller's transaction); with
+        ``defer`` (or no pack key), in no pack."""
         pack = None
-        if self.pack_key is not None and entries:
+        if self.pack_key is not None and entries and not defer:
             pack = manifest_rows.new_pack(entries, self.pack_key, now)
             await manifest_rows.to_outbox(s, pack)
         await manifest_rows.log_rows(s, rows, versions, now, pack.id if pack else None)
