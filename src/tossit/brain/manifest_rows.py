@@ -133,6 +133,11 @@ _SUPERSEDE_KEYS = (
            ManifestEntry.key.in_(bindparam("names", expanding=True)))
     .values(needed=False).returning(ManifestEntry.pack))
 _LOG = insert(ManifestEntry)
+# Run once for many (version, pack) pairs: a statement built per pack cost more
+# in Python than its work in SQLite.
+_POINT_AT_PACK = update(ManifestEntry).where(
+    ManifestEntry.version == bindparam("v"), ManifestEntry.pack.is_(None)
+).values(pack=bindparam("p"))
 _OUTBOX = {"sqlite": sqlite.insert(PackOutbox).on_conflict_do_nothing(index_elements=["pack_id"]),
            "postgresql": postgresql.insert(PackOutbox).on_conflict_do_nothing(
                index_elements=["pack_id"])}
@@ -299,13 +304,11 @@ class LogStore:
         now = time.time()
         ids = list(dict.fromkeys(p.pack_id for p in packs))
         conn = await s.connection()
-        for p in packs:
-            # Only entries no other pack took (after a crash, the restarted brain may
-            # have packed them again): a pack then needing nothing is garbage.
-            for batch in batches(list(p.versions)):
-                await conn.execute(update(ManifestEntry).where(
-                    ManifestEntry.version.in_(batch), ManifestEntry.pack.is_(None))
-                    .values(pack=p.pack_id))
+        # Only entries no other pack took (after a crash, the restarted brain may
+        # have packed them again): a pack then needing nothing is garbage.
+        pointed = [{"v": v, "p": p.pack_id} for p in packs for v in p.versions]
+        if pointed:
+            await conn.execute(_POINT_AT_PACK, pointed)
         needed: Counter[str] = Counter()
         for batch in batches(ids):
             for pid, n in (await conn.execute(

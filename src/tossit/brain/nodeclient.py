@@ -30,7 +30,7 @@ from tossit.auth.mac import EMPTY_SHA256, Signer
 from tossit.brain.metrics import BATCHED_CHUNKS, BATCHES
 from tossit.brain.registry import NodeView, Registry
 from tossit.brain.transport import ChunkMissing, NodeError, NodeFull, NodeUnavailable
-from tossit.chunking import DATA
+from tossit.chunking import DATA, META
 from tossit.tlsconfig import client_context
 
 # The failures belong to the transport boundary (brain/transport.py, which
@@ -138,7 +138,11 @@ class NodeClient:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         queue.waiting.append(_Pending(chunk_id, data, fut, kind))
-        if not queue.kick_due:
+        # A manifest pack opens no request of its own while one to this node is on
+        # its way: it rides the next one (a chunk arriving takes it along, or that
+        # request's end sends it), one node request saved per pack and node.
+        riding = kind == META and queue.in_flight > 0
+        if not riding and not queue.kick_due:
             # Sent at the end of this loop tick, not now: the writes that other
             # uploads start in the same tick (a busy brain handles many requests
             # per tick) then share one request. Alone, it still leaves at once.
