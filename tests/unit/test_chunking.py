@@ -113,6 +113,18 @@ def test_stream_hasher_whole_object_and_per_chunk() -> None:
     assert empty.size == 0 and empty.hexdigest() == EMPTY_SHA256
 
 
+@pytest.mark.parametrize("pieces", [[b"x" * 5000], [b"", b"abc", b"def"], [b"", b""],
+                                    [b"a", b"", b"bc"]])
+def test_stream_hasher_whole_object_whatever_the_first_piece(pieces: list[bytes]) -> None:
+    # The first chunk's SHA-256 doubles as the start of the whole object's.
+    h = StreamHasher()
+    ids = [h.update_and_chunk_id(p) for p in pieces]
+    whole = b"".join(pieces)
+    assert (h.hexdigest(), h.md5_hex(), h.size) == (
+        hashlib.sha256(whole).hexdigest(), hashlib.md5(whole).hexdigest(), len(whole))
+    assert ids == [hashlib.sha256(p).hexdigest() for p in pieces]
+
+
 GOOD = "0123456789abcdef" * 4
 
 
