@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ class TossitClient:
         self.state_dir = state_dir
         self.urls = brain_urls(brain_url)
         self.url = self.urls[0]
+        self._moving = threading.Lock()  # parts are sent from several threads
         self.has_key = bool(key)
         self.http = httpx.Client(
             base_url=self.url,
@@ -142,8 +144,16 @@ class TossitClient:
                 0, "unreachable",
                 f"cannot reach the brain at {where} ({exc}); is it running? (tossit up)",
             ) from None
-        self.url = self.urls[self.urls.index(self.url) + 1 if self.url in self.urls[:-1] else 0]
-        self.http.base_url = httpx.URL(self.url)
+        self._next_brain(self.url)
+
+    def _next_brain(self, failed: str) -> None:
+        """``failed`` did not answer: the next requests go to the next brain listed
+        (unless another thread moved on from it already)."""
+        with self._moving:
+            if self.url != failed or len(self.urls) == 1:
+                return
+            self.url = self.urls[(self.urls.index(failed) + 1) % len(self.urls)]
+            self.http.base_url = httpx.URL(self.url)
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         tried = 0
@@ -219,14 +229,19 @@ class TossitClient:
                     size: int, md5: str | None = None) -> UploadPart:
         """Send part ``number`` (``size`` bytes; ``md5``: base64 Content-MD5, which
         the brain checks). A streamed body is never sent twice, so a brain that
-        does not answer is an error here, not a failover."""
+        does not answer is an error here (``transfer_failed``: the caller may
+        send the part again); one that cannot be reached at all also makes the
+        next requests go to the next brain listed."""
         headers = {"content-type": "application/octet-stream", "content-length": str(size)}
         if md5:
             headers["content-md5"] = md5
+        url = self.url
         try:
             resp = self.http.put(f"/api/uploads/{upload_id}/parts/{number}", content=content,
                                  headers=headers)
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.ConnectError):
+                self._next_brain(url)
             raise TossitError(0, "transfer_failed", f"part {number}: {exc}") from None
         return UploadPart.model_validate(self._check(resp).json())
 

@@ -1,0 +1,96 @@
+"""The Python client moves on to the next brain listed when one cannot be reached,
+for the parts of a big upload too (sent from several threads).
+
+A small HTTP server on loopback plays the live brain's part endpoint; the dead
+brain is a port nobody listens on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tossit.client.errors import TossitError
+from tossit.client.sdk import TossitClient
+
+
+class _PartBrain(BaseHTTPRequestHandler):
+    received: dict[str, bytes] = {}
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.received[self.path] = body
+        number = int(self.path.rsplit("/", 1)[1])
+        answer = json.dumps({"number": number, "size": len(body),
+                             "md5": hashlib.md5(body).hexdigest(),
+                             "uploaded": "2026-12-06T12:00:00+00:00"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def live_brain() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PartBrain)
+    _PartBrain.received = {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def dead_brain() -> str:
+    """A loopback port nobody listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_part_sent_to_an_unreachable_brain_fails_and_the_next_goes_to_the_next_brain(
+        live_brain: str) -> None:
+    dead = dead_brain()
+    with TossitClient(f"{dead},{live_brain}") as client:
+        with pytest.raises(TossitError) as failed:
+            client.upload_part("u1", 1, b"first try", size=9)
+        assert failed.value.code == "transfer_failed"  # the caller sends it again
+        assert client.url == live_brain
+        got = client.upload_part("u1", 1, b"first try", size=9)
+    assert (got.number, got.size) == (1, 9)
+    assert _PartBrain.received == {"/api/uploads/u1/parts/1": b"first try"}
+
+
+def test_parts_that_failed_on_the_same_brain_move_the_client_on_once(live_brain: str) -> None:
+    # Parts go from several threads: news of a brain the client has already
+    # left (a thread late to report it) must not move it back to a dead one.
+    dead, also_dead = dead_brain(), dead_brain()
+    with TossitClient(f"{dead},{also_dead},{live_brain}") as client:
+        client._next_brain(dead)
+        client._next_brain(dead)  # a second thread with the same news
+        assert client.url == also_dead
+        client._next_brain(also_dead)
+        client._next_brain(dead)  # a third one, late
+        assert client.url == live_brain
+        client.upload_part("u1", 9, b"last", size=4)
+    assert _PartBrain.received["/api/uploads/u1/parts/9"] == b"last"
+
+
+def test_one_brain_listed_stays_put() -> None:
+    dead = dead_brain()
+    with TossitClient(dead) as client:
+        with pytest.raises(TossitError):
+            client.upload_part("u1", 1, b"x", size=1)
+        assert client.url == dead
