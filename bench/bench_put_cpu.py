@@ -138,8 +138,12 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
     nodes = [v for k, v in per_op.items() if k != "brain"]
     # Chunk writes that went alone are one request each; batched ones share theirs.
     requests = sent["writes"] - sent["batched"] + sent["batches"]
+    # (Older code has no commit or pack counters: None.)
+    counted = {k: round(sent[k] / args.count, 3) if k in sent else None
+               for k in ("commits", "packs")}
     return {"ops_s": round(args.count / wall, 1), "per_op": per_op,
             "node_requests_per_op": round(requests / args.count, 2),
+            "commits_per_op": counted["commits"], "packs_per_op": counted["packs"],
             "writes_per_request": round(sent["writes"] / requests, 2) if requests else None,
             "brain_ms": round(per_op["brain"]["user_ms"] + per_op["brain"]["sys_ms"], 3),
             "node_ms": round(statistics.mean(n["user_ms"] + n["sys_ms"] for n in nodes), 3)}
@@ -152,13 +156,19 @@ def _metric_sum(text: str, name: str, match: str = "") -> float:
 
 def node_traffic(cluster: bc.Cluster) -> dict[str, float]:
     """Blob writes the nodes stored (chunks and manifest packs), and how many of
-    them the brain sent in multi-chunk requests, in how many requests."""
+    them the brain sent in multi-chunk requests, in how many requests; and the
+    brain's commit transactions and manifest packs (when it counts them)."""
     brain = bc.get_text(cluster.port, "/metrics", cluster.headers)
     writes = sum(_metric_sum(bc.get_text(port, "/metrics"), "tossit_node_chunk_ops_total",
                              'op="put"') for port in cluster.node_ports)
-    return {"writes": writes,
-            "batches": _metric_sum(brain, "tossit_chunk_batches_total"),
-            "batched": _metric_sum(brain, "tossit_batched_chunks_total")}
+    out = {"writes": writes,
+           "batches": _metric_sum(brain, "tossit_chunk_batches_total"),
+           "batched": _metric_sum(brain, "tossit_batched_chunks_total")}
+    for key, name in (("commits", "tossit_commits_total"),
+                      ("packs", "tossit_manifest_packs_written_total")):
+        if name in brain:
+            out[key] = _metric_sum(brain, name)
+    return out
 
 
 def start_profiles(out: Path | None, label: str,
@@ -204,7 +214,8 @@ def main() -> None:
                 runs.append({"round": r + 1, "code": label, **res})
                 print(f"round {r + 1} {label}: {res['ops_s']} ops/s, brain "
                       f"{res['brain_ms']} ms/op, each node {res['node_ms']} ms/op (CPU), "
-                      f"{res['node_requests_per_op']} node requests/op", flush=True)
+                      f"{res['node_requests_per_op']} node requests/op, commits/op "
+                      f"{res['commits_per_op']}, packs/op {res['packs_per_op']}", flush=True)
     summary: dict[str, Any] = {}
     labels = [label for label, _, _ in order]
     for code in labels:

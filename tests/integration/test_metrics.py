@@ -41,6 +41,14 @@ def test_metrics_follow_an_upload_a_node_death_and_the_repair(make_cluster: Any)
     assert value(m, "tossit_chunk_bytes_by_copies", copies="3") == 12 * CHUNK
     assert value(m, "tossit_bytes_at_risk") == 0
     assert value(m, "tossit_nodes", state="online") == 4
+    # One upload: one commit, one change; every pack written (the upload's, the
+    # admin key's) is the one the metadata records once it is on the nodes.
+    assert value(m, "tossit_commits_total") == 1
+    assert value(m, "tossit_committed_changes_total") == 1
+    packs = value(m, "tossit_manifest_packs_written_total")
+    assert packs is not None and packs >= 1
+    wait_until(lambda: cl.http.get("/api/status").json()["manifests"]["packs"] == packs, 10,
+               what="the packs written recorded")
     cap = cl.http.get("/api/status").json()["capacity"]
     assert value(m, "tossit_capacity_bytes", kind="raw") == cap["raw"] > 0
     assert value(m, "tossit_capacity_bytes", kind="usable") == cap["usable"] > 0

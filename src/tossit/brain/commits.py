@@ -19,6 +19,7 @@ from typing import Any
 
 from tossit import failpoints
 from tossit.brain.manifest_writer import ManifestWriter
+from tossit.brain.metrics import COMMITS, COMMITTED
 from tossit.brain.models import Object
 from tossit.brain.store import Applied, NewObject, Store
 from tossit.errors import ManifestNotStored
@@ -159,6 +160,8 @@ class CommitBatcher:
             if self.writer is not None:
                 self.writer.recorded(written, ok=False)
             raise
+        COMMITS.inc()
+        COMMITTED.inc(len(batch))
         manifests: asyncio.Future[None] | None = None
         if self.writer is not None:
             self.writer.recorded(written, ok=True)

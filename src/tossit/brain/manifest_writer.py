@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from tossit import failpoints
 from tossit.brain.manifest_rows import Pack, PackRecord, new_pack
+from tossit.brain.metrics import MANIFEST_PACKS
 from tossit.brain.pins import ChunkPins
 from tossit.brain.store import Store
 from tossit.chunking import META
@@ -158,6 +159,7 @@ class ManifestWriter:
         except BaseException:
             self.pins.unpin(pack.id)
             raise
+        MANIFEST_PACKS.inc()
         done = PackRecord(pack.id, len(pack.data), tuple(nodes), versions)
         if record_now:
             await self._record([done])

@@ -39,6 +39,12 @@ DOWNLOAD_BYTES = Counter("tossit_download_bytes", "Bytes sent to clients in down
 UPLOADS = Counter("tossit_uploads", "Upload attempts by result", ["result"])
 BATCHES = Counter("tossit_chunk_batches", "Multi-chunk write requests sent to nodes")
 BATCHED_CHUNKS = Counter("tossit_batched_chunks", "Chunks sent inside multi-chunk requests")
+COMMITS = Counter("tossit_commits", "Group-commit transactions (uploads and deletes made "
+                  "visible together)")
+COMMITTED = Counter("tossit_committed_changes", "Uploads and deletes made visible by those "
+                    "transactions")
+MANIFEST_PACKS = Counter("tossit_manifest_packs_written", "Manifest packs written to the "
+                         "nodes (each one write on each of R nodes)")
 NODES = Gauge("tossit_nodes", "Nodes by health state", ["state"])
 NODES_ADMIN = Gauge("tossit_nodes_admin", "Nodes an administrator is draining or has drained "
                     "(also counted in tossit_nodes by their health)", ["admin_state"])
