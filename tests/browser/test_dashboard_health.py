@@ -414,4 +414,6 @@ def test_a_stopped_brain_is_unreachable_and_the_figures_are_greyed(
     expect(page.locator("#health-age")).to_have_count(0)
     expect(page).to_have_title(re.compile(r"^⚠ Degraded · Overview · TossIt$"))
     wait_until(lambda: cl.http.get("/health").status_code == 200, 30, what="brain back")
-    assert cl.http.get("/api/status").json()["nodes"]["online"] == 4
+    # The restarted brain counts a node online once it has heard from it again.
+    wait_until(lambda: cl.http.get("/api/status").json()["nodes"]["online"] == 4, 30,
+               what="the 4 live nodes online again")

@@ -315,7 +315,9 @@ class Scrubber:
                  "pass_started": self.pass_started, "pass_bytes": self.pass_bytes,
                  "pass_chunks": self.pass_chunks, "pass_corrupt": self.pass_corrupt,
                  "last_pass": self.last_pass, "corrupt_total": self.corrupt_total}
-        tmp = self._path.with_suffix(".tmp")
+        # Written in the store's scratch folder (same disk, emptied at start), so a
+        # crash mid-write leaves nothing beside the state file.
+        tmp = self.store.tmp_dir / f"{STATE_FILE}.{os.getpid()}"
         try:
             tmp.write_text(json.dumps(state))
             os.replace(tmp, self._path)
