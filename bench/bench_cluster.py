@@ -372,7 +372,7 @@ def get_text(port: int, path: str, headers: dict[str, str] | None = None,
 # -- server memory and CPU --------------------------------------------------------------
 
 
-def _rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status", "rb") as fh:
             for line in fh:
@@ -415,7 +415,7 @@ class Sampler:
     def _sample(self) -> None:
         with self._lock:
             for name, pid in self.pids.items():
-                self._peak[name] = max(self._peak[name], _rss_bytes(pid))
+                self._peak[name] = max(self._peak[name], rss_bytes(pid))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -425,7 +425,7 @@ class Sampler:
     def window(self, into: dict[str, Any]) -> Iterator[None]:
         """Fills ``into`` with peak RSS (MB) and CPU seconds of each process over the block."""
         with self._lock:
-            self._peak = {name: _rss_bytes(pid) for name, pid in self.pids.items()}
+            self._peak = {name: rss_bytes(pid) for name, pid in self.pids.items()}
         cpu0 = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
         try:
             yield
@@ -673,7 +673,7 @@ def run_case(case: Case, rnd: int, cluster: Cluster, sampler: Sampler,
 # -- the streaming case ---------------------------------------------------------------------
 
 
-def _stream_pieces(total: int, seed: int) -> Iterator[bytes]:
+def stream_pieces(total: int, seed: int) -> Iterator[bytes]:
     """``total`` bytes in 1 MiB pieces, every MiB distinct (a counter over a random block),
     produced on the fly: nothing is kept on the client side."""
     base = bytearray(random.Random(seed).randbytes(MiB))
@@ -686,7 +686,7 @@ def run_stream(size: int, cluster: Cluster, sampler: Sampler, seed: int) -> dict
     print(f"stream (auth {cluster.mode}): hashing {size / GiB:.1f} GiB of generated content "
           "(untimed) ...", flush=True)
     sha = hashlib.sha256()
-    for piece in _stream_pieces(size, seed):
+    for piece in stream_pieces(size, seed):
         sha.update(piece)
     expected = sha.hexdigest()
     out: dict[str, Any] = {"auth": cluster.mode, "size": size, "sha256": expected,
@@ -698,7 +698,7 @@ def run_stream(size: int, cluster: Cluster, sampler: Sampler, seed: int) -> dict
     up: dict[str, Any] = {}
     with sampler.window(up):
         t0 = time.perf_counter()
-        resp = conn.send("PUT", f"/api/files/{name}", _stream_pieces(size, seed), length=size)
+        resp = conn.send("PUT", f"/api/files/{name}", stream_pieces(size, seed), length=size)
         body = resp.read()
         dt = time.perf_counter() - t0
     up |= {"status": resp.status, "s": round(dt, 2), "MBps": round(size / dt / 1e6, 1)}
