@@ -75,6 +75,23 @@ class _NodeQueue:
 
 
 PROBE_TIMEOUT = 3.0  # seconds the registration's reachability probe waits
+SEND_SLICE = 256 * 1024  # a big chunk goes to a node in pieces of this size
+
+
+def _body(data: bytes | bytearray) -> memoryview | AsyncIterator[memoryview]:
+    """A chunk as a request body, never copied: a memoryview (slicing bytes would
+    copy the chunk once per node). A big one goes in slices, each sent once the
+    socket has taken the last: written whole, the part a busy node's socket does
+    not take at once is copied into the connection's buffer, so three copies of
+    every chunk in flight would sit in the brain's memory."""
+    view = memoryview(data)
+    if len(view) <= SEND_SLICE:
+        return view
+
+    async def slices() -> AsyncIterator[memoryview]:
+        for start in range(0, len(view), SEND_SLICE):
+            yield view[start:start + SEND_SLICE]
+    return slices()
 
 
 class NodeClient:
@@ -223,14 +240,13 @@ class NodeClient:
         query = "" if kind == DATA else urlencode({"kind": kind})
         with self._transport_errors(node, mark=True):
             async with self.http.put(
-                # A memoryview: aiohttp slices the body to its length, and slicing
-                # bytes would copy every chunk once per node.
                 f"{node.address}/chunks/{chunk_id}" + (f"?{query}" if query else ""),
-                data=memoryview(data),
+                data=_body(data),
                 # The body's hash is the chunk id, and the node checks the body against it.
                 headers=self._headers("PUT", f"/chunks/{chunk_id}", node, query=query,
                                       digest=chunk_id,
-                                      **{"content-type": "application/octet-stream"}),
+                                      **{"content-type": "application/octet-stream",
+                                         "content-length": str(len(data))}),
             ) as resp:
                 if resp.status in (200, 201):
                     await resp.read()
