@@ -290,7 +290,19 @@ class Cluster:
     def stop_brain(self, sig: int = signal.SIGTERM) -> None:
         if self.brain is not None:
             self.brain.send_signal(sig)
-            self.brain.wait(15)
+            try:
+                self.brain.wait(15)
+            except subprocess.TimeoutExpired:
+                # Where it is stuck, from its own log: every thread's stack (the
+                # servers dump them on SIGUSR1), then the end of that log.
+                self.brain.send_signal(signal.SIGUSR1)
+                time.sleep(1)
+                self.brain.kill()
+                self.brain.wait()
+                self.brain = None
+                raise AssertionError("the brain did not stop within 15 s of signal "
+                                     f"{sig}" + processes.log_tail(
+                                         self.root / "logs" / "brain.log", 80)) from None
             self.brain = None
 
     def stop(self) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import faulthandler
 import gc
 import logging
+import os
 import random
+import signal
 import socket
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -35,6 +42,9 @@ log = logging.getLogger("tossit.serve")
 # File descriptors kept free of client connections: the database, chunk files,
 # connections to nodes and brains, the log.
 FD_RESERVE = 128
+# Seconds the process waits, once the server has stopped, for the threads still
+# running (a disk write handed to a thread) before it exits without them.
+THREADS_GRACE = 10.0
 
 
 def port_free(host: str, port: int) -> bool:
@@ -247,7 +257,39 @@ def serve(
     scheme = "https" if options.get("ssl_certfile") else "http"
     for p in (port, *more):
         logging.getLogger("tossit").info("listening on %s://%s:%d", scheme, host, p)
+    # `kill -USR1 PID` writes every thread's stack to the log: what a server that
+    # seems stuck is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if not more:
         server.run()
+    else:
+        server.run(sockets=[config.bind_socket(), *(_listen(host, p) for p in more)])
+    exit_despite_threads(THREADS_GRACE)
+
+
+def exit_despite_threads(grace: float) -> None:
+    """The server has stopped: give the threads still running ``grace`` seconds,
+    then exit without them, naming them and where they stand in the log.
+
+    Python waits for every non-daemon thread before it exits, and some are
+    not ours to stop (a database driver's connection thread): one that never
+    ends would leave a stopped server as a process that never exits, holding
+    its data dir's lock. Everything the server acknowledged is on disk by now;
+    a thread cut short is at worst a write nobody waits for, which the disk's
+    own recovery (SQLite's journal, the node's temporary files) undoes."""
+    deadline = time.monotonic() + grace
+    others = [t for t in threading.enumerate()
+              if t is not threading.current_thread() and not t.daemon]
+    for t in others:
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in others if t.is_alive()]
+    if not stuck:
         return
-    server.run(sockets=[config.bind_socket(), *(_listen(host, p) for p in more)])
+    frames = sys._current_frames()
+    for t in stuck:
+        where = "".join(traceback.format_stack(frames[t.ident])) if t.ident in frames else "?"
+        log.warning("thread %r still running %.0f s after the server stopped:\n%s",
+                    t.name, grace, where)
+    log.warning("exiting without %d thread(s)", len(stuck))
+    logging.shutdown()
+    os._exit(0)

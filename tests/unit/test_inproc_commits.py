@@ -209,3 +209,41 @@ async def test_commits_ending_while_packs_fly_share_the_next_pack(tmp_path: Path
         await core.manifests._record(records)  # (what run_recorder does)
         assert await core.store.log.unpacked(top) == set()
         assert core.manifests.busy_versions() == set()
+
+
+async def test_the_flush_leaves_alone_the_packs_a_write_has_in_hand(tmp_path: Path) -> None:
+    """A pack of the outbox that another write (a key change's) is putting on
+    the nodes, or has put there and not recorded yet, is not written twice."""
+    async with memcore(tmp_path, nodes=3, quorum=2) as core:
+        for n in core.nodes[1:]:
+            n.fail()
+        with pytest.raises(ManifestNotStored):
+            await core.commits.commit(item(core, "k", "k"))
+        with pytest.raises(Waiting):
+            await core.manifests.flush()  # packs the entry into the outbox
+        (pack,) = await core.store.log.outbox()
+        for n in core.nodes:
+            n.heal()
+            n.view.unreachable_until = 0.0
+
+        # On its way: the nodes hold the write at their gate.
+        def puts() -> int:
+            return sum(n.count("put", pack.id) for n in core.nodes)
+
+        before = puts()
+        for n in core.nodes:
+            n.pause()
+        writing = asyncio.create_task(core.manifests.write(pack))
+        await until(lambda: any(n.waiting for n in core.nodes))
+        assert await settled(core.manifests.flush()) == 0
+        for n in core.nodes:
+            n.resume()
+        await settled(writing)
+        assert puts() == before + 3
+
+        # Written, not recorded yet.
+        assert await settled(core.manifests.flush()) == 0
+        await core.manifests.record_written()
+        assert await core.store.log.outbox_ids() == set()
+        assert await settled(core.manifests.flush()) == 0
+        assert puts() == before + 3

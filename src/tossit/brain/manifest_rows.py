@@ -330,12 +330,15 @@ class LogStore:
             await conn.execute(delete(PackOutbox).where(PackOutbox.pack_id.in_(batch)))
         return [pid for pid in ids if needed[pid] == 0]
 
-    async def outbox(self, limit: int = 100) -> list[Pack]:
-        """Packs waiting to be written, oldest first."""
+    async def outbox(self, limit: int = 100, skip: Collection[str] = ()) -> list[Pack]:
+        """Packs waiting to be written, oldest first. ``skip``: packs this brain
+        is writing or has written and not recorded yet."""
+        stmt = select(PackOutbox.pack_id, PackOutbox.data, PackOutbox.created_at,
+                      PackOutbox.first_version)
+        if skip:
+            stmt = stmt.where(PackOutbox.pack_id.not_in(list(skip)))
         async with self.store.read() as s:
-            rows = (await s.execute(select(PackOutbox.pack_id, PackOutbox.data,
-                                           PackOutbox.created_at, PackOutbox.first_version)
-                                    .order_by(PackOutbox.created_at).limit(limit))).all()
+            rows = (await s.execute(stmt.order_by(PackOutbox.created_at).limit(limit))).all()
         return [Pack(pid, bytes(data), at, v) for pid, data, at, v in rows]
 
     async def outbox_ids(self, up_to: int | None = None) -> set[str]:

@@ -81,6 +81,7 @@ class ManifestWriter:
         # Taken by a commit that has not ended yet.
         self._recording: dict[str, PackRecord] = {}
         self._first_written = 0.0
+        self._writing: set[str] = set()  # packs on their way to the nodes
         self._to_record = asyncio.Event()
         # Committed entries waiting for a pack, and those in packs on their way.
         self._queue: list[_Publish] = []
@@ -153,12 +154,15 @@ class ManifestWriter:
         the recorder then records it (now, with ``record_now``). ``versions``:
         the entries it holds that the log points at no pack yet."""
         await self.pins.pin(pack.id)  # until recorded: the collector leaves it alone
+        self._writing.add(pack.id)
         try:
             nodes = await self.place(pack.id, pack.data, META)
             failpoints.hit("commit.after_pack", lambda: [pack.data.decode(errors="replace")])
         except BaseException:
             self.pins.unpin(pack.id)
             raise
+        finally:
+            self._writing.discard(pack.id)
         MANIFEST_PACKS.inc()
         done = PackRecord(pack.id, len(pack.data), tuple(nodes), versions)
         if record_now:
@@ -181,6 +185,11 @@ class ManifestWriter:
     def written_ids(self) -> set[str]:
         """Packs on the nodes (fsynced) whose recording is still pending."""
         return {r.pack_id for r in self._written} | set(self._recording)
+
+    def in_hand(self) -> set[str]:
+        """Packs of the outbox this brain is writing or has written: ``flush``
+        leaves them alone (writing one twice is harmless, but wasted)."""
+        return self._writing | self.written_ids()
 
     def written_versions(self) -> set[int]:
         """Entries on the nodes (fsynced) that the log does not point at a pack yet."""
@@ -277,7 +286,7 @@ class ManifestWriter:
                 self.store.pack_key, skip=self.busy_versions())) is not None:
             pass
         written = 0
-        while packs := await self.store.log.outbox():
+        while packs := await self.store.log.outbox(skip=self.in_hand()):
             if not self.full_strength() and time.time() - packs[0].created_at < PATIENCE:
                 raise Waiting("waiting for enough nodes to store manifest packs at full "
                               "strength")

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tossit.auth.mac import BRAIN, Signer, Verifier
@@ -51,6 +52,7 @@ from tossit.manifests import SYSTEM_BUCKET, pack_key
 log = logging.getLogger("tossit.brain")
 MIRROR_EVERY = 1.0  # seconds between a follower's reads of the nodes table
 TAKEOVER_GRACE = 5.0  # seconds a new leader waits when another led a moment ago
+SLOW_STOP_STEP = 1.0  # seconds: a step of the stop that takes longer is logged
 
 
 def join_ca(settings: BrainSettings) -> tuple[str, str] | None:
@@ -373,22 +375,37 @@ class Brain:
         self.repairer.wake()
 
     async def stop(self) -> None:
-        await self._stop_tasks()
-        for t in self._own_tasks:
-            t.cancel()
-        for t in self._own_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        if self.lock.shared:
-            with contextlib.suppress(Exception):
-                await self.directory.renew("stopped")
-        await self.commits.stop()
-        if self.leader:
-            await self.manifests.record_written()
-        await self.activity.stop()
-        if self.leader:
-            await self.collector.intents.close()
-        await self.scrubs.close()
-        await self.nodes.close()
-        await self.lock.release()
-        await self.store.close()
+        """Stop in order, each step timed: a stop that takes long says which step
+        held it (in the log) instead of only being slow."""
+        async def own_tasks() -> None:
+            for t in self._own_tasks:
+                t.cancel()
+            for t in self._own_tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+        async def renew() -> None:
+            if self.lock.shared:
+                with contextlib.suppress(Exception):
+                    await self.directory.renew("stopped")
+
+        async def record() -> None:
+            if self.leader:
+                await self.manifests.record_written()
+
+        async def intents() -> None:
+            if self.leader:
+                await self.collector.intents.close()
+
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("the background loops", self._stop_tasks), ("the brain's own tasks", own_tasks),
+            ("the leadership record", renew), ("the commits", self.commits.stop),
+            ("the written packs' record", record), ("the activity log", self.activity.stop),
+            ("the delete intents", intents), ("the scrub reports", self.scrubs.close),
+            ("the node connections", self.nodes.close), ("the brain lock", self.lock.release),
+            ("the metadata database", self.store.close)]
+        for name, step in steps:
+            began = time.monotonic()
+            await step()
+            if (took := time.monotonic() - began) > SLOW_STOP_STEP:
+                log.warning("stopping: %s took %.1f s", name, took)
