@@ -336,7 +336,8 @@ class BrainSettings(_ServerSettings):
     upload_parallel_chunks: int = Field(default=4, ge=1, le=32,
         description="chunks of one upload on their way to the nodes at once")
     upload_buffer: int = Field(
-        default=64 * MiB, description="chunk bytes all uploads together may hold in memory"
+        default=64 * MiB, description="upload data all uploads together may hold in memory "
+        "(chunks being read and on their way to the nodes)"
     )
     read_ahead_chunks: int = Field(default=2, ge=1, le=16,
         description="chunks a download fetches ahead of the one it sends")

@@ -240,3 +240,75 @@ async def test_a_wrong_expected_digest_commits_nothing(tmp_path: Path) -> None:
         right = Expected("MD5", hashlib.md5(), lambda: hashlib.md5(data).digest())
         res = await core.upload("f.bin", data, expect=[right])
         assert await core.download(res.obj.id) == data
+
+
+def small_buffer(s: BrainSettings) -> None:
+    s.upload_buffer = 4 * CHUNK
+
+
+async def counted(data: bytes, read: list[int], i: int, piece: int = 16 * KiB
+                  ) -> AsyncIterator[bytes]:
+    """``data`` in pieces, counting in ``read[i]`` the bytes the brain has taken."""
+    for at in range(0, len(data), piece):
+        read[i] += len(data[at:at + piece])
+        yield data[at:at + piece]
+
+
+async def test_many_uploads_at_once_hold_no_more_than_the_upload_buffer(
+        tmp_path: Path) -> None:
+    """Ten uploads of three chunks against a buffer of four chunks, the nodes
+    not answering: the brain reads no more of the clients' bodies than the
+    buffer holds (the rest wait, unread), and once the nodes answer every
+    upload completes with its own bytes."""
+    async with memcore(tmp_path, nodes=3, tune=small_buffer) as core:
+        budget = core.ingest.budget
+        datas = [blob(100 + i, 3 * CHUNK) for i in range(10)]
+        read = [0] * len(datas)
+        for n in core.nodes:
+            n.pause()
+        uploads = [asyncio.create_task(core.ingest.put(
+            counted(d, read, i), key=f"u{i}", content_type="application/octet-stream"))
+            for i, d in enumerate(datas)]
+        await until(lambda: budget.held == budget.total and budget.waiting > 0)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # What the brain read is what it holds, plus at most a piece per upload
+        # (the one being cut into a chunk when the budget ran out).
+        assert sum(read) <= budget.total + len(datas) * 16 * KiB
+        assert budget.held == budget.total == budget.peak
+        for n in core.nodes:
+            n.resume()
+        results = await asyncio.wait_for(asyncio.gather(*uploads), 10)
+        for d, r in zip(datas, results, strict=True):
+            assert await core.download(r.obj.id) == d
+        assert budget.held == 0 and budget.peak == budget.total
+
+
+async def test_small_uploads_with_a_length_reserve_only_their_bytes(tmp_path: Path) -> None:
+    """Twenty 4 KiB uploads that say their length fit the buffer together: none
+    waits for a whole chunk's worth of room."""
+    async with memcore(tmp_path, nodes=3, tune=small_buffer) as core:
+        budget = core.ingest.budget
+        for n in core.nodes:
+            n.pause()
+        uploads = [asyncio.create_task(core.ingest.put(
+            counted(blob(200 + i, 4 * KiB), [0], 0), key=f"s{i}",
+            content_type="text/plain", size_hint=4 * KiB)) for i in range(20)]
+        await until(lambda: budget.held == 20 * 4 * KiB)
+        assert budget.waiting == 0
+        for n in core.nodes:
+            n.resume()
+        await asyncio.wait_for(asyncio.gather(*uploads), 10)
+        assert budget.held == 0
+
+
+async def test_failed_and_repeated_chunks_give_their_buffer_back(tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=3) as core:
+        same = blob(7, CHUNK)
+        await core.upload("twice.bin", same + same + same[:100])  # one chunk sent once
+        for n in core.nodes[1:]:
+            n.fail()
+        with pytest.raises(NotEnoughNodes):
+            await core.upload("lost.bin", blob(8, 3 * CHUNK))
+        # (given back by the chunks' tasks as they end: a turn of the loop or two)
+        await until(lambda: core.ingest.budget.held == 0)

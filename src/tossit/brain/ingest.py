@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, Store
 from tossit.brain.transport import NodeError, NodeFull, NodeTransport
+from tossit.brain.upload_budget import ByteBudget
 from tossit.chunking import DATA, Digest, StreamHasher, rechunk
 from tossit.config import BrainSettings
 from tossit.errors import DigestMismatch, InsufficientStorage, NotEnoughNodes
@@ -116,10 +118,10 @@ class Ingest:
         self.collector = collector
         self.commits = commits
         self.on_degraded: Callable[[], None] = lambda: None  # wakes the repairer
-        # Chunk buffers in flight across all uploads: bounds the brain's memory
-        # however many clients upload big files at once (each still gets >= 1).
-        self._buffers = asyncio.Semaphore(
-            max(1, settings.upload_buffer // settings.chunk_size))
+        # Chunk bytes held across all uploads, from the client's first byte to
+        # the nodes' acknowledgement: the brain's memory stays bounded however
+        # many clients upload at once (see upload_budget.py).
+        self.budget = ByteBudget(settings.upload_buffer)
 
     def check_capacity(self, size_hint: int | None = None) -> None:
         """Refuse early, before reading the body, when the cluster cannot take it."""
@@ -147,7 +149,8 @@ class Ingest:
         body has ended, before the commit (a mismatch commits nothing). The
         object gets the MD5 of its bytes as ETag and ``user_meta`` as is."""
         self.check_capacity(size_hint)
-        async with self.store_chunks(pieces, expect, commit_follows=True) as stored:
+        async with self.store_chunks(pieces, expect, commit_follows=True,
+                                     size_hint=size_hint) as stored:
             obj = await stored.settle(self.commits.commit(NewObject(
                 bucket=bucket, key=key, size=stored.size, sha256=stored.sha256,
                 content_type=content_type, chunk_size=self.settings.chunk_size,
@@ -165,7 +168,8 @@ class Ingest:
 
     @contextlib.asynccontextmanager
     async def store_chunks(self, pieces: AsyncIterable[bytes], expect: Sequence[Expected] = (),
-                           commit_follows: bool = False) -> AsyncIterator[StoredChunks]:
+                           commit_follows: bool = False, size_hint: int | None = None,
+                           ) -> AsyncIterator[StoredChunks]:
         """Cut a stream into chunks and store each on its nodes (the stage every
         write shares: a file, an S3 part); yields them once all are stored.
 
@@ -176,7 +180,10 @@ class Ingest:
         client sent, checked once the body has ended, before anything is yielded
         (a mismatch stores no reference: the chunks become garbage).
         ``commit_follows``: the caller commits them; the commit batcher is told
-        as soon as the body has ended (``stored.coming``, for its commit call)."""
+        as soon as the body has ended (``stored.coming``, for its commit call).
+        ``size_hint``: the body's length, or more (a form's whole length): each
+        chunk reserves its bytes in the upload budget before they are read, no
+        more than what is left of the body."""
         hasher = StreamHasher([e.digest for e in expect])
         chunk_list: list[tuple[str, int]] = []
         placing: dict[str, asyncio.Task[list[str]]] = {}
@@ -186,34 +193,51 @@ class Ingest:
         failed: list[BaseException] = []
         coming: Coming | None = None
 
-        def on_done(task: asyncio.Task[list[str]]) -> None:
+        chunk_size = self.settings.chunk_size
+        chunks = rechunk(pieces, chunk_size)
+        received = 0
+        held = 0  # budget bytes reserved for the chunk being read
+
+        def on_done(task: asyncio.Task[list[str]], size: int) -> None:
             slots.release()
-            self._buffers.release()
+            self.budget.give(size)
             if not task.cancelled() and task.exception() is not None:
                 failed.append(task.exception())  # type: ignore[arg-type]
 
         try:
-            async for data in rechunk(pieces, self.settings.chunk_size):
+            while True:
+                left = chunk_size if size_hint is None else size_hint - received
+                held = await self.budget.take(max(1, min(chunk_size, left)))
+                try:
+                    data = await anext(chunks)
+                except StopAsyncIteration:
+                    self.budget.give(held)
+                    held = 0
+                    break
+                received += len(data)
+                if len(data) > held:  # the hint was short: take the rest, never wait
+                    self.budget.overdraw(len(data) - held)
+                elif len(data) < held:
+                    self.budget.give(held - len(data))
+                held = len(data)
                 TRAFFIC.received(len(data))
                 if len(data) < _HASH_INLINE_BELOW:
                     cid = hasher.update_and_chunk_id(data)
                 else:
                     cid = await asyncio.to_thread(hasher.update_and_chunk_id, data)
                 chunk_list.append((cid, len(data)))
-                if cid in placing:
-                    continue  # repeated content inside this object: store once
+                if cid in placing:  # repeated content inside this object: store once
+                    self.budget.give(held)
+                    held = 0
+                    continue
                 if failed:
                     raise failed[0]  # stop reading: a chunk could not be stored
                 await self.pins.pin(cid)
                 pinned.add(cid)
                 await slots.acquire()
-                try:
-                    await self._buffers.acquire()
-                except BaseException:
-                    slots.release()
-                    raise
                 task = asyncio.create_task(self.place(cid, data))
-                task.add_done_callback(on_done)
+                task.add_done_callback(functools.partial(on_done, size=held))
+                held = 0  # the task gives it back
                 placing[cid] = task
             for expected in expect:
                 expected.check()  # before waiting on the nodes: nothing will commit
@@ -226,6 +250,8 @@ class Ingest:
                 intents=self.collector.intents, coming=coming)
             yield stored
         finally:
+            self.budget.give(held)  # (a chunk read and not sent, or the stream's end)
+            held = 0
             if coming is not None:
                 coming.close()
             await self._end_upload(stored.settling if stored else None,

@@ -52,6 +52,11 @@ TRAFFIC = Traffic()  # the same bytes, in recent time buckets (the dashboard's c
 
 # -- replication health ---------------------------------------------------------
 REPLICAS = Gauge("tossit_replicas_target", "R: the copies every chunk should have")
+UPLOAD_BUFFER = Gauge("tossit_upload_buffer_bytes", "Upload data the brain holds now "
+                      "(reserved chunk by chunk until the nodes have it), and its limit",
+                      ["kind"])
+UPLOADS_WAITING = Gauge("tossit_uploads_waiting_for_buffer", "Uploads that stopped reading "
+                        "their body until the upload buffer has room")
 CHUNKS_BY_COPIES = Gauge(
     "tossit_chunks_by_copies", "File chunks by their number of good copies on readable "
     "nodes (copies=\"0\": unreadable now)", ["copies"])
@@ -151,6 +156,10 @@ async def refresh(brain: Brain) -> None:
 
     r = brain.settings.replicas
     REPLICAS.set(r)
+    budget = brain.ingest.budget
+    UPLOAD_BUFFER.labels("held").set(budget.held)
+    UPLOAD_BUFFER.labels("limit").set(budget.total)
+    UPLOADS_WAITING.set(budget.waiting)
     live = [n for n in nodes if n.state in READABLE_STATES]
     hist = await _HIST.get(brain, tuple(sorted(n.id for n in live)))
     CHUNKS_BY_COPIES.clear()

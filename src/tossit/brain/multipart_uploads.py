@@ -156,7 +156,8 @@ class MultipartUploads:
         if size_hint is not None and size_hint > MAX_PART_SIZE:
             raise EntityTooLarge(MAX_PART_SIZE)
         self.ingest.check_capacity(size_hint)
-        async with self.ingest.store_chunks(_capped(pieces), expect) as stored:
+        async with self.ingest.store_chunks(_capped(pieces), expect,
+                                            size_hint=size_hint) as stored:
             digest = stored.md5
             if expected_md5 is not None and expected_md5.lower() != digest:
                 raise BadDigest(expected_md5, digest)

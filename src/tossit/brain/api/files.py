@@ -120,6 +120,12 @@ def noted(request: Request, action: EventKind, bucket: str, obj: Object) -> None
                                     obj.key, obj.size, obj.id)
 
 
+def _declared_length(request: Request) -> int | None:
+    """The request's Content-Length; None for a chunked body."""
+    declared = request.headers.get("content-length")
+    return int(declared) if declared and declared.isdigit() else None
+
+
 def _uploaded(request: Request, response: Response, result: UploadResult) -> UploadedFile:
     brain = brain_of(request)
     noted(request, UPLOADED, result.bucket, result.obj)
@@ -171,7 +177,7 @@ async def upload_multipart(request: Request, response: Response,
         await refuse_taken(brain, name, on_conflict)
         result = await brain.ingest.put(
             part.body, key=name, content_type=content_type_for(name, part.content_type),
-            on_conflict=on_conflict,
+            on_conflict=on_conflict, size_hint=_declared_length(request),  # (the whole form's)
         )
         await form.drain()
     except ClientDisconnect:
@@ -194,8 +200,7 @@ async def upload_raw(name: str, request: Request, response: Response,
         unquote_to_bytes(request.scope.get("raw_path") or b"").decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_name", "a file name must be valid UTF-8") from None
-    declared = request.headers.get("content-length")
-    size_hint = int(declared) if declared and declared.isdigit() else None
+    size_hint = _declared_length(request)
     await refuse_taken(brain, key, on_conflict)
     try:
         result = await brain.ingest.put(
