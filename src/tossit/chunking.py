@@ -53,8 +53,9 @@ async def rechunk(
 ) -> AsyncIterator[bytes | bytearray]:
     """Re-cut an arbitrary stream of byte pieces into ``chunk_size`` blocks.
 
-    Memory stays at one chunk plus one piece, whatever the stream's length. An
-    empty stream yields nothing (a 0-byte file has no chunks).
+    Memory stays at one chunk plus one piece, whatever the stream's length; a
+    chunk handed over is the caller's alone. An empty stream yields nothing (a
+    0-byte file has no chunks).
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
@@ -73,10 +74,15 @@ async def rechunk(
             buf += view[:room]
             view = view[room:]
             if len(buf) == chunk_size:
-                yield buf  # handed over, not copied: the caller owns it now
-                buf = bytearray()
+                # Handed over, not copied: the caller owns it now, and this frame
+                # keeps no reference while it waits to be resumed (the caller may
+                # free the chunk and wait for memory before asking for the next).
+                full, buf = [buf], bytearray()
+                yield full.pop()
     if buf:
-        yield bytes(buf)
+        last = [buf]
+        del buf
+        yield last.pop()
 
 
 class StreamHasher:

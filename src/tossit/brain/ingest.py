@@ -229,6 +229,7 @@ class Ingest:
                 if cid in placing:  # repeated content inside this object: store once
                     self.budget.give(held)
                     held = 0
+                    del data
                     continue
                 if failed:
                     raise failed[0]  # stop reading: a chunk could not be stored
@@ -237,7 +238,8 @@ class Ingest:
                 await slots.acquire()
                 task = asyncio.create_task(self.place(cid, data))
                 task.add_done_callback(functools.partial(on_done, size=held))
-                held = 0  # the task gives it back
+                held = 0  # the task gives it back ...
+                del data  # ... and holds the only reference: freed once stored
                 placing[cid] = task
             for expected in expect:
                 expected.check()  # before waiting on the nodes: nothing will commit
