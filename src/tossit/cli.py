@@ -172,13 +172,49 @@ def brain(
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(f"cannot create data dir {settings.data_dir}: {exc.strerror}") from None
-    _check_metadata(settings)
+    up_to_date = _check_metadata(settings).up_to_date
     setup_logging(settings.log_level, "brain")
+    if not up_to_date:
+        _migrate_apart(settings.resolved_database_url())
     app = create_app(settings, new_admin_key)
     serve(app, settings.host, settings.port,
           settings.log_level, proxy_headers=bool(settings.trusted_proxies),
           forwarded_allow_ips=settings.trusted_proxies or None,
           more_ports=s3_ports(app, settings), **_serving(settings))
+
+
+def _migrate_apart(url: str) -> None:
+    """Migrate the schema in a child process (forked: nothing to import again),
+    so that Alembic, 11 MB once loaded, never stays in the long-running brain.
+    Where forking is not safe (threads already running) the brain migrates
+    in-process at start, as before."""
+    import asyncio
+    import os
+    import threading
+
+    from tossit.brain.db import migrate
+
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: migrate, say why not if it fails, never return
+        code = 0
+        try:
+            asyncio.run(migrate(url))
+        except BaseException as exc:
+            print(f"error: cannot migrate the metadata database ({_shown_url(url)}): "
+                  f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}",
+                  file=sys.stderr)
+            code = 2
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise typer.Exit(code if code > 0 else 2)
 
 
 def s3_ports(app: Any, settings: BrainSettings) -> dict[int, Any]:

@@ -14,8 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -43,20 +41,36 @@ def make_engine(url: str) -> AsyncEngine:
 
 def head_revision() -> str:
     """The newest migration's revision id."""
-    from alembic.script import ScriptDirectory
+    from tossit.brain.schema import REVISIONS
+
+    return REVISIONS[-1]
+
+
+def alembic_config(url: str | None = None) -> Any:
+    """Alembic's configuration for our migrations (Alembic is imported here only:
+    a brain whose schema is current never loads it)."""
+    from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    assert head is not None
-    return head
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def alembic_revisions() -> list[str]:
+    """Every revision as Alembic walks the scripts, oldest first (the check of
+    ``schema.REVISIONS``)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [s.revision for s in reversed(list(scripts.walk_revisions()))]
 
 
 def _upgrade(url: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")
 
 
 async def check_database(url: str) -> None:
@@ -79,7 +93,8 @@ async def migrate(url: str) -> None:
     """
     from tossit.brain.schema import check_not_too_new
 
-    await check_not_too_new(url)
+    if (await check_not_too_new(url)).up_to_date:
+        return  # (without loading Alembic)
     err: list[BaseException] = []
 
     def run() -> None:
