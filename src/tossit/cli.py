@@ -189,12 +189,18 @@ def _migrate_apart(url: str) -> None:
     Where forking is not safe (threads already running) the brain migrates
     in-process at start, as before."""
     import asyncio
+    import logging
     import os
     import threading
 
     from tossit.brain.db import migrate
 
+    for t in threading.enumerate():  # the database checks' driver threads, ending
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(timeout=1.0)
     if not hasattr(os, "fork") or threading.active_count() > 1:
+        logging.getLogger("tossit").info("migrating the metadata database in the brain "
+                                         "itself (threads are running: no fork)")
         return
     sys.stdout.flush()
     sys.stderr.flush()
