@@ -43,8 +43,8 @@ from tossit.brain.api.wire import (
     TrashTotals,
 )
 from tossit.brain.states import ReplicationState
+from tossit.client.errors import TossitError
 from tossit.client.resumable import UploadInterrupted
-from tossit.client.sdk import Downloaded, OnConflict, ScrubAction, TossitClient, TossitError
 from tossit.config import (
     BrainSettings,
     ClientSettings,
@@ -59,6 +59,7 @@ from tossit.settings_cli import with_settings_options
 
 if TYPE_CHECKING:
     from tossit.brain.schema import SchemaState
+    from tossit.client.sdk import Downloaded, OnConflict, ScrubAction, TossitClient
 
 app = typer.Typer(
     help="TossIt: pool the disks of several machines into one replicated store.",
@@ -90,6 +91,8 @@ def _client(brain: str | None, config: Path | None = None) -> TossitClient:
         key = settings.api_key()
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    from tossit.client.sdk import TossitClient  # (not for the servers: httpx stays out)
+
     return TossitClient(settings.brain_url, settings.timeout, key=key, tls_ca=settings.tls_ca,
                         parts_above=settings.upload_parts_above,
                         part_size=settings.upload_part_size, parallel=settings.upload_parallel)
@@ -116,7 +119,7 @@ def _call(fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
     except TossitError as exc:
         message = exc.message if exc.status == 0 else str(exc)
         owner = getattr(fn, "__self__", None)
-        if exc.status == 401 and isinstance(owner, TossitClient) and not owner.has_key:
+        if exc.status == 401 and not getattr(owner, "has_key", True):
             message += _NO_KEY_HINT
         raise _fail(message, 1) from None
 

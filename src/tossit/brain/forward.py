@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from tossit.brain.brains import BrainDirectory
 from tossit.tlsconfig import client_context
+
+if TYPE_CHECKING:  # imported when a follower first forwards: a lone brain never loads it
+    import httpx
 
 log = logging.getLogger("tossit.brain.forward")
 FORWARDED = b"x-tossit-forwarded-by"
@@ -62,6 +63,8 @@ class ForwardToLeader:
         await self._forward(scope, receive, send, leader, directory.id)
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._http is None:
             self._http = httpx.AsyncClient(
                 verify=client_context(self.tls_ca),
@@ -71,6 +74,8 @@ class ForwardToLeader:
 
     async def _forward(self, scope: Scope, receive: Any, send: Any, leader: str,
                        me: str) -> None:
+        import httpx
+
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
         client = scope.get("client")
         headers += [(FORWARDED, me.encode()),
