@@ -41,6 +41,10 @@ def test_metrics_follow_an_upload_a_node_death_and_the_repair(make_cluster: Any)
     assert value(m, "tossit_chunk_bytes_by_copies", copies="3") == 12 * CHUNK
     assert value(m, "tossit_bytes_at_risk") == 0
     assert value(m, "tossit_nodes", state="online") == 4
+    # The upload buffer: its limit (the default), and nothing held once the upload is in.
+    assert value(m, "tossit_upload_buffer_bytes", kind="limit") == 64 * 1024 * 1024
+    assert value(m, "tossit_upload_buffer_bytes", kind="held") == 0
+    assert value(m, "tossit_uploads_waiting_for_buffer") == 0
     # One upload: one commit, one change; every pack written (the upload's, the
     # admin key's) is the one the metadata records once it is on the nodes.
     assert value(m, "tossit_commits_total") == 1
