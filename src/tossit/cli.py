@@ -198,12 +198,17 @@ def _migrate_apart(url: str) -> None:
 
     from tossit.brain.db import migrate
 
-    for t in threading.enumerate():  # the database checks' driver threads, ending
-        if t is not threading.current_thread() and not t.daemon:
-            t.join(timeout=1.0)
-    if not hasattr(os, "fork") or threading.active_count() > 1:
-        logging.getLogger("tossit").info("migrating the metadata database in the brain "
-                                         "itself (threads are running: no fork)")
+    # The database checks' driver threads (aiosqlite's, daemons) may still be
+    # ending, more so on a busy machine: give them a few seconds.
+    deadline = time.monotonic() + 5.0
+    for t in threading.enumerate():
+        if t is not threading.current_thread():
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if not hasattr(os, "fork") or others:
+        logging.getLogger("tossit").info(
+            "migrating the metadata database in the brain itself (threads running: %s)",
+            ", ".join(others) or "none; no fork on this system")
         return
     sys.stdout.flush()
     sys.stderr.flush()
