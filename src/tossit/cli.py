@@ -194,17 +194,13 @@ def _migrate_apart(url: str) -> None:
     import asyncio
     import logging
     import os
-    import threading
 
     from tossit.brain.db import migrate
+    from tossit.serve import join_threads
 
     # The database checks' driver threads (aiosqlite's, daemons) may still be
     # ending, more so on a busy machine: give them a few seconds.
-    deadline = time.monotonic() + 5.0
-    for t in threading.enumerate():
-        if t is not threading.current_thread():
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
-    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    others = [t.name for t in join_threads(5.0, daemons=True)]
     if not hasattr(os, "fork") or others:
         logging.getLogger("tossit").info(
             "migrating the metadata database in the brain itself (threads running: %s)",

@@ -267,6 +267,17 @@ def serve(
     exit_despite_threads(THREADS_GRACE)
 
 
+def join_threads(grace: float, *, daemons: bool) -> list[threading.Thread]:
+    """Wait up to ``grace`` seconds in all for this process's other threads
+    (daemon threads too with ``daemons``) to end; returns those still running."""
+    deadline = time.monotonic() + grace
+    others = [t for t in threading.enumerate()
+              if t is not threading.current_thread() and (daemons or not t.daemon)]
+    for t in others:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in others if t.is_alive()]
+
+
 def exit_despite_threads(grace: float) -> None:
     """The server has stopped: give the threads still running ``grace`` seconds,
     then exit without them, naming them and where they stand in the log.
@@ -277,12 +288,7 @@ def exit_despite_threads(grace: float) -> None:
     its data dir's lock. Everything the server acknowledged is on disk by now;
     a thread cut short is at worst a write nobody waits for, which the disk's
     own recovery (SQLite's journal, the node's temporary files) undoes."""
-    deadline = time.monotonic() + grace
-    others = [t for t in threading.enumerate()
-              if t is not threading.current_thread() and not t.daemon]
-    for t in others:
-        t.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t for t in others if t.is_alive()]
+    stuck = join_threads(grace, daemons=False)
     if not stuck:
         return
     frames = sys._current_frames()

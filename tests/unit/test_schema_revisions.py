@@ -1,4 +1,4 @@
-"""The schema revisions written out in ``schema.REVISIONS`` are Alembic's, and a
+"""The schema revisions written out in ``db.REVISIONS`` are Alembic's, and a
 brain whose database is up to date never loads Alembic."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tossit.brain.db import alembic_revisions
-from tossit.brain.schema import REVISIONS
+from tossit.brain.db import REVISIONS, alembic_revisions
 
 
 def test_the_revisions_written_out_are_the_migrations_alembic_finds() -> None:

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 UPLOAD_BYTES = Counter("tossit_upload_bytes", "Bytes received in committed uploads")
 DOWNLOAD_BYTES = Counter("tossit_download_bytes", "Bytes sent to clients in downloads")
 UPLOADS = Counter("tossit_uploads", "Upload attempts by result", ["result"])
+UPLOAD_BUFFER = Gauge("tossit_upload_buffer_bytes", "Upload data the brain holds now "
+                      "(reserved chunk by chunk until the nodes have it), and its limit",
+                      ["kind"])
+UPLOADS_WAITING = Gauge("tossit_uploads_waiting_for_buffer", "Uploads that stopped reading "
+                        "their body until the upload buffer has room")
 BATCHES = Counter("tossit_chunk_batches", "Multi-chunk write requests sent to nodes")
 BATCHED_CHUNKS = Counter("tossit_batched_chunks", "Chunks sent inside multi-chunk requests")
 COMMITS = Counter("tossit_commits", "Group-commit transactions (uploads and deletes made "
@@ -52,11 +57,6 @@ TRAFFIC = Traffic()  # the same bytes, in recent time buckets (the dashboard's c
 
 # -- replication health ---------------------------------------------------------
 REPLICAS = Gauge("tossit_replicas_target", "R: the copies every chunk should have")
-UPLOAD_BUFFER = Gauge("tossit_upload_buffer_bytes", "Upload data the brain holds now "
-                      "(reserved chunk by chunk until the nodes have it), and its limit",
-                      ["kind"])
-UPLOADS_WAITING = Gauge("tossit_uploads_waiting_for_buffer", "Uploads that stopped reading "
-                        "their body until the upload buffer has room")
 CHUNKS_BY_COPIES = Gauge(
     "tossit_chunks_by_copies", "File chunks by their number of good copies on readable "
     "nodes (copies=\"0\": unreadable now)", ["copies"])

@@ -13,15 +13,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import inspect, text
 
-from tossit.brain.db import make_engine
+from tossit.brain.db import REVISIONS, make_engine
 
 VERSION_TABLE = "alembic_version"
-# Every revision of brain/migrations/versions, oldest first: written out so that a
-# brain whose database is up to date never imports Alembic (11 MB of resident
-# memory for the life of the process). A unit test checks it against Alembic's own
-# walk of the scripts, so a new migration cannot be forgotten here.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009",
-             "0010", "0011", "0012", "0013")
 
 
 class SchemaTooNew(RuntimeError):

@@ -55,6 +55,15 @@ TAKEOVER_GRACE = 5.0  # seconds a new leader waits when another led a moment ago
 SLOW_STOP_STEP = 1.0  # seconds: a step of the stop that takes longer is logged
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel these tasks and wait until each has ended."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+
+
 def join_ca(settings: BrainSettings) -> tuple[str, str] | None:
     """The CA certificate a join token pins (its PEM and SHA-256): the first one
     of ``tls_ca`` when this brain serves TLS. None without TLS, or with TLS and
@@ -272,11 +281,7 @@ class Brain:
         self._tasks = [asyncio.create_task(self._mirror_nodes(), name="mirror")]
 
     async def _stop_tasks(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await _cancel(self._tasks)
         self._tasks = []
 
     async def _promote(self) -> None:
@@ -378,11 +383,7 @@ class Brain:
         """Stop in order, each step timed: a stop that takes long says which step
         held it (in the log) instead of only being slow."""
         async def own_tasks() -> None:
-            for t in self._own_tasks:
-                t.cancel()
-            for t in self._own_tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            await _cancel(self._own_tasks)
 
         async def renew() -> None:
             if self.lock.shared:
