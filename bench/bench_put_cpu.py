@@ -19,6 +19,10 @@ runs::
 
     .venv/bin/python bench/bench_put_cpu.py --base 943f8e5 --rounds 2
     .venv/bin/python bench/bench_put_cpu.py --phase delete --count 3000
+    .venv/bin/python bench/bench_put_cpu.py --phase get --count 3000 --base HEAD~1
+
+(``--phase get|delete`` first uploads the objects, unmeasured, then measures
+their downloads, each body compared with what was uploaded, or their deletes.)
 """
 
 from __future__ import annotations
@@ -114,17 +118,23 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
         if resp.status != 200:
             raise RuntimeError(f"DELETE {i}: HTTP {resp.status}: {body[:200]!r}")
 
+    def get(conn: bc.Conn, i: int) -> None:
+        resp = conn.send("GET", f"/api/files/{ids[i]}/download")
+        body = resp.read()
+        if resp.status != 200 or body != data_of(i):
+            raise RuntimeError(f"GET {i}: HTTP {resp.status}, {len(body)} bytes")
+
     store: Callable[[bc.Conn, int], None] = s3_put(cluster, data_of, tag) if api == "s3" else put
-    if args.phase == "delete":
+    if args.phase != "put":
         if api == "s3":
-            raise SystemExit("the delete phase is measured on the REST API only")
+            raise SystemExit(f"the {args.phase} phase is measured on the REST API only")
         bc.run_phase(args.count, args.concurrency, cluster, put)
     pids = cluster.pids()
     spies = start_profiles(args.profile, label, pids)
     sent_before = node_traffic(cluster)
     before = {name: cpu_times(pid) for name, pid in pids.items()}
     wall = bc.run_phase(args.count, args.concurrency, cluster,
-                        store if args.phase == "put" else delete,
+                        {"put": store, "get": get, "delete": delete}[args.phase],
                         *((cluster.s3_port, {}) if api == "s3" else ()))
     after = {name: cpu_times(pid) for name, pid in pids.items()}
     sent = {k: v - sent_before[k] for k, v in node_traffic(cluster).items()}
@@ -191,7 +201,7 @@ def main() -> None:
     ap.add_argument("--vs-s3", action="store_true",
                     help="compare the REST API's PUT with S3's PutObject (SigV4) on this code")
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--phase", choices=("put", "delete"), default="put")
+    ap.add_argument("--phase", choices=("put", "get", "delete"), default="put")
     ap.add_argument("--count", type=int, default=4000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--concurrency", type=int, default=16)

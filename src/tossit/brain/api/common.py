@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 
+from tossit.brain.reader import Download
 from tossit.brain.service import Brain
 from tossit.errors import ApiError, MalformedJson
 from tossit.names import unsafe_char, valid_media_type
@@ -22,6 +24,17 @@ MAX_NAME_BYTES = 1024
 def brain_of(request: Request) -> Brain:
     brain: Brain = request.app.state.brain
     return brain
+
+
+def download_response(dl: Download, status_code: int, headers: dict[str, str],
+                      media_type: str | None = None) -> Response:
+    """A prepared download as a response: one body when it is all in hand, else
+    streamed chunk by chunk."""
+    if dl.whole is not None:
+        return Response(dl.whole, status_code=status_code, headers=headers,
+                        media_type=media_type)
+    return StreamingResponse(dl.body, status_code=status_code, headers=headers,
+                             media_type=media_type)
 
 
 def iso(ts: float | None) -> str | None:

@@ -18,6 +18,7 @@ from tossit.brain.api.common import (
     brain_of,
     check_name,
     content_type_for,
+    download_response,
     iso,
     upload_filename,
 )
@@ -330,8 +331,7 @@ async def download(
     if rng is not None:
         status = 206
         headers["Content-Range"] = rng.content_range(obj.size)
-    return StreamingResponse(dl.body, status_code=status, headers=headers,
-                             media_type=servable_media_type(obj.content_type))
+    return download_response(dl, status, headers, servable_media_type(obj.content_type))
 
 
 @router.head("/api/files/{file_id}/download", include_in_schema=False)

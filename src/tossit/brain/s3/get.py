@@ -3,8 +3,9 @@ streamed by ``Reader``, the REST API's own read path."""
 
 from __future__ import annotations
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from tossit.brain.api.common import download_response
 from tossit.brain.models import Object
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.conditions import evaluate
@@ -91,4 +92,4 @@ async def get_object(ctx: S3Context) -> Response:
     headers["Content-Length"] = str(download.length)
     if rng is not None:
         headers["Content-Range"] = rng.content_range(obj.size)
-    return StreamingResponse(download.body, status_code=206 if rng else 200, headers=headers)
+    return download_response(download, 206 if rng else 200, headers)
