@@ -16,7 +16,7 @@ from sqlalchemy import inspect, select, text
 from tossit.brain.activity import DELETED, UPLOADED, ActivityLog
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.manifest_rows import PackRecord
-from tossit.brain.models import Base, ManifestEntry
+from tossit.brain.models import Base, ManifestEntry, Object
 from tossit.brain.states import EventKind
 from tossit.brain.store import NewObject, Store
 from tossit.manifests import PutEntry, decode_pack, needed_versions, pack_key
@@ -151,6 +151,46 @@ async def test_commit_and_read_back_chunks_in_order(store: Store) -> None:
         assert {s for _, s in p.replicas} == {"ok"}
     assert await store.object_chunks(10**6) == []
     assert await store.get_object(10**6) is None
+
+
+async def test_the_download_reads_match_the_general_ones(store: Store) -> None:
+    """``object_with_chunks`` and ``object_by_key`` (the download paths: on SQLite
+    straight from the file, in one read transaction) give what the general
+    reads give: every column, user metadata decoded, chunks in order with their
+    replica states; None for what is not there."""
+    await add_nodes(store)
+    obj, _ = await commit_one(store, NewObject(
+        bucket="default", key="a/b c.bin", size=25, sha256=cid("w"), content_type="text/plain",
+        chunk_size=10, chunks=[(cid("x"), 10), (cid("y"), 10), (cid("x"), 5)],
+        replicas={cid("x"): [N1, N2], cid("y"): [N3]}, user_meta={"k": ["v", 1]}, etag="e"))
+    plain, _ = await put(store, "plain", ["p"])
+    await store.set_replica_state(cid("y"), N3, "corrupt")
+    if store.dialect == "sqlite":
+        assert store.fast_reads is not None
+    for oid in (obj.id, plain.id):
+        expected = await store.get_object(oid)
+        assert expected is not None
+        found = await store.object_with_chunks(oid)
+        assert found is not None
+        got, placements = found
+        columns = [c.name for c in Object.__table__.columns]
+        assert [getattr(got, c) for c in columns] == [getattr(expected, c) for c in columns]
+        assert placements == await store.object_chunks(oid)
+        by_key = await store.object_by_key(expected.bucket_id, expected.key)
+        assert by_key is not None and by_key[1] == placements
+        assert [getattr(by_key[0], c) for c in columns] == [getattr(expected, c) for c in columns]
+        bare = await store.object_by_key(expected.bucket_id, expected.key, chunks=False)
+        assert bare is not None and bare[1] == [] and bare[0].id == oid
+    found = await store.object_with_chunks(obj.id)
+    assert found is not None
+    assert found[0].user_meta == {"k": ["v", 1]}
+    assert [(p.chunk_id, p.size, dict(p.replicas)) for p in found[1]] == [
+        (cid("x"), 10, {N1: "ok", N2: "ok"}), (cid("y"), 10, {N3: "corrupt"}),
+        (cid("x"), 5, {N1: "ok", N2: "ok"})]
+    assert await store.object_with_chunks(10**6) is None
+    assert await store.object_by_key(obj.bucket_id, "no such name") is None
+    await store.delete_object(obj.id)
+    assert await store.object_with_chunks(obj.id) is None  # the delete is seen at once
 
 
 async def test_empty_object_has_no_chunks(store: Store) -> None:

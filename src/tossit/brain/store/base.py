@@ -30,6 +30,7 @@ from tossit.brain.models import (
     TrashedObject,
 )
 from tossit.brain.states import EventKind
+from tossit.brain.store.sqlite_reads import SqliteReads
 from tossit.manifests import AnyEntry
 
 DEFAULT_BUCKET = "default"
@@ -138,6 +139,10 @@ class StoreBase:
         # the brain sets it from its settings. The brain's own files never go there.
         self.trash_keep = 0.0
         self.dialect = engine.dialect.name
+        # The download path's reads, straight from the file (SQLite only).
+        self.fast_reads = (SqliteReads(engine.url.database)
+                           if self.dialect == "sqlite" and engine.url.database
+                           and engine.url.database != ":memory:" else None)
         self._write_lock = asyncio.Lock()
         self._bucket_ids: dict[str, int] = {}
         # Buckets found to exist, and when (store/buckets.py: every S3 request asks).
@@ -206,6 +211,8 @@ class StoreBase:
             await s.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self.fast_reads is not None:
+            self.fast_reads.close()
         await self.engine.dispose()
 
     # -- buckets ------------------------------------------------------------

@@ -15,6 +15,7 @@ from tossit.brain.models import (
 )
 from tossit.brain.sqlbatch import batches
 from tossit.brain.store.base import DEFAULT_BUCKET, ChunkPlacement, StoreBase, _table
+from tossit.brain.store.sqlite_reads import Prepared
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,9 @@ class ObjectReads(StoreBase):
     async def object_with_chunks(
         self, object_id: int
     ) -> tuple[Object, list[ChunkPlacement]] | None:
-        """An object and its chunk placements from one connection checkout (the
-        download path's only metadata read)."""
-        # A connection, not a session, and statements built once: the ORM's
-        # machinery and building the statements were a third of a small
-        # download's CPU.
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(_OBJECT_BY_ID, {"oid": object_id})).mappings().first()
-            if row is None:
-                return None
-            rows = (await conn.execute(_PLACEMENTS_BY_ID, {"oid": object_id})).all()
-        return Object(**row), _group_placements(rows)
+        """An object and its chunk placements, read together (the download
+        path's only metadata read)."""
+        return await self._object_and_chunks(_OBJECT_BY_ID, {"oid": object_id}, True)
 
     def _under(self, prefix: str) -> list[Any]:
         """WHERE clauses for "key starts with ``prefix``" (case-sensitive, from the
@@ -187,14 +180,32 @@ class ObjectReads(StoreBase):
         self, bucket_id: int, key: str, *, chunks: bool = True,
     ) -> tuple[Object, list[ChunkPlacement]] | None:
         """The object under this name and (with ``chunks``) its chunk placements,
-        from one connection checkout: S3's read path."""
-        objects = _table(Object)
-        async with self.read() as s:
-            row = (await s.execute(select(objects).where(
-                objects.c.bucket_id == bucket_id, objects.c.key == key))).mappings().first()
-            if row is None:
+        read together: S3's read path."""
+        return await self._object_and_chunks(
+            _OBJECT_BY_KEY, {"bid": bucket_id, "key": key}, chunks)
+
+    async def _object_and_chunks(self, find: Prepared, params: dict[str, Any], chunks: bool,
+                                 ) -> tuple[Object, list[ChunkPlacement]] | None:
+        """The object ``find`` finds and its placements. SQLite: in one trip
+        to a thread (``sqlite_reads``). Elsewhere: a connection, not a session,
+        and statements built once (the ORM's machinery and building statements
+        were a third of a small download's CPU)."""
+        if self.fast_reads is not None:
+            found = await self.fast_reads.object_and_chunks(
+                find.sqlite, params, _PLACEMENTS_BY_ID.sqlite if chunks else None)
+            if found is None:
                 return None
-            rows = (await s.execute(_placements_query(row["id"]))).all() if chunks else []
+            row, rows = found
+        else:
+            async with self.engine.connect() as conn:
+                first = (await conn.execute(find.statement, params)).mappings().first()
+                if first is None:
+                    return None
+                row = dict(first)
+                rows = []
+                if chunks:
+                    rows = list((await conn.execute(
+                        _PLACEMENTS_BY_ID.statement, {"oid": row["id"]})).all())
         return Object(**row), _group_placements(rows)
 
     def _byte_order(self) -> Any:
@@ -264,8 +275,10 @@ def _placements_query(object_id: Any) -> Any:
     )
 
 
-_OBJECT_BY_ID = select(_table(Object)).where(_table(Object).c.id == bindparam("oid"))
-_PLACEMENTS_BY_ID = _placements_query(bindparam("oid"))
+_OBJECT_BY_ID = Prepared(select(_table(Object)).where(_table(Object).c.id == bindparam("oid")))
+_OBJECT_BY_KEY = Prepared(select(_table(Object)).where(
+    _table(Object).c.bucket_id == bindparam("bid"), _table(Object).c.key == bindparam("key")))
+_PLACEMENTS_BY_ID = Prepared(_placements_query(bindparam("oid")))
 
 
 def _group_placements(rows: Sequence[Any]) -> list[ChunkPlacement]:
