@@ -154,10 +154,10 @@ async def test_commit_and_read_back_chunks_in_order(store: Store) -> None:
 
 
 async def test_the_download_reads_match_the_general_ones(store: Store) -> None:
-    """``object_with_chunks`` and ``object_by_key`` (the download paths: on SQLite
-    straight from the file, in one read transaction) give what the general
-    reads give: every column, user metadata decoded, chunks in order with their
-    replica states; None for what is not there."""
+    """``get_object``, ``object_with_chunks`` and ``object_by_key`` (the download
+    paths: on SQLite straight from the file, in one read transaction) give what
+    the ORM's reads give: every column, user metadata decoded, chunks in order
+    with their replica states; None for what is not there."""
     await add_nodes(store)
     obj, _ = await commit_one(store, NewObject(
         bucket="default", key="a/b c.bin", size=25, sha256=cid("w"), content_type="text/plain",
@@ -168,13 +168,18 @@ async def test_the_download_reads_match_the_general_ones(store: Store) -> None:
     if store.dialect == "sqlite":
         assert store.fast_reads is not None
     for oid in (obj.id, plain.id):
-        expected = await store.get_object(oid)
+        async with store.read() as s:  # the ORM's read, as the reference
+            expected = await s.get(Object, oid)
         assert expected is not None
+        plain_read = await store.get_object(oid)
+        assert plain_read is not None
         found = await store.object_with_chunks(oid)
         assert found is not None
         got, placements = found
         columns = [c.name for c in Object.__table__.columns]
         assert [getattr(got, c) for c in columns] == [getattr(expected, c) for c in columns]
+        assert [getattr(plain_read, c) for c in columns] == [
+            getattr(expected, c) for c in columns]
         assert placements == await store.object_chunks(oid)
         by_key = await store.object_by_key(expected.bucket_id, expected.key)
         assert by_key is not None and by_key[1] == placements

@@ -59,8 +59,8 @@ def sort_folders(folders: Sequence[Folder], sort: str, descending: bool) -> list
 
 class ObjectReads(StoreBase):
     async def get_object(self, object_id: int) -> Object | None:
-        async with self.read() as s:
-            return await s.get(Object, object_id)
+        found = await self._object_and_chunks(_OBJECT_BY_ID, {"oid": object_id}, False)
+        return found[0] if found is not None else None
 
     async def object_chunks(self, object_id: int) -> list[ChunkPlacement]:
         """The object's chunks in order, each with all its replica rows."""
