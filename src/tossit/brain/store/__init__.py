@@ -11,6 +11,7 @@ is one object (``Store``) built from one part per concern, each in its module:
   manifest log, moves to the trash) and reference counting;
 * ``trash``: listing, restoring and purging the trash;
 * ``reads``: one file and its chunk map, listings, folders;
+* ``sqlite_reads``: the download path's read, straight from SQLite's file;
 * ``replicas``: chunks and their copies, garbage;
 * ``nodes``: nodes and cluster state rows;
 * ``events``: the event log;
