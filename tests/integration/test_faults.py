@@ -369,15 +369,24 @@ def test_full_nodes(make_cluster: MakeCluster) -> None:
     def refused_by_node0() -> float:
         return node_metric(c, 0, "tossit_node_chunk_ops_total", 'op="put",result="full"')
 
+    def heartbeat_of_node0() -> str | None:
+        return next(n["last_heartbeat"] for n in c.http.get("/api/nodes").json()
+                    if n["id"] == ids[0])
+
     # Node 0 fills up behind the brain's back (as if another writer got there
     # first) and an upload whose chunks belong on node 0 arrives before the next
     # heartbeat: node 0 answers 507 and the brain places the chunks elsewhere.
     # If a heartbeat slips in first the brain simply skips node 0; try again.
-    for _attempt in range(6):
+    # Each try starts right after a heartbeat (a whole interval ahead of it: on a
+    # loaded machine, a try started anywhere was beaten by one six times in a row).
+    for _attempt in range(10):
         # Just under the limit (the node also keeps small manifest packs): no room
         # for another 1 MiB chunk.
         filler = [os.urandom(MiB), os.urandom(MiB), os.urandom(MiB - 64 * 1024)]
         data = b"".join(_blocks_preferring(c, ids[0], 2))
+        last = heartbeat_of_node0()
+        wait_until(lambda: heartbeat_of_node0() != last, 10, interval=0.01,  # noqa: B023
+                   what="a heartbeat of node 0")
         for block in filler:
             assert node0.put(f"/chunks/{sha(block)}", content=block).status_code == 201
         before = refused_by_node0()
