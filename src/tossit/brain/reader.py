@@ -114,10 +114,8 @@ class Reader:
             return Download(0, _empty())
         first = await self.fetch_verified(placements[slices[0].index])
         if len(slices) == 1:
-            s0 = slices[0]
-            piece = first[s0.lo : s0.hi] if (s0.lo, s0.hi) != (0, len(first)) else first
-            DOWNLOAD_BYTES.inc(len(piece))
-            TRAFFIC.sent(len(piece))
+            piece = _cut(first, slices[0])
+            _sent(len(piece))
             return Download(length, _one(piece), whole=piece)
         return Download(length, self._stream(placements, slices, first))
 
@@ -135,17 +133,14 @@ class Reader:
                     nxt += 1
 
             refill()
-            s0 = slices[0]
-            yield first[s0.lo : s0.hi] if (s0.lo, s0.hi) != (0, len(first)) else first
-            DOWNLOAD_BYTES.inc(s0.hi - s0.lo)
-            TRAFFIC.sent(s0.hi - s0.lo)
+            yield _cut(first, slices[0])
+            _sent(slices[0].hi - slices[0].lo)
             del first
             for s in slices[1:]:
                 data = await ahead.popleft()
                 refill()
-                yield data[s.lo : s.hi] if (s.lo, s.hi) != (0, len(data)) else data
-                DOWNLOAD_BYTES.inc(s.hi - s.lo)
-                TRAFFIC.sent(s.hi - s.lo)
+                yield _cut(data, s)
+                _sent(s.hi - s.lo)
         finally:
             for t in ahead:
                 t.cancel()
@@ -153,6 +148,17 @@ class Reader:
 
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _cut(data: bytes, s: ChunkSlice) -> bytes:
+    """The part of a chunk's bytes a slice covers (the bytes themselves, uncopied,
+    when it covers them all)."""
+    return data[s.lo : s.hi] if (s.lo, s.hi) != (0, len(data)) else data
+
+
+def _sent(n: int) -> None:
+    DOWNLOAD_BYTES.inc(n)
+    TRAFFIC.sent(n)
 
 
 async def _one(piece: bytes) -> AsyncIterator[bytes]:
