@@ -22,6 +22,7 @@ from tossit.config import NodeSettings
 from tossit.errors import install_error_handlers
 from tossit.node import chunk_routes, cluster_routes
 from tossit.node.heartbeat import Heartbeat
+from tossit.node.hot_routes import HotRoutes
 from tossit.node.identity import load_join_secret, load_or_create, record_address
 from tossit.node.parts import NodeParts
 from tossit.node.peers import PeerFetcher
@@ -77,6 +78,8 @@ def create_app(settings: NodeSettings) -> FastAPI:
     install_error_handlers(app)
     install_docs(app, "TossIt node", settings.api_docs)
     app.state.parts = parts
+    # Added first, so it runs inside the signature check (the last added is outermost).
+    app.add_middleware(HotRoutes, parts=parts)
     if secret:
         app.add_middleware(SignedRequests, verifier=Verifier(secret, node_id),
                            open_paths=OPEN_PATHS, open_prefix=ASSETS + "/")
