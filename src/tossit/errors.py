@@ -15,9 +15,12 @@ with the same shape (``ErrorBody``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from starlette.responses import JSONResponse
 
 
 class ErrorBody(BaseModel):
@@ -286,6 +289,17 @@ def http_status(exc: TossitError) -> int:
     return 500
 
 
+def json_error(exc: ApiError | TossitError) -> JSONResponse:
+    """The JSON answer to an error a route raised: the app's handlers give it, and
+    so do the hot routes that skip FastAPI's (``node/hot_routes.py``,
+    ``brain/api/hot_routes.py``)."""
+    from starlette.responses import JSONResponse
+
+    if isinstance(exc, ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return JSONResponse(exc.body(), status_code=http_status(exc))
+
+
 def install_error_handlers(app: Any) -> None:
     """Make every failure of a FastAPI app answer in the JSON error shape, and
     its OpenAPI description say so (``document_validation_errors``)."""
@@ -301,11 +315,11 @@ def install_error_handlers(app: Any) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return json_error(exc)
 
     @app.exception_handler(TossitError)
     async def _domain_error(request: Request, exc: TossitError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=http_status(exc))
+        return json_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from cluster import SignedAuth
 from tossit import chunkbatch
+from tossit.auth.asgi import SignedRequests
 from tossit.chunking import DATA, META, content_id
 from tossit.config import NodeSettings
 from tossit.node.app import create_app
@@ -132,3 +133,9 @@ def test_unsigned_requests_never_reach_the_hot_routes(tmp_path: Path) -> None:
 def test_anything_else_is_left_to_fastapi(method: str, path: str, query: str) -> None:
     scope = {"type": "http", "method": method, "path": path, "query_string": query.encode()}
     assert HotRoutes(None, None).match(scope) is None  # type: ignore[arg-type]
+
+
+def test_the_hot_routes_run_inside_the_signature_check(tmp_path: Path) -> None:
+    app = create_app(NodeSettings(data_dir=tmp_path, join_secret=SecretStr(SECRET)))
+    order: list[object] = [m.cls for m in app.user_middleware]  # outermost first
+    assert order.index(SignedRequests) < order.index(HotRoutes)

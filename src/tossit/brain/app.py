@@ -25,6 +25,7 @@ from tossit.brain.api import (
     uploads,
 )
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
+from tossit.brain.api.hot_routes import HotDownloads
 from tossit.brain.forward import ForwardToLeader
 from tossit.brain.metrics import RequestLatency
 from tossit.brain.service import Brain
@@ -61,15 +62,9 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.state.feed = stream.LiveFeed(brain)
     app.state.on_exit = app.state.feed.close_all  # called by tossit.serve on SIGTERM
     install_error_handlers(app)
-    # Latency by route template; inside the forwarder: a request a follower passes
-    # on is measured once, by the leader that answers it.
-    app.add_middleware(RequestLatency)
-    # Several brains on PostgreSQL: a follower passes changes to the leader.
-    app.add_middleware(ForwardToLeader, is_leader=lambda: brain.leader,
-                       directory=lambda: brain.directory if brain.lock.shared else None,
-                       tls_ca=settings.tls_ca)
     # Who may call what, declared once per router (tossit.brain.api.access).
-    app.include_router(files.router, dependencies=[Depends(Access(Role.readwrite))],
+    files_access = Access(Role.readwrite)
+    app.include_router(files.router, dependencies=[Depends(files_access)],
                        responses=AUTH_ERRORS)
     app.include_router(uploads.router, dependencies=[Depends(Access(Role.readwrite))],
                        responses=AUTH_ERRORS)
@@ -91,6 +86,18 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.include_router(nodes.protocol, responses={401: AUTH_ERRORS[401]})
     app.include_router(cluster.public)
     app.include_router(dashboard.router)
+    # The last added runs first: the forwarder, the latency metrics, then downloads
+    # served without FastAPI's routing (tossit.brain.api.hot_routes).
+    app.add_middleware(HotDownloads, access=files_access, route=next(
+        r for r in files.router.routes if getattr(r, "path", "") == HotDownloads.TEMPLATE
+        and "GET" in getattr(r, "methods", ())))
+    # Latency by route template; inside the forwarder: a request a follower passes
+    # on is measured once, by the leader that answers it.
+    app.add_middleware(RequestLatency)
+    # Several brains on PostgreSQL: a follower passes changes to the leader.
+    app.add_middleware(ForwardToLeader, is_leader=lambda: brain.leader,
+                       directory=lambda: brain.directory if brain.lock.shared else None,
+                       tls_ca=settings.tls_ca)
     _document_security(app)
     return app
 

@@ -13,7 +13,7 @@ functions of ``chunk_routes`` itself for a request that is plainly one of the
 three: exact path, a 64-hex id, no query or only ``kind=data|meta``. Whatever
 else arrives (a bad id, another parameter, another route) goes on to FastAPI,
 which answers as it always did; and an endpoint's ``ApiError`` is answered in the
-same JSON shape as FastAPI's handler gives it (``tossit.errors``). Other
+same JSON shape as FastAPI's handler gives it (``tossit.errors.json_error``). Other
 exceptions propagate to the server-error middleware, as from a route.
 """
 
@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tossit.chunking import DATA, KINDS, is_chunk_id
-from tossit.errors import ApiError
+from tossit.errors import ApiError, json_error
 from tossit.node import chunk_routes
 from tossit.node.parts import NodeParts
 
@@ -72,5 +72,5 @@ class HotRoutes:
         try:
             response = await handler(Request(scope, receive))
         except ApiError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+            response = json_error(exc)
         await response(scope, receive, send)
