@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from tossit import __version__
 from tossit.apidocs import install_docs
@@ -25,7 +26,7 @@ from tossit.brain.api import (
     uploads,
 )
 from tossit.brain.api.access import ERROR_RESPONSES, SECURITY_SCHEME, Access
-from tossit.brain.api.hot_routes import HotDownloads
+from tossit.brain.api.hot_routes import HotRoutes
 from tossit.brain.forward import ForwardToLeader
 from tossit.brain.metrics import RequestLatency
 from tossit.brain.service import Brain
@@ -87,10 +88,10 @@ def create_app(settings: BrainSettings, new_admin_key: bool = False) -> FastAPI:
     app.include_router(cluster.public)
     app.include_router(dashboard.router)
     # The last added runs first: the forwarder, the latency metrics, then downloads
-    # served without FastAPI's routing (tossit.brain.api.hot_routes).
-    app.add_middleware(HotDownloads, access=files_access, route=next(
-        r for r in files.router.routes if getattr(r, "path", "") == HotDownloads.TEMPLATE
-        and "GET" in getattr(r, "methods", ())))
+    # and uploads served without FastAPI's routing (tossit.brain.api.hot_routes).
+    app.add_middleware(HotRoutes, access=files_access, routes={
+        (method, r.path): r for r in files.router.routes if isinstance(r, APIRoute)
+        for method in r.methods or ()})
     # Latency by route template; inside the forwarder: a request a follower passes
     # on is measured once, by the leader that answers it.
     app.add_middleware(RequestLatency)
