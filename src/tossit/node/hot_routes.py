@@ -13,37 +13,32 @@ functions of ``chunk_routes`` itself for a request that is plainly one of the
 three: exact path, a 64-hex id, no query or only ``kind=data|meta``. Whatever
 else arrives (a bad id, another parameter, another route) goes on to FastAPI,
 which answers as it always did; and an endpoint's ``ApiError`` is answered in the
-same JSON shape as FastAPI's handler gives it (``tossit.errors.json_error``). Other
-exceptions propagate to the server-error middleware, as from a route.
+same JSON shape as FastAPI's handler gives it (``tossit.hotpath``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tossit.chunking import DATA, KINDS, is_chunk_id
-from tossit.errors import ApiError, json_error
+from tossit.hotpath import Handler, HotPath
 from tossit.node import chunk_routes
 from tossit.node.parts import NodeParts
 
-Handler = Callable[[Request], Awaitable[Response]]
 _CHUNKS = "/chunks/"
 _KINDS = {f"kind={k}".encode(): k for k in KINDS}
 
 
-class HotRoutes:
+class HotRoutes(HotPath):
     def __init__(self, app: Any, parts: NodeParts) -> None:
-        self.app = app
+        super().__init__(app)
         self.parts = parts
 
     def match(self, scope: dict[str, Any]) -> Handler | None:
         """The endpoint call for a plain hot request, or None (FastAPI's turn)."""
-        if scope["type"] != "http":
-            return None
         method, path, query = scope["method"], scope["path"], scope["query_string"]
         parts = self.parts
         if path.startswith(_CHUNKS):
@@ -63,14 +58,3 @@ class HotRoutes:
                 return JSONResponse(await chunk_routes.put_batch(request, parts))
             return batch
         return None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        handler = self.match(scope)
-        if handler is None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            response = await handler(Request(scope, receive))
-        except ApiError as exc:
-            response = json_error(exc)
-        await response(scope, receive, send)

@@ -12,7 +12,7 @@ the files router's own ``Access`` rule and calls the endpoint function itself
 them: ``GET /api/files/{id}/download`` with an id in range, or ``PUT
 /api/files/{name}`` with a printable name, and no query. Anything else goes on
 to FastAPI, which answers as it always did. Errors get the JSON answers FastAPI's
-handlers give (``tossit.errors.json_error``), an upload's answer the bytes its
+handlers give (``tossit.hotpath``), an upload's answer the bytes its
 response model gives, and the request is labelled with the route's template in
 the latency metrics as if FastAPI had matched it. A test holds both paths'
 answers equal (tests/integration/test_hot_routes.py).
@@ -20,7 +20,6 @@ answers equal (tests/integration/test_hot_routes.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -28,20 +27,19 @@ from starlette.responses import Response
 
 from tossit.brain.api import files
 from tossit.brain.api.access import Access
-from tossit.errors import ApiError, TossitError, json_error
+from tossit.hotpath import Handler, HotPath
 
-Handler = Callable[[Request], Awaitable[Response]]
 _FILES, _DOWNLOAD = "/api/files/", "/download"
 _MOST = 2**31 - 1  # files.FileId's bound
 DOWNLOAD = "/api/files/{file_id}/download"  # the templates of the routes stood in for
 UPLOAD = "/api/files/{name:anypath}"
 
 
-class HotRoutes:
+class HotRoutes(HotPath):
     def __init__(self, app: Any, access: Access, routes: dict[tuple[str, str], Any]) -> None:
         """``access``: the files router's rule; ``routes``: FastAPI's route for
         (method, template), whose template labels the latency metrics."""
-        self.app = app
+        super().__init__(app)
         self.access = access
         self.download_route = routes["GET", DOWNLOAD]
         self.upload_route = routes["PUT", UPLOAD]
@@ -73,8 +71,6 @@ class HotRoutes:
 
     def match(self, scope: dict[str, Any]) -> Handler | None:
         """The endpoint call for a plain hot request, or None (FastAPI's turn)."""
-        if scope["type"] != "http":
-            return None
         file_id = self.download_id(scope)
         if file_id is not None:
             scope["route"] = self.download_route
@@ -86,19 +82,8 @@ class HotRoutes:
             return lambda request: _upload(name, request)
         return None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        handler = self.match(scope)
-        if handler is None:
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        response: Response
-        try:
-            await self.access(request)
-            response = await handler(request)
-        except (ApiError, TossitError) as exc:
-            response = json_error(exc)
-        await response(scope, receive, send)
+    async def check(self, request: Request) -> None:
+        await self.access(request)
 
 
 async def _upload(name: str, request: Request) -> Response:
