@@ -107,6 +107,29 @@ def test_readonly_key_reads_but_cannot_change_anything(cl: Cluster) -> None:
     assert "ro-new.txt" not in names
 
 
+def test_the_brains_own_files_are_no_users_by_id(cl: Cluster) -> None:
+    """A metadata snapshot is an object of the brain's system bucket: no key, not
+    even an admin's, reads or deletes it through the files API by its id (it holds
+    every key's hash; deleting it takes away a way back after a lost brain)."""
+    snap = cl.http.post("/api/admin/snapshot")
+    assert snap.status_code == 200, snap.text
+    sid = snap.json()["id"]
+    kept = cl.http.get("/api/status").json()["snapshot"]["kept"]
+    readwrite = make_key(cl, "readwrite")["secret"]
+    for secret in (cl.admin_key, readwrite):
+        with as_key(cl, secret) as client:
+            for method, path in (("GET", f"/api/files/{sid}"), ("GET", f"/api/files/{sid}/info"),
+                                 ("GET", f"/api/files/{sid}/download"),
+                                 ("GET", f"/api/files/{sid}/download?x=1"),  # FastAPI's path
+                                 ("DELETE", f"/api/files/{sid}")):
+                assert_error(client.request(method, path), 404, "file_not_found")
+            assert client.head(f"/api/files/{sid}/download").status_code == 404
+    # Still there, and still the brain's to use.
+    assert cl.http.get("/api/status").json()["snapshot"]["kept"] == kept
+    assert sid not in {f["id"] for f in cl.http.get("/api/files",
+                                                    params={"limit": 10000}).json()}
+
+
 def test_readwrite_key_changes_files_but_not_keys_or_admin(cl: Cluster) -> None:
     key = make_key(cl, "readwrite")
     with as_key(cl, key["secret"]) as rw:

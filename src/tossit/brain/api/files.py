@@ -41,6 +41,7 @@ from tossit.brain.service import Brain
 from tossit.brain.states import EventKind, ReplicationState
 from tossit.brain.store import sort_folders
 from tossit.errors import ApiError, NameTaken, error_responses
+from tossit.manifests import SYSTEM_BUCKET
 from tossit.names import servable_media_type
 from tossit.ranges import MalformedRange, RangeNotSatisfiable, parse_range
 
@@ -138,8 +139,16 @@ def _uploaded(request: Request, response: Response, result: UploadResult) -> Upl
 
 
 async def _object(brain: Brain, file_id: int) -> Object:
-    obj = await brain.store.get_object(file_id)
-    if obj is None:
+    return await _users(brain, await brain.store.get_object(file_id), file_id)
+
+
+async def _users(brain: Brain, obj: Object | None, file_id: int) -> Object:
+    """``obj`` if it is a user's file, else 404 as if there were none. The brain's
+    own files (its metadata snapshots, in the system bucket) are no user's to
+    read or delete by id: a snapshot holds every key's hash and every file's
+    name, and deleting one takes away a way back after a lost brain."""
+    if obj is None or obj.bucket_id == await brain.store.bucket_id(SYSTEM_BUCKET,
+                                                                   create=False):
         raise ApiError(404, "file_not_found", f"no file with id {file_id}")
     return obj
 
@@ -311,9 +320,8 @@ async def download(
 ) -> Response:
     brain = brain_of(request)
     found = await brain.store.object_with_chunks(file_id)
-    if found is None:
-        raise ApiError(404, "file_not_found", f"no file with id {file_id}")
-    obj, placements = found
+    obj = await _users(brain, found[0] if found else None, file_id)
+    placements = found[1] if found else []
     try:
         rng = parse_range(range_, obj.size)
     except MalformedRange as exc:
