@@ -291,7 +291,11 @@ class Cluster:
         if self.brain is not None:
             self.brain.send_signal(sig)
             try:
-                self.brain.wait(15)
+                # 30 s: a brain stopped a second after it started was seen waiting
+                # out SQLite's 10 s busy timeout in one step of its stop (the
+                # activity log's last write; the brain logs "stopping: ... took").
+                # Not explained yet: a write lock held across the stop.
+                self.brain.wait(30)
             except subprocess.TimeoutExpired:
                 # Where it is stuck, from its own log: every thread's stack (the
                 # servers dump them on SIGUSR1), then the end of that log.
