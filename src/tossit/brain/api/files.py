@@ -319,9 +319,8 @@ async def download(
                                   description="the ETag the range applies to"),
 ) -> Response:
     brain = brain_of(request)
-    found = await brain.store.object_with_chunks(file_id)
-    obj = await _users(brain, found[0] if found else None, file_id)
-    placements = found[1] if found else []
+    found, placements = await brain.store.object_with_chunks(file_id) or (None, [])
+    obj = await _users(brain, found, file_id)
     try:
         rng = parse_range(range_, obj.size)
     except MalformedRange as exc:
