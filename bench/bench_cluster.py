@@ -359,6 +359,13 @@ def use_code(src: Path | None) -> None:
         os.environ.pop("PYTHONPATH", None)
 
 
+def metric_sum(text: str, name: str, match: str = "") -> float:
+    """The sum of a Prometheus metric's samples (lines of ``text`` starting with
+    ``name`` and containing ``match``)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and match in line)
+
+
 def get_text(port: int, path: str, headers: dict[str, str] | None = None,
              timeout: float = 10) -> str:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)

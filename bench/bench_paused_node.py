@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Upload latency while one node is paused (SIGSTOP): does one hung node stall uploads?
+"""Upload or download latency while one node is paused (SIGSTOP): does one hung
+node stall them?
 
 Starts a brain and three nodes (auth on, R=3, W=2) and uploads ``--size`` objects
-at ``--concurrency`` for ``--seconds``. After ``--pause-at`` seconds node-0 is
+at ``--concurrency`` for ``--seconds`` (with ``--phase get``: uploads
+``--objects`` of them first, unmeasured, then downloads them round and round,
+each body compared with what was uploaded). After ``--pause-at`` seconds node-0 is
 stopped with SIGSTOP (it keeps its connections open and answers nothing, as a
 hung disk or a frozen VM would) and stays stopped to the end. Reports p50, p99
 and the slowest upload of those that ended before the pause and of those still
@@ -15,7 +18,12 @@ from a temporary git worktree), so both are measured in one session::
 A brain that waits for every copy holds each upload that picked the paused node
 for ``node_timeout`` (60 s) until the monitor stops choosing the node; one that
 leaves stragglers behind once W copies are made (``straggler_wait``) holds it
-about a second.
+about a second. The same holds for downloads: a reader that waits for the copy
+it asked first holds each download that picked the paused node for
+``node_timeout``; one that also asks the next copy once the first is later than
+``straggler_wait`` (a hedged read) holds it about that long::
+
+    .venv/bin/python bench/bench_paused_node.py --phase get --base HEAD~1
 """
 
 from __future__ import annotations
@@ -45,6 +53,16 @@ def one_run(args: argparse.Namespace, label: str, src: Path | None) -> dict[str,
 
 def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[str, Any]:
     data = random.Random(3).randbytes(args.size)
+    stored: list[tuple[int, bytes]] = []  # (id, bytes) of the objects to download
+    if args.phase == "get":
+        conn = bc.Conn(cluster.port, cluster.headers, timeout=300)
+        for i in range(args.objects):
+            body = i.to_bytes(8, "big") + data[8:]  # distinct chunks
+            resp = conn.send("PUT", f"/api/files/paused-{label}/g-{i}", body)
+            answer = resp.read()
+            assert resp.status == 201, answer[:200]
+            stored.append((int(json.loads(answer)["id"]), body))
+        conn.reset()
     before, after = bc.Phase(), bc.Phase()
     t0 = time.monotonic()
     paused_at: list[float] = []
@@ -57,8 +75,15 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
             with lock:
                 i = next(counter)
             failures = bc.Phase()
-            got = bc._timed(conn, failures, f"PUT {i}", "PUT",
-                            f"/api/files/paused-{label}/o-{i}", data)
+            if stored:
+                oid, expect = stored[i % len(stored)]
+                got = bc._timed(conn, failures, f"GET {oid}", "GET",
+                                f"/api/files/{oid}/download", None)
+                want = 200
+            else:
+                got = bc._timed(conn, failures, f"PUT {i}", "PUT",
+                                f"/api/files/paused-{label}/o-{i}", data)
+                want = 201
             # Counted as paused if it was still running once the node was stopped.
             phase = after if paused_at else before
             for what in failures.first_errors:
@@ -66,14 +91,18 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
             if got is None:
                 continue
             status, body, dt = got
-            if status == 201:
+            if status == want and (not stored or body == expect):
                 phase.ok(dt)
             else:
-                phase.fail(f"PUT {i}: HTTP {status}: {body[:200]!r}")
+                phase.fail(f"{'GET' if stored else 'PUT'} {i}: HTTP {status}: {body[:200]!r}")
         conn.reset()
+
+    node0_reads: list[float] = []
 
     def pauser() -> None:
         time.sleep(args.pause_at)
+        node0_reads.append(bc.metric_sum(bc.get_text(cluster.node_ports[0], "/metrics"),
+                                  "tossit_node_chunk_ops_total", 'op="get"'))
         os.kill(cluster.pids()["node-0"], signal.SIGSTOP)
         paused_at.append(time.monotonic())
 
@@ -81,7 +110,13 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         list(pool.map(worker, range(args.concurrency)))
     wall = time.monotonic() - t0
-    out: dict[str, Any] = {"wall_s": round(wall, 1)}
+    brain = bc.get_text(cluster.port, "/metrics", cluster.headers)
+    out: dict[str, Any] = {
+        "wall_s": round(wall, 1),
+        # Is the paused node read from at all, and did reads go around it?
+        "node0_reads_before_pause": node0_reads[0] if node0_reads else None,
+        "read_hedges": {a: bc.metric_sum(brain, "tossit_read_hedges_total", f'answered="{a}"')
+                        for a in ("first", "later")}}
     for name, ph in (("before", before), ("after", after)):
         out[name] = {"ok": len(ph.latencies), "errors": ph.errors,
                      "p50_ms": bc.ms(bc.percentile(ph.latencies, 50)),
@@ -100,6 +135,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0,
                     help="how long uploads are started (the last ones may end later)")
     ap.add_argument("--pause-at", type=float, default=4.0)
+    ap.add_argument("--phase", choices=("put", "get"), default="put")
+    ap.add_argument("--objects", type=int, default=64,
+                    help="objects uploaded first and then downloaded (--phase get)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "paused-node.json")
     args = ap.parse_args()
     runs: list[dict[str, Any]] = []
@@ -111,13 +149,16 @@ def main() -> None:
             res = one_run(args, label, src)
             runs.append({"code": label, **res})
             a, b = res["before"], res["after"]
-            print(f"{label}: before the pause {a['ok']} uploads, p50 "
-                  f"{a['p50_ms']} ms, p99 {a['p99_ms']} ms; during it: {b['ok']} uploads, p50 "
+            what = "downloads" if args.phase == "get" else "uploads"
+            print(f"{label}: before the pause {a['ok']} {what}, p50 "
+                  f"{a['p50_ms']} ms, p99 {a['p99_ms']} ms; during it: {b['ok']} {what}, p50 "
                   f"{b['p50_ms']} ms, p99 {b['p99_ms']} ms, slowest {b['max_ms']} ms, "
-                  f"errors {b['errors']}", flush=True)
+                  f"errors {b['errors']}; node-0 served {res['node0_reads_before_pause']} "
+                  f"reads before the pause; hedged reads {res['read_hedges']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "size": args.size, "concurrency": args.concurrency, "seconds": args.seconds,
+        "phase": args.phase, "size": args.size, "concurrency": args.concurrency,
+        "seconds": args.seconds,
         "pause_at": args.pause_at, "base": args.base, "runs": runs,
         "git": bc.git_commit(), "machine": bc.machine_info()}, indent=1))
     print(f"written to {args.out}")

@@ -170,25 +170,20 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
             "node_ms": round(statistics.mean(n["user_ms"] + n["sys_ms"] for n in nodes), 3)}
 
 
-def _metric_sum(text: str, name: str, match: str = "") -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and match in line)
-
-
 def node_traffic(cluster: bc.Cluster) -> dict[str, float]:
     """Blob writes the nodes stored (chunks and manifest packs), and how many of
     them the brain sent in multi-chunk requests, in how many requests; and the
     brain's commit transactions and manifest packs (when it counts them)."""
     brain = bc.get_text(cluster.port, "/metrics", cluster.headers)
-    writes = sum(_metric_sum(bc.get_text(port, "/metrics"), "tossit_node_chunk_ops_total",
+    writes = sum(bc.metric_sum(bc.get_text(port, "/metrics"), "tossit_node_chunk_ops_total",
                              'op="put"') for port in cluster.node_ports)
     out = {"writes": writes,
-           "batches": _metric_sum(brain, "tossit_chunk_batches_total"),
-           "batched": _metric_sum(brain, "tossit_batched_chunks_total")}
+           "batches": bc.metric_sum(brain, "tossit_chunk_batches_total"),
+           "batched": bc.metric_sum(brain, "tossit_batched_chunks_total")}
     for key, name in (("commits", "tossit_commits_total"),
                       ("packs", "tossit_manifest_packs_written_total")):
         if name in brain:
-            out[key] = _metric_sum(brain, name)
+            out[key] = bc.metric_sum(brain, name)
     return out
 
 

@@ -338,7 +338,8 @@ async def memcore(tmp: Path, nodes: int = 4, replicas: int = 3, quorum: int = 2,
     commits.writer = manifests
     collector.written_packs = manifests.written_ids
     collector.written_versions = manifests.written_versions
-    reader = Reader(store, registry, transport, settings.read_ahead_chunks, repairer.wake)
+    reader = Reader(store, registry, transport, settings.read_ahead_chunks, repairer.wake,
+                    hedge_after=settings.straggler_wait)
     core = Core(settings, store, registry, transport, mem, pins, collector, repairer,
                 commits, ingest, manifests, reader)
     collector.on_missing = lambda: core.degraded.append("collector")

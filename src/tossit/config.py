@@ -346,7 +346,9 @@ class BrainSettings(_ServerSettings):
     straggler_wait: float = Field(default=1.0, ge=0, description="once W nodes hold a "
         "chunk, seconds the other copies may still take (at least; or 4 times what the "
         "first W took) before the upload goes on without them and the repairer makes "
-        "them: a paused node does not hold every upload for node_timeout")
+        "them: a paused node does not hold every upload for node_timeout; a read "
+        "whose copy is later than that (or 4 times what that node usually takes) asks "
+        "the next copy too")
     auth: bool = Field(
         default=True, description="require API keys and signed node requests; false is "
         "for benchmarks on loopback only")

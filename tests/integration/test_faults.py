@@ -516,6 +516,54 @@ def test_a_node_paused_mid_upload_is_left_behind_after_the_straggler_wait(
     assert sha(c.download(up["id"])) == sha(data)
 
 
+def test_downloads_go_on_while_a_node_is_paused(make_cluster: MakeCluster) -> None:
+    """A node stops answering (SIGSTOP) while it is still online, with reads of
+    its copies on their way: every download ends with the right bytes once the
+    straggler wait is over (another copy asked too), none waits for node_timeout
+    (60 s), and the brain counts the hedged reads."""
+    c = make_cluster(nodes=3, replicas=3, brain_args=["--straggler-wait", "0.5"])
+    files = {}
+    for i in range(12):
+        data = os.urandom(200_000 + i)
+        files[c.upload(f"read-{i}.bin", data)["id"]] = sha(data)
+    # The brain reads from the node that answered fastest lately: the one that
+    # served the last read is the one it asks first next. That one is paused.
+    for i in files:
+        c.download(i)
+    served = [bytes_served(c, n) for n in range(3)]
+    c.download(next(iter(files)))
+    (first,) = [n for n in range(3) if bytes_served(c, n) > served[n]]
+    proc = c.nodes[first]
+    assert proc is not None
+    results: dict[int, tuple[str, float]] = {}
+
+    def read(file_id: int) -> None:
+        t0 = time.monotonic()
+        body = c.download(file_id)
+        results[file_id] = (sha(body), time.monotonic() - t0)
+
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        # All at once, before the monitor notices: they first ask the paused node.
+        threads = [threading.Thread(target=read, args=(i,)) for i in files]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert {i: r[0] for i, r in results.items()} == files
+        slowest = max(r[1] for r in results.values())
+        assert slowest < 20, f"a download waited {slowest:.1f} s for the paused node"
+        hedged = sum(float(v) for v in re.findall(
+            r'^tossit_read_hedges_total\{answered="later"\} (\S+)$',
+            c.http.get("/metrics").text, re.M))
+        assert hedged >= 1
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    c.wait_node_state(first, "online", timeout=15)
+    for i, digest in files.items():
+        assert sha(c.download(i)) == digest
+
+
 def test_sigstop_then_sigterm_restart(make_cluster: MakeCluster) -> None:
     c = make_cluster(nodes=3, replicas=3, brain_args=["--no-auto-repair"])
     ids = node_ids(c)

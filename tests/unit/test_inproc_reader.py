@@ -3,12 +3,15 @@ a missing or corrupt copy is reported."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from memnodes import Core, KiB, blob, memcore
+from tossit.brain.metrics import READ_HEDGES
 from tossit.brain.registry import NodeView
+from tossit.config import BrainSettings
 from tossit.errors import ChunkUnavailable, http_status
 
 CHUNK = 64 * KiB
@@ -89,3 +92,85 @@ async def test_every_holder_offline_fails_without_asking_them(tmp_path: Path) ->
         with pytest.raises(ChunkUnavailable, match="every node holding it is offline"):
             await core.reader.open(found[1], None)
         assert all(n.calls == [] for n in core.nodes)
+
+
+def hedges(answered: str) -> float:
+    """The read-hedge counter (process-wide: compare before and after)."""
+    return READ_HEDGES.labels(answered)._value.get()
+
+
+def hedge_soon(s: BrainSettings) -> None:
+    s.straggler_wait = 0.05
+
+
+async def test_a_paused_copy_is_not_waited_for_alone(tmp_path: Path) -> None:
+    """A node that stops answering (a paused process, a hung disk) still holds
+    the copy the reader asks first: past the straggler wait the next copy is
+    asked too, the first good answer wins, the request left on the paused node
+    is cancelled, and the next reads go elsewhere first."""
+    async with memcore(tmp_path, nodes=3, tune=hedge_soon) as core:
+        data = blob(21, 2 * CHUNK + 5)
+        res = await core.upload("paused", data)
+        cid = next(iter(res.replicas))
+        first = await first_reader(core, cid)
+        paused = core.node(first.id)
+        paused.pause()
+        before = hedges("later")
+        assert await core.download(res.obj.id) == data
+        assert paused.count("get") >= 1
+        assert paused.waiting == 0  # its request was cancelled, not left hanging
+        assert hedges("later") > before
+        # Not bad data: nothing marked, nobody woken; only skipped for a while.
+        assert set((await core.replicas(cid)).values()) == {"ok"}
+        assert core.degraded == []
+        asked = paused.count("get")
+        assert await core.download(res.obj.id) == data
+        assert paused.count("get") == asked
+        assert (await first_reader(core, cid)).id != first.id
+
+
+async def test_the_hedge_goes_on_to_the_last_copy(tmp_path: Path) -> None:
+    """Two copies paused: the third answers; one copy paused and the next one
+    missing: the third answers too, and the missing one is reported."""
+    async with memcore(tmp_path, nodes=3, tune=hedge_soon) as core:
+        data = blob(22, CHUNK)
+        res = await core.upload("two-paused", data)
+        (cid,) = res.replicas
+        order = core.registry.read_order(list(await core.replicas(cid)))
+        core.node(order[0].id).pause()
+        core.node(order[1].id).pause()
+        assert await core.download(res.obj.id) == data
+        assert core.node(order[2].id).count("get", cid) == 1
+        for n in order[:2]:
+            core.node(n.id).resume()
+
+        data = blob(23, CHUNK)
+        res = await core.upload("paused-then-missing", data)
+        (cid,) = res.replicas
+        order = core.registry.read_order(list(await core.replicas(cid)))
+        core.node(order[0].id).pause()
+        core.node(order[1].id).lose(cid)
+        assert await core.download(res.obj.id) == data
+        assert (await core.replicas(cid))[order[1].id] == "missing"
+        assert core.degraded == ["reader"]
+
+
+async def test_the_first_copy_answering_before_the_hedge_wins(tmp_path: Path) -> None:
+    """A slow first copy that answers while the hedge is on its way is used; the
+    hedge's request is cancelled and the slow node is not skipped for it."""
+    async with memcore(tmp_path, nodes=3, tune=hedge_soon) as core:
+        data = blob(24, CHUNK)
+        res = await core.upload("slow-first", data)
+        (cid,) = res.replicas
+        order = core.registry.read_order(list(await core.replicas(cid)))
+        slow, hedge = core.node(order[0].id), core.node(order[1].id)
+        slow.pause()
+        hedge.pause()
+        before = hedges("first")
+        reading = asyncio.create_task(core.download(res.obj.id))
+        await asyncio.wait_for(hedge.arrived.wait(), 5)  # the hedge was asked too
+        slow.resume()
+        assert await reading == data
+        assert hedge.waiting == 0 and hedges("first") == before + 1
+        assert order[1].slow_until > 0  # the copy still out when one won
+        assert order[0].slow_until == 0

@@ -15,11 +15,12 @@ import asyncio
 import hashlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
-from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, TRAFFIC
-from tossit.brain.registry import READABLE_STATES, Registry
+from tossit.brain.ingest import straggler_wait
+from tossit.brain.metrics import CORRUPT_COPIES, DOWNLOAD_BYTES, READ_HEDGES, TRAFFIC
+from tossit.brain.registry import READABLE_STATES, NodeView, Registry
 from tossit.brain.states import EventKind
 from tossit.brain.store import ChunkPlacement, Store
 from tossit.brain.transport import ChunkMissing, NodeError, NodeTransport
@@ -46,37 +47,94 @@ class Download:
 class Reader:
     def __init__(
         self, store: Store, registry: Registry, nodes: NodeTransport, read_ahead: int,
-        on_bad_replica: Callable[[], None] = lambda: None,
+        on_bad_replica: Callable[[], None] = lambda: None, hedge_after: float = 1.0,
     ) -> None:
+        """``hedge_after``: seconds a copy may take before the next one is asked
+        too (at least; the ``straggler_wait`` setting, as for uploads)."""
         self.store = store
         self.registry = registry
         self.nodes = nodes
         self.read_ahead = read_ahead
+        self.hedge_after = hedge_after
         self.on_bad_replica = on_bad_replica  # wakes the repairer
 
     async def fetch_verified(self, placement: ChunkPlacement) -> bytes:
-        """The chunk's bytes from the best good replica, verified."""
+        """The chunk's bytes from the best good replica, verified.
+
+        A copy that fails (unreachable, missing, corrupt) is followed at once by
+        the next one. A copy that is only slow (a paused node, a hung disk: it
+        answers nothing until ``node_timeout``) is not waited for alone: past
+        ``hedge_delay`` the next copy is asked too, and the first good answer
+        wins (the other requests are cancelled and the slow node is skipped by
+        the next reads for a few seconds)."""
         errors: list[str] = []
-        for node in self.registry.read_order(placement.ok_nodes()):
-            try:
-                data = await self.nodes.get_chunk(node, placement.chunk_id)
-            except ChunkMissing as exc:
-                errors.append(str(exc))
-                await self._report_bad(placement.chunk_id, node.id, "missing")
-                continue
-            except NodeError as exc:
-                errors.append(str(exc))
-                continue
-            if len(data) < _VERIFY_INLINE_BELOW:
-                digest = hashlib.sha256(data).hexdigest()
-            else:
-                digest = await asyncio.to_thread(_sha256_hex, data)
-            if digest == placement.chunk_id and len(data) == placement.size:
-                return data
-            errors.append(f"{node.name} returned corrupt data")
-            CORRUPT_COPIES.labels("read").inc()
-            await self._report_bad(placement.chunk_id, node.id, "corrupt")
+        waiting = deque(self.registry.read_order(placement.ok_nodes()))
+        asked: dict[asyncio.Task[bytes | None], NodeView] = {}
+        first: asyncio.Task[bytes | None] | None = None
+        hedged = False
+
+        def ask(node: NodeView) -> None:
+            nonlocal first
+            task = asyncio.create_task(self._copy(node, placement, errors))
+            asked[task] = node
+            first = first or task
+
+        try:
+            while waiting or asked:
+                if not asked:
+                    ask(waiting.popleft())
+                delay = self._hedge_delay(asked.values()) if waiting else None
+                done, _ = await asyncio.wait(asked, timeout=delay,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # every copy asked is slow: ask the next one too
+                    hedged = True
+                    ask(waiting.popleft())
+                    continue
+                for task in done:
+                    asked.pop(task)
+                    data = task.result()
+                    if data is not None:
+                        if hedged:
+                            READ_HEDGES.labels("first" if task is first else "later").inc()
+                        for slow in asked.values():
+                            self.registry.mark_slow(slow.id)
+                        return data
+        finally:
+            for task in asked:
+                task.cancel()
         raise ChunkUnavailable(placement.chunk_id, "; ".join(errors) or "no replica recorded")
+
+    def _hedge_delay(self, asked: Iterable[NodeView]) -> float:
+        """How long the copies asked may take before the next one is asked too:
+        ``hedge_after`` at least, or 4 times what the slowest of those nodes
+        took lately (a big chunk on a busy disk is slow everywhere alike)."""
+        usual = max(n.usual_transfer_ms for n in asked)
+        return straggler_wait(usual / 1000, self.hedge_after)
+
+    async def _copy(self, node: NodeView, placement: ChunkPlacement,
+                    errors: list[str]) -> bytes | None:
+        """One copy's bytes if they are good; else None, with the reason in
+        ``errors`` (and a missing or corrupt copy reported for repair)."""
+        try:
+            data = await self.nodes.get_chunk(node, placement.chunk_id)
+        except ChunkMissing as exc:
+            errors.append(str(exc))
+            # shielded: a faster copy winning meanwhile must not lose the report
+            await asyncio.shield(self._report_bad(placement.chunk_id, node.id, "missing"))
+            return None
+        except NodeError as exc:
+            errors.append(str(exc))
+            return None
+        if len(data) < _VERIFY_INLINE_BELOW:
+            digest = hashlib.sha256(data).hexdigest()
+        else:
+            digest = await asyncio.to_thread(_sha256_hex, data)
+        if digest == placement.chunk_id and len(data) == placement.size:
+            return data
+        errors.append(f"{node.name} returned corrupt data")
+        CORRUPT_COPIES.labels("read").inc()
+        await asyncio.shield(self._report_bad(placement.chunk_id, node.id, "corrupt"))
+        return None
 
     async def _report_bad(self, chunk_id: str, node_id: str, state: str) -> None:
         node = self.registry.get(node_id)

@@ -30,6 +30,11 @@ UNREACHABLE = NodeState.UNREACHABLE
 DRAINING, DRAINED = AdminState.DRAINING, AdminState.DRAINED
 PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
+# Seconds a node that was too slow to answer a read (another copy answered first)
+# is asked last by readers. Writers still use it: slow to read is not unreachable,
+# and skipping it would leave too few nodes for W on a small cluster.
+SLOW_READ_PENALTY = 5.0
+USUAL_TRANSFER_MS = 50.0  # what a chunk transfer to a node not measured yet is taken to take
 
 
 @dataclass
@@ -57,6 +62,7 @@ class NodeView:
     rtt_ms: float | None = None
     transfer_ms: float | None = None
     unreachable_until: float = 0.0
+    slow_until: float = 0.0  # readers ask it last until then (``mark_slow``)
     admin_state: str | None = None
     reserved: int = 0  # bytes placed here since the last heartbeat
     disk_id: str | None = None  # nodes sharing a filesystem report the same id
@@ -69,6 +75,11 @@ class NodeView:
     # stop counting (``gone``) and are re-made elsewhere, as for a dead node.
     unreachable_since: float | None = None
     written_off: bool = False
+
+    @property
+    def usual_transfer_ms(self) -> float:
+        """What a chunk transfer to it usually takes (a guess until measured)."""
+        return self.transfer_ms if self.transfer_ms is not None else USUAL_TRANSFER_MS
 
     @property
     def gone(self) -> bool:
@@ -298,11 +309,12 @@ class Registry:
         now = time.monotonic()
         views = [self.nodes[n] for n in node_ids if n in self.nodes]
 
-        def key(v: NodeView) -> tuple[int, int, float]:
+        def key(v: NodeView) -> tuple[int, int, int, float]:
             return (
                 0 if v.state in READABLE_STATES else 1,
                 1 if v.unreachable_until > now else 0,
-                v.transfer_ms if v.transfer_ms is not None else 50.0,
+                1 if v.slow_until > now else 0,
+                v.usual_transfer_ms,
             )
 
         return sorted(views, key=key)
@@ -312,10 +324,16 @@ class Registry:
         if view:
             view.unreachable_until = time.monotonic() + UNREACHABLE_PENALTY
 
+    def mark_slow(self, node_id: str) -> None:
+        """Another copy answered a read while this node's was still out."""
+        view = self.nodes.get(node_id)
+        if view:
+            view.slow_until = time.monotonic() + SLOW_READ_PENALTY
+
     def observe_latency(self, node_id: str, seconds: float) -> None:
         view = self.nodes.get(node_id)
         if view:
             ms = seconds * 1000
             view.transfer_ms = (ms if view.transfer_ms is None
                                 else 0.8 * view.transfer_ms + 0.2 * ms)
-            view.unreachable_until = 0.0
+            view.unreachable_until = view.slow_until = 0.0

@@ -122,7 +122,7 @@ class Brain:
                            settings.data_dir, settings.tls_ca)
         self.ingest.on_degraded = self.repairer.wake
         self.reader = Reader(self.store, self.registry, self.nodes, settings.read_ahead_chunks,
-                             self.repairer.wake)
+                             self.repairer.wake, hedge_after=settings.straggler_wait)
         self.event_pruner = EventPruner(settings, self.store)
         # S3 multipart uploads (the S3 API's service), and the leader's loop
         # aborting those left incomplete longer than multipart_keep.
