@@ -7,7 +7,8 @@ at ``--concurrency`` for ``--seconds`` (with ``--phase get``: uploads
 ``--objects`` of them first, unmeasured, then downloads them round and round,
 each body compared with what was uploaded). After ``--pause-at`` seconds node-0 is
 stopped with SIGSTOP (it keeps its connections open and answers nothing, as a
-hung disk or a frozen VM would) and stays stopped to the end. Reports p50, p99
+hung disk or a frozen VM would) and stays stopped to the end (with ``--phase
+get``, the node serving the reads at that moment instead). Reports p50, p99
 and the slowest upload of those that ended before the pause and of those still
 running once it began, and how many each. With
 ``--base REF`` the same run is made on an earlier commit too (its servers run
@@ -20,8 +21,8 @@ for ``node_timeout`` (60 s) until the monitor stops choosing the node; one that
 leaves stragglers behind once W copies are made (``straggler_wait``) holds it
 about a second. The same holds for downloads: a reader that waits for the copy
 it asked first holds each download that picked the paused node for
-``node_timeout``; one that also asks the next copy once the first is later than
-``straggler_wait`` (a hedged read) holds it about that long::
+``node_timeout``; one that goes on to the next copy once the first is later
+than ``straggler_wait`` holds it about that long::
 
     .venv/bin/python bench/bench_paused_node.py --phase get --base HEAD~1
 """
@@ -97,13 +98,25 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
                 phase.fail(f"{'GET' if stored else 'PUT'} {i}: HTTP {status}: {body[:200]!r}")
         conn.reset()
 
-    node0_reads: list[float] = []
+    paused: dict[str, Any] = {}
+
+    def reads(i: int) -> float:
+        return bc.metric_sum(bc.get_text(cluster.node_ports[i], "/metrics"),
+                             "tossit_node_chunk_ops_total", 'op="get"')
 
     def pauser() -> None:
         time.sleep(args.pause_at)
-        node0_reads.append(bc.metric_sum(bc.get_text(cluster.node_ports[0], "/metrics"),
-                                  "tossit_node_chunk_ops_total", 'op="get"'))
-        os.kill(cluster.pids()["node-0"], signal.SIGSTOP)
+        target = 0
+        if stored:
+            # The brain reads from the node that answered fastest lately: pause
+            # the one serving the reads now (else the pause may miss them all).
+            first = [reads(i) for i in range(len(cluster.node_ports))]
+            time.sleep(0.2)
+            now = [reads(i) - first[i] for i in range(len(first))]
+            target = max(range(len(now)), key=lambda i: now[i])
+            paused["share_of_reads"] = round(now[target] / max(1.0, sum(now)), 2)
+        paused["node"] = f"node-{target}"
+        os.kill(cluster.pids()[paused["node"]], signal.SIGSTOP)
         paused_at.append(time.monotonic())
 
     threading.Thread(target=pauser, daemon=True).start()
@@ -113,10 +126,8 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
     brain = bc.get_text(cluster.port, "/metrics", cluster.headers)
     out: dict[str, Any] = {
         "wall_s": round(wall, 1),
-        # Is the paused node read from at all, and did reads go around it?
-        "node0_reads_before_pause": node0_reads[0] if node0_reads else None,
-        "read_hedges": {a: bc.metric_sum(brain, "tossit_read_hedges_total", f'answered="{a}"')
-                        for a in ("first", "later")}}
+        "paused": paused,
+        "read_hedges": bc.metric_sum(brain, "tossit_read_hedges_total")}
     for name, ph in (("before", before), ("after", after)):
         out[name] = {"ok": len(ph.latencies), "errors": ph.errors,
                      "p50_ms": bc.ms(bc.percentile(ph.latencies, 50)),
@@ -153,8 +164,8 @@ def main() -> None:
             print(f"{label}: before the pause {a['ok']} {what}, p50 "
                   f"{a['p50_ms']} ms, p99 {a['p99_ms']} ms; during it: {b['ok']} {what}, p50 "
                   f"{b['p50_ms']} ms, p99 {b['p99_ms']} ms, slowest {b['max_ms']} ms, "
-                  f"errors {b['errors']}; node-0 served {res['node0_reads_before_pause']} "
-                  f"reads before the pause; hedged reads {res['read_hedges']}", flush=True)
+                  f"errors {b['errors']}; paused {res['paused']}; hedged reads "
+                  f"{res['read_hedges']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "phase": args.phase, "size": args.size, "concurrency": args.concurrency,

@@ -347,8 +347,8 @@ class BrainSettings(_ServerSettings):
         "chunk, seconds the other copies may still take (at least; or 4 times what the "
         "first W took) before the upload goes on without them and the repairer makes "
         "them: a paused node does not hold every upload for node_timeout; a read "
-        "whose copy is later than that (or 4 times what that node usually takes) asks "
-        "the next copy too")
+        "whose copy is later than that (or 4 times what that node usually takes) goes "
+        "on to the next copy")
     auth: bool = Field(
         default=True, description="require API keys and signed node requests; false is "
         "for benchmarks on loopback only")

@@ -88,10 +88,9 @@ CAPACITY = Gauge("tossit_capacity_bytes", "Capacity of the readable nodes: raw, 
                  ["kind"])
 
 # -- corruption and scrubbing -----------------------------------------------------------
-READ_HEDGES = Counter("tossit_read_hedges", "Chunk reads that also asked another copy "
-                      "because the copies asked were slow (straggler_wait), by which "
-                      "copy answered first: the first one asked or a later one",
-                      ["answered"])
+READ_HEDGES = Counter("tossit_read_hedges", "Chunk reads that asked another copy because "
+                      "the copies asked had not answered within straggler_wait (or 4 "
+                      "times what those nodes usually take): a paused or hung node")
 CORRUPT_COPIES = Counter("tossit_corrupt_copies", "Copies found corrupt and marked for "
                          "repair, by who found them (read, scrub)", ["found_by"])
 SCRUB_CORRUPT = Gauge("tossit_scrub_corrupt_found", "Corrupt copies a node's scrubs found "
