@@ -183,3 +183,27 @@ async def until_asked(node: MemNode, cid: str, times: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{node.name} was asked {node.count('get', cid)} times")
+
+
+async def test_reads_at_once_spread_over_the_copies(tmp_path: Path) -> None:
+    """Many chunks read at once go to all three copies' nodes alike (each node
+    equally fast), not all to the one that answered fastest lately."""
+    async with memcore(tmp_path, nodes=3) as core:
+        data = blob(25, 30 * CHUNK)
+        res = await core.upload("spread", data)
+        found = await core.store.object_with_chunks(res.obj.id)
+        assert found is not None
+        placements = found[1]
+        nodes = [core.node(n.id) for n in core.registry.nodes.values()]
+        for n in nodes:
+            n.pause()
+        reads = [asyncio.create_task(core.reader.fetch_verified(p)) for p in placements]
+        for _ in range(500):
+            if sum(n.waiting for n in nodes) == len(placements):
+                break
+            await asyncio.sleep(0.001)
+        assert sorted(n.waiting for n in nodes) == [10, 10, 10]
+        for n in nodes:
+            n.resume()
+        assert b"".join(await asyncio.gather(*reads)) == data
+        assert all(v.reads_out == 0 for v in core.registry.nodes.values())

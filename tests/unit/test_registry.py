@@ -178,3 +178,39 @@ def test_an_unreachable_node_is_gone_only_once_written_off() -> None:
     assert v.unreachable_since is None and not v.written_off and not v.gone
     v.state = "dead"
     assert v.gone
+
+
+def test_reads_go_to_the_copy_expected_to_answer_first() -> None:
+    """Read order: penalties first, then (reads on their way + 1) x the node's
+    usual transfer time, so reads spread over the copies in proportion to speed
+    instead of all going to the fastest node."""
+    reg = Registry(replicas=3, high_water=0.95)
+    for i in range(3):
+        reg.update({"id": f"n{i}", "name": f"node-{i}", "address": f"127.0.0.1:{9000 + i}",
+                    "zone": "z", "capacity": 10**12, "used": 0, "free": 10**12,
+                    "disk_total": 10**12, "disk_free": 10**12, "chunk_count": 0})
+    ids = ["n0", "n1", "n2"]
+    fast, mid, slow = (reg.nodes[n] for n in ids)
+    fast.transfer_ms, mid.transfer_ms, slow.transfer_ms = 10.0, 20.0, 50.0
+
+    def order() -> list[str]:
+        return [v.id for v in reg.read_order(ids)]
+
+    cases = [  # reads on their way to n0, n1, n2 -> expected order (ties: id order)
+        ((0, 0, 0), ["n0", "n1", "n2"]),  # 10, 20, 50
+        ((1, 0, 0), ["n0", "n1", "n2"]),  # 20, 20, 50
+        ((2, 0, 0), ["n1", "n0", "n2"]),  # 30, 20, 50
+        ((4, 1, 0), ["n1", "n0", "n2"]),  # 50, 40, 50
+        ((5, 2, 0), ["n2", "n0", "n1"]),  # 60, 60, 50
+    ]
+    for out, expected in cases:
+        fast.reads_out, mid.reads_out, slow.reads_out = out
+        assert order() == expected, out
+    # Penalties come before load: a late or unreachable node is asked last
+    # however many reads the others have on their way.
+    fast.reads_out, mid.reads_out, slow.reads_out = 0, 50, 50
+    fast.slow_until = 1e18
+    assert order() == ["n1", "n2", "n0"]
+    fast.slow_until = 0.0
+    mid.unreachable_until = 1e18
+    assert order() == ["n0", "n2", "n1"]

@@ -137,6 +137,7 @@ class Reader:
                     errors: list[str]) -> bytes | None:
         """One copy's bytes if they are good; else None, with the reason in
         ``errors`` (and a missing or corrupt copy reported for repair)."""
+        node.reads_out += 1
         try:
             data = await self.nodes.get_chunk(node, placement.chunk_id)
         except ChunkMissing as exc:
@@ -147,6 +148,8 @@ class Reader:
         except NodeError as exc:
             errors.append(str(exc))
             return None
+        finally:
+            node.reads_out -= 1
         if len(data) < _VERIFY_INLINE_BELOW:
             digest = hashlib.sha256(data).hexdigest()
         else:
