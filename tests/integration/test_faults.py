@@ -544,7 +544,7 @@ def test_downloads_go_on_while_a_node_is_paused(make_cluster: MakeCluster) -> No
 
     proc.send_signal(signal.SIGSTOP)
     try:
-        # All at once, before the monitor notices: they first ask the paused node.
+        # All at once, before the monitor notices: the first of them asks the paused node.
         threads = [threading.Thread(target=read, args=(i,)) for i in files]
         for t in threads:
             t.start()
