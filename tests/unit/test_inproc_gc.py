@@ -135,13 +135,15 @@ async def test_an_upload_in_flight_keeps_the_garbage_it_reuses(tmp_path: Path) -
         upload = asyncio.create_task(core.upload("new", reused + fresh))
         await slow.arrived.wait()  # `fresh` is on its way; `reused` is pinned
         assert core.pins.is_pinned(chunk_id(reused))
-        stats = await gc(core)
-        assert stats["replicas_deleted"] == 0
+        # (Counted by the data chunk's copies, not the pass's deletions: the old
+        # file's manifest pack is garbage too, deleted by whichever pass comes
+        # after its recording, a moment after it was written.)
+        await gc(core)
+        assert len(core.holders(chunk_id(reused))) == 3
         slow.resume()
         new = await upload
         assert await core.refcount(chunk_id(reused)) == 1
-        stats = await gc(core)
-        assert stats["replicas_deleted"] == 0
+        await gc(core)
         for cid in (chunk_id(reused), chunk_id(fresh)):
             assert core.holders(cid) >= set(await core.replicas(cid))
             assert len(await core.replicas(cid)) == 3
