@@ -563,6 +563,26 @@ def test_downloads_go_on_while_a_node_is_paused(make_cluster: MakeCluster) -> No
         assert sha(c.download(i)) == digest
 
 
+def test_a_brain_started_again_takes_uploads_at_once(make_cluster: MakeCluster) -> None:
+    """A brain stopped for a few seconds finds its nodes suspect when it starts
+    (silent for longer than suspect_after), while they, having backed off, may
+    not heartbeat for seconds more. It asks them: the first upload after its
+    start is stored on every node, not refused with 503 not_enough_nodes."""
+    c = make_cluster(nodes=3, replicas=3)
+    assert c.upload("before.bin", b"x" * 1000)["replication"]["state"] == "healthy"
+    c.stop_brain()
+    time.sleep(4)  # the nodes' heartbeats back off to 4 s and more meanwhile
+    c.start_brain()
+    data = os.urandom(300_000)
+    resp = c.http.put("/api/files/right-after.bin", content=data)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["replication"]["state"] == "healthy"
+    assert [n["state"] for n in c.http.get("/api/nodes").json()] == ["online"] * 3
+    kinds = [e["kind"] for e in c.http.get("/api/events").json()]
+    assert "node_online" not in kinds  # they were never away: no event says so
+    assert sha(c.download(resp.json()["id"])) == sha(data)
+
+
 def test_sigstop_then_sigterm_restart(make_cluster: MakeCluster) -> None:
     c = make_cluster(nodes=3, replicas=3, brain_args=["--no-auto-repair"])
     ids = node_ids(c)

@@ -36,7 +36,7 @@ from tossit.brain.multipart_uploads import MultipartUploads
 from tossit.brain.nodeclient import NodeClient, NodeError
 from tossit.brain.pins import ChunkPins
 from tossit.brain.reader import Reader
-from tossit.brain.registry import DEAD, ONLINE, SUSPECT, UNREACHABLE, Registry
+from tossit.brain.registry import DEAD, ONLINE, SUSPECT, UNREACHABLE, NodeView, Registry
 from tossit.brain.repair import Repairer
 from tossit.brain.schema import SchemaTooNew, check_not_too_new
 from tossit.brain.scrubs import ScrubWatch
@@ -53,6 +53,7 @@ log = logging.getLogger("tossit.brain")
 MIRROR_EVERY = 1.0  # seconds between a follower's reads of the nodes table
 TAKEOVER_GRACE = 5.0  # seconds a new leader waits when another led a moment ago
 SLOW_STOP_STEP = 1.0  # seconds: a step of the stop that takes longer is logged
+CONFIRM_WAIT = 1.0  # seconds a leader's start waits for the nodes it asks (_confirm_nodes)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
@@ -253,6 +254,7 @@ class Brain:
         assert self.store.pack_key is not None
         if self.cluster_id is None:  # a follower taking over before the first leader made it
             self.cluster_id = await self._cluster_id()
+        await self._confirm_nodes()
         resigned = await self.store.log.follow_key(self.store.pack_key)
         if resigned:
             await self.store.add_event(
@@ -275,6 +277,30 @@ class Brain:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))
         if self.lock.shared:
             await self.directory.renew("leader")
+
+    async def _confirm_nodes(self) -> None:
+        """Ask the nodes suspect since this brain started (silent for longer than
+        ``suspect_after`` when it loaded them) whether they are there: one that
+        answers its ``/health`` with its id is online again now, not at its next
+        heartbeat. Nodes back off to 5 s between heartbeats while no brain
+        answers, so without this a brain restarted after a longer stop refused
+        uploads with 503 not_enough_nodes for up to that long. Waits
+        CONFIRM_WAIT at most (a node that is down may take that long to fail);
+        later answers still count."""
+        views = [v for v in self.registry.nodes.values() if v.state == SUSPECT]
+        if not views:
+            return
+
+        async def confirm(view: NodeView) -> None:
+            if await self.nodes.probe(view) is None and view.state == SUSPECT:
+                view.state = ONLINE
+                view.seen_mono = time.monotonic()  # heard from, as by a heartbeat
+                view.last_heartbeat = time.time()
+                await self.store.set_node_state(view.id, ONLINE, view.rtt_ms)
+
+        probes = [asyncio.create_task(confirm(v), name=f"confirm-{v.name}") for v in views]
+        self._own_tasks = [t for t in self._own_tasks if not t.done()] + probes
+        await asyncio.wait(probes, timeout=CONFIRM_WAIT)
 
     def _follow(self) -> None:
         """Serve reads; the leader's view of the nodes comes from the metadata."""
