@@ -74,6 +74,10 @@ class _NodeQueue:
         return batch
 
 
+# How much of a node's answer aiohttp buffers before it stops reading the socket
+# (its default, 64 KiB, paused and resumed the socket dozens of times per chunk).
+# A chunk read is kept whole in memory anyway, so this adds nothing to the peak.
+READ_BUFFER = 4 * 1024 * 1024
 PROBE_TIMEOUT = 3.0  # seconds the registration's reachability probe waits
 SEND_SLICE = 256 * 1024  # a big chunk goes to a node in pieces of this size
 
@@ -126,6 +130,7 @@ class NodeClient:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=self.timeout),
             skip_auto_headers=("User-Agent",),
             auto_decompress=False,
+            read_bufsize=READ_BUFFER,
         )
 
     async def close(self) -> None:
