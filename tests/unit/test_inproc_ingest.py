@@ -187,6 +187,10 @@ async def test_a_node_silent_past_the_straggler_wait_is_left_to_the_repairer(
         assert slow.view.id not in res.replicas[cid] and len(res.replicas[cid]) == 2
         assert core.degraded  # the repairer was woken for the missing copy
         assert await core.replicas(cid) == dict.fromkeys(res.replicas[cid], "ok")
+        # The next upload does not ask it (and wait for it) again.
+        asked = slow.count("put")
+        more = await asyncio.wait_for(core.upload("t.bin", blob(10, CHUNK)), 5)
+        assert slow.count("put") == asked and more.under_replicated == 1
         slow.resume()  # its request was cancelled: nothing lands there
         await asyncio.sleep(0.05)
         assert slow.view.id not in core.holders(cid)

@@ -362,8 +362,13 @@ class Ingest:
         them (the caller cancels their requests). The upload commits with fewer
         than R copies and the repairer makes the rest; a copy that lands anyway is
         adopted by the orphan sweep. (Their reserved bytes stay counted until the
-        node's next heartbeat: the copy may still land.)"""
+        node's next heartbeat: the copy may still land.) Writers skip those nodes
+        until their next heartbeat (5 s at most): the next uploads, and this one's
+        manifest pack, would each wait the straggler time for a paused node again
+        until the monitor calls it suspect."""
         names = ", ".join(node.name for node in running.values())
         log.warning("chunk %s: %s did not answer in time; going on with the copies "
                     "made, the repairer makes the rest", cid[:12], names)
+        for node in running.values():
+            self.registry.mark_unreachable(node.id)
 
