@@ -359,6 +359,17 @@ def use_code(src: Path | None) -> None:
         os.environ.pop("PYTHONPATH", None)
 
 
+def payloads(size: int, same: bool) -> Callable[[int], bytes]:
+    """Upload i's bytes: all different (the index in the first 8 bytes of one
+    random block), as real files are, so every chunk and node write is a new one;
+    or, with ``same``, one block for all (every upload after the first stores
+    nothing new: the deduplicated path)."""
+    base = random.Random(7).randbytes(max(size, 8))[:size]
+    if same or size < 8:
+        return lambda i: base
+    return lambda i: i.to_bytes(8, "big") + base[8:]
+
+
 def metric_sum(text: str, name: str, match: str = "") -> float:
     """The sum of a Prometheus metric's samples (lines of ``text`` starting with
     ``name`` and containing ``match``)."""

@@ -57,8 +57,9 @@ def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster) -> dict[s
     stored: list[tuple[int, bytes]] = []  # (id, bytes) of the objects to download
     if args.phase == "get":
         conn = bc.Conn(cluster.port, cluster.headers, timeout=300)
+        body_of = bc.payloads(args.size, same=False)  # distinct chunks
         for i in range(args.objects):
-            body = i.to_bytes(8, "big") + data[8:]  # distinct chunks
+            body = body_of(i)
             resp = conn.send("PUT", f"/api/files/paused-{label}/g-{i}", body)
             answer = resp.read()
             assert resp.status == 201, answer[:200]

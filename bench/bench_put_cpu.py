@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -58,17 +57,6 @@ def one_run(args: argparse.Namespace, label: str, src: Path | None,
     """A fresh cluster, the measured phase, the figures."""
     with bc.fresh_cluster(f"putcpu-{label}", src) as cluster:
         return measure(args, label, cluster, api)
-
-
-def payloads(size: int, same: bool) -> Callable[[int], bytes]:
-    """Upload i's bytes: all different (the index in the first 8 bytes of one
-    random block), as real files are, so every chunk and node write is a new one;
-    or, with ``same``, one block for all (every upload after the first stores
-    nothing new: the deduplicated path)."""
-    base = random.Random(7).randbytes(max(size, 8))[:size]
-    if same or size < 8:
-        return lambda i: base
-    return lambda i: i.to_bytes(8, "big") + base[8:]
 
 
 def s3_put(cluster: bc.Cluster, data_of: Callable[[int], bytes], tag: str,
@@ -111,7 +99,7 @@ def s3_put(cluster: bc.Cluster, data_of: Callable[[int], bytes], tag: str,
 
 def measure(args: argparse.Namespace, label: str, cluster: bc.Cluster,
             api: str = "rest") -> dict[str, Any]:
-    data_of = payloads(args.size, args.same_bytes)
+    data_of = bc.payloads(args.size, args.same_bytes)
     ids = [0] * args.count
     tag = f"putcpu-{label}-{os.getpid()}"
 

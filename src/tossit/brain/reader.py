@@ -49,7 +49,7 @@ class Download:
 class Reader:
     def __init__(
         self, store: Store, registry: Registry, nodes: NodeTransport, read_ahead: int,
-        on_bad_replica: Callable[[], None] = lambda: None, hedge_after: float = 1.0,
+        on_bad_replica: Callable[[], None] = lambda: None, *, hedge_after: float,
     ) -> None:
         """``hedge_after``: seconds a copy may take before the next one is asked
         too (at least; the ``straggler_wait`` setting, as for uploads)."""
@@ -74,30 +74,27 @@ class Reader:
         a tenth of the brain's CPU)."""
         errors: list[str] = []
         waiting = deque(self.registry.read_order(placement.ok_nodes()))
-        if not waiting:
-            raise ChunkUnavailable(placement.chunk_id, "no replica recorded")
-        node = waiting.popleft()
-        if not waiting:  # nothing to hedge with
-            data = await self._copy(node, placement, errors)
-        else:
-            try:
-                data = await _within(self._hedge_delay([node]),
-                                     self._copy(node, placement, errors))
+        if waiting:
+            node = waiting.popleft()
+            attempt = self._copy(node, placement, errors)
+            try:  # (the only copy: nothing to go on to)
+                data = await (_within(self._hedge_delay([node]), attempt) if waiting
+                              else attempt)
             except _Late:
                 READ_HEDGES.inc()
                 self.registry.mark_slow(node.id)
                 errors.append(f"{node.name} did not answer in time")
                 waiting.append(node)
-                data = None
-        if data is not None:
-            return data
+            else:
+                if data is not None:
+                    return data
         return await self._hedged(placement, waiting, errors)
 
     async def _hedged(self, placement: ChunkPlacement, waiting: deque[NodeView],
                       errors: list[str]) -> bytes:
-        """The other copies after the first failed or was late: each asked in
-        turn, joined by the next one when it is late too; the first good answer
-        wins."""
+        """The other copies after the first failed or was late (or none at all):
+        each asked in turn, joined by the next one when it is late too; the
+        first good answer wins."""
         asked: dict[asyncio.Task[bytes | None], NodeView] = {}
 
         def ask(node: NodeView) -> None:
