@@ -275,6 +275,11 @@ class Brain:
         ]
         if self.settings.auto_repair:
             self._tasks.append(asyncio.create_task(self.repairer.run_forever(), name="repair"))
+            # Plan at once rather than after repair_interval: the last leader may
+            # have stopped mid-repair, and the node states are known now (a
+            # confirmed node is online without the state change that would wake
+            # the repairer; one not confirmed yet is suspect, whose copies count).
+            self.repairer.wake()
         if self.lock.shared:
             await self.directory.renew("leader")
 
