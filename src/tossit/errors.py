@@ -144,6 +144,20 @@ class NameTaken(TossitError):
                          "replaces it, on_conflict=rename keeps both", name=key, bucket=bucket)
 
 
+class ObjectChanged(TossitError):
+    """A write meant to replace one object under a name (S3's ``If-Match``)
+    found another object there at commit, or none (``found``): refused, so that
+    of two writers that saw the same object only the first replaces it."""
+
+    code = "object_changed"
+
+    def __init__(self, bucket: str, key: str, found: bool) -> None:
+        now = "another object" if found else "no object"
+        super().__init__(f"{key!r} holds {now} now, not the one this write was to replace; "
+                         "nothing was written", name=key, bucket=bucket, found=found)
+        self.found = found
+
+
 class ManifestNotStored(TossitError):
     """The change is committed in the metadata, but its manifest is not on enough
     nodes yet: not acknowledged (a lost brain disk now would lose it)."""
@@ -267,6 +281,7 @@ HTTP_STATUS: dict[type[TossitError], int] = {
     InsufficientStorage: 507,
     ChunkUnavailable: 503,
     NameTaken: 409,
+    ObjectChanged: 412,
     ManifestNotStored: 503,
     TrashNotFound: 404,
     MultipartError: 400,

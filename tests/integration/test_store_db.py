@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,8 @@ from tossit.brain.db import make_engine, migrate
 from tossit.brain.manifest_rows import PackRecord
 from tossit.brain.models import Base, ManifestEntry, Object
 from tossit.brain.states import EventKind
-from tossit.brain.store import NewObject, Store
+from tossit.brain.store import NewObject, ReplaceOnly, Store
+from tossit.errors import ObjectChanged
 from tossit.manifests import PutEntry, decode_pack, needed_versions, pack_key
 
 KEY = pack_key("test cluster secret")
@@ -555,6 +557,28 @@ async def test_concurrent_delete_and_overwrite_release_once(store: Store) -> Non
         f"u{i}": 0 for i in range(20)}
     _, total = await store.list_objects(limit=100)
     assert total == 21
+
+
+async def test_racing_writes_replacing_one_object_one_wins(store: Store) -> None:
+    """S3's If-Match: writers that saw the same object commit at once, each in
+    its own transaction (in parallel on PostgreSQL): exactly one replaces it, the
+    others fail with ObjectChanged and leave nothing behind."""
+    await add_nodes(store)
+    seen, _ = await put(store, "doc", ["v0"])
+
+    async def write(i: int) -> Any:
+        item = dataclasses.replace(new_object("doc", [f"v{i}"]), on_conflict=ReplaceOnly(seen.id))
+        return await commit_one(store, item)
+
+    results = await asyncio.gather(*(write(i) for i in range(1, 11)), return_exceptions=True)
+    won = [r[0] for r in results if not isinstance(r, BaseException)]
+    assert len(won) == 1, results
+    assert all(isinstance(r, ObjectChanged) and r.found for r in results
+               if isinstance(r, BaseException)), results
+    listed, total = await store.list_objects()
+    assert total == 1 and listed[0].id == won[0].id != seen.id
+    counts = await refcounts(store, *(f"v{i}" for i in range(11)))
+    assert sorted(counts.values()) == [-1] * 9 + [0, 1]  # v0 released, one new, 9 never
 
 
 async def test_deletes_and_uploads_in_one_transaction(store: Store) -> None:

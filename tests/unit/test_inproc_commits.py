@@ -16,14 +16,15 @@ from tossit.brain.commits import LINGER
 from tossit.brain.manifest_rows import PackRecord
 from tossit.brain.manifest_writer import PUBLISHING, Waiting
 from tossit.brain.models import Object
-from tossit.brain.store import Applied, NameTaken, NewObject
+from tossit.brain.store import Applied, NameTaken, NewObject, ReplaceOnly
 from tossit.chunking import META, chunk_id
-from tossit.errors import ManifestNotStored, http_status
+from tossit.errors import ManifestNotStored, ObjectChanged, http_status
 
 T = TypeVar("T")
 
 
-def item(core: Core, key: str, content: str, on_conflict: str = "replace") -> NewObject:
+def item(core: Core, key: str, content: str,
+         on_conflict: str | ReplaceOnly = "replace") -> NewObject:
     """A ready upload of one small chunk said to be on every node (the commit
     path does not read the nodes)."""
     data = content.encode()
@@ -109,6 +110,38 @@ async def test_one_bad_request_does_not_fail_its_batch(tmp_path: Path) -> None:
         assert sorted(listed) == ["a", "b", "taken"]
         assert listed["taken"].sha256 == chunk_id(b"old")
         assert await core.refcount(chunk_id(b"new")) is None
+
+
+async def test_a_write_replacing_one_object_is_refused_once_it_is_gone(tmp_path: Path) -> None:
+    """S3's If-Match: two writers that saw the same object, in one burst, and the
+    first writing the very same bytes (the same ETag): the first replaces it, the
+    second is refused by the commit's transaction and changes nothing."""
+    async with memcore(tmp_path, nodes=3) as core:
+        seen = await core.commits.commit(item(core, "doc", "v1"))
+        first, second = await settled(asyncio.gather(
+            core.commits.commit(item(core, "doc", "v1", on_conflict=ReplaceOnly(seen.id))),
+            core.commits.commit(item(core, "doc", "v2", on_conflict=ReplaceOnly(seen.id))),
+            return_exceptions=True))
+        assert isinstance(first, Object) and first.id != seen.id
+        assert isinstance(second, ObjectChanged) and second.found
+        assert http_status(second) == 412
+        listed = await names(core)
+        assert listed["doc"].id == first.id and listed["doc"].sha256 == chunk_id(b"v1")
+        assert await core.refcount(chunk_id(b"v2")) is None
+        # None: whichever object is there (If-Match: *), but one must be.
+        anyone = await settled(core.commits.commit(
+            item(core, "doc", "v3", on_conflict=ReplaceOnly(None))))
+        with pytest.raises(ObjectChanged) as exc:
+            await settled(core.commits.commit(
+                item(core, "new", "v1", on_conflict=ReplaceOnly(None))))
+        assert exc.value.found is False
+        # Deleted since it was seen: nothing to replace.
+        assert await settled(core.commits.delete(anyone.id)) is True
+        with pytest.raises(ObjectChanged) as exc:
+            await settled(core.commits.commit(
+                item(core, "doc", "v4", on_conflict=ReplaceOnly(anyone.id))))
+        assert exc.value.found is False
+        assert await names(core) == {}
 
 
 async def test_a_delete_and_uploads_share_a_transaction(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from tossit.brain.s3.signature import (
     canonical_query,
     parse_authorization,
     parse_presigned,
+    signed_value,
     signing_key,
     verify,
 )
@@ -79,6 +80,21 @@ def test_botocore_signatures_verify(method: str, url: str, headers: dict[str, st
     done = verify(claim, SECRET, m, path, query, hdrs, NOW_TS + 5)
     assert done.key_id == KEY_ID
     assert claim.payload == hashlib.sha256(body).hexdigest()
+
+
+def test_non_ascii_header_values_verify_as_the_bytes_sent() -> None:
+    # botocore signs the characters and sends them as UTF-8; the server gets
+    # bytes (ASGI). \xa0 is in 'à' read as latin-1: it must not count as a space.
+    value = "Hello World\xe9 \xe0 \u65e5"
+    req, claim = signed("PUT", "http://127.0.0.1:9000/bucket/k", {"x-amz-meta-meta1": value})
+    m, path, query, hdrs = _parts(req)
+    wire = [(k, v.encode()) for k, v in hdrs]
+    got = [(k, signed_value(raw)) for k, raw in wire]
+    assert verify(claim, SECRET, m, path, query, got, NOW_TS).key_id == KEY_ID
+    as_latin1 = [(k, raw.decode("latin-1")) for k, raw in wire]  # the old decoding
+    with pytest.raises(S3Error) as exc:
+        verify(claim, SECRET, m, path, query, as_latin1, NOW_TS)
+    assert exc.value.code == "SignatureDoesNotMatch"
 
 
 @pytest.mark.parametrize(("method", "url", "headers"), SHAPES)

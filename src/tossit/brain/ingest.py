@@ -26,7 +26,7 @@ from tossit.brain.metrics import TRAFFIC, UPLOAD_BYTES, UPLOADS
 from tossit.brain.models import Object
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
-from tossit.brain.store import NewObject, Store
+from tossit.brain.store import NewObject, ReplaceOnly, Store
 from tossit.brain.transport import NodeError, NodeFull, NodeTransport
 from tossit.brain.upload_budget import ByteBudget
 from tossit.chunking import DATA, Digest, StreamHasher, rechunk
@@ -141,13 +141,14 @@ class Ingest:
         content_type: str,
         bucket: str = "default",
         size_hint: int | None = None,
-        on_conflict: str = "replace",
+        on_conflict: str | ReplaceOnly = "replace",
         user_meta: dict[str, Any] | None = None,
         expect: Sequence[Expected] = (),
     ) -> UploadResult:
         """Store ``pieces`` as ``bucket/key``. ``expect``: digests checked once the
         body has ended, before the commit (a mismatch commits nothing). The
-        object gets the MD5 of its bytes as ETag and ``user_meta`` as is."""
+        object gets the MD5 of its bytes as ETag and ``user_meta`` as is.
+        ``on_conflict``: see ``NewObject`` (checked by the commit)."""
         self.check_capacity(size_hint)
         async with self.store_chunks(pieces, expect, commit_follows=True,
                                      size_hint=size_hint) as stored:

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from tossit.auth.keys import Role
 from tossit.brain.api.access import Access, wrong_key
 from tossit.brain.metrics import S3_REQUESTS, S3_SECONDS
-from tossit.brain.s3 import bucket, copy, delete, get, listing, multipart, put
+from tossit.brain.s3 import acl, bucket, copy, delete, get, listing, multipart, put
 from tossit.brain.s3.context import PAYLOAD_SHA256, S3Context
 from tossit.brain.s3.errors import (
     S3Error,
@@ -31,8 +31,14 @@ from tossit.brain.s3.errors import (
     new_request_id,
     not_implemented,
 )
-from tossit.brain.s3.router import operation, split_target
-from tossit.brain.s3.signature import Verified, parse_authorization, parse_presigned, verify
+from tossit.brain.s3.router import operation, refuse_form_upload, split_target
+from tossit.brain.s3.signature import (
+    Verified,
+    parse_authorization,
+    parse_presigned,
+    signed_value,
+    verify,
+)
 from tossit.brain.service import Brain
 from tossit.errors import DigestMismatch, TossitError
 
@@ -54,6 +60,10 @@ HANDLERS: dict[str, Handler] = {
     "DeleteObject": delete.delete_object,
     "DeleteObjects": delete.delete_objects,
     "CopyObject": copy.copy_object,
+    "GetBucketAcl": acl.get_bucket_acl,
+    "PutBucketAcl": acl.put_bucket_acl,
+    "GetObjectAcl": acl.get_object_acl,
+    "PutObjectAcl": acl.put_object_acl,
 }
 # One handler per name of ``router.MULTIPART`` (docs/multipart.md).
 MULTIPART_HANDLERS: dict[str, Handler] = dict(multipart.HANDLERS)
@@ -138,13 +148,16 @@ class S3App:
         pairs: list[tuple[str, str]] = []
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            pairs.append((name, value))
+            # The handlers keep latin-1 (one character per byte: metadata goes
+            # back as the same bytes); the signature has its own decoding.
+            pairs.append((name, signed_value(raw_value)))
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         raw_query = scope["query_string"].decode("latin-1")
         query: dict[str, str] = {}
         for name, value in parse_qsl(raw_query, keep_blank_values=True):
             query.setdefault(name, value)
         bucket_name, key = split_target(raw_path, headers.get("host", ""), self.domain)
+        refuse_form_upload(request.method, bucket_name, key, headers)
         verified = await self.authenticate(request, headers, pairs, query, raw_path, raw_query)
         op = operation(request.method, bucket_name, key, query.keys(), headers)
         request.state.s3_operation = op

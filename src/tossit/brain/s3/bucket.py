@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Iterable
+
 from starlette.responses import Response
 
 from tossit.brain.s3.context import S3Context
@@ -11,26 +15,71 @@ from tossit.brain.s3.xml import document, el, iso8601, owner, parse_location
 
 OWNER_ID = "tossit"  # objects belong to the cluster, not to one key
 REGION = "us-east-1"  # what clients expect of a single-region store
+MAX_BUCKETS = 10_000  # the most ``max-buckets`` may ask for (as on AWS)
 
 
 def xml_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/xml")
 
 
+def bucket_page(names: Iterable[str], prefix: str, after: str | None,
+                limit: int | None) -> tuple[list[str], bool]:
+    """The names of one ListBuckets page, sorted (bucket names are ASCII, so this
+    is S3's byte order whatever the database's collation), and whether more
+    remain. ``after`` is the last name of the page before; no ``limit``: all."""
+    chosen = sorted(n for n in names if n.startswith(prefix) and (after is None or n > after))
+    if limit is None or len(chosen) <= limit:
+        return chosen, False
+    return chosen[:limit], True
+
+
+def encode_bucket_token(last: str) -> str:
+    """The continuation token after ``last``: opaque to clients (base64url)."""
+    return base64.urlsafe_b64encode(last.encode()).decode()
+
+
+def decode_bucket_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") \
+            from None
+
+
+def _max_buckets(ctx: S3Context) -> int | None:
+    """``max-buckets``: None without it (all buckets, as before AWS paged them)."""
+    value = ctx.query.get("max-buckets")
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_BUCKETS):
+        raise S3Error("InvalidArgument", f"max-buckets must be a number from 1 to {MAX_BUCKETS}")
+    return int(value)
+
+
 async def list_buckets(ctx: S3Context) -> Response:
-    buckets = await ctx.brain.store.live_buckets()
-    entries = "".join(f"<Bucket>{el('Name', b.name)}{el('CreationDate', iso8601(b.created_at))}"
-                      "</Bucket>" for b in buckets)
+    limit = _max_buckets(ctx)
+    token = ctx.query.get("continuation-token")
+    after = decode_bucket_token(token) if token else None
+    prefix = ctx.query.get("prefix")
+    buckets = {b.name: b for b in await ctx.brain.store.live_buckets()}
+    names, more = bucket_page(buckets, prefix or "", after, limit)
+    entries = "".join(f"<Bucket>{el('Name', n)}"
+                      f"{el('CreationDate', iso8601(buckets[n].created_at))}</Bucket>"
+                      for n in names)
     return xml_response(document("ListAllMyBucketsResult", [
-        owner(OWNER_ID, OWNER_ID), f"<Buckets>{entries}</Buckets>"]))
+        owner(OWNER_ID, OWNER_ID), f"<Buckets>{entries}</Buckets>",
+        el("ContinuationToken", encode_bucket_token(names[-1]) if more else None),
+        el("Prefix", prefix)]))
 
 
 async def create_bucket(ctx: S3Context) -> Response:
+    """Make the bucket. Making one that exists is a success that changes nothing
+    (its objects and creation date kept): in us-east-1, REGION, AWS answers
+    200 to the owner re-creating its bucket, and every bucket is the owner's."""
     name = check_bucket_name(ctx.bucket or "")
     # One cluster is one region: any LocationConstraint names it (as on MinIO).
     parse_location(await ctx.small_body(64 * 1024))
-    if not await ctx.brain.store.make_bucket(name):
-        raise S3Error("BucketAlreadyOwnedByYou")
+    await ctx.brain.store.make_bucket(name)  # False: it exists, and is left as it is
     return Response(status_code=200, headers={"Location": f"/{name}"})
 
 

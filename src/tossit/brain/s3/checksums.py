@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import crc32c
 
@@ -99,3 +99,21 @@ def expected_digests(headers: Mapping[str, str],
         out.append(Expected(algorithm.upper(), ALGORITHMS[algorithm](),
                             _trailer_value(trailers, name, _SIZES[algorithm])))
     return out
+
+
+def checksum_headers(checks: Sequence[Expected]) -> dict[str, str]:
+    """The x-amz-checksum-* an upload (an object or a part) was verified against,
+    sent back as S3 does: the SDKs check them, and name a part's again in the
+    completion. Call once the body is stored (the digests have seen every byte)."""
+    return {PREFIX + c.algorithm.lower(): base64.b64encode(c.digest.digest()).decode()
+            for c in checks if c.algorithm.lower() in ALGORITHMS}
+
+
+def upload_algorithm(headers: Mapping[str, str]) -> dict[str, str]:
+    """CreateMultipartUpload's ``x-amz-checksum-algorithm``, echoed when TossIt
+    checks it on every part (501 for one it cannot check)."""
+    name = headers.get("x-amz-checksum-algorithm")
+    if name is None:
+        return {}
+    return {"x-amz-checksum-algorithm": _algorithm(name.strip()).upper()}
+

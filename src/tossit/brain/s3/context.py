@@ -74,9 +74,9 @@ class S3Context:
         ended. Chunk signatures are checked on the way."""
         mode = self.payload_mode
         stream = self.request.stream()
-        chunked = "aws-chunked" in self.headers.get("content-encoding", "") or mode in (
-            STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
-        if not chunked:
+        # The payload mode says whether the body is aws-chunked, not
+        # Content-Encoding: a client may name aws-chunked there over a plain body.
+        if mode not in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER):
             return stream, None
         signer = None
         if mode in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER) and self.verified is not None:
@@ -85,7 +85,7 @@ class S3Context:
                                  req.credential.scope, req.signature)
         decoder = ChunkedDecoder(signer, signed_trailer=mode == STREAMING_SIGNED_TRAILER)
         declared = self.headers.get("x-amz-decoded-content-length")
-        length = int(declared) if declared and declared.isdigit() else None
+        length = int(declared) if declared and declared.isascii() and declared.isdigit() else None
         return decode(stream, decoder, length), lambda: decoder.trailers
 
     def payload_checks(self) -> list[Expected]:
@@ -99,7 +99,7 @@ class S3Context:
     def size_hint(self) -> int | None:
         for name in ("x-amz-decoded-content-length", "content-length"):
             value = self.headers.get(name)
-            if value is not None and value.isdigit():
+            if value is not None and value.isascii() and value.isdigit():
                 return int(value)
         return None
 

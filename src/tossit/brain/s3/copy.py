@@ -48,9 +48,12 @@ def parse_copy_range(value: str, size: int) -> ByteRange:
     if m is None:
         raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=FIRST-LAST")
     first, last = int(m.group(1)), int(m.group(2))
-    if first > last or last >= size:
-        raise S3Error("InvalidArgument", f"Range specified is not valid for source object of "
-                                         f"size: {size}")
+    if first > last:
+        raise S3Error("InvalidArgument", "x-amz-copy-source-range must be bytes=FIRST-LAST "
+                                         "with FIRST <= LAST")
+    if last >= size:
+        raise S3Error("InvalidRange", f"Range specified is not valid for source object of "
+                                      f"size: {size}")
     return ByteRange(first, last)
 
 

@@ -95,7 +95,7 @@ async def list_page(fetch: Fetch, prefix: str, delimiter: str, after: str | None
 
 def _max_keys(ctx: S3Context) -> int:
     value = ctx.query.get("max-keys", str(MAX_KEYS))
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise S3Error("InvalidArgument", "max-keys must be a number from 0")
     return min(int(value), MAX_KEYS)
 
@@ -169,7 +169,9 @@ async def list_objects_v1(ctx: S3Context) -> Response:
     enc = key_encoder(ctx)
     marker = ctx.query.get("marker")
     page, prefix, delimiter, max_keys = await _page(ctx, marker or None)
-    parts = [el("Name", ctx.bucket), el("Prefix", enc(prefix)), el("Marker", enc(marker or "")),
+    # V1 sends its Prefix back as given, even with encoding-type=url (as S3 does:
+    # botocore decodes V1's Marker, NextMarker, Delimiter and keys, not its Prefix).
+    parts = [el("Name", ctx.bucket), el("Prefix", prefix), el("Marker", enc(marker or "")),
              el("MaxKeys", max_keys),
              el("Delimiter", enc(delimiter) if delimiter else None),
              el("IsTruncated", page.truncated),

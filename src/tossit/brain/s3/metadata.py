@@ -39,9 +39,7 @@ def from_headers(headers: Mapping[str, str]) -> dict[str, Any] | None:
             user_bytes += len(name) - len(META_PREFIX) + len(value.encode())
         elif name in KEPT_HEADERS:
             if name == "content-encoding":
-                # aws-chunked is how this upload travelled, not what the object is.
-                value = ",".join(v.strip() for v in value.split(",")
-                                 if v.strip() and v.strip() != "aws-chunked")
+                value = _without_aws_chunked(value)
                 if not value:
                     continue
             meta[name] = value
@@ -49,6 +47,15 @@ def from_headers(headers: Mapping[str, str]) -> dict[str, Any] | None:
         raise S3Error("InvalidArgument", f"user metadata is limited to {MAX_USER_META} bytes "
                                          "(MetadataTooLarge)")
     return meta or None
+
+
+def _without_aws_chunked(value: str) -> str:
+    """Content-Encoding as sent, but for aws-chunked: how this upload travelled,
+    not what the object is (S3 keeps ``deflate, gzip`` as written)."""
+    tokens = [t.strip() for t in value.split(",")]
+    if "aws-chunked" not in tokens:
+        return value.strip()
+    return ", ".join(t for t in tokens if t and t != "aws-chunked")
 
 
 def to_headers(user_meta: Mapping[str, Any] | None) -> dict[str, str]:

@@ -13,18 +13,14 @@ takes long (``keepalive``).
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
-
 from starlette.responses import Response
 
 from tossit.brain.activity import UPLOADED
-from tossit.brain.ingest import Expected
 from tossit.brain.multipart_rules import list_limit
 from tossit.brain.multipart_uploads import Part, Upload
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.bucket import OWNER_ID, xml_response
-from tossit.brain.s3.checksums import ALGORITHMS, expected_digests
+from tossit.brain.s3.checksums import checksum_headers, expected_digests, upload_algorithm
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.copy import copy_source, parse_copy_range
 from tossit.brain.s3.errors import S3Error, not_implemented
@@ -63,13 +59,6 @@ def _initiator_and_owner() -> str:
             + owner(OWNER_ID, OWNER_ID))
 
 
-def _checksum_headers(checks: Sequence[Expected]) -> dict[str, str]:
-    """The checksums a part was verified against, sent back as S3 does (the SDKs
-    name them again in the completion)."""
-    return {f"x-amz-checksum-{c.algorithm.lower()}": base64.b64encode(c.digest.digest()).decode()
-            for c in checks if c.algorithm.lower() in ALGORITHMS}
-
-
 # -- CreateMultipartUpload --------------------------------------------------------
 
 
@@ -80,11 +69,14 @@ async def create_multipart_upload(ctx: S3Context) -> Response:
     key = ctx.key or ""
     if "if-none-match" in ctx.headers or "if-match" in ctx.headers:
         raise not_implemented("a conditional multipart upload (If-None-Match, If-Match)")
+    algorithm = upload_algorithm(ctx.headers)
     upload = await ctx.brain.multipart.create(
         bucket.name, key, content_type(ctx.headers.get("content-type")),
         metadata.from_headers(ctx.headers))
-    return xml_response(document("InitiateMultipartUploadResult", [
+    response = xml_response(document("InitiateMultipartUploadResult", [
         el("Bucket", bucket.name), el("Key", key), el("UploadId", upload.id)]))
+    response.headers.update(algorithm)
+    return response
 
 
 # -- UploadPart, UploadPartCopy -------------------------------------------------------
@@ -97,7 +89,7 @@ async def upload_part(ctx: S3Context) -> Response:
     part = await ctx.brain.multipart.upload_part(
         bucket.name, ctx.key or "", _upload_id(ctx), _part_number(ctx), body,
         size_hint=ctx.size_hint, expect=[*checks, *ctx.payload_checks()])
-    return Response(status_code=200, headers={"ETag": part.etag, **_checksum_headers(checks)})
+    return Response(status_code=200, headers={"ETag": part.etag, **checksum_headers(checks)})
 
 
 async def upload_part_copy(ctx: S3Context) -> Response:

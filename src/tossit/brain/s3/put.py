@@ -10,11 +10,15 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from tossit.brain.activity import UPLOADED
+from tossit.brain.models import Object
 from tossit.brain.s3 import metadata
-from tossit.brain.s3.checksums import expected_digests
+from tossit.brain.s3.checksums import checksum_headers, expected_digests
+from tossit.brain.s3.conditions import Current, any_etag, write_refusal
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error, not_implemented
-from tossit.errors import NameTaken
+from tossit.brain.s3.get import etag_of
+from tossit.brain.store import ReplaceOnly
+from tossit.errors import NameTaken, ObjectChanged
 
 log = logging.getLogger("tossit.brain.s3")
 DEFAULT_TYPE = "binary/octet-stream"  # what S3 records when the upload names none
@@ -24,26 +28,39 @@ def content_type(value: str | None) -> str:
     return (value or DEFAULT_TYPE)[:255]
 
 
-def on_conflict(headers: Mapping[str, str]) -> str:
-    """Ingest's ``on_conflict`` for a conditional write: ``If-None-Match: *`` (write
-    only if the key is free) is checked in the commit's transaction; ``If-Match``
-    cannot be, so it is refused rather than ignored."""
-    if "if-match" in headers:
-        raise not_implemented("a conditional write with If-Match")
+def conditional(headers: Mapping[str, str]) -> bool:
+    """Is the write conditional: ``If-Match`` (only over the object it names) or
+    ``If-None-Match: *`` (only if the key is free)? If-None-Match with an ETag
+    is refused rather than ignored: AWS supports only '*'."""
     if_none = headers.get("if-none-match")
-    if if_none is None:
-        return "replace"
-    if if_none.strip() != "*":
+    if if_none is not None and if_none.strip() != "*":
         raise not_implemented("a conditional write with If-None-Match other than '*'")
-    return "fail"
+    return if_none is not None or "if-match" in headers
+
+
+def on_conflict(headers: Mapping[str, str], current: Object | None) -> str | ReplaceOnly:
+    """Ingest's ``on_conflict`` for a write whose conditions hold for the key's
+    object now (``current``; None: no object); the S3 error when they do not, so
+    that a refused write is answered before its body is read. The commit checks
+    them again in its transaction, where no other write slips in: If-Match as
+    "replace only this object" (any, for '*'), If-None-Match: * as "fail"."""
+    state = Current(etag_of(current), current.size, current.created_at) if current else None
+    refused = write_refusal(headers, state)
+    if refused is not None:
+        raise S3Error(refused)
+    if_match = headers.get("if-match")
+    if if_match is not None and current is not None:
+        return ReplaceOnly(None if any_etag(if_match) else current.id)
+    return "fail" if "if-none-match" in headers else "replace"
 
 
 async def put_object(ctx: S3Context) -> Response:
     bucket = await ctx.existing_bucket()
     key = ctx.key or ""
-    conflict = on_conflict(ctx.headers)
-    if conflict == "fail" and await ctx.brain.store.name_taken(bucket.name, key):
-        raise S3Error("PreconditionFailed")  # before the body is read
+    conflict: str | ReplaceOnly = "replace"
+    if conditional(ctx.headers):
+        found = await ctx.brain.store.object_by_key(bucket.id, key, chunks=False)
+        conflict = on_conflict(ctx.headers, found[0] if found else None)
     body, trailers = ctx.body()
     expect = expected_digests(ctx.headers, trailers) + ctx.payload_checks()
     user_meta = metadata.from_headers(ctx.headers)
@@ -54,9 +71,12 @@ async def put_object(ctx: S3Context) -> Response:
             on_conflict=conflict)
     except NameTaken:
         raise S3Error("PreconditionFailed") from None  # written meanwhile by another
+    except ObjectChanged as exc:  # replaced or deleted meanwhile by another
+        raise S3Error("PreconditionFailed" if exc.found else "NoSuchKey") from None
     except ClientDisconnect:
         log.info("client went away during an S3 upload of %r; nothing committed", key)
         raise S3Error("IncompleteBody", "the client closed the connection") from None
     ctx.note(UPLOADED, bucket.name, result.obj)
-    return Response(status_code=200, headers={"ETag": f'"{result.obj.etag}"'})
+    return Response(status_code=200, headers={"ETag": f'"{result.obj.etag}"',
+                                              **checksum_headers(expect)})
 

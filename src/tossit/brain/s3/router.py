@@ -19,7 +19,7 @@ from tossit.brain.s3.errors import S3Error, not_implemented
 
 # Bucket sub-resources answered 501 (their name in the query string).
 UNSUPPORTED_BUCKET = frozenset({
-    "accelerate", "acl", "analytics", "cors", "encryption", "intelligent-tiering",
+    "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
     "inventory", "lifecycle", "logging", "metrics", "notification", "object-lock",
     "ownershipControls", "policy", "policyStatus", "publicAccessBlock", "replication",
     "requestPayment", "tagging", "website", "versions", "select", "restore", "torrent",
@@ -30,10 +30,10 @@ MULTIPART = frozenset({
     "AbortMultipartUpload", "ListParts", "ListMultipartUploads",
 })
 # Headers asking for what TossIt does not do: answered 501 rather than ignored.
+# Every server-side encryption header (SSE-S3, SSE-KMS, SSE-C key or algorithm, of
+# the object or of a copy's source), whichever comes without the others.
+_SSE_PREFIXES = ("x-amz-server-side-encryption", "x-amz-copy-source-server-side-encryption")
 _UNSUPPORTED_HEADERS = {
-    "x-amz-server-side-encryption": "server-side encryption",
-    "x-amz-server-side-encryption-customer-algorithm": "server-side encryption (SSE-C)",
-    "x-amz-server-side-encryption-aws-kms-key-id": "SSE-KMS",
     "x-amz-object-lock-mode": "object lock",
     "x-amz-object-lock-retain-until-date": "object lock",
     "x-amz-object-lock-legal-hold": "object lock",
@@ -59,9 +59,27 @@ def operation(method: str, bucket: str | None, key: str | None, query: Collectio
     return _object_operation(method, query, headers)
 
 
+def refuse_form_upload(method: str, bucket: str | None, key: str | None,
+                       headers: Mapping[str, str]) -> None:
+    """A browser-form POST upload carries its signature in the form, not in the
+    request: refused as not implemented before authentication, which would
+    call it anonymous (403) and send the user looking for a wrong key."""
+    if (method == "POST" and bucket is not None and key is None
+            and headers.get("content-type", "").lower().startswith("multipart/form-data")):
+        raise not_implemented("POST (browser form) uploads")
+
+
 def _refuse_unsupported_headers(method: str, headers: Mapping[str, str]) -> None:
+    encryption = next((n for n in headers if n.startswith(_SSE_PREFIXES)), None)
     if method not in ("PUT", "POST"):
+        if encryption is not None:
+            # Nothing stored here is encrypted by TossIt: a read that names a key
+            # or a method asks for what is not there (AWS answers 400 too).
+            raise S3Error("InvalidArgument", f"{encryption}: no object here is stored with "
+                                             "server-side encryption")
         return
+    if encryption is not None:
+        raise not_implemented(f"server-side encryption ({encryption})")
     for name, what in _UNSUPPORTED_HEADERS.items():
         if name in headers:
             raise not_implemented(what)
@@ -75,6 +93,16 @@ def _unsupported(query: Collection[str]) -> str | None:
     return next((q for q in query if q in UNSUPPORTED_BUCKET), None)
 
 
+def _acl_operation(method: str, target: str) -> str:
+    """GET ?acl reads the ACL, PUT ?acl may only set it to what it is
+    (``tossit.brain.s3.acl``); no other method has a meaning there."""
+    if method == "GET":
+        return f"Get{target}Acl"
+    if method == "PUT":
+        return f"Put{target}Acl"
+    raise S3Error("MethodNotAllowed")
+
+
 def _bucket_operation(method: str, query: Collection[str]) -> str:
     if method == "GET" and "uploads" in query:
         return "ListMultipartUploads"
@@ -85,6 +113,8 @@ def _bucket_operation(method: str, query: Collection[str]) -> str:
     sub = _unsupported(query)
     if sub is not None:
         raise not_implemented(f"the bucket sub-resource '{sub}'")
+    if "acl" in query:
+        return _acl_operation(method, "Bucket")
     if method == "GET":
         if "location" in query:
             return "GetBucketLocation"
@@ -112,6 +142,8 @@ def _object_operation(method: str, query: Collection[str], headers: Mapping[str,
     sub = _unsupported(query)
     if sub is not None:
         raise not_implemented(f"the object sub-resource '{sub}'")
+    if "acl" in query:
+        return _acl_operation(method, "Object")
     if method == "PUT":
         return "CopyObject" if "x-amz-copy-source" in headers else "PutObject"
     if method == "GET":

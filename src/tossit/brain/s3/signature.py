@@ -124,7 +124,7 @@ def parse_presigned(query: Mapping[str, str]) -> SignedRequest:
     if missing:
         raise _error(code, f"the query lacks {', '.join(missing)}")
     expires = query["X-Amz-Expires"]
-    if not expires.isdigit() or int(expires) > MAX_PRESIGN_EXPIRES:
+    if not (expires.isascii() and expires.isdigit()) or int(expires) > MAX_PRESIGN_EXPIRES:
         raise _error(code, "X-Amz-Expires must be a number of seconds up to 604800")
     return SignedRequest(
         credential=_credential(query["X-Amz-Credential"], code),
@@ -206,6 +206,14 @@ def canonical_query(raw_query: str, drop: str | None = None) -> str:
             continue
         pairs.append((uri_encode(name, False), uri_encode(value, False)))
     return "&".join(f"{n}={v}" for n, v in sorted(pairs))
+
+
+def signed_value(raw: bytes) -> str:
+    """A header's value as the signature covers it: its bytes as sent. The SDKs
+    send non-ASCII metadata as UTF-8 and sign its characters; the canonical
+    request is encoded as UTF-8 with surrogateescape, so decoded this way any
+    bytes sign as they came (latin-1 would turn é into two characters)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def canonical_headers(names: Sequence[str], headers: Sequence[tuple[str, str]]) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from tossit.brain.s3.conditions import DeleteCondition, delete_condition
 from tossit.brain.s3.errors import S3Error
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -50,8 +51,14 @@ def owner(key_id: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class DeleteRequest:
-    keys: list[str]
+    # Each key with its condition (<ETag>, <Size>, <LastModifiedTime>; None
+    # without), in the order sent.
+    objects: list[tuple[str, DeleteCondition | None]]
     quiet: bool
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.objects]
 
 
 def _local(tag: str) -> str:
@@ -69,28 +76,39 @@ def _parse(body: bytes) -> ET.Element:
 
 
 def parse_delete(body: bytes, max_keys: int = 1000) -> DeleteRequest:
-    """A DeleteObjects body: <Delete><Quiet/>?<Object><Key/></Object>*</Delete>."""
+    """A DeleteObjects body: <Delete><Quiet/>?<Object><Key/><ETag/>?<Size/>?
+    <LastModifiedTime/>?</Object>*</Delete>. An Object's ETag, Size and
+    LastModifiedTime are its conditional delete (``conditions.delete_refusal``)."""
     root = _parse(body)
     if _local(root.tag) != "Delete":
         raise S3Error("MalformedXML", "the body's root element must be Delete")
-    keys: list[str] = []
+    objects: list[tuple[str, DeleteCondition | None]] = []
     quiet = False
     for child in root:
         name = _local(child.tag)
         if name == "Quiet":
             quiet = (child.text or "").strip().lower() == "true"
         elif name == "Object":
-            key = next((k.text for k in child if _local(k.tag) == "Key"), None)
-            if key is None:
-                raise S3Error("MalformedXML", "every Object needs a Key")
-            if any(_local(k.tag) == "VersionId" for k in child):
-                raise S3Error("NotImplemented", "versioning is not implemented by TossIt")
-            keys.append(key)
-    if not keys:
+            objects.append(_delete_object(child))
+    if not objects:
         raise S3Error("MalformedXML", "name at least one Object to delete")
-    if len(keys) > max_keys:
+    if len(objects) > max_keys:
         raise S3Error("MalformedXML", f"at most {max_keys} keys per DeleteObjects request")
-    return DeleteRequest(keys, quiet)
+    return DeleteRequest(objects, quiet)
+
+
+def _delete_object(element: ET.Element) -> tuple[str, DeleteCondition | None]:
+    """One <Object> of a DeleteObjects body: its key (as sent: a key may start or
+    end with spaces) and its condition."""
+    fields = {_local(f.tag): f.text for f in element}
+    key = fields.get("Key")
+    if key is None:
+        raise S3Error("MalformedXML", "every Object needs a Key")
+    if "VersionId" in fields:
+        raise S3Error("NotImplemented", "versioning is not implemented by TossIt")
+    sent = {n: fields[n] or "" for n in ("ETag", "Size", "LastModifiedTime") if n in fields}
+    return key, delete_condition(sent.get("ETag"), sent.get("Size"),
+                                 sent.get("LastModifiedTime"))
 
 
 def parse_complete(body: bytes) -> list[tuple[int, str]]:
@@ -109,7 +127,7 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
         number, etag = fields.get("PartNumber"), fields.get("ETag")
         if not number or etag is None:
             raise S3Error("MalformedXML", "every Part needs a PartNumber and an ETag")
-        if not number.isdigit():
+        if not (number.isascii() and number.isdigit()):
             raise S3Error("InvalidArgument", f"a part number must be an integer, not {number!r}")
         parts.append((int(number), etag))
     if not parts:

@@ -27,6 +27,7 @@ from tossit.brain.store.base import (
     ChunkPlacement,
     NewEvent,
     NewObject,
+    ReplaceOnly,
     Restored,
 )
 from tossit.brain.store.buckets import BucketStore
@@ -40,7 +41,8 @@ from tossit.brain.store.uploads import UploadStore
 from tossit.errors import NameTaken, TrashNotFound
 
 __all__ = ["DEFAULT_BUCKET", "Applied", "ChunkPlacement", "Folder", "NameTaken", "NewEvent",
-           "NewObject", "Restored", "Store", "TrashNotFound", "prefix_end", "sort_folders"]
+           "NewObject", "ReplaceOnly", "Restored", "Store", "TrashNotFound", "prefix_end",
+           "sort_folders"]
 
 
 class Store(TrashStore, ObjectReads, BucketStore, ReplicaStore, NodeStore, EventStore,

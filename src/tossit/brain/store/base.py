@@ -54,6 +54,17 @@ class ChunkPlacement:
         return [n for n, s in self.replicas if s == "ok"]
 
 
+@dataclass(frozen=True)
+class ReplaceOnly:
+    """An upload's ``on_conflict`` for S3's ``If-Match``: commit only if the
+    name's object is still ``object_id`` (None: any object), else fail
+    (``ObjectChanged``). Decided in the commit's transaction, so of two writers
+    that saw the same object only the first replaces it; by id, not ETag, as the
+    first writer's object is a new one even when its bytes (its ETag) are the same."""
+
+    object_id: int | None
+
+
 @dataclass
 class NewObject:
     """An uploaded object ready to be committed."""
@@ -71,8 +82,9 @@ class NewObject:
     # upload the MD5 of its parts' MD5s and "-N".
     etag: str | None = None
     # When the name is taken: replace that file, rename this one ("name (2).ext",
-    # keep both), or fail (NameTaken). Decided in the commit's transaction.
-    on_conflict: str = "replace"
+    # keep both), or fail (NameTaken); or (ReplaceOnly) replace only the object
+    # named, else fail (ObjectChanged). Decided in the commit's transaction.
+    on_conflict: str | ReplaceOnly = "replace"
     # The multipart upload this object completes: the commit ends it, in the same
     # transaction, and takes over its parts' chunk references (store/uploads.py).
     completes_upload: str | None = None

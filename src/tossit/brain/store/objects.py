@@ -33,10 +33,17 @@ from tossit.brain.models import (
 )
 from tossit.brain.sqlbatch import batches
 from tossit.brain.states import EventKind
-from tossit.brain.store.base import _OBJECT_COLUMNS, Applied, NewObject, StoreBase, _table
+from tossit.brain.store.base import (
+    _OBJECT_COLUMNS,
+    Applied,
+    NewObject,
+    ReplaceOnly,
+    StoreBase,
+    _table,
+)
 from tossit.brain.store.uploads import finish_uploads
 from tossit.config import format_duration, format_size
-from tossit.errors import NameTaken
+from tossit.errors import NameTaken, ObjectChanged
 from tossit.manifests import SYSTEM_BUCKET, AnyEntry, DelEntry, put_entry
 from tossit.names import numbered_name
 
@@ -232,6 +239,9 @@ class ObjectWrites(StoreBase):
             return items
         out = list(items)
         for n, (item, bid) in enumerate(zip(items, bids, strict=True)):
+            if isinstance(item.on_conflict, ReplaceOnly):
+                await self._replaces_only(s, bid, item, item.on_conflict)
+                continue
             if item.on_conflict == "replace" or not await self._taken(s, bid, item.key):
                 continue
             if item.on_conflict == "fail":
@@ -241,6 +251,15 @@ class ObjectWrites(StoreBase):
                 number += 1
             out[n] = dataclasses.replace(item, key=numbered_name(item.key, number))
         return out
+
+    async def _replaces_only(self, s: AsyncSession, bid: int | None, item: NewObject,
+                             only: ReplaceOnly) -> None:
+        """ObjectChanged unless the name holds the object ``only`` names (any one
+        for None): S3's If-Match, checked where no other commit slips in."""
+        current = await s.scalar(select(Object.id).where(
+            Object.bucket_id == bid, Object.key == item.key))
+        if current is None or only.object_id not in (None, current):
+            raise ObjectChanged(item.bucket, item.key, found=current is not None)
 
     async def _taken(self, s: AsyncSession, bid: int | None, key: str) -> bool:
         return await s.scalar(select(Object.id).where(
