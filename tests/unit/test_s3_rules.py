@@ -15,18 +15,24 @@ from botocore.parsers import RestXMLParser
 
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.acl import check_unchanged, policy_document
-from tossit.brain.s3.bucket import bucket_page, decode_bucket_token, encode_bucket_token
+from tossit.brain.s3.bucket import bucket_page
 from tossit.brain.s3.checksums import expected_digests
 from tossit.brain.s3.conditions import evaluate
 from tossit.brain.s3.errors import S3Error, limit_error
-from tossit.brain.s3.listing import decode_token, encode_token, list_page
+from tossit.brain.s3.listing import list_page
 from tossit.brain.s3.router import (
     check_bucket_name,
     operation,
     refuse_form_upload,
     split_target,
 )
-from tossit.brain.s3.xml import iso8601, parse_delete, parse_location
+from tossit.brain.s3.xml import (
+    decode_token,
+    encode_token,
+    iso8601,
+    parse_delete,
+    parse_location,
+)
 from tossit.errors import DigestMismatch
 from tossit.limits import BodyLimitError, BodyTimeout, BodyTooLarge
 
@@ -229,9 +235,9 @@ def test_bucket_pages(prefix: str, after: str | None, limit: int | None,
 
 
 def test_bucket_tokens_round_trip() -> None:
-    assert decode_bucket_token(encode_bucket_token("my.bucket-1")) == "my.bucket-1"
+    assert decode_token(encode_token("my.bucket-1")) == "my.bucket-1"
     with pytest.raises(S3Error) as exc:
-        decode_bucket_token("not base64!")
+        decode_token("not base64!")
     assert exc.value.code == "InvalidArgument"
 
 

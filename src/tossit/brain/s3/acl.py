@@ -20,7 +20,7 @@ from tossit.brain.models import Object
 from tossit.brain.s3.bucket import OWNER_ID, xml_response
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error, not_implemented
-from tossit.brain.s3.xml import document, el, owner
+from tossit.brain.s3.xml import document, el, local_name, owner, parse_body
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 # The canned ACLs that are what everything has: ``bucket-owner-full-control``
@@ -39,19 +39,15 @@ def policy_document() -> bytes:
         owner(OWNER_ID, OWNER_ID), f"<AccessControlList>{grant}</AccessControlList>"])
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _text(parent: ET.Element, name: str) -> str | None:
     """The stripped text of ``parent``'s child ``name`` (any namespace); None without one."""
-    child = next((c for c in parent if _local(c.tag) == name), None)
+    child = next((c for c in parent if local_name(c.tag) == name), None)
     return None if child is None else (child.text or "").strip()
 
 
 def _is_owners_full_control(grant: ET.Element) -> bool:
     """Whether a Grant is FULL_CONTROL to the owner, by its canonical id."""
-    grantee = next((c for c in grant if _local(c.tag) == "Grantee"), None)
+    grantee = next((c for c in grant if local_name(c.tag) == "Grantee"), None)
     permission = _text(grant, "Permission")
     if grantee is None or permission is None:
         raise S3Error("MalformedXML", "every Grant needs a Grantee and a Permission")
@@ -65,17 +61,14 @@ def check_policy(body: bytes) -> None:
     kept, FULL_CONTROL to it and to nobody else); 501 for any other, which
     TossIt could not make true. An empty list of grants is refused too: it
     would take the cluster's keys' access away."""
-    try:
-        root = ET.fromstring(body)  # bounded by MAX_ACL_BODY; expat refuses entity bombs
-    except ET.ParseError as exc:
-        raise S3Error("MalformedXML", f"the XML body is not well-formed: {exc}") from None
-    if _local(root.tag) != "AccessControlPolicy":
+    root = parse_body(body)
+    if local_name(root.tag) != "AccessControlPolicy":
         raise S3Error("MalformedXML", "the body's root element must be AccessControlPolicy")
-    owner_elem = next((c for c in root if _local(c.tag) == "Owner"), None)
+    owner_elem = next((c for c in root if local_name(c.tag) == "Owner"), None)
     if owner_elem is not None and _text(owner_elem, "ID") not in (None, OWNER_ID):
         raise not_implemented(f"changing the owner {_CANNOT_GRANT}")
-    acl = next((c for c in root if _local(c.tag) == "AccessControlList"), None)
-    grants = [] if acl is None else [g for g in acl if _local(g.tag) == "Grant"]
+    acl = next((c for c in root if local_name(c.tag) == "AccessControlList"), None)
+    grants = [] if acl is None else [g for g in acl if local_name(g.tag) == "Grant"]
     if not grants or not all(_is_owners_full_control(g) for g in grants):
         raise not_implemented(f"an ACL other than the owner's FULL_CONTROL {_CANNOT_GRANT}")
 

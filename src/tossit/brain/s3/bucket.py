@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 
 from starlette.responses import Response
@@ -11,7 +9,15 @@ from starlette.responses import Response
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
 from tossit.brain.s3.router import check_bucket_name
-from tossit.brain.s3.xml import document, el, iso8601, owner, parse_location
+from tossit.brain.s3.xml import (
+    decode_token,
+    document,
+    el,
+    encode_token,
+    iso8601,
+    owner,
+    parse_location,
+)
 
 OWNER_ID = "tossit"  # objects belong to the cluster, not to one key
 REGION = "us-east-1"  # what clients expect of a single-region store
@@ -33,19 +39,6 @@ def bucket_page(names: Iterable[str], prefix: str, after: str | None,
     return chosen[:limit], True
 
 
-def encode_bucket_token(last: str) -> str:
-    """The continuation token after ``last``: opaque to clients (base64url)."""
-    return base64.urlsafe_b64encode(last.encode()).decode()
-
-
-def decode_bucket_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") \
-            from None
-
-
 def _max_buckets(ctx: S3Context) -> int | None:
     """``max-buckets``: None without it (all buckets, as before AWS paged them)."""
     value = ctx.query.get("max-buckets")
@@ -59,7 +52,7 @@ def _max_buckets(ctx: S3Context) -> int | None:
 async def list_buckets(ctx: S3Context) -> Response:
     limit = _max_buckets(ctx)
     token = ctx.query.get("continuation-token")
-    after = decode_bucket_token(token) if token else None
+    after = decode_token(token) if token else None
     prefix = ctx.query.get("prefix")
     buckets = {b.name: b for b in await ctx.brain.store.live_buckets()}
     names, more = bucket_page(buckets, prefix or "", after, limit)
@@ -68,7 +61,7 @@ async def list_buckets(ctx: S3Context) -> Response:
                       for n in names)
     return xml_response(document("ListAllMyBucketsResult", [
         owner(OWNER_ID, OWNER_ID), f"<Buckets>{entries}</Buckets>",
-        el("ContinuationToken", encode_bucket_token(names[-1]) if more else None),
+        el("ContinuationToken", encode_token(names[-1]) if more else None),
         el("Prefix", prefix)]))
 
 

@@ -10,8 +10,6 @@ rows; each query reads a range of the (bucket, key) index.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -23,7 +21,7 @@ from tossit.brain.s3.bucket import OWNER_ID, xml_response
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
 from tossit.brain.s3.get import etag_of
-from tossit.brain.s3.xml import document, el, iso8601, owner
+from tossit.brain.s3.xml import decode_token, document, el, encode_token, iso8601, owner
 from tossit.brain.store import prefix_end
 
 MAX_KEYS = 1000
@@ -107,18 +105,6 @@ def key_encoder(ctx: S3Context) -> Callable[[str | None], str | None]:
     if kind != "url":
         raise S3Error("InvalidArgument", "encoding-type must be url")
     return lambda v: None if v is None else quote(v, safe="/")
-
-
-def encode_token(last: str) -> str:
-    return base64.urlsafe_b64encode(last.encode()).decode()
-
-
-def decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") \
-            from None
 
 
 async def _page(ctx: S3Context, after: str | None) -> tuple[Page, str, str, int]:

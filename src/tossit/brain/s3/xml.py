@@ -7,6 +7,8 @@ standard library, namespace or not, as clients differ.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -61,11 +63,12 @@ class DeleteRequest:
         return [key for key, _ in self.objects]
 
 
-def _local(tag: str) -> str:
+def local_name(tag: str) -> str:
+    """An element's name without its namespace (clients send S3's, or none)."""
     return tag.rsplit("}", 1)[-1]
 
 
-def _parse(body: bytes) -> ET.Element:
+def parse_body(body: bytes) -> ET.Element:
     if len(body) > MAX_XML_BODY:
         raise S3Error("MalformedXML", "the XML body is too large")
     try:
@@ -79,13 +82,13 @@ def parse_delete(body: bytes, max_keys: int = 1000) -> DeleteRequest:
     """A DeleteObjects body: <Delete><Quiet/>?<Object><Key/><ETag/>?<Size/>?
     <LastModifiedTime/>?</Object>*</Delete>. An Object's ETag, Size and
     LastModifiedTime are its conditional delete (``conditions.delete_refusal``)."""
-    root = _parse(body)
-    if _local(root.tag) != "Delete":
+    root = parse_body(body)
+    if local_name(root.tag) != "Delete":
         raise S3Error("MalformedXML", "the body's root element must be Delete")
     objects: list[tuple[str, DeleteCondition | None]] = []
     quiet = False
     for child in root:
-        name = _local(child.tag)
+        name = local_name(child.tag)
         if name == "Quiet":
             quiet = (child.text or "").strip().lower() == "true"
         elif name == "Object":
@@ -100,7 +103,7 @@ def parse_delete(body: bytes, max_keys: int = 1000) -> DeleteRequest:
 def _delete_object(element: ET.Element) -> tuple[str, DeleteCondition | None]:
     """One <Object> of a DeleteObjects body: its key (as sent: a key may start or
     end with spaces) and its condition."""
-    fields = {_local(f.tag): f.text for f in element}
+    fields = {local_name(f.tag): f.text for f in element}
     key = fields.get("Key")
     if key is None:
         raise S3Error("MalformedXML", "every Object needs a Key")
@@ -116,14 +119,14 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
     <PartNumber/><ETag/></Part>*</CompleteMultipartUpload>, as (number, ETag)
     in the order sent (the service judges the order). A part's checksum
     elements are ignored: each part's checksum was checked when it arrived."""
-    root = _parse(body)
-    if _local(root.tag) != "CompleteMultipartUpload":
+    root = parse_body(body)
+    if local_name(root.tag) != "CompleteMultipartUpload":
         raise S3Error("MalformedXML", "the body's root element must be CompleteMultipartUpload")
     parts: list[tuple[int, str]] = []
     for child in root:
-        if _local(child.tag) != "Part":
+        if local_name(child.tag) != "Part":
             continue
-        fields = {_local(f.tag): (f.text or "").strip() for f in child}
+        fields = {local_name(f.tag): (f.text or "").strip() for f in child}
         number, etag = fields.get("PartNumber"), fields.get("ETag")
         if not number or etag is None:
             raise S3Error("MalformedXML", "every Part needs a PartNumber and an ETag")
@@ -139,11 +142,25 @@ def parse_location(body: bytes) -> str | None:
     """The LocationConstraint of a CreateBucketConfiguration (None without one)."""
     if not body.strip():
         return None
-    root = _parse(body)
-    if _local(root.tag) != "CreateBucketConfiguration":
+    root = parse_body(body)
+    if local_name(root.tag) != "CreateBucketConfiguration":
         raise S3Error("MalformedXML", "the body's root element must be "
                                       "CreateBucketConfiguration")
     for child in root:
-        if _local(child.tag) == "LocationConstraint":
+        if local_name(child.tag) == "LocationConstraint":
             return (child.text or "").strip() or None
     return None
+
+
+def encode_token(last: str) -> str:
+    """A continuation token after ``last`` (a key or a bucket name): opaque to
+    clients (base64url), read back by ``decode_token``."""
+    return base64.urlsafe_b64encode(last.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect") \
+            from None
