@@ -827,3 +827,43 @@ def test_checked_checksums_are_sent_back(s3: Any, bucket: str) -> None:
     made = s3.create_multipart_upload(Bucket=bucket, Key="m", ChecksumAlgorithm="SHA256")
     assert made["ChecksumAlgorithm"] == "SHA256"
     s3.abort_multipart_upload(Bucket=bucket, Key="m", UploadId=made["UploadId"])
+
+
+def test_versions_of_an_unversioned_bucket_are_the_null_ones(s3: Any, bucket: str) -> None:
+    keys = ["a", "b/1", "b/2", "c", "d"]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    # Paged as the tools page it (key and version-id markers), each key once.
+    seen: list[str] = []
+    kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 2}
+    while True:
+        page = s3.list_object_versions(**kwargs)
+        assert "DeleteMarkers" not in page
+        for v in page.get("Versions", []):
+            assert (v["VersionId"], v["IsLatest"]) == ("null", True)
+            assert v["Size"] == len(v["Key"])
+        seen += [v["Key"] for v in page.get("Versions", [])]
+        if not page["IsTruncated"]:
+            break
+        kwargs.update(KeyMarker=page["NextKeyMarker"],
+                      VersionIdMarker=page["NextVersionIdMarker"])
+    assert seen == keys
+    folded = s3.list_object_versions(Bucket=bucket, Delimiter="/")
+    assert [v["Key"] for v in folded["Versions"]] == ["a", "c", "d"]
+    assert [p["Prefix"] for p in folded["CommonPrefixes"]] == ["b/"]
+    # versionId=null is the object itself; any other version does not exist here.
+    assert s3.get_object(Bucket=bucket, Key="a", VersionId="null")["Body"].read() == b"a"
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="a", VersionId="3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY")
+    assert error_of(exc) == ("NotImplemented", 501)
+    s3.copy_object(Bucket=bucket, Key="a2", CopySource={"Bucket": bucket, "Key": "a",
+                                                         "VersionId": "null"})
+    assert s3.get_object(Bucket=bucket, Key="a2")["Body"].read() == b"a"
+    s3.delete_object(Bucket=bucket, Key="a2", VersionId="null")
+    # How s3-tests and other tools empty a bucket: list versions, delete them.
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    done = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions], "Quiet": True})
+    assert not done.get("Errors")
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    s3.delete_bucket(Bucket=bucket)

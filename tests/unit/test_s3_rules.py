@@ -22,6 +22,7 @@ from tossit.brain.s3.errors import S3Error, limit_error
 from tossit.brain.s3.listing import list_page
 from tossit.brain.s3.router import (
     check_bucket_name,
+    check_version,
     operation,
     refuse_form_upload,
     split_target,
@@ -46,6 +47,7 @@ OPERATIONS = [
     ("GET", "b", None, "location", {}, "GetBucketLocation"),
     ("GET", "b", None, "versioning", {}, "GetBucketVersioning"),
     ("GET", "b", None, "list-type=2", {}, "ListObjectsV2"),
+    ("GET", "b", None, "versions", {}, "ListObjectVersions"),
     ("GET", "b", None, "prefix=a", {}, "ListObjects"),
     ("POST", "b", None, "delete", {}, "DeleteObjects"),
     ("GET", "b", None, "uploads", {}, "ListMultipartUploads"),
@@ -88,7 +90,7 @@ NOT_IMPLEMENTED = [
     ("PUT", "b", None, "lifecycle", {}),
     ("GET", "b", None, "website", {}),
     ("PUT", "b", None, "object-lock", {}),
-    ("GET", "b", None, "versions", {}),
+    ("PUT", "b", None, "versions", {}),
     ("PUT", "b", "k", "tagging", {}),
     ("GET", "b", "k", "partNumber", {}),
     ("PUT", "b", "k", "", {"x-amz-server-side-encryption": "aws:kms"}),
@@ -123,6 +125,14 @@ def test_a_read_naming_server_side_encryption_is_refused(method: str, header: st
     with pytest.raises(S3Error) as exc:
         operation(method, "b", "k", [], {header: "aws:kms"})
     assert (exc.value.code, exc.value.status) == ("InvalidArgument", 400)
+
+
+def test_only_the_null_version_exists() -> None:
+    check_version({})
+    check_version({"versionId": "null"})  # the object itself, as in unversioned S3
+    with pytest.raises(S3Error) as exc:
+        check_version({"versionId": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})
+    assert (exc.value.code, exc.value.status) == ("NotImplemented", 501)
 
 
 def test_a_browser_form_upload_is_501_before_any_signature() -> None:

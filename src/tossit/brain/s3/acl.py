@@ -89,9 +89,8 @@ def check_unchanged(canned: str | None, body: bytes) -> None:
 
 
 async def _existing_object(ctx: S3Context) -> Object:
-    """The request's object: NoSuchBucket, NoSuchKey, or 501 for a version of it."""
-    if "versionId" in ctx.query:
-        raise not_implemented("the ACL of a version of an object (versionId)")
+    """The request's object: NoSuchBucket or NoSuchKey (a versionId other than
+    null is 501 before: ``router.check_version``)."""
     bucket = await ctx.existing_bucket()
     found = await ctx.brain.store.object_by_key(bucket.id, ctx.key or "", chunks=False)
     if found is None:

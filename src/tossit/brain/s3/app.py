@@ -31,7 +31,7 @@ from tossit.brain.s3.errors import (
     new_request_id,
     not_implemented,
 )
-from tossit.brain.s3.router import operation, refuse_form_upload, split_target
+from tossit.brain.s3.router import check_version, operation, refuse_form_upload, split_target
 from tossit.brain.s3.signature import (
     Verified,
     parse_authorization,
@@ -54,6 +54,7 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketVersioning": bucket.bucket_versioning,
     "ListObjects": listing.list_objects_v1,
     "ListObjectsV2": listing.list_objects_v2,
+    "ListObjectVersions": listing.list_object_versions,
     "PutObject": put.put_object,
     "GetObject": get.get_object,
     "HeadObject": get.head_object,
@@ -160,6 +161,7 @@ class S3App:
         refuse_form_upload(request.method, bucket_name, key, headers)
         verified = await self.authenticate(request, headers, pairs, query, raw_path, raw_query)
         op = operation(request.method, bucket_name, key, query.keys(), headers)
+        check_version(query)
         request.state.s3_operation = op
         if request.method not in ("GET", "HEAD") and not self.brain.leader:
             # Several brains on PostgreSQL: one commits. The REST API passes changes

@@ -21,7 +21,7 @@ from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error, not_implemented
 from tossit.brain.s3.get import etag_of
 from tossit.brain.s3.put import content_type
-from tossit.brain.s3.router import MAX_KEY_BYTES
+from tossit.brain.s3.router import MAX_KEY_BYTES, NULL_VERSION
 from tossit.brain.s3.xml import document, el, iso8601
 from tossit.brain.store import ChunkPlacement, NewObject
 from tossit.ranges import ByteRange
@@ -33,7 +33,7 @@ _COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
 def parse_copy_source(value: str) -> tuple[str, str]:
     """(bucket, key) of ``x-amz-copy-source: /bucket/key`` (URL-encoded)."""
     path, _, query = value.partition("?")
-    if query:
+    if query and query != f"versionId={NULL_VERSION}":  # null: the object itself
         raise not_implemented("copying a version of an object (versionId)")
     bucket, _, key = unquote(path).lstrip("/").partition("/")
     if not bucket or not key or len(key.encode()) > MAX_KEY_BYTES:

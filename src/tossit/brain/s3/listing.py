@@ -21,6 +21,7 @@ from tossit.brain.s3.bucket import OWNER_ID, xml_response
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
 from tossit.brain.s3.get import etag_of
+from tossit.brain.s3.router import NULL_VERSION
 from tossit.brain.s3.xml import decode_token, document, el, encode_token, iso8601, owner
 from tossit.brain.store import prefix_end
 
@@ -122,12 +123,17 @@ async def _page(ctx: S3Context, after: str | None) -> tuple[Page, str, str, int]
         max_keys
 
 
-def _entries(page: Page, enc: Callable[[str | None], str | None], with_owner: bool) -> list[str]:
+def _entries(page: Page, enc: Callable[[str | None], str | None], with_owner: bool,
+             versions: bool = False) -> list[str]:
+    """The page's keys and common prefixes; ``versions``: as ListObjectVersions
+    shows them (each key's one version, null, the latest)."""
     who = owner(OWNER_ID, OWNER_ID) if with_owner else ""
+    tag = "Version" if versions else "Contents"
+    version = el("VersionId", NULL_VERSION) + el("IsLatest", True) if versions else ""
     parts = [
-        f"<Contents>{el('Key', enc(o.key))}{el('LastModified', iso8601(o.created_at))}"
+        f"<{tag}>{el('Key', enc(o.key))}{version}{el('LastModified', iso8601(o.created_at))}"
         f"{el('ETag', chr(34) + etag_of(o) + chr(34))}{el('Size', o.size)}{who}"
-        f"{el('StorageClass', 'STANDARD')}</Contents>" for o in page.contents]
+        f"{el('StorageClass', 'STANDARD')}</{tag}>" for o in page.contents]
     parts += [f"<CommonPrefixes>{el('Prefix', enc(p))}</CommonPrefixes>" for p in page.prefixes]
     return parts
 
@@ -166,3 +172,30 @@ async def list_objects_v1(ctx: S3Context) -> Response:
         parts.append(el("NextMarker", enc(page.last)))
     parts += _entries(page, enc, True)
     return xml_response(document("ListBucketResult", parts))
+
+
+async def list_object_versions(ctx: S3Context) -> Response:
+    """ListObjectVersions of a bucket where versioning is never on: each key's
+    one version, "null", the latest; no delete markers. Tools list versions to
+    empty a bucket, or to see what is kept: this is the truthful answer."""
+    enc = key_encoder(ctx)
+    key_marker = ctx.query.get("key-marker") or None
+    version_marker = ctx.query.get("version-id-marker") or None
+    if version_marker is not None and key_marker is None:
+        raise S3Error("InvalidArgument", "A version-id marker cannot be specified without "
+                                         "a key marker.")
+    if version_marker not in (None, NULL_VERSION):
+        raise S3Error("InvalidArgument", "Invalid version id specified")
+    # After (key, null) comes the next key: each key has that one version.
+    page, prefix, delimiter, max_keys = await _page(ctx, key_marker)
+    parts = [el("Name", ctx.bucket), el("Prefix", enc(prefix)),
+             el("KeyMarker", enc(key_marker or "")),
+             el("VersionIdMarker", version_marker or ""), el("MaxKeys", max_keys),
+             el("Delimiter", enc(delimiter) if delimiter else None),
+             el("IsTruncated", page.truncated),
+             el("EncodingType", ctx.query.get("encoding-type"))]
+    if page.truncated and page.last is not None:
+        parts += [el("NextKeyMarker", enc(page.last)), el("NextVersionIdMarker", NULL_VERSION)]
+    parts += _entries(page, enc, True, versions=True)
+    return xml_response(document("ListVersionsResult", parts))
+

@@ -22,7 +22,7 @@ UNSUPPORTED_BUCKET = frozenset({
     "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
     "inventory", "lifecycle", "logging", "metrics", "notification", "object-lock",
     "ownershipControls", "policy", "policyStatus", "publicAccessBlock", "replication",
-    "requestPayment", "tagging", "website", "versions", "select", "restore", "torrent",
+    "requestPayment", "tagging", "website", "select", "restore", "torrent",
     "retention", "legal-hold", "attributes",
 })
 MULTIPART = frozenset({
@@ -57,6 +57,18 @@ def operation(method: str, bucket: str | None, key: str | None, query: Collectio
     if key is None:
         return _bucket_operation(method, query)
     return _object_operation(method, query, headers)
+
+
+NULL_VERSION = "null"  # the version id of every object: versioning is never on
+
+
+def check_version(query: Mapping[str, str]) -> None:
+    """``versionId=null`` names the object itself (its only version, as in an
+    unversioned S3 bucket); any other version cannot exist: 501, not the
+    current object in its place."""
+    version = query.get("versionId")
+    if version is not None and version != NULL_VERSION:
+        raise not_implemented("object versions (versionId other than 'null')")
 
 
 def refuse_form_upload(method: str, bucket: str | None, key: str | None,
@@ -110,6 +122,12 @@ def _bucket_operation(method: str, query: Collection[str]) -> str:
         return "GetBucketVersioning"  # truthfully "never enabled"
     if "versioning" in query:
         raise not_implemented("bucket versioning")
+    if "versions" in query:
+        # Versioning is never on: each key's one version is the "null" one, as
+        # S3 lists an unversioned bucket (tools list versions to empty a bucket).
+        if method == "GET":
+            return "ListObjectVersions"
+        raise not_implemented("object versions")
     sub = _unsupported(query)
     if sub is not None:
         raise not_implemented(f"the bucket sub-resource '{sub}'")

@@ -107,7 +107,7 @@ def _delete_object(element: ET.Element) -> tuple[str, DeleteCondition | None]:
     key = fields.get("Key")
     if key is None:
         raise S3Error("MalformedXML", "every Object needs a Key")
-    if "VersionId" in fields:
+    if fields.get("VersionId", "null") != "null":  # null: the object itself
         raise S3Error("NotImplemented", "versioning is not implemented by TossIt")
     sent = {n: fields[n] or "" for n in ("ETag", "Size", "LastModifiedTime") if n in fields}
     return key, delete_condition(sent.get("ETag"), sent.get("Size"),
