@@ -824,6 +824,17 @@ def test_checked_checksums_are_sent_back(s3: Any, bucket: str) -> None:
     sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
     put = s3.put_object(Bucket=bucket, Key="k", Body=data, ChecksumSHA256=sha)
     assert put["ChecksumSHA256"] == sha
+    # Kept with the object: given back when asked, for the whole object only, and
+    # checked by boto3 on the way in.
+    assert "ChecksumSHA256" not in s3.head_object(Bucket=bucket, Key="k")
+    assert s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")["ChecksumSHA256"] == sha
+    got = s3.get_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert got["ChecksumSHA256"] == sha and got["Body"].read() == data
+    part = s3.get_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED", Range="bytes=0-9")
+    assert "ChecksumSHA256" not in part and part["Body"].read() == data[:10]
+    s3.copy_object(Bucket=bucket, Key="k2", CopySource={"Bucket": bucket, "Key": "k"},
+                   MetadataDirective="REPLACE", ContentType="text/plain")
+    assert s3.head_object(Bucket=bucket, Key="k2", ChecksumMode="ENABLED")["ChecksumSHA256"] == sha
     made = s3.create_multipart_upload(Bucket=bucket, Key="m", ChecksumAlgorithm="SHA256")
     assert made["ChecksumAlgorithm"] == "SHA256"
     s3.abort_multipart_upload(Bucket=bucket, Key="m", UploadId=made["UploadId"])

@@ -16,7 +16,7 @@ from botocore.parsers import RestXMLParser
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.acl import check_unchanged, policy_document
 from tossit.brain.s3.bucket import bucket_page
-from tossit.brain.s3.checksums import expected_digests
+from tossit.brain.s3.checksums import expected_digests, kept_headers, to_keep
 from tossit.brain.s3.conditions import evaluate
 from tossit.brain.s3.errors import S3Error, limit_error
 from tossit.brain.s3.listing import list_page
@@ -454,6 +454,25 @@ def test_metadata_kept_and_given_back() -> None:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def test_checksums_sent_in_headers_are_kept_and_given_back_when_asked() -> None:
+    data = b"A" * 1024
+    sha = _b64(hashlib.sha256(data).digest())
+    kept = to_keep({"x-amz-checksum-sha256": f" {sha} ", "content-md5": "x",
+                    "x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-type": "x"})
+    assert kept == {"x-amz-checksum-sha256": sha}
+    meta = metadata.from_headers({"x-amz-meta-a": "b"}, kept)
+    assert metadata.to_headers(meta) == {"x-amz-meta-a": "b"}  # not given back as is
+    asked = {"x-amz-checksum-mode": "ENABLED"}
+    assert kept_headers(meta, asked, whole=True) == {
+        "x-amz-checksum-sha256": sha, "x-amz-checksum-type": "FULL_OBJECT"}
+    assert kept_headers(meta, {}, whole=True) == {}  # not asked
+    assert kept_headers(meta, asked, whole=False) == {}  # a range: not its checksum
+    assert kept_headers(None, asked, whole=True) == {}
+    with pytest.raises(S3Error) as exc:
+        to_keep({"x-amz-checksum-sha256": "bad"})
+    assert exc.value.code == "InvalidDigest"
 
 
 def test_expected_digests_check_the_bytes() -> None:

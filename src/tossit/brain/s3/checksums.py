@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import crc32c
 
@@ -116,4 +117,35 @@ def upload_algorithm(headers: Mapping[str, str]) -> dict[str, str]:
     if name is None:
         return {}
     return {"x-amz-checksum-algorithm": _algorithm(name.strip()).upper()}
+
+
+def to_keep(headers: Mapping[str, str]) -> dict[str, str]:
+    """The whole-object checksums sent in headers, to keep with the object (its
+    ``user_meta``): given back to a GET or HEAD that asks (``x-amz-checksum-mode``)
+    and copied with the object. Valid ones only (``expected_digests`` refuses
+    the others first), and checked before the commit, so what is kept is what
+    the bytes are. Checksums sent in a trailer arrive after the commit is
+    prepared and are checked but not kept."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.startswith(PREFIX) and name[len(PREFIX):] in ALGORITHMS:
+            algorithm = name[len(PREFIX):]
+            raw = _decode(value, name, _SIZES[algorithm])
+            out[name] = base64.b64encode(raw).decode()
+    return out
+
+
+def kept_of(user_meta: Mapping[str, Any] | None) -> dict[str, str]:
+    """The checksums an object keeps (``to_keep``), from its ``user_meta``."""
+    return {k: str(v) for k, v in (user_meta or {}).items() if k.startswith(PREFIX)}
+
+
+def kept_headers(user_meta: Mapping[str, Any] | None, headers: Mapping[str, str],
+                 whole: bool) -> dict[str, str]:
+    """The kept checksums of an object, for a GET or HEAD of it ``whole`` (not a
+    range: they are of every byte) that sent ``x-amz-checksum-mode: ENABLED``."""
+    if not whole or headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
+        return {}
+    kept = kept_of(user_meta)
+    return {**kept, "x-amz-checksum-type": "FULL_OBJECT"} if kept else {}
 

@@ -16,6 +16,7 @@ from tossit.brain.activity import UPLOADED
 from tossit.brain.models import Bucket, Object
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.bucket import xml_response
+from tossit.brain.s3.checksums import kept_of
 from tossit.brain.s3.conditions import evaluate
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error, not_implemented
@@ -94,9 +95,9 @@ async def copy_object(ctx: S3Context) -> Response:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying "
                                         "to copy an object to itself without changing the "
                                         "object's metadata")
-    if directive == "REPLACE":
+    if directive == "REPLACE":  # new headers; the same bytes, so the same checksums
         ctype, user_meta = content_type(ctx.headers.get("content-type")), \
-            metadata.from_headers(ctx.headers)
+            metadata.from_headers(ctx.headers, kept_of(src.user_meta))
     else:
         ctype, user_meta = src.content_type, src.user_meta
     pins = ctx.brain.pins

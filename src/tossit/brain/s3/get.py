@@ -8,6 +8,7 @@ from starlette.responses import Response
 from tossit.brain.api.common import download_response
 from tossit.brain.models import Object
 from tossit.brain.s3 import metadata
+from tossit.brain.s3.checksums import kept_headers
 from tossit.brain.s3.conditions import evaluate
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
@@ -78,6 +79,7 @@ async def head_object(ctx: S3Context) -> Response:
     headers["Content-Length"] = str(length)
     if rng is not None:
         headers["Content-Range"] = rng.content_range(obj.size)
+    headers.update(kept_headers(obj.user_meta, ctx.headers, whole=rng is None))
     return Response(status_code=206 if rng else 200, headers=headers)
 
 
@@ -92,4 +94,5 @@ async def get_object(ctx: S3Context) -> Response:
     headers["Content-Length"] = str(download.length)
     if rng is not None:
         headers["Content-Range"] = rng.content_range(obj.size)
+    headers.update(kept_headers(obj.user_meta, ctx.headers, whole=rng is None))
     return download_response(download, 206 if rng else 200, headers)

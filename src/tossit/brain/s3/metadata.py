@@ -29,9 +29,12 @@ RESPONSE_OVERRIDES = {
 }
 
 
-def from_headers(headers: Mapping[str, str]) -> dict[str, Any] | None:
-    """The ``user_meta`` of an upload with these (lower-case) headers."""
-    meta: dict[str, Any] = {}
+def from_headers(headers: Mapping[str, str],
+                 kept: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The ``user_meta`` of an upload with these (lower-case) headers; ``kept``:
+    more to keep that is not given back as is (the checksums of
+    ``checksums.to_keep``)."""
+    meta: dict[str, Any] = dict(kept or {})
     user_bytes = 0
     for name, value in headers.items():
         if name.startswith(META_PREFIX):

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from tossit.brain.activity import UPLOADED
 from tossit.brain.models import Object
 from tossit.brain.s3 import metadata
-from tossit.brain.s3.checksums import checksum_headers, expected_digests
+from tossit.brain.s3.checksums import checksum_headers, expected_digests, to_keep
 from tossit.brain.s3.conditions import Current, any_etag, write_refusal
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error, not_implemented
@@ -63,7 +63,7 @@ async def put_object(ctx: S3Context) -> Response:
         conflict = on_conflict(ctx.headers, found[0] if found else None)
     body, trailers = ctx.body()
     expect = expected_digests(ctx.headers, trailers) + ctx.payload_checks()
-    user_meta = metadata.from_headers(ctx.headers)
+    user_meta = metadata.from_headers(ctx.headers, to_keep(ctx.headers))
     try:
         result = await ctx.brain.ingest.put(
             body, key=key, content_type=content_type(ctx.headers.get("content-type")),
