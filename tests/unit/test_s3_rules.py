@@ -472,7 +472,7 @@ def test_checksums_sent_in_headers_are_kept_and_given_back_when_asked() -> None:
     assert kept_headers(None, asked, whole=True) == {}
     with pytest.raises(S3Error) as exc:
         to_keep({"x-amz-checksum-sha256": "bad"})
-    assert exc.value.code == "InvalidDigest"
+    assert exc.value.code == "BadDigest"
 
 
 def test_expected_digests_check_the_bytes() -> None:
@@ -507,6 +507,9 @@ def test_trailer_digest_is_read_after_the_body() -> None:
 @pytest.mark.parametrize(("headers", "code"), [
     ({"content-md5": "not base64"}, "InvalidDigest"),
     ({"content-md5": _b64(b"short")}, "InvalidDigest"),
+    # A malformed checksum is one the bytes do not have (s3-tests: BadDigest).
+    ({"x-amz-checksum-sha256": "bad"}, "BadDigest"),
+    ({"x-amz-checksum-crc32": _b64(b"12345")}, "BadDigest"),
     ({"x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}, "NotImplemented"),
     ({"x-amz-trailer": "x-amz-meta-x"}, "InvalidRequest"),
 ])

@@ -51,7 +51,10 @@ def _decode(value: str, what: str, size: int) -> bytes:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != size:
-        raise S3Error("InvalidDigest", f"{what} is not a base64 digest of {size} bytes")
+        # S3: a malformed Content-MD5 is InvalidDigest; a malformed checksum is a
+        # checksum the bytes do not have, BadDigest (as the Ceph s3-tests expect).
+        code = "InvalidDigest" if what == "Content-MD5" else "BadDigest"
+        raise S3Error(code, f"{what} is not a base64 digest of {size} bytes")
     return raw
 
 

@@ -27,8 +27,8 @@ _PARALLEL = 32  # deletes of one request in flight together (group commit batche
 
 async def _delete(ctx: S3Context, bucket: Bucket, key: str,
                   condition: DeleteCondition | None = None) -> None:
-    """Delete one key; a key that is not there is no error (S3 answers 204)
-    unless a condition was given (NoSuchKey). A condition its object fails is
+    """Delete one key; a key that is not there is no error (S3 answers 204),
+    condition or not. A condition its object fails is
     PreconditionFailed and deletes nothing; one it meets deletes that object,
     by id: if the key is written meanwhile, the new object stays."""
     found = await ctx.brain.store.object_by_key(bucket.id, key, chunks=False)
