@@ -878,3 +878,14 @@ def test_versions_of_an_unversioned_bucket_are_the_null_ones(s3: Any, bucket: st
     assert not done.get("Errors")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     s3.delete_bucket(Bucket=bucket)
+
+
+def test_another_expected_bucket_owner_is_refused(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ExpectedBucketOwner="tossit")
+    for call in (lambda: s3.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="123456789012"),
+                 lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"other",
+                                       ExpectedBucketOwner="123456789012")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc) == ("AccessDenied", 403)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"

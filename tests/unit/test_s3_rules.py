@@ -15,7 +15,7 @@ from botocore.parsers import RestXMLParser
 
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.acl import check_unchanged, policy_document
-from tossit.brain.s3.bucket import bucket_page
+from tossit.brain.s3.bucket import bucket_page, check_expected_owner
 from tossit.brain.s3.checksums import expected_digests, kept_headers, to_keep
 from tossit.brain.s3.conditions import evaluate
 from tossit.brain.s3.errors import S3Error, limit_error
@@ -125,6 +125,15 @@ def test_a_read_naming_server_side_encryption_is_refused(method: str, header: st
     with pytest.raises(S3Error) as exc:
         operation(method, "b", "k", [], {header: "aws:kms"})
     assert (exc.value.code, exc.value.status) == ("InvalidArgument", 400)
+
+
+def test_another_expected_bucket_owner_is_refused() -> None:
+    check_expected_owner({})
+    check_expected_owner({"x-amz-expected-bucket-owner": "tossit"})
+    for name in ("x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner"):
+        with pytest.raises(S3Error) as exc:
+            check_expected_owner({name: "123456789012"})
+        assert (exc.value.code, exc.value.status) == ("AccessDenied", 403)
 
 
 def test_only_the_null_version_exists() -> None:

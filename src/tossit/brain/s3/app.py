@@ -162,6 +162,7 @@ class S3App:
         verified = await self.authenticate(request, headers, pairs, query, raw_path, raw_query)
         op = operation(request.method, bucket_name, key, query.keys(), headers)
         check_version(query)
+        bucket.check_expected_owner(headers)
         request.state.s3_operation = op
         if request.method not in ("GET", "HEAD") and not self.brain.leader:
             # Several brains on PostgreSQL: one commits. The REST API passes changes

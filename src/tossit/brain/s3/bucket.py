@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from starlette.responses import Response
 
@@ -22,6 +22,17 @@ from tossit.brain.s3.xml import (
 OWNER_ID = "tossit"  # objects belong to the cluster, not to one key
 REGION = "us-east-1"  # what clients expect of a single-region store
 MAX_BUCKETS = 10_000  # the most ``max-buckets`` may ask for (as on AWS)
+
+
+def check_expected_owner(headers: Mapping[str, str]) -> None:
+    """``x-amz-expected-bucket-owner`` (and the copy source's): a request that
+    names another owner than the cluster's is refused, as S3 refuses it, rather
+    than served as if it had named none."""
+    for name in ("x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner"):
+        expected = headers.get(name)
+        if expected is not None and expected.strip() != OWNER_ID:
+            raise S3Error("AccessDenied", f"{name}: the bucket's owner is {OWNER_ID!r}, "
+                                          f"not {expected.strip()!r}")
 
 
 def xml_response(body: bytes, status: int = 200) -> Response:
