@@ -151,12 +151,16 @@ def test_conditional_put_if_none_match(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="once", Body=b"second", IfNoneMatch="*")
     assert error_of(exc) == ("PreconditionFailed", 412)
-    # AWS supports If-None-Match: * only; another value is refused, not ignored.
+    # With an ETag: refused by an object that has it, not by another (s3-tests).
     etag = s3.head_object(Bucket=bucket, Key="once")["ETag"]
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="once", Body=b"third", IfNoneMatch=etag)
-    assert error_of(exc) == ("NotImplemented", 501)
+    assert error_of(exc) == ("PreconditionFailed", 412)
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
+    s3.put_object(Bucket=bucket, Key="once", Body=b"fourth", IfNoneMatch='"badetag"')
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"fourth"
+    s3.put_object(Bucket=bucket, Key="new", Body=b"fifth", IfNoneMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="new")["Body"].read() == b"fifth"
 
 
 def test_conditional_put_if_match(s3: Any, bucket: str) -> None:

@@ -41,6 +41,11 @@ SECOND = 1_700_000_000  # MTIME in whole seconds, as Last-Modified shows it
     ({"if-match": "*"}, None, "NoSuchKey"),
     ({"if-none-match": "*"}, None, None),
     ({"if-none-match": "*"}, NOW, "PreconditionFailed"),
+    # If-None-Match with ETags: refused only by an object that has one of them.
+    ({"if-none-match": '"abc123"'}, NOW, "PreconditionFailed"),
+    ({"if-none-match": '"x", "abc123"'}, NOW, "PreconditionFailed"),
+    ({"if-none-match": '"other"'}, NOW, None),
+    ({"if-none-match": '"abc123"'}, None, None),
     # Both: they cannot hold together, whichever way.
     ({"if-match": '"abc123"', "if-none-match": "*"}, NOW, "PreconditionFailed"),
     ({"if-match": '"abc123"', "if-none-match": "*"}, None, "NoSuchKey"),
@@ -67,6 +72,10 @@ def _obj(etag: str | None = ETAG, sha256: str = "f" * 64) -> Object:
     ({"if-match": '"x", *'}, _obj(), ReplaceOnly(None)),
     # An object stored before ETags has its SHA-256 as ETag.
     ({"if-match": '"' + "f" * 64 + '"'}, _obj(etag=None), ReplaceOnly(7)),
+    # If-None-Match with ETags holds for the object seen: only it is replaced;
+    # a free key must still be free.
+    ({"if-none-match": '"other"'}, _obj(), ReplaceOnly(7)),
+    ({"if-none-match": '"other"'}, None, "fail"),
 ])
 def test_on_conflict(headers: dict[str, str], current: Object | None,
                      want: str | ReplaceOnly) -> None:
@@ -78,21 +87,13 @@ def test_on_conflict(headers: dict[str, str], current: Object | None,
     ({"if-match": '"other"'}, _obj(), "PreconditionFailed"),
     ({"if-match": '"abc123"'}, None, "NoSuchKey"),
     ({"if-none-match": "*"}, _obj(), "PreconditionFailed"),
+    ({"if-none-match": '"abc123"'}, _obj(), "PreconditionFailed"),
 ])
 def test_a_failed_write_condition_is_refused_before_the_body(
         headers: dict[str, str], current: Object | None, code: str) -> None:
     with pytest.raises(S3Error) as exc:
         on_conflict(headers, current)
     assert exc.value.code == code
-
-
-@pytest.mark.parametrize("value", ['"abc123"', "W/\"abc123\"", "abc123"])
-def test_if_none_match_with_an_etag_is_not_implemented(value: str) -> None:
-    """AWS supports only If-None-Match: * on writes: anything else is refused,
-    never taken as a condition that holds."""
-    with pytest.raises(S3Error) as exc:
-        conditional({"if-none-match": value})
-    assert exc.value.code == "NotImplemented"
 
 
 # -- deletes ------------------------------------------------------------------

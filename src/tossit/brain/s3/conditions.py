@@ -84,14 +84,15 @@ def write_refusal(headers: Mapping[str, str], current: Current | None) -> str | 
     """The S3 error code that refuses a PutObject's conditions, given the key's
     object now (None: no object), or None to write. If-Match first: no object is
     NoSuchKey (as S3 answers), another ETag PreconditionFailed; then
-    If-None-Match (only '*' gets here): an object there is PreconditionFailed."""
+    If-None-Match: an object that matches it ('*': any) is PreconditionFailed."""
     if_match = headers.get("if-match")
     if if_match is not None:
         if current is None:
             return "NoSuchKey"
         if not _matches(if_match, current.etag):
             return "PreconditionFailed"
-    if "if-none-match" in headers and current is not None:
+    if_none = headers.get("if-none-match")
+    if if_none is not None and current is not None and _matches(if_none, current.etag):
         return "PreconditionFailed"
     return None
 

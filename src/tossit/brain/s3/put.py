@@ -15,7 +15,7 @@ from tossit.brain.s3 import metadata
 from tossit.brain.s3.checksums import checksum_headers, expected_digests, to_keep
 from tossit.brain.s3.conditions import Current, any_etag, write_refusal
 from tossit.brain.s3.context import S3Context
-from tossit.brain.s3.errors import S3Error, not_implemented
+from tossit.brain.s3.errors import S3Error
 from tossit.brain.s3.get import etag_of
 from tossit.brain.store import ReplaceOnly
 from tossit.errors import NameTaken, ObjectChanged
@@ -30,12 +30,9 @@ def content_type(value: str | None) -> str:
 
 def conditional(headers: Mapping[str, str]) -> bool:
     """Is the write conditional: ``If-Match`` (only over the object it names) or
-    ``If-None-Match: *`` (only if the key is free)? If-None-Match with an ETag
-    is refused rather than ignored: AWS supports only '*'."""
-    if_none = headers.get("if-none-match")
-    if if_none is not None and if_none.strip() != "*":
-        raise not_implemented("a conditional write with If-None-Match other than '*'")
-    return if_none is not None or "if-match" in headers
+    ``If-None-Match`` (``*``: only if the key is free; ETags: only if the key's
+    object has none of them)?"""
+    return "if-none-match" in headers or "if-match" in headers
 
 
 def on_conflict(headers: Mapping[str, str], current: Object | None) -> str | ReplaceOnly:
@@ -43,7 +40,11 @@ def on_conflict(headers: Mapping[str, str], current: Object | None) -> str | Rep
     object now (``current``; None: no object); the S3 error when they do not, so
     that a refused write is answered before its body is read. The commit checks
     them again in its transaction, where no other write slips in: If-Match as
-    "replace only this object" (any, for '*'), If-None-Match: * as "fail"."""
+    "replace only this object" (any, for '*'), If-None-Match: * as "fail". An
+    If-None-Match with ETags holds for the object seen now, so the commit
+    replaces only that one, or fails if the key was free and is taken: a write
+    under the key meanwhile is refused (412) even if its ETag would have done,
+    never let through unchecked."""
     state = Current(etag_of(current), current.size, current.created_at) if current else None
     refused = write_refusal(headers, state)
     if refused is not None:
@@ -51,7 +52,9 @@ def on_conflict(headers: Mapping[str, str], current: Object | None) -> str | Rep
     if_match = headers.get("if-match")
     if if_match is not None and current is not None:
         return ReplaceOnly(None if any_etag(if_match) else current.id)
-    return "fail" if "if-none-match" in headers else "replace"
+    if "if-none-match" in headers:
+        return "fail" if current is None else ReplaceOnly(current.id)
+    return "replace"
 
 
 async def put_object(ctx: S3Context) -> Response:
@@ -72,7 +75,8 @@ async def put_object(ctx: S3Context) -> Response:
     except NameTaken:
         raise S3Error("PreconditionFailed") from None  # written meanwhile by another
     except ObjectChanged as exc:  # replaced or deleted meanwhile by another
-        raise S3Error("PreconditionFailed" if exc.found else "NoSuchKey") from None
+        gone = not exc.found and "if-match" in ctx.headers  # If-Match's "no object"
+        raise S3Error("NoSuchKey" if gone else "PreconditionFailed") from None
     except ClientDisconnect:
         log.info("client went away during an S3 upload of %r; nothing committed", key)
         raise S3Error("IncompleteBody", "the client closed the connection") from None
