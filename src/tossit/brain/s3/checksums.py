@@ -122,20 +122,14 @@ def upload_algorithm(headers: Mapping[str, str]) -> dict[str, str]:
     return {"x-amz-checksum-algorithm": _algorithm(name.strip()).upper()}
 
 
-def to_keep(headers: Mapping[str, str]) -> dict[str, str]:
-    """The whole-object checksums sent in headers, to keep with the object (its
-    ``user_meta``): given back to a GET or HEAD that asks (``x-amz-checksum-mode``)
-    and copied with the object. Valid ones only (``expected_digests`` refuses
-    the others first), and checked before the commit, so what is kept is what
-    the bytes are. Checksums sent in a trailer arrive after the commit is
-    prepared and are checked but not kept."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        if name.startswith(PREFIX) and name[len(PREFIX):] in ALGORITHMS:
-            algorithm = name[len(PREFIX):]
-            raw = _decode(value, name, _SIZES[algorithm])
-            out[name] = base64.b64encode(raw).decode()
-    return out
+def to_keep(checks: Sequence[Expected]) -> dict[str, str]:
+    """The whole-object checksums of ``expected_digests`` that came in headers,
+    to keep with the object (its ``user_meta``): given back to a GET or HEAD that
+    asks (``x-amz-checksum-mode``) and copied with the object. They are checked
+    before the commit, so what is kept is what the bytes are. Checksums sent in
+    a trailer arrive after the commit is prepared: checked, not kept."""
+    return {PREFIX + c.algorithm.lower(): base64.b64encode(c.value).decode()
+            for c in checks if c.algorithm.lower() in ALGORITHMS and isinstance(c.value, bytes)}
 
 
 def kept_of(user_meta: Mapping[str, Any] | None) -> dict[str, str]:

@@ -4,7 +4,7 @@ If-Match first (a false one is 412), else If-Unmodified-Since; then
 If-None-Match (a match is 304 for GET and HEAD, 412 otherwise), else
 If-Modified-Since (not modified: 304). Dates count whole seconds, as
 Last-Modified does. Also the conditions of writes (PutObject's If-Match and
-If-None-Match: *) and of deletes (If-Match, x-amz-if-match-size,
+If-None-Match) and of deletes (If-Match, x-amz-if-match-size,
 x-amz-if-match-last-modified-time, and their DeleteObjects elements), judged
 against the key's object before the body is read or the delete is queued.
 Pure, for table tests."""

@@ -11,14 +11,13 @@ from tossit.brain.activity import DELETED
 from tossit.brain.models import Bucket
 from tossit.brain.s3.bucket import xml_response
 from tossit.brain.s3.conditions import (
-    Current,
     DeleteCondition,
     delete_condition_of,
     delete_refusal,
 )
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
-from tossit.brain.s3.get import etag_of
+from tossit.brain.s3.get import current_of
 from tossit.brain.s3.xml import MAX_XML_BODY, document, el, parse_delete
 from tossit.errors import TossitError
 
@@ -33,8 +32,7 @@ async def _delete(ctx: S3Context, bucket: Bucket, key: str,
     by id: if the key is written meanwhile, the new object stays."""
     found = await ctx.brain.store.object_by_key(bucket.id, key, chunks=False)
     obj = found[0] if found else None
-    current = Current(etag_of(obj), obj.size, obj.created_at) if obj else None
-    refused = delete_refusal(condition, current)
+    refused = delete_refusal(condition, current_of(obj))
     if refused is not None:
         raise S3Error(refused)
     if obj is None:

@@ -9,7 +9,7 @@ from tossit.brain.api.common import download_response
 from tossit.brain.models import Object
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.checksums import kept_headers
-from tossit.brain.s3.conditions import evaluate
+from tossit.brain.s3.conditions import Current, evaluate
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
 from tossit.brain.s3.xml import http_date
@@ -23,6 +23,11 @@ def etag_of(obj: Object) -> str:
     existed (REST uploads of older versions) has its SHA-256 instead, as the
     REST API shows it."""
     return obj.etag or obj.sha256
+
+
+def current_of(obj: Object | None) -> Current | None:
+    """What a write's or a delete's condition is judged against (None: no object)."""
+    return Current(etag_of(obj), obj.size, obj.created_at) if obj else None
 
 
 def object_headers(obj: Object, ctx: S3Context) -> dict[str, str]:

@@ -13,10 +13,10 @@ from tossit.brain.activity import UPLOADED
 from tossit.brain.models import Object
 from tossit.brain.s3 import metadata
 from tossit.brain.s3.checksums import checksum_headers, expected_digests, to_keep
-from tossit.brain.s3.conditions import Current, any_etag, write_refusal
+from tossit.brain.s3.conditions import any_etag, write_refusal
 from tossit.brain.s3.context import S3Context
 from tossit.brain.s3.errors import S3Error
-from tossit.brain.s3.get import etag_of
+from tossit.brain.s3.get import current_of
 from tossit.brain.store import ReplaceOnly
 from tossit.errors import NameTaken, ObjectChanged
 
@@ -45,8 +45,7 @@ def on_conflict(headers: Mapping[str, str], current: Object | None) -> str | Rep
     replaces only that one, or fails if the key was free and is taken: a write
     under the key meanwhile is refused (412) even if its ETag would have done,
     never let through unchecked."""
-    state = Current(etag_of(current), current.size, current.created_at) if current else None
-    refused = write_refusal(headers, state)
+    refused = write_refusal(headers, current_of(current))
     if refused is not None:
         raise S3Error(refused)
     if_match = headers.get("if-match")
@@ -66,7 +65,7 @@ async def put_object(ctx: S3Context) -> Response:
         conflict = on_conflict(ctx.headers, found[0] if found else None)
     body, trailers = ctx.body()
     expect = expected_digests(ctx.headers, trailers) + ctx.payload_checks()
-    user_meta = metadata.from_headers(ctx.headers, to_keep(ctx.headers))
+    user_meta = metadata.from_headers(ctx.headers, to_keep(expect))
     try:
         result = await ctx.brain.ingest.put(
             body, key=key, content_type=content_type(ctx.headers.get("content-type")),
