@@ -12,11 +12,17 @@ from typing import Any
 import pytest
 
 from cluster import Cluster
+from tossit.serve import share_ports
 
 # Brains started by tests listen on free ports: tests.cluster passes --s3-port;
 # any other brain a test starts has no S3 API, rather than all of them fighting
 # over port 9000 (tests run in parallel, and other checkouts' tests beside them).
 os.environ.setdefault("TOSSIT_S3_PORT", "0")
+# Parallel workers (pytest-xdist's gwN) pick free ports in slices of their own:
+# two that picked the same port both found it free, and one's server failed.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    _worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+    share_ports(_worker, max(_worker + 1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 PG_ADMIN_URL = os.environ.get("TOSSIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

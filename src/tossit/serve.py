@@ -58,6 +58,19 @@ def port_free(host: str, port: int) -> bool:
 
 
 _HANDED_OUT: set[int] = set()
+# (index, count): this process picks ports in the index-th of count equal slices
+# of the range, so that parallel test workers never pick the same one.
+_SHARE = (0, 1)
+
+
+def share_ports(index: int, count: int) -> None:
+    """Make ``pick_free_port`` pick in a slice of its range no other process of
+    ``count`` picks in (parallel test workers: each checks a port free, then
+    starts a server on it; two workers checking the same port both saw it free)."""
+    global _SHARE
+    if not 0 <= index < count:
+        raise ValueError(f"share {index} of {count}")
+    _SHARE = (index, count)
 
 
 def pick_free_port(host: str = "127.0.0.1") -> int:
@@ -73,8 +86,11 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
             ephemeral_from = int(fh.read().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral_from = 32768
+    index, count = _SHARE
+    width = max(1, (max(10001, ephemeral_from) - 10000) // count)
+    low = 10000 + index * width
     for _ in range(1000):
-        port = random.randrange(10000, max(10001, ephemeral_from))
+        port = random.randrange(low, low + width)
         if port not in _HANDED_OUT and port_free(host, port):
             _HANDED_OUT.add(port)
             return port
