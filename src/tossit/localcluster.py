@@ -29,6 +29,11 @@ from tossit.processes import Child, ChildExited, WaitTimedOut, wait_healthy, wai
 from tossit.serve import port_free
 from tossit.server_args import BrainArgs, NodeArgs, tossit_command
 
+# Seconds a server has, once told to stop, before it is killed. The brain's is its
+# own shutdown: 5 s for the requests in flight, then up to 10 s for its threads.
+BRAIN_STOP_GRACE = 20.0
+NODE_STOP_GRACE = 10.0
+
 
 def plan(
     data_dir: Path, nodes: int, port: int, node_port: int, host: str,
@@ -140,7 +145,7 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
         return 1
     finally:
         echo("stopping...")
-        _stop_all(children)
+        stop_cluster(children)
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         echo("stopped.")
@@ -196,7 +201,14 @@ def _report_exits(children: list[Child], reported: set[str], echo: Callable[[str
     return brain_gone
 
 
-def _stop_all(children: list[Child]) -> None:
-    """SIGTERM the nodes then the brain (last started, first stopped); SIGKILL
-    what has not exited after 10 s."""
-    processes.stop([c.proc for c in reversed(children)], grace=10)
+def stop_cluster(children: list[Child]) -> None:
+    """Stop the brain first, then the nodes (SIGTERM; SIGKILL what has not exited
+    after BRAIN_STOP_GRACE, then NODE_STOP_GRACE, seconds).
+
+    The brain's requests in flight get their graceful end only while the nodes
+    still answer: stopped together (or nodes first), uploads the brain had
+    committed were answered 503 manifest_not_stored, their packs' nodes gone."""
+    brains = [c.proc for c in children if c.name == "brain"]
+    processes.stop(brains, grace=BRAIN_STOP_GRACE)
+    processes.stop([c.proc for c in reversed(children) if c.name != "brain"],
+                   grace=NODE_STOP_GRACE)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tossit import processes
+from tossit import localcluster, processes
 from tossit.processes import Child, ChildExited, WaitTimedOut, child_env, wait_for
 
 
@@ -113,3 +113,20 @@ def test_a_test_cluster_whose_brain_cannot_start_fails_at_once_with_its_log(
     assert err.value.name == "brain" and err.value.code != 0
     assert f"while waiting for {c.url}/health" in str(err.value)
     assert "lots" in str(err.value).split("the end of", 1)[1]  # the brain's own complaint
+
+
+def test_tossit_up_stops_the_brain_before_the_nodes(tmp_path: Path) -> None:
+    """The brain's requests in flight need the nodes until it has finished them."""
+    order = tmp_path / "order"
+    brain = sh(tmp_path, "brain", f"trap 'sleep 1; echo brain >> {order}; exit 0' TERM; "
+               "while :; do sleep 0.05; done")
+    nodes = [sh(tmp_path, f"node-{i}", f"trap 'echo node-{i} >> {order}; exit 0' TERM; "
+                "while :; do sleep 0.05; done") for i in (1, 2)]
+    children = [brain, *nodes]
+    for c in children:
+        processes.start(c, own_session=True)
+    time.sleep(0.3)  # the traps are set
+    localcluster.stop_cluster(children)
+    assert [c.exit_code() for c in children] == [0, 0, 0]
+    first, *rest = order.read_text().split()
+    assert first == "brain" and sorted(rest) == ["node-1", "node-2"]
