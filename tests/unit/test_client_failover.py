@@ -7,6 +7,7 @@ brain is a port nobody listens on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -94,3 +95,50 @@ def test_one_brain_listed_stays_put() -> None:
         with pytest.raises(TossitError):
             client.upload_part("u1", 1, b"x", size=1)
         assert client.url == dead
+
+
+@pytest.fixture
+def vanishing_brain() -> Iterator[tuple[str, list[bytes]]]:
+    """A brain that reads each request and closes the connection unanswered (it
+    died meanwhile); the requests it got are listed."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    got.append(conn.recv(65536))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", got
+    finally:
+        server.close()
+
+
+def test_a_change_the_brain_did_not_answer_is_reported_and_not_sent_again(
+        vanishing_brain: tuple[str, list[bytes]], live_brain: str) -> None:
+    url, got = vanishing_brain
+    with TossitClient(f"{url},{live_brain}") as client, pytest.raises(TossitError) as failed:
+        client.upload_bytes(b"photo", "a.jpg")
+    assert failed.value.code == "no_answer"
+    assert "may or may not have taken effect" in failed.value.message
+    sent = [r.split(b" ", 2)[:2] for r in got]
+    assert sent == [[b"PUT", b"/api/files/a.jpg?on_conflict=replace"]]
+    assert _PartBrain.received == {}  # not sent to the next brain either
+
+
+def test_a_read_the_brain_did_not_answer_is_asked_of_the_next_brain(
+        vanishing_brain: tuple[str, list[bytes]]) -> None:
+    url, got = vanishing_brain
+    with TossitClient(f"{url},{dead_brain()}") as client, pytest.raises(TossitError) as failed:
+        client.status()
+    assert failed.value.code == "unreachable"  # both tried, neither answered
+    assert len(got) == 1

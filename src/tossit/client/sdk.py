@@ -158,12 +158,26 @@ class TossitClient:
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         tried = 0
         while True:
+            url = self.url
             try:
                 resp = self.http.request(method, path, **kw)
                 break
             except httpx.ConnectError as exc:  # nothing was sent: safe to send elsewhere
                 tried += 1
                 self._failover(exc, tried)
+            except httpx.TransportError as exc:
+                # Sent, and no answer (the brain died or restarted meanwhile): a read
+                # is asked again, elsewhere if there is an elsewhere; a change may
+                # have been made, so it is not sent twice.
+                if method in ("GET", "HEAD"):
+                    tried += 1
+                    self._failover(exc, tried)
+                    continue
+                why = str(exc) or type(exc).__name__
+                raise TossitError(
+                    0, "no_answer", f"the brain at {url} did not answer ({why}); the "
+                    f"{method} may or may not have taken effect: look before trying again "
+                    "(tossit ls)") from None
         return self._check(resp).json()
 
     def _one(self, model: type[Model], method: str, path: str, **kw: Any) -> Model:
