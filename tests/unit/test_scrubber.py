@@ -85,3 +85,31 @@ def test_a_paused_pass_resumes_where_it_stopped_after_a_restart(store: ChunkStor
     assert last["chunks"] == 20 and last["corrupt"] == 1, last
     assert done["state"] == "waiting" and done["corrupt_found"] == 1
     assert done["next_pass_at"] == pytest.approx(last["started"] + 86400)
+
+
+def test_a_chunk_the_disk_cannot_read_is_corrupt_and_other_errors_do_not_stop_the_pass(
+        store: ChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory where a chunk file should be reads as EISDIR, as a bad sector
+    reads as EIO: damaged, quarantined, reported. A permission error says nothing
+    about the bytes: that chunk is skipped, and the pass still ends."""
+    ids = sorted(c for c, *_ in store.inventory("", 100))
+    unreadable, forbidden = ids[2], ids[5]
+    path = store.path_for(unreadable, "data")
+    path.unlink()
+    path.mkdir()
+    real_verify = store.verify
+
+    def verify(cid: str) -> bool | None:
+        if cid == forbidden:
+            raise PermissionError(13, "Permission denied")
+        return real_verify(cid)
+
+    monkeypatch.setattr(store, "verify", verify)
+    s = Scrubber(store, 64 * MiB, 86400, store.root)
+    found = asyncio.run(s.run_once(paced=False))
+    assert found["corrupt"] == [unreadable] and found["chunks"] == len(ids) - 1
+    assert s.unreported() == [unreadable]
+    assert not path.exists()
+    assert [p.name.split(".")[0] for p in (store.root / "quarantine").iterdir()] == [unreadable]
+    with pytest.raises(FileNotFoundError):
+        store.read(unreadable)

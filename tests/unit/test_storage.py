@@ -380,3 +380,18 @@ def test_delete_many_removes_what_is_there_and_counts_right(store: ChunkStore) -
     assert not store.exists(ids[0]) and store.exists(ids[2])
     u = store.usage()
     assert (u.chunk_count, u.manifest_count, u.used) == (3, 0, 3000)
+
+
+def test_a_blob_the_disk_cannot_give_back_is_unreadable_not_an_error_of_the_node(
+        store: ChunkStore) -> None:
+    cid, data = blob(7)
+    store.write(cid, data)
+    path = store.path_for(cid, DATA)
+    path.unlink()
+    path.mkdir()  # reads as EISDIR, as a bad sector reads as EIO
+    with pytest.raises(storage.Unreadable) as err:
+        store.read(cid)
+    assert err.value.errno == errno.EISDIR and cid in str(err.value)
+    assert store.verify(cid) is False  # damaged, as if its bytes failed their hash
+    assert store.quarantine(cid) and not path.exists()
+    assert store.write(cid, data) is True and store.read(cid) == data  # re-made

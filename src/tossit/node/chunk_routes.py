@@ -32,7 +32,7 @@ from tossit.node.parts import (
     signed,
     signed_digest,
 )
-from tossit.node.storage import HashMismatch, StorageFull
+from tossit.node.storage import HashMismatch, StorageFull, Unreadable
 
 router = APIRouter()
 _CHUNK_BODY = {"requestBody": {"required": True, **BYTES}}
@@ -126,6 +126,14 @@ async def get_chunk(chunk_id: ChunkId, p: Parts) -> Response:
     except FileNotFoundError:
         p.ops.labels("get", "missing").inc()
         raise ApiError(404, "chunk_not_found", f"no chunk {chunk_id} here") from None
+    except Unreadable as exc:
+        # Damaged, as if its bytes failed their hash: moved aside and reported (the
+        # brain has it re-made); to the reader it is not here.
+        p.ops.labels("get", "unreadable").inc()
+        await asyncio.to_thread(p.scrubber.found_corrupt, chunk_id)
+        raise ApiError(404, "chunk_not_found",
+                       f"chunk {chunk_id} cannot be read from this disk ({exc.strerror}): "
+                       "quarantined") from None
     p.ops.labels("get", "ok").inc()
     p.bytes_io.labels("out").inc(len(data))
     return Response(data, media_type="application/octet-stream")

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +128,25 @@ class Scrubber:
         self._unreported.difference_update(chunk_ids)
 
     def found_corrupt(self, chunk_id: str) -> None:
-        """Quarantine a chunk that failed its check and remember to report it."""
-        if self.store.quarantine(chunk_id):
-            log.warning("chunk %s is corrupt on disk: quarantined", chunk_id[:12])
+        """Quarantine a chunk that failed its check (or could not be read) and
+        remember to report it: reported even when it cannot be moved aside."""
+        try:
+            if self.store.quarantine(chunk_id):
+                log.warning("chunk %s is corrupt on disk: quarantined", chunk_id[:12])
+        except OSError as exc:
+            log.error("chunk %s is corrupt on disk and could not be quarantined: %s",
+                      chunk_id[:12], exc)
         self._unreported.add(chunk_id)
+
+    def _verify(self, chunk_id: str) -> bool | None:
+        """``store.verify``, except that an error that says nothing about the bytes
+        (permissions, say) skips the chunk, logged, rather than ending the pass:
+        a pass that stops there would stop there again at every start."""
+        try:
+            return self.store.verify(chunk_id)
+        except OSError as exc:
+            log.error("cannot check chunk %s: %s; skipped", chunk_id[:12], exc)
+            return None
 
     # -- status ---------------------------------------------------------------------
 
@@ -217,7 +233,7 @@ class Scrubber:
                     await self._changed.wait()
                 t0 = time.monotonic()
                 await self.pacer.take(size)
-                ok = await asyncio.to_thread(self.store.verify, cid)
+                ok = await asyncio.to_thread(self._verify, cid)
                 self._pass_active += time.monotonic() - t0
                 self.cursor = cid
                 if ok is None:
@@ -255,7 +271,7 @@ class Scrubber:
                 for cid, size, _mtime, _kind in page:
                     if paced:
                         await self.pacer.take(size)
-                    ok = await asyncio.to_thread(self.store.verify, cid)
+                    ok = await asyncio.to_thread(self._verify, cid)
                     if ok is None:
                         continue  # deleted meanwhile
                     checked += 1
@@ -317,7 +333,7 @@ class Scrubber:
                  "last_pass": self.last_pass, "corrupt_total": self.corrupt_total}
         # Written in the store's scratch folder (same disk, emptied at start), so a
         # crash mid-write leaves nothing beside the state file.
-        tmp = self.store.tmp_dir / f"{STATE_FILE}.{os.getpid()}"
+        tmp = self.store.tmp_dir / f"{STATE_FILE}.{uuid.uuid4().hex}"  # saved from threads
         try:
             tmp.write_text(json.dumps(state))
             os.replace(tmp, self._path)

@@ -18,6 +18,13 @@ A write goes to ``tmp/``, is hashed, fsynced, renamed into place and the fan-out
 directory is fsynced: only then is it acknowledged, so an acked chunk survives a
 power cut and a crash never leaves a half-written file under its final name.
 All methods here are blocking; the node's HTTP handlers call them in threads.
+
+A stored blob the disk cannot give back (``UNREADABLE``: an I/O error, a
+directory where the file should be) is damaged like one whose bytes fail their
+hash: ``verify`` says corrupt and ``read`` raises ``Unreadable``, so the scrubber
+and the brain's reads quarantine it and have it re-made, instead of taking the
+error for a passing one. Other errors (permissions, too many open files) say
+nothing about the bytes and are raised as they are.
 """
 
 from __future__ import annotations
@@ -38,6 +45,13 @@ from tossit.chunking import DATA, KINDS, META, content_id, is_chunk_id
 from tossit.config import capacity_limit
 
 FANOUT_CHARS = 3
+# Errors reading a stored blob that mean it is damaged, not that the node is in trouble.
+UNREADABLE = frozenset(
+    {errno.EIO, errno.EISDIR, errno.EBADMSG, getattr(errno, "EUCLEAN", errno.EIO)})
+
+
+class Unreadable(OSError):
+    """A stored blob the disk cannot give back (see ``UNREADABLE``)."""
 
 
 class StorageFull(Exception):
@@ -211,6 +225,10 @@ class ChunkStore:
                 return content_id(fh.read(), kind) == cid
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            if exc.errno in UNREADABLE:
+                return False
+            raise
 
     def verify(self, cid: str) -> bool | None:
         """Re-hash a stored blob: True if intact, False if corrupt, None if absent."""
@@ -239,17 +257,26 @@ class ChunkStore:
         _fsync_dir(path.parent)
         old = sorted(qdir.iterdir(), key=lambda p: p.stat().st_mtime)[:-keep]
         for p in old:
-            p.unlink(missing_ok=True)
+            if p.is_dir():  # (what stood where a chunk file should have been)
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         return True
 
     def read(self, cid: str) -> bytes:
-        """A blob's bytes, whatever its kind (FileNotFoundError if absent)."""
+        """A blob's bytes, whatever its kind (FileNotFoundError if absent,
+        ``Unreadable`` if the disk cannot give them back)."""
         try:
-            with open(self.path_for(cid), "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            with open(self.path_for(cid, META), "rb") as fh:
-                return fh.read()
+            try:
+                with open(self.path_for(cid), "rb") as fh:
+                    return fh.read()
+            except FileNotFoundError:
+                with open(self.path_for(cid, META), "rb") as fh:
+                    return fh.read()
+        except OSError as exc:
+            if exc.errno in UNREADABLE:
+                raise Unreadable(exc.errno, f"{exc.strerror} (chunk {cid})") from exc
+            raise
 
     def delete(self, cid: str) -> bool:
         gone = self._unlink(cid)
