@@ -429,6 +429,11 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
         probe.unlink()
     except OSError as exc:
         raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}") from None
+    from tossit.node.identity import IdentityError, load_or_create
+    try:
+        load_or_create(settings.data_dir)
+    except IdentityError as exc:
+        raise _fail(str(exc)) from None
     from tossit.auth.binding import is_loopback
     from tossit.auth.secretfile import SecretFileError
     from tossit.node.identity import load_join_secret

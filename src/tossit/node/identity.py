@@ -16,14 +16,38 @@ from tossit.auth.secretfile import CLUSTER_SECRET_FILE, read_secret, write_secre
 from tossit.config import NodeSettings
 
 
+class IdentityError(ValueError):
+    """``node.json`` is damaged, or missing beside chunks: the node must not start."""
+
+
+_RESTORE = ('restore it from a backup, or write {"id": "ID"} into it, with the id '
+            "`tossit nodes` lists for this node")
+
+
 def load_or_create(data_dir: Path) -> str:
+    """This node's id; a new one for a new data dir.
+
+    A data dir that holds chunks but no ``node.json`` is refused: started as a
+    new node, it would register a second time with the same chunks, which the
+    brain would count twice (and the old id would die and be repaired for
+    nothing), and it would forget the cluster it belongs to."""
     path = data_dir / "node.json"
     if path.exists():
-        doc = json.loads(path.read_text())
-        node_id = str(doc["id"])
+        try:
+            doc = json.loads(path.read_text())
+            node_id = str(doc["id"]) if isinstance(doc, dict) else ""
+        except (OSError, ValueError, KeyError) as exc:
+            raise IdentityError(f"{path} cannot be read ({exc or type(exc).__name__}): it "
+                                "holds this node's identity; "
+                                + _RESTORE) from None
         if not node_id:
-            raise ValueError(f"{path} has an empty id")
+            raise IdentityError(f"{path} has no id; " + _RESTORE)
         return node_id
+    if _holds_blobs(data_dir):
+        raise IdentityError(
+            f"{data_dir} holds chunks but no node.json, which holds this node's identity: "
+            "started as a new node it would register again with the same chunks; "
+            + _RESTORE + ". To start afresh as a new node, move chunks/ and manifests/ away first")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     node_id = uuid.uuid4().hex[:16]
     tmp = path.with_suffix(".tmp")
@@ -32,6 +56,21 @@ def load_or_create(data_dir: Path) -> str:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return node_id
+
+
+def _holds_blobs(data_dir: Path) -> bool:
+    """Any chunk or manifest pack stored under ``data_dir`` (stops at the first)."""
+    for kind in ("chunks", "manifests"):
+        try:
+            with os.scandir(data_dir / kind) as fans:
+                for fan in fans:
+                    if fan.is_dir():
+                        with os.scandir(fan.path) as blobs:
+                            if any(b.is_file() for b in blobs):
+                                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def record_address(data_dir: Path, name: str, address: str, zone: str) -> None:
