@@ -130,7 +130,7 @@ class ChunkUnavailable(TossitError):
 
     def __init__(self, chunk_id: str, detail: str) -> None:
         super().__init__(f"no readable copy of chunk {chunk_id} right now ({detail}); "
-                         "the file is not lost if a node holding it comes back",
+                         "if a node holding a good copy is away, the file is back when it is",
                          chunk=chunk_id)
 
 

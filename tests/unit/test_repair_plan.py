@@ -144,6 +144,18 @@ def test_corrupt_and_missing_rows() -> None:
     assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("c", MISSING, False)]
 
 
+def test_corrupt_copies_stay_while_no_good_copy_can_be_read() -> None:
+    nodes = cluster(a="online", b="online", c="online", d="offline")
+    every = plan({"a": "corrupt", "b": "corrupt", "c": "corrupt"}, nodes, ["a", "b", "c"])
+    assert every.unavailable and not every.copy and not every.drop
+    # The one good copy is on a node that is away: the damaged ones wait for it.
+    away = plan({"a": "corrupt", "b": "corrupt", "d": "ok"}, nodes, ["a", "b", "d"])
+    assert away.unavailable and not away.drop
+    # Once a good copy can be read, the damaged one goes (the copies repair the rest).
+    back = plan({"a": "corrupt", "b": "ok", "c": "ok"}, nodes, ["b", "c", "d"], ["b", "c"])
+    assert [(d.node_id, d.reason, d.on_node) for d in back.drop] == [("a", CORRUPT, True)]
+
+
 def test_unknown_node_rows_are_dropped_from_metadata() -> None:
     nodes = cluster(a="online", b="online", c="online")
     p = plan({"a": "ok", "b": "ok", "c": "ok", "gone": "ok"}, nodes, ["a", "b", "c"])

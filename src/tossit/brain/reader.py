@@ -166,8 +166,9 @@ class Reader:
             await self.store.set_replica_state(chunk_id, node_id, state)
             await self.store.add_event(
                 EventKind(f"replica_{state}"),
-                f"chunk {chunk_id[:12]} on {name} is {state}; read served from another copy, "
-                "repair scheduled", severity="warning", node_id=node_id,
+                f"chunk {chunk_id[:12]} on {name} is {state}; the read goes on to the "
+                "other copies, and the repairer re-makes it from a good one",
+                severity="warning", node_id=node_id,
                 data={"chunk": chunk_id},
             )
         except Exception:

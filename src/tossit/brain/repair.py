@@ -322,7 +322,7 @@ class Repairer(Periodic):
             await self.store.add_event(
                 EventKind.CHUNKS_UNAVAILABLE,
                 f"{plural(stats['unavailable'], 'chunk', verb=('has', 'have'))} no readable copy "
-                "(their nodes are offline or dead)", severity="error")
+                "(every copy is on a node that is away, missing or corrupt)", severity="error")
         self._last_unavailable = stats["unavailable"]
 
     def _episode(self, kind: str) -> str:

@@ -121,12 +121,14 @@ def plan_chunk(
         _rebalance(plan, chunk_id, size, ok, counted, nodes, target_count, desired,
                    write_order, sources)
 
-    # Bad rows last, never on a node this plan copies to (the copy repairs it).
+    # Bad rows last, never on a node this plan copies to (the copy repairs it). A
+    # corrupt copy goes only while a good one can be read: the last copies of a
+    # chunk, even damaged, are all there is to save its bytes from by hand.
     targets = {c.target for c in plan.copy}
     for node_id, st in replicas.items():
         if node_id in targets:
             continue
-        if st == "corrupt" and node_id in nodes and nodes[node_id].readable:
+        if st == "corrupt" and node_id in nodes and nodes[node_id].readable and sources:
             plan.drop.append(Drop(chunk_id, node_id, CORRUPT, on_node=True))
         elif st == "missing" or node_id not in nodes:
             plan.drop.append(Drop(chunk_id, node_id, MISSING, on_node=False))
