@@ -16,7 +16,7 @@ from tossit.brain.s3.conditions import (
     delete_refusal,
 )
 from tossit.brain.s3.context import S3Context
-from tossit.brain.s3.errors import S3Error
+from tossit.brain.s3.errors import S3Error, from_domain
 from tossit.brain.s3.get import current_of
 from tossit.brain.s3.xml import MAX_XML_BODY, document, el, parse_delete
 from tossit.errors import TossitError
@@ -57,9 +57,9 @@ async def delete_objects(ctx: S3Context) -> Response:
             try:
                 await _delete(ctx, bucket, key, condition)
             except (TossitError, S3Error) as exc:
-                code = exc.code if isinstance(exc, S3Error) else "InternalError"
-                return (f"<Error>{el('Key', key)}{el('Code', code)}"
-                        f"{el('Message', exc.message)}</Error>")
+                err = exc if isinstance(exc, S3Error) else from_domain(exc)
+                return (f"<Error>{el('Key', key)}{el('Code', err.code)}"
+                        f"{el('Message', err.message)}</Error>")
             return "" if request.quiet else f"<Deleted>{el('Key', key)}</Deleted>"
 
     results = await asyncio.gather(*(one(k, c) for k, c in request.objects))
