@@ -1188,8 +1188,14 @@ def _node_ref(client: TossitClient, ref: str) -> str:
     """A node's id from its id, name or the start of its id (as `tossit nodes` shows)."""
     rows: list[Node] = _call(client.nodes)
     for n in rows:
-        if ref in (n.id, n.name):
+        if ref == n.id:
             return n.id
+    named = [n for n in rows if n.name == ref]
+    if len(named) == 1:
+        return named[0].id
+    if named:  # (a node re-installed under the same name, its old self not removed yet)
+        listed = ", ".join(f"{n.id[:SHORT_ID]} ({n.state})" for n in named)
+        raise _fail(f"{len(named)} nodes are named {ref!r}: {listed}; give the id", 1)
     starts = [n for n in rows if len(ref) >= SHORT_ID and n.id.startswith(ref)]
     if len(starts) == 1:
         return starts[0].id
