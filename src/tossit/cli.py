@@ -693,7 +693,9 @@ def recover(
         console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
     console.print(f"next: tossit brain --data-dir {data_dir}"
                   + (f" --database-url {database_url.split('@')[-1]}" if database_url else "")
-                  + "  (then the nodes reconnect by themselves)", highlight=False, markup=False)
+                  + " --port PORT, at the address the nodes know (their --brain URL); "
+                  "they reconnect by themselves. A `tossit up` cluster: run tossit up "
+                  "again in its folder", highlight=False, markup=False)
     if result.plan.incomplete:
         raise typer.Exit(1)
 
