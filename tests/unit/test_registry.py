@@ -214,3 +214,17 @@ def test_reads_go_to_the_copy_expected_to_answer_first() -> None:
     fast.slow_until = 0.0
     mid.unreachable_until = 1e18
     assert order() == ["n0", "n2", "n1"]
+
+
+def test_why_a_node_takes_no_writes_is_said_in_a_few_words() -> None:
+    """What /ready lists for the nodes that cannot take a write."""
+    full = _view("n1", None, capacity=100, used=100, free=0)
+    drained = _view("n2", None, admin="draining")
+    assert not full.writable(1, 1.0, 0.0) and full.why_not_writable(0.0) == "full"
+    assert drained.why_not_writable(0.0) == "draining"
+    drained.admin_state, drained.state = None, "suspect"
+    assert drained.why_not_writable(0.0) == "suspect"
+    skipped = _view("n3", None)
+    skipped.unreachable_until = 10.0
+    assert not skipped.writable(1, 1.0, 5.0)
+    assert skipped.why_not_writable(5.0).startswith("skipped for a few seconds")

@@ -354,7 +354,8 @@ class Ingest:
             available = len(holders) + len(candidates) - len(errors)
             raise NotEnoughNodes(
                 quorum, max(0, available),
-                f"chunk stored on {len(total)} node(s); " + "; ".join(errors[-3:]),
+                f"chunk stored on {len(total)} node(s); "
+                + ("; ".join(errors[-3:]) if errors else "no other node can take it"),
             )
         return total
 

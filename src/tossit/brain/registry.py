@@ -102,6 +102,16 @@ class NodeView:
         used = self.used + self.reserved
         return used + size <= self.capacity * high_water and size <= self.free - self.reserved
 
+    def why_not_writable(self, now: float) -> str:
+        """What keeps this node from taking writes, in a few words (for /ready)."""
+        if self.admin_state is not None:
+            return self.admin_state
+        if self.state != ONLINE:
+            return self.state
+        if self.unreachable_until > now:
+            return "skipped for a few seconds (it did not answer a write in time)"
+        return "full"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "address": self.address, "zone": self.zone,

@@ -96,7 +96,8 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     out: dict[str, Any] = {"nodes_writable": len(writable), "write_quorum": quorum,
                            "replicas": brain.settings.replicas}
     if len(writable) < quorum:
-        others = sorted(f"{n.name} is {n.admin_state or n.state}"
+        now = time.monotonic()
+        others = sorted(f"{n.name} is {n.why_not_writable(now)}"
                         for n in brain.registry.nodes.values() if n not in writable)
         why = (f"{plural(len(writable), 'storage node')} can take writes, {quorum} needed "
                f"(write quorum)")
