@@ -868,8 +868,11 @@ def get(
     t0 = time.monotonic()
     with _progress() as progress:
         task = progress.add_task(escape(meta.name), total=meta.size)
-        res: Downloaded = _call(client.download, meta.id, dest,
-                                progress=lambda n: progress.advance(task, n))
+        try:
+            res: Downloaded = _call(client.download, meta.id, dest,
+                                    progress=lambda n: progress.advance(task, n))
+        except OSError as exc:  # where it was to be saved: no such folder, no room
+            raise _fail(f"cannot save {dest}: {exc.strerror or exc}", 1) from None
     dt = max(time.monotonic() - t0, 1e-6)
     err.print(f"saved {dest} ({format_size(res.size)}, sha256 verified, "
               f"{res.size / dt / 1e6:.1f} MB/s)", highlight=False)

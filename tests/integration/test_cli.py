@@ -55,6 +55,10 @@ def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> Non
     assert "sha256 verified" in got.stderr
     assert dest.read_bytes() == files[folder / "a.jpg"]
     assert not list(tmp_path.glob(".*partial"))
+    nowhere = tossit("get", "album/a.jpg", "-o", str(tmp_path / "no" / "such" / "x.jpg"),
+                     brain=url, key_file=key, check=False)
+    assert nowhere.returncode == 1 and "Traceback" not in nowhere.stderr
+    assert f"cannot save {tmp_path / 'no' / 'such' / 'x.jpg'}" in nowhere.stderr
 
     info = tossit("info", str(listing["album/a.jpg"]["id"]), brain=url, key_file=key).stdout
     assert "healthy" in info and "node-" in info
