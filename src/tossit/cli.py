@@ -1279,7 +1279,7 @@ def trash_ls(
 ) -> None:
     """Files in the trash, newest first, with when each is purged."""
     out: TrashPage = _call(_client(brain, config).trash, limit)
-    table = Table("id", "name", "size", "why", "deleted", "purged", box=None)
+    table = Table("id", "name", "size", "why", "deleted", "purged after", box=None)
     for f in out.files:
         table.add_row(str(f.id), escape(f.name), format_size(f.size), f.why,
                       _when(f.deleted), _when(f.purge_at))

@@ -229,6 +229,7 @@ class NodeClient:
                 _settle(p.future, exc)
             return
         outcome = {r["id"]: r["status"] for r in results}
+        why = {r["id"]: r["message"] for r in results if r.get("message")}
         for p in live:
             status = outcome.get(p.cid)
             if status in ("created", "exists"):
@@ -236,7 +237,8 @@ class NodeClient:
             elif status == "full":
                 _settle(p.future, NodeFull(f"{node.name}: storage limit reached"))
             else:
-                _settle(p.future, NodeError(f"{node.name} refused chunk {p.cid}: {status}"))
+                said = f" ({why[p.cid]})" if p.cid in why else ""
+                _settle(p.future, NodeError(f"{node.name} refused chunk {p.cid}: {status}{said}"))
 
     async def _put_one(
         self, node: NodeView, chunk_id: str, data: bytes | bytearray, kind: str = DATA,

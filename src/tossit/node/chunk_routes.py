@@ -8,6 +8,7 @@ are read, and every disk call runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ from tossit.node.parts import (
 )
 from tossit.node.storage import HashMismatch, StorageFull, Unreadable
 
+log = logging.getLogger("tossit.node")
 router = APIRouter()
 _CHUNK_BODY = {"requestBody": {"required": True, **BYTES}}
 _BATCH_BODY = {"requestBody": {
@@ -57,8 +59,8 @@ async def _read_capped(request: Request, cap: int, code: str, what: str) -> byte
 
 async def _write(p: NodeParts, cid: str, data: bytes | bytearray | memoryview,
                  kind: str) -> tuple[str, str]:
-    """Store one blob; its outcome (created, exists, hash_mismatch or full) and
-    why, for the last two."""
+    """Store one blob; its outcome (created, exists, hash_mismatch, full or
+    disk_error) and why, for the last three."""
     try:
         created = await asyncio.to_thread(p.store.write, cid, data, True, kind)
     except HashMismatch:
@@ -67,6 +69,12 @@ async def _write(p: NodeParts, cid: str, data: bytes | bytearray | memoryview,
     except StorageFull as exc:
         p.ops.labels("put", "full").inc()
         return "full", str(exc)
+    except OSError as exc:
+        # The disk refused the write (permissions, read-only after an error, I/O):
+        # said plainly, so that the brain's log and events name the node's trouble.
+        p.ops.labels("put", "disk_error").inc()
+        log.error("cannot store chunk %s: %s", cid[:12], exc)
+        return "disk_error", f"this node cannot write to its disk: {exc.strerror or exc}"
     p.ops.labels("put", "ok").inc()
     p.bytes_io.labels("in").inc(len(data))
     return ("created" if created else "exists"), ""
@@ -92,6 +100,8 @@ async def put_chunk(chunk_id: ChunkId, request: Request, p: Parts,
         raise ApiError(422, "hash_mismatch", why)
     if outcome == "full":
         raise ApiError(507, "storage_full", why)
+    if outcome == "disk_error":
+        raise ApiError(500, "disk_error", why)
     return JSONResponse(
         {"id": chunk_id, "size": len(body), "created": outcome == "created"},
         status_code=201 if outcome == "created" else 200,
@@ -112,8 +122,8 @@ async def put_batch(request: Request, p: Parts) -> dict[str, Any]:
     except chunkbatch.BatchFormatError as exc:
         raise ApiError(400, "invalid_batch", str(exc)) from None
     outcomes = await asyncio.gather(*(_write(p, cid, data, kind) for cid, data, kind in frames))
-    return {"results": [{"id": cid, "status": outcome}
-                        for (cid, _, _), (outcome, _) in zip(frames, outcomes, strict=True)]}
+    return {"results": [{"id": cid, "status": outcome, **({"message": why} if why else {})}
+                        for (cid, _, _), (outcome, why) in zip(frames, outcomes, strict=True)]}
 
 
 @router.get("/chunks/{chunk_id}", response_class=Response,
