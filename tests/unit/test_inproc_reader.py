@@ -128,6 +128,34 @@ async def test_a_paused_copy_is_not_waited_for(tmp_path: Path) -> None:
         assert (await first_reader(core, cid)).id != first.id
 
 
+async def test_the_last_copy_is_not_waited_for_once_its_node_is_offline(
+        tmp_path: Path) -> None:
+    """The only readable copy is on a paused node: the read waits while the node
+    may still answer, and gives up (503 chunk_unavailable) as soon as the monitor
+    calls it offline, not after the node timeout."""
+    async with memcore(tmp_path, nodes=3, tune=hedge_soon) as core:
+        data = blob(23, CHUNK)
+        res = await core.upload("last", data)
+        cid = next(iter(res.replicas))
+        holders = [n for n in core.nodes if n.view.id in res.replicas[cid]]
+        *away, last = holders
+        for n in away:  # killed: they refuse at once
+            n.view.state = "offline"
+            n.fail()
+        last.pause()
+        found = await core.store.object_with_chunks(res.obj.id)
+        assert found is not None
+        t0 = asyncio.get_running_loop().time()
+        reading = asyncio.ensure_future(core.reader.open(found[1], None))
+        await asyncio.sleep(0.3)
+        assert not reading.done()  # suspect or online: it may still answer
+        last.view.state = "offline"
+        with pytest.raises(ChunkUnavailable, match="is offline and did not answer"):
+            await asyncio.wait_for(reading, 5)
+        assert asyncio.get_running_loop().time() - t0 < 5
+        assert last.waiting == 0  # its request was cancelled, not left hanging
+
+
 async def test_the_hedge_goes_on_to_the_last_copy(tmp_path: Path) -> None:
     """Two copies paused: the third answers, and the second's request (still
     out when it did) is cancelled; one copy paused and the next one missing: the

@@ -74,12 +74,11 @@ class Reader:
         a tenth of the brain's CPU)."""
         errors: list[str] = []
         waiting = deque(self.registry.read_order(placement.ok_nodes()))
-        if waiting:
+        if len(waiting) > 1:  # (the only copy is waited for in _hedged)
             node = waiting.popleft()
             attempt = self._copy(node, placement, errors)
-            try:  # (the only copy: nothing to go on to)
-                data = await (_within(self._hedge_delay([node]), attempt) if waiting
-                              else attempt)
+            try:
+                data = await _within(self._hedge_delay([node]), attempt)
             except _Late:
                 READ_HEDGES.inc()
                 self.registry.mark_slow(node.id)
@@ -104,12 +103,24 @@ class Reader:
             while waiting or asked:
                 if not asked:
                     ask(waiting.popleft())
-                delay = self._hedge_delay(asked.values()) if waiting else None
-                done, _ = await asyncio.wait(asked, timeout=delay,
+                done, _ = await asyncio.wait(asked, timeout=self._hedge_delay(asked.values()),
                                              return_when=asyncio.FIRST_COMPLETED)
-                if not done:  # every copy asked is late: ask the next one too
+                if not done and waiting:  # every copy asked is late: ask the next one too
                     READ_HEDGES.inc()
                     ask(waiting.popleft())
+                    continue
+                if not done:
+                    # Nothing left to ask: the late copies are waited for while their
+                    # nodes may still answer, not for the whole node timeout (a
+                    # paused node is called offline within seconds).
+                    for task, node in list(asked.items()):
+                        view = self.registry.get(node.id)
+                        if view is None or view.state not in READABLE_STATES:
+                            task.cancel()
+                            del asked[task]
+                            errors.append(f"{node.name} is "
+                                          f"{view.state if view else 'removed'} and did not "
+                                          "answer")
                     continue
                 for task in done:
                     asked.pop(task)
