@@ -99,10 +99,7 @@ async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any]
         "disk_total": n.disk_total, "disk_free": n.disk_free, "chunk_count": n.chunk_count,
         "load": 0.0, "latency_ms": None, "version": n.version,
         "registered_at": before.get(n.id, {}).get("registered_at", now),
-        # Never heard from by a brain on this database: the first one to start
-        # takes it for suspect and asks it (Brain._confirm_nodes), so that
-        # `tossit ready` waits for nodes that really answer.
-        "last_heartbeat": 0.0} for n in plan.nodes])
+        "last_heartbeat": now} for n in plan.nodes])
     known_nodes = {n.id for n in plan.nodes}
     # Nodes the snapshot knew that were not read now (away, dead or removed): kept
     # as they were, so a removed one cannot rejoin and an away one is recognised.
