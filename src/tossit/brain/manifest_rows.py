@@ -401,24 +401,6 @@ class LogStore:
         await self.store.set_state("pack_key", {"id": fingerprint, "at": time.time()})
         return moved
 
-    async def repack(self, packs: Collection[str]) -> int:
-        """Packs no node can give any more (every copy missing, corrupt or on a
-        node that is away) are not lost the way a chunk's data is: their entries
-        are in the metadata. Their needed entries go back to no pack, for the
-        writer's ``flush`` to pack and write again, and the old packs need
-        nothing (garbage, kept by the collector while the outbox holds the new
-        ones). Returns how many entries were queued."""
-        moved = 0
-        async with self.store.write() as s:
-            await self.store.lock_refcounts(s)
-            for batch in batches(list(packs)):
-                moved += len((await s.execute(
-                    update(ManifestEntry)
-                    .where(ManifestEntry.needed, ManifestEntry.pack.in_(batch))
-                    .values(pack=None).returning(ManifestEntry.version))).all())
-                await s.execute(update(Chunk).where(Chunk.id.in_(batch)).values(refcount=0))
-        return moved
-
     async def expire_tombstones(self) -> list[str]:
         """Tombstones needed no more: with no older ``put`` of their name left
         anywhere (that put's pack was deleted from the nodes), or with a newer
