@@ -200,12 +200,17 @@ class Collector(Periodic):
         a file's old manifest, or the chunks it names, before they hold the newer
         one. Packs of later commits do not hold it up (uploads that never stop
         never stall the collector). A held pass is tried again soon."""
-        # A pack already on the nodes but not recorded yet counts as out.
-        waiting = len(await self.store.log.outbox_ids(up_to) - self.written_packs())
+        # An entry moves one way: in no pack, then in a pack of the outbox, then out.
+        # So the earlier stage is read first: an entry packed between the two reads
+        # is then found in the outbox. (Read the other way round, it could be in
+        # neither, and the garbage it holds back would be deleted too soon.)
+        waiting = 0
         if self.store.pack_key is not None:
             # Entries in no pack yet: on their way (ManifestWriter.publish), or
             # left by a brain that stopped before they were out.
             waiting += len(await self.store.log.unpacked(up_to) - self.written_versions())
+        # A pack already on the nodes but not recorded yet counts as out.
+        waiting += len(await self.store.log.outbox_ids(up_to) - self.written_packs())
         if waiting:
             stats["held_for_manifests"] = waiting
             self._held = True

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tossit.brain.models import (
     Chunk,
     ManifestEntry,
     Node,
     ObjectChunk,
+    PackOutbox,
     Replica,
 )
 from tossit.brain.sqlbatch import batches
 from tossit.brain.store.base import StoreBase
 from tossit.chunking import DATA, META
+
+log = logging.getLogger("tossit.brain.store")
 
 
 class ReplicaStore(StoreBase):
@@ -216,20 +221,41 @@ class ReplicaStore(StoreBase):
         return list(reps.items())
 
     async def drop_unreferenced(self, chunk_ids: Sequence[str]) -> int:
-        """Remove chunk rows (and replica rows) still at refcount 0."""
+        """Remove chunk rows (and replica rows) still at refcount 0.
+
+        A pack's row takes its entries with it, so a pack is never dropped while
+        the outbox holds it or a needed entry points at it (packed again under the
+        same id: the same entries make the same bytes), whatever its refcount
+        says; a refcount found short is set right."""
         n = 0
         async with self.write() as s:
             await self.lock_refcounts(s)
             for batch in batches(list(chunk_ids)):
-                dead = (await s.execute(
+                dead = list((await s.execute(
                     select(Chunk.id).where(Chunk.id.in_(batch), Chunk.refcount <= 0)
-                )).scalars().all()
+                )).scalars().all())
+                if dead:
+                    dead = await self._keep_live_packs(s, dead)
                 if dead:
                     await s.execute(delete(Replica).where(Replica.chunk_id.in_(dead)))
                     await s.execute(delete(ManifestEntry).where(ManifestEntry.pack.in_(dead)))
                     await s.execute(delete(Chunk).where(Chunk.id.in_(dead)))
                     n += len(dead)
         return n
+
+    async def _keep_live_packs(self, s: AsyncSession, dead: list[str]) -> list[str]:
+        """``dead`` less the packs still in use (see ``drop_unreferenced``)."""
+        waiting = set((await s.execute(select(PackOutbox.pack_id).where(
+            PackOutbox.pack_id.in_(dead)))).scalars().all())
+        needed = {str(pid): int(count) for pid, count in (await s.execute(
+            select(ManifestEntry.pack, func.count()).where(
+                ManifestEntry.pack.in_(dead), ManifestEntry.needed)
+            .group_by(ManifestEntry.pack))).all()}
+        for pid, count in needed.items():
+            log.warning("manifest pack %s had refcount 0 but %d needed entries: kept",
+                        pid[:12], count)
+            await s.execute(update(Chunk).where(Chunk.id == pid).values(refcount=count))
+        return [c for c in dead if c not in waiting and c not in needed]
 
     async def chunk_sizes(self, chunk_ids: Sequence[str]) -> dict[str, int]:
         """The sizes of those of these chunks the metadata knows (for the
