@@ -1076,6 +1076,10 @@ def _metadata_safety(s: Status) -> None:
         console.print(f"[red]{plural(m.waiting, 'manifest')} not on the nodes yet: a brain "
                       f"disk lost now would lose their changes[/] ({m.last_error})",
                       highlight=False)
+    elif none := m.by_copies.get("0", 0):
+        console.print(f"[red]{plural(none, 'manifest pack')} without a readable copy: a brain "
+                      "disk lost now would lose their changes; the repairer writes them "
+                      "again from the metadata[/]", highlight=False)
     elif m.below_target:
         console.print(f"[yellow]{plural(m.below_target, 'manifest pack')} below "
                       f"{_copies(s.replicas)}[/]", highlight=False)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
 from memnodes import Core, KiB, blob, memcore
+from tossit.brain.models import ManifestEntry
 from tossit.brain.registry import DEAD
 from tossit.chunking import chunk_id
 
@@ -171,3 +174,38 @@ async def test_an_extra_copy_is_dropped_but_not_while_pinned(tmp_path: Path) -> 
         assert core.holders(cid) == set(await core.replicas(cid))
         # The copy placement wants least is the one that went.
         assert set(await core.replicas(cid)) == set(core.registry.desired(cid))
+
+
+async def test_a_pack_with_no_copy_left_is_written_again_from_the_metadata(
+        tmp_path: Path) -> None:
+    """A manifest pack is not data: with every copy gone, its entries are still
+    in the metadata. The repairer queues them again; the collector leaves the
+    pack alone while they are on their way (the same entries make the same
+    pack, under the same id); the writer puts it back on R nodes."""
+    async with memcore(tmp_path, nodes=3) as core:
+        res = await core.upload("a", blob(31, CHUNK))
+        await core.manifests.record_written()
+        async with core.store.read() as s:
+            (pack,) = (await s.execute(select(ManifestEntry.pack).where(
+                ManifestEntry.object_id == res.obj.id))).scalars().all()
+        assert pack is not None
+        await lose_copies(core, pack, keep=0)
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["packs_rewritten"] == 1 and stats["copies_done"] == 0
+        (event,) = await core.store.list_events(kind="manifests_rewritten")
+        assert "1 manifest pack had no readable copy left" in event.message
+        gc = await core.collector.run_once(sweep_orphans=False)
+        assert gc["chunks_dropped"] == 0 and gc.get("held_for_manifests", 0) >= 1, gc
+        again = await core.repairer.run_once(rebalance=False)  # on its way: not twice
+        assert again["packs_rewritten"] == 0
+        assert await core.manifests.flush() == 1
+        reps = await core.replicas(pack)
+        assert reps == dict.fromkeys(reps, "ok") and len(reps) == 3
+        assert all(pack in core.node(n).blobs for n in reps)
+        assert await core.refcount(pack) == 1
+        gc = await core.collector.run_once(sweep_orphans=False)
+        assert gc["chunks_dropped"] == 0 and await core.refcount(pack) == 1
+        async with core.store.read() as s:
+            assert (await s.execute(select(ManifestEntry.needed).where(
+                ManifestEntry.pack == pack))).scalars().all() == [True]
+        assert len(await core.store.list_events(kind="manifests_rewritten")) == 1

@@ -401,6 +401,34 @@ class LogStore:
         await self.store.set_state("pack_key", {"id": fingerprint, "at": time.time()})
         return moved
 
+    async def repack(self, packs: Collection[str]) -> dict[str, int]:
+        """Packs no node can give any more (every copy missing, corrupt or on a
+        node that is away) are not lost the way a chunk's data is: their entries
+        are in the metadata. Their needed entries go back to no pack, for the
+        writer's ``flush`` to pack and write again, and the old packs need
+        nothing (garbage, kept by the collector while the outbox holds the new
+        ones). A pack already on its way again (in the outbox), or with nothing
+        needed, is left alone. Returns the entries queued, by pack."""
+        moved: dict[str, int] = {}
+        async with self.store.write() as s:
+            await self.store.lock_refcounts(s)
+            for batch in batches(list(packs)):
+                waiting = set((await s.execute(select(PackOutbox.pack_id).where(
+                    PackOutbox.pack_id.in_(batch)))).scalars().all())
+                lost = [p for p in batch if p not in waiting]
+                if not lost:
+                    continue
+                where = (ManifestEntry.needed, ManifestEntry.pack.in_(lost))
+                found = {str(pid): int(n) for pid, n in (await s.execute(
+                    select(ManifestEntry.pack, func.count()).where(*where)
+                    .group_by(ManifestEntry.pack))).all()}
+                if found:
+                    await s.execute(update(ManifestEntry).where(*where).values(pack=None))
+                    await s.execute(update(Chunk).where(Chunk.id.in_(list(found)))
+                                    .values(refcount=0))
+                    moved.update(found)
+        return moved
+
     async def expire_tombstones(self) -> list[str]:
         """Tombstones needed no more: with no older ``put`` of their name left
         anywhere (that put's pack was deleted from the nodes), or with a newer

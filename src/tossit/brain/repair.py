@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -126,6 +127,9 @@ class Repairer(Periodic):
         self._reading: Counter[str] = Counter()
         # Several brains: the progress goes to the metadata for the followers' pages.
         self.publish = False
+        # Packs rewritten from the metadata (_rewrite_lost_packs): the service wakes
+        # the manifest writer and hands the old packs to the collector.
+        self.on_lost_packs: Callable[[list[str]], None] = lambda packs: None
         # The last full pass: the node set it saw, when, and whether it left work.
         self._full_key: PlacementKey = ()
         self._full_at = float("-inf")
@@ -194,6 +198,10 @@ class Repairer(Periodic):
             if full is None:
                 full = self._needs_full_pass(key)
             plans = await self.plan(full)
+            rewritten = await self._rewrite_lost_packs(plans)
+            # Their rows are the writer's now: the same entries make the same pack,
+            # whose new rows this pass's plan (drop the missing rows) would remove.
+            plans = [p for p in plans if p.chunk_id not in rewritten]
             if full:
                 self._full_key, self._full_at = key, time.monotonic()
                 self._full_work = any(p.copy or p.drop for p in plans)
@@ -227,6 +235,7 @@ class Repairer(Periodic):
             stats = {
                 "chunks_below_target": sum(at_risk.values()),
                 "unavailable": self.progress.unavailable,
+                "packs_rewritten": len(rewritten),
                 "copies_planned": len(urgent) + len(moves),
                 "copies_done": copied + moved, "repaired": copied, "moved": moved,
                 "repair_order": order,
@@ -239,6 +248,33 @@ class Repairer(Periodic):
             await self._report(stats, urgent, moves, plans)
             await self._finish_drains(progress=bool(stats["copies_done"] or dropped))
             return stats
+
+    async def _rewrite_lost_packs(self, plans: list[ChunkPlan]) -> set[str]:
+        """Manifest packs without a readable copy are written again from the
+        metadata (``LogStore.repack``; ``on_lost_packs`` wakes the writer and
+        hands the old ones to the collector), rather than waiting, as a chunk
+        must, for a node to bring a copy back: until then a brain disk lost would
+        lose their files' manifests. Returns every manifest pack without a
+        readable copy (rewritten now, on its way already, or needing nothing):
+        this pass leaves them alone."""
+        unavailable = [p.chunk_id for p in plans if p.unavailable]
+        packs = await self.store.meta_ids(unavailable) if unavailable else set()
+        if not packs:
+            return set()
+        moved = await self.store.log.repack(packs)
+        if not moved:
+            return packs
+        entries = sum(moved.values())
+        log.warning("%d manifest pack(s) had no readable copy: %d entries are written "
+                    "again from the metadata", len(moved), entries)
+        await self.store.add_event(
+            EventKind.MANIFESTS_REWRITTEN,
+            f"{plural(len(moved), 'manifest pack')} had no readable copy left (every copy "
+            f"missing, corrupt or on a node that is away): their "
+            f"{plural(entries, 'entry', 'entries')} are written to the nodes again from "
+            "the metadata", severity="warning", data={"packs": sorted(moved)[:100]})
+        self.on_lost_packs(sorted(moved))
+        return packs
 
     async def _publish_while_running(self) -> None:
         while self.publish and self.progress.running:

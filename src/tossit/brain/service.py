@@ -117,6 +117,7 @@ class Brain:
         self.trash = TrashService(settings, self.store, self.manifests, self.collector.release)
         self.collector.written_packs = self.manifests.written_ids
         self.collector.written_versions = self.manifests.written_versions
+        self.repairer.on_lost_packs = self._packs_lost
         self.keys.after_change = self._key_changed
         self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
         self.drill = Drill(self.store, self.registry, cluster_secret, settings.replicas,
@@ -282,6 +283,12 @@ class Brain:
             self.repairer.wake()
         if self.lock.shared:
             await self.directory.renew("leader")
+
+    def _packs_lost(self, packs: list[str]) -> None:
+        """The repairer queued the entries of packs no node can give for writing
+        again: the writer's flush writes them now; the old packs are garbage."""
+        self.manifests.wake()
+        self.collector.release(packs)
 
     async def _confirm_nodes(self) -> None:
         """Ask the nodes suspect since this brain started (silent for longer than

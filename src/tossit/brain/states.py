@@ -81,6 +81,7 @@ class EventKind(StrEnum):
     METADATA_BEHIND = "metadata_behind"
     NEEDS_RECOVERY = "needs_recovery"
     MANIFESTS_RESIGNED = "manifests_resigned"
+    MANIFESTS_REWRITTEN = "manifests_rewritten"
     TRASH_MOVED = "trash_moved"
     TRASH_RESTORED = "trash_restored"
     TRASH_PURGED = "trash_purged"

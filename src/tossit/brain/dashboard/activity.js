@@ -22,7 +22,7 @@ const KIND_WORDS = {
   trash_expired: "Trash expired", trash_emptied: "Trash emptied", brain_leader: "Brain took the lead",
   node_unreachable: "Node unreachable", node_refused: "Node refused", repair_resumed: "Repair resumed",
   gc_capped: "Sweep capped", scrub: "Scrub", drill: "Fire drill", metadata_rebuilt: "Metadata rebuilt",
-  metadata_behind: "Metadata behind", needs_recovery: "Needs recovery", manifests_resigned: "Manifests re-signed",
+  metadata_behind: "Metadata behind", needs_recovery: "Needs recovery", manifests_resigned: "Manifests re-signed", manifests_rewritten: "Manifests rewritten",
   join_token_created: "Join token created", join_token_revoked: "Join token revoked",
   node_join_token: "Node joined with a token", join_refused: "Join refused",
   uploads_expired: "Uploads expired",
