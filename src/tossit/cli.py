@@ -958,6 +958,10 @@ def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
         if n.address_problem:
             console.print(f"! {n.name} unreachable: {n.address_problem}",
                           style="bold red", highlight=False, markup=False)
+        if n.write_error:
+            console.print(f"! {n.name} refuses writes: its disk says {n.write_error!r}; no "
+                          "new copies go there, reads go on", style="bold red",
+                          highlight=False, markup=False)
     console.print(f"seen: time since the last heartbeat; node commands take a name, an id "
                   f"or its first {SHORT_ID} characters", style="dim", highlight=False)
     _shared_fate(_call(_client(brain, config).status))

@@ -51,6 +51,19 @@ async def _disk_trouble(tmp_path: Path) -> None:
         results = (await node.post("/chunk-batch", content=batch)).json()["results"]
         assert [r["status"] for r in results] == ["disk_error"]
         assert "cannot write to its disk" in results[0]["message"]
+        # The heartbeat says so (after a test write that fails too)...
+        assert store.write_error == "Not a directory"
+        assert parts.heartbeat.report()["write_error"] == "Not a directory"
+        assert list(store.chunks_dir.glob("*/write-check.*")) == []
+        # ... until the disk writes again: then the next report clears it by itself.
+        store.tmp_dir.unlink()
+        store.tmp_dir.mkdir()
+        assert parts.heartbeat.report()["write_error"] is None
+        assert list(store.chunks_dir.glob("*/write-check.*")) == []
+        assert list(store.tmp_dir.iterdir()) == []
+        assert (await node.put(f"/chunks/{content_id(data)}", content=data)).status_code == 201
+        store.tmp_dir.rmdir()  # broken again, for what follows
+        store.tmp_dir.write_bytes(b"")
 
         # A chunk the disk cannot give back (EISDIR here, EIO on a bad sector).
         path = store.path_for(kid, DATA)

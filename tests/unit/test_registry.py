@@ -228,3 +228,9 @@ def test_why_a_node_takes_no_writes_is_said_in_a_few_words() -> None:
     skipped.unreachable_until = 10.0
     assert not skipped.writable(1, 1.0, 5.0)
     assert skipped.why_not_writable(5.0).startswith("skipped for a few seconds")
+    read_only = _view("n4", None)
+    read_only.write_error = "Read-only file system"
+    assert not read_only.writable(1, 1.0, 0.0)
+    assert read_only.why_not_writable(0.0) == (
+        "refusing writes (its disk: Read-only file system)")
+    assert read_only.to_dict()["write_error"] == "Read-only file system"

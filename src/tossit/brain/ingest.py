@@ -27,7 +27,7 @@ from tossit.brain.models import Object
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, ReplaceOnly, Store
-from tossit.brain.transport import NodeError, NodeFull, NodeTransport
+from tossit.brain.transport import NodeDiskError, NodeError, NodeFull, NodeTransport
 from tossit.brain.upload_budget import ByteBudget
 from tossit.chunking import DATA, Digest, StreamHasher, rechunk
 from tossit.config import BrainSettings
@@ -338,6 +338,9 @@ class Ingest:
                     node.reserved = max(0, node.reserved - len(data))
                     if isinstance(exc, NodeFull):
                         node.free = 0  # until its next heartbeat says otherwise
+                    elif isinstance(exc, NodeDiskError):
+                        # Until its next heartbeat, which says whether it writes again.
+                        self.registry.mark_unreachable(node.id)
                     if not isinstance(exc, NodeError):
                         raise exc
                     errors.append(str(exc))

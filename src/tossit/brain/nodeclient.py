@@ -29,13 +29,20 @@ from tossit import chunkbatch
 from tossit.auth.mac import EMPTY_SHA256, Signer
 from tossit.brain.metrics import BATCHED_CHUNKS, BATCHES
 from tossit.brain.registry import NodeView, Registry
-from tossit.brain.transport import ChunkMissing, NodeError, NodeFull, NodeUnavailable
+from tossit.brain.transport import (
+    ChunkMissing,
+    NodeDiskError,
+    NodeError,
+    NodeFull,
+    NodeUnavailable,
+)
 from tossit.chunking import DATA, META
 from tossit.tlsconfig import client_context
 
 # The failures belong to the transport boundary (brain/transport.py, which
 # NodeClient implements); they are still importable from here.
-__all__ = ["ChunkMissing", "NodeClient", "NodeError", "NodeFull", "NodeUnavailable"]
+__all__ = ["ChunkMissing", "NodeClient", "NodeDiskError", "NodeError", "NodeFull",
+           "NodeUnavailable"]
 
 SCRUB_TIMEOUT = 10.0  # seconds a node has to answer a scrub status or order
 BATCH_BELOW = 256 * 1024  # chunks smaller than this may travel in batches
@@ -238,7 +245,8 @@ class NodeClient:
                 _settle(p.future, NodeFull(f"{node.name}: storage limit reached"))
             else:
                 said = f" ({why[p.cid]})" if p.cid in why else ""
-                _settle(p.future, NodeError(f"{node.name} refused chunk {p.cid}: {status}{said}"))
+                error = NodeDiskError if status == "disk_error" else NodeError
+                _settle(p.future, error(f"{node.name} refused chunk {p.cid}: {status}{said}"))
 
     async def _put_one(
         self, node: NodeView, chunk_id: str, data: bytes | bytearray, kind: str = DATA,
@@ -262,6 +270,8 @@ class NodeClient:
                 body = (await resp.text())[:200]
                 if resp.status == 507:
                     raise NodeFull(f"{node.name}: {body}")
+                if resp.status == 500 and '"disk_error"' in body:
+                    raise NodeDiskError(f"{node.name} refused chunk {chunk_id}: {body}")
                 if resp.status >= 500:
                     raise NodeUnavailable(f"{node.name} answered {resp.status}: {body}")
                 raise NodeError(f"{node.name} refused chunk {chunk_id}: {resp.status} {body}")

@@ -76,6 +76,9 @@ class NodeView:
     # stop counting (``gone``) and are re-made elsewhere, as for a dead node.
     unreachable_since: float | None = None
     written_off: bool = False
+    # Why the node's disk refuses writes, as its last heartbeat said (None: it
+    # writes): no copies are placed there meanwhile; reads go on.
+    write_error: str | None = None
 
     @property
     def usual_transfer_ms(self) -> float:
@@ -97,7 +100,8 @@ class NodeView:
         self.address_problem = problem
 
     def writable(self, size: int, high_water: float, now: float) -> bool:
-        if self.state != ONLINE or self.admin_state is not None or self.unreachable_until > now:
+        if (self.state != ONLINE or self.admin_state is not None
+                or self.unreachable_until > now or self.write_error is not None):
             return False
         used = self.used + self.reserved
         return used + size <= self.capacity * high_water and size <= self.free - self.reserved
@@ -108,6 +112,8 @@ class NodeView:
             return self.admin_state
         if self.state != ONLINE:
             return self.state
+        if self.write_error is not None:
+            return f"refusing writes (its disk: {self.write_error})"
         if self.unreachable_until > now:
             return "skipped for a few seconds (it did not answer a write in time)"
         return "full"
@@ -121,6 +127,7 @@ class NodeView:
             "load": self.load, "version": self.version,
             "disk_id": self.disk_id, "admin_state": self.admin_state,
             "address_problem": self.address_problem,
+            "write_error": self.write_error,
             # Only while it answers: an offline node's last figure is not its latency.
             "latency_ms": (round(self.rtt_ms, 2) if self.rtt_ms is not None
                            and self.state == ONLINE else None),
@@ -217,6 +224,7 @@ class Registry:
         fields = {k: report[k] for k in (
             "name", "address", "zone", "capacity", "used", "free", "disk_total", "disk_free",
             "chunk_count", "manifest_count", "load", "version", "disk_id", "rtt_ms",
+            "write_error",
         ) if k in report and (k != "rtt_ms" or report[k] is not None)}
         if view is None:
             view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)

@@ -48,6 +48,8 @@ class EventKind(StrEnum):
     NODE_OFFLINE = "node_offline"
     NODE_DEAD = "node_dead"
     NODE_UNREACHABLE = "node_unreachable"
+    NODE_DISK_ERROR = "node_disk_error"
+    NODE_DISK_OK = "node_disk_ok"
     NODE_REFUSED = "node_refused"
     NODE_DRAINING = "node_draining"
     NODE_DRAINED = "node_drained"

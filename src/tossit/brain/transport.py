@@ -28,6 +28,12 @@ class NodeUnavailable(NodeError):
     """Connection refused, reset, timed out, or a 5xx: try another node."""
 
 
+class NodeDiskError(NodeUnavailable):
+    """The node's disk refused the write (read-only, I/O error, permissions):
+    another node takes the copy, and this one is skipped by writers until its
+    heartbeat says whether its disk writes again."""
+
+
 class NodeFull(NodeError):
     """The node refused the write because it reached its storage limit (507)."""
 

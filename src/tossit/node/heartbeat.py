@@ -60,6 +60,7 @@ class Heartbeat:
     def report(self) -> dict[str, Any]:
         """What this node tells the brain (and its own /status)."""
         u = self.store.usage()
+        write_error = self.store.check_writable()  # (a thread: report() runs in one)
         load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         return {
             "id": self.node_id,
@@ -76,6 +77,7 @@ class Heartbeat:
             "manifest_count": u.manifest_count,
             "load": load1,
             "disk_id": self.store.disk_id(),
+            "write_error": write_error,
             "cluster": self.cluster,
         }
 

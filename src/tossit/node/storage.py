@@ -29,6 +29,7 @@ nothing about the bytes and are raised as they are.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -92,6 +93,10 @@ class ChunkStore:
         self._used = 0
         self._count: Counter[str] = Counter()  # blobs by kind
         self._reserved = 0
+        # Why the disk refused the last write (None: the last write worked). The
+        # heartbeat reports it, so that the brain stops placing copies here, and
+        # ``check_writable`` tries the disk again before each report.
+        self.write_error: str | None = None
 
     # -- set-up -------------------------------------------------------------
 
@@ -207,17 +212,47 @@ class ChunkStore:
                 else:
                     self._used += size - old_size
             _fsync_dir(final.parent)
+            self.write_error = None
             return old_size is None or repairing
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 # The disk filled up under us (another program, a quota): answer as
                 # a full node, and the brain puts the chunk elsewhere.
                 raise StorageFull(f"the disk is full: {exc.strerror}") from None
+            self.write_error = exc.strerror or str(exc)
             raise
         finally:
             with self._lock:
                 self._reserved -= size
             tmp.unlink(missing_ok=True)
+
+    def check_writable(self) -> str | None:
+        """After a refused write, try the disk again the way a chunk write uses it
+        (a file written and fsynced in ``tmp/``, renamed into a fan-out folder,
+        removed). Returns why it still cannot write (kept in ``write_error``), or
+        None. Nothing to do while writes work."""
+        if self.write_error is None:
+            return None
+        name = f"write-check.{uuid.uuid4().hex}"  # never a chunk id: listings skip it
+        probe, placed = self.tmp_dir / name, self.chunks_dir / f"{0:0{FANOUT_CHARS}x}" / name
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, bytes(4096))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(probe, placed)
+            _fsync_dir(placed.parent)
+            placed.unlink()
+        except OSError as exc:
+            for leftover in (probe, placed):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            self.write_error = exc.strerror or str(exc)
+            return self.write_error
+        self.write_error = None
+        return None
 
     def _intact(self, path: Path, cid: str, kind: str = DATA) -> bool:
         try:

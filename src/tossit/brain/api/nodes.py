@@ -65,6 +65,9 @@ class NodeReport(BaseModel):
     rtt_ms: float | None = Field(default=None, ge=0, le=1e6,
                                  description="the round trip of the node's previous heartbeat")
     disk_id: str | None = Field(default=None, max_length=300)
+    write_error: str | None = Field(default=None, max_length=500,
+                                    description="why its disk refused the last write, "
+                                    "and refuses a test write still (none: it writes)")
     cluster: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$",
                                 description="the cluster the node joined before (none: new)")
     adopt: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$",
@@ -153,6 +156,7 @@ async def register(report: NodeReport, request: Request,
     before = brain.registry.get(report.id)
     # The registry updates its views in place: note what changes before it does.
     was = (before.state, before.capacity, before.zone) if before is not None else None
+    write_error = before.write_error if before is not None else None
     if any(v.address == report.address and v.id != report.id
            and v.state not in (OFFLINE, DEAD) for v in brain.registry.nodes.values()):
         raise ApiError(409, "address_in_use",
@@ -168,6 +172,7 @@ async def register(report: NodeReport, request: Request,
         if was[0] != ONLINE and view.state == ONLINE:
             await _back_online(brain, report, was[0])
         await _placement_inputs_changed(brain, report, was[1], was[2])
+    await _write_error_changed(brain, view, write_error)
     brain.collector.request_sweep()  # reconcile its inventory with the metadata
     brain.manifests.wake()  # manifest packs that waited for nodes may go now
     await _corrupt_reported(brain, report)
@@ -227,6 +232,24 @@ async def _placement_inputs_changed(brain: Brain, report: NodeReport, capacity: 
         brain.repairer.wake()
 
 
+async def _write_error_changed(brain: Brain, view: NodeView, before: str | None) -> None:
+    """The node's disk started or stopped refusing writes (its heartbeat says,
+    after a test write): said once each way, not with every heartbeat."""
+    if (view.write_error is None) == (before is None):
+        return
+    if view.write_error is not None:
+        msg = (f"{view.name}'s disk refuses writes ({view.write_error}): no new copies go "
+               "there, reads from it go on; check its disk (kernel log, mount options, "
+               "permissions of its data dir)")
+        log.error("%s", msg)
+        await brain.store.add_event(EventKind.NODE_DISK_ERROR, msg, severity="error",
+                                    node_id=view.id)
+        return
+    await brain.store.add_event(EventKind.NODE_DISK_OK, f"{view.name}'s disk takes writes "
+                                "again", node_id=view.id)
+    brain.repairer.wake()  # copies that had nowhere to go may go there now
+
+
 async def _corrupt_reported(brain: Brain, report: NodeReport) -> None:
     """The node's scrubber quarantined these: repair them from good copies."""
     await brain.record_corrupt(
@@ -247,7 +270,7 @@ async def heartbeat(report: NodeReport, request: Request,
     if view is None or report.id != node_id:
         raise ApiError(404, "node_not_found", "unknown node: register first")
     await _check_cluster(brain, report)
-    was = view.state
+    was, write_error = view.state, view.write_error
     data = report.model_dump(exclude={"corrupt"})
     brain.registry.update(data, ONLINE)
     await brain.store.save_heartbeat(node_id, data)
@@ -258,6 +281,7 @@ async def heartbeat(report: NodeReport, request: Request,
         await _back_online(brain, report, was)
     elif was != view.state:
         await brain.store.set_node_state(node_id, view.state, view.rtt_ms)
+    await _write_error_changed(brain, view, write_error)
     await _corrupt_reported(brain, report)
     return {"ok": True, "cluster": _cluster_for(brain, report)}
 

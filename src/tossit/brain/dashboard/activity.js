@@ -20,7 +20,7 @@ const KIND_WORDS = {
   files_uploaded: "Uploaded", files_deleted: "Deleted",
   trash_moved: "Moved to trash", trash_restored: "Restored", trash_purged: "Deleted forever",
   trash_expired: "Trash expired", trash_emptied: "Trash emptied", brain_leader: "Brain took the lead",
-  node_unreachable: "Node unreachable", node_refused: "Node refused", repair_resumed: "Repair resumed",
+  node_unreachable: "Node unreachable", node_disk_error: "Disk refuses writes", node_disk_ok: "Disk writes again", node_refused: "Node refused", repair_resumed: "Repair resumed",
   gc_capped: "Sweep capped", scrub: "Scrub", drill: "Fire drill", metadata_rebuilt: "Metadata rebuilt",
   metadata_behind: "Metadata behind", needs_recovery: "Needs recovery", manifests_resigned: "Manifests re-signed", manifests_rewritten: "Manifests rewritten",
   join_token_created: "Join token created", join_token_revoked: "Join token revoked",

@@ -101,6 +101,7 @@ function row(n) {
   bar.append(used, limit);
   const stateBox = h("div", { class: "state-box" }, stateBadge(n.state, n.address_problem || undefined));
   if (n.address_problem) stateBox.append(h("span", { class: "small crit-text address-problem" }, n.address_problem));
+  if (n.write_error) stateBox.append(h("span", { class: "small crit-text write-error" }, `Disk refuses writes: ${n.write_error}`));
   const stateCell = h("td", { "data-label": "State", class: "state-cell" }, stateBox);
   if (n.admin_state === "draining") {
     const start = Math.max(drainStart[n.id] || n.chunk_count, n.chunk_count);

@@ -31,6 +31,8 @@ class Node(Wire):
                                 "share a fate")
     address_problem: str | None = Field(description="why the brain cannot reach it "
                                         "(state unreachable)")
+    write_error: str | None = Field(default=None, description="why its disk refuses writes "
+                                    "(no copies are placed there meanwhile; reads go on)")
     latency_ms: float | None = Field(description="heartbeat round trip, while online")
     transfer_ms: float | None = Field(description="this brain's recent transfer time to it "
                                       "(orders reads)")
