@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -78,6 +79,20 @@ BrainOpt = Annotated[
     str | None, typer.Option("--brain", help="brain URL, or several separated by commas",
                              envvar="TOSSIT_BRAIN_URL")
 ]
+
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="print the brain's answer as JSON (for scripts) instead of a table")]
+
+
+def _print_json(answer: Any) -> None:
+    """What the brain answered (a model, or a list of them), as JSON on stdout:
+    the same fields as the REST API's, for scripts (jq) rather than eyes."""
+    def plain(x: Any) -> Any:
+        if isinstance(x, list):
+            return [plain(v) for v in x]
+        return x.model_dump(mode="json") if hasattr(x, "model_dump") else x
+    sys.stdout.write(json.dumps(plain(answer), indent=2, ensure_ascii=False) + "\n")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -884,9 +899,12 @@ def ls(
     limit: Annotated[int, typer.Option(help="rows")] = 100,
     brain: BrainOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List files, newest first."""
     files: list[FileMeta] = _call(_client(brain, config).list_files, search, limit)
+    if as_json:
+        return _print_json(files)
     table = Table("id", "name", "size", "chunks", "replication", "created", box=None)
     for f in files:
         rep = f.replication
@@ -920,10 +938,13 @@ def info(
     ref: Annotated[str, typer.Argument(help="file id or name")],
     brain: BrainOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a file's chunk map: which nodes hold each chunk."""
     client = _client(brain, config)
     meta: FileInfo = _call(client.info, _resolve(client, ref).id)
+    if as_json:
+        return _print_json(meta)
     console.print(f"[bold]{escape(meta.name)}[/]  id={meta.id}  {format_size(meta.size)}  "
                   f"sha256={meta.sha256}", highlight=False)
     rep = meta.replication
@@ -939,9 +960,12 @@ def info(
 
 
 @app.command("nodes")
-def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None,
+              as_json: JsonOpt = False) -> None:
     """List storage nodes."""
     rows: list[Node] = _call(_client(brain, config).nodes)
+    if as_json:
+        return _print_json(rows)
     table = Table(box=None, padding=(0, 1, 0, 0))
     for col in ("name", "state", "zone", "address", "used", "limit", "chunks", "seen", "id"):
         table.add_column(col, no_wrap=True,
@@ -979,9 +1003,12 @@ def _shared_fate(s: Status) -> None:
 
 
 @app.command()
-def status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def status(brain: BrainOpt = None, config: ConfigOpt = None,
+           as_json: JsonOpt = False) -> None:
     """Cluster capacity, usage and replication health."""
     s: Status = _call(_client(brain, config).status)
+    if as_json:
+        return _print_json(s)
     cap = s.capacity
     rep = s.replication
     if s.needs_recovery:  # first, before anything that looks reassuring
@@ -1102,13 +1129,19 @@ def _metadata_safety(s: Status) -> None:
 
 
 @app.command()
-def drill(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def drill(brain: BrainOpt = None, config: ConfigOpt = None,
+          as_json: JsonOpt = False) -> None:
     """Fire drill: would losing the brain now lose anything? Rebuilds the metadata
     from the nodes into a scratch database and compares it, file by file, with
     the live one (nothing changes). Exit 1 if something would be lost."""
     client = _client(brain, config)
     with err.status("reading every node's manifests and chunk lists..."):
         r: DrillResult = _call(client.drill)
+    if as_json:
+        _print_json(r)
+        if not r.ok:
+            raise typer.Exit(1)
+        return
     console.print(r.summary, style="green" if r.ok else "red", highlight=False,
                   markup=False, soft_wrap=True)
     findings = (("lost", r.lost, r.lost_count, "would be lost"),
@@ -1223,9 +1256,12 @@ def events(
     kind: Annotated[str | None, typer.Option(help="only this kind, e.g. node_offline")] = None,
     brain: BrainOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """What the cluster did and why, newest first."""
     rows: list[Event] = _call(_client(brain, config).events, limit, kind)
+    if as_json:
+        return _print_json(rows)
     colours = {"error": "red", "warning": "yellow"}
     for e in rows:  # names come from users: never read them as markup
         again = f"  (×{e.count:,} since {_when(e.first_time)})" if e.count > 1 else ""
@@ -1243,10 +1279,13 @@ app.add_typer(uploads_app, name="uploads")
 
 
 @uploads_app.command("ls")
-def uploads_ls(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def uploads_ls(brain: BrainOpt = None, config: ConfigOpt = None,
+               as_json: JsonOpt = False) -> None:
     """Uploads started and neither completed nor aborted, with the parts they hold."""
     client = _client(brain, config)
     uploads = _call(client.list_uploads)
+    if as_json:
+        return _print_json(uploads)
     if not uploads:
         console.print("no uploads in progress")
         return
@@ -1279,10 +1318,12 @@ app.add_typer(trash_app, name="trash")
 @trash_app.command("ls")
 def trash_ls(
     limit: Annotated[int, typer.Option(help="show at most this many")] = 100,
-    brain: BrainOpt = None, config: ConfigOpt = None,
+    brain: BrainOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Files in the trash, newest first, with when each is purged."""
     out: TrashPage = _call(_client(brain, config).trash, limit)
+    if as_json:
+        return _print_json(out)
     table = Table("id", "name", "size", "why", "deleted", "purged after", box=None)
     for f in out.files:
         table.add_row(str(f.id), escape(f.name), format_size(f.size), f.why,
@@ -1386,10 +1427,14 @@ def _scrub_rows(rows: list[ScrubRow]) -> None:
 
 
 @scrub_app.command("status")
-def scrub_status(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def scrub_status(brain: BrainOpt = None, config: ConfigOpt = None,
+                 as_json: JsonOpt = False) -> None:
     """Per node: the pass in progress, bytes checked, rate, the last full pass
     and the corrupt copies found (quarantined and repaired from good copies)."""
-    _scrub_rows(_call(_client(brain, config).scrub_status).nodes)
+    answer = _call(_client(brain, config).scrub_status)
+    if as_json:
+        return _print_json(answer)
+    _scrub_rows(answer.nodes)
     console.print("checked: this pass; corrupt: copies found rotten since the node's first "
                   "pass", style="dim", highlight=False)
 
@@ -1473,9 +1518,12 @@ def key_create(
 
 
 @key_app.command("list")
-def key_list(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def key_list(brain: BrainOpt = None, config: ConfigOpt = None,
+             as_json: JsonOpt = False) -> None:
     """List keys (never their secrets)."""
     rows: list[Key] = _call(_client(brain, config).list_keys)
+    if as_json:
+        return _print_json(rows)
     table = Table("id", "name", "role", "state", "created", "expires", box=None)
     for k in rows:
         colour = {"active": "green"}.get(k.state, "red")
@@ -1540,9 +1588,12 @@ def join_token_create(
 
 @join_app.command("ls")
 @join_app.command("list", hidden=True)  # as in tossit key list
-def join_token_ls(brain: BrainOpt = None, config: ConfigOpt = None) -> None:
+def join_token_ls(brain: BrainOpt = None, config: ConfigOpt = None,
+                  as_json: JsonOpt = False) -> None:
     """List join tokens (never their secrets)."""
     rows: list[JoinToken] = _call(_client(brain, config).list_join_tokens)
+    if as_json:
+        return _print_json(rows)
     table = Table("id", "state", "used", "expires", "used by", "created by", box=None)
     for t in rows:
         colour = {"active": "green", "used": "dim"}.get(t.state, "red")

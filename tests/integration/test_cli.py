@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -70,6 +71,26 @@ def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> Non
     # The test's nodes share this machine's disk: both commands say what that means.
     for said in (listed_nodes, status):
         assert "store on one disk" in said and "do not protect against that disk failing" in said
+
+    # --json: the brain's answer as the REST API gives it, for scripts.
+    as_json = json.loads(tossit("ls", "album", "--json", brain=url, key_file=key).stdout)
+    assert {f["name"]: (f["id"], f["size"], f["sha256"]) for f in as_json} == {
+        n: (listing[n]["id"], listing[n]["size"], listing[n]["sha256"])
+        for n in ("album/a.jpg", "album/2024/b.txt")}
+    one = json.loads(tossit("info", "album/a.jpg", "--json", brain=url, key_file=key).stdout)
+    assert one["id"] == listing["album/a.jpg"]["id"]
+    assert sum(c["size"] for c in one["chunk_map"]) == len(files[folder / "a.jpg"])
+    assert all(len(c["nodes"]) == 3 for c in one["chunk_map"])
+    nodes = json.loads(tossit("nodes", "--json", brain=url, key_file=key).stdout)
+    assert sorted(n["state"] for n in nodes) == ["online"] * 3
+    assert {n["id"] for n in nodes} == {n["id"] for n in shared_cluster.http.get(
+        "/api/nodes").json()}
+    status_json = json.loads(tossit("status", "--json", brain=url, key_file=key).stdout)
+    assert status_json["nodes"]["online"] == 3
+    assert status_json["replication"]["chunks_below_target"] == 0
+    events = json.loads(tossit("events", "--json", "--kind", "files_uploaded",
+                               brain=url, key_file=key).stdout)
+    assert events and all(e["kind"] == "files_uploaded" for e in events)
 
     tossit("rm", "album/a.jpg", "album/2024/b.txt", brain=url, key_file=key)
     names = {f["name"] for f in shared_cluster.http.get("/api/files").json()}
