@@ -44,6 +44,7 @@ ERROR_MEANINGS: dict[int, str] = {
     416: "The range is outside the file",
     422: "The body does not match what the request claims",
     429: "Too many attempts from this address lately; wait Retry-After seconds",
+    500: "The server failed to do it (the error says why, e.g. disk_error)",
     502: "Another server this one depends on failed",
     503: "Not enough nodes are reachable right now; retry later",
     507: "Not enough free storage",

@@ -54,6 +54,12 @@ def test_a_node_whose_disk_refuses_writes_gets_no_copies_until_it_writes_again(
                             env=dict(os.environ, TOSSIT_KEY=c.admin_key))
     assert "! node-0 refuses writes: its disk says 'Not a directory'" in listed.stdout
     assert c.http.get("/ready").json()["nodes_writable"] == 3
+    # A repair copy ordered there anyway is refused the same way (not a traceback).
+    missing = next(iter(set(c.chunk_files(1)) - set(c.chunk_files(0))))
+    copy = c.node_http(0).post("/replicate", json={"chunk_id": missing, "sources": [
+        {"id": c.node_id(1), "address": f"http://127.0.0.1:{c.node_ports[1]}"}]})
+    assert copy.status_code == 500 and copy.json()["error"] == "disk_error", copy.text
+    assert "Traceback" not in c.log("node0")
 
     # While it lasts, no copy is even offered to node 0.
     refused = _refused_puts(c)

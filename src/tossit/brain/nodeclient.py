@@ -337,6 +337,9 @@ class NodeClient:
             text = (await resp.text())[:300]
             if resp.status == 507:
                 raise NodeFull(f"{target.name}: {text}")
+            if resp.status == 500 and '"disk_error"' in text:
+                raise NodeDiskError(f"{target.name} could not store a copy of "
+                                    f"{chunk_id[:12]}: {text}")
             raise NodeError(f"{target.name} could not copy {chunk_id[:12]}: "
                             f"{resp.status} {text}")
 

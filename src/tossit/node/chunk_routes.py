@@ -82,7 +82,8 @@ async def _write(p: NodeParts, cid: str, data: bytes | bytearray | memoryview,
 
 @router.put("/chunks/{chunk_id}", status_code=201, openapi_extra=_CHUNK_BODY, responses={
     200: {"description": "The chunk was already stored", "content": {"application/json": {}}},
-    **signed(400, 413, 422, 507, e422="The body does not hash to the chunk id"),
+    **signed(400, 413, 422, 500, 507, e422="The body does not hash to the chunk id",
+             e500="This node's disk refused the write (disk_error)"),
 })
 async def put_chunk(chunk_id: ChunkId, request: Request, p: Parts,
                     kind: Kind = DATA) -> JSONResponse:

@@ -4,6 +4,7 @@ the brain's order, scrub now, report status, health and metrics."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,6 +18,7 @@ from tossit.node.peers import CopyFailed
 from tossit.node.storage import StorageFull
 
 router = APIRouter()
+log = logging.getLogger("tossit.node")
 
 
 class Source(BaseModel):
@@ -38,8 +40,9 @@ async def status(p: Parts) -> dict[str, Any]:
     return {**report, "brain_connected": p.heartbeat.connected}
 
 
-@router.post("/replicate", responses=signed(400, 502, 507, e502="No source could supply "
-                                            "a verified copy"))
+@router.post("/replicate", responses=signed(
+    400, 500, 502, 507, e500="This node's disk refused the write (disk_error)",
+    e502="No source could supply a verified copy"))
 async def replicate(order: ReplicateOrder, request: Request, p: Parts) -> dict[str, Any]:
     """The brain's order: fetch this chunk from one of ``sources`` (other nodes),
     verify it against its id and store it (fsynced before the answer)."""
@@ -53,6 +56,11 @@ async def replicate(order: ReplicateOrder, request: Request, p: Parts) -> dict[s
     except StorageFull as exc:
         p.ops.labels("replicate", "full").inc()
         raise ApiError(507, "storage_full", str(exc)) from None
+    except OSError as exc:  # the disk refused the write: said as a chunk write says it
+        p.ops.labels("replicate", "disk_error").inc()
+        log.error("cannot store a copy of %s: %s", order.chunk_id[:12], exc)
+        raise ApiError(500, "disk_error", "this node cannot write to its disk: "
+                       f"{exc.strerror or exc}") from None
     p.ops.labels("replicate", "ok").inc()
     p.bytes_io.labels("in").inc(result["size"])
     return result
