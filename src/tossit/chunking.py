@@ -34,6 +34,12 @@ def chunk_id(data: bytes | bytearray | memoryview) -> str:
 DATA = "data"
 META = "meta"
 KINDS = (DATA, META)
+# Room a node keeps over its storage limit for manifest packs (a few KiB each).
+# A full cluster must still take the packs of deletes: until they are on the
+# nodes, the collector frees nothing (the nodes must hold the newer manifest
+# before losing the older one), so without this room deleting could never
+# free a full cluster.
+META_ROOM = 64 * 1024 * 1024
 _META_DOMAIN = b"tossit-meta-v1\0"
 
 

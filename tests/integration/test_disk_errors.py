@@ -91,3 +91,32 @@ def _refused_puts(c: Cluster) -> float:
     m = re.search(r'^tossit_node_chunk_ops_total\{op="put",result="disk_error"\} (\S+)$',
                   text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+def test_a_full_cluster_frees_space_when_files_are_deleted(make_cluster: Any) -> None:
+    """Every node past its high-water mark: uploads are refused (503), but
+    deletes are not. Each delete's manifest pack goes into the room a node keeps
+    for packs over its limit; until it is on the nodes the collector frees
+    nothing, so without that room a full cluster could never be emptied."""
+    c: Cluster = make_cluster(nodes=3, replicas=3, node_capacity="6MiB",
+                              brain_args=["--snapshot-interval", "0"])
+    ids = []
+    for size in (900 * KiB, 64 * KiB, 2 * KiB):  # up to the last few KiB under the mark
+        for i in range(200):
+            up = c.http.put(f"/api/files/fill-{size}-{i}.bin", content=os.urandom(size))
+            if up.status_code != 201:
+                assert up.status_code in (503, 507), up.text
+                break
+            ids.append(up.json()["id"])
+        else:
+            raise AssertionError(f"the cluster never filled up with {size} B files")
+    for file_id in ids:
+        gone = c.http.delete(f"/api/files/{file_id}")
+        assert gone.status_code == 200, gone.text  # not 503 manifest_not_stored
+    wait_until(lambda: c.gc(orphans=False)["bytes_freed"] == 0
+               and all(n["used"] < 1024 * KiB for n in c.http.get("/api/nodes").json()),
+               60, interval=0.5, what="the deleted files' space freed on every node")
+    assert c.http.get("/api/status").json()["manifests"]["waiting"] == 0
+    data = os.urandom(900 * KiB)
+    again = c.upload("after.bin", data)  # room again
+    assert c.download(again["id"]) == data

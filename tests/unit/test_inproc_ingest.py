@@ -128,7 +128,8 @@ async def test_a_full_node_is_skipped_and_marked_full(tmp_path: Path) -> None:
         full = core.node(first.id)
         full.fill_up()
         res = await core.upload("f.bin", data)
-        assert full.count("put") == 1 and full.data_ids() == set()
+        # (Manifest packs may still go there: a node keeps room for them.)
+        assert full.count("put", chunk_id(data)) == 1 and full.data_ids() == set()
         assert first.free == 0  # no more writes until its next heartbeat
         assert first not in core.registry.writable(1)
         assert res.under_replicated == 0

@@ -11,6 +11,7 @@ from tossit.brain.registry import (
     room_at,
     shared_fates,
 )
+from tossit.chunking import META_ROOM
 from tossit.placement import Candidate, balanced, desired_nodes
 
 
@@ -228,6 +229,13 @@ def test_why_a_node_takes_no_writes_is_said_in_a_few_words() -> None:
     skipped.unreachable_until = 10.0
     assert not skipped.writable(1, 1.0, 5.0)
     assert skipped.why_not_writable(5.0).startswith("skipped for a few seconds")
+    # Over the high-water mark (95%): no data, but a manifest pack still goes,
+    # into the room kept over the limit, and no further.
+    high = _view("n5", None, capacity=1000, used=960, free=40)
+    high.disk_free = 10 << 20
+    assert not high.writable(1, 0.95, 0.0) and high.writable(1000, 0.95, 0.0, meta=True)
+    high.used = 1000 + META_ROOM
+    assert not high.writable(1, 0.95, 0.0, meta=True)
     read_only = _view("n4", None)
     read_only.write_error = "Read-only file system"
     assert not read_only.writable(1, 1.0, 0.0)

@@ -117,6 +117,11 @@ def test_storage_full(store: ChunkStore) -> None:
     cid, data = blob(202, 1)
     with pytest.raises(StorageFull):
         store.write(cid, data)
+    # A manifest pack still fits: a node keeps room for them over its limit, or a
+    # full cluster could not record the deletes that would free it.
+    pack = b"a pack of a delete's manifest entries"
+    assert store.write(content_id(pack, META), pack, kind=META)
+    assert store.usage().used == MiB + len(pack)
     # Deleting makes room again.
     store.delete(written[0])
     assert store.write(cid, data)

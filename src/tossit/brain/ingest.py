@@ -29,7 +29,7 @@ from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capa
 from tossit.brain.store import NewObject, ReplaceOnly, Store
 from tossit.brain.transport import NodeDiskError, NodeError, NodeFull, NodeTransport
 from tossit.brain.upload_budget import ByteBudget
-from tossit.chunking import DATA, Digest, StreamHasher, rechunk
+from tossit.chunking import DATA, META, Digest, StreamHasher, rechunk
 from tossit.config import BrainSettings
 from tossit.errors import DigestMismatch, InsufficientStorage, NotEnoughNodes
 
@@ -304,7 +304,8 @@ class Ingest:
             ]
             if len(holders) >= replicas:
                 return holders  # deduplicated: already stored safely, nothing to send
-        candidates = self.registry.write_order(cid, len(data), exclude=set(holders))
+        candidates = self.registry.write_order(cid, len(data), exclude=set(holders),
+                                               meta=kind == META)
         want = replicas - len(holders)
         acked: list[str] = []
         errors: list[str] = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tossit.brain.states import READABLE_STATES, AdminState, NodeState
+from tossit.chunking import META_ROOM
 from tossit.placement import (
     Candidate,
     balanced,
@@ -99,11 +100,16 @@ class NodeView:
             self.unreachable_since = time.monotonic()
         self.address_problem = problem
 
-    def writable(self, size: int, high_water: float, now: float) -> bool:
+    def writable(self, size: int, high_water: float, now: float, meta: bool = False) -> bool:
+        """Can it take a blob of ``size`` now? ``meta``: a manifest pack, which
+        may use the room a node keeps over its limit (``META_ROOM``)."""
         if (self.state != ONLINE or self.admin_state is not None
                 or self.unreachable_until > now or self.write_error is not None):
             return False
         used = self.used + self.reserved
+        if meta:
+            return (used + size <= self.capacity + META_ROOM
+                    and size + (1 << 20) <= self.disk_free - self.reserved)
         return used + size <= self.capacity * high_water and size <= self.free - self.reserved
 
     def why_not_writable(self, now: float) -> str:
@@ -271,9 +277,10 @@ class Registry:
     def online_ids(self) -> list[str]:
         return [n.id for n in self.nodes.values() if n.state in READABLE_STATES]
 
-    def writable(self, size: int) -> list[NodeView]:
+    def writable(self, size: int, meta: bool = False) -> list[NodeView]:
         now = time.monotonic()
-        return [n for n in self.nodes.values() if n.writable(size, self.high_water, now)]
+        return [n for n in self.nodes.values()
+                if n.writable(size, self.high_water, now, meta)]
 
     def placement_key(self) -> PlacementKey:
         """What placement and counting depend on (which nodes count, their
@@ -295,9 +302,11 @@ class Registry:
         return [Candidate(n.id, self._weights.get(n.id, float(n.capacity)), n.zone)
                 for n in views]
 
-    def write_order(self, chunk_id: str, size: int, exclude: set[str]) -> list[NodeView]:
-        """Eligible nodes in the order a writer should try them for this chunk."""
-        eligible = [n for n in self.writable(size) if n.id not in exclude]
+    def write_order(self, chunk_id: str, size: int, exclude: set[str],
+                    meta: bool = False) -> list[NodeView]:
+        """Eligible nodes in the order a writer should try them for this chunk
+        (``meta``: a manifest pack, see ``NodeView.writable``)."""
+        eligible = [n for n in self.writable(size, meta) if n.id not in exclude]
         ranked = preference_list(chunk_id, self.candidates(eligible), self.replicas)
         by_id = {n.id: n for n in eligible}
         return [by_id[c.id] for c in ranked]

@@ -112,7 +112,7 @@ class Brain:
                              self.collector, self.commits)
         self.manifests = ManifestWriter(
             self.store, self.ingest.place, self.pins, self.collector.release,
-            lambda: len(self.registry.writable(1)) >= settings.replicas)
+            lambda: len(self.registry.writable(1, meta=True)) >= settings.replicas)
         self.commits.writer = self.manifests
         self.trash = TrashService(settings, self.store, self.manifests, self.collector.release)
         self.collector.written_packs = self.manifests.written_ids

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tossit.chunking import DATA, KINDS, META, content_id, is_chunk_id
+from tossit.chunking import DATA, KINDS, META, META_ROOM, content_id, is_chunk_id
 from tossit.config import capacity_limit
 
 FANOUT_CHARS = 3
@@ -184,10 +184,12 @@ class ChunkStore:
         size = len(data)
         with self._lock:
             u = self.usage()
-            if u.used + self._reserved + size > u.limit or size + (1 << 20) > u.disk_free:
-                raise StorageFull(
-                    f"storage limit reached: {u.used} of {u.limit} bytes used"
-                )
+            # Manifest packs may use the room kept over the limit (META_ROOM).
+            limit = u.limit + (META_ROOM if kind == META else 0)
+            if size + (1 << 20) > u.disk_free:
+                raise StorageFull(f"the disk is full: {u.disk_free} bytes free")
+            if u.used + self._reserved + size > limit:
+                raise StorageFull(f"storage limit reached: {u.used} of {u.limit} bytes used")
             self._reserved += size
         tmp = self.tmp_dir / f"{cid}.{uuid.uuid4().hex}"
         try:
