@@ -124,6 +124,25 @@ class InsufficientStorage(TossitError):
                          f"stored {copies} times", free=free)
 
 
+class NotLeader(TossitError):
+    """This brain does not hold the leadership (any more): it must not commit.
+    Nothing was changed; another brain takes over within seconds."""
+
+    code = "not_leader"
+
+
+class MetadataFull(TossitError):
+    """The metadata database could not take the change: its disk (or, on
+    PostgreSQL, the database server's) is full. Nothing was changed."""
+
+    code = "metadata_disk_full"
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"the brain's metadata database has no room left ({where}): the "
+                         "change was not made; free space there, and writes resume by "
+                         "themselves")
+
+
 class ChunkUnavailable(TossitError):
     """No readable copy of a chunk right now (not lost: its nodes may come back)."""
 
@@ -280,6 +299,8 @@ class DigestMismatch(TossitError):
 HTTP_STATUS: dict[type[TossitError], int] = {
     NotEnoughNodes: 503,
     InsufficientStorage: 507,
+    NotLeader: 503,
+    MetadataFull: 507,
     ChunkUnavailable: 503,
     NameTaken: 409,
     ObjectChanged: 412,
@@ -313,7 +334,8 @@ def json_error(exc: ApiError | TossitError) -> JSONResponse:
 
     if isinstance(exc, ApiError):
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-    return JSONResponse(exc.body(), status_code=http_status(exc))
+    retry = {"Retry-After": "2"} if isinstance(exc, NotLeader) else None
+    return JSONResponse(exc.body(), status_code=http_status(exc), headers=retry)
 
 
 def install_error_handlers(app: Any) -> None:

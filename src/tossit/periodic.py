@@ -26,7 +26,10 @@ import contextlib
 import logging
 from typing import Any
 
+from tossit.errors import MetadataFull, TossitError
+
 log = logging.getLogger("tossit.periodic")
+FULL_RETRY = 10.0  # seconds between passes while the metadata disk is full
 
 
 class Periodic:
@@ -61,7 +64,14 @@ class Periodic:
         """A pass succeeded with ``result`` (e.g. ``wake()`` for more work)."""
 
     def failed(self, exc: Exception) -> None:
-        """A pass raised: say so (the loop goes on after ``retry_after``)."""
+        """A pass raised: say so (the loop goes on after ``retry_after``). A full
+        metadata disk is said by the store, once a minute, not by every loop."""
+        if isinstance(exc, MetadataFull):
+            return
+        if isinstance(exc, TossitError):  # a condition with its own words: no traceback
+            log.warning("%s pass failed: %s; retrying in %g s", self.name, exc.message,
+                        self.retry_after)
+            return
         log.exception("%s pass failed; retrying in %g s", self.name, self.retry_after,
                       exc_info=exc)
 
@@ -82,7 +92,9 @@ class Periodic:
                 result = await self.tick()
             except Exception as exc:
                 self.failed(exc)
-                await asyncio.sleep(self.retry_after)
+                # A full metadata disk is not fixed in a second: no hot retries.
+                await asyncio.sleep(max(self.retry_after, FULL_RETRY)
+                                    if isinstance(exc, MetadataFull) else self.retry_after)
                 continue
             self.after_pass(result)
             await self.pause(await self.next_delay())

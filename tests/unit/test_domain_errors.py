@@ -32,3 +32,20 @@ def test_status_and_body() -> None:
         code = "unmapped"
 
     assert http_status(Unmapped("?")) == 500
+
+
+def test_a_brain_that_lost_the_lead_and_a_full_metadata_disk_answer_clearly() -> None:
+    """Neither is an internal error: the client is told to retry (503 with
+    Retry-After), or that the brain's own disk is full (507); S3 clients get
+    ServiceUnavailable, which they retry."""
+    from tossit.brain.s3.errors import from_domain
+    from tossit.errors import MetadataFull, NotLeader, json_error
+
+    lost = NotLeader("this brain is not the leader any more: retry")
+    answer = json_error(lost)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "2"
+    assert b'"error":"not_leader"' in answer.body
+    full = MetadataFull("the disk of /srv/tossit/brain is full: 12 KiB free")
+    assert http_status(full) == 507 and full.code == "metadata_disk_full"
+    assert "12 KiB free" in full.message and "the change was not made" in full.message
+    assert {from_domain(lost).code, from_domain(full).code} == {"ServiceUnavailable"}

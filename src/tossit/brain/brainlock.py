@@ -36,6 +36,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from tossit.errors import NotLeader
+
 log = logging.getLogger("tossit.brain")
 
 _BRAIN_LOCK_KEY = 0x7055_1701  # beside the refcount lock's key (store.py)
@@ -46,10 +48,6 @@ SERVER_NOTICES = 10  # seconds for PostgreSQL to notice a silent lock holder is 
 
 class BrainLockError(RuntimeError):
     """Another brain already uses this metadata or data dir."""
-
-
-class NotLeader(RuntimeError):
-    """This brain does not hold the leadership (any more): it must not commit."""
 
 
 async def _nothing() -> None:

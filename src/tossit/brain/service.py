@@ -47,6 +47,7 @@ from tossit.brain.store import Store
 from tossit.brain.trash import TrashService
 from tossit.brain.upload_expiry import UploadExpiry
 from tossit.config import BrainSettings, plural
+from tossit.errors import MetadataFull
 from tossit.manifests import SYSTEM_BUCKET, pack_key
 
 log = logging.getLogger("tossit.brain")
@@ -189,9 +190,12 @@ class Brain:
             self._follow()
         role = "" if not self.lock.shared else (
             " as the leader" if self.leader else " as a follower")
-        await self.store.add_event(
-            EventKind.BRAIN_STARTED, f"brain started{role} (R={self.settings.replicas}, "
-            f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
+        try:  # (a record only: a full metadata disk must not keep reads from starting)
+            await self.store.add_event(
+                EventKind.BRAIN_STARTED, f"brain started{role} (R={self.settings.replicas}, "
+                f"W={self.settings.quorum}, {len(self.registry.nodes)} known nodes)")
+        except MetadataFull as exc:
+            log.error("%s", exc)
         log.info("brain ready%s: metadata at %s", role, self.url.split("@")[-1])
 
     async def _cluster_id(self) -> str | None:

@@ -87,6 +87,10 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     except Exception as exc:
         return {"status": "not_ready",
                 "reason": f"the metadata database does not answer ({type(exc).__name__})"}
+    if brain.store.full_since is not None:  # (cleared by the next write that works)
+        return {"status": "not_ready",
+                "reason": "the metadata database has no room left: changes are refused "
+                          "until there is space where it keeps its data"}
     if brain.lock.shared and not brain.leader and await brain.directory.leader_url() is None:
         return {"status": "not_ready", "role": "follower",
                 "reason": "no brain leads the cluster right now (one takes over within "

@@ -14,8 +14,10 @@ from tossit.errors import (
     DigestMismatch,
     InsufficientStorage,
     ManifestNotStored,
+    MetadataFull,
     MultipartError,
     NotEnoughNodes,
+    NotLeader,
     TossitError,
 )
 from tossit.limits import BodyLimitError
@@ -118,7 +120,7 @@ def from_domain(exc: TossitError) -> S3Error:
     if isinstance(exc, MultipartError):
         return S3Error(exc.s3_code if exc.s3_code in KINDS else "InvalidRequest", exc.message)
     if isinstance(exc, NotEnoughNodes | ChunkUnavailable | ManifestNotStored
-                  | InsufficientStorage):
+                  | InsufficientStorage | NotLeader | MetadataFull):
         return S3Error("ServiceUnavailable", exc.message)
     return S3Error("InternalError", exc.message)
 

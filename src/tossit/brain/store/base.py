@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
+import logging
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tossit.brain import manifest_rows
@@ -31,9 +36,27 @@ from tossit.brain.models import (
 )
 from tossit.brain.states import EventKind
 from tossit.brain.store.sqlite_reads import SqliteReads
+from tossit.errors import MetadataFull
 from tossit.manifests import AnyEntry
 
+log = logging.getLogger("tossit.brain.store")
 DEFAULT_BUCKET = "default"
+FULL_LOG_EVERY = 60.0  # seconds between log lines while the metadata disk is full
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: DBAPIError) -> bool:
+    """Did the database refuse a write for want of room? SQLite's SQLITE_FULL
+    ("database or disk is full"), PostgreSQL's disk_full (53100), or ENOSPC."""
+    orig = exc.orig
+    if getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return True
+    if _PG_DISK_FULL in (getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)):
+        return True
+    if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "database or disk is full" in str(orig)
 # PostgreSQL transaction-scoped advisory lock taken by every transaction that
 # changes chunk reference counts, so that they run one at a time as they do on
 # SQLite: a delete racing an overwrite of the same object cannot release its
@@ -156,6 +179,8 @@ class StoreBase:
                            if self.dialect == "sqlite" and engine.url.database
                            and engine.url.database != ":memory:" else None)
         self._write_lock = asyncio.Lock()
+        self.full_since: float | None = None  # monotonic: the first write a full disk refused
+        self._full_logged = float("-inf")
         self._bucket_ids: dict[str, int] = {}
         # Buckets found to exist, and when (store/buckets.py: every S3 request asks).
         self._live_buckets: dict[str, tuple[Bucket, float]] = {}
@@ -182,13 +207,49 @@ class StoreBase:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction. SQLite has one writer at a time: queueing here
-        instead of on its file lock avoids 'database is locked' under load."""
-        if self.dialect == "sqlite":
-            async with self._write_lock, self.sessions.begin() as session:
-                yield session
-        else:
-            async with self.sessions.begin() as session:
-                yield session
+        instead of on its file lock avoids 'database is locked' under load.
+
+        A full disk under the database fails the transaction as ``MetadataFull``
+        (507, said once a minute in the log, not a traceback per request), and
+        ``full_since`` says since when, for ``/ready``, until a write works again."""
+        try:
+            if self.dialect == "sqlite":
+                async with self._write_lock, self.sessions.begin() as session:
+                    yield session
+            else:
+                async with self.sessions.begin() as session:
+                    yield session
+        except DBAPIError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._note_full()
+            raise MetadataFull(self._room_left()) from exc
+        if self.full_since is not None:
+            log.warning("the metadata database takes writes again (its disk was full "
+                        "for %.0f s)", time.monotonic() - self.full_since)
+            self.full_since = None
+
+    def _note_full(self) -> None:
+        now = time.monotonic()
+        if self.full_since is None:
+            self.full_since = now
+        if now - self._full_logged >= FULL_LOG_EVERY:
+            self._full_logged = now
+            log.error("the metadata database has no room left (%s): changes are refused "
+                      "until there is space (this is said once a minute while it lasts)",
+                      self._room_left())
+
+    def _room_left(self) -> str:
+        """Where the database lives, and the room left there when it is a file."""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:":
+            return "its database server's disk is full"
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return f"the disk of {folder} is full"
+        return f"the disk of {folder} is full: {free // 1024} KiB free"
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
