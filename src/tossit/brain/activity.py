@@ -24,6 +24,7 @@ from typing import Any
 from tossit.brain.states import EventKind
 from tossit.brain.store import NewEvent, Store
 from tossit.config import format_size, plural
+from tossit.errors import MetadataFull
 from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.activity")
@@ -140,7 +141,8 @@ class ActivityLog(Periodic):
         return self.window
 
     def failed(self, exc: Exception) -> None:  # the log must not stop the brain
-        log.warning("could not write the activity log: %s", exc)
+        if not isinstance(exc, MetadataFull):  # (the store says that once a minute)
+            log.warning("could not write the activity log: %s", exc)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run_forever(), name="activity")

@@ -32,6 +32,7 @@ from tossit.brain.metrics import MANIFEST_PACKS
 from tossit.brain.pins import ChunkPins
 from tossit.brain.store import Store
 from tossit.chunking import META
+from tossit.errors import MetadataFull
 from tossit.manifests import AnyEntry
 
 log = logging.getLogger("tossit.brain.manifests")
@@ -310,8 +311,9 @@ class ManifestWriter:
             except Exception as exc:
                 self.last_error = str(exc)
                 retry = RETRY_EVERY
-                log.warning("manifest packs still waiting for the nodes: %s; retrying in "
-                            "%.0f s", exc, RETRY_EVERY)
+                if not isinstance(exc, MetadataFull):  # (the store says that once a minute)
+                    log.warning("manifest packs still waiting for the nodes: %s; retrying "
+                                "in %.0f s", exc, RETRY_EVERY)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), retry)
             self._wake.clear()

@@ -41,6 +41,9 @@ from tossit.brain.service import Brain
 from tossit.config import plural
 
 router = APIRouter()
+# Room the disk under the SQLite metadata must have for /ready: below it, the next
+# commits may be refused (a full disk refuses only the writes that need a new page).
+MIN_ROOM = 1 << 20
 STUCK_AFTER = 5.0  # seconds a manifest pack may take to reach the nodes before it counts
 public = APIRouter()  # the only route that needs no key: load balancers and probes
 _UNHEALTHY = {"model": Unhealthy, "description": "The metadata database does not answer"}
@@ -87,7 +90,8 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     except Exception as exc:
         return {"status": "not_ready",
                 "reason": f"the metadata database does not answer ({type(exc).__name__})"}
-    if brain.store.full_since is not None:  # (cleared by the next write that works)
+    room = brain.store.room_left()
+    if brain.store.full_since is not None or (room is not None and room < MIN_ROOM):
         return {"status": "not_ready",
                 "reason": "the metadata database has no room left: changes are refused "
                           "until there is space where it keeps its data"}

@@ -239,15 +239,25 @@ class StoreBase:
                       "until there is space (this is said once a minute while it lasts)",
                       self._room_left())
 
+    def room_left(self) -> int | None:
+        """Free bytes on the disk under the SQLite file (None: PostgreSQL, or
+        not known)."""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:":
+            return None
+        try:
+            return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        except OSError:
+            return None
+
     def _room_left(self) -> str:
-        """Where the database lives, and the room left there when it is a file."""
+        """Where the database lives, and the room left there, in words."""
         path = self.engine.url.database if self.dialect == "sqlite" else None
         if not path or path == ":memory:":
             return "its database server's disk is full"
         folder = os.path.dirname(os.path.abspath(path))
-        try:
-            free = shutil.disk_usage(folder).free
-        except OSError:
+        free = self.room_left()
+        if free is None:
             return f"the disk of {folder} is full"
         return f"the disk of {folder} is full: {free // 1024} KiB free"
 
