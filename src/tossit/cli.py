@@ -444,6 +444,13 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
         probe.unlink()
     except OSError as exc:
         raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}") from None
+    from tossit import dirlock
+    try:  # held until this process ends: one node per data dir
+        _held_locks.append(dirlock.take(settings.data_dir / "node.lock"))
+    except dirlock.Held as held:
+        raise _fail(f"another node (pid {held.pid}) is already running with data dir "
+                    f"{settings.data_dir}: stop it first, or give this node its own "
+                    "--data-dir") from None
     from tossit.node.identity import IdentityError, load_or_create
     try:
         load_or_create(settings.data_dir)
@@ -478,6 +485,10 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
     setup_logging(settings.log_level, f"node:{settings.port}")
     serve(create_app(settings), settings.host, settings.port, settings.log_level,
           **_serving(settings))
+
+
+# Locks this process holds until it ends (their fds): see tossit.dirlock.
+_held_locks: list[int] = []
 
 
 # -- installing on a bare machine ---------------------------------------

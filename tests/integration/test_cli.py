@@ -221,3 +221,17 @@ def test_node_what_if_drain_and_undrain(make_cluster: Any) -> None:
     out = tossit("node", "undrain", name, brain=c.url, key_file=key_file).stdout
     assert f"{name} takes new chunks again" in out
     assert c.http.get(f"/api/nodes/{c.node_id(i)}").json()["admin_state"] is None
+
+
+def test_a_second_node_on_the_same_data_dir_is_refused(make_cluster: Any) -> None:
+    """Two node processes on one chunk folder would each count, delete and
+    register as the same node: the second one is refused, naming the first."""
+    c: Cluster = make_cluster(nodes=1, replicas=1)
+    second = tossit("node", "--data-dir", str(c.node_dir(0)), "--port", str(free_port()),
+                    "--brain", c.url, check=False)
+    assert second.returncode == 2, second.stdout + second.stderr
+    proc = c.children["node0"].proc
+    assert proc is not None
+    assert f"another node (pid {proc.pid}) is already running with data dir" in (
+        second.stderr), second.stderr
+    assert c.node_state(0) == "online"

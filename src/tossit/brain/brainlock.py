@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from tossit import dirlock
 from tossit.errors import NotLeader
 
 log = logging.getLogger("tossit.brain")
@@ -72,18 +72,12 @@ def _lock_files(url: str, data_dir: Path | None) -> list[tuple[Path, str]]:
 def _take(lock: Path, where: str) -> int:
     """Lock ``lock`` for this process (its fd, which holds the lock until closed)
     or raise BrainLockError naming the holder."""
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
+        return dirlock.take(lock)
+    except dirlock.Held as held:
         raise BrainLockError(
-            f"another brain (pid {holder}) is already running {where}: stop it first, "
+            f"another brain (pid {held.pid}) is already running {where}: stop it first, "
             "or give this brain its own --data-dir") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
 
 
 def check_free(url: str, data_dir: Path | None) -> None:

@@ -3,6 +3,7 @@
 Layout under the node's data dir::
 
     node.json           persistent identity (see identity.py)
+    node.lock           held by the running node (tossit.dirlock): one per data dir
     chunks/abc/<id>     a chunk's bytes, named by its SHA-256; 4096 fan-out dirs
     manifests/abc/<id>  packs of the brain's file manifests (kind ``meta``, see
                         tossit.manifests), named by their own hash; the fan-out
