@@ -59,9 +59,12 @@ class StatsStore(StoreBase):
                     for k, n, c, b in hist_rows if k == kind}
             total, total_bytes = per_kind.get(kind, (0, 0))
             seen = sum(v["chunks"] for v in hist.values())
-            if total - seen:
-                hist[0] = {"chunks": total - seen,
-                           "bytes": total_bytes - sum(v["bytes"] for v in hist.values())}
+            # The reads above are separate statements: chunks committed between
+            # them (PostgreSQL reads each at its own snapshot) can make ``seen``
+            # pass ``total``. A status is a moment's picture: never negative.
+            if total > seen:
+                hist[0] = {"chunks": total - seen, "bytes": max(
+                    0, total_bytes - sum(v["bytes"] for v in hist.values()))}
             return dict(sorted(hist.items()))
 
         n_chunks, chunk_bytes = per_kind.get(DATA, (0, 0))
