@@ -155,6 +155,10 @@ class BrainLock:
         self._conn, self._pid = None, None
         return False
 
+    async def holds(self) -> bool:
+        """Does this brain lead, and does its lock session still hold the lock?"""
+        return self.leader and await self._held()
+
     async def _held(self) -> bool:
         try:
             assert self._conn is not None

@@ -227,9 +227,13 @@ class Brain:
             await asyncio.sleep(1)
 
     async def _load_nodes(self) -> None:
-        """The nodes as the metadata last saw them (at start, and when taking over)."""
+        """The nodes as the metadata last saw them (at start, and when taking over).
+        The registry is rebuilt without a pause in between: uploads served
+        meanwhile must not find it empty (503 "0 nodes available")."""
+        rows = await self.store.list_nodes()
+        suspect = []
         self.registry.nodes.clear()
-        for row in await self.store.list_nodes():
+        for row in rows:
             view = self.registry.update(
                 {c: getattr(row, c) for c in (
                     "id", "name", "address", "zone", "capacity", "used", "free",
@@ -246,9 +250,11 @@ class Brain:
                 # shown online until its next heartbeat (nodes retry every few
                 # seconds), instead of "online" until the monitor's first pass.
                 view.state = SUSPECT
-                await self.store.set_node_state(row.id, SUSPECT, row.latency_ms)
+                suspect.append(row)
             view.rtt_ms = row.latency_ms
             view.admin_state = row.admin_state
+        for row in suspect:
+            await self.store.set_node_state(row.id, SUSPECT, row.latency_ms)
         recovered = await self.store.get_state("recovered")
         if recovered is not None:
             self.collector.keep_orphans_until = (float(recovered["at"])
@@ -333,6 +339,11 @@ class Brain:
             # The old leader may be finishing a step it began before its lock went:
             # its commits are fenced, but not its deletes on the nodes. Let it notice.
             await asyncio.sleep(TAKEOVER_GRACE)
+            if not await self.lock.holds():
+                # Lost again during the grace: leading now would run the loops
+                # (and their deletes on the nodes) beside the brain that took it.
+                log.warning("lost the leadership again before taking over; not leading")
+                return
         await self._load_nodes()
         await self._lead()
         await self.store.add_event(EventKind.BRAIN_LEADER, f"{self.directory.url} now leads the "
