@@ -76,11 +76,22 @@ class BrainDirectory:
     async def listing(self) -> list[dict[str, Any]]:
         now = time.time()
         async with self.store.read() as s:
-            rows = (await s.execute(select(BrainRow).order_by(BrainRow.started_at))).scalars()
-            return [{"id": r.id, "url": r.url, "role": r.role if now - r.last_seen < FRESH
-                     else "silent", "version": r.version, "this": r.id == self.id,
-                     "seconds_since_seen": round(max(0.0, now - r.last_seen), 1)}
-                    for r in rows]
+            rows = list((await s.execute(
+                select(BrainRow).order_by(BrainRow.started_at))).scalars())
+        # Two fresh rows saying "leader": one is a leader that died or stepped
+        # down moments ago and has not said so (its row lasts FRESH seconds). The
+        # one renewed last leads: a live leader renews, a dead one cannot.
+        leading = max((r for r in rows if r.role == "leader" and now - r.last_seen < FRESH),
+                      key=lambda r: r.last_seen, default=None)
+
+        def role(r: BrainRow) -> str:
+            if now - r.last_seen >= FRESH:
+                return "silent"
+            return "follower" if r.role == "leader" and r is not leading else r.role
+
+        return [{"id": r.id, "url": r.url, "role": role(r), "version": r.version,
+                 "this": r.id == self.id,
+                 "seconds_since_seen": round(max(0.0, now - r.last_seen), 1)} for r in rows]
 
     async def leader_url(self) -> str | None:
         """Where the leader answers (cached for a second), or None while none does."""
