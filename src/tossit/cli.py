@@ -1116,7 +1116,8 @@ def _metadata_safety(s: Status) -> None:
                       "brain names them, so they are not deleted", highlight=False)
     if m.waiting:
         console.print(f"[red]{plural(m.waiting, 'manifest')} not on the nodes yet: a brain "
-                      f"disk lost now would lose their changes[/] ({m.last_error})",
+                      "disk lost now would lose their changes[/]"
+                      + (f" ({escape(m.last_error)})" if m.last_error else ""),
                       highlight=False)
     elif none := m.by_copies.get("0", 0):
         console.print(f"[red]{plural(none, 'manifest pack')} without a readable copy: a brain "
@@ -1591,8 +1592,10 @@ def join_token_create(
               "(or TOSSIT_JOIN=TOKEN). It is not stored anywhere and cannot be shown again.",
               highlight=False, markup=False, soft_wrap=True)
     if all(is_loopback(urlsplit(u).hostname or "") for u in t.brains):
+        port = urlsplit(t.brains[0]).port if t.brains else None
         err.print("warning: the token names only loopback addresses, so only a node on "
-                  "this machine can use it: give --url http://HOST:8000, or start the "
+                  "this machine can use it: give --url http://HOST"
+                  f"{f':{port}' if port else ''}, or start the "
                   "brain with --advertise-url", style="yellow", highlight=False,
                   markup=False, soft_wrap=True)
 

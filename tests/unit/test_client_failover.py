@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,41 @@ def test_a_read_the_brain_did_not_answer_is_asked_of_the_next_brain(
         client.status()
     assert failed.value.code == "unreachable"  # both tried, neither answered
     assert len(got) == 1
+
+
+class _FileBrain(BaseHTTPRequestHandler):
+    """Serves file 1's download, with its SHA-256 as the brain sends it."""
+
+    body = b"the photo, whole" * 1000
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(len(self.body)))
+        self.send_header("x-content-sha256", hashlib.sha256(self.body).hexdigest())
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_download_cut_off_by_a_dying_brain_is_fetched_from_the_next(
+        vanishing_brain: tuple[str, list[bytes]], tmp_path: Path) -> None:
+    url, got = vanishing_brain
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FileBrain)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        live = f"http://127.0.0.1:{server.server_address[1]}"
+        with TossitClient(f"{url},{live}") as client:
+            out = client.download(1, tmp_path / "photo.jpg")
+        assert (tmp_path / "photo.jpg").read_bytes() == _FileBrain.body
+        assert out.size == len(_FileBrain.body) and len(got) == 1
+        assert not list(tmp_path.glob(".*partial"))
+        # One brain listed, and it dies: a clear error, nothing left behind.
+        with TossitClient(url) as client, pytest.raises(TossitError) as failed:
+            client.download(1, tmp_path / "again.jpg")
+        assert failed.value.code == "transfer_failed"
+        assert list(tmp_path.iterdir()) == [tmp_path / "photo.jpg"]
+    finally:
+        server.shutdown()
+        server.server_close()

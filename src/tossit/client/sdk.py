@@ -310,8 +310,12 @@ class TossitClient:
             try:
                 size, digest = self._download_to(file_id, tmp, progress)
                 break
-            except httpx.ConnectError as exc:  # nothing was received: ask the next brain
+            except httpx.TransportError as exc:  # refused, or cut off: ask the next brain
+                # (from the start: the file is checked whole against its SHA-256)
                 tried += 1
+                if tried >= len(self.urls) and not isinstance(exc, httpx.ConnectError):
+                    tmp.unlink(missing_ok=True)
+                    raise TossitError(0, "transfer_failed", f"download failed: {exc}") from None
                 try:
                     self._failover(exc, tried)
                 except TossitError:
@@ -343,8 +347,8 @@ class TossitClient:
                             progress(len(piece))
                     out.flush()
                     os.fsync(out.fileno())
-        except httpx.ConnectError:
-            raise
+        except httpx.TransportError:
+            raise  # (download() asks the next brain, or says the transfer failed)
         except httpx.HTTPError as exc:
             raise TossitError(0, "transfer_failed", f"download failed: {exc}") from None
         if length >= 0 and size != length:
