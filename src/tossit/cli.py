@@ -1453,7 +1453,9 @@ def scrub_status(brain: BrainOpt = None, config: ConfigOpt = None,
 
 def _scrub_order(action: ScrubAction, node: str | None, brain: str | None,
                  config: Path | None) -> None:
-    rows: list[ScrubRow] = _call(_client(brain, config).scrub, action, node).nodes
+    client = _client(brain, config)
+    target = _node_ref(client, node) if node else None  # (a name, an id or its start)
+    rows: list[ScrubRow] = _call(client.scrub, action, target).nodes
     _scrub_rows(rows)
     if any(r.error for r in rows):
         raise typer.Exit(1)
@@ -1484,7 +1486,9 @@ def scrub_rate(
 ) -> None:
     """Change the scrub rate now; each node keeps it across restarts (until its
     configured scrub_rate is changed)."""
-    rows: list[ScrubRow] = _call(_client(brain, config).scrub_rate, rate, node).nodes
+    client = _client(brain, config)
+    target = _node_ref(client, node) if node else None
+    rows: list[ScrubRow] = _call(client.scrub_rate, rate, target).nodes
     _scrub_rows(rows)
     if any(r.error for r in rows):
         raise typer.Exit(1)

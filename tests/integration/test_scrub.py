@@ -56,7 +56,9 @@ def test_scrub_start_pause_survives_a_restart_resume_and_finds_rot(make_cluster:
     # Slow node-0 down (at run time), then start a pass there only.
     out = tossit("scrub", "rate", "256KiB/s", "--node", "node-0", **run).stdout
     assert "node-0" in out and "256.0 KiB/s" in out, out
-    tossit("scrub", "start", "--node", "node-0", **run)
+    short = next(n["id"] for n in cl.http.get("/api/nodes").json()
+                 if n["name"] == "node-0")[:8]  # as tossit nodes shows it
+    tossit("scrub", "start", "--node", short, **run)
     wait_until(lambda: scrub_of(cl, "node-0")["bytes_checked"] > 0, 10, what="progress")
     s = scrub_of(cl, "node-0")
     assert s["state"] == "scanning" and 0 < s["progress"] < 1, s
