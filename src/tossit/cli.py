@@ -443,7 +443,14 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
-        raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}") from None
+        if not (settings.data_dir / "node.json").is_file():
+            raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}"
+                        ) from None
+        # A node with chunks on a disk that refuses writes still serves them: it
+        # starts, and tells the brain (write_error) so that no copy is sent here.
+        err.print(f"warning: data dir {settings.data_dir} is not writable ({exc.strerror}): "
+                  "starting to serve what it holds; it takes no new copies until its "
+                  "disk writes again", style="yellow", highlight=False, markup=False)
     from tossit import dirlock
     try:  # held until this process ends: one node per data dir
         _held_locks.append(dirlock.take(settings.data_dir / "node.lock"))
@@ -451,6 +458,9 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
         raise _fail(f"another node (pid {held.pid}) is already running with data dir "
                     f"{settings.data_dir}: stop it first, or give this node its own "
                     "--data-dir") from None
+    except OSError as exc:  # (read-only, and no lock file yet)
+        err.print(f"warning: cannot lock {settings.data_dir} ({exc.strerror}): make sure no "
+                  "other node uses it", style="yellow", highlight=False, markup=False)
     from tossit.node.identity import IdentityError, load_or_create
     try:
         load_or_create(settings.data_dir)

@@ -24,13 +24,24 @@ class Held(Exception):
 def take(lock: Path) -> int:
     """Lock ``lock`` for this process and return the fd, which holds the lock
     until it is closed (or the process ends); raise ``Held`` if another has it."""
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        writable = True
+    except OSError:
+        # A disk that refuses writes (read-only): an existing lock file still
+        # locks, read-only; the pid is not written (other errors go to the caller).
+        fd = os.open(lock, os.O_RDONLY)
+        writable = False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise Held(pid) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    if writable:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # (a full disk: the lock holds all the same)
     return fd

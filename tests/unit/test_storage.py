@@ -400,3 +400,27 @@ def test_a_blob_the_disk_cannot_give_back_is_unreadable_not_an_error_of_the_node
     assert store.verify(cid) is False  # damaged, as if its bytes failed their hash
     assert store.quarantine(cid) and not path.exists()
     assert store.write(cid, data) is True and store.read(cid) == data  # re-made
+
+
+def test_a_node_on_a_disk_that_refuses_writes_still_opens_to_serve_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restarted on a disk gone read-only, a node still serves what it holds:
+    ``open`` counts it and sets ``write_error`` instead of failing."""
+    monkeypatch.setattr(storage, "FANOUT_CHARS", 1)
+    first = ChunkStore(tmp_path / "node", capacity="1MiB")
+    first.open()
+    cid, data = blob(300, 1000)
+    assert first.write(cid, data)
+
+    def read_only(*_args: object, **_kw: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(storage.shutil, "rmtree", read_only)
+    again = ChunkStore(tmp_path / "node", capacity="1MiB")
+    again.open()
+    assert again.write_error == "Read-only file system"
+    assert again.read(cid) == data and again.usage().chunk_count == 1
+    # A new node on such a disk has nothing to serve: that is an error.
+    with pytest.raises(OSError):
+        monkeypatch.setattr(storage.Path, "mkdir", read_only)
+        ChunkStore(tmp_path / "new", capacity="1MiB").open()

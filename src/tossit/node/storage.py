@@ -102,10 +102,30 @@ class ChunkStore:
     # -- set-up -------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the layout, clear stale partial writes, count what is stored."""
+        """Create the layout, clear stale partial writes, count what is stored.
+
+        A disk that refuses writes (read-only after an error, full) does not keep
+        the node from starting: what is stored can still be read, so the node
+        starts with ``write_error`` set, and takes writes once the disk does."""
+        try:
+            self._prepare()
+        except OSError as exc:
+            if not self.chunks_dir.is_dir():
+                raise  # nothing stored here to serve: a new node needs a working disk
+            self.write_error = exc.strerror or str(exc)
+        used, count = 0, Counter[str]()
+        for _cid, size, _mtime, kind in self.iter_chunks():
+            used += size
+            count[kind] += 1
+        self._used, self._count = used, count
+
+    def _prepare(self) -> None:
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
-        if self.tmp_dir.exists():
-            shutil.rmtree(self.tmp_dir)
+        if self.tmp_dir.exists() or self.tmp_dir.is_symlink():
+            if self.tmp_dir.is_dir():
+                shutil.rmtree(self.tmp_dir)
+            else:
+                self.tmp_dir.unlink()  # (something else took its name)
         self.tmp_dir.mkdir()
         present = set(os.listdir(self.chunks_dir))
         for i in range(16**FANOUT_CHARS):
@@ -115,11 +135,6 @@ class ChunkStore:
         _fsync_dir(self.chunks_dir)
         self.meta_dir.mkdir(exist_ok=True)
         _fsync_dir(self.root)
-        used, count = 0, Counter[str]()
-        for _cid, size, _mtime, kind in self.iter_chunks():
-            used += size
-            count[kind] += 1
-        self._used, self._count = used, count
 
     # -- paths --------------------------------------------------------------
 
