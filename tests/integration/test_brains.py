@@ -148,3 +148,30 @@ def test_a_follower_shows_the_leaders_recovery_alarm(make_cluster: Any, pg_url: 
     wait_until(lambda: b1.get("/api/status").json()["needs_recovery"] is None, 20,
                what="the follower's alarm cleared")
     assert b0.get("/api/status").json()["needs_recovery"] is None
+
+
+def test_a_paused_leader_is_unseated_and_another_brain_takes_over(
+        make_cluster: Any, pg_url: str) -> None:
+    """A leader whose process is paused (SIGSTOP, a frozen VM) keeps its lock: its
+    kernel still answers the keepalives. Once its row has gone unrenewed for
+    SILENT_AFTER, a follower ends its database session and takes over; writes
+    go through again; the old leader, woken, steps down and serves as a follower."""
+    c: Cluster = make_cluster(database_url=pg_url, nodes=3, replicas=3, brains=2)
+    assert (role(c, 0), role(c, 1)) == ("leader", "follower")
+    leader = c.children["brain"].proc
+    assert leader is not None
+    os.kill(leader.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: role(c, 1) == "leader", 90, interval=1,
+                   what="the follower taking over from the paused leader")
+        data = os.urandom(MiB + 3)
+        up = c.client(1).put("/api/files/while-paused.bin", content=data)
+        assert up.status_code == 201, up.text
+    finally:
+        os.kill(leader.pid, signal.SIGCONT)
+    wait_until(lambda: role(c, 0) == "follower", 30, interval=0.5,
+               what="the woken brain stepping down")
+    got = c.client(0).get(f"/api/files/{up.json()['id']}/download")
+    assert got.status_code == 200 and got.content == data
+    events = c.client(1).get("/api/events", params={"kind": "brain_leader"}).json()
+    assert events and "now leads the cluster" in events[0]["message"]

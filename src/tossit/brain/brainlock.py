@@ -54,6 +54,10 @@ async def _nothing() -> None:
     return None
 
 
+async def _never() -> bool:
+    return False
+
+
 def _lock_files(url: str, data_dir: Path | None) -> list[tuple[Path, str]]:
     """The files whose ``flock`` says which brain holds what: its data dir, and
     (SQLite) the database file beside it."""
@@ -100,6 +104,11 @@ class BrainLock:
         self.leader = False
         self.on_promote: Callable[[], Awaitable[None]] = _nothing
         self.on_demote: Callable[[], Awaitable[None]] = _nothing
+        # Is the leader silent (its row in the brains' directory not renewed for
+        # a while)? A leader whose process is paused (SIGSTOP, a frozen VM) keeps
+        # its lock, since its kernel still answers the keepalives: a follower
+        # then ends its database session (``_unseat``) to take over.
+        self.leader_silent: Callable[[], Awaitable[bool]] = _never
         self._fds: list[int] = []
         self._conn: AsyncConnection | None = None
         self._pid: int | None = None  # the lock connection's backend
@@ -155,6 +164,24 @@ class BrainLock:
         self._conn, self._pid = None, None
         return False
 
+    async def _unseat(self) -> None:
+        """End the database session that holds the leadership (its brain stopped
+        renewing its row: paused or hung). PostgreSQL frees the lock, and a
+        follower takes it at its next try; the silent brain's commits then fail
+        its fence (``still_leader``), and it steps down when it wakes."""
+        async with self.engine.connect() as conn:
+            pids = (await conn.execute(text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                "classid = 0 AND objid = :k AND objsubid = 1 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+                {"k": _BRAIN_LOCK_KEY})).scalars().all()
+            for pid in pids:
+                ended = await conn.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                log.warning("the leading brain stopped renewing its row: %s its database "
+                            "session (pid %s) so that another brain takes over",
+                            "ended" if ended else "could not end", pid)
+            await conn.commit()
+
     async def holds(self) -> bool:
         """Does this brain lead, and does its lock session still hold the lock?"""
         return self.leader and await self._held()
@@ -185,6 +212,8 @@ class BrainLock:
                     self.leader = True
                     log.info("this brain now leads the metadata")
                     await self.on_promote()
+                elif not self.leader and await self.leader_silent():
+                    await self._unseat()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

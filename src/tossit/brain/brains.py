@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from tossit import __version__
 from tossit.auth.secretfile import write_atomic
@@ -26,6 +26,9 @@ from tossit.brain.store import Store
 
 log = logging.getLogger("tossit.brain")
 RENEW_EVERY = 2.0  # seconds between renewals of this brain's row
+# Seconds a leader's row may go unrenewed (RENEW_EVERY) before a follower ends
+# its lock session: a paused leader. Long enough for a busy database.
+SILENT_AFTER = 30.0
 FRESH = 15.0  # a row renewed less than this long ago belongs to a live brain
 FORGET_AFTER = 7 * 86400.0  # rows of brains silent this long are dropped
 
@@ -52,6 +55,9 @@ class BrainDirectory:
         self.url = url
         self.started = time.time()
         self._leader: tuple[str | None, float] = (None, 0.0)  # (url, when read)
+        # The leader row's last_seen as this brain last read it, and when (this
+        # brain's monotonic clock) it last changed: ``leader_silent``.
+        self._watched: tuple[float | None, float] = (None, time.monotonic())
 
     async def renew(self, role: str) -> None:
         now = time.time()
@@ -107,6 +113,19 @@ class BrainDirectory:
                 .order_by(BrainRow.last_seen.desc()).limit(1))).scalar_one_or_none()
         self._leader = (row, time.monotonic())
         return row
+
+    async def leader_silent(self, after: float = SILENT_AFTER) -> bool:
+        """Has the leader's row gone ``after`` seconds without being renewed? Timed
+        on this brain's own clock from the last change it saw (the other brain's
+        clock may be off), so a just-started follower waits the whole time."""
+        async with self.store.read() as s:
+            seen = await s.scalar(select(func.max(BrainRow.last_seen)).where(
+                BrainRow.role == "leader", BrainRow.id != self.id))
+        now = time.monotonic()
+        if seen is None or seen != self._watched[0]:
+            self._watched = (seen, now)
+            return False
+        return now - self._watched[1] > after
 
     async def another_led_recently(self) -> bool:
         """Did another brain lead a moment ago? (It may still be finishing a step.)"""

@@ -147,6 +147,7 @@ class Brain:
 
     async def start(self) -> None:
         self.lock.on_promote = self._promote
+        self.lock.leader_silent = self.directory.leader_silent
         self.lock.on_demote = self._demote
         try:
             await self.lock.acquire()
