@@ -137,7 +137,9 @@ def run(children: list[Child], data_dir: Path, host: str, port: int, say: object
         echo("Press Ctrl-C to stop.")
         reported: set[str] = set()
         while not stopping:
-            stopping = _report_exits(children, reported, echo, logs)
+            # (Never assign False here: a Ctrl-C handled during the call would be lost.)
+            if _report_exits(children, reported, echo, logs):
+                stopping = True
             time.sleep(0.3)
         return 0
     except RuntimeError as exc:
