@@ -46,7 +46,14 @@ def test_a_node_whose_disk_refuses_writes_gets_no_copies_until_it_writes_again(
     upload_some("during")  # a copy refused by node 0 goes to another node at once
     wait_until(lambda: node0(c)["write_error"] == "Not a directory", 15,
                what="node 0's heartbeat saying its disk refuses writes")
-    events = c.http.get("/api/events", params={"kind": "node_disk_error"}).json()
+
+    def disk_events(kind: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = c.http.get("/api/events", params={"kind": kind}).json()
+        return found
+
+    # (Written by the same heartbeat's handler, just after the registry changed.)
+    wait_until(lambda: disk_events("node_disk_error"), 10, what="the node_disk_error event")
+    events = disk_events("node_disk_error")
     assert len(events) == 1 and events[0]["severity"] == "error"
     assert "node-0's disk refuses writes (Not a directory)" in events[0]["message"]
     listed = subprocess.run([sys.executable, "-m", "tossit", "nodes", "--brain", c.url],
@@ -77,7 +84,8 @@ def test_a_node_whose_disk_refuses_writes_gets_no_copies_until_it_writes_again(
     tmp.mkdir()
     wait_until(lambda: node0(c)["write_error"] is None, 15,
                what="node 0's heartbeat saying its disk writes again")
-    (ok,) = c.http.get("/api/events", params={"kind": "node_disk_ok"}).json()
+    wait_until(lambda: disk_events("node_disk_ok"), 10, what="the node_disk_ok event")
+    (ok,) = disk_events("node_disk_ok")
     assert "node-0's disk takes writes again" in ok["message"]
     upload_some("after")  # with 4 nodes and 3 copies, node 0 gets its share again
     assert set(c.chunk_files(0)) > held_before

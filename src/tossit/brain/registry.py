@@ -107,9 +107,9 @@ class NodeView:
                 or self.unreachable_until > now or self.write_error is not None):
             return False
         used = self.used + self.reserved
-        if meta:
+        if meta:  # (a disk really full refuses it: the writer tries the next node)
             return (used + size <= self.capacity + META_ROOM
-                    and size + (1 << 20) <= self.disk_free - self.reserved)
+                    and size <= self.free - self.reserved + META_ROOM)
         return used + size <= self.capacity * high_water and size <= self.free - self.reserved
 
     def why_not_writable(self, now: float) -> str:
