@@ -57,6 +57,8 @@ def is_disk_full(exc: DBAPIError) -> bool:
     if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     return "database or disk is full" in str(orig)
+
+
 # PostgreSQL transaction-scoped advisory lock taken by every transaction that
 # changes chunk reference counts, so that they run one at a time as they do on
 # SQLite: a delete racing an overwrite of the same object cannot release its
@@ -239,23 +241,27 @@ class StoreBase:
                       "until there is space (this is said once a minute while it lasts)",
                       self._room_left())
 
-    def room_left(self) -> int | None:
-        """Free bytes on the disk under the SQLite file (None: PostgreSQL, or
-        not known)."""
+    def _sqlite_folder(self) -> str | None:
+        """The folder of the SQLite file (None: PostgreSQL, or in memory)."""
         path = self.engine.url.database if self.dialect == "sqlite" else None
         if not path or path == ":memory:":
             return None
+        return os.path.dirname(os.path.abspath(path))
+
+    def room_left(self) -> int | None:
+        """Free bytes on the disk under the SQLite file (None: PostgreSQL, or
+        not known)."""
+        folder = self._sqlite_folder()
         try:
-            return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+            return None if folder is None else shutil.disk_usage(folder).free
         except OSError:
             return None
 
     def _room_left(self) -> str:
         """Where the database lives, and the room left there, in words."""
-        path = self.engine.url.database if self.dialect == "sqlite" else None
-        if not path or path == ":memory:":
+        folder = self._sqlite_folder()
+        if folder is None:
             return "its database server's disk is full"
-        folder = os.path.dirname(os.path.abspath(path))
         free = self.room_left()
         if free is None:
             return f"the disk of {folder} is full"
