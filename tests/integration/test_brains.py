@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -162,8 +163,25 @@ def test_a_paused_leader_is_unseated_and_another_brain_takes_over(
     assert leader is not None
     os.kill(leader.pid, signal.SIGSTOP)
     try:
+        # A change sent to the follower now is forwarded to the paused leader: it is
+        # cut off with a 503 once the leader's row goes stale, not left hanging.
+        stuck: dict[str, Any] = {}
+
+        def write_during_pause() -> None:
+            t0 = time.monotonic()
+            with c.client(1) as cl:
+                stuck["response"] = cl.put("/api/files/sent-to-paused.bin", content=b"x" * 99)
+            stuck["seconds"] = time.monotonic() - t0
+
+        writer = threading.Thread(target=write_during_pause, daemon=True)
+        writer.start()
         wait_until(lambda: role(c, 1) == "leader", 90, interval=1,
                    what="the follower taking over from the paused leader")
+        writer.join(timeout=15)
+        assert not writer.is_alive(), "a change forwarded to the paused leader still hangs"
+        assert stuck["response"].status_code == 503, stuck["response"].text
+        assert stuck["response"].json()["error"] == "leader_unreachable"
+        assert stuck["seconds"] < 45, stuck
         data = os.urandom(MiB + 3)
         up = c.client(1).put("/api/files/while-paused.bin", content=data)
         assert up.status_code == 201, up.text
