@@ -18,6 +18,7 @@ from tossit.brain.activity import DELETED, UPLOADED, ActivityLog
 from tossit.brain.db import make_engine, migrate
 from tossit.brain.manifest_rows import PackRecord
 from tossit.brain.models import Base, ManifestEntry, Object
+from tossit.brain.registry import Registry, shared_fates
 from tossit.brain.states import EventKind
 from tossit.brain.store import NewObject, ReplaceOnly, Store
 from tossit.errors import ObjectChanged
@@ -437,6 +438,26 @@ async def test_nodes(store: Store) -> None:
     await store.upsert_node(node_report(3, name="gamma", capacity=40 * 2**40,
                                         disk_total=80 * 2**40), "online")
     assert (await store.list_nodes())[2].capacity == 40 * 2**40
+
+
+async def test_a_follower_sees_what_the_nodes_report_of_their_disks(store: Store) -> None:
+    """A follower brain's view of the nodes is the table (``Registry.mirror``):
+    which disk a node is on, and that its disk refuses writes, must be there, or
+    the follower's ``/ready`` and node listing count a broken node as writable."""
+    await store.upsert_node(node_report(1, disk_id="host-a:sda1"), "online")
+    await store.upsert_node(node_report(2, disk_id="host-a:sda1"), "online")
+    await store.save_heartbeat(N2, {"used": 1, "write_error": "OSError: [Errno 30] Read-only"})
+    follower = Registry(replicas=2, high_water=0.95)
+    follower.mirror(await store.list_nodes())
+    one, two = follower.nodes[f"{1:032x}"], follower.nodes[N2]
+    assert (one.disk_id, one.write_error) == ("host-a:sda1", None)
+    assert two.write_error == "OSError: [Errno 30] Read-only"
+    assert [n.id for n in follower.writable(1)] == [one.id]
+    assert [f.nodes for f in shared_fates(list(follower.nodes.values()))] == [
+        ("node-1", "node-2")]
+    await store.save_heartbeat(N2, {"used": 1, "write_error": None})  # the disk came back
+    follower.mirror(await store.list_nodes())
+    assert sorted(n.id for n in follower.writable(1)) == sorted([one.id, two.id])
 
 
 async def test_events(store: Store) -> None:

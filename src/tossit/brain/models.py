@@ -310,6 +310,9 @@ class Node(Base):
     version: Mapped[str] = mapped_column(String(32))
     registered_at: Mapped[float] = mapped_column(Float)
     last_heartbeat: Mapped[float] = mapped_column(Float)
+    # Kept so that follower brains see them too (the leader's registry has them).
+    disk_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    write_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class Event(Base):

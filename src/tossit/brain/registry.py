@@ -263,7 +263,8 @@ class Registry:
                 self.nodes[row.id] = view
             for k in ("name", "address", "zone", "state", "capacity", "used", "free",
                       "disk_total", "disk_free", "chunk_count", "load", "version",
-                      "admin_state", "registered_at", "last_heartbeat"):
+                      "admin_state", "registered_at", "last_heartbeat", "disk_id",
+                      "write_error"):
                 setattr(view, k, getattr(row, k))
             view.rtt_ms = row.latency_ms
             view.seen_mono = now_mono - max(0.0, now - row.last_heartbeat)

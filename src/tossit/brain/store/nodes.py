@@ -12,6 +12,9 @@ from tossit.brain.models import (
 )
 from tossit.brain.store.base import StoreBase
 
+# Reported with every heartbeat; kept in the row for follower brains (``Registry.mirror``).
+_DISK_FIELDS = ("disk_id", "write_error")
+
 
 class NodeStore(StoreBase):
     # -- nodes --------------------------------------------------------------
@@ -27,6 +30,7 @@ class NodeStore(StoreBase):
             "load": report.get("load", 0.0), "version": report.get("version", "?"),
             "last_heartbeat": now,
         }
+        values.update({k: report[k] for k in _DISK_FIELDS if k in report})
         async with self.write() as s:
             existing = await s.get(Node, report["id"])
             if existing is None:
@@ -38,7 +42,7 @@ class NodeStore(StoreBase):
     async def save_heartbeat(self, node_id: str, report: dict[str, Any]) -> bool:
         values: dict[str, Any] = {k: report[k] for k in (
             "capacity", "used", "free", "disk_total", "disk_free", "chunk_count", "load",
-        ) if k in report}
+            *_DISK_FIELDS) if k in report}
         values["last_heartbeat"] = time.time()
         if report.get("rtt_ms") is not None:
             values["latency_ms"] = report["rtt_ms"]  # the column shown as the node's latency
