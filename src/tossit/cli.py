@@ -1007,6 +1007,10 @@ def nodes_cmd(brain: BrainOpt = None, config: ConfigOpt = None,
             console.print(f"! {n.name} refuses writes: its disk says {n.write_error!r}; no "
                           "new copies go there, reads go on", style="bold red",
                           highlight=False, markup=False)
+        elif n.full and n.state == "online" and not n.admin_state:
+            console.print(f"! {n.name} is full ({format_size(n.used)} used, "
+                          f"{format_size(n.free)} free): no new copies go there; reads and "
+                          "deletes go on", style="bold yellow", highlight=False, markup=False)
     console.print(f"seen: time since the last heartbeat; node commands take a name, an id "
                   f"or its first {SHORT_ID} characters", style="dim", highlight=False)
     _shared_fate(_call(_client(brain, config).status))

@@ -19,6 +19,12 @@ from cluster import Cluster, wait_until
 KiB = 1024
 
 
+def tossit_nodes(c: Cluster) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tossit", "nodes", "--brain", c.url],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, TOSSIT_KEY=c.admin_key, COLUMNS="200"))
+
+
 def node0(c: Cluster) -> dict[str, Any]:
     return next(n for n in c.http.get("/api/nodes").json() if n["name"] == "node-0")
 
@@ -56,9 +62,7 @@ def test_a_node_whose_disk_refuses_writes_gets_no_copies_until_it_writes_again(
     events = disk_events("node_disk_error")
     assert len(events) == 1 and events[0]["severity"] == "error"
     assert "node-0's disk refuses writes (Not a directory)" in events[0]["message"]
-    listed = subprocess.run([sys.executable, "-m", "tossit", "nodes", "--brain", c.url],
-                            capture_output=True, text=True, timeout=60,
-                            env=dict(os.environ, TOSSIT_KEY=c.admin_key))
+    listed = tossit_nodes(c)
     assert "! node-0 refuses writes: its disk says 'Not a directory'" in listed.stdout
     assert c.http.get("/ready").json()["nodes_writable"] == 3
     # A repair copy ordered there anyway is refused the same way (not a traceback).
@@ -118,6 +122,9 @@ def test_a_full_cluster_frees_space_when_files_are_deleted(make_cluster: Any) ->
             ids.append(up.json()["id"])
         else:
             raise AssertionError(f"the cluster never filled up with {size} B files")
+    assert [n["full"] for n in c.http.get("/api/nodes").json()] == [True] * 3
+    listed = tossit_nodes(c).stdout
+    assert all(f"! node-{i} is full" in listed for i in range(3)), listed
     for file_id in ids:
         gone = c.http.delete(f"/api/files/{file_id}")
         assert gone.status_code == 200, gone.text  # not 503 manifest_not_stored
@@ -125,6 +132,7 @@ def test_a_full_cluster_frees_space_when_files_are_deleted(make_cluster: Any) ->
                and all(n["used"] < 1024 * KiB for n in c.http.get("/api/nodes").json()),
                60, interval=0.5, what="the deleted files' space freed on every node")
     assert c.http.get("/api/status").json()["manifests"]["waiting"] == 0
+    assert [n["full"] for n in c.http.get("/api/nodes").json()] == [False] * 3
     data = os.urandom(900 * KiB)
     again = c.upload("after.bin", data)  # room again
     assert c.download(again["id"]) == data

@@ -36,6 +36,10 @@ UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 # and skipping it would leave too few nodes for W on a small cluster.
 SLOW_READ_PENALTY = 5.0
 USUAL_TRANSFER_MS = 50.0  # what a chunk transfer to a node not measured yet is taken to take
+# Bytes a node must be able to take to count as having room (/ready, "full" in the
+# listing), or one chunk if they are smaller: a node a few bytes under its
+# high-water mark takes no real upload.
+READY_ROOM = 1 << 20
 
 
 @dataclass
@@ -106,10 +110,15 @@ class NodeView:
         if (self.state != ONLINE or self.admin_state is not None
                 or self.unreachable_until > now or self.write_error is not None):
             return False
-        used = self.used + self.reserved
         if meta:  # (a disk really full refuses it: the writer tries the next node)
-            return (used + size <= self.capacity + META_ROOM
+            return (self.used + self.reserved + size <= self.capacity + META_ROOM
                     and size <= self.free - self.reserved + META_ROOM)
+        return self.has_room(size, high_water)
+
+    def has_room(self, size: int, high_water: float) -> bool:
+        """Room for ``size`` more bytes of chunks: under its high-water mark and
+        on its disk (counting the writes on their way to it)."""
+        used = self.used + self.reserved
         return used + size <= self.capacity * high_water and size <= self.free - self.reserved
 
     def why_not_writable(self, now: float) -> str:
@@ -196,6 +205,11 @@ class SharedFate:
 
 def _names(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def ready_room(brain: Any) -> int:
+    """``READY_ROOM``, or the brain's chunk size when it is smaller."""
+    return min(int(brain.settings.chunk_size), READY_ROOM)
 
 
 def shared_fates(nodes: list[NodeView]) -> list[SharedFate]:

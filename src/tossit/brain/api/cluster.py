@@ -33,6 +33,7 @@ from tossit.brain.registry import (
     SUSPECT,
     UNREACHABLE,
     cluster_capacity,
+    ready_room,
     shared_fates,
 )
 from tossit.brain.repair import Progress
@@ -44,7 +45,6 @@ router = APIRouter()
 # Room the disk under the SQLite metadata must have for /ready: below it, the next
 # commits may be refused (a full disk refuses only the writes that need a new page).
 MIN_ROOM = 1 << 20
-READY_ROOM = 1 << 20  # bytes a node must be able to take to count for /ready
 STUCK_AFTER = 5.0  # seconds a manifest pack may take to reach the nodes before it counts
 public = APIRouter()  # the only route that needs no key: load balancers and probes
 _UNHEALTHY = {"model": Unhealthy, "description": "The metadata database does not answer"}
@@ -103,7 +103,7 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     quorum = brain.settings.quorum
     # Room for a real write, not one byte: nodes a few bytes under their
     # high-water mark were counted while every upload got 503.
-    writable = brain.registry.writable(min(brain.settings.chunk_size, READY_ROOM))
+    writable = brain.registry.writable(ready_room(brain))
     out: dict[str, Any] = {"nodes_writable": len(writable), "write_quorum": quorum,
                            "replicas": brain.settings.replicas}
     if len(writable) < quorum:

@@ -27,6 +27,7 @@ from tossit.brain.registry import (
     READABLE_STATES,
     UNREACHABLE,
     NodeView,
+    ready_room,
 )
 from tossit.brain.service import Brain
 from tossit.brain.states import EventKind
@@ -78,8 +79,9 @@ class NodeReport(BaseModel):
         description="chunks the node's scrubber found corrupt (and quarantined)")
 
 
-def node_json(view: NodeView) -> dict[str, Any]:
+def node_json(view: NodeView, brain: Brain) -> dict[str, Any]:
     out = view.to_dict()
+    out["full"] = not view.has_room(ready_room(brain), brain.registry.high_water)
     out["registered_at"] = iso(view.registered_at)
     out["last_heartbeat"] = iso(view.last_heartbeat)
     return out
@@ -93,16 +95,18 @@ async def list_nodes(request: Request) -> list[dict[str, Any]]:
 
 def nodes_body(brain: Brain) -> list[dict[str, Any]]:
     """What ``GET /api/nodes`` answers (also pushed by ``/api/stream``)."""
-    return [node_json(v) for v in sorted(brain.registry.nodes.values(), key=lambda v: v.name)]
+    views = sorted(brain.registry.nodes.values(), key=lambda v: v.name)
+    return [node_json(v, brain) for v in views]
 
 
 @router.get("/api/nodes/{node_id}", summary="One node", response_model=Node,
             responses=error_responses(404))
 async def get_node(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str, Any]:
-    view = brain_of(request).registry.get(node_id)
+    brain = brain_of(request)
+    view = brain.registry.get(node_id)
     if view is None:
         raise ApiError(404, "node_not_found", f"no node {node_id}")
-    return node_json(view)
+    return node_json(view, brain)
 
 
 def _check_sender(sender: str | None, node_id: str) -> None:
@@ -316,7 +320,7 @@ async def drain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str,
             f"{plural(view.chunk_count, 'chunk')} will be copied to other nodes",
             node_id=node_id)
         brain.repairer.wake()
-    return node_json(view)
+    return node_json(view, brain)
 
 
 @router.post("/api/nodes/{node_id}/undrain", summary="Let a drained node take chunks again",
@@ -331,7 +335,7 @@ async def undrain(request: Request, node_id: str = Path(pattern=_ID)) -> dict[st
             EventKind.NODE_UNDRAINED, f"{view.name} takes new chunks again (drain cancelled "
             f"{who(request)})", node_id=node_id)
         brain.repairer.wake()
-    return node_json(view)
+    return node_json(view, brain)
 
 
 def _drain_refusal(brain: Brain, view: NodeView) -> ApiError | None:
@@ -395,7 +399,7 @@ async def remove(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
                                 f"{view.name} removed from the cluster {who(request)}",
                                 node_id=node_id)
     brain.repairer.wake()
-    return {**node_json(view), "removed": True}
+    return {**node_json(view, brain), "removed": True}
 
 
 def _plural(n: int, word: str, words: str | None = None) -> str:
@@ -449,7 +453,7 @@ async def impact(request: Request, node_id: str = Path(pattern=_ID)) -> dict[str
         drain_text = f"{view.name} holds nothing to copy."
     refusal = await _removal_refusal(brain, view)
     return {
-        "node": node_json(view),
+        "node": node_json(view, brain),
         "if_stopped": {
             "chunks": held, "bytes": held_bytes,
             "by_copies_after": {str(n): v["chunks"] for n, v in after.items()},

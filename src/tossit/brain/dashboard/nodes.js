@@ -102,6 +102,7 @@ function row(n) {
   const stateBox = h("div", { class: "state-box" }, stateBadge(n.state, n.address_problem || undefined));
   if (n.address_problem) stateBox.append(h("span", { class: "small crit-text address-problem" }, n.address_problem));
   if (n.write_error) stateBox.append(h("span", { class: "small crit-text write-error" }, `Disk refuses writes: ${n.write_error}`));
+  else if (n.full && n.state === "online" && !n.admin_state) stateBox.append(h("span", { class: "small warn-text node-full" }, `Full (${bytes(n.free)} free): takes no new copies`));
   const stateCell = h("td", { "data-label": "State", class: "state-cell" }, stateBox);
   if (n.admin_state === "draining") {
     const start = Math.max(drainStart[n.id] || n.chunk_count, n.chunk_count);

@@ -33,6 +33,8 @@ class Node(Wire):
                                         "(state unreachable)")
     write_error: str | None = Field(default=None, description="why its disk refuses writes "
                                     "(no copies are placed there meanwhile; reads go on)")
+    full: bool = Field(default=False, description="no room for another MiB under its high-water "
+                       "mark or on its disk: no new copies go there (reads and deletes go on)")
     latency_ms: float | None = Field(description="heartbeat round trip, while online")
     transfer_ms: float | None = Field(description="this brain's recent transfer time to it "
                                       "(orders reads)")
