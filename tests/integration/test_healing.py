@@ -552,7 +552,7 @@ def test_a_repair_with_nowhere_to_go_says_it_is_stuck_once_with_a_count(
     assert len(stuck) == 1, stuck
     e = stuck[0]
     assert e["message"] == (f"repair is stuck: {short} chunks need a 3rd copy but only "
-                            "2 nodes can take them (node-2 dead)"), e
+                            "2 nodes can take them (node-2 is dead)"), e
     assert e["count"] == 3 and e["first_time"] < e["time"], e
     assert e["data"]["chunks"] == short and e["data"]["nodes_can_take"] == 2
     # The CLI shows the count too.

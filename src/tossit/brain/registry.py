@@ -207,9 +207,9 @@ def _names(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def ready_room(brain: Any) -> int:
-    """``READY_ROOM``, or the brain's chunk size when it is smaller."""
-    return min(int(brain.settings.chunk_size), READY_ROOM)
+def ready_room(chunk_size: int) -> int:
+    """``READY_ROOM``, or the chunk size when it is smaller."""
+    return min(chunk_size, READY_ROOM)
 
 
 def shared_fates(nodes: list[NodeView]) -> list[SharedFate]:

@@ -39,6 +39,7 @@ from tossit.brain.registry import (
     NodeView,
     PlacementKey,
     Registry,
+    ready_room,
 )
 from tossit.brain.repair_plan import (
     REBALANCE,
@@ -367,19 +368,15 @@ class Repairer(Periodic):
         return f"since {self._since.setdefault(kind, time.time()):.3f}"
 
     def _why_nodes_cannot_take(self) -> tuple[int, list[str]]:
-        """How many nodes can take a copy now, and each other node with why not."""
+        """How many nodes can take a copy now (room for a real chunk, as ``/ready``
+        counts them), and each other node with why not."""
         now, can, why = time.monotonic(), 0, []
+        room = ready_room(self.settings.chunk_size)
         for n in sorted(self.registry.nodes.values(), key=lambda v: v.name):
-            if n.writable(1, self.registry.high_water, now):
+            if n.writable(room, self.registry.high_water, now):
                 can += 1
-            elif n.admin_state is not None:
-                why.append(f"{n.name} {n.admin_state}")
-            elif n.state != ONLINE:
-                why.append(f"{n.name} {n.state}")
-            elif n.unreachable_until > now:
-                why.append(f"{n.name} unreachable")
             else:
-                why.append(f"{n.name} is full")
+                why.append(f"{n.name} is {n.why_not_writable(now)}")
         return can, why
 
     async def _report_stuck(self, plans: list[ChunkPlan]) -> None:

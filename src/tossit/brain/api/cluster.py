@@ -103,7 +103,7 @@ async def readiness(brain: Brain) -> dict[str, Any]:
     quorum = brain.settings.quorum
     # Room for a real write, not one byte: nodes a few bytes under their
     # high-water mark were counted while every upload got 503.
-    writable = brain.registry.writable(ready_room(brain))
+    writable = brain.registry.writable(ready_room(brain.settings.chunk_size))
     out: dict[str, Any] = {"nodes_writable": len(writable), "write_quorum": quorum,
                            "replicas": brain.settings.replicas}
     if len(writable) < quorum:

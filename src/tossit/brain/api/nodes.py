@@ -81,7 +81,8 @@ class NodeReport(BaseModel):
 
 def node_json(view: NodeView, brain: Brain) -> dict[str, Any]:
     out = view.to_dict()
-    out["full"] = not view.has_room(ready_room(brain), brain.registry.high_water)
+    room = ready_room(brain.settings.chunk_size)
+    out["full"] = not view.has_room(room, brain.registry.high_water)
     out["registered_at"] = iso(view.registered_at)
     out["last_heartbeat"] = iso(view.last_heartbeat)
     return out
