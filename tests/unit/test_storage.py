@@ -55,6 +55,16 @@ def test_open_creates_layout(real_store: ChunkStore) -> None:
     assert (u.used, u.chunk_count, u.limit) == (0, 0, MiB)
 
 
+def test_a_capacity_larger_than_the_disk_counts_as_the_disk(tmp_path: Path) -> None:
+    """Placement weighs nodes by their limit: a node set to 1,000 TiB on a small disk
+    would be sent far more copies than it can hold."""
+    store = ChunkStore(tmp_path, capacity="1000TiB")
+    store.open()
+    u = store.usage()
+    assert u.limit == u.disk_total == os.statvfs(tmp_path).f_blocks * os.statvfs(
+        tmp_path).f_frsize
+
+
 @pytest.mark.parametrize("real", [True, False])
 def test_write_read_delete_round_trip(real: bool, request: pytest.FixtureRequest) -> None:
     store: ChunkStore = request.getfixturevalue("real_store" if real else "store")

@@ -18,7 +18,7 @@ from tossit import __version__
 from tossit.apidocs import ASSETS, install_docs
 from tossit.auth.asgi import SignedRequests
 from tossit.auth.mac import Signer, Verifier
-from tossit.config import NodeSettings
+from tossit.config import NodeSettings, capacity_limit
 from tossit.errors import install_error_handlers
 from tossit.node import chunk_routes, cluster_routes
 from tossit.node.heartbeat import Heartbeat
@@ -59,6 +59,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
             "node %s (%s) serving %d chunks, %d of %d bytes used",
             node_id, settings.node_name(), u.chunk_count, u.used, u.limit,
         )
+        if capacity_limit(settings.capacity, u.disk_total) > u.disk_total:
+            log.warning("the capacity asked for (%s) is more than the disk holds (%d bytes): "
+                        "this node counts as the disk's size", settings.capacity, u.disk_total)
         heartbeat.start()
         scrubber.start()
         try:

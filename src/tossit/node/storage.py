@@ -166,7 +166,9 @@ class ChunkStore:
         total = st.f_blocks * st.f_frsize
         free = st.f_bavail * st.f_frsize
         return Usage(
-            limit=capacity_limit(self.capacity_spec, total),
+            # A fixed capacity larger than the disk counts as the disk: placement
+            # weighs nodes by it, and no node can hold more than its disk.
+            limit=min(capacity_limit(self.capacity_spec, total), total),
             used=self._used,
             disk_total=total,
             disk_free=free,
