@@ -44,6 +44,23 @@ def test_a_rate_set_at_run_time_is_kept_until_the_configuration_changes(
         s.set_rate(0)
 
 
+def test_an_order_that_cannot_be_saved_says_so(store: ChunkStore, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's rate applies now, but a node that cannot save it must not
+    answer as if it would outlive a restart (the route turns this into a 500
+    disk_error per node); the scrubber's own saves during a pass only log."""
+    s = Scrubber(store, 32 * MiB, 86400, store.root)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    monkeypatch.setattr(store, "tmp_dir", blocker / "tmp")  # writes fail: ENOTDIR
+    s.set_rate(200 * MiB)
+    with pytest.raises(NotADirectoryError):
+        asyncio.run(s.persist(strict=True))
+    asyncio.run(s.persist())  # a background save: logged, not raised
+    assert s.rate == 200 * MiB
+    assert Scrubber(store, 32 * MiB, 86400, store.root).rate == 32 * MiB  # not kept
+
+
 def test_a_paused_pass_resumes_where_it_stopped_after_a_restart(store: ChunkStore) -> None:
     ids = sorted(c for c, *_ in store.inventory("", 100))
     rotten = ids[3]

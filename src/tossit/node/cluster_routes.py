@@ -15,6 +15,7 @@ from tossit.chunking import DATA
 from tossit.errors import ApiError
 from tossit.node.parts import KIND_PATTERN, Parts, check_signed_body, signed
 from tossit.node.peers import CopyFailed
+from tossit.node.scrubber import Scrubber
 from tossit.node.storage import StorageFull
 
 router = APIRouter()
@@ -87,7 +88,7 @@ async def scrub_status(p: Parts) -> dict[str, Any]:
     return await asyncio.to_thread(p.scrubber.status)
 
 
-@router.post("/scrub/{action}", responses=signed(404, 409, e409="Scrubbing is off (rate 0)"))
+@router.post("/scrub/{action}", responses=signed(404, 409, 500, e409="Scrubbing is off (rate 0)"))
 async def scrub_control(action: str, p: Parts) -> dict[str, Any]:
     """``start`` a pass now (resuming if paused; a pass in progress goes on),
     ``pause`` the pass where it is, ``resume`` it. Kept across restarts."""
@@ -104,18 +105,27 @@ async def scrub_control(action: str, p: Parts) -> dict[str, Any]:
         s.resume()
     else:
         raise ApiError(404, "not_found", "scrub actions: start, pause, resume")
-    await s.persist()
+    await _keep(s)
     return {**await asyncio.to_thread(s.status), "started": started}
 
 
-@router.put("/scrub/rate", responses=signed(400))
+@router.put("/scrub/rate", responses=signed(400, 500))
 async def scrub_rate(body: ScrubRate, request: Request, p: Parts) -> dict[str, Any]:
     """Change the background scrub's rate now; kept across restarts until the
     configured ``scrub_rate`` itself is changed."""
     check_signed_body(request, await request.body())
     p.scrubber.set_rate(body.rate)
-    await p.scrubber.persist()
+    await _keep(p.scrubber)
     return await asyncio.to_thread(p.scrubber.status)
+
+
+async def _keep(scrubber: Scrubber) -> None:
+    """Save an operator's scrub order, or say it applies only until a restart."""
+    try:
+        await scrubber.persist(strict=True)
+    except OSError as exc:
+        raise ApiError(500, "disk_error", "done for now, but this node could not save it "
+                       f"({exc.strerror or exc}): it is undone when the node restarts") from None
 
 
 @router.get("/health")

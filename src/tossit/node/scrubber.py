@@ -104,9 +104,11 @@ class Scrubber:
     def _touch(self) -> None:
         self._changed.set()
 
-    async def persist(self) -> None:
-        """Keep the operator's choices (rate, pause) across restarts."""
-        await asyncio.to_thread(self._save)
+    async def persist(self, strict: bool = False) -> None:
+        """Keep the operator's choices (rate, pause) across restarts. ``strict``:
+        raise the OSError when they could not be kept (an operator's order must
+        not be answered as done when it will be lost at the next restart)."""
+        await asyncio.to_thread(self._save, strict)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -320,7 +322,7 @@ class Scrubber:
         self.last_pass = last if isinstance(last, dict) else None
         self.corrupt_total = int(saved.get("corrupt_total") or 0)
 
-    def _save(self) -> None:
+    def _save(self, strict: bool = False) -> None:
         """Write the state atomically (a torn file would lose the rate set at
         run time); small, and at most every few seconds during a pass."""
         self._saved_at = time.monotonic()
@@ -339,3 +341,7 @@ class Scrubber:
             os.replace(tmp, self._path)
         except OSError as exc:
             log.warning("could not save the scrub state to %s: %s", self._path, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if strict:
+                raise
