@@ -437,35 +437,7 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
 
     if not port_free(settings.host, settings.port):
         raise _fail(f"port {settings.port} on {settings.host} is already in use")
-    try:
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        probe = settings.data_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        if not (settings.data_dir / "node.json").is_file():
-            raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}"
-                        ) from None
-        # A node with chunks on a disk that refuses writes still serves them: it
-        # starts, and tells the brain (write_error) so that no copy is sent here.
-        err.print(f"warning: data dir {settings.data_dir} is not writable ({exc.strerror}): "
-                  "starting to serve what it holds; it takes no new copies until its "
-                  "disk writes again", style="yellow", highlight=False, markup=False)
-    from tossit import dirlock
-    try:  # held until this process ends: one node per data dir
-        _held_locks.append(dirlock.take(settings.data_dir / "node.lock"))
-    except dirlock.Held as held:
-        raise _fail(f"another node (pid {held.pid}) is already running with data dir "
-                    f"{settings.data_dir}: stop it first, or give this node its own "
-                    "--data-dir") from None
-    except OSError as exc:  # (read-only, and no lock file yet)
-        err.print(f"warning: cannot lock {settings.data_dir} ({exc.strerror}): make sure no "
-                  "other node uses it", style="yellow", highlight=False, markup=False)
-    from tossit.node.identity import IdentityError, load_or_create
-    try:
-        load_or_create(settings.data_dir)
-    except IdentityError as exc:
-        raise _fail(str(exc)) from None
+    _claim_data_dir(settings)
     from tossit.auth.binding import is_loopback
     from tossit.auth.secretfile import SecretFileError
     from tossit.node.identity import load_join_secret
@@ -495,6 +467,45 @@ def node(ctx: typer.Context, config: ConfigOpt = None, **flags: Any) -> None:
     setup_logging(settings.log_level, f"node:{settings.port}")
     serve(create_app(settings), settings.host, settings.port, settings.log_level,
           **_serving(settings))
+
+
+def _claim_data_dir(settings: NodeSettings) -> None:
+    """The node's data dir: writable (or held chunks to serve), locked for this
+    process alone, with its identity (and the name and zone it had)."""
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        if not (settings.data_dir / "node.json").is_file():
+            raise _fail(f"data dir {settings.data_dir} is not writable: {exc.strerror}"
+                        ) from None
+        # A node with chunks on a disk that refuses writes still serves them: it
+        # starts, and tells the brain (write_error) so that no copy is sent here.
+        err.print(f"warning: data dir {settings.data_dir} is not writable ({exc.strerror}): "
+                  "starting to serve what it holds; it takes no new copies until its "
+                  "disk writes again", style="yellow", highlight=False, markup=False)
+    from tossit import dirlock
+    try:  # held until this process ends: one node per data dir
+        _held_locks.append(dirlock.take(settings.data_dir / "node.lock"))
+    except dirlock.Held as held:
+        raise _fail(f"another node (pid {held.pid}) is already running with data dir "
+                    f"{settings.data_dir}: stop it first, or give this node its own "
+                    "--data-dir") from None
+    except OSError as exc:  # (read-only, and no lock file yet)
+        err.print(f"warning: cannot lock {settings.data_dir} ({exc.strerror}): make sure no "
+                  "other node uses it", style="yellow", highlight=False, markup=False)
+    from tossit.node.identity import IdentityError, keep_recorded_names, load_or_create
+    try:
+        load_or_create(settings.data_dir)
+    except IdentityError as exc:
+        raise _fail(str(exc)) from None
+    kept = keep_recorded_names(settings)
+    if kept:
+        err.print(f"this node keeps its {' and '.join(kept)} (from {settings.data_dir}/node.json"
+                  "; give --name or --zone to change them)", style="dim", highlight=False,
+                  markup=False)
 
 
 # Locks this process holds until it ends (their fds): see tossit.dirlock.

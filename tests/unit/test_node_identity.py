@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tossit.node.identity import IdentityError, load_or_create
+from tossit.config import NodeSettings
+from tossit.node.identity import IdentityError, keep_recorded_names, load_or_create, record_address
 
 
 def test_a_new_data_dir_gets_an_id_that_stays(tmp_path: Path) -> None:
@@ -39,3 +40,26 @@ def test_a_damaged_node_json_is_named_with_the_way_out(tmp_path: Path, text: str
         load_or_create(tmp_path)
     assert str(tmp_path / "node.json") in str(err.value)
     assert 'write {"id": "ID"} into it' in str(err.value)
+
+
+def test_a_restart_without_name_or_zone_keeps_the_ones_it_had(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restarted on another port without --name and --zone, a node kept neither:
+    it renamed itself HOST-PORT and moved to zone "default" (placement moves
+    copies by zone). Given ones still win."""
+    for var in ("TOSSIT_NODE_NAME", "TOSSIT_NODE_ZONE"):
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "node"
+    first = NodeSettings(data_dir=data, port=8081, name="nas-1", zone="rack-1")
+    load_or_create(data)
+    record_address(data, first.node_name(), first.public_url(), first.zone)
+
+    again = NodeSettings(data_dir=data, port=8085)
+    assert keep_recorded_names(again) == ["name 'nas-1'", "zone 'rack-1'"]
+    assert (again.node_name(), again.zone) == ("nas-1", "rack-1")
+    moved = NodeSettings(data_dir=data, port=8085, zone="rack-2")
+    assert keep_recorded_names(moved) == ["name 'nas-1'"]
+    assert (moved.node_name(), moved.zone) == ("nas-1", "rack-2")
+    same = NodeSettings(data_dir=data, port=8081, name="nas-1", zone="rack-1")
+    assert keep_recorded_names(same) == []
+    assert keep_recorded_names(NodeSettings(data_dir=tmp_path / "new", port=1)) == []

@@ -79,6 +79,26 @@ def record_address(data_dir: Path, name: str, address: str, zone: str) -> None:
     _update(data_dir, {"name": name, "address": address, "zone": zone})
 
 
+def keep_recorded_names(settings: NodeSettings) -> list[str]:
+    """The name and zone this node had, for those not given this time (flag,
+    environment or config file). Restarted with other flags (another port, a
+    unit file without ``--zone``), a node would otherwise rename itself to
+    HOST-PORT or move to the zone "default", and placement would move its
+    copies. Returns what was kept, in words, for the operator."""
+    try:
+        doc = json.loads((settings.data_dir / "node.json").read_text())
+    except (OSError, ValueError):
+        return []
+    kept = []
+    for field in ("name", "zone"):
+        recorded = doc.get(field) if isinstance(doc, dict) else None
+        if (field not in settings.model_fields_set and isinstance(recorded, str) and recorded
+                and recorded != (settings.node_name() if field == "name" else settings.zone)):
+            setattr(settings, field, recorded)
+            kept.append(f"{field} {recorded!r}")
+    return kept
+
+
 def load_cluster(data_dir: Path) -> str | None:
     """The id of the cluster this node belongs to (None: it never joined one).
 
