@@ -176,6 +176,25 @@ async def test_an_extra_copy_is_dropped_but_not_while_pinned(tmp_path: Path) -> 
         assert set(await core.replicas(cid)) == set(core.registry.desired(cid))
 
 
+async def test_the_repair_event_counts_manifest_packs_apart_from_chunks(
+        tmp_path: Path) -> None:
+    async with memcore(tmp_path, nodes=4) as core:
+        res = await core.upload("a", blob(32, CHUNK))
+        await core.manifests.record_written()
+        async with core.store.read() as s:
+            (pack,) = (await s.execute(select(ManifestEntry.pack).where(
+                ManifestEntry.object_id == res.obj.id))).scalars().all()
+        assert pack is not None
+        (cid,) = await upload_chunks(core, "b", [33])
+        await lose_copies(core, pack, keep=2)
+        await lose_copies(core, cid, keep=2)
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["repaired"] == 2, stats
+        (event,) = await core.store.list_events(kind="repair")
+        assert event.message.startswith("re-made copies of 1 chunk and 1 manifest pack ("), \
+            event.message
+
+
 async def test_a_pack_with_no_copy_left_is_written_again_from_the_metadata(
         tmp_path: Path) -> None:
     """A manifest pack is not data: with every copy gone, its entries are still

@@ -339,7 +339,7 @@ class Repairer(Periodic):
         if stats["repaired"]:
             reasons = ", ".join(sorted({c.reason for c in urgent}))
             await self.store.add_event(
-                EventKind.REPAIR, f"re-made copies of {plural(len(self._repaired), 'chunk')} "
+                EventKind.REPAIR, f"re-made copies of {self._chunks_and_packs(self._repaired)} "
                 f"({format_size(done.total() - done[REBALANCE])}){self._lost_from(plans)} "
                 f"in {format_duration(took)} ({reasons})", data=stats)
         if stats["moved"]:
@@ -361,6 +361,15 @@ class Repairer(Periodic):
                 f"{plural(stats['unavailable'], 'chunk', verb=('has', 'have'))} no readable copy "
                 "(every copy is on a node that is away, missing or corrupt)", severity="error")
         self._last_unavailable = stats["unavailable"]
+
+    def _chunks_and_packs(self, ids: set[str]) -> str:
+        """"12 chunks and 2 manifest packs": both are blobs the repairer copies,
+        but an operator counts files' chunks."""
+        packs = len(ids & self._meta)
+        words = [plural(len(ids) - packs, "chunk")] if len(ids) > packs else []
+        if packs:
+            words.append(plural(packs, "manifest pack"))
+        return " and ".join(words)
 
     def _episode(self, kind: str) -> str:
         """The repeat key of a condition that lasts over passes: the same until it
