@@ -192,6 +192,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", help="git ref to compare with (run as 'old')")
+    ap.add_argument("--api", choices=("rest", "s3"), default="rest",
+                    help="the API the --base comparison uploads through (s3: PutObject "
+                    "signed with SigV4, on both)")
     ap.add_argument("--vs-s3", action="store_true",
                     help="compare the REST API's PUT with S3's PutObject (SigV4) on this code")
     ap.add_argument("--rounds", type=int, default=1)
@@ -207,9 +210,10 @@ def main() -> None:
     args = ap.parse_args()
     runs: list[dict[str, Any]] = []
     with bc.base_checkout(args.base) as base:
-        order: list[tuple[str, Path | None, str]] = [("new" if base else "rest", None, "rest")]
+        api = args.api if base is not None else "rest"
+        order: list[tuple[str, Path | None, str]] = [("new" if base else "rest", None, api)]
         if base is not None:
-            order.append(("old", base, "rest"))
+            order.append(("old", base, api))
         elif args.vs_s3:
             order.append(("s3", None, "s3"))
         for r in range(args.rounds):

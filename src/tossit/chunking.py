@@ -91,6 +91,38 @@ async def rechunk(
         yield last.pop()
 
 
+class SameAsWhole:
+    """A whole-object SHA-256 or MD5 a client sent to be checked (S3's signed
+    payload hash, Content-MD5, x-amz-checksum-sha256): ``StreamHasher`` computes
+    those digests anyway, so one given to it is bound to its own and costs no
+    pass over the bytes. Fed by anything else, it hashes what it is fed."""
+
+    def __init__(self, name: str) -> None:
+        if name not in ("sha256", "md5"):
+            raise ValueError(f"StreamHasher computes no whole-object {name}")
+        self.name = name
+        self._own = hashlib.new(name, usedforsecurity=False)
+        self._fed = False
+        self._whole: StreamHasher | None = None
+
+    def bind(self, whole: StreamHasher) -> bool:
+        """Take ``whole``'s digest from now on; False once bytes were fed here."""
+        if self._fed:
+            return False
+        self._whole = whole
+        return True
+
+    def update(self, data: bytes | bytearray, /) -> None:
+        if self._whole is None:
+            self._fed = True
+            self._own.update(data)
+
+    def digest(self) -> bytes:
+        if self._whole is None:
+            return self._own.digest()
+        return self._whole.digest_of(self.name)
+
+
 class StreamHasher:
     """Whole-object SHA-256, MD5 (the S3 ETag) and byte count, fed chunk by chunk
     in order. ``extra``: more whole-object digests an uploader asked to check
@@ -99,7 +131,7 @@ class StreamHasher:
     def __init__(self, extra: Sequence[Digest] = ()) -> None:
         self._sha = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self.extra = list(extra)
+        self.extra = [d for d in extra if not (isinstance(d, SameAsWhole) and d.bind(self))]
         self.size = 0
 
     def update_and_chunk_id(self, data: bytes | bytearray) -> str:
@@ -127,6 +159,10 @@ class StreamHasher:
 
     def md5_hex(self) -> str:
         return self._md5.hexdigest()
+
+    def digest_of(self, name: str) -> bytes:
+        """The whole object's ``sha256`` or ``md5`` so far (``SameAsWhole``)."""
+        return (self._sha if name == "sha256" else self._md5).digest()
 
 
 class Digest(Protocol):

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tossit.chunking import EMPTY_SHA256, StreamHasher, chunk_id, is_chunk_id, rechunk
+from tossit.chunking import (
+    EMPTY_SHA256,
+    SameAsWhole,
+    StreamHasher,
+    chunk_id,
+    is_chunk_id,
+    rechunk,
+)
 
 
 async def agen(pieces: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -123,6 +130,28 @@ def test_stream_hasher_whole_object_whatever_the_first_piece(pieces: list[bytes]
     assert (h.hexdigest(), h.md5_hex(), h.size) == (
         hashlib.sha256(whole).hexdigest(), hashlib.md5(whole).hexdigest(), len(whole))
     assert ids == [hashlib.sha256(p).hexdigest() for p in pieces]
+
+
+@pytest.mark.parametrize("pieces", [[b"x" * 5000, b"y" * 3], [b"abc"], []])
+def test_a_clients_whole_digest_is_the_hashers_own(pieces: list[bytes]) -> None:
+    """S3's signed payload hash and Content-MD5 are the object's SHA-256 and MD5,
+    which the write path computes anyway: bound to the hasher they cost no pass,
+    and give its digests; fed by anyone else they hash what they are fed."""
+    sha, md5, crc = SameAsWhole("sha256"), SameAsWhole("md5"), hashlib.sha1()
+    h = StreamHasher([sha, md5, crc])
+    assert h.extra == [crc]  # only the one it does not compute is fed
+    for p in pieces:
+        h.update_and_chunk_id(p)
+    whole = b"".join(pieces)
+    assert sha.digest() == hashlib.sha256(whole).digest()
+    assert md5.digest() == hashlib.md5(whole).digest()
+    assert crc.digest() == hashlib.sha1(whole).digest()
+    alone = SameAsWhole("sha256")
+    alone.update(b"abc")
+    assert alone.digest() == hashlib.sha256(b"abc").digest()
+    assert StreamHasher([alone]).extra == [alone]  # fed already: it goes on by itself
+    with pytest.raises(ValueError):
+        SameAsWhole("crc32")
 
 
 GOOD = "0123456789abcdef" * 4

@@ -19,7 +19,7 @@ import crc32c
 
 from tossit.brain.ingest import Expected
 from tossit.brain.s3.errors import S3Error
-from tossit.chunking import Digest
+from tossit.chunking import Digest, SameAsWhole
 
 
 class Crc32:
@@ -39,7 +39,7 @@ ALGORITHMS: dict[str, Callable[[], Digest]] = {
     "crc32": Crc32,
     "crc32c": crc32c.CRC32CHash,
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
-    "sha256": hashlib.sha256,
+    "sha256": lambda: SameAsWhole("sha256"),  # the write path's own: no pass of its own
 }
 _SIZES = {"crc32": 4, "crc32c": 4, "sha1": 20, "sha256": 32}
 PREFIX = "x-amz-checksum-"
@@ -87,8 +87,7 @@ def expected_digests(headers: Mapping[str, str],
     out: list[Expected] = []
     md5 = headers.get("content-md5")
     if md5 is not None:
-        out.append(Expected("MD5", hashlib.md5(usedforsecurity=False),
-                            _decode(md5, "Content-MD5", 16)))
+        out.append(Expected("MD5", SameAsWhole("md5"), _decode(md5, "Content-MD5", 16)))
     for name, value in headers.items():
         if name.startswith(PREFIX) and name != PREFIX + "type":
             algorithm = _algorithm(name[len(PREFIX):])

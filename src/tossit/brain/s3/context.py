@@ -3,7 +3,6 @@ key, and its body decoded whatever way the client sent it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from tossit.brain.s3.signature import (
 )
 from tossit.brain.service import Brain
 from tossit.brain.states import EventKind
+from tossit.chunking import SameAsWhole
 
 # What the payload-hash check calls its digest (an ``Expected``'s algorithm): a
 # mismatch is XAmzContentSHA256Mismatch, not BadDigest.
@@ -92,7 +92,7 @@ class S3Context:
         """The body's SHA-256 as signed in x-amz-content-sha256, when it is one."""
         mode = self.payload_mode
         if len(mode) == 64 and self.verified is not None:
-            return [Expected(PAYLOAD_SHA256, hashlib.sha256(), bytes.fromhex(mode))]
+            return [Expected(PAYLOAD_SHA256, SameAsWhole("sha256"), bytes.fromhex(mode))]
         return []
 
     @property
