@@ -702,6 +702,10 @@ def recover(
         "--from-snapshot", help="start from the newest metadata snapshot on the nodes "
         "(keeps the event history and drained or removed nodes), then apply the "
         "manifests written after it")] = False,
+    keys_master: Annotated[Path | None, typer.Option(
+        help="a backup of the lost brain's keys.master: the API keys made before keep "
+        "working on the S3 API too (without it, only on the REST API and dashboard)")
+    ] = None,
     tls_ca: TlsCaOpt = None,
 ) -> None:
     """Rebuild the brain's metadata from the nodes alone (the brain's disk is lost).
@@ -731,7 +735,7 @@ def recover(
             result = asyncio.run(recover(
                 secret=secret, nodes=node or [], dirs=node_dir or [], data_dir=data_dir,
                 database_url=database_url, replicas=replicas, tls_ca=tls_ca, progress=tick,
-                from_snapshot=from_snapshot))
+                from_snapshot=from_snapshot, keys_master=keys_master))
         except RecoverError as exc:
             raise _fail(str(exc)) from None
         except Exception as exc:

@@ -131,6 +131,18 @@ class NotLeader(TossitError):
     code = "not_leader"
 
 
+class MetadataBehind(TossitError):
+    """The nodes hold committed changes this brain's metadata lacks (a partial
+    recovery, an old backup restored): a change made now would take version
+    numbers and file ids that those changes already use, and a later recovery
+    could not tell the two histories apart. Nothing was changed; reads go on."""
+
+    code = "metadata_behind"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"changes are refused: {why}")
+
+
 class MetadataFull(TossitError):
     """The metadata database could not take the change: its disk (or, on
     PostgreSQL, the database server's) is full. Nothing was changed."""
@@ -300,6 +312,7 @@ HTTP_STATUS: dict[type[TossitError], int] = {
     NotEnoughNodes: 503,
     InsufficientStorage: 507,
     NotLeader: 503,
+    MetadataBehind: 503,
     MetadataFull: 507,
     ChunkUnavailable: 503,
     NameTaken: 409,

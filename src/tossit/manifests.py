@@ -60,6 +60,14 @@ MAX_PACK_BYTES = 32 * 1024 * 1024  # below the nodes' largest chunk (64 MiB)
 # default 4 MiB chunk size (a bigger chunk size allows bigger files).
 MAX_CHUNKS_PER_FILE = 400_000
 SYSTEM_BUCKET = ".tossit"  # the brain's own files (metadata snapshots); not a user bucket
+# Versions and file ids a brain rebuilt by ``tossit recover`` leaves unused above
+# the newest it found (``brain.rebuild_db``): that recovery may have missed the
+# newest changes (packs whose every copy was on nodes it could not read), and
+# their versions and ids must never be handed out again. An entry found later
+# in that gap is from the history the recovery missed (``brain.gc``). Versions
+# are 64-bit; file ids are 32-bit on PostgreSQL (2,000 recoveries).
+VERSION_GAP = 1 << 32
+ID_GAP = 1 << 20
 
 _HEX64 = r"^[0-9a-f]{64}$"
 

@@ -26,7 +26,7 @@ import contextlib
 import logging
 from typing import Any
 
-from tossit.errors import MetadataFull, TossitError
+from tossit.errors import MetadataBehind, MetadataFull, TossitError
 
 log = logging.getLogger("tossit.periodic")
 FULL_RETRY = 10.0  # seconds between passes while the metadata disk is full
@@ -94,7 +94,8 @@ class Periodic:
                 self.failed(exc)
                 # A full metadata disk is not fixed in a second: no hot retries.
                 await asyncio.sleep(max(self.retry_after, FULL_RETRY)
-                                    if isinstance(exc, MetadataFull) else self.retry_after)
+                                    if isinstance(exc, MetadataFull | MetadataBehind)
+                                    else self.retry_after)
                 continue
             self.after_pass(result)
             await self.pause(await self.next_delay())

@@ -38,6 +38,8 @@ from tossit.brain.snapshots import SnapshotContents, read_snapshot
 from tossit.brain.store import Store
 from tossit.manifests import SYSTEM_BUCKET, pack_key, resolve
 
+RECOVERED_ADMIN_KEY_FILE = "admin-recovered.key"  # when an admin.key is already there
+
 
 class RecoverError(Exception):
     """Nothing was written; the message says why and what to do."""
@@ -51,6 +53,7 @@ class Recovery:
     seconds: float
     sources: list[str] = field(default_factory=list)
     snapshot_as_of: int | None = None
+    keys_master_given: bool = False
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -61,28 +64,44 @@ async def recover(*, secret: str, nodes: Sequence[str] = (), dirs: Sequence[Path
                   data_dir: Path, database_url: str | None = None, replicas: int = 3,
                   tls_ca: Path | None = None, progress: Progress | None = None,
                   on_plan: Callable[[Plan], None] | None = None,
-                  from_snapshot: bool = False) -> Recovery:
+                  from_snapshot: bool = False, keys_master: Path | None = None) -> Recovery:
     """Rebuild into ``database_url`` (else a new SQLite file in ``data_dir``), and
-    keep the cluster secret, a new master key and a new admin key in ``data_dir``.
+    keep the cluster secret, the master key (``keys_master``: a backup of the
+    lost one, which the S3 secrets of the old keys derive from; else the one in
+    ``data_dir``, else a new one) and an admin key in ``data_dir``.
     ``from_snapshot``: start from the newest metadata snapshot on the nodes, then
     apply the manifests written after it."""
     t0 = time.monotonic()
     if not nodes and not dirs:
         raise RecoverError("give the nodes to read: --node URL (repeat it) or --node-dir DIR")
     db_file = data_dir / "tossit.db"
-    if database_url is None and db_file.exists():
-        raise RecoverError(f"{db_file} already exists: move it away first (recover never "
-                           "overwrites a database), or give another --data-dir")
+    if database_url is None:
+        if db_file.exists():
+            raise RecoverError(f"{db_file} already exists: move it away first (recover "
+                               "never overwrites a database), or give another --data-dir")
+        for part in ("tossit.db-wal", "tossit.db-shm", "tossit.db-journal"):
+            if (data_dir / part).exists():
+                # SQLite would delete a WAL it finds beside a new database: the old
+                # one's last commits, if it is ever put back.
+                raise RecoverError(
+                    f"{data_dir / part} is here without its tossit.db: it belongs to the "
+                    "database moved away (it may hold its latest commits). Move it to "
+                    "where that database is, beside it under the same name, then run this "
+                    "again")
+    master_file = data_dir / MASTER_KEY_FILE
+    had_master = master_file.exists()  # (a backup put back before the recovery)
+    if keys_master is not None:
+        given = read_secret(keys_master)
+        if master_file.exists() and read_secret(master_file) != given:
+            raise RecoverError(f"{master_file} exists and differs from {keys_master}: move "
+                               "one of them away")
     kept = data_dir / CLUSTER_SECRET_FILE
     if kept.exists() and read_secret(kept) != secret:
         raise RecoverError(f"{kept} holds another cluster secret than the one given: the "
                            "nodes only answer to the secret they joined with")
     gatherer = Gatherer(pack_key(secret), secret, tls_ca,
                         progress or (lambda *_: None))
-    if nodes:
-        await gatherer.from_nodes(nodes)
-    if dirs:
-        await gatherer.from_dirs(dirs)
+    await gatherer.gather(nodes, dirs)
     found = gatherer.out
     if not found.nodes:
         why = "; ".join(f"{k}: {v}" for k, v in found.unreachable.items())
@@ -91,7 +110,7 @@ async def recover(*, secret: str, nodes: Sequence[str] = (), dirs: Sequence[Path
     if from_snapshot:
         history = await _newest_snapshot(gatherer, data_dir)
         result = plan(found, replicas, base=history.entries, as_of=history.as_of,
-                      now=time.time())
+                      now=time.time(), complete_from=history.complete_from)
     else:
         result = plan(found, replicas)
     if on_plan is not None:
@@ -104,9 +123,12 @@ async def recover(*, secret: str, nodes: Sequence[str] = (), dirs: Sequence[Path
     await write_plan(url, result, note=note, history=history)
     if not kept.exists():
         write_secret(kept, secret)
+    if keys_master is not None and not master_file.exists():
+        write_secret(master_file, read_secret(keys_master))
     admin = await _new_admin_key(url, data_dir, secret)
     return Recovery(result, url, admin, time.monotonic() - t0, [*nodes, *map(str, dirs)],
-                    history.as_of if history else None)
+                    history.as_of if history else None,
+                    keys_master_given=keys_master is not None or had_master)
 
 
 async def _newest_snapshot(gatherer: Gatherer, data_dir: Path) -> SnapshotContents:
@@ -154,6 +176,8 @@ async def _new_admin_key(url: str, data_dir: Path, secret: str) -> Path:
     finally:
         await store.close()
     path = data_dir / ADMIN_KEY_FILE
+    if path.exists():  # an admin key of the old metadata: it may still be the one in use
+        path = data_dir / RECOVERED_ADMIN_KEY_FILE
     write_secret(path, key_secret)
     return path
 
@@ -198,6 +222,15 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
         out.append((f"{plural(s['packs_unreadable'], 'manifest pack')} could not be used "
                     "(damaged everywhere, or not signed with this cluster secret)", "yellow"))
     out.append((f"database: {r.database.split('@')[-1]}", None))
+    if r.plan.conflicts:
+        out.append((f"{plural(len(r.plan.conflicts), 'version')} held two different changes "
+                    "(a brain ran on partial metadata before this recovery); the copy with "
+                    "the most nodes was kept: check the files changed while it ran", "red"))
     if r.admin_key_file:
-        out.append((f"new admin key: {r.admin_key_file} (the old keys still work)", None))
+        out.append((f"new admin key: {r.admin_key_file}", None))
+    if s["keys"]:
+        out.append(("the API keys made before keep working on the REST API and the "
+                    "dashboard; on the S3 API only if this brain has the lost brain's "
+                    "keys.master (--keys-master, from a backup): else give S3 clients new "
+                    "keys", None if r.keys_master_given else "yellow"))
     return out

@@ -95,8 +95,10 @@ async def test_garbage_used_again_before_the_pass_is_kept(tmp_path: Path) -> Non
         assert await core.refcount(cid) == 0
         new = await core.upload("new", data)  # deduplicated: nothing sent again
         assert sum(n.count("put", cid) for n in core.nodes) == 3
-        stats = await gc(core)
-        assert stats["replicas_deleted"] == 0
+        await gc(core)
+        # (The pass may drop the superseded manifest pack of "old": count the chunk.)
+        assert not [b for n in core.nodes for o, b in n.calls
+                    if o in ("delete", "deletes") and cid in b]
         assert await core.refcount(cid) == 1 and len(core.holders(cid)) == 3
         assert await core.download(new.obj.id) == data
 

@@ -140,3 +140,38 @@ def test_a_snapshot_alone_rebuilds_files_whose_packs_are_lost() -> None:
     p = plan(gathered({}, EVERYWHERE), 3, base=[put(3, "a", ["a", "b"])], as_of=3)
     assert [f.entry.key for f in p.complete] == ["a"]
     assert [(e.version, pack, needed) for e, pack, needed in p.entries] == [(3, None, True)]
+
+
+def test_two_changes_under_one_version_resolve_the_same_whatever_the_read_order() -> None:
+    """A brain ran on partial metadata (before the counters left a gap after a
+    recovery) and handed out a version the unread nodes' packs already used: the
+    entry of the pack with the most copies wins, in any read order, and the
+    conflict is reported (recover says so)."""
+    ours, theirs = put(7, "acked", ["a"]), dele(7, "old", 3)
+    packs: dict[str, tuple[list[Entry], set[str]]] = {
+        "from-partial": ([ours], {N1}), "from-unread": ([theirs], {N2, N3})}
+    results = []
+    for order in (list(packs), list(reversed(packs))):
+        p = plan(gathered({k: packs[k] for k in order}, EVERYWHERE), 3)
+        results.append([(e.version, type(e).__name__) for e, _, _ in p.entries])
+        assert p.conflicts == [7] and p.summary()["conflicts"] == 1
+    assert results[0] == results[1] == [(7, "DelEntry")]
+
+
+def test_a_rebuilt_snapshot_infers_no_deletion_of_what_its_recovery_never_saw() -> None:
+    """The snapshot's metadata came from a recovery that found versions up to 3
+    (``complete_from`` 4): a put at version 2 it lacks may be a file that recovery
+    never saw, not one it deleted. It is not tombstoned; a put newer than that
+    recovery that the snapshot lacks was deleted by its brain, and is."""
+    snapshot: list[Entry] = [put(1, "a", ["a"])]
+    packs: dict[str, tuple[list[Entry], set[str]]] = {
+        "unread-then": ([put(1, "a", ["a"]), put(2, "unseen", ["b"])], ALL),
+        "after": ([put(5, "gone", ["c"])], ALL)}
+    p = plan(gathered(packs, EVERYWHERE), 3, base=snapshot, as_of=6, now=9.0,
+             complete_from=4)
+    assert [f.entry.key for f in p.files] == ["a", "unseen"]
+    tombs = [e.key for e, _, _ in p.entries if isinstance(e, DelEntry)]
+    assert tombs == ["gone"]
+    # Without the floor (a snapshot of metadata never rebuilt), both are tombstoned.
+    q = plan(gathered(packs, EVERYWHERE), 3, base=snapshot, as_of=6, now=9.0)
+    assert [f.entry.key for f in q.files] == ["a"]

@@ -69,7 +69,11 @@ class Gatherer:
 
     # -- sources -------------------------------------------------------------
 
-    async def from_nodes(self, urls: Sequence[str]) -> None:
+    async def gather(self, urls: Sequence[str] = (), dirs: Sequence[Path] = ()) -> None:
+        """Read the nodes at ``urls`` and the data dirs ``dirs``, then their packs
+        (every copy when a data dir is read: a damaged copy on a disk is found).
+        One HTTP session lasts until the packs are read: the packs of a node read
+        over HTTP are fetched through it, whichever source found them."""
         connector = aiohttp.TCPConnector(limit=64, ssl=client_context(self.tls_ca))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -78,15 +82,15 @@ class Gatherer:
                     await self._node(http, url.rstrip("/"))
                 except (SourceError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                     self.out.unreachable[url] = _why(exc)
-            await self._read_packs()
+            for d in dirs:
+                try:
+                    await asyncio.to_thread(self._dir, d)
+                except (SourceError, OSError, ValueError) as exc:
+                    self.out.unreachable[str(d)] = _why(exc)
+            await self._read_packs(every_copy=bool(dirs))
 
-    async def from_dirs(self, dirs: Sequence[Path]) -> None:
-        for d in dirs:
-            try:
-                await asyncio.to_thread(self._dir, d)
-            except (SourceError, OSError, ValueError) as exc:
-                self.out.unreachable[str(d)] = _why(exc)
-        await self._read_packs(every_copy=True)
+    async def from_nodes(self, urls: Sequence[str]) -> None:
+        await self.gather(urls=urls)
 
     # -- one node over HTTP ---------------------------------------------------
 
@@ -220,7 +224,7 @@ class Gatherer:
 
     async def fetch_file(self, chunks: Sequence[str], dest: Path) -> None:
         """Write a file's chunks, each verified against its id, from the nodes that
-        hold them (after ``from_nodes``/``from_dirs``). Raises SourceError if a
+        hold them (after ``gather``). Raises SourceError if a
         chunk has no good copy."""
         connector = aiohttp.TCPConnector(limit=16, ssl=client_context(self.tls_ca))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout)

@@ -36,7 +36,7 @@ from tossit.brain.strangers import RecoveryAlarm, Suspect, is_stranger
 from tossit.brain.transport import NodeError, NodeTransport
 from tossit.chunking import META, content_id
 from tossit.config import BrainSettings, format_size, plural
-from tossit.manifests import PackError, decode_pack
+from tossit.manifests import VERSION_GAP, PackError, decode_pack
 from tossit.periodic import Periodic
 
 ALARM_STATE = "recovery_alarm"  # the leader's alarm, for followers (cluster_state row)
@@ -223,7 +223,7 @@ class Collector(Periodic):
         if self.alarm.behind or not packs or self.store.pack_key is None:
             return
         outbox = await self.store.log.outbox_ids()
-        newest = await self.store.log.max_version()
+        unseen = await self._unseen_versions()
         for pid in packs:
             if pid in outbox or self.pins.is_pinned(pid):
                 continue  # being written right now
@@ -235,7 +235,7 @@ class Collector(Periodic):
                     entries = decode_pack(data, self.store.pack_key)
                 except (NodeError, PackError):
                     continue
-                self._packs_checked[pid] = max((e.version for e in entries), default=0) > newest
+                self._packs_checked[pid] = any(unseen(e.version) for e in entries)
             if self._packs_checked[pid]:
                 self.alarm.behind = (
                     f"{node.name} holds manifest pack {pid[:12]} with changes newer than this "
@@ -243,10 +243,31 @@ class Collector(Periodic):
                     "nothing is deleted until this is sorted out; run 'tossit drill', and "
                     "'tossit recover' to rebuild the metadata (docs/operations.md)")
                 log.critical("%s", self.alarm.behind)
+                # New changes would reuse the versions and file ids of the ones
+                # this metadata lacks: none until the metadata is rebuilt.
+                self.store.versions.refusal = (
+                    f"{node.name} holds changes newer than this brain's metadata; stop "
+                    "the brain and run 'tossit recover' with every node "
+                    "(docs/operations.md)")
                 await self.store.add_event(EventKind.METADATA_BEHIND, self.alarm.behind,
                                            severity="error",
                                            node_id=node.id, data={"pack": pid})
                 return
+
+    async def _unseen_versions(self) -> Callable[[int], bool]:
+        """Which versions this metadata cannot have made nor known: above its
+        newest, or in the gap a recovery left above the newest it found
+        (``manifests.VERSION_GAP``): the brain never hands those out, so an
+        entry there is from a history the recovery did not read."""
+        newest = await self.store.log.max_version()
+        recovered = await self.store.get_state("recovered")
+        floor = int(recovered.get("max_version") or 0) if recovered else None
+
+        def unseen(version: int) -> bool:
+            return version > newest or (
+                floor is not None and floor < version <= floor + VERSION_GAP)
+
+        return unseen
 
     async def _expire_tombstones(self) -> None:
         """Tombstones whose older versions are all gone from the nodes (or that a

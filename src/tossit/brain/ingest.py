@@ -185,6 +185,7 @@ class Ingest:
         ``size_hint``: the body's length, or more (a form's whole length): each
         chunk reserves its bytes in the upload budget before they are read, no
         more than what is left of the body."""
+        self.store.versions.check()  # refused before any byte is sent to the nodes
         hasher = StreamHasher([e.digest for e in expect])
         chunk_list: list[tuple[str, int]] = []
         placing: dict[str, asyncio.Task[list[str]]] = {}

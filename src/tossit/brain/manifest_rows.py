@@ -54,6 +54,7 @@ from tossit.brain.models import (
 )
 from tossit.brain.sqlbatch import batches
 from tossit.chunking import META
+from tossit.errors import MetadataBehind
 from tossit.manifests import (
     AnyEntry,
     DelEntry,
@@ -176,10 +177,19 @@ class Versions:
 
     def __init__(self) -> None:
         self._top: int | None = None
+        # Set when the nodes are found to hold newer changes than this metadata
+        # (``gc.Collector``): no version is handed out until a recovery.
+        self.refusal: str | None = None
+
+    def check(self) -> None:
+        """Raise ``MetadataBehind`` while versions are refused."""
+        if self.refusal is not None:
+            raise MetadataBehind(self.refusal)
 
     async def allocate(self, s: AsyncSession, n: int) -> list[int]:
         if n == 0:
             return []
+        self.check()
         if s.get_bind().dialect.name == "postgresql":
             rows = await s.execute(text(
                 "SELECT nextval(pg_get_serial_sequence('manifest_log', 'version')) "

@@ -122,6 +122,7 @@ class Plan:
     unreachable: dict[str, str]
     cluster: str | None = None  # the id the new metadata takes: the nodes' own
     trash: list[FileState] = field(default_factory=list)  # entries are TrashEntry
+    conflicts: list[int] = field(default_factory=list)  # versions with two different entries
 
     @property
     def complete(self) -> list[FileState]:
@@ -155,6 +156,7 @@ class Plan:
             "nodes": len(self.nodes),
             "nodes_unreachable": len(self.unreachable),
             "max_version": self.max_version,
+            "conflicts": len(self.conflicts),
         }
 
 
@@ -179,14 +181,19 @@ def _home(entry_packs: dict[int, list[str]], packs: dict[str, PackFound]) -> dic
 
 
 def _tombstones_for_lost(by_version: dict[int, Entry], base: Sequence[Entry], as_of: int,
-                         now: float) -> list[Entry]:
+                         now: float, complete_from: int = 0) -> list[Entry]:
     """Names the snapshot says were gone at ``as_of`` while an older ``put`` of them
-    is still in a pack and nothing newer mentions them: new tombstones."""
+    is still in a pack and nothing newer mentions them: new tombstones.
+
+    Only for what the snapshot's brain knew: if its metadata was itself rebuilt
+    by a recovery that may have missed packs (``complete_from``: the first
+    version after that recovery's newest), an older entry it lacks may be one
+    it never saw, not one it deleted; those are left as the packs say."""
     in_base = {entry_scope(e) for e in base}
     newer = {entry_scope(e) for e in by_version.values() if e.version > as_of}
     newest_old: dict[tuple[str, str, str], Entry] = {}
     for e in by_version.values():
-        if e.version <= as_of:
+        if complete_from <= e.version <= as_of:
             scope = entry_scope(e)
             if scope not in newest_old or e.version > newest_old[scope].version:
                 newest_old[scope] = e
@@ -208,19 +215,28 @@ def _tombstones_for_lost(by_version: dict[int, Entry], base: Sequence[Entry], as
 
 
 def plan(g: Gathered, replicas: int, base: Sequence[Entry] | None = None, as_of: int = 0,
-         now: float = 0.0) -> Plan:
+         now: float = 0.0, complete_from: int = 0) -> Plan:
     """The new metadata from what was gathered; with ``base``, on top of a
-    snapshot's entries complete up to ``as_of``."""
+    snapshot's entries complete up to ``as_of`` (and only from ``complete_from``
+    on when the snapshot's metadata was itself rebuilt: see
+    ``_tombstones_for_lost``)."""
     entry_packs: dict[int, list[str]] = {}
-    by_version: dict[int, Entry] = {}
+    seen: dict[int, dict[str, Entry]] = {}  # version -> pack -> its entry of that version
     for pack in g.packs.values():
         for e in pack.entries:
-            by_version.setdefault(e.version, e)
             entry_packs.setdefault(e.version, []).append(pack.id)
-    if base is not None:
-        for e in [*_tombstones_for_lost(by_version, base, as_of, now), *base]:
-            by_version.setdefault(e.version, e)
+            seen.setdefault(e.version, {})[pack.id] = e
     home = _home(entry_packs, g.packs)
+    # One version is one change. Two different entries under one version mean two
+    # histories (a brain that ran on partial metadata before the counters jumped
+    # after a recovery): the home pack's entry is taken, whatever the order the
+    # nodes were read in, and the conflict is reported.
+    by_version: dict[int, Entry] = {v: packs[home[v]] for v, packs in seen.items()}
+    conflicts = sorted(v for v, packs in seen.items()
+                       if any(e != by_version[v] for e in packs.values()))
+    if base is not None:
+        for e in [*_tombstones_for_lost(by_version, base, as_of, now, complete_from), *base]:
+            by_version.setdefault(e.version, e)
     everything = list(by_version.values())
     state = resolve(everything)
     needed = needed_versions(everything)
@@ -263,4 +279,4 @@ def plan(g: Gathered, replicas: int, base: Sequence[Entry] | None = None, as_of:
                 nodes=sorted(g.nodes.values(), key=lambda n: n.name),
                 max_version=state.max_version, unreadable=dict(g.unreadable),
                 unreachable=dict(g.unreachable), cluster=cluster_of(list(g.nodes.values())),
-                trash=trash)
+                trash=trash, conflicts=conflicts)

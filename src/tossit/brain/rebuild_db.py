@@ -4,9 +4,12 @@ and the fire drill's scratch copy.
 The target must be empty: a new SQLite file, or a PostgreSQL database with no
 files in it (the schema is created by the usual migrations). Everything goes in
 one transaction, so a recovery that fails half-way leaves nothing half-built.
-File ids and entry versions are kept as they were, and the counters continue
-above them: the REST API's ids stay valid, and no version is ever handed out
-twice.
+File ids and entry versions are kept as they were: the REST API's ids stay
+valid. The counters continue well above them (``manifests.VERSION_GAP``, ``ID_GAP``): a
+recovery may not have seen the newest changes (a pack whose every copy was on
+a node it could not read), and the rebuilt brain must not hand out their
+versions and file ids again, or a later recovery that does read them could not
+tell the two histories apart (docs/architecture.md, "Rebuilding").
 """
 
 from __future__ import annotations
@@ -39,7 +42,15 @@ from tossit.brain.snapshots import SnapshotContents
 from tossit.brain.sqlbatch import batches
 from tossit.brain.states import EventKind
 from tossit.config import plural
-from tossit.manifests import AnyEntry, KeyEntry, PurgeEntry, PutEntry, TrashEntry
+from tossit.manifests import (
+    ID_GAP,
+    VERSION_GAP,
+    AnyEntry,
+    KeyEntry,
+    PurgeEntry,
+    PutEntry,
+    TrashEntry,
+)
 
 _BATCH = 2000  # rows per insert: the whole rebuild is one transaction
 
@@ -67,13 +78,7 @@ async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None
                     raise NotEmpty(f"the target database already has rows in "
                                    f"{model.__tablename__}: give an empty one")
             await _fill(s, plan, now, note or {}, history)
-            if engine.dialect.name == "postgresql":
-                for table, column in (("objects", "id"), ("manifest_log", "version"),
-                                      ("events", "id")):
-                    await s.execute(text(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
-                        f"GREATEST((SELECT COALESCE(MAX({column}), 0) FROM {table}), 1))"))
-            await _ids_above_trash(s, engine.dialect.name)
+            await _counters_above(s, engine.dialect.name)
     finally:
         await engine.dispose()
 
@@ -157,23 +162,28 @@ def _trashed(plan: Plan) -> list[TrashEntry]:
     return [f.entry for f in plan.trash if isinstance(f.entry, TrashEntry)]
 
 
-async def _ids_above_trash(s: AsyncConnection, dialect: str) -> None:
-    """New files must never take the id of a file in the trash (its restore
-    brings that id back): the objects' id counter continues above them too."""
-    top = int(await s.scalar(select(func.max(TrashedObject.id))) or 0)
-    if not top:
-        return
-    if dialect == "postgresql":
-        await s.execute(text(
-            "SELECT setval(pg_get_serial_sequence('objects', 'id'), GREATEST(:top, "
-            "(SELECT COALESCE(MAX(id), 0) FROM objects), 1))"), {"top": top})
-        return
-    # SQLite AUTOINCREMENT: sqlite_sequence holds the highest id handed out.
-    await s.execute(text("DELETE FROM sqlite_sequence WHERE name = 'objects' AND seq < :top"),
-                    {"top": top})
-    if await s.scalar(text("SELECT count(*) FROM sqlite_sequence WHERE name = 'objects'")) == 0:
-        await s.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES ('objects', :top)"),
-                        {"top": top})
+async def _counters_above(s: AsyncConnection, dialect: str) -> None:
+    """Where the counters continue: file ids above every file and file in the
+    trash (a restore brings a trashed file's id back) plus ``ID_GAP``, versions
+    above the newest entry plus ``VERSION_GAP``; event ids just above."""
+    top_id = max(int(await s.scalar(select(func.max(Object.id))) or 0),
+                 int(await s.scalar(select(func.max(TrashedObject.id))) or 0))
+    top_version = int(await s.scalar(select(func.max(ManifestEntry.version))) or 0)
+    top_event = int(await s.scalar(select(func.max(Event.id))) or 0)
+    counters = (("objects", "id", top_id + ID_GAP),
+                ("manifest_log", "version", top_version + VERSION_GAP),
+                ("events", "id", max(top_event, 1)))
+    for table, column, value in counters:
+        if dialect == "postgresql":
+            await s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', "
+                                 f"'{column}'), :v)"), {"v": value})
+            continue
+        if table == "events":
+            continue  # (plain rowids on SQLite: they continue above the rows by themselves)
+        # SQLite AUTOINCREMENT: sqlite_sequence holds the highest id handed out.
+        await s.execute(text("DELETE FROM sqlite_sequence WHERE name = :t"), {"t": table})
+        await s.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :v)"),
+                        {"t": table, "v": value})
 
 
 def _log_row(e: AnyEntry, pack: str | None, needed: bool,

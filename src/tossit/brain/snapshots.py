@@ -208,6 +208,11 @@ class SnapshotContents:
     entries: list[AnyEntry]
     nodes: list[dict[str, Any]]  # rows of the nodes table
     events: list[dict[str, Any]]  # rows of the events table, oldest first
+    # The first version the snapshot's metadata is known to hold every change
+    # from: 0, unless that metadata was itself rebuilt by ``tossit recover``
+    # (then the first version after the newest that recovery found: it may have
+    # missed older packs).
+    complete_from: int = 0
 
 
 def read_snapshot(path: Path) -> SnapshotContents:
@@ -250,9 +255,21 @@ def read_snapshot(path: Path) -> SnapshotContents:
         events = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
         for e in events:
             e["data"] = json.loads(e["data"]) if e["data"] else None
-        return SnapshotContents(as_of, entries, nodes, events)
+        return SnapshotContents(as_of, entries, nodes, events, _complete_from(conn))
     finally:
         conn.close()
+
+
+def _complete_from(conn: sqlite3.Connection) -> int:
+    """``SnapshotContents.complete_from``: after the newest version the last
+    recovery of this metadata found (its ``recovered`` state)."""
+    row = conn.execute("SELECT value FROM cluster_state WHERE name = 'recovered'").fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(json.loads(row["value"]).get("max_version") or 0) + 1
+    except (ValueError, TypeError, AttributeError):
+        return 0
 
 
 def _trash_entries(conn: sqlite3.Connection) -> list[AnyEntry]:

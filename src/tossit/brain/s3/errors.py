@@ -14,6 +14,7 @@ from tossit.errors import (
     DigestMismatch,
     InsufficientStorage,
     ManifestNotStored,
+    MetadataBehind,
     MetadataFull,
     MultipartError,
     NotEnoughNodes,
@@ -120,7 +121,7 @@ def from_domain(exc: TossitError) -> S3Error:
     if isinstance(exc, MultipartError):
         return S3Error(exc.s3_code if exc.s3_code in KINDS else "InvalidRequest", exc.message)
     if isinstance(exc, NotEnoughNodes | ChunkUnavailable | ManifestNotStored
-                  | InsufficientStorage | NotLeader | MetadataFull):
+                  | InsufficientStorage | NotLeader | MetadataFull | MetadataBehind):
         return S3Error("ServiceUnavailable", exc.message)
     return S3Error("InternalError", exc.message)
 
