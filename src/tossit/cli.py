@@ -821,7 +821,8 @@ def _walk(paths: list[Path]) -> list[tuple[Path, str]]:
 @app.command()
 def put(
     paths: Annotated[list[Path], typer.Argument(help="files or folders")],
-    name: Annotated[str | None, typer.Option(help="stored name (single file only)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", "--as", help="stored name (single file only)")] = None,
     parallel: Annotated[int | None, typer.Option(
         min=1, max=64, help="parts of a big file sent at once [upload_parallel: 4]")] = None,
     no_resume: Annotated[bool, typer.Option(
@@ -837,7 +838,7 @@ def put(
     runs again, sending only the parts the cluster lacks."""
     files = _walk(paths)
     if name and len(files) != 1:
-        raise _fail("--name works with exactly one file")
+        raise _fail("--name (--as) works with exactly one file")
     client = _client(brain, config)
     if parallel is not None:
         client.parallel = parallel
@@ -1291,6 +1292,34 @@ def _node_ref(client: TossitClient, ref: str) -> str:
     raise _fail(f"no node {ref!r} (see 'tossit nodes')", 1)
 
 
+def _id_column(table: Table, header: str, width: int) -> None:
+    """A column of ids users copy into other commands: never cut short with an
+    ellipsis nor folded, whatever the terminal's width (other columns wrap)."""
+    table.add_column(header, no_wrap=True, min_width=width)
+
+
+def _by_prefix(ref: str, rows: list[tuple[str, str]], what: str, listing: str,
+               shortest: int) -> str:
+    """The one id of ``rows`` ((id, label) pairs, as ``listing`` shows them)
+    that ``ref`` is, or starts: as node commands take an id's start. A start
+    shorter than ``shortest``, several ids or none: refused, with why."""
+    for row_id, _ in rows:
+        if ref == row_id:
+            return row_id
+    if len(ref) < shortest:
+        raise _fail(f"{escape(repr(ref))} is too short: give the {what}'s id, or at least "
+                    f"its first {shortest} characters (see '{listing}')", 1)
+    starts = [(i, label) for i, label in rows if i.startswith(ref)]
+    if len(starts) == 1:
+        return starts[0][0]
+    if starts:
+        shown = ", ".join(f"{i} ({escape(label)})" for i, label in starts[:5])
+        more = f" and {len(starts) - 5} more" if len(starts) > 5 else ""
+        raise _fail(f"{escape(repr(ref))} starts the ids of {len(starts)} {what}s: {shown}{more}; "
+                    "give more of it", 1)
+    raise _fail(f"no {what} {escape(repr(ref))} (see '{listing}')", 1)
+
+
 @app.command()
 def events(
     limit: Annotated[int, typer.Option(help="rows")] = 30,
@@ -1313,6 +1342,9 @@ def events(
 
 # -- scrub -----------------------------------------------------------------
 
+# An upload's id: 12 hex digits of its start time (ms), then 20 random ones.
+UPLOAD_ID_LENGTH = 32
+
 uploads_app = typer.Typer(help="Parted uploads of big files not completed yet (tossit put "
                           "resumes them; the cluster drops them after multipart_keep, 7 days).",
                           no_args_is_help=True)
@@ -1330,7 +1362,11 @@ def uploads_ls(brain: BrainOpt = None, config: ConfigOpt = None,
     if not uploads:
         console.print("no uploads in progress")
         return
-    table = Table("id", "name", "started", "parts", "size")
+    table = Table(box=None)
+    _id_column(table, "id", UPLOAD_ID_LENGTH)
+    table.add_column("name", overflow="fold")
+    for col in ("started", "parts", "size"):
+        table.add_column(col)
     for u in uploads:
         parts = _call(client.upload_parts, u.id)
         table.add_row(u.id, escape(u.name), _when(u.created), str(len(parts)),
@@ -1340,12 +1376,19 @@ def uploads_ls(brain: BrainOpt = None, config: ConfigOpt = None,
 
 @uploads_app.command("abort")
 def uploads_abort(
-    upload_ids: Annotated[list[str], typer.Argument(help="upload ids (tossit uploads ls)")],
+    upload_ids: Annotated[list[str], typer.Argument(
+        help="upload ids, or their first characters (tossit uploads ls)")],
     brain: BrainOpt = None, config: ConfigOpt = None,
 ) -> None:
     """Drop uploads and free the space their parts hold."""
     client = _client(brain, config)
-    for upload_id in upload_ids:
+    listed: list[tuple[str, str]] | None = None
+    for ref in upload_ids:
+        upload_id = ref.lower()
+        if len(upload_id) != UPLOAD_ID_LENGTH:  # the start of one: which?
+            if listed is None:
+                listed = [(u.id, u.name) for u in _call(client.list_uploads)]
+            upload_id = _by_prefix(upload_id, listed, "upload", "tossit uploads ls", 4)
         _call(client.abort_upload, upload_id)
         console.print(f"aborted upload {upload_id}", highlight=False)
 
@@ -1529,6 +1572,7 @@ key_app = typer.Typer(help="Manage API keys (needs an admin key).", no_args_is_h
                       rich_markup_mode=None)
 app.add_typer(key_app, name="key")
 ROLES = ("readonly", "readwrite", "admin")
+KEY_ID_LENGTH = 20  # TK and 18 base32 characters
 
 
 @key_app.command("create")
@@ -1569,7 +1613,11 @@ def key_list(brain: BrainOpt = None, config: ConfigOpt = None,
     rows: list[Key] = _call(_client(brain, config).list_keys)
     if as_json:
         return _print_json(rows)
-    table = Table("id", "name", "role", "state", "created", "expires", box=None)
+    table = Table(box=None)
+    _id_column(table, "id", KEY_ID_LENGTH)
+    table.add_column("name", overflow="fold")
+    for col in ("role", "state", "created", "expires"):
+        table.add_column(col)
     for k in rows:
         colour = {"active": "green"}.get(k.state, "red")
         table.add_row(k.id, escape(k.name), k.role, f"[{colour}]{k.state}[/]",
@@ -1579,12 +1627,18 @@ def key_list(brain: BrainOpt = None, config: ConfigOpt = None,
 
 @key_app.command("revoke")
 def key_revoke(
-    key_id: Annotated[str, typer.Argument(help="the key's id (TK...)")],
+    key_id: Annotated[str, typer.Argument(
+        help="the key's id (TK...), or its first characters (tossit key list)")],
     brain: BrainOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a key: every request made with it fails from now on."""
-    k: Key = _call(_client(brain, config).revoke_key, key_id)
+    client = _client(brain, config)
+    ref = key_id.upper()  # (ids are upper-case base32)
+    if len(ref) != KEY_ID_LENGTH:  # the start of one: which?
+        listed = [(k.id, f"{k.name}, {k.state}") for k in _call(client.list_keys)]
+        ref = _by_prefix(ref, listed, "key", "tossit key list", 6)
+    k: Key = _call(client.revoke_key, ref)
     console.print(f"revoked key {k.id} ({escape(k.name)})", highlight=False)
 
 
@@ -1641,7 +1695,10 @@ def join_token_ls(brain: BrainOpt = None, config: ConfigOpt = None,
     rows: list[JoinToken] = _call(_client(brain, config).list_join_tokens)
     if as_json:
         return _print_json(rows)
-    table = Table("id", "state", "used", "expires", "used by", "created by", box=None)
+    table = Table(box=None)
+    _id_column(table, "id", max((len(t.id) for t in rows), default=2))
+    for col in ("state", "used", "expires", "used by", "created by"):
+        table.add_column(col, overflow="fold")  # (created by: a key's name and whole id)
     for t in rows:
         colour = {"active": "green", "used": "dim"}.get(t.state, "red")
         used_by = (f"{t.used_by_name} ({t.used_by[:SHORT_ID]})" if t.used_by

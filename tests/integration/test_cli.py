@@ -18,9 +18,9 @@ from cluster import Cluster, free_port, wait_until
 
 
 def tossit(*args: str, brain: str | None = None, cwd: Path | None = None,
-           check: bool = True, key_file: Path | None = None
+           check: bool = True, key_file: Path | None = None, columns: int = 200
            ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, COLUMNS="200")
+    env = dict(os.environ, COLUMNS=str(columns))
     if brain:
         env["TOSSIT_BRAIN_URL"] = brain
     if key_file:
@@ -71,6 +71,7 @@ def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> Non
     # The test's nodes share this machine's disk: both commands say what that means.
     for said in (listed_nodes, status):
         assert "store on one disk" in said and "do not protect against that disk failing" in said
+        assert said.count("store on one disk") == 1, said  # said once, not twice
 
     # --json: the brain's answer as the REST API gives it, for scripts.
     as_json = json.loads(tossit("ls", "album", "--json", brain=url, key_file=key).stdout)
@@ -95,6 +96,76 @@ def test_client_verbs_round_trip(shared_cluster: Cluster, tmp_path: Path) -> Non
     tossit("rm", "album/a.jpg", "album/2024/b.txt", brain=url, key_file=key)
     names = {f["name"] for f in shared_cluster.http.get("/api/files").json()}
     assert not names & {"album/a.jpg", "album/2024/b.txt"}
+
+
+def test_put_as_names_the_file_like_trash_restore(shared_cluster: Cluster,
+                                                  tmp_path: Path) -> None:
+    """`tossit put --as NAME`, as `tossit trash restore --as`; --name still works."""
+    url, key = shared_cluster.url, shared_cluster.root / "brain" / "admin.key"
+    src = tmp_path / "local.txt"
+    src.write_bytes(b"stored under another name\n")
+    tag = os.urandom(4).hex()
+    tossit("put", str(src), "--as", f"as-{tag}/renamed.txt", brain=url, key_file=key)
+    tossit("put", str(src), "--name", f"as-{tag}/named.txt", brain=url, key_file=key)
+    names = {f["name"] for f in shared_cluster.http.get(
+        "/api/files", params={"search": f"as-{tag}/"}).json()}
+    assert names == {f"as-{tag}/renamed.txt", f"as-{tag}/named.txt"}
+    (tmp_path / "other.txt").write_bytes(b"x")
+    two = tossit("put", str(src), str(tmp_path / "other.txt"), "--as", "x.txt", brain=url,
+                 key_file=key, check=False)
+    assert two.returncode == 2 and "works with exactly one file" in two.stderr
+
+
+def test_ids_whole_at_80_columns_and_their_starts_accepted(shared_cluster: Cluster) -> None:
+    """`tossit key list` and `tossit uploads ls` show whole ids on a narrow terminal
+    (they are copied into key revoke, uploads abort and S3 clients), and those
+    commands take an id's first characters, as node commands do."""
+    url, key = shared_cluster.url, shared_cluster.root / "brain" / "admin.key"
+    http = shared_cluster.http
+    made = [http.post("/api/keys", json={"name": f"a long name for the backup machine {n}",
+                                         "role": "readwrite"}).json() for n in range(2)]
+    listed = tossit("key", "list", brain=url, key_file=key, columns=80).stdout
+    assert max(len(line) for line in listed.splitlines()) <= 80, listed
+    for k in made:
+        assert re.search(rf"^ *{k['id']} ", listed, re.M), listed  # whole, on its line
+    assert "…" not in listed
+    # A start of an id revokes that key; an unknown or too short one is refused.
+    first = made[0]["id"]
+    out = tossit("key", "revoke", first[:8].lower(), brain=url, key_file=key).stdout
+    assert f"revoked key {first}" in out
+    assert {k["id"]: k["state"] for k in http.get("/api/keys").json()}[first] == "revoked"
+    assert {k["id"]: k["state"] for k in http.get("/api/keys").json()}[
+        made[1]["id"]] == "active"
+    unknown = tossit("key", "revoke", "TK222222", brain=url, key_file=key, check=False)
+    assert unknown.returncode == 1 and "no key 'TK222222'" in unknown.stderr, unknown.stderr
+    short = tossit("key", "revoke", "TK", brain=url, key_file=key, check=False)
+    assert short.returncode == 1 and "too short" in short.stderr, short.stderr
+    assert "pattern" not in unknown.stderr + short.stderr
+
+    tag = os.urandom(4).hex()
+    ids = [http.post("/api/uploads", params={
+        "name": f"ids-{tag}/a-rather-long-folder-name/holiday-video-{n}.mp4"}).json()["id"]
+        for n in range(2)]
+    listed = tossit("uploads", "ls", brain=url, key_file=key, columns=80).stdout
+    assert max(len(line) for line in listed.splitlines()) <= 80, listed
+    for upload_id in ids:
+        assert re.search(rf"^ *{upload_id} ", listed, re.M), listed
+    assert "…" not in listed
+    common = ids[0][:next(i for i, (a, b) in enumerate(zip(*ids, strict=True)) if a != b)]
+    if len(common) >= 4:  # (started the same millisecond-ish: always, but for a rollover)
+        both = tossit("uploads", "abort", common, brain=url, key_file=key, check=False)
+        assert both.returncode == 1, both.stdout + both.stderr
+        assert "starts the ids of 2 uploads" in both.stderr and "give more of it" in (
+            both.stderr), both.stderr
+    start = ids[0][:max(len(common) + 1, 4)]  # (its own: the other differs there)
+    out = tossit("uploads", "abort", start, brain=url, key_file=key).stdout
+    assert f"aborted upload {ids[0]}" in out
+    left = {u["id"] for u in http.get("/api/uploads", params={"prefix": f"ids-{tag}/"}
+                                      ).json()["uploads"]}
+    assert left == {ids[1]}
+    unknown = tossit("uploads", "abort", "ffffff", brain=url, key_file=key, check=False)
+    assert unknown.returncode == 1 and "no upload 'ffffff'" in unknown.stderr, unknown.stderr
+    tossit("uploads", "abort", ids[1], brain=url, key_file=key)  # a whole id, as before
 
 
 def test_client_errors_are_one_clear_line(tmp_path: Path) -> None:

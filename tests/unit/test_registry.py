@@ -147,6 +147,25 @@ def test_shared_fates_name_the_disks_and_machines_copies_share() -> None:
                               "protect against that disk failing")
 
 
+def test_a_reinstalled_node_is_told_apart_and_a_dead_one_left_out() -> None:
+    """A node re-installed on the same disk (a new id, its old self offline and
+    not removed yet) was named twice, 'node-1, node-1 and node-2 store on one
+    disk': each is told apart by its id's start. A dead node's copies no longer
+    count: it is left out."""
+    old = _view("node-1", "lab:7")
+    old.id, old.state = "50d779e0aaaa", "offline"
+    new = _view("node-1", "lab:7")
+    new.id = "011b497dbbbb"
+    dead = _view("node-0", "lab:7")
+    dead.state = "dead"
+    fates = shared_fates([old, new, _view("node-2", "lab:7"), dead])
+    assert [(f.kind, f.nodes) for f in fates] == [("disk", ("node-1", "node-1", "node-2"))]
+    assert fates[0].message() == (
+        "node-1 (011b497d), node-1 (50d779e0) and node-2 store on one disk (lab:7): copies "
+        "on them do not protect against that disk failing")
+    assert shared_fates([dead, _view("node-2", "lab:7")]) == []
+
+
 def test_room_is_what_fits_more_at_r_copies() -> None:
     # Three equal nodes, a third full: room for what is left of one node.
     even = [_view(n, f"{n}:1", capacity=300, used=100, free=200) for n in "abc"]

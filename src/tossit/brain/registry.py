@@ -195,11 +195,17 @@ class SharedFate:
     kind: str  # "disk" or "host"
     where: str  # the disk id, or the machine's name
     nodes: tuple[str, ...]  # their names
+    ids: tuple[str, ...] = ()  # their ids, in the same order
 
     def message(self) -> str:
         thing = "disk" if self.kind == "disk" else "machine"
         verb = "store on one disk" if self.kind == "disk" else "run on one machine"
-        return (f"{_names(self.nodes)} {verb} ({self.where}): copies on them do not protect "
+        # A name two of them share (a node re-installed, its old self not removed
+        # yet) is told apart by the start of each id, as tossit nodes shows it.
+        shown = tuple(f"{name} ({node_id[:8]})" if self.nodes.count(name) > 1 else name
+                      for name, node_id in zip(self.nodes, self.ids or self.nodes,
+                                               strict=True))
+        return (f"{_names(shown)} {verb} ({self.where}): copies on them do not protect "
                 f"against that {thing} failing")
 
 
@@ -214,20 +220,26 @@ def ready_room(chunk_size: int) -> int:
 
 def shared_fates(nodes: list[NodeView]) -> list[SharedFate]:
     """Groups of two or more nodes on one disk, and on one machine (when their
-    disks are not already one). Drained nodes hold nothing and do not count."""
-    by_disk: dict[str, list[str]] = {}
+    disks are not already one). Drained nodes hold nothing and do not count, nor
+    do gone ones (dead, written off: their copies no longer count either)."""
+    by_disk: dict[str, list[tuple[str, str]]] = {}
     by_host: dict[str, set[str]] = {}
-    for n in sorted(nodes, key=lambda n: n.name):
-        if not n.disk_id or n.admin_state == DRAINED:
+    for n in sorted(nodes, key=lambda n: (n.name, n.id)):
+        if not n.disk_id or n.admin_state == DRAINED or n.gone:
             continue
-        by_disk.setdefault(n.disk_id, []).append(n.name)
+        by_disk.setdefault(n.disk_id, []).append((n.name, n.id))
         by_host.setdefault(n.disk_id.rpartition(":")[0] or n.disk_id, set()).add(n.disk_id)
-    out = [SharedFate("disk", d, tuple(names)) for d, names in sorted(by_disk.items())
-           if len(names) > 1]
+
+    def fate(kind: str, where: str, members: list[tuple[str, str]]) -> SharedFate:
+        return SharedFate(kind, where, tuple(m[0] for m in members),
+                          tuple(m[1] for m in members))
+
+    out = [fate("disk", d, members) for d, members in sorted(by_disk.items())
+           if len(members) > 1]
     for host, disks in sorted(by_host.items()):
-        names = tuple(sorted(name for d in disks for name in by_disk[d]))
-        if len(disks) > 1 and len(names) > 1:
-            out.append(SharedFate("host", host, names))
+        members = sorted(m for d in disks for m in by_disk[d])
+        if len(disks) > 1 and len(members) > 1:
+            out.append(fate("host", host, members))
     return out
 
 
