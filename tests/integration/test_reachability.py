@@ -86,3 +86,88 @@ def test_copies_on_a_node_unreachable_past_dead_after_are_made_elsewhere(
     assert node_row(c, f"node-{victim}")["state"] == "unreachable"  # not dead: it heartbeats
     for name, fid in ids.items():
         assert c.download(fid) == files[name]
+
+
+class HangingPort:
+    """A TCP forwarder to a node's port that can start hanging: connections are
+    accepted and then nothing is answered (a hung data port, a broken NIC
+    offload, a stuck firewall), while the node's own heartbeats go on."""
+
+    def __init__(self, target: int) -> None:
+        import asyncio
+        import threading
+
+        self.port = free_port()
+        self.hang = False
+        self._loop = asyncio.new_event_loop()
+        self._target = target
+        ready = threading.Event()
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    while self.hang:  # noqa: ASYNC110 - a flag set from the test's thread
+                        await asyncio.sleep(0.1)
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def serve(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+            try:
+                nr, nw = await asyncio.open_connection("127.0.0.1", self._target)
+            except OSError:
+                cw.close()
+                return
+            await asyncio.gather(pipe(cr, nw), pipe(nr, cw))
+
+        async def main() -> None:
+            self._server = await asyncio.start_server(serve, "127.0.0.1", self.port)
+            ready.set()
+            await self._server.serve_forever()
+
+        self._thread = threading.Thread(
+            target=lambda: self._loop.run_until_complete(main()), daemon=True)
+        self._thread.start()
+        ready.wait(5)
+
+
+def test_a_node_whose_data_port_hangs_while_it_heartbeats_is_shown_unreachable(
+        make_cluster: Any) -> None:
+    """Transfers to it time out, its heartbeats arrive: writers skip it longer
+    after each failure (heartbeats do not end that), its address is probed, and
+    it is shown unreachable, so uploads stop paying a timeout there. Once its
+    port answers again, it is online again by itself."""
+    import time
+
+    c: Cluster = make_cluster(nodes=3, replicas=2,
+                              brain_args=["--node-timeout", "2"])
+    port = free_port()
+    proxy = HangingPort(port)
+    c.node_ports.append(port)
+    c.nodes.append(None)
+    c.n_nodes += 1
+    c.node_args = ["--advertise-url", f"http://127.0.0.1:{proxy.port}"]
+    c.start_node(3)
+    c.node_args = []
+    wait_until(lambda: node_row(c, "node-3")["state"] == "online", 30, what="node-3 online")
+    proxy.hang = True
+    slow = 0
+    t_end = time.monotonic() + 40
+    while node_row(c, "node-3")["state"] != "unreachable":
+        assert time.monotonic() < t_end, "node-3 never shown unreachable"
+        t0 = time.monotonic()
+        c.upload(f"during-{slow}.bin", os.urandom(200_000))
+        slow += time.monotonic() - t0 > 1.5
+    assert slow <= 4, slow  # a timeout for the first few uploads, not for each
+    row = node_row(c, "node-3")
+    assert "does not answer" in row["address_problem"]
+    t0 = time.monotonic()
+    for i in range(5):
+        c.upload(f"after-{i}.bin", os.urandom(200_000))
+    assert time.monotonic() - t0 < 5
+    proxy.hang = False
+    wait_until(lambda: node_row(c, "node-3")["state"] == "online", 40,
+               what="node-3 online again once its port answers")

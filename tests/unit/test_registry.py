@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tossit.brain.registry import (
     DEAD,
     DRAINED,
@@ -261,3 +263,43 @@ def test_why_a_node_takes_no_writes_is_said_in_a_few_words() -> None:
     assert read_only.why_not_writable(0.0) == (
         "refusing writes (its disk: Read-only file system)")
     assert read_only.to_dict()["write_error"] == "Read-only file system"
+
+
+def test_a_node_whose_transfers_keep_failing_is_skipped_longer_despite_its_heartbeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its data port hangs, its heartbeats arrive: each failed transfer doubles
+    the time writers skip it, and a heartbeat does not end it; a transfer that
+    works does, and so does a heartbeat after a silence (a paused node woke)."""
+    from tossit.brain import registry as reg_mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(reg_mod.time, "monotonic", lambda: clock[0])
+    reg = make_registry()
+    n0 = reg.nodes["n0"]
+    report = {"id": "n0", "used": 0}
+
+    def skipped_for() -> float:
+        return n0.unreachable_until - clock[0]
+
+    reg.update(report)
+    reg.mark_unreachable("n0")
+    assert skipped_for() == 5.0
+    clock[0] += 1
+    reg.update(report)  # heartbeats go on: the penalty stands
+    reg.mark_unreachable("n0")
+    assert skipped_for() == 10.0 and n0.strikes == 2
+    for _ in range(10):
+        reg.mark_unreachable("n0")
+    assert skipped_for() == reg_mod.UNREACHABLE_MAX_PENALTY
+    reg.observe_latency("n0", 0.01)  # a transfer worked
+    assert n0.unreachable_until == 0.0 and n0.strikes == 0
+
+    reg.mark_unreachable("n0")
+    clock[0] += reg_mod.HEARTBEAT_SILENCE + 1  # silent meanwhile: paused, then woke
+    reg.update(report)
+    assert n0.unreachable_until == 0.0 and n0.strikes == 0
+
+    reg.mark_unreachable("n0", transfer=False)  # a disk error: its heartbeat says more
+    clock[0] += 1
+    reg.update(report)
+    assert n0.unreachable_until == 0.0

@@ -377,17 +377,20 @@ class Collector(Periodic):
             return dict.fromkeys(cids, False)
         if node.state not in READABLE_STATES or self.alarm.blocks_deletion:
             return dict.fromkeys(cids, None)
-        out: dict[str, bool | None] = {}
+        if node.unreachable_until > time.monotonic():
+            # Its transfers fail (a hung data port): the next pass tries again,
+            # and this one frees the other nodes' copies without waiting on it.
+            return dict.fromkeys(cids, None)
+        out: dict[str, bool | None] = dict.fromkeys(cids, None)
         for i in range(0, len(cids), DELETES_PER_REQUEST):
             part = cids[i : i + DELETES_PER_REQUEST]
             async with self._sem:
                 try:
                     deleted = await self.nodes.delete_chunks(node, part)
                 except NodeError as exc:
-                    log.info("could not delete %d chunks on %s yet: %s", len(part),
+                    log.info("could not delete %d chunks on %s yet: %s", len(cids) - i,
                              node.name, exc)
-                    out.update(dict.fromkeys(part, None))
-                    continue
+                    break  # one timeout per pass, not one per batch
             out.update({c: c in deleted for c in part})
         return out
 

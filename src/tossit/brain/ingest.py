@@ -342,7 +342,7 @@ class Ingest:
                         node.free = 0  # until its next heartbeat says otherwise
                     elif isinstance(exc, NodeDiskError):
                         # Until its next heartbeat, which says whether it writes again.
-                        self.registry.mark_unreachable(node.id)
+                        self.registry.mark_unreachable(node.id, transfer=False)
                     if not isinstance(exc, NodeError):
                         raise exc
                     errors.append(str(exc))

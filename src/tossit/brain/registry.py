@@ -31,6 +31,13 @@ UNREACHABLE = NodeState.UNREACHABLE
 DRAINING, DRAINED = AdminState.DRAINING, AdminState.DRAINED
 PlacementKey = tuple[tuple[str, bool, str | None, int, str], ...]
 UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
+# A node that keeps failing transfers (timeouts, resets) while its heartbeats
+# arrive (its data port hangs, not the process) is skipped longer each time, up
+# to this; its heartbeats do not end the penalty, only a transfer that works or a
+# heartbeat after a silence (a paused node that woke up) does.
+UNREACHABLE_MAX_PENALTY = 120.0
+HEARTBEAT_SILENCE = 6.0  # seconds without heartbeats that count as the node having been away
+PROBE_AFTER_STRIKES = 2  # failed transfers in a row before its address is probed
 # Seconds a node that was too slow to answer a read (another copy answered first)
 # is asked last by readers. Writers still use it: slow to read is not unreachable,
 # and skipping it would leave too few nodes for W on a small cluster.
@@ -67,6 +74,8 @@ class NodeView:
     rtt_ms: float | None = None
     transfer_ms: float | None = None
     unreachable_until: float = 0.0
+    # Transfers that failed in a row (``mark_unreachable``); a success ends it.
+    strikes: int = 0
     slow_until: float = 0.0  # readers ask it last until then (``mark_slow``)
     reads_out: int = 0  # chunk reads this brain has on their way to it now
     admin_state: str | None = None
@@ -267,10 +276,15 @@ class Registry:
             for k, v in fields.items():
                 setattr(view, k, v)
             view.state = UNREACHABLE if state == ONLINE and view.address_problem else state
+        now = time.monotonic()
+        if view.strikes == 0 or now - view.seen_mono > HEARTBEAT_SILENCE:
+            # It talked to us after a silence (paused, restarted), or its last
+            # failure was not a transfer's: writers may try it again.
+            view.unreachable_until = 0.0
+            view.strikes = 0
         view.last_heartbeat = time.time()
-        view.seen_mono = time.monotonic()
+        view.seen_mono = now
         view.reserved = 0
-        view.unreachable_until = 0.0  # it just talked to us: writers may try it again
         return view
 
     def mirror(self, rows: list[Any]) -> None:
@@ -378,10 +392,18 @@ class Registry:
 
         return sorted(views, key=key)
 
-    def mark_unreachable(self, node_id: str) -> None:
+    def mark_unreachable(self, node_id: str, transfer: bool = True) -> None:
+        """Skip the node for writes a while: ``UNREACHABLE_PENALTY``, doubled for
+        each transfer that failed in a row (``transfer``: a timeout or a reset,
+        not a refusal its heartbeat will speak of, like a disk error)."""
         view = self.nodes.get(node_id)
         if view:
-            view.unreachable_until = time.monotonic() + UNREACHABLE_PENALTY
+            penalty = UNREACHABLE_PENALTY
+            if transfer:
+                view.strikes += 1
+                penalty = min(UNREACHABLE_MAX_PENALTY,
+                              UNREACHABLE_PENALTY * 2 ** (view.strikes - 1))
+            view.unreachable_until = time.monotonic() + penalty
 
     def mark_slow(self, node_id: str) -> None:
         """Another copy answered a read while this node's was still out."""
@@ -396,3 +418,4 @@ class Registry:
             view.transfer_ms = (ms if view.transfer_ms is None
                                 else 0.8 * view.transfer_ms + 0.2 * ms)
             view.unreachable_until = view.slow_until = 0.0
+            view.strikes = 0

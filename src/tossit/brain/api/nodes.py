@@ -24,6 +24,7 @@ from tossit.brain.registry import (
     DRAINING,
     OFFLINE,
     ONLINE,
+    PROBE_AFTER_STRIKES,
     READABLE_STATES,
     UNREACHABLE,
     NodeView,
@@ -279,7 +280,10 @@ async def heartbeat(report: NodeReport, request: Request,
     data = report.model_dump(exclude={"corrupt"})
     brain.registry.update(data, ONLINE)
     await brain.store.save_heartbeat(node_id, data)
-    if view.address_problem and time.monotonic() - view.probed_mono >= REPROBE_EVERY:
+    # Probed again while unreachable, and when transfers to it keep failing though
+    # it heartbeats (its data port hangs): then it is shown unreachable, not online.
+    if ((view.address_problem or view.strikes >= PROBE_AFTER_STRIKES)
+            and time.monotonic() - view.probed_mono >= REPROBE_EVERY):
         await _probe(brain, view)
     if was != view.state and view.state == ONLINE:
         await brain.store.set_node_state(node_id, ONLINE, view.rtt_ms)
