@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import mimetypes
 import posixpath
 import unicodedata
@@ -19,6 +21,7 @@ from tossit.errors import ApiError, MalformedJson
 from tossit.names import unsafe_char, valid_media_type
 
 MAX_NAME_BYTES = 1024
+log = logging.getLogger("tossit.brain.api")
 
 
 def brain_of(request: Request) -> Brain:
@@ -26,15 +29,57 @@ def brain_of(request: Request) -> Brain:
     return brain
 
 
+# A reader that takes none of a slice this long is cut off: a client that stopped
+# reading (or reads slower than SEND_SLICE / SEND_TIMEOUT, about 4 KB/s) would
+# otherwise hold its connection and the chunks read ahead for it for ever.
+SEND_TIMEOUT = 60.0
+SEND_SLICE = 256 * 1024
+
+
+class ReaderStalled(Exception):
+    """The client stopped taking a download's bytes."""
+
+
+class PacedStreamingResponse(StreamingResponse):
+    """A streamed download sent in slices, each of which the client must take
+    within ``SEND_TIMEOUT``."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def paced(message: Any) -> None:
+            body = message.get("body", b"")
+            if message["type"] != "http.response.body" or len(body) <= SEND_SLICE:
+                await _timed(send, message)
+                return
+            view, more = memoryview(body), message.get("more_body", False)
+            for at in range(0, len(view), SEND_SLICE):
+                last = at + SEND_SLICE >= len(view)
+                await _timed(send, {"type": "http.response.body",
+                                    "body": view[at:at + SEND_SLICE],
+                                    "more_body": more or not last})
+
+        try:
+            await super().__call__(scope, receive, paced)
+        except ReaderStalled:
+            log.info("%s %s: the client took nothing for %g s; download cut off",
+                     scope.get("method"), scope.get("path"), SEND_TIMEOUT)
+
+
+async def _timed(send: Any, message: Any) -> None:
+    try:
+        await asyncio.wait_for(send(message), SEND_TIMEOUT)
+    except TimeoutError:
+        raise ReaderStalled from None
+
+
 def download_response(dl: Download, status_code: int, headers: dict[str, str],
                       media_type: str | None = None) -> Response:
     """A prepared download as a response: one body when it is all in hand, else
-    streamed chunk by chunk."""
+    streamed chunk by chunk (``PacedStreamingResponse``)."""
     if dl.whole is not None:
         return Response(dl.whole, status_code=status_code, headers=headers,
                         media_type=media_type)
-    return StreamingResponse(dl.body, status_code=status_code, headers=headers,
-                             media_type=media_type)
+    return PacedStreamingResponse(dl.body, status_code=status_code, headers=headers,
+                                  media_type=media_type)
 
 
 def iso(ts: float | None) -> str | None:
