@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 CHUNK_ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -55,13 +55,16 @@ def content_id(data: bytes | bytearray | memoryview, kind: str = DATA) -> str:
 
 
 async def rechunk(
-    stream: AsyncIterable[bytes], chunk_size: int
+    stream: AsyncIterable[bytes], chunk_size: int,
+    cut: Callable[[int], bool] | None = None,
 ) -> AsyncIterator[bytes | bytearray]:
     """Re-cut an arbitrary stream of byte pieces into ``chunk_size`` blocks.
 
     Memory stays at one chunk plus one piece, whatever the stream's length; a
     chunk handed over is the caller's alone. An empty stream yields nothing (a
-    0-byte file has no chunks).
+    0-byte file has no chunks). ``cut(filled)``, asked after each piece that
+    leaves a chunk unfinished: True hands that chunk over short now (a slow
+    sender's chunk, whose memory others wait for; chunks may have any size).
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
@@ -79,7 +82,8 @@ async def rechunk(
                 continue
             buf += view[:room]
             view = view[room:]
-            if len(buf) == chunk_size:
+            if len(buf) == chunk_size or (buf and not view and cut is not None
+                                          and cut(len(buf))):
                 # Handed over, not copied: the caller owns it now, and this frame
                 # keeps no reference while it waits to be resumed (the caller may
                 # free the chunk and wait for memory before asking for the next).

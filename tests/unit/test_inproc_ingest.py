@@ -289,6 +289,43 @@ async def test_many_uploads_at_once_hold_no_more_than_the_upload_buffer(
         assert budget.held == 0 and budget.peak == budget.total
 
 
+async def test_slow_senders_do_not_hold_every_other_upload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four uploads trickling in hold the whole upload buffer (a chunk each); a
+    fifth upload waits for it. Once a trickling chunk has filled for longer than
+    SLOW_CHUNK_AFTER while another waits, it is handed over short, so the fifth
+    completes while the slow ones are still sending; every byte is right."""
+    from tossit.brain import ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "SLOW_CHUNK_AFTER", 0.2)
+    async with memcore(tmp_path, nodes=3, tune=small_buffer) as core:
+        budget = core.ingest.budget
+        hurry = asyncio.Event()
+        slow_data = [blob(300 + i, 2 * CHUNK) for i in range(4)]
+
+        async def trickle(data: bytes) -> AsyncIterator[bytes]:
+            for at in range(0, len(data), KiB):
+                yield data[at:at + KiB]
+                if not hurry.is_set():
+                    await asyncio.sleep(0.1)  # 10 KiB/s: 6.4 s a chunk
+
+        slow = [asyncio.create_task(core.ingest.put(
+            trickle(d), key=f"slow{i}", content_type="application/octet-stream"))
+            for i, d in enumerate(slow_data)]
+        await until(lambda: budget.held == budget.total)
+        fast_data = blob(400, CHUNK)
+        fast = await asyncio.wait_for(core.ingest.put(
+            counted(fast_data, [0], 0), key="fast", content_type="application/octet-stream",
+            size_hint=CHUNK), 3)
+        assert not any(t.done() for t in slow)  # the slow ones were still sending
+        hurry.set()
+        results = await asyncio.wait_for(asyncio.gather(*slow), 10)
+        assert await core.download(fast.obj.id) == fast_data
+        for d, r in zip(slow_data, results, strict=True):
+            assert await core.download(r.obj.id) == d
+        await until(lambda: budget.held == 0)
+
+
 async def test_small_uploads_with_a_length_reserve_only_their_bytes(tmp_path: Path) -> None:
     """Twenty 4 KiB uploads that say their length fit the buffer together: none
     waits for a whole chunk's worth of room."""

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +37,9 @@ from tossit.errors import DigestMismatch, InsufficientStorage, NotEnoughNodes
 log = logging.getLogger("tossit.brain.ingest")
 
 _HASH_INLINE_BELOW = 256 * 1024  # smaller chunks are hashed without a thread hop
+# Seconds a chunk may take to fill before it is handed over short, when other
+# uploads wait for the upload budget (``store_chunks``).
+SLOW_CHUNK_AFTER = 5.0
 # Below this size, asking the metadata whether a chunk is already stored costs
 # more than sending it: the nodes answer "already have it" without rewriting.
 _DEDUP_LOOKUP_FROM = 64 * 1024
@@ -196,7 +200,17 @@ class Ingest:
         coming: Coming | None = None
 
         chunk_size = self.settings.chunk_size
-        chunks = rechunk(pieces, chunk_size)
+        filling_since = [time.monotonic()]  # when the chunk being read got its bytes
+
+        def slow(filled: int) -> bool:
+            """Hand a chunk over short when it has been filling for a while and
+            other uploads wait for budget: a slow sender (or hundreds of them)
+            must not hold the brain's upload memory, and every other upload, for
+            as long as it takes to send a whole chunk."""
+            return (self.budget.waiting > 0
+                    and time.monotonic() - filling_since[0] > SLOW_CHUNK_AFTER)
+
+        chunks = rechunk(pieces, chunk_size, cut=slow)
         received = 0
         held = 0  # budget bytes reserved for the chunk being read
 
@@ -210,6 +224,7 @@ class Ingest:
             while True:
                 left = chunk_size if size_hint is None else size_hint - received
                 held = await self.budget.take(max(1, min(chunk_size, left)))
+                filling_since[0] = time.monotonic()
                 try:
                     data = await anext(chunks)
                 except StopAsyncIteration:

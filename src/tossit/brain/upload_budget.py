@@ -11,11 +11,16 @@ budget, and an upload that finds it spent stops reading its socket (TCP slows
 the client down) until another upload's chunk is stored.
 
 Reservations are served first come, first served, so a big upload is not
-starved by a stream of small ones. No deadlock: a reservation, once granted,
-needs nothing more from the budget to be given back (the client sends the
-bytes, the nodes store them). The one exception is a chunk longer than its
-reservation (a size hint that was too small): its excess is taken at once,
-without waiting (``overdraw``), so it can never wait on holders that wait too.
+starved by a stream of small ones. A slow sender's reservation is not held for
+as long as it takes to send a whole chunk: once other uploads wait, a chunk that
+has filled for ``ingest.SLOW_CHUNK_AFTER`` is handed over short and stored,
+giving its bytes back, and the sender queues again for the next.
+
+No deadlock: a reservation, once granted, needs nothing more from the budget
+to be given back (the client sends the bytes, the nodes store them). The one
+exception is a chunk longer than its reservation (a size hint that was too
+small): its excess is taken at once, without waiting (``overdraw``), so it can
+never wait on holders that wait too.
 """
 
 from __future__ import annotations
