@@ -1068,6 +1068,14 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None,
                   f"{_copies(s.replicas)} (~{format_size(cap.usable)} in all; raw "
                   f"{format_size(cap.raw)}, used {format_size(cap.used)}, free "
                   f"{format_size(cap.free)})", highlight=False)
+    takers = cap.nodes_with_room
+    if takers is not None and takers < s.replicas:
+        # No room at R copies however much is free: a chunk's R copies need R nodes.
+        then = (f"new files get only {_copies(takers)} (about "
+                f"{format_size(cap.room_fewer_copies or 0)} more that way)"
+                if takers and takers >= s.write_quorum else "uploads are refused")
+        console.print(f"[yellow]only {plural(takers, 'node')} can take new copies, "
+                      f"{s.replicas} needed: {then}; add a node[/]", highlight=False)
     _shared_fate(s)
     console.print(f"files: {s.objects} ({format_size(s.object_bytes)}), unique chunks: "
                   f"{s.chunks} ({format_size(s.chunk_bytes)})", highlight=False)
@@ -1094,6 +1102,9 @@ def status(brain: BrainOpt = None, config: ConfigOpt = None,
         console.print(f"[yellow]{plural(rep.chunks_below_target, 'chunk')} below "
                       f"{_copies(s.replicas)}, "
                       f"{format_size(rep.bytes_at_risk)} at risk[/]")
+    if rep.repair_stuck is not None:
+        console.print(f"{rep.repair_stuck.message}: {rep.repair_stuck.advice}", style="yellow",
+                      highlight=False, markup=False)
     for g in rep.waiting_for:
         console.print(f"{g.name} is {g.state}: its copies still count; they are re-made "
                       f"elsewhere if it stays "

@@ -1004,6 +1004,20 @@ def test_a_repeating_event_is_one_row_with_a_count(browser: Any, tmp_path: Path,
         expect(rows.locator(".event-count")).to_contain_text("×3 since", timeout=10000)
         expect(rows).to_have_count(1)
         shot(page, artifacts, "activity-repeating-event")
+        # The overview and the strip say the repair is stuck and what to do (they
+        # said "1 chunk waits for a repair pass" and "repair is pending"), and that
+        # there is no room at 2 copies on one node.
+        page.goto(c.url + "/#/overview")
+        expect(page.locator("#repair-verdict")).to_contain_text(
+            re.compile(r"Repair is stuck: \d+ chunks? needs? a 2nd copy but only 1 node can take"))
+        expect(page.locator("#repair-verdict")).to_contain_text("Add a node.")
+        expect(page.locator("#health-strip")).to_contain_text(
+            "repair is stuck — only 1 node can take copies, 2 needed: add a node")
+        expect(page.locator("#capacity-room")).to_have_text("No room at 2 copies")
+        expect(page.locator("#capacity-short")).to_contain_text(
+            "Only 1 node can take new copies, 2 needed: new files get only 1 copy")
+        expect(page.locator("#capacity-short")).to_contain_text("more that way). Add a node.")
+        shot(page, artifacts, "overview-repair-stuck")
     finally:
         if ctx is not None:
             ctx.close()

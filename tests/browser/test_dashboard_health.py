@@ -134,6 +134,70 @@ def test_the_rules_of_the_health_strip(cl: Cluster, open_page: Opener) -> None:
     assert classify(None, [], None)["level"] == "unknown"
 
 
+_STUCK = {"chunks": 298, "nodes_can_take": 2, "replicas": 3, "why": ["node-3 is dead"],
+          "message": "repair is stuck: 298 chunks need a 3rd copy but only 2 nodes can take "
+                     "them (node-3 is dead)",
+          "advice": "add a node, or bring back node-3", "since": "2026-12-07T20:00:00+00:00"}
+
+
+def test_suspect_nodes_and_a_stuck_repair_are_never_healthy(cl: Cluster,
+                                                            open_page: Opener) -> None:
+    """After a brain restart every node is suspect until its first heartbeat: the
+    strip said "Healthy — …, 0 nodes online". A repair with nowhere to put the
+    copies said "repair is pending"; it says it is stuck and what to do."""
+    page, _ = open_page()
+
+    def classify(status: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = page.evaluate(CLASSIFY, [status, nodes, True])
+        return out
+
+    r = classify(_status(), [_node("node-1", "suspect"), _node("node-2", "suspect"),
+                             _node("node-3", "suspect")])
+    assert r["level"] == "degraded", r
+    assert r["next"] == ("No node has answered a heartbeat yet (3 suspect: node-1, node-2, "
+                         "node-3): usual for a few seconds after the brain starts; if it "
+                         "lasts, check them")
+    assert r["nav"] == "nodes" and r["badges"] == {"nodes": {"count": 3, "level": "degraded"}}
+    r = classify(_status(), [_node("node-1", "suspect"), _node("node-2"), _node("node-3")])
+    assert r["level"] == "degraded"
+    assert r["next"] == "node-1 is not answering heartbeats (suspect): check it"
+    r = classify(_status(), [_node("node-1", "suspect"), _node("node-2", "suspect"),
+                             _node("node-3")])
+    assert r["next"] == ("2 nodes are not answering heartbeats (suspect): check node-1, "
+                         "node-2")
+    # A state this page does not know (a newer brain's): not online is not healthy.
+    r = classify(_status(), [_node("node-1", "joining"), _node("node-2"), _node("node-3")])
+    assert r["level"] == "degraded" and r["next"] == "node-1 is joining: check it"
+
+    # R = 3 on 3 nodes, one dead: the 3rd copies have nowhere to go.
+    dead = [_node("node-1"), _node("node-2"), _node("node-3", "dead")]
+    rep = {"chunks_below_target": 254, "chunks_unavailable": 0, "bytes_at_risk": 2048,
+           "waiting_for": [], "repair_stuck": _STUCK}
+    r = classify(_status(replication=rep,
+                         manifests={"waiting": 0, "below_target": 2, "deletions_frozen": None}),
+                 dead)
+    assert r["level"] == "degraded"
+    assert r["problems"] == [
+        "1 node dead: check node-3",
+        "254 chunks below 3 copies (2.0 KiB): repair is stuck — only 2 nodes can take copies, "
+        "3 needed (node-3 is dead): add a node, or bring back node-3",
+        "2 manifest packs below 3 copies: repair is stuck — only 2 nodes can take copies, "
+        "3 needed (node-3 is dead): add a node, or bring back node-3",
+    ]
+    assert not any("pending" in p or "on it" in p for p in r["problems"])
+    # No node at all can take a copy.
+    none = {**_STUCK, "nodes_can_take": 0, "why": ["node-1 is full", "node-2 is full"],
+            "advice": "add 3 nodes, or free space on node-1 or node-2"}
+    r = classify(_status(replication={**rep, "repair_stuck": none}), ok_nodes := [
+        _node("node-1"), _node("node-2")])
+    assert r["next"] == ("254 chunks below 3 copies (2.0 KiB): repair is stuck — no node can "
+                         "take copies (node-1 is full, node-2 is full): add 3 nodes, or free "
+                         "space on node-1 or node-2")
+    # Not stuck: as before.
+    r = classify(_status(replication={**rep, "repair_stuck": None}), ok_nodes)
+    assert r["next"].endswith(": repair is pending")
+
+
 # -- healthy, on a desktop -------------------------------------------------------------
 
 
@@ -155,6 +219,63 @@ def test_a_healthy_cluster_says_so_on_every_page(cl: Cluster, open_page: Opener,
         expect(page).to_have_title(f"{title} · TossIt")
         expect(strip).to_be_visible()
         expect(page.locator("#health-word")).to_have_text("Healthy")
+
+
+SHOW = """([status, nodes]) => new Promise((done) => {
+    // What the stream would bring: the views redraw from it at once.
+    const text = (sel) => { const e = document.querySelector(sel); return e && e.textContent; };
+    import("/ui/store.js").then((store) => {
+        if (status) store.state.status = {...store.state.status, ...status};
+        if (nodes) store.state.nodes = nodes;
+        if (status) store.emit("status", store.state.status);
+        if (nodes) store.emit("nodes", store.state.nodes);
+        done({word: text("#health-word"), next: text("#health-next"),
+              repair: text("#repair-verdict"), safety: text("section.safety .verdict"),
+              room: text("#capacity-room"), short: text("#capacity-short")});
+    });
+})"""
+
+
+def test_the_strip_and_the_cards_say_what_the_stream_brings(cl: Cluster,
+                                                            open_page: Opener) -> None:
+    """The strip redraws when its sentence changes, not only its level ("Healthy
+    — …, 0 nodes online" stayed after every node came back); the overview says a
+    stuck repair is stuck, and that there is no room at R copies on fewer nodes."""
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    expect(page.locator("#health-next")).to_have_text(
+        "Nothing to do: 3 copies of every chunk, 5 nodes online")
+    nodes = page.evaluate("async () => (await import('/ui/store.js')).state.nodes")
+    shown = page.evaluate(SHOW, [None, nodes[:4]])
+    assert shown["word"] == "Healthy"
+    assert shown["next"] == "Nothing to do: 3 copies of every chunk, 4 nodes online", shown
+    shown = page.evaluate(SHOW, [None, [{**n, "state": "suspect"} for n in nodes]])
+    assert shown["word"] == "Degraded", shown
+    assert shown["next"].startswith("No node has answered a heartbeat yet (5 suspect"), shown
+
+    status = page.evaluate("async () => (await import('/ui/store.js')).state.status")
+    rep = {**status["replication"], "chunks_below_target": 254, "repair_stuck": _STUCK}
+    cap = {**status["capacity"], "room": 0, "nodes_with_room": 2,
+           "room_fewer_copies": 20 * 2**30}
+    man = {**status["manifests"], "below_target": 2, "waiting": 0}
+    gone = [*nodes[:2], *({**n, "state": "dead"} for n in nodes[2:])]
+    page.goto(cl.url + "/#/overview")
+    expect(page.locator("#repair-verdict")).to_be_visible()
+    shown = page.evaluate(SHOW, [{"replication": rep, "capacity": cap, "manifests": man,
+                                  "repair": {**status["repair"], "running": False}}, gone])
+    assert shown["repair"].startswith(
+        "Repair is stuck: 298 chunks need a 3rd copy but only 2 nodes can take them "
+        "(node-3 is dead). Add a node, or bring back node-3."), shown
+    assert "wait for a repair pass" not in shown["repair"]
+    assert shown["safety"] == (
+        "2 manifest packs have fewer than 3 copies; the repair is stuck: only 2 nodes can "
+        "take copies, 3 needed (node-3 is dead): add a node, or bring back node-3. Every "
+        "file can still be rebuilt from the nodes."), shown
+    assert shown["room"] == "No room at 3 copies", shown
+    assert shown["short"] == (
+        "Only 2 nodes can take new copies, 3 needed: new files get only 2 copies (room for "
+        "about 20.0 GiB more that way). Add a node, or bring back node-2, node-3, node-4."
+    ), shown
 
 
 # -- disabled buttons say why --------------------------------------------------------------

@@ -555,10 +555,22 @@ def test_a_repair_with_nowhere_to_go_says_it_is_stuck_once_with_a_count(
                             "2 nodes can take them (node-2 is dead)"), e
     assert e["count"] == 3 and e["first_time"] < e["time"], e
     assert e["data"]["chunks"] == short and e["data"]["nodes_can_take"] == 2
+    # The status says it too, with what to do (the dashboard shows it), and that
+    # nothing more fits at 3 copies on the 2 nodes left.
+    st = cl.http.get("/api/status").json()
+    stuck = st["replication"]["repair_stuck"]
+    assert stuck is not None and stuck["message"] == e["message"], st["replication"]
+    assert stuck["advice"] == "add a node, or bring back node-2", stuck
+    assert stuck["nodes_can_take"] == 2 and stuck["why"] == ["node-2 is dead"], stuck
+    assert st["capacity"]["room"] == 0 and st["capacity"]["nodes_with_room"] == 2, st
+    assert st["capacity"]["room_fewer_copies"] > 0, st
     # The CLI shows the count too.
     out = tossit("events", "--kind", "repair_stuck", brain=cl.url,
                  key_file=cl.root / "brain" / "admin.key").stdout
     assert "repair is stuck" in out and "(×3 since " in out, out
+    out = tossit("status", brain=cl.url, key_file=cl.root / "brain" / "admin.key").stdout
+    assert "add a node, or bring back node-2" in out, out
+    assert "only 2 nodes can take new copies, 3 needed" in out, out
 
     # A node joins: the copies are made, and the log says the repair goes on.
     cl.add_node()
@@ -567,3 +579,6 @@ def test_a_repair_with_nowhere_to_go_says_it_is_stuck_once_with_a_count(
     kinds = [x["kind"] for x in cl.http.get("/api/events").json()]
     assert "repair_resumed" in kinds and kinds.count("repair_stuck") == 1, kinds
     assert kinds.index("repair_resumed") < kinds.index("repair_stuck")  # newer
+    st = cl.http.get("/api/status").json()
+    assert st["replication"]["repair_stuck"] is None, st["replication"]
+    assert st["capacity"]["room"] > 0 and st["capacity"]["room_fewer_copies"] == 0, st

@@ -228,3 +228,47 @@ async def test_a_pack_with_no_copy_left_is_written_again_from_the_metadata(
             assert (await s.execute(select(ManifestEntry.needed).where(
                 ManifestEntry.pack == pack))).scalars().all() == [True]
         assert len(await core.store.list_events(kind="manifests_rewritten")) == 1
+
+
+async def test_a_stuck_repair_is_in_the_status_with_what_to_do(tmp_path: Path) -> None:
+    """R = 3 on 3 nodes, one dead: the 3rd copies have nowhere to go. The status
+    (``replication.repair_stuck``) says so, as the event does, with what to do;
+    a follower reads what the leader published; once a node can take the copies,
+    it is gone. (The dashboard said "254 chunks wait for a repair pass".)"""
+    from types import SimpleNamespace
+
+    from tossit.brain.api.cluster import repair_stuck
+    from tossit.brain.api.wire.cluster import RepairStuck
+
+    async with memcore(tmp_path, nodes=3) as core:
+        cids = await upload_chunks(core, "s", [31, 32, 33])
+        core.repairer.publish = True  # several brains: the followers read it
+        dead = core.nodes[2]
+        dead.view.state = DEAD
+        dead.fail()
+        stats = await core.repairer.run_once(rebalance=False)
+        assert stats["copies_planned"] == 0 and stats["chunks_below_target"] >= len(cids)
+        leader = SimpleNamespace(leader=True, repairer=core.repairer, store=core.store)
+        follower = SimpleNamespace(leader=False, repairer=None, store=core.store)
+        stuck = await repair_stuck(leader, 3)  # type: ignore[arg-type]
+        assert stuck is not None
+        RepairStuck.model_validate(stuck)
+        (event,) = await core.store.list_events(kind="repair_stuck")
+        assert stuck["message"] == event.message
+        name = dead.view.name
+        assert stuck["message"].endswith(f"but only 2 nodes can take them ({name} is dead)")
+        assert stuck["chunks"] == stats["chunks_below_target"]
+        assert stuck["nodes_can_take"] == 2 and stuck["replicas"] == 3
+        assert stuck["why"] == [f"{name} is dead"]
+        assert stuck["advice"] == f"add a node, or bring back {name}"
+        assert await repair_stuck(follower, 3) == stuck  # type: ignore[arg-type]
+        # Nothing below R (the status's own count): nothing stuck, whatever the pass saw.
+        assert await repair_stuck(leader, 0) is None  # type: ignore[arg-type]
+
+        # The node comes back: the next pass makes the copies and the status clears.
+        dead.view.state = "online"
+        dead.heal()
+        await core.repairer.run_once(rebalance=False)
+        assert core.repairer.stuck is None
+        assert await repair_stuck(leader, 3) is None  # type: ignore[arg-type]
+        assert await repair_stuck(follower, 3) is None  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from tossit.brain.registry import (
     OFFLINE,
     NodeView,
     Registry,
+    cluster_capacity,
     room_at,
     shared_fates,
 )
@@ -181,6 +182,30 @@ def test_room_is_what_fits_more_at_r_copies() -> None:
     # A draining node takes no new data.
     assert room_at([*even, _view("d", "d:1", capacity=900, free=900, admin="draining")], 3,
                    free=1500) == 200
+
+
+def test_no_room_at_r_copies_when_fewer_nodes_than_r_can_take_them() -> None:
+    """R = 3 on two nodes with room (the third dead, full or draining): nothing
+    more fits at 3 copies. What the two can take goes in at 2 copies, said apart
+    (the dashboard said "room for about 19.2 GiB more at 3 copies")."""
+    two = [_view(n, f"{n}:1", capacity=300, used=100, free=200) for n in "ab"]
+    assert room_at(two, 3, free=400) == 0
+    cap = cluster_capacity(two, 3)
+    assert cap["room"] == 0 and cap["nodes_with_room"] == 2
+    assert cap["room_fewer_copies"] == 200  # 2 copies of 200 more on two nodes
+    # A full node or a draining one takes no copy either.
+    full = _view("c", "c:1", capacity=300, used=300, free=0)
+    draining = _view("d", "d:1", capacity=900, free=900, admin="draining")
+    cap = cluster_capacity([*two, full, draining], 3)
+    assert cap["room"] == 0 and cap["nodes_with_room"] == 2
+    assert cap["room_fewer_copies"] == 200
+    # Enough nodes: the room at R, and nothing said apart.
+    cap = cluster_capacity([*two, _view("c", "c:1", capacity=300, used=100, free=200)], 3)
+    assert cap["room"] == 200 and cap["nodes_with_room"] == 3
+    assert cap["room_fewer_copies"] == 0
+    # No node with room at all.
+    cap = cluster_capacity([full], 3)
+    assert cap["room"] == 0 and cap["nodes_with_room"] == 0 and cap["room_fewer_copies"] == 0
 
 
 def test_an_unreachable_node_is_gone_only_once_written_off() -> None:

@@ -9,6 +9,7 @@ from tossit.brain.repair_plan import (
     Copy,
     NodeInfo,
     plan_chunk,
+    stuck_advice,
     stuck_message,
     stuck_plans,
 )
@@ -49,3 +50,14 @@ def test_the_message_says_how_many_need_which_copy_and_why_nodes_cannot_take_the
         "repair is stuck: 3 chunks are short of 3 copies but no node can take them")
     assert stuck_message([plan(0, making=0)], 1, 0, []) == (
         "repair is stuck: 1 chunk needs a 1st copy but no node can take it")
+
+
+def test_what_to_do_about_a_stuck_repair() -> None:
+    assert stuck_advice(3, 2, [("node-3", "dead")]) == "add a node, or bring back node-3"
+    assert stuck_advice(3, 1, [("a", "offline"), ("b", "full")]) == (
+        "add 2 nodes, or bring back a, or free space on b")
+    assert stuck_advice(3, 0, [("a", "suspect"), ("b", "unreachable"), ("c", "draining"),
+                               ("d", "refusing writes (its disk: EIO)")]) == (
+        "add 3 nodes, or bring back a or b, or fix the disk of d, or undrain c")
+    # Enough nodes, yet stuck (zones, copies already there): still one more helps.
+    assert stuck_advice(2, 3, []) == "add a node"

@@ -176,8 +176,9 @@ async def refresh(brain: Brain) -> None:
     BYTES_AT_RISK.set(sum(v["bytes"] for k, v in hist.items() if k < r))
     CHUNKS_AT_RISK.set(sum(v["chunks"] for k, v in hist.items() if k < r))
 
-    for kind, value in cluster_capacity(live, r).items():
-        CAPACITY.labels(kind).set(value)
+    cap = cluster_capacity(live, r)
+    for kind in ("raw", "used", "free", "usable", "room"):
+        CAPACITY.labels(kind).set(cap[kind])
 
     p = brain.repairer.progress
     running = brain.leader and p.running

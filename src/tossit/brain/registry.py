@@ -175,25 +175,41 @@ def disk_capacity(nodes: list[NodeView]) -> tuple[int, int]:
     return raw, free
 
 
+def _left(live: list[NodeView]) -> list[Candidate]:
+    """What each node taking new data (not draining or drained) has left."""
+    return [Candidate(n.id, max(0, min(n.capacity - n.used, n.free)), n.zone)
+            for n in live if n.admin_state is None]
+
+
 def room_at(live: list[NodeView], r: int, free: int) -> int:
     """How much more file data fits at ``r`` copies: what the nodes taking
     writes have left, with copies on distinct nodes (and zones), and no more
-    than the free space (a shared disk counted once) over ``r``."""
-    left = [Candidate(n.id, max(0, min(n.capacity - n.used, n.free)), n.zone)
-            for n in live if n.admin_state is None]
+    than the free space (a shared disk counted once) over ``r``. 0 when fewer
+    than ``r`` nodes have room left: a chunk's ``r`` copies need ``r`` nodes, and
+    what fits at fewer copies is not room at ``r`` (``cluster_capacity`` says it
+    apart)."""
+    left = _left(live)
+    if sum(1 for c in left if c.weight > 0) < r:
+        return 0
     return min(free // r, usable_capacity(left, r))
 
 
 def cluster_capacity(live: list[NodeView], r: int) -> dict[str, int]:
     """Raw, used, free, usable (at ``r`` copies) and room (more file data that
-    fits at ``r`` copies) over the readable nodes, from memory alone."""
+    fits at ``r`` copies) over the readable nodes, from memory alone; and, for
+    when fewer than ``r`` nodes have room left (room is then 0), how many do
+    (``nodes_with_room``) and what fits at that many copies (``room_fewer_copies``,
+    what new files get meanwhile: below R)."""
     raw, free = disk_capacity(live)
     # raw / R is an upper bound (a disk shared by nodes counts once); uneven nodes or
     # zones hold less, because a chunk's copies must land on distinct ones.
     usable = min(raw // r, usable_capacity(
         [Candidate(n.id, n.capacity, n.zone) for n in live if n.admin_state is None], r))
+    takers = sum(1 for c in _left(live) if c.weight > 0)
+    fewer = room_at(live, takers, free) if 0 < takers < r else 0
     return {"raw": raw, "used": sum(n.used for n in live), "free": free,
-            "usable": usable, "room": room_at(live, r, free)}
+            "usable": usable, "room": room_at(live, r, free),
+            "nodes_with_room": takers, "room_fewer_copies": fewer}
 
 
 @dataclass(frozen=True)

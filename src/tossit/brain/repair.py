@@ -49,6 +49,7 @@ from tossit.brain.repair_plan import (
     NodeInfo,
     plan_chunk,
     spread_sources,
+    stuck_advice,
     stuck_message,
     stuck_plans,
 )
@@ -61,6 +62,8 @@ from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.repair")
 PAGE = 500  # chunks planned between two awaits: bounds how long the loop is busy
+# The name under which the leader publishes a stuck repair for the followers.
+STUCK_STATE = "repair_stuck"
 PER_TARGET = 2  # copies in flight towards one node
 FULL_PASS_EVERY = 3600.0  # seconds: plan every chunk at least this often
 
@@ -135,6 +138,10 @@ class Repairer(Periodic):
         self._full_key: PlacementKey = ()
         self._full_at = float("-inf")
         self._full_work = True
+        # The last pass's stuck repair (None: not stuck), for /api/status: what
+        # its event says, and what to do about it (``_report_stuck``).
+        self.stuck: dict[str, Any] | None = None
+        self._stuck_written = False  # published once since this brain leads
 
     # wake(): something changed (a node's state, a drain, a bad replica): plan again soon.
 
@@ -376,24 +383,26 @@ class Repairer(Periodic):
         clears, so each pass's event adds to one row instead of a new one."""
         return f"since {self._since.setdefault(kind, time.time()):.3f}"
 
-    def _why_nodes_cannot_take(self) -> tuple[int, list[str]]:
+    def _why_nodes_cannot_take(self) -> tuple[int, list[tuple[str, str]]]:
         """How many nodes can take a copy now (room for a real chunk, as ``/ready``
-        counts them), and each other node with why not."""
+        counts them), and each other node's name with why not."""
         now, can, why = time.monotonic(), 0, []
         room = ready_room(self.settings.chunk_size)
         for n in sorted(self.registry.nodes.values(), key=lambda v: v.name):
             if n.writable(room, self.registry.high_water, now):
                 can += 1
             else:
-                why.append(f"{n.name} is {n.why_not_writable(now)}")
+                why.append((n.name, n.why_not_writable(now)))
         return can, why
 
     async def _report_stuck(self, plans: list[ChunkPlan]) -> None:
         """Chunks below R with nowhere to put the missing copies: the repair is
-        stuck, and says why, as one event counted over the passes it lasts."""
+        stuck, and says why, as one event counted over the passes it lasts (and
+        in ``self.stuck``, for the status: published for the followers too)."""
         r = self.settings.replicas
         stuck = stuck_plans(plans, r)
         if not stuck:
+            await self._set_stuck(None)
             if self._since.pop("repair_stuck", None) is not None:
                 await self.store.add_event(
                     EventKind.REPAIR_RESUMED, "repair is no longer stuck: the missing copies can "
@@ -401,15 +410,36 @@ class Repairer(Periodic):
             return
         first = "repair_stuck" not in self._since
         key = self._episode("repair_stuck")
-        can_take, why = self._why_nodes_cannot_take()
+        can_take, reasons = self._why_nodes_cannot_take()
+        why = [f"{name} is {reason}" for name, reason in reasons]
         msg = stuck_message(stuck, r, can_take, why)
         if first:
             log.warning("%s", msg)
+        await self._set_stuck({
+            "chunks": len(stuck), "nodes_can_take": can_take, "replicas": r, "why": why,
+            "message": msg, "advice": stuck_advice(r, can_take, reasons),
+            "since": datetime.fromtimestamp(self._since["repair_stuck"], UTC).isoformat()})
         await self.store.add_event(
             EventKind.REPAIR_STUCK, msg, severity="error" if min(p.copies for p in stuck) <= 1
             else "warning", repeat_key=key,
             data={"chunks": len(stuck), "nodes_can_take": can_take, "why": why,
                   "sample": [p.chunk_id for p in stuck[:20]]})
+
+    def forget_stuck(self) -> None:
+        """No longer leading: what this brain knew is the next leader's to say."""
+        self.stuck = None
+        self._stuck_written = False
+
+    async def _set_stuck(self, stuck: dict[str, Any] | None) -> None:
+        """Keep what the status says about a stuck repair; with several brains,
+        write it where the followers read it (only when it changed)."""
+        changed = stuck != self.stuck or not self._stuck_written
+        self.stuck = stuck
+        if self.publish and changed:
+            # (The first time too: a brain that took over replaces what the last
+            # leader left.)
+            await self.store.set_state(STUCK_STATE, {"stuck": stuck})
+            self._stuck_written = True
 
     # -- copies ----------------------------------------------------------------
 

@@ -225,3 +225,32 @@ def stuck_message(stuck: Sequence[ChunkPlan], target_count: int, can_take: int,
     them = "it" if n == 1 else "them"
     reasons = f" ({', '.join(why_not)})" if why_not else ""
     return f"repair is stuck: {what} but {nodes} can take {them}{reasons}"
+
+
+# Why a node takes no copy (NodeView.why_not_writable) -> what brings it back.
+_AWAY = ("suspect", "offline", "dead", "unreachable")
+
+
+def stuck_advice(target_count: int, can_take: int, why_not: Sequence[tuple[str, str]]) -> str:
+    """What to do about a stuck repair, e.g. "add a node, or bring back nas-3"
+    (lower case, no full stop). ``why_not``: (name, reason) of each node that
+    takes no copy now, the reason as ``NodeView.why_not_writable`` says it."""
+    more = max(1, target_count - can_take)
+    ways = ["add a node" if more == 1 else f"add {more} nodes"]
+    away = [name for name, why in why_not if why in _AWAY]
+    full = [name for name, why in why_not if why == "full"]
+    refusing = [name for name, why in why_not if why.startswith("refusing writes")]
+    draining = [name for name, why in why_not if why == "draining"]
+    if away:
+        ways.append(f"bring back {_names(away)}")
+    if full:
+        ways.append(f"free space on {_names(full)}")
+    if refusing:
+        ways.append(f"fix the disk of {_names(refusing)}")
+    if draining:
+        ways.append(f"undrain {_names(draining)}")
+    return ", or ".join(ways)
+
+
+def _names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]

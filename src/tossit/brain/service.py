@@ -356,6 +356,7 @@ class Brain:
         await self.commits.stop()
         await self.manifests.record_written()
         self.manifests.abandon()
+        self.repairer.forget_stuck()  # led again later: published anew
         self._follow()
 
     async def _mirror_nodes(self) -> None:

@@ -36,7 +36,7 @@ from tossit.brain.registry import (
     ready_room,
     shared_fates,
 )
-from tossit.brain.repair import Progress
+from tossit.brain.repair import STUCK_STATE, Progress
 from tossit.brain.scrubs import summary as scrub_summary
 from tossit.brain.service import Brain
 from tossit.config import plural
@@ -139,6 +139,7 @@ async def status_body(brain: Brain) -> dict[str, Any]:
     totals["trash"]["keep_s"] = brain.settings.trash_keep
     pack_hist = packs.pop("replica_histogram")
     at_risk = sum(v["bytes"] for k, v in hist.items() if k < r)
+    below = sum(v["chunks"] for k, v in hist.items() if k < r)
     alarm = await _alarm(brain)
     kept, kept_bytes = brain.collector.unknown_kept
     return {
@@ -158,10 +159,12 @@ async def status_body(brain: Brain) -> dict[str, Any]:
         **totals,
         "replication": {
             "by_copies": {str(k): v for k, v in hist.items()},
-            "chunks_below_target": sum(v["chunks"] for k, v in hist.items() if k < r),
+            "chunks_below_target": below,
             "chunks_unavailable": hist.get(0, {}).get("chunks", 0),
             "bytes_at_risk": at_risk,
             "waiting_for": _grace(brain),
+            "repair_stuck": await repair_stuck(
+                brain, below + sum(v["chunks"] for k, v in pack_hist.items() if k < r)),
         },
         "manifests": {
             **packs,
@@ -223,6 +226,20 @@ async def _alarm(brain: Brain) -> dict[str, Any]:
                 "blocks_deletion": brain.collector.alarm.blocks_deletion}
     return await brain.store.get_state(ALARM_STATE) or {"message": None,
                                                          "blocks_deletion": False}
+
+
+async def repair_stuck(brain: Brain, below: int) -> dict[str, Any] | None:
+    """The last repair pass's "repair is stuck" (what its event says, and what to
+    do), or None. The leader's own; a follower reads what the leader published.
+    ``below``: the chunks and manifest packs below R now; none, and a stuck
+    repair the last pass saw is over whatever it said."""
+    if not below:
+        return None
+    if brain.leader:
+        return brain.repairer.stuck
+    published = await brain.store.get_state(STUCK_STATE) or {}
+    stuck: dict[str, Any] | None = published.get("stuck")
+    return stuck
 
 
 def _grace(brain: Brain) -> list[dict[str, Any]]:

@@ -17,6 +17,8 @@ export const LEVELS = {
 export const NEARLY_FULL = 0.9;
 const DOWN = new Set(["offline", "dead", "unreachable"]);
 
+const SUSPECT = "suspect";
+
 const names = (list, max = 3) =>
   list.length <= max ? list.join(", ") : `${list.slice(0, max).join(", ")} and ${list.length - max} more`;
 
@@ -27,9 +29,11 @@ const names = (list, max = 3) =>
  *   writes than the write quorum (uploads fail); manifests stuck off the nodes
  *   (a brain disk lost now would lose changes); the last fire drill found losses;
  *   raw capacity NEARLY_FULL or more.
- * - Degraded: chunks below R copies; a node offline, dead or unreachable; a node
+ * - Degraded: chunks below R copies (and whether repair runs, waits or is stuck);
+ *   a node offline, dead or unreachable; a node suspect (not answering
+ *   heartbeats: every node is, for a moment, after the brain restarts); a node
  *   draining with chunks left; manifest packs below R copies.
- * - Healthy otherwise.
+ * - Healthy otherwise: never while a node is not online.
  *
  * Returns {level, word, mark, problems: [{level, text, href, nav, count}], next}
  * where `next` is the first problem (or a reassuring sentence) and `nav` the
@@ -77,9 +81,25 @@ export function classify(status, nodes, connected) {
     const words = [...new Set(down.map((n) => n.state))].join(" or ");
     add("degraded", `${plural(down.length, "node")} ${words}: check ${names(downNames)}`, "nodes", down.length);
   }
+  // Suspect: no heartbeat for a while (or none yet since the brain started). Its
+  // copies still count and are read, but it is not known to be there.
+  const suspect = list.filter((n) => n.state === SUSPECT).map((n) => n.name);
+  if (suspect.length === list.length && suspect.length > 1) {
+    add("degraded", `No node has answered a heartbeat yet (${suspect.length} suspect: ${names(suspect)}): `
+      + "usual for a few seconds after the brain starts; if it lasts, check them", "nodes", suspect.length);
+  } else if (suspect.length) {
+    add("degraded", suspect.length === 1 ? `${suspect[0]} is not answering heartbeats (suspect): check it`
+      : `${suspect.length} nodes are not answering heartbeats (suspect): check ${names(suspect)}`, "nodes", suspect.length);
+  }
+  // Any other state a newer brain may send: not online is never "Healthy".
+  const other = list.filter((n) => n.state !== "online" && n.state !== SUSPECT && !DOWN.has(n.state));
+  if (other.length) {
+    add("degraded", `${names(other.map((n) => `${n.name} is ${n.state}`))}: check ${other.length === 1 ? "it" : "them"}`, "nodes", other.length);
+  }
+  const stuck = rep.repair_stuck;
   if (rep.chunks_below_target && !rep.chunks_unavailable) {
     const waiting = (rep.waiting_for || []).map((g) => g.name);
-    const repair = (status.repair || {}).running ? "repair is running" : waiting.length
+    const repair = stuck ? `repair is stuck — ${stuckReason(stuck)}` : (status.repair || {}).running ? "repair is running" : waiting.length
       ? `re-made elsewhere if ${names(waiting)} ${waiting.length === 1 ? "stays" : "stay"} silent` : "repair is pending";
     // The overview's repair card says what the repairer does about them.
     add("degraded", `${plural(rep.chunks_below_target, "chunk")} below ${r} copies (${bytes(rep.bytes_at_risk || 0)}): ${repair}`, "overview");
@@ -88,14 +108,33 @@ export function classify(status, nodes, connected) {
   if (draining.length) {
     add("degraded", `${names(draining.map((n) => n.name))} draining: ${num(draining.reduce((s, n) => s + n.chunk_count, 0))} chunks left to copy; remove only once drained`, "nodes", draining.length);
   }
-  if (man.below_target && !man.waiting) add("degraded", `${plural(man.below_target, "manifest pack")} below ${r} copies: repair is on it`, "overview");
+  if (man.below_target && !man.waiting) {
+    add("degraded", `${plural(man.below_target, "manifest pack")} below ${r} copies: `
+      + (stuck ? `repair is stuck — ${stuckReason(stuck)}` : "repair is on it"), "overview");
+  }
 
   if (!problems.length) {
+    // (Every node is online here: any other state is a problem above.)
     const online = list.filter((n) => n.state === "online").length;
     return { ...result("healthy", []), next: { level: "healthy", text: `Nothing to do: ${r} ${r === 1 ? "copy" : "copies"} of every chunk, ${plural(online, "node")} online`, href: null, nav: null } };
   }
   problems.sort((a, b) => LEVELS[b.level].rank - LEVELS[a.level].rank);
   return result(problems[0].level, problems);
+}
+
+/**
+ * Why a repair is stuck and what to do, from the status's
+ * `replication.repair_stuck`: "only 2 nodes can take copies, 3 needed (node-3 is
+ * dead): add a node, or bring back node-3".
+ */
+export function stuckReason(stuck) {
+  const can = stuck.nodes_can_take || 0;
+  const need = stuck.replicas || 0;
+  const who = can === 0 ? "no node can take copies"
+    : can < need ? `only ${plural(can, "node")} can take copies, ${need} needed`
+      : "the nodes that can take copies already hold them";
+  const why = (stuck.why || []).length ? ` (${names(stuck.why)})` : "";
+  return `${who}${why}: ${stuck.advice}`;
 }
 
 function result(level, problems) {

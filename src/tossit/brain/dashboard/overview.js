@@ -7,6 +7,7 @@ import { ago, bytes, duration, num, pct, plural, rate, sinceIso } from "./format
 import { emit, nodeName, on, role, state } from "./store.js";
 import { actionButton, emptyState, pageHeader, progressBar, stateBadge, toast } from "./ui.js";
 import { eventRow } from "./activity.js";
+import { stuckReason } from "./health.js";
 
 export function mount(root) {
   const body = h("div", { class: "overview" }, emptyState("Waiting for the first update from the brain…"));
@@ -84,8 +85,7 @@ function capacityCard(st) {
   const bar = progressBar("Raw capacity used", "big");
   bar.update(c.used, c.raw);
   return card("Capacity", "cap",
-    h("p", { class: "metric" }, `Room for about ${bytes(c.room)}`,
-      h("span", { class: "metric-sub" }, ` more at ${r} ${r === 1 ? "copy" : "copies"}`)),
+    roomLines(st, c, r),
     h("p", { class: "muted small" }, `${bytes(c.usable)} of files in all. `, usableWhy(c, r)),
     bar,
     h("div", { class: "kvs" },
@@ -93,6 +93,29 @@ function capacityCard(st) {
       kv("Free", bytes(c.free), "Raw free space on the nodes' storage limits"),
       kv("Raw", bytes(c.raw), "The nodes' storage limits added up (a shared disk counted once)")),
     trashLine(st));
+}
+
+// The room left at R copies. With fewer than R nodes that can take copies there
+// is none, whatever the free space: new files get fewer copies meanwhile.
+function roomLines(st, c, r) {
+  const copies = (k) => `${k} ${k === 1 ? "copy" : "copies"}`;
+  const takers = c.nodes_with_room;
+  if (takers === null || takers === undefined || takers >= r) {
+    return h("p", { class: "metric", id: "capacity-room" }, `Room for about ${bytes(c.room)}`,
+      h("span", { class: "metric-sub" }, ` more at ${copies(r)}`));
+  }
+  const quorum = st.write_quorum || r;
+  const away = (state.nodes || []).filter((n) => n.state !== "online" && !n.admin_state).map((n) => n.name);
+  const who = takers === 0 ? "No node can take new copies" : `Only ${plural(takers, "node")} can take new copies`;
+  const then = takers === 0 || takers < quorum
+    ? `uploads are refused (each needs ${copies(quorum)} at once)`
+    : `new files get only ${copies(takers)} (room for about ${bytes(c.room_fewer_copies || 0)} more that way)`;
+  return [
+    h("p", { class: "metric", id: "capacity-room" }, "No room",
+      h("span", { class: "metric-sub" }, ` at ${copies(r)}`)),
+    h("p", { class: "small warn-text", id: "capacity-short" },
+      `${who}, ${r} needed: ${then}. Add a node${away.length ? `, or bring back ${away.join(", ")}` : ""}.`),
+  ];
 }
 
 function dataCard(st) {
@@ -225,7 +248,9 @@ function safetyCard(st) {
     verdict = `The last fire drill found files a brain loss would lose: ${drill.summary}.`;
     cls = "crit";
   } else if (m.below_target) {
-    verdict = `${plural(m.below_target, "manifest pack")} have fewer than ${r} copies; the repairer is on it. ` +
+    const stuck = (st.replication || {}).repair_stuck;
+    verdict = `${plural(m.below_target, "manifest pack")} have fewer than ${r} copies; ` +
+      (stuck ? `the repair is stuck: ${stuckReason(stuck)}. ` : "the repairer is on it. ") +
       "Every file can still be rebuilt from the nodes.";
     cls = "warn";
   } else if (!m.packs) {
@@ -304,9 +329,18 @@ function niceMax(v) {
 
 // -- repair -------------------------------------------------------------------
 
+// "Repair is stuck: 298 chunks need a 3rd copy but only 2 nodes can take them
+// (node-3 is dead). Add a node, or bring back node-3." The repairer's own words.
+function stuckLine(stuck, id) {
+  const cap = (t) => t.charAt(0).toUpperCase() + t.slice(1);
+  return h("p", { class: "verdict warn", id, dataset: { stuck: "yes" } }, `${cap(stuck.message)}. ${cap(stuck.advice)}.`,
+    stuck.since ? h("span", { class: "muted small" }, ` Stuck since ${ago(sinceIso(stuck.since))}.`) : null);
+}
+
 function repairCard(st) {
   const rp = st.repair || {};
   const rep = st.replication || {};
+  const stuck = rep.repair_stuck;
   const items = [];
   if (rp.running) {
     const bar = progressBar("Repair progress", "big");
@@ -321,6 +355,7 @@ function repairCard(st) {
         kv("Speed", rate(rp.rate_bytes_per_s)),
         kv("Time left", rp.eta_s === null || rp.eta_s === undefined ? "estimating…" : duration(rp.eta_s)),
         rp.failed ? kv("Failed copies", num(rp.failed), "Retried in the next pass") : null));
+    if (stuck) items.push(stuckLine(stuck, "repair-stuck"));
   } else {
     const waiting = rep.chunks_below_target || 0;
     const grace = rep.waiting_for || [];
@@ -334,7 +369,9 @@ function repairCard(st) {
       text = `${plural(waiting, "chunk")} have fewer readable copies while ${who} ${one ? "is" : "are"} ${away}. `
         + `Copies there still count: they are re-made elsewhere only if ${one ? "it stays" : "one stays"} ${away} for another ${duration(soonest)}.`;
     }
-    items.push(h("p", { class: `verdict ${waiting ? "warn" : "ok"}`, id: "repair-verdict" }, text));
+    // Stuck: no pass will make the missing copies until a node can take them.
+    items.push(stuck ? stuckLine(stuck, "repair-verdict")
+      : h("p", { class: `verdict ${waiting ? "warn" : "ok"}`, id: "repair-verdict" }, text));
     if (rp.started) {
       items.push(h("div", { class: "kvs" },
         kv("Last pass", `${ago(sinceIso(rp.started))}`),

@@ -56,8 +56,9 @@ function render() {
   const strip = $("#health-strip");
   strip.dataset.level = current.level;
   // Rebuild only when the words change: keeps focus on the links and the live
-  // region quiet between updates.
-  const key = JSON.stringify([current.level, current.problems.map((p) => p.text)]);
+  // region quiet between updates. The sentence shown counts too: "Healthy" has no
+  // problem, and its sentence ("…, 5 nodes online") changes all the same.
+  const key = JSON.stringify([current.level, current.next && current.next.text, current.problems.map((p) => p.text)]);
   if (key === lastKey) return tick();
   lastKey = key;
   const next = current.next;

@@ -53,7 +53,13 @@ class Capacity(Wire):
     used: Bytes
     free: Bytes
     usable: Bytes = Field(description="file data the nodes hold at R copies")
-    room: Bytes = Field(description="more file data that fits at R copies")
+    room: Bytes = Field(description="more file data that fits at R copies (0 when fewer "
+                        "than R nodes have room left)")
+    nodes_with_room: int | None = Field(default=None, description=(
+        "nodes that take new data (not draining) and have room left"))
+    room_fewer_copies: Bytes | None = Field(default=None, description=(
+        "when fewer than R nodes have room left: the file data that fits at "
+        "nodes_with_room copies, below R (0 otherwise)"))
 
 
 class SharedFate(Wire):
@@ -86,12 +92,29 @@ class Waiting(Wire):
     dead_in_s: Seconds
 
 
+class RepairStuck(Wire):
+    """The last repair pass found chunks below R with nowhere to put the missing
+    copies (too few nodes can take them): the ``repair_stuck`` event, in figures."""
+
+    chunks: int = Field(description="chunks (and manifest packs) the repair cannot bring to R")
+    nodes_can_take: int = Field(description="nodes that can take a copy now")
+    replicas: int
+    why: list[str] = Field(description="each node that cannot take a copy, and why "
+                           "(\"node-3 is dead\", \"nas-2 is full\")")
+    message: str = Field(description="the event's words: \"repair is stuck: 298 chunks need "
+                         "a 3rd copy but only 2 nodes can take them (node-3 is dead)\"")
+    advice: str = Field(description="what to do: \"add a node, or bring back node-3\"")
+    since: Timestamp = Field(description="since when the repair has been stuck")
+
+
 class ReplicationTotals(Wire):
     by_copies: dict[str, ChunksBytes] = Field(description="chunks by copies (key: copies)")
     chunks_below_target: int
     chunks_unavailable: int
     bytes_at_risk: Bytes
     waiting_for: list[Waiting]
+    repair_stuck: RepairStuck | None = Field(default=None, description=(
+        "the repair cannot bring every chunk to R copies (null: it is not stuck)"))
 
 
 class CopiesBytes(Wire):
