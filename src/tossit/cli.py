@@ -1177,7 +1177,7 @@ def _metadata_safety(s: Status) -> None:
     drill = s.drill
     if drill.last:
         style = "green" if drill.last.get("ok") else "red"
-        console.print(f"[{style}]fire drill {format_duration(drill.age_s or 0.0)} ago: "
+        console.print(f"[{style}]fire drill {format_duration(drill.age_s or 0.0)} ago said: "
                       f"{escape(drill.last['summary'])}[/]", highlight=False)
 
 

@@ -167,6 +167,25 @@ def test_drop_two_files_download_one_delete_the_other(
     shot(page, artifacts, "files")
 
 
+def test_a_file_dropped_outside_the_drop_zone_does_not_replace_the_dashboard(
+        cl: Cluster, open_page: Opener) -> None:
+    """Chromium opens a file dropped where no one handles it in place of the
+    page (uploads in the tray would go with it): the dashboard takes every file
+    drop it does not use, on every page."""
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    for where in ("header", "#main"):
+        handled = page.evaluate("""(sel) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["x"], "x.txt", {type: "text/plain"}));
+            const ev = new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true});
+            document.querySelector(sel).dispatchEvent(ev);
+            return ev.defaultPrevented;
+        }""", where)
+        assert handled, where
+    assert page.url.startswith(cl.url)
+
+
 def test_upload_with_the_button(cl: Cluster, open_page: Opener) -> None:
     page, _ = open_page()
     sign_in(page, cl.admin_key)
@@ -661,7 +680,7 @@ def test_the_overview_says_what_a_brain_loss_would_do_and_runs_a_fire_drill(
     expect(safety).to_contain_text("nothing would be lost")
     last = cl.http.get("/api/status").json()["drill"]["last"]
     assert last["ok"] is True and last["lost_count"] == 0
-    expect(safety.locator("#drill-summary")).to_have_text(last["summary"])
+    expect(safety.locator("#drill-summary")).to_have_text(f"At that drill: {last['summary']}")
     shot(page, artifacts, "overview-safety")
     # A readonly key sees the result, and the button says why it cannot run one.
     key = make_key(cl, "readonly", "drill reader")

@@ -213,6 +213,16 @@ async function boot() {
   window.addEventListener("beforeunload", (ev) => {
     if (uploadsBusy()) ev.preventDefault();
   });
+  // Files dropped anywhere but the Files page's drop zone (which handles its own
+  // drops first) must not make the browser open them in place of the dashboard.
+  for (const kind of ["dragover", "drop"]) {
+    window.addEventListener(kind, (ev) => {
+      if (ev.defaultPrevented || !ev.dataTransfer) return;
+      if (![...(ev.dataTransfer.types || [])].includes("Files")) return;
+      ev.preventDefault();
+      ev.dataTransfer.dropEffect = "none";
+    });
+  }
   try {
     const me = await get("/api/keys/me", { quiet401: true });
     state.authDisabled = me.id === "-";

@@ -274,7 +274,7 @@ function safetyCard(st) {
         "A copy of the brain's database stored on the nodes (tossit recover --from-snapshot)"),
       kv("Last fire drill", drill ? `${ago((st.drill || {}).age_s)} · ${drill.ok ? "nothing would be lost" : "losses found"}` : "never",
         drill ? drill.summary : "Rehearses a brain loss on the live cluster")),
-    drill ? h("p", { class: `small ${drill.ok ? "muted" : "crit-text"}`, id: "drill-summary" }, drill.summary) : null,
+    drill ? h("p", { class: `small ${drill.ok ? "muted" : "crit-text"}`, id: "drill-summary" }, `At that drill: ${drill.summary}`) : null,
     h("div", { class: "card-actions" }, button));
 }
 
