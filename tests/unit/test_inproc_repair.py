@@ -176,15 +176,21 @@ async def test_an_extra_copy_is_dropped_but_not_while_pinned(tmp_path: Path) -> 
         assert set(await core.replicas(cid)) == set(core.registry.desired(cid))
 
 
+async def upload_packed(core: Core, name: str, data: bytes) -> str:
+    """Upload a file and write its manifest pack; returns the pack's id."""
+    res = await core.upload(name, data)
+    await core.manifests.record_written()
+    async with core.store.read() as s:
+        (pack,) = (await s.execute(select(ManifestEntry.pack).where(
+            ManifestEntry.object_id == res.obj.id))).scalars().all()
+    assert pack is not None
+    return str(pack)
+
+
 async def test_the_repair_event_counts_manifest_packs_apart_from_chunks(
         tmp_path: Path) -> None:
     async with memcore(tmp_path, nodes=4) as core:
-        res = await core.upload("a", blob(32, CHUNK))
-        await core.manifests.record_written()
-        async with core.store.read() as s:
-            (pack,) = (await s.execute(select(ManifestEntry.pack).where(
-                ManifestEntry.object_id == res.obj.id))).scalars().all()
-        assert pack is not None
+        pack = await upload_packed(core, "a", blob(32, CHUNK))
         (cid,) = await upload_chunks(core, "b", [33])
         await lose_copies(core, pack, keep=2)
         await lose_copies(core, cid, keep=2)
@@ -202,12 +208,7 @@ async def test_a_pack_with_no_copy_left_is_written_again_from_the_metadata(
     pack alone while they are on their way (the same entries make the same
     pack, under the same id); the writer puts it back on R nodes."""
     async with memcore(tmp_path, nodes=3) as core:
-        res = await core.upload("a", blob(31, CHUNK))
-        await core.manifests.record_written()
-        async with core.store.read() as s:
-            (pack,) = (await s.execute(select(ManifestEntry.pack).where(
-                ManifestEntry.object_id == res.obj.id))).scalars().all()
-        assert pack is not None
+        pack = await upload_packed(core, "a", blob(31, CHUNK))
         await lose_copies(core, pack, keep=0)
         stats = await core.repairer.run_once(rebalance=False)
         assert stats["packs_rewritten"] == 1 and stats["copies_done"] == 0
