@@ -36,6 +36,7 @@ from tossit.brain.rebuild_db import write_plan
 from tossit.brain.snapshots import PREFIX as SNAPSHOT_PREFIX
 from tossit.brain.snapshots import SnapshotContents, read_snapshot
 from tossit.brain.store import Store
+from tossit.chunking import META
 from tossit.manifests import SYSTEM_BUCKET, pack_key, resolve
 
 RECOVERED_ADMIN_KEY_FILE = "admin-recovered.key"  # when an admin.key is already there
@@ -218,6 +219,12 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
     for src, why in r.plan.unreachable.items():
         out.append((f"not read: {src} ({why}); its copies count again when it rejoins",
                     "yellow"))
+    damaged = sum(1 for c in r.plan.chunks.values() if c.kind == META
+                  for state in c.replicas.values() if state == "corrupt")
+    if damaged:
+        out.append((f"{plural(damaged, 'damaged manifest copy', 'damaged manifest copies')} "
+                    "skipped (a good copy on another node was used); the brain replaces "
+                    "them", "yellow"))
     if s["packs_unreadable"]:
         out.append((f"{plural(s['packs_unreadable'], 'manifest pack')} could not be used "
                     "(damaged everywhere, or not signed with this cluster secret)", "yellow"))

@@ -164,6 +164,7 @@ def test_recover_from_data_dirs_with_a_node_dead_and_damaged_manifests(
     proc = run_recover(c, "--node-dir", str(c.node_dir(0)),
                        "--node", f"http://127.0.0.1:{c.node_ports[1]}")
     assert "every file has all its chunks" in proc.stdout, proc.stdout
+    assert "damaged manifest cop" in proc.stdout, proc.stdout  # said, not silently skipped
     c.start_node(2)  # the dead node comes back: it simply rejoins
     restart_brain(c)
     check_served(c, alive, before)
