@@ -4,6 +4,7 @@ copies it re-makes, in which order, and what it skips."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -273,3 +274,24 @@ async def test_a_stuck_repair_is_in_the_status_with_what_to_do(tmp_path: Path) -
         assert core.repairer.stuck is None
         assert await repair_stuck(leader, 3) is None  # type: ignore[arg-type]
         assert await repair_stuck(follower, 3) is None  # type: ignore[arg-type]
+
+
+async def test_removing_a_silent_node_says_it_waits_for_its_death_not_a_drain(
+        tmp_path: Path) -> None:
+    """Draining needs the node to answer: telling the operator to drain an
+    offline node (whose drain is refused too) sends them in a circle."""
+    from tossit.brain.api.nodes import _removal_refusal
+    from tossit.brain.registry import OFFLINE, ONLINE
+
+    async with memcore(tmp_path, nodes=3) as core:
+        await upload_chunks(core, "a", [41])
+        view = core.registry.nodes[core.nodes[0].view.id]
+        brain: Any = core  # what _removal_refusal reads: store, registry, settings
+        view.state = ONLINE
+        online = await _removal_refusal(brain, view)
+        assert online is not None and "drain it first" in online.message
+        view.state = OFFLINE
+        offline = await _removal_refusal(brain, view)
+        assert offline is not None and offline.code == "not_drained"
+        assert "once it is declared dead" in offline.message, offline.message
+        assert "drain it first" not in offline.message

@@ -33,7 +33,7 @@ from tossit.brain.registry import (
 from tossit.brain.service import Brain
 from tossit.brain.states import EventKind
 from tossit.brain.strangers import Suspect, cluster_refusal
-from tossit.config import format_size, plural
+from tossit.config import format_duration, format_size, plural
 from tossit.errors import ApiError, error_responses
 
 log = logging.getLogger("tossit.brain.nodes")
@@ -374,10 +374,15 @@ async def _removal_refusal(brain: Brain, view: NodeView) -> ApiError | None:
               if n.id != view.id and n.state in (ONLINE, "suspect")]
     held = await brain.store.ok_replica_count(view.id)
     if held and view.state != DEAD and view.admin_state != DRAINED:
+        if view.state == ONLINE:
+            then = f"drain it first (tossit node drain {view.name})"
+        else:  # a drain needs it to answer: the way out is its death, or its return
+            then = (f"it is {view.state}: once it is declared dead (after "
+                    f"{format_duration(brain.settings.dead_after)} of silence) it can be "
+                    "removed; or bring it back and drain it")
         return ApiError(409, "not_drained",
                         f"{view.name} still holds {plural(held, 'copy', 'copies')} (of chunks "
-                        "or manifest packs): drain it first "
-                        f"(tossit node drain {view.name})", chunks=held)
+                        f"or manifest packs): {then}", chunks=held)
     sole = await brain.store.sole_copies(view.id, others)
     if sole:
         return ApiError(409, "only_copies",
