@@ -934,12 +934,15 @@ def get(
 def ls(
     search: Annotated[str | None, typer.Argument(help="substring of the name")] = None,
     limit: Annotated[int, typer.Option(help="rows")] = 100,
+    bucket: Annotated[str | None, typer.Option(
+        help="an S3 bucket's files (default: the REST API's, bucket 'default')")] = None,
     brain: BrainOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List files, newest first."""
-    files: list[FileMeta] = _call(_client(brain, config).list_files, search, limit)
+    files: list[FileMeta] = _call(_client(brain, config).list_files, search, limit,
+                                  bucket=bucket)
     if as_json:
         return _print_json(files)
     table = Table("id", "name", "size", "chunks", "replication", "created", box=None)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -893,3 +895,25 @@ def test_another_expected_bucket_owner_is_refused(s3: Any, bucket: str) -> None:
             call()
         assert error_of(exc) == ("AccessDenied", 403)
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+def test_a_buckets_files_are_listed_by_the_rest_api_and_the_cli(
+        cluster: Cluster, s3: Any, bucket: str) -> None:
+    """Files put over S3 into another bucket than 'default' are counted by the
+    status; the REST listing and tossit ls show them with ?bucket= / --bucket,
+    and they are read by id like any file."""
+    s3.put_object(Bucket=bucket, Key="album/cat.jpg", Body=b"meow" * 100)
+    listed = cluster.http.get("/api/files", params={"bucket": bucket}).json()
+    assert [f["name"] for f in listed] == ["album/cat.jpg"]
+    assert cluster.download(listed[0]["id"]) == b"meow" * 100
+    folder = cluster.http.get("/api/files", params={"bucket": bucket, "prefix": "album/",
+                                                    "delimiter": "/"}).json()
+    assert [f["name"] for f in folder] == ["album/cat.jpg"]
+    assert "album/cat.jpg" not in {f["name"] for f in cluster.http.get("/api/files").json()}
+    for missing in ("no-such-bucket", ".tossit"):
+        resp = cluster.http.get("/api/files", params={"bucket": missing})
+        assert resp.status_code == 404 and resp.json()["error"] == "bucket_not_found"
+    out = subprocess.run([sys.executable, "-m", "tossit", "ls", "--bucket", bucket,
+                          "--brain", cluster.url], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, TOSSIT_KEY=cluster.admin_key, COLUMNS="200"))
+    assert out.returncode == 0 and "album/cat.jpg" in out.stdout, out.stdout + out.stderr

@@ -362,9 +362,12 @@ class TossitClient:
         return self._check(resp).content
 
     def list_files(self, search: str | None = None, limit: int = 1000, offset: int = 0,
-                   prefix: str | None = None) -> list[FileMeta]:
-        """Files newest first, at any depth (``search``: a substring of the name)."""
+                   prefix: str | None = None, bucket: str | None = None) -> list[FileMeta]:
+        """Files newest first, at any depth (``search``: a substring of the name;
+        ``bucket``: an S3 bucket's instead of the REST API's own)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if bucket:
+            params["bucket"] = bucket
         if search:
             params["search"] = search
         if prefix:

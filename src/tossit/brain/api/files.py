@@ -40,6 +40,7 @@ from tossit.brain.multipart import StreamingMultipart
 from tossit.brain.service import Brain
 from tossit.brain.states import EventKind, ReplicationState
 from tossit.brain.store import sort_folders
+from tossit.brain.store.base import DEFAULT_BUCKET
 from tossit.errors import ApiError, NameTaken, error_responses
 from tossit.manifests import SYSTEM_BUCKET
 from tossit.names import servable_media_type
@@ -226,7 +227,8 @@ async def upload_raw(name: str, request: Request, response: Response,
     return _uploaded(request, response, result)
 
 
-@router.get("/api/files", summary="List files", response_model=list[ListingEntry])
+@router.get("/api/files", summary="List files", response_model=list[ListingEntry],
+            responses=error_responses(404, e404="No such bucket"))
 async def list_files(
     request: Request,
     response: Response,
@@ -241,6 +243,10 @@ async def list_files(
     order: str = Query("desc", pattern="^(asc|desc)$"),
     limit: int = Query(1000, ge=1, le=10000),
     offset: int = Query(0, ge=0, le=10**9),
+    bucket: str = Query(DEFAULT_BUCKET, min_length=1, max_length=63,
+                        description="the S3 bucket to list (the REST API's files are in "
+                        "'default'); a file of any bucket is read, described and deleted "
+                        "by its id"),
 ) -> Sequence[FolderEntry | FileMeta]:
     """A JSON list, newest first by default; ``X-Total-Count`` has the total.
 
@@ -251,19 +257,24 @@ async def list_files(
     ``X-Folder-Count`` the folders."""
     brain = brain_of(request)
     descending = order == "desc"
+    if bucket == SYSTEM_BUCKET or (bucket != DEFAULT_BUCKET and await brain.store.bucket_id(
+            bucket, create=False) is None):
+        raise ApiError(404, "bucket_not_found", f"no bucket {bucket!r}")
     if delimiter is None:
         objs, total = await brain.store.list_objects(
-            search=search, prefix=prefix, sort=sort, descending=descending,
+            bucket=bucket, search=search, prefix=prefix, sort=sort, descending=descending,
             limit=limit, offset=offset,
         )
         response.headers["X-Total-Count"] = str(total)
         return await _describe(brain, objs)
     folders = sort_folders(
-        await brain.store.list_folders(prefix=prefix, delimiter=delimiter, search=search),
+        await brain.store.list_folders(bucket=bucket, prefix=prefix, delimiter=delimiter,
+                                       search=search),
         sort, descending)
     shown = folders[offset:offset + limit]
     objs, files = await brain.store.list_objects(
-        search=search, prefix=prefix, delimiter=delimiter, sort=sort, descending=descending,
+        bucket=bucket, search=search, prefix=prefix, delimiter=delimiter, sort=sort,
+        descending=descending,
         limit=max(1, limit - len(shown)), offset=max(0, offset - len(folders)),
     )
     response.headers["X-Total-Count"] = str(len(folders) + files)
