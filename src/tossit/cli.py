@@ -1424,7 +1424,7 @@ def trash_ls(
         return _print_json(out)
     table = Table("id", "name", "size", "why", "deleted", "purged after", box=None)
     for f in out.files:
-        table.add_row(str(f.id), escape(f.name), format_size(f.size), f.why,
+        table.add_row(str(f.id), escape(shown_name(f.name, f.bucket)), format_size(f.size), f.why,
                       _when(f.deleted), _when(f.purge_at))
     if out.files:
         console.print(table)
@@ -1433,6 +1433,12 @@ def trash_ls(
     console.print(f"{plural(out.total, 'file')} in the trash, "
                   f"{format_size(out.bytes)}{more}; restore with tossit trash restore ID",
                   style="dim", highlight=False, markup=False)
+
+
+def shown_name(name: str, bucket: str | None) -> str:
+    """A file's name as listings show it: an S3 bucket's file (not the REST API's
+    bucket 'default') with its bucket in front, as s3:// names it."""
+    return name if bucket in (None, "default") else f"{bucket}/{name}"
 
 
 @trash_app.command("restore")

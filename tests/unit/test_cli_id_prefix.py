@@ -48,3 +48,12 @@ def test_labels_are_not_read_as_markup(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(typer.Exit):
         cli._by_prefix("TKZZZZ", rows, "key", "tossit key list", 6)
     assert "[bold]x[/]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "bucket", "shown"), [
+    ("cat.jpg", "default", "cat.jpg"), ("cat.jpg", None, "cat.jpg"),
+    ("cat.jpg", "photos", "photos/cat.jpg")])
+def test_an_s3_buckets_file_is_shown_with_its_bucket(name: str, bucket: str | None,
+                                                     shown: str) -> None:
+    """In the trash, two deleted cat.jpg of two buckets were two identical rows."""
+    assert cli.shown_name(name, bucket) == shown

@@ -146,7 +146,8 @@ export function mount(root) {
       return;
     }
     replace(body, files.map((f) => h("tr", { dataset: { id: f.id } },
-      h("td", { class: "break", "data-label": "Name" }, h("span", { class: "trash-name" }, f.name)),
+      h("td", { class: "break", "data-label": "Name" }, h("span", { class: "trash-name" }, f.name),
+        f.bucket && f.bucket !== "default" ? h("span", { class: "small muted trash-bucket" }, ` in bucket ${f.bucket}`) : null),
       h("td", { class: "num", "data-label": "Size" }, bytes(f.size)),
       h("td", { "data-label": "Why" }, f.why === "overwritten" ? "Overwritten" : "Deleted"),
       h("td", { "data-label": "Deleted", title: dateTime(f.deleted) }, dateTime(f.deleted)),
