@@ -118,3 +118,25 @@ def test_a_readonly_key_is_told_why_it_sees_no_trash(cl: Cluster, open_page: Any
     page.goto(cl.url + "/#/trash")
     expect(page.locator("#trash-table")).to_contain_text("Needs a readwrite key")
     expect(page.locator("#trash-empty")).to_be_disabled()
+
+
+def test_a_restore_onto_a_taken_name_says_what_to_choose(cl: Cluster, open_page: Any) -> None:
+    """The API's 409 names its parameters (on_conflict=rename); the dialog says it
+    in its own choices, and keeping both then works."""
+    first = put(cl, "clash.txt", b"old")
+    assert cl.http.delete(f"/api/files/{first}").status_code == 200
+    put(cl, "clash.txt", b"new")
+    page, _ = open_page()
+    sign_in(page, cl.admin_key)
+    page.get_by_role("link", name="Trash", exact=True).click()
+    row(page, "clash.txt").locator("button.restore").click()
+    dialog = page.locator("dialog[open]")
+    dialog.locator("[data-action=ok]").click()
+    error = dialog.locator(".dialog-error")
+    expect(error).to_contain_text('A file named clash.txt exists now: choose "Keep both"')
+    expect(error).not_to_contain_text("on_conflict")
+    dialog.locator("#restore-conflict").select_option("rename")
+    dialog.locator("[data-action=ok]").click()
+    expect(dialog).to_have_count(0)
+    names = {f["name"] for f in cl.http.get("/api/files", params={"search": "clash"}).json()}
+    assert names == {"clash.txt", "clash (2).txt"}

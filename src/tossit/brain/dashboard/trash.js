@@ -101,7 +101,16 @@ export function mount(root) {
         const p = new URLSearchParams({ on_conflict: conflict.value });
         const name = nameInput.value.trim();
         if (name && name !== f.name) p.set("name", name);
-        const { data } = await api(`/api/trash/${f.id}/restore?${p}`, { method: "POST" });
+        let data;
+        try {
+          ({ data } = await api(`/api/trash/${f.id}/restore?${p}`, { method: "POST" }));
+        } catch (exc) {
+          // The API's words name its parameters; this dialog's choices are below.
+          if (exc.code === "name_taken") {
+            throw new Error(`A file named ${name || f.name} exists now: choose "Keep both" or "Replace it" below, or restore it as another name.`);
+          }
+          throw exc;
+        }
         toast(`Restored ${data.name}.`, "ok");
       },
     });
