@@ -868,6 +868,25 @@ def test_phone_width_pages_fit_and_navigate(cl: Cluster, open_page: Opener,
     expect(page.locator(".card.data .metric")).to_be_visible()
     fits()
     shot(page, artifacts, "phone-overview")
+    # With badges on the links (health alerts, uploads running), no link runs into
+    # the next one: the bar scrolls instead.
+    overlaps = page.evaluate("""() => {
+        for (const a of document.querySelectorAll('.mainnav a')) {
+            const b = document.createElement('span');
+            b.className = 'nav-alert'; b.textContent = '12';
+            a.append(b);
+        }
+        const boxes = [...document.querySelectorAll('.mainnav a')].map(
+            (a) => [a.getBoundingClientRect(), a.scrollWidth, a.clientWidth]);
+        const out = [];
+        boxes.forEach(([r, sw, cw], i) => {
+            if (sw > cw + 1) out.push(`link ${i} overflows itself`);
+            if (i && boxes[i - 1][0].right > r.left + 0.5) out.push(`link ${i} overlaps`);
+        });
+        document.querySelectorAll('.mainnav .nav-alert').forEach((b) => b.remove());
+        return out;
+    }""")
+    assert overlaps == [], overlaps
     # (what to click, what must then show, the screenshot's name)
     for go, shown, name in (
         (page.get_by_role("link", name="Nodes", exact=True), "#nodes-table tbody tr",
