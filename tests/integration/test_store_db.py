@@ -112,6 +112,41 @@ async def test_migrations_from_empty_are_idempotent(db_url: str) -> None:
         await engine.dispose()
 
 
+async def test_a_database_from_the_first_0005_gets_the_outbox_column_it_lacks(
+        db_url: str) -> None:
+    """Migration 0005 was edited after it shipped (pack_outbox.first_version added):
+    a database that had run the first one reached the newest revision without
+    the column, and the trash, key changes and the collector failed on it. 0015
+    adds it, with each waiting pack's oldest version."""
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:  # the schema the first 0005 made
+            await conn.execute(text("DROP INDEX ix_pack_outbox_first_version"))
+            await conn.execute(text("ALTER TABLE pack_outbox DROP COLUMN first_version"))
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0014'"))
+            await conn.execute(text(
+                "INSERT INTO pack_outbox (pack_id, data, created_at) VALUES ('p1', :d, 1.0)"),
+                {"d": b"x"})
+            for v in (7, 5):
+                await conn.execute(text(
+                    "INSERT INTO manifest_log (version, op, key, needed, pack, created_at) "
+                    "VALUES (:v, 'key', 'k', true, 'p1', 1.0)"), {"v": v})
+    finally:
+        await engine.dispose()
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text(
+                "SELECT first_version FROM pack_outbox WHERE pack_id = 'p1'"))).scalar() == 5
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+            assert diff == []
+    finally:
+        await engine.dispose()
+
+
 async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}"
     await migrate(url)
