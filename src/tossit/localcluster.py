@@ -8,6 +8,7 @@ on the next start.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -70,13 +71,33 @@ def check_ports(host: str, port: int, node_port: int, nodes: int, s3_port: int =
             )
 
 
+def last_error(log: Path) -> str | None:
+    """The last error line a child wrote to its log (its ``error: …`` refusal, or
+    an ERROR or CRITICAL record), for the one line tossit up prints."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 16384))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        text = line.strip()
+        if text.startswith("error:"):
+            return text.removeprefix("error:").strip()
+        if " ERROR " in text or " CRITICAL " in text:
+            return text
+    return None
+
+
 def wait_brain(url: str, timeout: float, children: list[Child]) -> None:
     """Wait for the brain's /health, in the words tossit up has always used (its
     error names the logs folder, so it does not quote the log)."""
     try:
         wait_healthy(url, timeout, watch=children)
     except ChildExited as exc:
-        raise RuntimeError(f"{exc.name} exited with code {exc.code} while starting") from None
+        why = last_error(exc.log)
+        raise RuntimeError(f"{exc.name} exited with code {exc.code} while starting"
+                           + (f": {why}" if why else "")) from None
     except WaitTimedOut:
         raise RuntimeError(
             f"the brain did not become healthy at {url} within {timeout:.0f} s") from None

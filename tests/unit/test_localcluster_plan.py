@@ -77,3 +77,20 @@ def test_a_port_in_use_is_named_with_the_way_out() -> None:
                            r".*--node-port"):
             check_ports("127.0.0.1", pick_free_port(), busy, 1)
     check_ports("127.0.0.1", pick_free_port(), pick_free_port(), 1)  # free: no error
+
+
+def test_the_brains_own_refusal_is_quoted_when_it_stops_at_start(tmp_path: Path) -> None:
+    """tossit up said only 'brain exited with code 2 while starting'; the reason
+    (a database of a newer TossIt, say) was in the log alone."""
+    from tossit.localcluster import last_error
+
+    log = tmp_path / "brain.log"
+    log.write_text("INFO tossit.brain: starting\n"
+                   "error: the metadata database was written by a newer TossIt (0099)\n"
+                   "\n")
+    assert last_error(log) == "the metadata database was written by a newer TossIt (0099)"
+    log.write_text("2026-12-07 INFO x: a\n2026-12-07 CRITICAL tossit.brain: lost the disk\n")
+    assert last_error(log) == "2026-12-07 CRITICAL tossit.brain: lost the disk"
+    log.write_text("INFO fine\n")
+    assert last_error(log) is None
+    assert last_error(tmp_path / "absent.log") is None
