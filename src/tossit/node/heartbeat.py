@@ -164,7 +164,8 @@ class Heartbeat:
                     backoff = min(backoff * 2, max(interval, MAX_BACKOFF))
                 except Exception as exc:
                     if self.connected or backoff == interval:
-                        log.warning("no contact with brain %s: %s", brains[current], exc)
+                        log.warning("no contact with brain %s: %s", brains[current],
+                                    describe_error(exc, timeout.total))
                     self.connected = False
                     self.rtt_ms = None  # no figure rather than one from before the outage
                     if len(brains) > 1:  # another brain may answer at once
@@ -173,6 +174,17 @@ class Heartbeat:
                             continue
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, max(interval, MAX_BACKOFF))
+
+
+def describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    """An exception in words for the log. A timeout's text is empty (aiohttp's and
+    asyncio's): say what it is, and after how long, rather than nothing."""
+    text = str(exc).strip()
+    if text:
+        return text
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    return type(exc).__name__
 
 
 class Refused(Exception):

@@ -36,36 +36,35 @@ class StatsStore(StoreBase):
                 select(func.count(), func.coalesce(func.sum(Object.size), 0))
                 .where(Object.bucket_id == (system or -1))
             )).one()
-            per_kind = {k: (int(n), int(b)) for k, n, b in (await s.execute(
-                select(Chunk.kind, func.count(), func.coalesce(func.sum(Chunk.size), 0))
-                .where(Chunk.refcount > 0).group_by(Chunk.kind)
-            )).all()}
             per_chunk = (
                 select(Replica.chunk_id, func.count().label("n"))
                 .where(Replica.state == "ok", Replica.node_id.in_(list(live_nodes) or [""]))
                 .group_by(Replica.chunk_id)
                 .subquery()
             )
+            # The totals and every bucket of the histogram, 0 copies included,
+            # from one statement, so from one snapshot: computed apart (the 0
+            # bucket as the total minus the chunks seen with copies), a delete
+            # committing between two reads showed as a chunk without a live copy.
+            copies = func.coalesce(per_chunk.c.n, 0)
             hist_rows = (await s.execute(
-                select(Chunk.kind, per_chunk.c.n, func.count(),
+                select(Chunk.kind, copies, func.count(),
                        func.coalesce(func.sum(Chunk.size), 0))
-                .join(Chunk, Chunk.id == per_chunk.c.chunk_id)
+                .select_from(Chunk)
+                .outerjoin(per_chunk, Chunk.id == per_chunk.c.chunk_id)
                 .where(Chunk.refcount > 0)
-                .group_by(Chunk.kind, per_chunk.c.n)
+                .group_by(Chunk.kind, copies)
             )).all()
 
         def histogram(kind: str) -> dict[int, dict[str, int]]:
-            hist = {int(n): {"chunks": int(c), "bytes": int(b)}
-                    for k, n, c, b in hist_rows if k == kind}
-            total, total_bytes = per_kind.get(kind, (0, 0))
-            seen = sum(v["chunks"] for v in hist.values())
-            # The reads above are separate statements: chunks committed between
-            # them (PostgreSQL reads each at its own snapshot) can make ``seen``
-            # pass ``total``. A status is a moment's picture: never negative.
-            if total > seen:
-                hist[0] = {"chunks": total - seen, "bytes": max(
-                    0, total_bytes - sum(v["bytes"] for v in hist.values()))}
-            return dict(sorted(hist.items()))
+            return {int(n): {"chunks": int(c), "bytes": int(b)}
+                    for k, n, c, b in sorted(hist_rows, key=lambda r: int(r[1]))
+                    if k == kind}
+
+        per_kind: dict[str, tuple[int, int]] = {}
+        for k, _n, c, b in hist_rows:
+            n_had, b_had = per_kind.get(k, (0, 0))
+            per_kind[k] = (n_had + int(c), b_had + int(b))
 
         n_chunks, chunk_bytes = per_kind.get(DATA, (0, 0))
         packs, pack_bytes = per_kind.get(META, (0, 0))
