@@ -287,3 +287,36 @@ async def test_a_pack_still_in_use_is_never_dropped_with_its_entries(
             await s.execute(sql_delete(PackOutbox))
         assert await core.store.drop_unreferenced([pack]) == 1
         assert await core.refcount(pack) is None
+
+
+async def test_a_dropped_pack_goes_from_nodes_the_metadata_does_not_list(
+        tmp_path: Path) -> None:
+    """A pack write that timed out on a paused node can land after the brain gave
+    up on it: a copy the metadata does not list. Once its entries are superseded
+    and the pack dropped, that copy must go too: left there, after the tombstones
+    expire a rebuild would take its old entries for the newest."""
+    def no_trash(s: Any) -> None:
+        s.trash_keep = 0
+
+    async with memcore(tmp_path, nodes=4, tune=no_trash) as core:
+        old = await core.upload("a", blob(50, CHUNK))
+        await core.manifests.record_written()
+        async with core.store.read() as s:
+            (pack,) = (await s.execute(select(ManifestEntry.pack).where(
+                ManifestEntry.object_id == old.obj.id))).scalars().all()
+        assert pack is not None
+        listed = set(await core.replicas(pack))
+        stray = next(n for n in core.nodes if n.view.id not in listed)
+        stray.blobs[pack] = core.node(next(iter(listed))).blobs[pack]  # landed late
+        await core.upload("a", blob(51, CHUNK))  # the old entry is superseded
+        await core.manifests.record_written()
+        await until_dropped(core, pack)
+        assert [n.view.name for n in core.nodes if pack in n.blobs] == []
+
+
+async def until_dropped(core: Core, pack: str) -> None:
+    for _ in range(5):
+        await gc(core)
+        if await core.refcount(pack) is None:
+            return
+    raise AssertionError(f"pack {pack[:12]} never dropped")

@@ -346,9 +346,17 @@ class Collector(Periodic):
         try:
             size_of = await self.store.chunk_sizes(list(claimed))
             per_node: dict[str, list[str]] = {}
+            # A manifest pack may have a copy on a node the metadata does not list:
+            # a write that timed out (a paused node) can still land. Left there,
+            # once the tombstones that hid its entries expire, a rebuild would take
+            # its old entries for the newest. So a dropped pack is deleted on every
+            # node that answers (deleting a blob a node lacks is a no-op).
+            packs = await self.store.meta_ids(list(claimed))
+            readable = [n.id for n in self.registry.nodes.values()
+                        if n.state in READABLE_STATES]
             for cid, holders in garbage:
                 if cid in claimed:
-                    for n in holders:
+                    for n in dict.fromkeys([*holders, *(readable if cid in packs else ())]):
                         per_node.setdefault(n, []).append(cid)
             answers = dict(zip(per_node, await asyncio.gather(
                 *(self._delete_copies(n, cids) for n, cids in per_node.items())), strict=True))
