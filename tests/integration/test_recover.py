@@ -340,6 +340,12 @@ def test_a_brain_on_an_old_backup_does_not_collect_the_newer_data(cluster: Clust
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"] == "metadata_behind"
     assert "tossit recover" in refused.json()["message"]
+    # A restart does not end it: refused at once, before any collector pass.
+    c.stop_brain()
+    restart_brain(c)
+    again = c.http.put("/api/files/meanwhile.bin", content=b"x" * 10)
+    assert again.status_code == 503 and again.json()["error"] == "metadata_behind"
+    assert c.http.get("/api/status").json()["needs_recovery"]
 
 
 def test_after_a_cluster_secret_rotation_the_manifests_are_signed_again(

@@ -39,6 +39,7 @@ from tossit.config import BrainSettings, format_size, plural
 from tossit.manifests import VERSION_GAP, PackError, decode_pack
 from tossit.periodic import Periodic
 
+BEHIND_STATE = "metadata_behind"  # this metadata was found behind the nodes' packs
 ALARM_STATE = "recovery_alarm"  # the leader's alarm, for followers (cluster_state row)
 log = logging.getLogger("tossit.brain.gc")
 _PARALLEL_DELETES = 16
@@ -249,10 +250,24 @@ class Collector(Periodic):
                     f"{node.name} holds changes newer than this brain's metadata; stop "
                     "the brain and run 'tossit recover' with every node "
                     "(docs/operations.md)")
+                # Kept in this metadata: a restart must not take changes again
+                # until the collector has looked at the packs once more. A
+                # recovery writes a new database, without it.
+                await self.store.set_state(BEHIND_STATE, {
+                    "alarm": self.alarm.behind, "refusal": self.store.versions.refusal})
                 await self.store.add_event(EventKind.METADATA_BEHIND, self.alarm.behind,
                                            severity="error",
                                            node_id=node.id, data={"pack": pid})
                 return
+
+    async def resume_alarm(self) -> None:
+        """At start: metadata found behind the nodes before stays so (deletions
+        frozen, changes refused) until it is rebuilt."""
+        state = await self.store.get_state(BEHIND_STATE)
+        if state and state.get("alarm"):
+            self.alarm.behind = str(state["alarm"])
+            self.store.versions.refusal = str(state.get("refusal") or state["alarm"])
+            log.critical("%s", self.alarm.behind)
 
     async def _unseen_versions(self) -> Callable[[int], bool]:
         """Which versions this metadata cannot have made nor known: above its

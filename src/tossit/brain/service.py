@@ -179,6 +179,7 @@ class Brain:
             await self.keys.bootstrap(self.settings.data_dir, force=self.new_admin_key,
                                       show=self.settings.show_admin_key)
         await self._load_nodes()
+        await self.collector.resume_alarm()
         await self.nodes.start()
         self.activity.start()
         if self.lock.shared:
