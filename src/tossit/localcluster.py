@@ -8,7 +8,6 @@ on the next start.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -26,7 +25,14 @@ from tossit.auth.secretfile import (
     read_secret,
 )
 from tossit.config import LOCAL_ADMIN_KEY, ConfigError
-from tossit.processes import Child, ChildExited, WaitTimedOut, wait_healthy, wait_ready
+from tossit.processes import (
+    Child,
+    ChildExited,
+    WaitTimedOut,
+    read_tail,
+    wait_healthy,
+    wait_ready,
+)
 from tossit.serve import port_free
 from tossit.server_args import BrainArgs, NodeArgs, tossit_command
 
@@ -74,13 +80,8 @@ def check_ports(host: str, port: int, node_port: int, nodes: int, s3_port: int =
 def last_error(log: Path) -> str | None:
     """The last error line a child wrote to its log (its ``error: …`` refusal, or
     an ERROR or CRITICAL record), for the one line tossit up prints."""
-    try:
-        with open(log, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 16384))
-            lines = fh.read().decode(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
+    text = read_tail(log)
+    for line in reversed((text or "").splitlines()):
         text = line.strip()
         if text.startswith("error:"):
             return text.removeprefix("error:").strip()

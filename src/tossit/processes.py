@@ -93,13 +93,20 @@ def last_lines(text: str, n: int = TAIL_LINES) -> list[str]:
     return lines[-n:] if n > 0 else []
 
 
-def log_tail(path: Path, n: int = TAIL_LINES, max_bytes: int = 16384) -> str:
-    """The end of a log, indented, for an error message ("" if there is none)."""
+def read_tail(path: Path, max_bytes: int = 16384) -> str | None:
+    """The last ``max_bytes`` of a file as text (None if it cannot be read)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
-            text = fh.read().decode(errors="replace")
+            return fh.read().decode(errors="replace")
     except OSError:
+        return None
+
+
+def log_tail(path: Path, n: int = TAIL_LINES, max_bytes: int = 16384) -> str:
+    """The end of a log, indented, for an error message ("" if there is none)."""
+    text = read_tail(path, max_bytes)
+    if text is None:
         return ""
     lines = last_lines(text, n)
     if not lines:
