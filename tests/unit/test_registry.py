@@ -320,7 +320,7 @@ def test_a_node_whose_transfers_keep_failing_is_skipped_longer_despite_its_heart
     assert n0.unreachable_until == 0.0 and n0.strikes == 0
 
     reg.mark_unreachable("n0")
-    clock[0] += reg_mod.HEARTBEAT_SILENCE + 1  # silent meanwhile: paused, then woke
+    clock[0] += reg.away_after + 1  # silent meanwhile: paused, then woke
     reg.update(report)
     assert n0.unreachable_until == 0.0 and n0.strikes == 0
 
@@ -328,3 +328,24 @@ def test_a_node_whose_transfers_keep_failing_is_skipped_longer_despite_its_heart
     clock[0] += 1
     reg.update(report)
     assert n0.unreachable_until == 0.0
+
+
+def test_a_node_marked_away_is_tried_again_when_it_reports_however_short_its_silence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed and restarted within ``away_after`` (a test cluster's short
+    timeouts, a quick systemd restart): the brain had marked it offline, so its
+    next report ends the penalty its failed transfers earned while it was down."""
+    from tossit.brain import registry as reg_mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(reg_mod.time, "monotonic", lambda: clock[0])
+    reg = make_registry()
+    n0 = reg.nodes["n0"]
+    report = {"id": "n0", "used": 0}
+    reg.update(report)
+    for _ in range(4):
+        reg.mark_unreachable("n0")
+    n0.state = reg_mod.OFFLINE
+    clock[0] += reg.away_after / 2
+    reg.update(report)
+    assert n0.unreachable_until == 0.0 and n0.strikes == 0 and n0.state == reg_mod.ONLINE

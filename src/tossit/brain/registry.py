@@ -34,9 +34,9 @@ UNREACHABLE_PENALTY = 5.0  # seconds a failed node is skipped by writers
 # A node that keeps failing transfers (timeouts, resets) while its heartbeats
 # arrive (its data port hangs, not the process) is skipped longer each time, up
 # to this; its heartbeats do not end the penalty, only a transfer that works or a
-# heartbeat after a silence (a paused node that woke up) does.
+# heartbeat after a silence (a paused or restarted node) does: one the brain
+# marked it away for, or one longer than the brain's suspect_after.
 UNREACHABLE_MAX_PENALTY = 120.0
-HEARTBEAT_SILENCE = 6.0  # seconds without heartbeats that count as the node having been away
 PROBE_AFTER_STRIKES = 2  # failed transfers in a row before its address is probed
 # Seconds a node that was too slow to answer a read (another copy answered first)
 # is asked last by readers. Writers still use it: slow to read is not unreachable,
@@ -269,8 +269,11 @@ def shared_fates(nodes: list[NodeView]) -> list[SharedFate]:
 
 
 class Registry:
-    def __init__(self, replicas: int, high_water: float) -> None:
+    def __init__(self, replicas: int, high_water: float, away_after: float = 6.0) -> None:
+        """``away_after``: seconds without a report after which a node counts as
+        having been away (the brain's suspect_after)."""
         self.nodes: dict[str, NodeView] = {}
+        self.away_after = away_after
         self.replicas = replicas
         self.high_water = high_water
         self._weights_key: PlacementKey | None = None
@@ -283,17 +286,19 @@ class Registry:
             "chunk_count", "manifest_count", "load", "version", "disk_id", "rtt_ms",
             "write_error",
         ) if k in report and (k != "rtt_ms" or report[k] is not None)}
+        away = False
         if view is None:
             view = NodeView(id=report["id"], state=state, registered_at=time.time(), **fields)
             self.nodes[view.id] = view
         else:
+            away = view.state in (SUSPECT, OFFLINE, DEAD)
             if fields.get("address", view.address) != view.address:
                 view.set_address_problem(None)  # a new address: probed again
             for k, v in fields.items():
                 setattr(view, k, v)
             view.state = UNREACHABLE if state == ONLINE and view.address_problem else state
         now = time.monotonic()
-        if view.strikes == 0 or now - view.seen_mono > HEARTBEAT_SILENCE:
+        if view.strikes == 0 or away or now - view.seen_mono > self.away_after:
             # It talked to us after a silence (paused, restarted), or its last
             # failure was not a transfer's: writers may try it again.
             view.unreachable_until = 0.0

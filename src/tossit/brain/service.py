@@ -91,7 +91,8 @@ class Brain:
         self.store = Store(make_engine(self.url), pack_key(cluster_secret))
         self.store.trash_keep = settings.trash_keep
         self.lock = BrainLock(self.url, self.store.engine, settings.data_dir)
-        self.registry = Registry(settings.replicas, settings.high_water)
+        self.registry = Registry(settings.replicas, settings.high_water,
+                                 away_after=settings.suspect_after)
         self.keys = KeyService(self.store, master.encode())
         self.sessions = SessionService(self.store)
         self.join_tokens = JoinTokenService(self.store, master.encode(), cluster_secret)
