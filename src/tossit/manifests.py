@@ -11,7 +11,9 @@ cluster-wide **version** that only grows:
   on): the whole file as ``put`` has it, with when it was moved, when it is
   purged and why;
 * ``purge``: the end of a file's stay in the trash (purged, expired, or
-  restored, which also logs a ``put`` of its name).
+  restored, which also logs a ``put`` of its name);
+* ``bucket``: a bucket made or deleted (over S3), so that a rebuild makes the
+  empty ones again and keeps the deleted ones deleted.
 
 The brain commits a batch of changes in its database, then writes the batch's
 entries as one **pack** to R nodes (fsynced, as chunks are), and only then
@@ -168,7 +170,18 @@ class KeyEntry(_Entry):
     revoked: float | None = None
 
 
-AnyEntry = PutEntry | DelEntry | KeyEntry | TrashEntry | PurgeEntry
+class BucketEntry(_Entry):
+    """A bucket's state: made (``deleted`` None) or deleted. The newest entry of a
+    bucket is always needed: buckets are few, and without it a rebuild would make
+    a deleted bucket again from the tombstones of the files it held."""
+
+    op: Literal["bucket"] = "bucket"
+    name: str = Field(min_length=1, max_length=63)
+    created: float
+    deleted: float | None = None
+
+
+AnyEntry = PutEntry | DelEntry | KeyEntry | TrashEntry | PurgeEntry | BucketEntry
 Entry = Annotated[AnyEntry, Field(discriminator="op")]
 _ENTRIES = TypeAdapter(list[Entry])
 
@@ -250,6 +263,8 @@ def entry_scope(e: AnyEntry) -> tuple[str, str, str]:
     each scope is the truth."""
     if isinstance(e, KeyEntry):
         return ("key", "", e.key_id)
+    if isinstance(e, BucketEntry):
+        return ("bucket", "", e.name)
     if isinstance(e, TrashEntry | PurgeEntry):
         return ("trash", "", str(e.id))
     return ("file", e.bucket, e.key)
@@ -264,6 +279,7 @@ class Resolved:
     keys: dict[str, KeyEntry] = field(default_factory=dict)
     trash: dict[int, TrashEntry] = field(default_factory=dict)  # by file id
     purged: dict[int, PurgeEntry] = field(default_factory=dict)
+    buckets: dict[str, BucketEntry] = field(default_factory=dict)  # made or deleted
     max_version: int = 0
 
 
@@ -287,6 +303,8 @@ def resolve(entries: Iterable[AnyEntry]) -> Resolved:
             out.trash[e.id] = e
         elif isinstance(e, PurgeEntry):
             out.purged[e.id] = e
+        elif isinstance(e, BucketEntry):
+            out.buckets[name] = e
         else:
             out.keys[name] = e
     # One id, two truths (a pack lost between a restore and a later delete): the

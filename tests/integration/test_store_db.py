@@ -147,6 +147,38 @@ async def test_a_database_from_the_first_0005_gets_the_outbox_column_it_lacks(
         await engine.dispose()
 
 
+async def test_buckets_made_before_0016_are_logged_and_packed_on_their_own(
+        db_url: str) -> None:
+    """0016 logs every bucket there is (deleted ones too, not the brain's own),
+    in no pack: the brain packs them from the metadata, apart from other entries
+    (a brain older than bucket entries must still read the others' packs)."""
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0015'"))
+            await conn.execute(text(
+                "INSERT INTO buckets (name, created_at, deleted_at) VALUES "
+                "('photos', 1.0, NULL), ('old', 2.0, 3.0), ('.tossit', 4.0, NULL)"))
+    finally:
+        await engine.dispose()
+    await migrate(db_url)
+    store = Store(make_engine(db_url), pack_key=KEY)
+    try:
+        await add_nodes(store)
+        store.pack_key = None  # a file logged in no pack either
+        await store.apply([new_object("f", ["a"])], [])
+        store.pack_key = KEY
+        packs = [await store.log.pack_unpacked(KEY) for _ in range(3)]
+        assert packs[2] is None
+        contents = [decode_pack(p.data, KEY) for p in packs if p is not None]
+        assert [[(e.op, getattr(e, "name", None), getattr(e, "deleted", None))
+                 for e in entries] for entries in contents] == [
+            [("bucket", "photos", None), ("bucket", "old", 3.0)], [("put", None, None)]]
+    finally:
+        await store.close()
+
+
 async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}"
     await migrate(url)

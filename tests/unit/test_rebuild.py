@@ -6,9 +6,9 @@ import hashlib
 
 from tossit.brain.rebuild import Gathered, NodeFound, PackFound, plan
 from tossit.chunking import DATA, META
-from tossit.manifests import DelEntry, KeyEntry, PutEntry, put_entry
+from tossit.manifests import BucketEntry, DelEntry, KeyEntry, PutEntry, put_entry
 
-Entry = PutEntry | DelEntry | KeyEntry
+Entry = PutEntry | DelEntry | KeyEntry | BucketEntry
 
 H = hashlib.sha256(b"x").hexdigest()
 N1, N2, N3 = "node1", "node2", "node3"
@@ -18,17 +18,18 @@ def cid(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def put(v: int, key: str, chunks: list[str], size: int = 4) -> PutEntry:
-    return put_entry(version=v, bucket="default", key=key, object_id=v,
+def put(v: int, key: str, chunks: list[str], size: int = 4, bucket: str = "default"
+        ) -> PutEntry:
+    return put_entry(version=v, bucket=bucket, key=key, object_id=v,
                      size=size * len(chunks), sha256=H, content_type="x", created=float(v),
                      chunk_size=size, chunks=[(cid(c), size) for c in chunks])
 
 
-def dele(v: int, key: str, oid: int) -> DelEntry:
-    return DelEntry(version=v, bucket="default", key=key, id=oid, deleted=float(v))
+def dele(v: int, key: str, oid: int, bucket: str = "default") -> DelEntry:
+    return DelEntry(version=v, bucket=bucket, key=key, id=oid, deleted=float(v))
 
 
-def gathered(packs: dict[str, tuple[list[PutEntry | DelEntry | KeyEntry], set[str]]],
+def gathered(packs: dict[str, tuple[list[Entry], set[str]]],
              holdings: dict[str, dict[str, int]]) -> Gathered:
     """``packs``: id -> (entries, nodes with a good copy); ``holdings``: node ->
     chunk name -> size on that node."""
@@ -175,3 +176,29 @@ def test_a_rebuilt_snapshot_infers_no_deletion_of_what_its_recovery_never_saw() 
     # Without the floor (a snapshot of metadata never rebuilt), both are tombstoned.
     q = plan(gathered(packs, EVERYWHERE), 3, base=snapshot, as_of=6, now=9.0)
     assert [f.entry.key for f in q.files] == ["a"]
+
+
+def bucket(v: int, name: str, deleted: float | None = None) -> BucketEntry:
+    return BucketEntry(version=v, name=name, created=float(v), deleted=deleted)
+
+
+def test_buckets_come_back_empty_or_deleted_as_their_newest_entry_says() -> None:
+    entries: list[Entry] = [
+        bucket(1, "empty"),
+        bucket(2, "gone"), put(3, "x", ["a"], bucket="gone"), dele(4, "x", 3, bucket="gone"),
+        bucket(5, "gone", deleted=5.5),
+        bucket(6, "back"), bucket(7, "back", deleted=7.5), bucket(8, "back"),
+        # A lost pack: the bucket's deletion is found, the file put in it after
+        # it was made again is too, its newer bucket entry is not.
+        bucket(9, "hidden", deleted=9.5), put(10, "y", ["b"], bucket="hidden"),
+        # Logged before buckets had entries: known from its files' entries only.
+        put(11, "z", ["c"], bucket="old"), dele(12, "z", 11, bucket="old"),
+    ]
+    p = plan(gathered({"p": (entries, ALL)}, EVERYWHERE), 3)
+    assert p.bucket_rows(now=100.0) == {
+        "default": (100.0, None), "empty": (1.0, None), "gone": (5.0, 5.5),
+        "back": (8.0, None), "hidden": (9.0, None), "old": (100.0, None)}
+    assert p.summary()["buckets"] == 5
+    # The newest entry of each bucket is needed; older ones are not.
+    needed = {e.version for e, _, n in p.entries if n and isinstance(e, BucketEntry)}
+    assert needed == {1, 5, 8, 9}

@@ -23,7 +23,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # the life of the process). A unit test checks it against Alembic's own walk of the
 # scripts, so a new migration cannot be forgotten here.
 REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009",
-             "0010", "0011", "0012", "0013", "0014", "0015")
+             "0010", "0011", "0012", "0013", "0014", "0015", "0016")
 
 
 def make_engine(url: str) -> AsyncEngine:

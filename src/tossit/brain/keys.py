@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,19 +65,12 @@ def _info(row: ApiKey) -> KeyInfo:
                    row.revoked_at)
 
 
-async def _nothing(pack: Pack | None, garbage: list[str]) -> None:
-    return None
-
-
 class KeyService:
     def __init__(self, store: Store, master: bytes) -> None:
         self.store = store
         self.master = master
         self._cache: dict[str, tuple[KeyInfo, float]] = {}  # secret hash -> (key, fetched)
         self._by_id: dict[str, tuple[KeyInfo, str, float]] = {}  # id -> (key, secret, fetched)
-        # Every key change is also a manifest entry (recoverable from the nodes):
-        # the brain sets this to write its pack.
-        self.after_change: Callable[[Pack | None, list[str]], Awaitable[None]] = _nothing
 
     async def _logged(self, s: AsyncSession, key_id: str) -> tuple[list[str], Pack | None]:
         if self.store.pack_key is None:
@@ -97,7 +89,8 @@ class KeyService:
             s.add(row)
             await s.flush()
             garbage, pack = await self._logged(s, key_id)
-        await self.after_change(pack, garbage)
+        # Every key change is also a manifest entry (recoverable from the nodes).
+        await self.store.after_log(pack, garbage)
         return _info(row), secret
 
     async def list(self) -> list[KeyInfo]:
@@ -133,7 +126,7 @@ class KeyService:
             digest = row.secret_sha256
         self._cache.pop(digest, None)
         self._by_id.pop(key_id, None)
-        await self.after_change(pack, garbage)
+        await self.store.after_log(pack, garbage)
         return _info(row)
 
     async def authenticate(self, secret: str) -> KeyInfo | None:

@@ -4,7 +4,7 @@ Each ``manifest_log`` row is one entry of ``tossit.manifests``: its ``version``
 (the database assigns them, in commit order, never twice), what it is about,
 whether the nodes must keep it (``needed``) and the pack that holds it.
 
-The protocol, for a commit (``Store.apply``) or a key change:
+The protocol, for a commit (``Store.apply``) or a key or bucket change:
 
 1. In the change's own transaction the entries are logged, packed, and the pack
    is put in ``pack_outbox`` with its bytes.
@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,6 +57,7 @@ from tossit.chunking import META
 from tossit.errors import MetadataBehind
 from tossit.manifests import (
     AnyEntry,
+    BucketEntry,
     DelEntry,
     KeyEntry,
     PurgeEntry,
@@ -69,13 +70,14 @@ from tossit.manifests import (
 if TYPE_CHECKING:
     from tossit.brain.store.base import StoreBase
 
-PUT, DEL, KEY, TRASH, PURGE = "put", "del", "key", "trash", "purge"
+PUT, DEL, KEY, TRASH, PURGE, BUCKET = "put", "del", "key", "trash", "purge", "bucket"
 BACKFILL_PAGE = 2000  # entries per pack when packing entries logged without one
 
 
 @dataclass(frozen=True)
 class NewRow:
-    """An entry to log: a file's scope (bucket id, name) or an API key's id."""
+    """An entry to log: a file's scope (bucket id, name), an API key's id, or a
+    bucket's name (``bucket_id`` None: keys and buckets are not files)."""
 
     op: str
     bucket_id: int | None
@@ -133,6 +135,11 @@ _SUPERSEDE_KEYS = (
     .where(ManifestEntry.needed, ManifestEntry.op == KEY,
            ManifestEntry.key.in_(bindparam("names", expanding=True)))
     .values(needed=False).returning(ManifestEntry.pack))
+_SUPERSEDE_BUCKETS = (
+    update(ManifestEntry)
+    .where(ManifestEntry.needed, ManifestEntry.op == BUCKET,
+           ManifestEntry.key.in_(bindparam("names", expanding=True)))
+    .values(needed=False).returning(ManifestEntry.pack))
 _LOG = insert(ManifestEntry)
 # Run once for many (version, pack) pairs: a statement built per pack cost more
 # in Python than its work in SQLite.
@@ -145,9 +152,10 @@ _OUTBOX = {"sqlite": sqlite.insert(PackOutbox).on_conflict_do_nothing(index_elem
 
 
 async def supersede(s: AsyncSession, objects: Sequence[int],
-                    keys: Sequence[str] = (), trashed: Sequence[int] = ()) -> Counter[str]:
-    """These files were deleted or overwritten (or these keys changed, or these
-    files left the trash): their entries are needed no more. Returns how many
+                    keys: Sequence[str] = (), trashed: Sequence[int] = (),
+                    buckets: Sequence[str] = ()) -> Counter[str]:
+    """These files were deleted or overwritten (or these keys or buckets changed,
+    or these files left the trash): their entries are needed no more. Returns how many
     entries each pack lost (the caller releases them with ``release_packs``).
 
     A tombstone of a name uploaded again is left needed here (a fresh upload
@@ -163,6 +171,9 @@ async def supersede(s: AsyncSession, objects: Sequence[int],
         lost.update(p for p in rows if p is not None)
     for batch in batches(list(dict.fromkeys(trashed))):
         rows = (await conn.execute(_SUPERSEDE_TRASH, {"ids": list(batch)})).scalars().all()
+        lost.update(p for p in rows if p is not None)
+    for batch in batches(list(dict.fromkeys(buckets))):
+        rows = (await conn.execute(_SUPERSEDE_BUCKETS, {"names": list(batch)})).scalars().all()
         lost.update(p for p in rows if p is not None)
     return lost
 
@@ -264,25 +275,48 @@ async def pack_logged(s: AsyncSession, entries: Sequence[AnyEntry], key: bytes,
     return pack
 
 
+async def _log_alone(s: AsyncSession, row: NewRow, entry: Callable[[int], AnyEntry],
+                     lost: Counter[str], pack_key: bytes, versions: Versions
+                     ) -> tuple[list[str], Pack]:
+    """Log one change in a pack of its own (a key's or a bucket's: rare, and not
+    part of a commit batch), in the caller's transaction."""
+    now = time.time()
+    (version,) = await versions.allocate(s, 1)
+    pack = new_pack([entry(version)], pack_key, now)
+    await log_rows(s, [row], [version], now, pack.id)
+    await to_outbox(s, pack)
+    return await release_packs(s, lost), pack
+
+
 async def log_key(s: AsyncSession, key_id: str, pack_key: bytes, versions: Versions
                   ) -> tuple[list[str], Pack | None]:
     """Log an API key's new state (created or revoked) in the caller's transaction:
     returns the packs it leaves with nothing needed, and its own pack."""
-    now = time.time()
     lost = await supersede(s, (), [key_id])
-    (version,) = await versions.allocate(s, 1)
     row = await s.get(ApiKey, key_id)
     assert row is not None, "log the key after writing it"
-    pack = new_pack([key_entry(version, row)], pack_key, now)
-    await log_rows(s, [NewRow(KEY, None, key_id, None, True)], [version], now, pack.id)
-    await to_outbox(s, pack)
-    return await release_packs(s, lost), pack
+    return await _log_alone(s, NewRow(KEY, None, key_id, None, True),
+                            lambda v: key_entry(v, row), lost, pack_key, versions)
+
+
+async def log_bucket(s: AsyncSession, name: str, pack_key: bytes, versions: Versions
+                     ) -> tuple[list[str], Pack | None]:
+    """Log a bucket's new state (made or deleted), like ``log_key``."""
+    lost = await supersede(s, (), buckets=[name])
+    row = (await s.execute(select(Bucket).where(Bucket.name == name))).scalar_one()
+    return await _log_alone(s, NewRow(BUCKET, None, name, None, True),
+                            lambda v: bucket_entry(v, row), lost, pack_key, versions)
 
 
 def key_entry(version: int, k: ApiKey) -> KeyEntry:
     return KeyEntry(version=version, key_id=k.id, name=k.name, role=k.role,
                     secret_sha256=k.secret_sha256, salt=k.salt, created=k.created_at,
                     expires=k.expires_at, revoked=k.revoked_at)
+
+
+def bucket_entry(version: int, b: Bucket) -> BucketEntry:
+    return BucketEntry(version=version, name=b.name, created=b.created_at,
+                       deleted=b.deleted_at)
 
 
 class LogStore:
@@ -380,6 +414,10 @@ class LogStore:
                     ).scalars().all()
             if not rows:
                 return None
+            # Bucket entries in packs of their own, as when they were first
+            # logged: a brain older than them refuses a pack that holds one, and
+            # must still read the files of every other.
+            rows = [r for r in rows if (r.op == BUCKET) == (rows[0].op == BUCKET)]
             entries = await _rebuild_entries(s, rows)
             # Rows whose file or key is gone were superseded before ever reaching a
             # node: nothing to keep.
@@ -513,6 +551,8 @@ async def _rebuild_entries(s: AsyncSession, rows: Sequence[ManifestEntry]) -> li
         chunks.setdefault(oid, []).append((cid, size))
     keys = {k.id: k for k in (await s.execute(select(ApiKey).where(
         ApiKey.id.in_([r.key for r in rows if r.op == KEY] or [""])))).scalars()}
+    named = {b.name: b for b in (await s.execute(select(Bucket).where(
+        Bucket.name.in_([r.key for r in rows if r.op == BUCKET] or [""])))).scalars()}
     trashed = {t.id: t for t in (await s.execute(select(TrashedObject).where(
         TrashedObject.id.in_([r.object_id for r in rows if r.op == TRASH] or [-1]))))
         .scalars()}
@@ -536,6 +576,8 @@ async def _rebuild_entries(s: AsyncSession, rows: Sequence[ManifestEntry]) -> li
                                 id=r.object_id or 1, deleted=r.created_at))
         elif r.op == KEY and r.key in keys:
             out.append(key_entry(r.version, keys[r.key]))
+        elif r.op == BUCKET and r.key in named:
+            out.append(bucket_entry(r.version, named[r.key]))
         elif r.op == TRASH and (r.object_id or -1) in trashed:
             out.append(trash_entry(r.version, buckets[trashed[r.object_id or -1].bucket_id],
                                    trashed[r.object_id or -1],

@@ -21,6 +21,10 @@ The rules:
 * a pack is a chunk of kind ``meta`` whose refcount is its number of needed
   entries (``needed_versions``); an entry found in several packs belongs to the
   one with the most copies;
+* the newest ``bucket`` entry of each bucket says whether it exists (empty or
+  not); a bucket with a file in it exists whatever its entries say, and one
+  known only from the entries of its files (logged before buckets had entries
+  of their own) is taken to exist;
 * from a metadata snapshot (``base``, complete up to version ``as_of``): the
   snapshot's files and keys, then every pack entry newer than ``as_of``. A
   name the snapshot does not have but an older pack still holds a ``put`` for
@@ -37,7 +41,9 @@ from dataclasses import dataclass, field
 
 from tossit.chunking import DATA, META
 from tossit.manifests import (
+    SYSTEM_BUCKET,
     AnyEntry,
+    BucketEntry,
     DelEntry,
     KeyEntry,
     PurgeEntry,
@@ -123,6 +129,7 @@ class Plan:
     cluster: str | None = None  # the id the new metadata takes: the nodes' own
     trash: list[FileState] = field(default_factory=list)  # entries are TrashEntry
     conflicts: list[int] = field(default_factory=list)  # versions with two different entries
+    buckets: list[BucketEntry] = field(default_factory=list)  # made or deleted, by name
 
     @property
     def complete(self) -> list[FileState]:
@@ -131,6 +138,21 @@ class Plan:
     @property
     def incomplete(self) -> list[FileState]:
         return [f for f in self.files if f.missing]
+
+    def bucket_rows(self, now: float) -> dict[str, tuple[float, float | None]]:
+        """Every bucket the new metadata has, as name -> (created, deleted or None):
+        as its newest ``bucket`` entry says, made again if a file lives in it
+        (a lost pack must not hide a file), and made at ``now`` if only the
+        entries of its files name it. ``default`` always exists (the REST API's)."""
+        rows: dict[str, tuple[float, float | None]] = {
+            b.name: (b.created, b.deleted) for b in self.buckets}
+        named = {e.bucket for e, _, _ in self.entries
+                 if not isinstance(e, KeyEntry | BucketEntry)}
+        for name in sorted({"default", *named, *(f.entry.bucket for f in self.trash)}):
+            rows.setdefault(name, (now, None))
+        for name in {"default", *(f.entry.bucket for f in self.files)}:
+            rows[name] = (rows[name][0], None)
+        return rows
 
     @property
     def missing_chunks(self) -> int:
@@ -150,6 +172,8 @@ class Plan:
             "trash": len(self.trash),
             "trash_bytes": sum(f.entry.size for f in self.trash),
             "keys": len(self.keys),
+            "buckets": sum(1 for name, (_, deleted) in self.bucket_rows(0.0).items()
+                           if deleted is None and name != SYSTEM_BUCKET),
             "chunks_missing": self.missing_chunks,
             "packs": sum(1 for c in self.chunks.values() if c.kind == META),
             "packs_unreadable": len(self.unreadable),
@@ -279,4 +303,5 @@ def plan(g: Gathered, replicas: int, base: Sequence[Entry] | None = None, as_of:
                 nodes=sorted(g.nodes.values(), key=lambda n: n.name),
                 max_version=state.max_version, unreadable=dict(g.unreadable),
                 unreachable=dict(g.unreachable), cluster=cluster_of(list(g.nodes.values())),
-                trash=trash, conflicts=conflicts)
+                trash=trash, conflicts=conflicts,
+                buckets=sorted(state.buckets.values(), key=lambda b: b.name))

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tossit.brain.db import make_engine, migrate
-from tossit.brain.manifest_rows import DEL, KEY, PURGE, PUT, TRASH
+from tossit.brain.manifest_rows import BUCKET, DEL, KEY, PURGE, PUT, TRASH
 from tossit.brain.models import (
     ApiKey,
     Bucket,
@@ -46,6 +46,7 @@ from tossit.manifests import (
     ID_GAP,
     VERSION_GAP,
     AnyEntry,
+    BucketEntry,
     KeyEntry,
     PurgeEntry,
     PutEntry,
@@ -85,11 +86,9 @@ async def write_plan(url: str, plan: Plan, *, note: dict[str, Any] | None = None
 
 async def _fill(s: AsyncConnection, plan: Plan, now: float, note: dict[str, Any],
                 history: SnapshotContents | None) -> None:
-    names = sorted({"default", *(e.bucket for e, _, _ in plan.entries
-                                  if not isinstance(e, KeyEntry)),
-                    *(f.entry.bucket for f in [*plan.files, *plan.trash])})
     existing = dict((await s.execute(select(Bucket.name, Bucket.id))).all())
-    await _insert(s, Bucket, [{"name": n, "created_at": now} for n in names
+    await _insert(s, Bucket, [{"name": n, "created_at": created, "deleted_at": deleted}
+                              for n, (created, deleted) in plan.bucket_rows(now).items()
                               if n not in existing])
     bucket_ids = dict((await s.execute(select(Bucket.name, Bucket.id))).all())
 
@@ -191,6 +190,10 @@ def _log_row(e: AnyEntry, pack: str | None, needed: bool,
     if isinstance(e, KeyEntry):
         return {"version": e.version, "op": KEY, "bucket_id": None, "key": e.key_id,
                 "object_id": None, "needed": needed, "pack": pack, "created_at": e.created}
+    if isinstance(e, BucketEntry):
+        return {"version": e.version, "op": BUCKET, "bucket_id": None, "key": e.name,
+                "object_id": None, "needed": needed, "pack": pack,
+                "created_at": e.deleted or e.created}
     if isinstance(e, PutEntry):
         op, when = PUT, e.created
     elif isinstance(e, TrashEntry):

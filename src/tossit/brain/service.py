@@ -120,7 +120,7 @@ class Brain:
         self.collector.written_packs = self.manifests.written_ids
         self.collector.written_versions = self.manifests.written_versions
         self.repairer.on_lost_packs = self._packs_lost
-        self.keys.after_change = self._key_changed
+        self.store.after_log = self._logged_alone
         self.snapshots = Snapshotter(settings, self.store, self.url, self.ingest, self.commits)
         self.drill = Drill(self.store, self.registry, cluster_secret, settings.replicas,
                            settings.data_dir, settings.tls_ca)
@@ -369,10 +369,10 @@ class Brain:
                 log.warning("could not read the nodes from the metadata: %s", exc)
             await asyncio.sleep(MIRROR_EVERY)
 
-    async def _key_changed(self, pack: Pack | None, garbage: list[str]) -> None:
-        """A key was created or revoked: its manifest entry goes to the nodes now if
-        they take it, else from the outbox as soon as they do (the change itself
-        already holds on this brain)."""
+    async def _logged_alone(self, pack: Pack | None, garbage: list[str]) -> None:
+        """A key or a bucket was made or changed: its manifest entry goes to the
+        nodes now if they take it, else from the outbox as soon as they do (the
+        change itself already holds on this brain)."""
         if garbage:
             self.collector.release(garbage)
         if pack is None:
@@ -380,7 +380,7 @@ class Brain:
         try:
             await self.manifests.write(pack)
         except Exception as exc:
-            log.warning("key change not on the nodes yet (%s); retrying", exc)
+            log.warning("key or bucket change not on the nodes yet (%s); retrying", exc)
             self.manifests.wake()
 
     def _silence_at_start(self, row: Any) -> float:

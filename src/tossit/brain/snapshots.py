@@ -37,7 +37,14 @@ from tossit.brain.ingest import Ingest
 from tossit.brain.models import Base, ManifestEntry, Object, PackOutbox, WebSession
 from tossit.brain.store import Store
 from tossit.config import BrainSettings, format_size
-from tossit.manifests import SYSTEM_BUCKET, AnyEntry, KeyEntry, TrashEntry, put_entry
+from tossit.manifests import (
+    SYSTEM_BUCKET,
+    AnyEntry,
+    BucketEntry,
+    KeyEntry,
+    TrashEntry,
+    put_entry,
+)
 from tossit.periodic import Periodic
 
 log = logging.getLogger("tossit.brain.snapshots")
@@ -216,7 +223,7 @@ class SnapshotContents:
 
 
 def read_snapshot(path: Path) -> SnapshotContents:
-    """The files and keys of a snapshot as manifest entries (at the versions they
+    """The files, keys and buckets of a snapshot as manifest entries (at the versions they
     had), with its nodes and event history. Blocking: run it in a thread."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
@@ -251,6 +258,13 @@ def read_snapshot(path: Path) -> SnapshotContents:
                     created=k["created_at"], expires=k["expires_at"],
                     revoked=k["revoked_at"]))
         entries += _trash_entries(conn)
+        bucket_versions = {row["key"]: row["version"] for row in conn.execute(
+            "SELECT key, max(version) AS version FROM manifest_log WHERE op = 'bucket' "
+            "GROUP BY key")}
+        for b in conn.execute("SELECT * FROM buckets"):
+            if b["name"] in bucket_versions:
+                entries.append(BucketEntry(version=bucket_versions[b["name"]], name=b["name"],
+                                           created=b["created_at"], deleted=b["deleted_at"]))
         nodes = [dict(r) for r in conn.execute("SELECT * FROM nodes")]
         events = [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id")]
         for e in events:

@@ -155,6 +155,10 @@ _OBJECT_COLUMNS = ("id", "bucket_id", "key", "size", "content_type", "sha256", "
                    "chunk_size", "chunk_count", "user_meta", "created_at")
 
 
+async def _nothing(pack: Pack | None, garbage: list[str]) -> None:
+    return None
+
+
 def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
@@ -188,6 +192,10 @@ class StoreBase:
         self._live_buckets: dict[str, tuple[Bucket, float]] = {}
         self.log = LogStore(self)
         self.versions = manifest_rows.Versions()
+        # A key or bucket change logged in a pack of its own (``manifest_rows.
+        # log_key``, ``log_bucket``): the brain sets this to write the pack to the
+        # nodes and release what the change superseded.
+        self.after_log: Callable[[Pack | None, list[str]], Awaitable[None]] = _nothing
         ins = self._insert(_table(Chunk))
         self.upsert_chunk = ins.on_conflict_do_update(
             index_elements=["id"],

@@ -3,14 +3,21 @@
 A deleted bucket keeps its row with ``deleted_at`` set (the manifest log and the
 trash refer to its id); making the name again clears it. The brain's own bucket
 (``tossit.manifests.SYSTEM_BUCKET``) is never shown nor touched here.
+
+Making and deleting a bucket are manifest entries too (``manifest_rows.
+log_bucket``), logged in the change's transaction and written to the nodes
+before the answer: a rebuild from the nodes makes the empty buckets again and
+keeps deleted ones deleted.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from tossit.brain.manifest_rows import Pack, log_bucket
 from tossit.brain.models import Bucket, Object
 from tossit.brain.store.base import StoreBase
 from tossit.manifests import SYSTEM_BUCKET
@@ -57,8 +64,10 @@ class BucketStore(StoreBase):
             if row is None:
                 s.add(Bucket(name=name, created_at=now))
             else:
-                await s.execute(update(Bucket).where(Bucket.id == row.id)
-                                .values(deleted_at=None, created_at=now))
+                row.deleted_at, row.created_at = None, now
+            await s.flush()  # (log_bucket reads the row)
+            garbage, pack = await self._log_bucket(s, name)
+        await self.after_log(pack, garbage)
         return True
 
     async def drop_bucket(self, name: str) -> bool | None:
@@ -71,8 +80,16 @@ class BucketStore(StoreBase):
                 return None
             if await s.scalar(select(exists().where(Object.bucket_id == row.id))):
                 return False
-            await s.execute(update(Bucket).where(Bucket.id == row.id)
-                            .values(deleted_at=time.time()))
+            row.deleted_at = time.time()
+            await s.flush()
+            garbage, pack = await self._log_bucket(s, name)
         self._bucket_ids.pop(name, None)
         self._live_buckets.pop(name, None)
+        await self.after_log(pack, garbage)
         return True
+
+    async def _log_bucket(self, s: AsyncSession, name: str) -> tuple[list[str], Pack | None]:
+        if self.pack_key is None:
+            return [], None
+        await self.lock_refcounts(s)
+        return await log_bucket(s, name, self.pack_key, self.versions)
