@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
+from s3_clients import make_key, s3_client
 
 from cluster import Cluster, wait_until
-from s3_clients import make_key, s3_client
 
 MiB = 1024 * 1024
 

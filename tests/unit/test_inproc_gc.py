@@ -320,3 +320,38 @@ async def until_dropped(core: Core, pack: str) -> None:
         if await core.refcount(pack) is None:
             return
     raise AssertionError(f"pack {pack[:12]} never dropped")
+
+
+async def test_a_pack_write_that_may_have_landed_holds_the_drop_until_that_node_answers(
+        tmp_path: Path) -> None:
+    """A pack write that failed on a node (a timeout: the bytes may land later) is
+    recorded ``doubtful`` there. When the pack is dropped while that node is
+    away, the drop waits for it: the copy it may hold is deleted once it is back,
+    so no tombstone expires while an old entry can still be on a node."""
+    def no_trash(s: Any) -> None:
+        s.trash_keep = 0
+
+    async with memcore(tmp_path, nodes=3, tune=no_trash) as core:
+        flaky = core.nodes[2]
+        flaky.fail()  # every write to it "times out"
+        old = await core.upload("a", b"")  # no chunk: the pack is its first write
+        await core.manifests.record_written()
+        async with core.store.read() as s:
+            (pack,) = (await s.execute(select(ManifestEntry.pack).where(
+                ManifestEntry.object_id == old.obj.id))).scalars().all()
+        assert pack is not None
+        assert (await core.replicas(pack))[flaky.view.id] == "doubtful"
+        flaky.heal()
+        flaky.blobs[pack] = core.node(core.nodes[0].view.id).blobs[pack]  # it landed
+        flaky.kinds[pack] = "meta"
+        flaky.view.state = OFFLINE  # and then the node went away
+        await core.upload("a", blob(61, CHUNK))  # the old entry is superseded
+        await core.manifests.record_written()
+        for _ in range(3):
+            await gc(core)
+        assert await core.refcount(pack) == 0, "dropped while a copy may be on an away node"
+        assert [n.view.name for n in core.nodes if pack in n.blobs] == [flaky.view.name]
+        flaky.view.state = ONLINE
+        flaky.view.unreachable_until = 0.0  # (what its first report after the absence does)
+        await until_dropped(core, pack)
+        assert [n.view.name for n in core.nodes if pack in n.blobs] == []

@@ -144,6 +144,17 @@ def test_corrupt_and_missing_rows() -> None:
     assert [(d.node_id, d.reason, d.on_node) for d in p.drop] == [("c", MISSING, False)]
 
 
+def test_a_doubtful_pack_copy_is_neither_counted_nor_forgotten() -> None:
+    """A pack write that may have landed (``manifest_rows.DOUBTFUL``): not a copy
+    to count or read, and its row stays (the collector asks that node to delete
+    the pack when it is dropped); a copy made there turns it into an ok one."""
+    nodes = cluster(a="online", b="online", c="online", d="online")
+    p = plan({"a": "ok", "b": "ok", "c": "doubtful"}, nodes, ["a", "b", "c"])
+    assert p.copies == 2 and [c.target for c in p.copy] == ["c"] and not p.drop
+    p = plan({"a": "ok", "b": "ok", "d": "ok", "c": "doubtful"}, nodes, ["a", "b", "d"])
+    assert not p.copy and not p.drop
+
+
 def test_corrupt_copies_stay_while_no_good_copy_can_be_read() -> None:
     nodes = cluster(a="online", b="online", c="online", d="offline")
     every = plan({"a": "corrupt", "b": "corrupt", "c": "corrupt"}, nodes, ["a", "b", "c"])

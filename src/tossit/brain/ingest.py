@@ -28,7 +28,13 @@ from tossit.brain.models import Object
 from tossit.brain.pins import ChunkPins
 from tossit.brain.registry import READABLE_STATES, NodeView, Registry, disk_capacity
 from tossit.brain.store import NewObject, ReplaceOnly, Store
-from tossit.brain.transport import NodeDiskError, NodeError, NodeFull, NodeTransport
+from tossit.brain.transport import (
+    NodeDiskError,
+    NodeError,
+    NodeFull,
+    NodeTransport,
+    NodeUnavailable,
+)
 from tossit.brain.upload_budget import ByteBudget
 from tossit.chunking import DATA, META, Digest, StreamHasher, rechunk
 from tossit.config import BrainSettings
@@ -304,9 +310,11 @@ class Ingest:
             # ones no committed object uses (it re-checks under its lock).
             self.collector.release(list(placing), sizes)
 
-    async def place(self, cid: str, data: bytes | bytearray, kind: str = DATA) -> list[str]:
+    async def place(self, cid: str, data: bytes | bytearray, kind: str = DATA,
+                    doubtful: set[str] | None = None) -> list[str]:
         """Store one chunk (or manifest pack) on R nodes, or at least W; returns
-        the nodes holding it."""
+        the nodes holding it. ``doubtful`` gets the nodes whose write failed in a
+        way that may still land (a timeout, a reset, a straggler cut off)."""
         replicas = self.settings.replicas
         quorum = self.settings.quorum
         holders: list[str] = []
@@ -353,15 +361,7 @@ class Ingest:
                         acked.append(node.id)
                         continue
                     node.reserved = max(0, node.reserved - len(data))
-                    if isinstance(exc, NodeFull):
-                        node.free = 0  # until its next heartbeat says otherwise
-                    elif isinstance(exc, NodeDiskError):
-                        # Until its next heartbeat, which says whether it writes again.
-                        self.registry.mark_unreachable(node.id, transfer=False)
-                    if not isinstance(exc, NodeError):
-                        raise exc
-                    errors.append(str(exc))
-                    log.warning("chunk %s: %s; trying another node", cid[:12], exc)
+                    errors.append(self._write_failed(cid, node, exc, doubtful))
                 launch()
                 if deadline is None and len(holders) + len(acked) >= quorum and running:
                     deadline = loop.time() + straggler_wait(
@@ -369,6 +369,8 @@ class Ingest:
         finally:
             for task in running:
                 task.cancel()
+            if doubtful is not None:
+                doubtful.update(node.id for node in running.values())
         total = holders + acked
         if len(total) < quorum:
             available = len(holders) + len(candidates) - len(errors)
@@ -378,6 +380,22 @@ class Ingest:
                 + ("; ".join(errors[-3:]) if errors else "no other node can take it"),
             )
         return total
+
+    def _write_failed(self, cid: str, node: NodeView, exc: BaseException,
+                      doubtful: set[str] | None) -> str:
+        """A copy's write failed: what it says of the node, and why (raised again
+        if it is no node's failure)."""
+        if isinstance(exc, NodeFull):
+            node.free = 0  # until its next heartbeat says otherwise
+        elif isinstance(exc, NodeDiskError):
+            # Until its next heartbeat, which says whether it writes again.
+            self.registry.mark_unreachable(node.id, transfer=False)
+        elif doubtful is not None and isinstance(exc, NodeUnavailable):
+            doubtful.add(node.id)  # a timeout or a reset: the bytes may still land
+        if not isinstance(exc, NodeError):
+            raise exc
+        log.warning("chunk %s: %s; trying another node", cid[:12], exc)
+        return str(exc)
 
     def _cut_stragglers(self, cid: str, running: dict[asyncio.Task[None], NodeView]) -> None:
         """W nodes hold the chunk and these have not answered in time: go on without

@@ -72,6 +72,8 @@ if TYPE_CHECKING:
 
 PUT, DEL, KEY, TRASH, PURGE, BUCKET = "put", "del", "key", "trash", "purge", "bucket"
 BACKFILL_PAGE = 2000  # entries per pack when packing entries logged without one
+# The replica state of a pack's copy that may have landed (``PackRecord.doubtful``).
+DOUBTFUL = "doubtful"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,12 @@ class PackRecord:
     # The entries it holds that the log does not point at it yet (a pack made
     # after its commit, ``ManifestWriter.publish``); () for a pack of the outbox.
     versions: tuple[int, ...] = ()
+    # Nodes whose write of it failed in a way that may still land (a timeout, a
+    # straggler cut off): recorded ``doubtful``, so that when the pack is dropped
+    # the collector waits for those nodes to answer its delete too. A copy left
+    # on a node that was away then would, once the tombstones hiding its entries
+    # expired, bring deleted files back in a rebuild.
+    doubtful: tuple[str, ...] = ()
 
 
 
@@ -370,6 +378,11 @@ class LogStore:
             await conn.execute(self.store.upsert_replica, [
                 {"chunk_id": pid, "node_id": n, "state": "ok", "updated_at": now}
                 for pid, n in sorted(replicas)])
+        doubtful = {(p.pack_id, n) for p in packs for n in p.doubtful} - replicas
+        if doubtful:  # (an ok copy recorded before stays ok)
+            await conn.execute(self.store.insert_replica_if_absent, [
+                {"chunk_id": pid, "node_id": n, "state": DOUBTFUL, "updated_at": now}
+                for pid, n in sorted(doubtful)])
         for batch in batches(ids):
             await conn.execute(delete(PackOutbox).where(PackOutbox.pack_id.in_(batch)))
         return [pid for pid in ids if needed[pid] == 0]

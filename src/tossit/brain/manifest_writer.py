@@ -36,8 +36,10 @@ from tossit.errors import MetadataFull
 from tossit.manifests import AnyEntry
 
 log = logging.getLogger("tossit.brain.manifests")
-# Stores a blob (id, bytes, kind) on the nodes placement picks; returns the nodes.
-Place = Callable[[str, bytes, str], Awaitable[list[str]]]
+# Stores a blob (id, bytes, kind) on the nodes placement picks; returns the nodes,
+# and adds to the set it is given the nodes whose write may still land
+# (``Ingest.place``).
+Place = Callable[[str, bytes, str, set[str]], Awaitable[list[str]]]
 RETRY_EVERY = 5.0  # seconds between attempts while packs wait in the outbox
 # A pack nobody waits for (written at start, or after a failure) waits this long for
 # R nodes to take it, rather than land on W now and need a repair (a fresh cluster's
@@ -83,6 +85,9 @@ class ManifestWriter:
         self._recording: dict[str, PackRecord] = {}
         self._first_written = 0.0
         self._writing: set[str] = set()  # packs on their way to the nodes
+        # Nodes each pack's writes failed on in a way that may still land (kept
+        # across attempts until the pack is recorded: see ``PackRecord.doubtful``).
+        self._doubtful: dict[str, set[str]] = {}
         self._to_record = asyncio.Event()
         # Committed entries waiting for a pack, and those in packs on their way.
         self._queue: list[_Publish] = []
@@ -157,7 +162,8 @@ class ManifestWriter:
         await self.pins.pin(pack.id)  # until recorded: the collector leaves it alone
         self._writing.add(pack.id)
         try:
-            nodes = await self.place(pack.id, pack.data, META)
+            doubtful = self._doubtful.setdefault(pack.id, set())
+            nodes = await self.place(pack.id, pack.data, META, doubtful)
             failpoints.hit("commit.after_pack", lambda: [pack.data.decode(errors="replace")])
         except BaseException:
             self.pins.unpin(pack.id)
@@ -165,7 +171,9 @@ class ManifestWriter:
         finally:
             self._writing.discard(pack.id)
         MANIFEST_PACKS.inc()
-        done = PackRecord(pack.id, len(pack.data), tuple(nodes), versions)
+        doubtful = self._doubtful.pop(pack.id, set()) - set(nodes)
+        done = PackRecord(pack.id, len(pack.data), tuple(nodes), versions,
+                          tuple(sorted(doubtful)))
         if record_now:
             await self._record([done])
         else:

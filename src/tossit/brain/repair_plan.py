@@ -10,7 +10,8 @@ Pure logic (no I/O), so every rule can be tested without servers:
   chunks first (the caller sorts by ``copies``).
 - At R or more: move towards the desired placement one copy at a time (copy to a
   desired node, then drop a copy placement does not want), and drop copies beyond
-  R, on draining/drained nodes, corrupt ones and rows for missing ones. A copy is
+  R, on draining/drained nodes, corrupt ones and rows for missing ones (a pack's
+  ``doubtful`` row, a write that may have landed, stays for the collector). A copy is
   dropped only while R *other* counted copies are on online nodes, so a chunk never
   goes below R because of a move.
 - A drain whose chunk has a counted copy on an offline node gets an extra online

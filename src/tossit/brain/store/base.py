@@ -206,6 +206,8 @@ class StoreBase:
             index_elements=["chunk_id", "node_id"],
             set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at},
         )
+        self.insert_replica_if_absent = ins.on_conflict_do_nothing(
+            index_elements=["chunk_id", "node_id"])
         objects = _table(Object)
         self._insert_object = insert(objects).returning(
             objects.c.id, objects.c.bucket_id, objects.c.key
