@@ -5,8 +5,9 @@ FastAPI's routing, and hands everything else on to FastAPI.
 
 A subclass says which requests it takes (``match``: the endpoint call, or None)
 and what it checks first (``check``). An ``ApiError`` or ``TossitError`` gets the
-JSON answer FastAPI's handlers give (``tossit.errors.json_error``); anything else
-propagates to the server-error middleware, as from a route.
+JSON answer FastAPI's handlers give (``tossit.errors.json_error``), an
+``HTTPException`` (a body the limits cut off) a JSON answer of its status;
+anything else propagates to the server-error middleware, as from a route.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from tossit.errors import ApiError, TossitError, json_error
 
@@ -45,4 +47,9 @@ class HotPath:
             response = await handler(request)
         except (ApiError, TossitError) as exc:
             response = json_error(exc)
+        except HTTPException as exc:
+            # A body cut off by the limits middleware (``tossit.limits``: 408, 413),
+            # which sends its own answer: answered as FastAPI would, not logged.
+            response = JSONResponse({"error": getattr(exc, "code", "http_error"),
+                                     "message": exc.detail}, status_code=exc.status_code)
         await response(scope, receive, send)

@@ -24,6 +24,7 @@ from tossit import chunkbatch
 from tossit.auth.asgi import SignedRequests
 from tossit.chunking import DATA, META, content_id
 from tossit.config import NodeSettings
+from tossit.limits import BodyTimeout
 from tossit.node.app import create_app
 from tossit.node.hot_routes import HotRoutes
 
@@ -139,3 +140,47 @@ def test_the_hot_routes_run_inside_the_signature_check(tmp_path: Path) -> None:
     app = create_app(NodeSettings(data_dir=tmp_path, join_secret=SecretStr(SECRET)))
     order: list[object] = [m.cls for m in app.user_middleware]  # outermost first
     assert order.index(SignedRequests) < order.index(HotRoutes)
+
+
+def test_a_client_gone_mid_chunk_is_no_server_error(tmp_path: Path) -> None:
+    asyncio.run(_gone_mid_chunk(tmp_path))
+
+
+async def _gone_mid_chunk(tmp_path: Path) -> None:
+    """The brain gave up on a chunk write (a straggler cut off, an upload
+    aborted): the node stores nothing and answers, instead of raising
+    ``ClientDisconnect`` to the server, which logged a traceback for each."""
+    data = os.urandom(100_000)
+    cid = content_id(data)
+    settings = NodeSettings(data_dir=tmp_path / "n", join_secret=SecretStr(SECRET),
+                            brain="http://127.0.0.1:9", heartbeat_interval=60)
+    app = create_app(settings)
+    cases = [(q, end) for q in ("", "?x=1")  # the hot path, and FastAPI's route
+             for end in ("gone", "timeout")]  # the client left; the limits cut it off
+    async with app.router.lifespan_context(app):
+        for query, end in cases:
+            request = httpx.Request("PUT", f"http://node/chunks/{cid}{query}", content=data)
+            signed = next(SignedAuth(SECRET, app.state.parts.node_id).auth_flow(request))
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                     "method": "PUT", "scheme": "http", "path": f"/chunks/{cid}",
+                     "raw_path": f"/chunks/{cid}".encode(), "root_path": "",
+                     "query_string": query[1:].encode(),
+                     "headers": [(k.lower().encode(), v.encode())
+                                 for k, v in signed.headers.items()],
+                     "client": ("127.0.0.1", 1), "server": ("node", 80)}
+            messages = [{"type": "http.request", "body": data[:1000], "more_body": True},
+                        {"type": "http.disconnect"}]
+            sent: list[dict[str, Any]] = []
+
+            async def receive(end: str = end,
+                              messages: list[dict[str, Any]] = messages) -> dict[str, Any]:
+                if len(messages) == 1 and end == "timeout":
+                    raise BodyTimeout(30)  # what tossit.limits raises from receive()
+                return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any], out: list[dict[str, Any]] = sent) -> None:
+                out.append(message)
+
+            await app(scope, receive, send)
+            assert sent[0]["status"] == (400 if end == "gone" else 408), sent
+            assert not app.state.parts.store.exists(cid)

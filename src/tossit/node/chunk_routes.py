@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from tossit import chunkbatch
 from tossit.chunkbatch import MAX_BATCH_BYTES, MAX_BATCH_CHUNKS
@@ -50,10 +52,18 @@ class DeleteOrder(BaseModel):
 
 async def _read_capped(request: Request, cap: int, code: str, what: str) -> bytearray:
     body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > cap:
-            raise ApiError(413, code, what)
+    try:
+        async for piece in request.stream():
+            body += piece
+            if len(body) > cap:
+                raise ApiError(413, code, what)
+    except ClientDisconnect as exc:
+        if isinstance(exc, HTTPException):
+            raise  # the body limits cut it off: answered by their middleware
+        # The brain gave up on this write (a straggler cut off, an upload that
+        # ended): nothing is stored, and it is no server error to log.
+        raise ApiError(400, "client_disconnected",
+                       "the request body ended before its end") from None
     return body
 
 
