@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -159,28 +159,38 @@ async def _gone_mid_chunk(tmp_path: Path) -> None:
              for end in ("gone", "timeout")]  # the client left; the limits cut it off
     async with app.router.lifespan_context(app):
         for query, end in cases:
-            request = httpx.Request("PUT", f"http://node/chunks/{cid}{query}", content=data)
-            signed = next(SignedAuth(SECRET, app.state.parts.node_id).auth_flow(request))
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                     "method": "PUT", "scheme": "http", "path": f"/chunks/{cid}",
-                     "raw_path": f"/chunks/{cid}".encode(), "root_path": "",
-                     "query_string": query[1:].encode(),
-                     "headers": [(k.lower().encode(), v.encode())
-                                 for k, v in signed.headers.items()],
-                     "client": ("127.0.0.1", 1), "server": ("node", 80)}
-            messages = [{"type": "http.request", "body": data[:1000], "more_body": True},
-                        {"type": "http.disconnect"}]
-            sent: list[dict[str, Any]] = []
-
-            async def receive(end: str = end,
-                              messages: list[dict[str, Any]] = messages) -> dict[str, Any]:
-                if len(messages) == 1 and end == "timeout":
-                    raise BodyTimeout(30)  # what tossit.limits raises from receive()
-                return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-            async def send(message: dict[str, Any], out: list[dict[str, Any]] = sent) -> None:
-                out.append(message)
-
-            await app(scope, receive, send)
+            sent = await _put_cut_short(app, data, query, cut_by_limits=end == "timeout")
             assert sent[0]["status"] == (400 if end == "gone" else 408), sent
             assert not app.state.parts.store.exists(cid)
+
+
+async def _put_cut_short(app: Any, data: bytes, query: str,
+                         cut_by_limits: bool) -> list[MutableMapping[str, Any]]:
+    """A signed chunk PUT whose body stops after 1,000 bytes: the client leaves
+    (``cut_by_limits``: the limits middleware's BodyTimeout instead). What was sent back."""
+    cid = content_id(data)
+    request = httpx.Request("PUT", f"http://node/chunks/{cid}{query}", content=data)
+    signed = next(SignedAuth(SECRET, app.state.parts.node_id).auth_flow(request))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "PUT", "scheme": "http", "path": f"/chunks/{cid}",
+             "raw_path": f"/chunks/{cid}".encode(), "root_path": "",
+             "query_string": query[1:].encode(),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in signed.headers.items()],
+             "client": ("127.0.0.1", 1), "server": ("node", 80)}
+    first = True
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": data[:1000], "more_body": True}
+        if cut_by_limits:
+            raise BodyTimeout(30)  # what tossit.limits raises from receive()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
