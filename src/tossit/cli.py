@@ -1215,6 +1215,13 @@ def drill(brain: BrainOpt = None, config: ConfigOpt = None,
                           markup=False, soft_wrap=True,
                           style="red" if key in ("lost", "wrong", "incomplete", "reappear")
                           else "yellow")
+    for names, n, words in ((r.buckets_lost, r.buckets_lost_count, "would be lost"),
+                            (r.buckets_reappear, r.buckets_reappear_count,
+                             "deleted, would come back")):
+        if n:
+            console.print(f"{plural(n, 'bucket')} {words}: " + ", ".join(names)
+                          + (" ..." if n > len(names) else ""), highlight=False,
+                          markup=False, soft_wrap=True, style="red")
     for src, why in r.nodes_unreachable.items():
         console.print(f"not read: {src} ({why})", style="yellow", highlight=False,
                       markup=False)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Any
 
+from s3_clients import make_key, s3_client
+
 from cluster import Cluster, wait_until
 
 MiB = 1024 * 1024
@@ -87,4 +89,35 @@ def test_drill_on_a_healthy_cluster_then_with_manifests_deleted_by_hand(
         assert any(b'"key":"f0.bin"' in p.read_bytes() for p in c.pack_files(i).values())
     m = c.http.get("/api/status").json()["manifests"]
     assert m["by_copies"] == {"3": m["packs"]} and m["outbox"] == 0
+    assert drill_cli(c).returncode == 0
+
+
+def test_the_drill_names_a_bucket_a_rebuild_would_lose_until_its_entry_is_rewritten(
+        make_cluster: Any) -> None:
+    c: Cluster = make_cluster(nodes=3, replicas=3)
+    s3 = s3_client(c, make_key(c))
+    s3.create_bucket(Bucket="empty-one")
+    s3.create_bucket(Bucket="was-here")
+    s3.delete_bucket(Bucket="was-here")
+    healthy = c.http.post("/api/admin/drill").json()
+    assert healthy["ok"] is True and healthy["buckets"] == 2  # default and empty-one
+    assert healthy["buckets_lost_count"] == healthy["buckets_reappear_count"] == 0
+
+    # Every copy of the entry that made empty-one is deleted by hand.
+    for i in range(3):
+        for p in c.pack_files(i).values():
+            if b'"op":"bucket"' in p.read_bytes() and b'"name":"empty-one"' in p.read_bytes():
+                p.unlink()
+    lossy = drill_cli(c)
+    assert lossy.returncode == 1, lossy.stdout
+    assert "1 bucket lost" in lossy.stdout and "1 bucket would be lost: empty-one" in (
+        lossy.stdout)
+
+    def rewritten() -> bool:  # the repairer writes the entry again from the metadata
+        c.http.post("/api/admin/gc")
+        c.http.post("/api/admin/repair")
+        d = c.http.post("/api/admin/drill").json()
+        return bool(d["ok"] and d["buckets_lost_count"] == 0)
+
+    wait_until(rewritten, 60, interval=1, what="empty-one's entry written again")
     assert drill_cli(c).returncode == 0

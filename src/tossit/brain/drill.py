@@ -11,6 +11,7 @@ It reports, with names:
 * deleted files a rebuild would bring back;
 * files in the trash a rebuild would lose, and purged ones it would bring back
   into the trash;
+* buckets a rebuild would lose, and deleted ones it would bring back;
 * files whose manifest is on fewer than R nodes, or with a chunk on fewer than
   R nodes (recoverable today, one failure away from not);
 
@@ -28,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tossit.brain.db import make_engine
 from tossit.brain.gather import Gatherer
-from tossit.brain.manifest_rows import PURGE, PUT, TRASH
+from tossit.brain.manifest_rows import BUCKET, PURGE, PUT, TRASH
 from tossit.brain.models import Bucket, ManifestEntry, Object, TrashedObject
 from tossit.brain.rebuild import Plan, plan
 from tossit.brain.rebuild_db import write_plan
@@ -44,6 +45,7 @@ from tossit.manifests import SYSTEM_BUCKET
 log = logging.getLogger("tossit.brain.drill")
 _LISTS = ("lost", "wrong", "incomplete", "reappear", "manifest_below", "chunks_below",
           "trash_lost", "trash_reappear")
+_BUCKET_LISTS = ("buckets_lost", "buckets_reappear")  # of bucket names
 NAMES = 50  # names listed per finding (the counts are complete)
 
 Name = tuple[str, str]  # (bucket, file name)
@@ -62,11 +64,15 @@ class Findings:
     trash: int = 0  # files in the trash compared
     trash_lost: list[Name] = field(default_factory=list)  # in the trash, a rebuild loses it
     trash_reappear: list[Name] = field(default_factory=list)  # purged, would come back
+    buckets: int = 0  # buckets compared
+    buckets_lost: list[str] = field(default_factory=list)
+    buckets_reappear: list[str] = field(default_factory=list)  # deleted, would come back
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.wrong or self.incomplete or self.reappear
-                    or self.trash_lost or self.trash_reappear)
+                    or self.trash_lost or self.trash_reappear or self.buckets_lost
+                    or self.buckets_reappear)
 
 
 class Drill:
@@ -100,6 +106,9 @@ class Drill:
             "trash": found.trash,
             **{k: [f"{b}/{n}" for b, n in getattr(found, k)[:NAMES]] for k in _LISTS},
             **{f"{k}_count": len(getattr(found, k)) for k in _LISTS},
+            "buckets": found.buckets,
+            **{k: getattr(found, k)[:NAMES] for k in _BUCKET_LISTS},
+            **{f"{k}_count": len(getattr(found, k)) for k in _BUCKET_LISTS},
             "packs_unreadable": len(gatherer.out.unreadable),
             "snapshot_age_s": None if snapshot is None else round(t0 - snapshot["at"], 1),
         }
@@ -209,7 +218,25 @@ class Drill:
                     name, 0) <= boundary:
                 out.reappear.append(name)
         self._compare_trash(out, live_trash, trash_touched, got_trash, rebuilt, boundary)
+        await self._compare_buckets(out, rebuilt, boundary)
         return out
+
+    async def _compare_buckets(self, out: Findings, rebuilt: Plan, boundary: int) -> None:
+        """The buckets that exist now against those a rebuild makes (an empty
+        one lost, a deleted one back), but for those changed after the drill
+        began reading."""
+        async with self.store.read() as s:
+            live = {n for n, d in (await s.execute(select(Bucket.name, Bucket.deleted_at)))
+                    .all() if d is None and n != SYSTEM_BUCKET}
+            touched = dict((await s.execute(
+                select(ManifestEntry.key, func.max(ManifestEntry.version))
+                .where(ManifestEntry.op == BUCKET).group_by(ManifestEntry.key))).all())
+        made = {n for n, (_, deleted) in rebuilt.bucket_rows(0.0).items()
+                if deleted is None and n != SYSTEM_BUCKET}
+        settled = {n for n in live | made if touched.get(n, 0) <= boundary}
+        out.buckets = len(live & settled)
+        out.buckets_lost = sorted((live - made) & settled)
+        out.buckets_reappear = sorted((made - live) & settled)
 
 
 def _files(n: int, word: str = "file") -> str:
@@ -229,6 +256,10 @@ def summary(r: dict[str, Any]) -> str:
                  "into the trash")
     if r.get("trash"):
         text += f" ({_files(r['trash'])} in the trash)"
+    if r.get("buckets_lost_count"):
+        text += f", {plural(r['buckets_lost_count'], 'bucket')} lost"
+    if r.get("buckets_reappear_count"):
+        text += f", {plural(r['buckets_reappear_count'], 'deleted bucket')} would come back"
     at_risk = max(r["manifest_below_count"], r["chunks_below_count"])
     if at_risk:
         text += f"; {_files(at_risk)} with fewer than the full number of copies"

@@ -378,5 +378,12 @@ class DrillResult(Wire):
     chunks_below_count: int
     trash_lost_count: int
     trash_reappear_count: int
+    buckets: int = Field(0, description="buckets compared")
+    buckets_lost: list[str] = Field(default_factory=list,
+                                    description="bucket names a rebuild would not make")
+    buckets_reappear: list[str] = Field(default_factory=list,
+                                        description="deleted buckets a rebuild would make")
+    buckets_lost_count: int = 0
+    buckets_reappear_count: int = 0
     packs_unreadable: int
     snapshot_age_s: Seconds | None
