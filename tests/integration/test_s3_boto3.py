@@ -910,7 +910,9 @@ def test_a_buckets_files_are_listed_by_the_rest_api_and_the_cli(
                                                     "delimiter": "/"}).json()
     assert [f["name"] for f in folder] == ["album/cat.jpg"]
     assert "album/cat.jpg" not in {f["name"] for f in cluster.http.get("/api/files").json()}
-    for missing in ("no-such-bucket", ".tossit"):
+    s3.create_bucket(Bucket="deleted-one")
+    s3.delete_bucket(Bucket="deleted-one")
+    for missing in ("no-such-bucket", ".tossit", "deleted-one"):
         resp = cluster.http.get("/api/files", params={"bucket": missing})
         assert resp.status_code == 404 and resp.json()["error"] == "bucket_not_found"
     out = subprocess.run([sys.executable, "-m", "tossit", "ls", "--bucket", bucket,

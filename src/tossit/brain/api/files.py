@@ -257,8 +257,8 @@ async def list_files(
     ``X-Folder-Count`` the folders."""
     brain = brain_of(request)
     descending = order == "desc"
-    if bucket == SYSTEM_BUCKET or (bucket != DEFAULT_BUCKET and await brain.store.bucket_id(
-            bucket, create=False) is None):
+    # (A bucket deleted over S3 keeps its row: asked by name, it is not there.)
+    if bucket != DEFAULT_BUCKET and await brain.store.live_bucket(bucket) is None:
         raise ApiError(404, "bucket_not_found", f"no bucket {bucket!r}")
     if delimiter is None:
         objs, total = await brain.store.list_objects(
