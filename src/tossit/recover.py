@@ -192,7 +192,8 @@ def report_lines(r: Recovery, limit: int = 20) -> list[tuple[str, str | None]]:
         (f"rebuilt in {format_duration(r.seconds)} from {plural(s['nodes'], 'node')}: "
          f"{plural(s['files'], 'file')} ({format_size(s['bytes'])}), "
          f"{plural(s['deleted'], 'deleted name')} kept deleted, "
-         f"{plural(s['keys'], 'API key')}, newest version {s['max_version']:,}",
+         f"{plural(s['keys'], 'API key')}, {plural(s['buckets'], 'bucket')}, "
+         f"newest version {s['max_version']:,}",
          "green" if not s["incomplete"] else "yellow")]
     if s.get("trash"):
         out.append((f"{plural(s['trash'], 'file')} ({format_size(s['trash_bytes'])}) back in "

@@ -473,7 +473,8 @@ def test_s3_buckets_and_keys_come_back_with_a_backup_of_the_master_key(
     shutil.copy(c.root / "brain" / "keys.master", master)
 
     lose_the_brain(c)
-    run_recover(c, "--keys-master", str(master), *node_urls(c))
+    out = run_recover(c, "--keys-master", str(master), *node_urls(c)).stdout
+    assert "3 buckets" in out, out  # default, kept-empty, kept-full
     restart_brain(c)
     s3 = s3_client(c, key)  # the key made before the loss
     assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == before
