@@ -1,4 +1,5 @@
-"""Files: the seed-compatible REST API over objects in the ``default`` bucket."""
+"""Files: the seed-compatible REST API over objects in the ``default`` bucket, and
+the list of buckets whose files it can list too."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tossit.brain.api.common import (
     upload_filename,
 )
 from tossit.brain.api.wire.files import (
+    BucketEntry,
     ChunkEntry,
     ChunkReplica,
     FileDeleted,
@@ -285,6 +287,25 @@ async def list_files(
     if len(shown) < limit:
         body += await _describe(brain, objs)
     return body
+
+
+@router.get("/api/buckets", summary="List the buckets", response_model=list[BucketEntry])
+async def list_buckets(request: Request) -> list[BucketEntry]:
+    """The buckets that exist, by name, with their files and bytes: what the
+    dashboard offers to browse (``GET /api/files?bucket=NAME``). ``default``, where
+    the REST API's uploads go, is always listed; the brain's own bucket never."""
+    brain = brain_of(request)
+    rows = await brain.store.live_buckets()
+    usage = await brain.store.bucket_usage()
+    found: dict[str, BucketEntry] = {}
+    for b in rows:
+        files, size = usage.get(b.id, (0, 0))
+        found[b.name] = BucketEntry(name=b.name, created=iso(b.created_at), files=files,
+                                    bytes=size)
+    # Deleted over S3 (it was empty): still where the REST API's uploads go.
+    found.setdefault(DEFAULT_BUCKET, BucketEntry(name=DEFAULT_BUCKET, created=None, files=0,
+                                                 bytes=0))
+    return [found[name] for name in sorted(found)]
 
 
 @router.get("/api/files/{file_id}", summary="One file's metadata",

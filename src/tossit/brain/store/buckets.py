@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tossit.brain.manifest_rows import Pack, log_bucket
@@ -33,6 +33,17 @@ class BucketStore(StoreBase):
                 Bucket.deleted_at.is_(None), Bucket.name != SYSTEM_BUCKET)
                 .order_by(Bucket.name))).scalars().all()
         return list(rows)
+
+    async def bucket_usage(self) -> dict[int, tuple[int, int]]:
+        """Each bucket id holding files: (files, bytes). One grouped query over the
+        objects (read from the ``(bucket_id, size)`` index), not one per bucket: the
+        dashboard asks on every visit of the Files page. The trash is not counted
+        (its files are in no listing); a bucket without files is absent."""
+        async with self.read() as s:
+            rows = (await s.execute(
+                select(Object.bucket_id, func.count(), func.coalesce(func.sum(Object.size), 0))
+                .group_by(Object.bucket_id))).all()
+        return {bid: (int(files), int(size)) for bid, files, size in rows}
 
     async def live_bucket(self, name: str) -> Bucket | None:
         """The bucket of this name if it exists. Every S3 request asks, so a bucket

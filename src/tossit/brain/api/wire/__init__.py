@@ -30,6 +30,7 @@ from tossit.brain.api.wire.cluster import (
     Unhealthy,
 )
 from tossit.brain.api.wire.files import (
+    BucketEntry,
     ChunkEntry,
     FileDeleted,
     FileInfo,
@@ -65,7 +66,8 @@ from tossit.brain.api.wire.uploads import (
 from tossit.errors import ErrorBody
 
 __all__ = [
-    "ChunkEntry", "CompleteUpload", "CompletedUpload", "DrillResult", "ErrorBody", "Event",
+    "BucketEntry", "ChunkEntry", "CompleteUpload", "CompletedUpload", "DrillResult",
+    "ErrorBody", "Event",
     "FileDeleted", "FileInfo", "FileMeta", "FileRestored", "FolderEntry", "GcPass",
     "Health", "HeartbeatAnswer", "JoinToken", "JoinTokenCreated", "Joined", "Key",
     "KeyCreated", "ListingEntry", "MonitorPass", "Node", "NodeImpact", "NodeRemoved",

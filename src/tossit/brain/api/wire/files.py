@@ -49,6 +49,16 @@ class FolderEntry(Wire):
     created: Timestamp | None = Field(description="the newest upload under it")
 
 
+class BucketEntry(Wire):
+    """A bucket as ``GET /api/buckets`` lists it, for the dashboard's bucket choice."""
+
+    name: str
+    created: Timestamp | None = Field(description="when it was made (null only for 'default' "
+                                      "while it is deleted over S3: it is listed anyway)")
+    files: int = Field(description="files in it (the trash not counted)")
+    bytes: Bytes = Field(description="their sizes together")
+
+
 ListingEntry = Annotated[FolderEntry | FileMeta, Field(union_mode="left_to_right")]
 
 
