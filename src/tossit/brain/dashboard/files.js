@@ -1,6 +1,9 @@
 // Files: search, sort and paging done by the server (fast with 100,000 files),
 // browsing by folder ("/" in names; the folder is in the URL), upload of files
 // and folders by button or drag-and-drop, download, delete, multi-select delete.
+// With S3 buckets besides "default", a Bucket choice lists another bucket's files
+// (kept in the URL like the folder); uploads go to "default" only (the REST upload
+// API has no bucket), so they are refused, saying so, while another bucket is shown.
 
 import { api, whyNot } from "./api.js";
 import { h, icon, replace } from "./dom.js";
@@ -18,6 +21,7 @@ const COLS = [
   { key: "created", label: "Uploaded" },
 ];
 const selected = new Map(); // id -> name, kept across pages
+const DEFAULT_BUCKET = "default";
 
 export function mount(root, { params }) {
   const q = {
@@ -27,14 +31,18 @@ export function mount(root, { params }) {
     size: SIZES.includes(Number(params.get("size"))) ? Number(params.get("size")) : 50,
     page: Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1),
     dir: folderParam(params.get("dir")),
+    bucket: params.get("bucket") || DEFAULT_BUCKET,
   };
   const canWrite = whyNot(role(), "readwrite");
   const writeNote = canWrite ? `${canWrite} to upload or delete files` : null;
+  // Never upload into a bucket other than the one shown: another bucket's page
+  // refuses uploads (deletes work there, by id) and says where they would go.
+  const uploadNote = writeNote || (q.bucket !== DEFAULT_BUCKET ? "Uploads go to the default bucket: switch to it to upload" : null);
 
   // -- header, toolbar ---------------------------------------------------------
   const picker = h("input", { type: "file", multiple: true, id: "file-picker", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
-  const uploadBtn = actionButton("Upload files", { kind: "primary", iconName: "upload", why: writeNote, small: false, attrs: { id: "upload-button" } });
-  if (!writeNote) uploadBtn.addEventListener("click", () => picker.click());
+  const uploadBtn = actionButton("Upload files", { kind: "primary", iconName: "upload", why: uploadNote, small: false, attrs: { id: "upload-button" } });
+  if (!uploadNote) uploadBtn.addEventListener("click", () => picker.click());
   const whyId = whyIdOf(uploadBtn); // the Delete buttons point at the Upload button's reason (it covers both)
   picker.addEventListener("change", () => {
     enqueue([...picker.files].map((file) => ({ file, name: q.dir + file.name })));
@@ -42,14 +50,21 @@ export function mount(root, { params }) {
   });
   // A folder chosen: each file under its path in it ("photos/2024/a.jpg").
   const folderPicker = h("input", { type: "file", multiple: true, webkitdirectory: "", id: "folder-picker", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
-  const folderBtn = actionButton("Upload a folder", { iconName: "upload", why: writeNote, small: false, attrs: { id: "upload-folder-button" } });
-  if (!writeNote) folderBtn.addEventListener("click", () => folderPicker.click());
+  const folderBtn = actionButton("Upload a folder", { iconName: "upload", why: uploadNote, small: false, attrs: { id: "upload-folder-button" } });
+  if (!uploadNote) folderBtn.addEventListener("click", () => folderPicker.click());
   folderPicker.addEventListener("change", () => {
     const entries = [...folderPicker.files].map((file) => ({ file, name: q.dir + (file.webkitRelativePath || file.name) }));
     folderPicker.value = "";
     if (entries.length) enqueue(entries);
     else toast("That folder has no files in it.", "info");
   });
+  // Shown (filled by loadBuckets) only when a bucket besides "default" exists.
+  const bucketSel = h("select", { id: "bucket-select" });
+  bucketSel.addEventListener("change", () => {
+    location.hash = filesHref({ ...q, bucket: bucketSel.value, dir: "" }); // a new page: its own upload rules
+  });
+  // Labelled by `for`, not by wrapping: a wrapped select adds its option to its name.
+  const bucketField = h("div", { class: "field bucket-field", hidden: true }, h("label", { for: "bucket-select" }, "Bucket"), bucketSel);
   const search = h("input", { id: "file-search", type: "search", placeholder: "Search by name", value: q.search, "aria-label": "Search files by name", autocomplete: "off" });
   const totalText = h("span", { class: "muted", id: "file-total", role: "status" });
   const bulkBtn = actionButton("Delete selected", { kind: "danger", iconName: "trash", why: writeNote, whyId, attrs: { id: "delete-selected" } });
@@ -57,7 +72,7 @@ export function mount(root, { params }) {
   const selText = h("span", { class: "small" });
   const selBar = h("div", { class: "selbar", hidden: true }, selText, bulkBtn, clearSel);
 
-  const head = pageHeader("Files", null, writeNote ? null : h("span", { class: "muted small drop-note" }, "or drop files and folders on this page"), folderBtn, uploadBtn, picker, folderPicker);
+  const head = pageHeader("Files", null, uploadNote ? null : h("span", { class: "muted small drop-note" }, "or drop files and folders on this page"), folderBtn, uploadBtn, picker, folderPicker);
   head.firstChild.append(totalText);
   const tableBody = h("tbody");
   const headRow = h("tr");
@@ -65,11 +80,11 @@ export function mount(root, { params }) {
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   const listCard = h("section", { class: "card flush table-wrap" }, table);
   const dropHint = h("div", { class: "drop-hint" }, icon("upload"),
-    h("span", writeNote ? writeNote : "Drop files or folders here to upload them (several at once is fine), or use the buttons above."));
+    h("span", uploadNote ? uploadNote : "Drop files or folders here to upload them (several at once is fine), or use the buttons above."));
   const overlay = h("div", { class: "drop-overlay", "aria-hidden": "true" },
-    h("div", icon("upload"), h("p", writeNote ? writeNote : "Drop to upload")));
+    h("div", icon("upload"), h("p", uploadNote ? uploadNote : "Drop to upload")));
   const zone = h("div", { class: "dropzone", id: "dropzone" },
-    h("div", { class: "toolbar" }, h("label", { class: "field grow search-field" }, h("span", { class: "sr-only" }, "Search"), icon("files"), search), selBar),
+    h("div", { class: "toolbar" }, bucketField, h("label", { class: "field grow search-field" }, h("span", { class: "sr-only" }, "Search"), icon("files"), search), selBar),
     breadcrumb(q), dropHint, listCard, pager, overlay);
   root.append(head, zone);
 
@@ -85,7 +100,7 @@ export function mount(root, { params }) {
   zone.addEventListener("dragover", (ev) => {
     if (!hasFiles(ev)) return;
     ev.preventDefault();
-    ev.dataTransfer.dropEffect = writeNote ? "none" : "copy";
+    ev.dataTransfer.dropEffect = uploadNote ? "none" : "copy";
   });
   zone.addEventListener("dragleave", () => {
     depth = Math.max(0, depth - 1);
@@ -95,8 +110,8 @@ export function mount(root, { params }) {
     ev.preventDefault();
     depth = 0;
     zone.classList.remove("dragging");
-    if (writeNote) {
-      toast(`Cannot upload: ${writeNote.toLowerCase()}.`, "error");
+    if (uploadNote) {
+      toast(`Cannot upload: ${uploadNote.toLowerCase()}.`, "error");
       return;
     }
     let entries;
@@ -139,6 +154,7 @@ export function mount(root, { params }) {
     if (q.search) p.set("search", q.search); // in this folder and below it, flat
     else p.set("delimiter", "/"); // this folder's level: its folders, then its files
     if (q.dir) p.set("prefix", q.dir);
+    if (q.bucket !== DEFAULT_BUCKET) p.set("bucket", q.bucket);
     try {
       const resp = await api(`/api/files?${p}`, { signal: ctl.signal });
       if (inflight !== ctl) return;
@@ -218,7 +234,7 @@ export function mount(root, { params }) {
       replace(tableBody, h("tr", h("td", { colspan: "7" }, q.search
         ? emptyState("No file name contains that text.", "Try a shorter search.")
         : q.dir ? emptyState("No files in this folder.", "A folder exists while a file's name starts with it: go back up with the path above.")
-          : emptyState("No files yet.", writeNote || "Upload files with the button above or drop them here."))));
+          : emptyState("No files yet.", uploadNote || "Upload files with the button above or drop them here."))));
     } else {
       replace(tableBody, folders.map((f) => folderRow(f)), rows.map((f) => fileRow(f)));
     }
@@ -390,11 +406,34 @@ export function mount(root, { params }) {
       lastObjects = st.objects;
     }),
   ];
+  // -- buckets ---------------------------------------------------------------------
+  const bucketsCtl = new AbortController();
+  const loadBuckets = async () => {
+    let buckets;
+    try {
+      buckets = (await api("/api/buckets", { signal: bucketsCtl.signal })).data;
+    } catch (exc) {
+      if (exc.name !== "AbortError") console.warn("could not list the buckets", exc);
+      return; // the page works as with "default" alone
+    }
+    if (!buckets.some((b) => b.name === q.bucket)) { // deleted since the link was made
+      toast(`There is no bucket “${q.bucket}”: showing the default bucket.`, "info");
+      location.replace(filesHref({ ...q, bucket: DEFAULT_BUCKET, dir: "" }));
+      return;
+    }
+    if (buckets.length < 2) return; // only "default": the page as it always was
+    replace(bucketSel, buckets.map((b) => h("option", { value: b.name }, `${b.name} (${plural(b.files, "file")}, ${bytes(b.bytes)})`)));
+    bucketSel.value = q.bucket;
+    bucketField.hidden = false;
+  };
+
   load();
+  loadBuckets();
   return () => {
     offs.forEach((off) => off());
     clearTimeout(reloadTimer);
     if (inflight) inflight.abort();
+    bucketsCtl.abort();
   };
 }
 
@@ -416,6 +455,7 @@ function filesHref(q) {
   if (q.sort !== "created") p.set("sort", q.sort);
   if (q.order !== "desc") p.set("order", q.order);
   if (q.size !== 50) p.set("size", String(q.size));
+  if (q.bucket && q.bucket !== DEFAULT_BUCKET) p.set("bucket", q.bucket);
   return `#/files${p.toString() ? `?${p}` : ""}`;
 }
 
