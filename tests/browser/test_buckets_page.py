@@ -74,11 +74,14 @@ def test_choose_a_bucket_browse_it_and_keep_it_on_reload(
     expect(choice.locator("option")).to_have_text([re.compile(r"^default \(1 file"),
                                                   re.compile(r"^pictures \(2 files")])
     expect(choice).to_have_value("default")
+    page.locator("#select-page").check()  # ticked here, not carried to another bucket
+    expect(page.locator(".selbar")).to_contain_text("1 file selected")
     choice.select_option("pictures")
     expect(page).to_have_url(re.compile(r"#/files\?bucket=pictures$"))
     expect(row(page, "cat.jpg")).to_be_visible()
     expect(row(page, "only-in-default.txt")).to_have_count(0)
     expect(page.locator("#file-total")).to_have_text("1 folder, 1 file")
+    expect(page.locator(".selbar")).to_be_hidden()
 
     # Uploads go to "default" only: here they are refused, saying so.
     upload = page.locator("#upload-button")
@@ -124,6 +127,8 @@ def test_choose_a_bucket_browse_it_and_keep_it_on_reload(
 
 
 def test_a_link_to_a_deleted_bucket_shows_default(cl: Cluster, open_page: Any) -> None:
+    # (Its own file: tests of a module may run in different processes.)
+    assert cl.http.put("/api/files/only-in-default.txt", content=b"d").status_code == 201
     page, _ = open_page()
     sign_in(page, cl.admin_key)
     page.goto(cl.url + "/#/files?bucket=no-such-bucket")

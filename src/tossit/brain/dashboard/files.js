@@ -61,6 +61,8 @@ export function mount(root, { params }) {
   // Shown (filled by loadBuckets) only when a bucket besides "default" exists.
   const bucketSel = h("select", { id: "bucket-select" });
   bucketSel.addEventListener("change", () => {
+    // Files ticked in one bucket are not deleted from a page showing another.
+    selected.clear();
     location.hash = filesHref({ ...q, bucket: bucketSel.value, dir: "" }); // a new page: its own upload rules
   });
   // Labelled by `for`, not by wrapping: a wrapped select adds its option to its name.
