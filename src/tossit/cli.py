@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tossit.brain.api.wire import (
+    BucketEntry,
     DrillResult,
     Event,
     FileDeleted,
@@ -952,6 +953,23 @@ def ls(
         table.add_row(str(f.id), escape(f.name), format_size(f.size), str(f.chunks),
                       f"[{colour}]{rep.state}[/] {rep.min_copies}/{rep.target}",
                       _when(f.created))
+    console.print(table)
+
+
+@app.command()
+def buckets(
+    brain: BrainOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the buckets (S3's; the REST API's files are in 'default'), with their
+    files and sizes: ``tossit ls --bucket NAME`` lists one's files."""
+    found: list[BucketEntry] = _call(_client(brain, config).list_buckets)
+    if as_json:
+        return _print_json(found)
+    table = Table("bucket", "files", "size", "created", box=None)
+    for b in found:
+        table.add_row(escape(b.name), f"{b.files:,}", format_size(b.bytes), _when(b.created))
     console.print(table)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -919,3 +920,9 @@ def test_a_buckets_files_are_listed_by_the_rest_api_and_the_cli(
                           "--brain", cluster.url], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, TOSSIT_KEY=cluster.admin_key, COLUMNS="200"))
     assert out.returncode == 0 and "album/cat.jpg" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-m", "tossit", "buckets", "--json",
+                          "--brain", cluster.url], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, TOSSIT_KEY=cluster.admin_key))
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed_buckets = {b["name"]: (b["files"], b["bytes"]) for b in json.loads(out.stdout)}
+    assert listed_buckets[bucket] == (1, 400) and "deleted-one" not in listed_buckets

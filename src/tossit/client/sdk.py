@@ -29,6 +29,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from tossit.brain.api.wire import (
+    BucketEntry,
     CompletedUpload,
     DrillResult,
     Event,
@@ -373,6 +374,10 @@ class TossitClient:
         if prefix:
             params["prefix"] = prefix
         return self._many(FileMeta, "GET", "/api/files", params=params)
+
+    def list_buckets(self) -> list[BucketEntry]:
+        """The buckets that exist (``default`` always), with their files and bytes."""
+        return self._many(BucketEntry, "GET", "/api/buckets")
 
     def list_folder(self, prefix: str = "", sort: str = "name", order: str = "asc",
                     limit: int = 1000, offset: int = 0) -> list[FolderEntry | FileMeta]:
