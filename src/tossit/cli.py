@@ -1218,28 +1218,23 @@ def drill(brain: BrainOpt = None, config: ConfigOpt = None,
         return
     console.print(r.summary, style="green" if r.ok else "red", highlight=False,
                   markup=False, soft_wrap=True)
-    findings = (("lost", r.lost, r.lost_count, "would be lost"),
-                ("wrong", r.wrong, r.wrong_count, "would come back as another version"),
-                ("incomplete", r.incomplete, r.incomplete_count, "would miss chunks"),
-                ("reappear", r.reappear, r.reappear_count, "deleted, would come back"),
-                ("manifest_below", r.manifest_below, r.manifest_below_count,
-                 "manifest on fewer nodes than it should"),
-                ("chunks_below", r.chunks_below, r.chunks_below_count,
-                 "chunks on fewer nodes than they should"))
-    for key, names, n, words in findings:
+    # (what, names, count, words, a loss rather than a risk)
+    findings = (("file", r.lost, r.lost_count, "would be lost", True),
+                ("file", r.wrong, r.wrong_count, "would come back as another version", True),
+                ("file", r.incomplete, r.incomplete_count, "would miss chunks", True),
+                ("file", r.reappear, r.reappear_count, "deleted, would come back", True),
+                ("file", r.manifest_below, r.manifest_below_count,
+                 "manifest on fewer nodes than it should", False),
+                ("file", r.chunks_below, r.chunks_below_count,
+                 "chunks on fewer nodes than they should", False),
+                ("bucket", r.buckets_lost, r.buckets_lost_count, "would be lost", True),
+                ("bucket", r.buckets_reappear, r.buckets_reappear_count,
+                 "deleted, would come back", True))
+    for what, names, n, words, loss in findings:
         if n:
-            console.print(f"{plural(n, 'file')} {words}: " + ", ".join(names)
+            console.print(f"{plural(n, what)} {words}: " + ", ".join(names)
                           + (" ..." if n > len(names) else ""), highlight=False,
-                          markup=False, soft_wrap=True,
-                          style="red" if key in ("lost", "wrong", "incomplete", "reappear")
-                          else "yellow")
-    for names, n, words in ((r.buckets_lost, r.buckets_lost_count, "would be lost"),
-                            (r.buckets_reappear, r.buckets_reappear_count,
-                             "deleted, would come back")):
-        if n:
-            console.print(f"{plural(n, 'bucket')} {words}: " + ", ".join(names)
-                          + (" ..." if n > len(names) else ""), highlight=False,
-                          markup=False, soft_wrap=True, style="red")
+                          markup=False, soft_wrap=True, style="red" if loss else "yellow")
     for src, why in r.nodes_unreachable.items():
         console.print(f"not read: {src} ({why})", style="yellow", highlight=False,
                       markup=False)

@@ -80,8 +80,7 @@ def check_ports(host: str, port: int, node_port: int, nodes: int, s3_port: int =
 def last_error(log: Path) -> str | None:
     """The last error line a child wrote to its log (its ``error: …`` refusal, or
     an ERROR or CRITICAL record), for the one line tossit up prints."""
-    text = read_tail(log)
-    for line in reversed((text or "").splitlines()):
+    for line in reversed((read_tail(log) or "").splitlines()):
         text = line.strip()
         if text.startswith("error:"):
             return text.removeprefix("error:").strip()

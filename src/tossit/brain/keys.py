@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tossit.auth.keys import (
     Role,
@@ -25,7 +24,7 @@ from tossit.auth.keys import (
     secret_hash,
 )
 from tossit.auth.secretfile import ADMIN_KEY_FILE, SecretFileError, read_secret, write_secret
-from tossit.brain.manifest_rows import Pack, log_key
+from tossit.brain.manifest_rows import log_key
 from tossit.brain.models import ApiKey
 from tossit.brain.states import EventKind
 from tossit.brain.store import Store
@@ -72,12 +71,6 @@ class KeyService:
         self._cache: dict[str, tuple[KeyInfo, float]] = {}  # secret hash -> (key, fetched)
         self._by_id: dict[str, tuple[KeyInfo, str, float]] = {}  # id -> (key, secret, fetched)
 
-    async def _logged(self, s: AsyncSession, key_id: str) -> tuple[list[str], Pack | None]:
-        if self.store.pack_key is None:
-            return [], None
-        await self.store.lock_refcounts(s)
-        return await log_key(s, key_id, self.store.pack_key, self.store.versions)
-
     async def create(self, name: str, role: Role,
                      expires_at: float | None = None) -> tuple[KeyInfo, str]:
         """A new key and its secret (the only time the secret is available)."""
@@ -88,7 +81,7 @@ class KeyService:
         async with self.store.write() as s:
             s.add(row)
             await s.flush()
-            garbage, pack = await self._logged(s, key_id)
+            garbage, pack = await self.store.log_alone(s, log_key, key_id)
         # Every key change is also a manifest entry (recoverable from the nodes).
         await self.store.after_log(pack, garbage)
         return _info(row), secret
@@ -120,7 +113,7 @@ class KeyService:
                         raise LastAdminKey(key_id)
                 await s.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=now))
                 row.revoked_at = now
-                garbage, pack = await self._logged(s, key_id)
+                garbage, pack = await self.store.log_alone(s, log_key, key_id)
             else:
                 garbage, pack = [], None
             digest = row.secret_sha256

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -294,6 +294,11 @@ async def _log_alone(s: AsyncSession, row: NewRow, entry: Callable[[int], AnyEnt
     await log_rows(s, [row], [version], now, pack.id)
     await to_outbox(s, pack)
     return await release_packs(s, lost), pack
+
+
+# ``log_key`` and ``log_bucket``: what ``StoreBase.log_alone`` takes.
+LogAlone = Callable[[AsyncSession, str, bytes, "Versions"],
+                    Awaitable[tuple[list[str], "Pack | None"]]]
 
 
 async def log_key(s: AsyncSession, key_id: str, pack_key: bytes, versions: Versions

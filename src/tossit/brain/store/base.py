@@ -289,6 +289,16 @@ class StoreBase:
         """An INSERT of this dialect (with ``on_conflict_do_update``)."""
         return self._insert(model)
 
+    async def log_alone(self, s: AsyncSession, log: manifest_rows.LogAlone,
+                        name: str) -> tuple[list[str], Pack | None]:
+        """A key's or a bucket's change (``log``: ``manifest_rows.log_key`` or
+        ``log_bucket``) logged in the caller's transaction, in a pack of its own;
+        nothing without a pack key. ``after_log`` then writes the pack."""
+        if self.pack_key is None:
+            return [], None
+        await self.lock_refcounts(s)
+        return await log(s, name, self.pack_key, self.versions)
+
     async def lock_refcounts(self, s: AsyncSession) -> None:
         """Serialise reference-count changes (SQLite already has ``write``'s lock),
         and make sure this brain may change them (it leads)."""

@@ -15,9 +15,8 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import exists, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tossit.brain.manifest_rows import Pack, log_bucket
+from tossit.brain.manifest_rows import log_bucket
 from tossit.brain.models import Bucket, Object
 from tossit.brain.store.base import StoreBase
 from tossit.manifests import SYSTEM_BUCKET
@@ -77,7 +76,7 @@ class BucketStore(StoreBase):
             else:
                 row.deleted_at, row.created_at = None, now
             await s.flush()  # (log_bucket reads the row)
-            garbage, pack = await self._log_bucket(s, name)
+            garbage, pack = await self.log_alone(s, log_bucket, name)
         await self.after_log(pack, garbage)
         return True
 
@@ -93,14 +92,9 @@ class BucketStore(StoreBase):
                 return False
             row.deleted_at = time.time()
             await s.flush()
-            garbage, pack = await self._log_bucket(s, name)
+            garbage, pack = await self.log_alone(s, log_bucket, name)
         self._bucket_ids.pop(name, None)
         self._live_buckets.pop(name, None)
         await self.after_log(pack, garbage)
         return True
 
-    async def _log_bucket(self, s: AsyncSession, name: str) -> tuple[list[str], Pack | None]:
-        if self.pack_key is None:
-            return [], None
-        await self.lock_refcounts(s)
-        return await log_bucket(s, name, self.pack_key, self.versions)
